@@ -1,0 +1,70 @@
+"""The Provider seam: create, list and destroy worker machines on one platform.
+
+Providers only carry out decisions; the pure planner decides. Every machine a provider creates
+carries the launch id it was given (Fly metadata, a DigitalOcean tag, a local process record),
+so an ambiguous create is resolved by ``find`` instead of a second create.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+MachineState = Literal["starting", "running", "stopping", "stopped", "failed", "unknown"]
+
+
+class Machine(BaseModel):
+    """A worker machine as the provider reports it, normalised across providers."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    machine_id: str
+    provider: str
+    state: MachineState
+    launch_id: str | None = None
+    region: str | None = None
+    created_at_ms: int | None = None
+    # The worker id the machine runs as, when the provider knows it (set in the worker env).
+    worker_id: str | None = None
+
+
+class LaunchSpec(BaseModel):
+    """What one new worker machine needs: its identity and its environment."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    launch_id: str = Field(min_length=1)
+    worker_id: str = Field(min_length=1)
+    env: dict[str, str] = Field(default_factory=dict)
+    # Values that must reach the worker but never a log line (store tokens, gateway tokens).
+    secret_env: dict[str, SecretStr] = Field(default_factory=dict)
+
+
+class Provider(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    async def create(self, spec: LaunchSpec) -> Machine:
+        """Create one machine tagged with ``spec.launch_id``.
+
+        Raises ``autoscaler.errors.ProviderError``; ``ambiguous=True`` on it means the
+        machine may exist anyway (timeout, 5xx, lost response): look it up with ``find``.
+        """
+        ...
+
+    async def list(self) -> list[Machine]:
+        """Every machine this fleet owns on the platform (filtered by our tag or metadata)."""
+        ...
+
+    async def find(self, launch_id: str) -> Machine | None: ...
+
+    async def stop(self, machine: Machine) -> None:
+        """Ask the machine to shut down gracefully (SIGTERM to the worker). Idempotent."""
+        ...
+
+    async def destroy(self, machine: Machine) -> None:
+        """Remove the machine for good; a machine already gone is success."""
+        ...
+
+    async def aclose(self) -> None: ...

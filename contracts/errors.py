@@ -1,0 +1,91 @@
+"""Typed errors shared by every store binding.
+
+The tree::
+
+    FactoryError                      root; ``retryable`` says whether trying again can help
+    ├── InvalidInput                  a field is wrong; names the field and the fix
+    ├── AgentUnavailable              enqueue to an unknown or disabled agent profile
+    ├── ConversationConflict          a conversation already belongs to another agent
+    ├── NotFound                      an operator action names something that does not exist
+    └── StoreError                    the store could not answer
+        ├── StoreUnavailable          connection refused, timeout, 429/5xx (retryable)
+        └── StoreFunctionError        the store ran the function and it failed (not retryable)
+
+Messages never carry secrets: callers pass identifiers, never tokens.
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+
+class FactoryError(Exception):
+    """Root of our errors. ``retryable`` is part of the contract, not a guess at the call site."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(FactoryError):
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+    @classmethod
+    def from_validation(cls, exc: ValidationError) -> InvalidInput:
+        """Collapse pydantic's report into one line that names the first bad field."""
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "input"
+        problem = str(first["msg"]).removeprefix("Value error, ")
+        extra = len(exc.errors()) - 1
+        if extra:
+            problem += f" (and {extra} more problem{'s' if extra > 1 else ''})"
+        return cls(field, problem)
+
+
+class AgentUnavailable(FactoryError):
+    def __init__(self, agent_key: str, reason: str) -> None:
+        super().__init__(
+            f"agentKey: agent profile {agent_key!r} is {reason}; "
+            "create or enable it first, or use an existing agent"
+        )
+        self.agent_key = agent_key
+
+
+class ConversationConflict(FactoryError):
+    def __init__(self, conversation_id: str, owner: str, requested: str) -> None:
+        super().__init__(
+            f"conversationId: {conversation_id!r} belongs to agent {owner!r}, not {requested!r}; "
+            "use a new conversation id for another agent"
+        )
+        self.conversation_id = conversation_id
+
+
+class NotFound(FactoryError):
+    def __init__(self, what: str, key: str) -> None:
+        super().__init__(f"{what} {key!r} not found")
+        self.what = what
+        self.key = key
+
+
+class StoreError(FactoryError):
+    def __init__(self, store: str, message: str) -> None:
+        super().__init__(f"store {store}: {message}")
+        self.store = store
+
+
+class StoreUnavailable(StoreError):
+    retryable = True
+
+
+class StoreFunctionError(StoreError):
+    def __init__(self, store: str, function: str, message: str) -> None:
+        super().__init__(store, f"function {function} failed: {message}")
+        self.function = function

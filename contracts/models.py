@@ -1,0 +1,346 @@
+"""Frozen wire models for every function of the queue contract.
+
+Python names are snake_case; the wire is camelCase (``conversation_id`` ↔ ``conversationId``).
+Optional keys are omitted on the wire, never sent as null: serialize with :func:`to_wire`.
+
+Our own request messages forbid unknown fields, so a typo is an error instead of a silently
+ignored key. Every time is epoch milliseconds from the store's clock.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_serializer,
+)
+from pydantic.alias_generators import to_camel
+
+MAX_MESSAGE_BYTES = 64 * 1024
+MIN_PRIORITY, MAX_PRIORITY, DEFAULT_PRIORITY = 0, 100, 50
+DEFAULT_MAX_ATTEMPTS = 5
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+def _within_64k(value: str) -> str:
+    size = len(value.encode("utf-8"))
+    if size > MAX_MESSAGE_BYTES:
+        raise ValueError(
+            f"is {size} bytes; the limit is {MAX_MESSAGE_BYTES} bytes (64 KiB): split the message or send a file"
+        )
+    return value
+
+
+NonEmpty = Annotated[str, AfterValidator(_not_blank)]
+MessageText = Annotated[str, AfterValidator(_within_64k)]
+Priority = Annotated[int, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)]
+EpochMs = Annotated[int, Field(ge=0)]
+
+MessageStatus = Literal["queued", "processing", "done", "dead_letter"]
+WorkerStatus = Literal["active", "draining", "stopping", "stopped"]
+HistoryRole = Literal["system", "user", "assistant", "tool"]
+AttachmentKind = Literal["photo", "video", "audio", "voice", "document"]
+
+
+class WireModel(BaseModel):
+    """Base of our own messages: frozen, camelCase on the wire, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+        ser_json_bytes="base64",
+    )
+
+
+def to_wire(model: BaseModel) -> dict[str, Any]:
+    """The JSON-ready wire form: camelCase keys, optional keys omitted rather than null."""
+    return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+# --------------------------------------------------------------------------- payloads
+
+
+class Attachment(WireModel):
+    kind: AttachmentKind
+    status: Literal["ready", "expired"] = "ready"
+    storage_id: str | None = None
+    telegram_file_id: str | None = None
+    file_name: str | None = None
+    mime_type: str | None = None
+    size_bytes: int | None = Field(default=None, ge=0)
+    expires_at: EpochMs | None = None
+    download_url: str | None = None
+
+
+class MessagePayload(WireModel):
+    provider: NonEmpty
+    provider_user_id: NonEmpty
+    message_text: MessageText
+    external_message_id: str | None = None
+    raw_update_json: str | None = None
+    metadata: dict[str, str] | None = None
+    attachments: list[Attachment] | None = None
+
+
+class EnqueueRequest(WireModel):
+    conversation_id: NonEmpty
+    agent_key: NonEmpty
+    payload: MessagePayload
+    priority: Priority = DEFAULT_PRIORITY
+    scheduled_for: EpochMs | None = None
+    max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1, le=1000)
+
+
+# --------------------------------------------------------------------------- workers
+
+
+class MachineRef(WireModel):
+    machine_id: NonEmpty
+    app_name: str | None = None
+    region: str | None = None
+
+
+class WorkerRegistration(WireModel):
+    worker_id: NonEmpty
+    provider: NonEmpty
+    machine_ref: MachineRef | None = None
+    launch_id: str | None = None
+    capabilities: list[str] | None = None
+
+
+class WorkerRecord(WireModel):
+    worker_id: str
+    provider: str
+    status: WorkerStatus
+    registered_at: EpochMs
+    heartbeat_at: EpochMs
+    status_reason: str | None = None
+    machine_ref: MachineRef | None = None
+    launch_id: str | None = None
+    capabilities: list[str] = Field(default_factory=list)
+    last_claim_at: EpochMs | None = None
+    busy_since: EpochMs | None = None
+    idle_since: EpochMs | None = None
+    conversation_id: str | None = None
+
+
+class ControlState(WireModel):
+    should_stop: bool
+    reason: str | None = None
+
+
+class SetWorkerStatusRequest(WireModel):
+    worker_id: NonEmpty
+    status: Literal["draining", "stopping", "stopped"]
+    reason: NonEmpty
+
+
+# --------------------------------------------------------------------------- leases
+
+
+class ClaimedJob(WireModel):
+    message_id: str
+    conversation_id: str
+    agent_key: str
+    lease_id: str
+    lease_expires_at: EpochMs
+    attempt: int = Field(ge=1)
+    payload: MessagePayload
+
+
+class LeaseRef(WireModel):
+    """What fences heartbeat, complete and fail: the worker, the message, the current lease."""
+
+    worker_id: NonEmpty
+    message_id: NonEmpty
+    lease_id: NonEmpty
+
+
+class FailRequest(WireModel):
+    worker_id: NonEmpty
+    message_id: NonEmpty
+    lease_id: NonEmpty
+    error_message: str
+    retryable: bool = True
+
+
+class FailResult(WireModel):
+    requeued: bool
+    dead_lettered: bool
+    next_scheduled_for: EpochMs | None = None
+
+
+# --------------------------------------------------------------------------- conversations
+
+
+class HistoryMessage(WireModel):
+    role: HistoryRole
+    content: str
+    at: EpochMs | None = None
+
+
+class AppendRequest(WireModel):
+    conversation_id: NonEmpty
+    messages: list[HistoryMessage] = Field(min_length=1)
+    # The queue message these turns answer: a redelivered job appends its turns only once.
+    message_id: str | None = None
+
+
+class AppendResult(WireModel):
+    updated: bool
+    message_count: int
+
+
+class Conversation(WireModel):
+    conversation_id: str
+    agent_key: str
+    history: list[HistoryMessage]
+    message_count: int
+    queued: int
+    processing: int
+    done: int
+    dead_letters: int
+
+
+class AgentProfile(WireModel):
+    agent_key: NonEmpty
+    version: str = "1.0.0"
+    enabled: bool = True
+    secrets_ref: list[str] = Field(default_factory=list)
+    bot_identity: str | None = None
+    # The OpenClaw agent id this profile runs as on the gateway ("main" by default).
+    openclaw_agent_id: str = "main"
+    bridge_config: dict[str, str] | None = None
+
+
+class HydrationBundle(WireModel):
+    message_id: str
+    conversation_id: str
+    agent_key: str
+    payload: MessagePayload
+    profile: AgentProfile
+    history: list[HistoryMessage]
+    # Secrets resolved from the profile's refs. SecretStr keeps them out of reprs and logs.
+    telegram_bot_token: SecretStr | None = None
+    secrets: dict[str, SecretStr] = Field(default_factory=dict)
+
+    @field_serializer("telegram_bot_token", when_used="json")
+    def _reveal_token(self, value: SecretStr | None) -> str | None:
+        # The wire needs the value; only our process-side reprs hide it.
+        return value.get_secret_value() if value is not None else None
+
+    @field_serializer("secrets", when_used="json")
+    def _reveal_secrets(self, value: dict[str, SecretStr]) -> dict[str, str]:
+        return {ref: secret.get_secret_value() for ref, secret in value.items()}
+
+
+# --------------------------------------------------------------------------- operator views
+
+
+class QueueStats(WireModel):
+    queued: int
+    processing: int
+    done: int
+    dead_letters: int
+    ready_conversations: int
+    inflight_conversations: int
+    retrying_conversations: int
+    scheduled_conversations: int
+    oldest_ready_age_ms: int | None = None
+    workers: dict[str, int] = Field(default_factory=dict)
+
+
+class DeadLetter(WireModel):
+    message_id: str
+    conversation_id: str
+    agent_key: str
+    attempts: int
+    max_attempts: int
+    last_error: str
+    dead_lettered_at: EpochMs
+    message_text: str
+
+
+class RedriveResult(WireModel):
+    redriven: list[str]
+
+
+class ReleaseResult(WireModel):
+    released: int
+    dead_lettered: int
+
+
+class MessageRecord(WireModel):
+    message_id: str
+    conversation_id: str
+    agent_key: str
+    status: MessageStatus
+    priority: int
+    scheduled_for: EpochMs
+    enqueued_at: EpochMs
+    attempts: int
+    max_attempts: int
+    payload: MessagePayload
+    last_error: str | None = None
+    lease_expires_at: EpochMs | None = None
+    claimed_by: str | None = None
+    finished_at: EpochMs | None = None
+
+
+# --------------------------------------------------------------------------- fleet
+
+
+class WorkerView(WireModel):
+    worker_id: str
+    provider: str
+    status: WorkerStatus
+    heartbeat_age_ms: int
+    busy: bool
+    busy_since: EpochMs | None = None
+    idle_since: EpochMs | None = None
+    machine_ref: MachineRef | None = None
+    launch_id: str | None = None
+    conversation_id: str | None = None
+
+
+class DemandSnapshot(WireModel):
+    """Everything the autoscaler learns from the store, taken in one read."""
+
+    now: EpochMs
+    ready_conversations: int
+    inflight_conversations: int
+    retrying_conversations: int
+    scheduled_conversations: int
+    oldest_ready_age_ms: int | None = None
+    # The soonest future moment a waiting conversation becomes ready (retry or schedule).
+    next_ready_at: EpochMs | None = None
+    workers: list[WorkerView] = Field(default_factory=list)
+
+
+LaunchState = Literal["requested", "running", "gone", "failed"]
+
+
+class LaunchRecord(WireModel):
+    """A ledger row: written before a provider create call, so a retry looks it up instead."""
+
+    launch_id: NonEmpty
+    provider: NonEmpty
+    requested_at: EpochMs
+    state: LaunchState = "requested"
+    machine_id: str | None = None
+    updated_at: EpochMs | None = None
+    detail: str | None = None

@@ -1,0 +1,178 @@
+"""Agent profiles, secrets, conversation history and the hydration bundle."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from pydantic import SecretStr
+
+from contracts.models import (
+    AgentProfile,
+    AppendRequest,
+    AppendResult,
+    Conversation,
+    HistoryMessage,
+    HydrationBundle,
+    MessagePayload,
+    MessageRecord,
+)
+
+HISTORY_WINDOW = 64
+TELEGRAM_TOKEN_REF = "telegram.botToken"
+
+
+def upsert_profile(conn: sqlite3.Connection, profile: AgentProfile, now: int) -> AgentProfile:
+    conn.execute(
+        "INSERT INTO agent_profiles (agent_key, profile, enabled, updated_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (agent_key) DO UPDATE SET profile = excluded.profile, enabled = excluded.enabled,"
+        " updated_at = excluded.updated_at",
+        (profile.agent_key, profile.model_dump_json(by_alias=True, exclude_none=True), int(profile.enabled), now),
+    )
+    return profile
+
+
+def get_profile(conn: sqlite3.Connection, agent_key: str) -> AgentProfile | None:
+    row = conn.execute("SELECT profile FROM agent_profiles WHERE agent_key = ?", (agent_key,)).fetchone()
+    return None if row is None else AgentProfile.model_validate_json(row[0])
+
+
+def import_secret(conn: sqlite3.Connection, secret_ref: str, value: SecretStr, now: int) -> int:
+    """A new active version; earlier versions stay for audit but stop resolving."""
+    row = conn.execute("SELECT max(version) FROM secrets WHERE secret_ref = ?", (secret_ref,)).fetchone()
+    version = int(row[0] or 0) + 1
+    conn.execute("UPDATE secrets SET active = 0 WHERE secret_ref = ?", (secret_ref,))
+    conn.execute(
+        "INSERT INTO secrets (secret_ref, version, value, active, created_at) VALUES (?, ?, ?, 1, ?)",
+        (secret_ref, version, value.get_secret_value(), now),
+    )
+    return version
+
+
+def _resolve_secrets(conn: sqlite3.Connection, refs: list[str]) -> dict[str, SecretStr]:
+    if not refs:
+        return {}
+    marks = ",".join("?" * len(refs))
+    rows = conn.execute(
+        f"SELECT secret_ref, value FROM secrets WHERE active = 1 AND secret_ref IN ({marks})", refs
+    ).fetchall()
+    return {ref: SecretStr(value) for ref, value in rows}
+
+
+def _history(conn: sqlite3.Connection, conversation_id: str, limit: int) -> list[HistoryMessage]:
+    rows = conn.execute(
+        "SELECT role, content, at FROM history WHERE conversation_id = ? ORDER BY idx DESC LIMIT ?",
+        (conversation_id, limit),
+    ).fetchall()
+    return [HistoryMessage(role=role, content=content, at=at) for role, content, at in reversed(rows)]
+
+
+def append_history(conn: sqlite3.Connection, request: AppendRequest, now: int) -> AppendResult:
+    row = conn.execute(
+        "SELECT history_count FROM conversations WHERE conversation_id = ?", (request.conversation_id,)
+    ).fetchone()
+    if row is None:
+        return AppendResult(updated=False, message_count=0)
+    count = int(row[0])
+    if request.message_id is not None:
+        seen = conn.execute(
+            "SELECT 1 FROM history WHERE source_message_id = ? AND conversation_id = ? LIMIT 1",
+            (request.message_id, request.conversation_id),
+        ).fetchone()
+        if seen is not None:
+            return AppendResult(updated=False, message_count=count)
+    conn.executemany(
+        "INSERT INTO history (conversation_id, idx, role, content, at, source_message_id) VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (request.conversation_id, count + i, m.role, m.content, m.at if m.at is not None else now, request.message_id)
+            for i, m in enumerate(request.messages)
+        ],
+    )
+    count += len(request.messages)
+    conn.execute(
+        "UPDATE conversations SET history_count = ? WHERE conversation_id = ?", (count, request.conversation_id)
+    )
+    return AppendResult(updated=True, message_count=count)
+
+
+def hydration_bundle(conn: sqlite3.Connection, message_id: str) -> HydrationBundle | None:
+    """What a worker needs to run a claimed message; None unless the message is processing."""
+    row = conn.execute(
+        "SELECT conversation_id, agent_key, payload FROM messages WHERE message_id = ? AND status = 'processing'",
+        (message_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    conversation_id, agent_key, payload = row
+    profile = get_profile(conn, agent_key)
+    if profile is None:
+        return None
+    secrets = _resolve_secrets(conn, profile.secrets_ref)
+    token = next(
+        (
+            secret
+            for ref, secret in secrets.items()
+            if ref == TELEGRAM_TOKEN_REF or ref.startswith(TELEGRAM_TOKEN_REF + ".")
+        ),
+        None,
+    )
+    return HydrationBundle(
+        message_id=message_id,
+        conversation_id=conversation_id,
+        agent_key=agent_key,
+        payload=MessagePayload.model_validate_json(payload),
+        profile=profile,
+        history=_history(conn, conversation_id, HISTORY_WINDOW),
+        telegram_bot_token=token,
+        secrets=secrets,
+    )
+
+
+def get_conversation(conn: sqlite3.Connection, conversation_id: str, history_limit: int) -> Conversation | None:
+    row = conn.execute(
+        "SELECT agent_key, history_count FROM conversations WHERE conversation_id = ?", (conversation_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    counts = dict(
+        conn.execute(
+            "SELECT status, count(*) FROM messages WHERE conversation_id = ? GROUP BY status", (conversation_id,)
+        ).fetchall()
+    )
+    return Conversation(
+        conversation_id=conversation_id,
+        agent_key=row[0],
+        history=_history(conn, conversation_id, history_limit),
+        message_count=int(row[1]),
+        queued=counts.get("queued", 0),
+        processing=counts.get("processing", 0),
+        done=counts.get("done", 0),
+        dead_letters=counts.get("dead_letter", 0),
+    )
+
+
+def get_message(conn: sqlite3.Connection, message_id: str) -> MessageRecord | None:
+    row = conn.execute(
+        "SELECT message_id, conversation_id, agent_key, status, priority, scheduled_for, enqueued_at, attempts,"
+        " max_attempts, payload, last_error, lease_expires_at, claimed_by, finished_at"
+        " FROM messages WHERE message_id = ?",
+        (message_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    (mid, conv, agent, status, priority, sched, enq, attempts, max_attempts, payload, err, lease_exp, by, fin) = row
+    return MessageRecord(
+        message_id=mid,
+        conversation_id=conv,
+        agent_key=agent,
+        status=status,
+        priority=priority,
+        scheduled_for=sched,
+        enqueued_at=enq,
+        attempts=attempts,
+        max_attempts=max_attempts,
+        payload=MessagePayload.model_validate_json(payload),
+        last_error=err,
+        lease_expires_at=lease_exp if status == "processing" else None,
+        claimed_by=by,
+        finished_at=fin,
+    )

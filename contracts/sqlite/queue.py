@@ -1,0 +1,379 @@
+"""The queue's transactions: enqueue, claim, heartbeat, complete, fail, sweep, redrive.
+
+Each function runs inside a transaction its caller opened and takes ``now`` from the caller,
+so the rules in :mod:`contracts.rules` decide and this module only reads and writes rows.
+
+Invariants kept here (the state-machine test checks them after every step):
+
+* A conversation's head is its one processing message if it has one, else its earliest
+  queued message. Only a head is ever claimed, so at most one message per conversation is
+  in flight and delivery follows enqueue order.
+* Heartbeat, complete and fail change a row only when status, lease id, worker and expiry
+  all match; anything else changes nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from contracts.errors import AgentUnavailable, ConversationConflict
+from contracts.models import (
+    ClaimedJob,
+    EnqueueRequest,
+    FailRequest,
+    FailResult,
+    LeaseRef,
+    MessagePayload,
+    ReleaseResult,
+)
+from contracts.rules import QueuePolicy, RandomSource, backoff_ms, lease_expiry, out_of_attempts
+
+TokenSource = Callable[[], str]
+
+_HEAD_COLUMNS = "seq, status, priority, scheduled_for, attempts, lease_expires_at, claimed_by"
+_INFLIGHT_SQL = f"SELECT {_HEAD_COLUMNS} FROM messages WHERE conversation_id = ? AND status = 'processing'"
+_NEXT_SQL = f"""
+    SELECT {_HEAD_COLUMNS} FROM messages
+    WHERE conversation_id = ? AND status IN ('queued', 'processing')
+    ORDER BY arrival_at, seq
+    LIMIT 1
+"""
+
+
+def refresh_head(conn: sqlite3.Connection, conversation_id: str) -> None:
+    """Recompute a conversation's head after any change to its open messages."""
+    row = conn.execute(_INFLIGHT_SQL, (conversation_id,)).fetchone()
+    if row is None:
+        row = conn.execute(_NEXT_SQL, (conversation_id,)).fetchone()
+    if row is None:
+        conn.execute(
+            "UPDATE conversations SET head_seq = NULL, head_status = NULL, head_priority = NULL,"
+            " head_scheduled_for = NULL, head_attempts = NULL, available_at = NULL, lock_worker = NULL"
+            " WHERE conversation_id = ?",
+            (conversation_id,),
+        )
+        return
+    seq, status, priority, scheduled_for, attempts, lease_expires_at, claimed_by = row
+    processing = status == "processing"
+    conn.execute(
+        "UPDATE conversations SET head_seq = ?, head_status = ?, head_priority = ?, head_scheduled_for = ?,"
+        " head_attempts = ?, available_at = ?, lock_worker = ? WHERE conversation_id = ?",
+        (
+            seq,
+            status,
+            priority,
+            scheduled_for,
+            attempts,
+            lease_expires_at if processing else scheduled_for,
+            claimed_by if processing else None,
+            conversation_id,
+        ),
+    )
+
+
+# --------------------------------------------------------------------------- enqueue
+
+
+def _check_agent(conn: sqlite3.Connection, agent_key: str) -> None:
+    row = conn.execute("SELECT enabled FROM agent_profiles WHERE agent_key = ?", (agent_key,)).fetchone()
+    if row is None:
+        raise AgentUnavailable(agent_key, "not defined")
+    if not row[0]:
+        raise AgentUnavailable(agent_key, "disabled")
+
+
+def enqueue(conn: sqlite3.Connection, request: EnqueueRequest, now: int, new_id: TokenSource) -> tuple[str, bool]:
+    """Insert a message; returns (message id, created). A duplicate external id is not created."""
+    payload = request.payload
+    if payload.external_message_id is not None:
+        existing = conn.execute(
+            "SELECT message_id FROM messages WHERE conversation_id = ? AND external_message_id = ?",
+            (request.conversation_id, payload.external_message_id),
+        ).fetchone()
+        if existing is not None:
+            return str(existing[0]), False
+    _check_agent(conn, request.agent_key)
+    owner = conn.execute(
+        "SELECT agent_key FROM conversations WHERE conversation_id = ?", (request.conversation_id,)
+    ).fetchone()
+    if owner is None:
+        conn.execute(
+            "INSERT INTO conversations (conversation_id, agent_key, created_at) VALUES (?, ?, ?)",
+            (request.conversation_id, request.agent_key, now),
+        )
+    elif owner[0] != request.agent_key:
+        raise ConversationConflict(request.conversation_id, owner[0], request.agent_key)
+    message_id = new_id()
+    scheduled_for = now if request.scheduled_for is None else request.scheduled_for
+    conn.execute(
+        "INSERT INTO messages (message_id, conversation_id, agent_key, payload, external_message_id, status,"
+        " priority, scheduled_for, arrival_at, enqueued_at, max_attempts)"
+        " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+        (
+            message_id,
+            request.conversation_id,
+            request.agent_key,
+            payload.model_dump_json(by_alias=True, exclude_none=True),
+            payload.external_message_id,
+            request.priority,
+            scheduled_for,
+            max(scheduled_for, now),
+            now,
+            request.max_attempts,
+        ),
+    )
+    # The new message may arrive before a head that is only scheduled for later.
+    refresh_head(conn, request.conversation_id)
+    return message_id, True
+
+
+# --------------------------------------------------------------------------- claim
+
+_CANDIDATE_SQL = """
+    SELECT conversation_id, head_seq, head_status, head_attempts
+    FROM conversations INDEXED BY conversations_claim
+    WHERE head_seq IS NOT NULL AND available_at <= ?
+    ORDER BY head_priority DESC, head_scheduled_for, head_seq
+    LIMIT 1
+"""
+_PINNED_SQL = """
+    SELECT conversation_id, head_seq, head_status, head_attempts
+    FROM conversations
+    WHERE conversation_id = ? AND head_seq IS NOT NULL AND available_at <= ?
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Claimant:
+    worker_id: str
+    may_claim: bool
+
+
+def _claimant(conn: sqlite3.Connection, worker_id: str, now: int) -> Claimant:
+    row = conn.execute("SELECT status FROM workers WHERE worker_id = ?", (worker_id,)).fetchone()
+    if row is None:
+        # A worker that never registered (an upstream-style worker) registers by claiming.
+        conn.execute(
+            "INSERT INTO workers (worker_id, provider, status, registered_at, heartbeat_at, idle_since)"
+            " VALUES (?, 'unknown', 'active', ?, ?, ?)",
+            (worker_id, now, now, now),
+        )
+        return Claimant(worker_id, True)
+    conn.execute("UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?", (now, worker_id))
+    return Claimant(worker_id, row[0] == "active")
+
+
+def claim(
+    conn: sqlite3.Connection,
+    worker_id: str,
+    conversation_id: str | None,
+    now: int,
+    policy: QueuePolicy,
+    new_lease: TokenSource,
+) -> ClaimedJob | None:
+    """Lease the best due head, taking over an expired lease if that is the best one."""
+    if not _claimant(conn, worker_id, now).may_claim:
+        return None
+    while True:
+        if conversation_id is None:
+            row = conn.execute(_CANDIDATE_SQL, (now,)).fetchone()
+        else:
+            row = conn.execute(_PINNED_SQL, (conversation_id, now)).fetchone()
+        if row is None:
+            return None
+        conv, seq, head_status, head_attempts = row
+        if head_status == "processing":
+            # The lease expired: this delivery is over. Its attempt was counted at claim.
+            max_attempts = conn.execute("SELECT max_attempts FROM messages WHERE seq = ?", (seq,)).fetchone()[0]
+            if out_of_attempts(head_attempts, max_attempts):
+                _dead_letter(
+                    conn, seq, now, f"lease expired on attempt {head_attempts} of {max_attempts}", clear_lease=True
+                )
+                refresh_head(conn, conv)
+                continue
+        return _lease(conn, seq, conv, worker_id, now, policy, new_lease)
+
+
+def _lease(
+    conn: sqlite3.Connection,
+    seq: int,
+    conversation_id: str,
+    worker_id: str,
+    now: int,
+    policy: QueuePolicy,
+    new_lease: TokenSource,
+) -> ClaimedJob:
+    lease_id = new_lease()
+    expires = lease_expiry(now, policy)
+    message_id, agent_key, payload, attempts = conn.execute(
+        "UPDATE messages SET status = 'processing', attempts = attempts + 1, lease_id = ?,"
+        " lease_expires_at = ?, claimed_by = ? WHERE seq = ?"
+        " RETURNING message_id, agent_key, payload, attempts",
+        (lease_id, expires, worker_id, seq),
+    ).fetchone()
+    refresh_head(conn, conversation_id)
+    conn.execute(
+        "UPDATE workers SET last_claim_at = ?, busy_since = ?, idle_since = NULL, conversation_id = ?"
+        " WHERE worker_id = ?",
+        (now, now, conversation_id, worker_id),
+    )
+    return ClaimedJob(
+        message_id=message_id,
+        conversation_id=conversation_id,
+        agent_key=agent_key,
+        lease_id=lease_id,
+        lease_expires_at=expires,
+        attempt=attempts,
+        payload=MessagePayload.model_validate_json(payload),
+    )
+
+
+# --------------------------------------------------------------------------- settle
+
+_FENCE = "message_id = ? AND lease_id = ? AND claimed_by = ? AND status = 'processing' AND lease_expires_at > ?"
+
+
+def _fenced(conn: sqlite3.Connection, lease: LeaseRef, now: int) -> tuple[int, str, int, int] | None:
+    """The (seq, conversation, attempts, max_attempts) of a message this lease still owns."""
+    row = conn.execute(
+        f"SELECT seq, conversation_id, attempts, max_attempts FROM messages WHERE {_FENCE}",
+        (lease.message_id, lease.lease_id, lease.worker_id, now),
+    ).fetchone()
+    return None if row is None else (int(row[0]), str(row[1]), int(row[2]), int(row[3]))
+
+
+def _release_worker(conn: sqlite3.Connection, worker_id: str, now: int) -> None:
+    conn.execute(
+        "UPDATE workers SET heartbeat_at = ?, busy_since = NULL, idle_since = ? WHERE worker_id = ?",
+        (now, now, worker_id),
+    )
+
+
+def heartbeat(conn: sqlite3.Connection, lease: LeaseRef, now: int, policy: QueuePolicy) -> bool:
+    owned = _fenced(conn, lease, now)
+    if owned is None:
+        return False
+    seq, conv, _, _ = owned
+    expires = lease_expiry(now, policy)
+    conn.execute("UPDATE messages SET lease_expires_at = ? WHERE seq = ?", (expires, seq))
+    conn.execute("UPDATE conversations SET available_at = ? WHERE conversation_id = ?", (expires, conv))
+    conn.execute("UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?", (now, lease.worker_id))
+    return True
+
+
+def complete(conn: sqlite3.Connection, lease: LeaseRef, now: int) -> bool:
+    owned = _fenced(conn, lease, now)
+    if owned is None:
+        # A retried call whose first try landed: same lease, already done. Report it, change nothing.
+        replay = conn.execute(
+            "SELECT 1 FROM messages WHERE message_id = ? AND lease_id = ? AND claimed_by = ? AND status = 'done'",
+            (lease.message_id, lease.lease_id, lease.worker_id),
+        ).fetchone()
+        return replay is not None
+    seq, conv, _, _ = owned
+    conn.execute(
+        "UPDATE messages SET status = 'done', lease_expires_at = NULL, finished_at = ? WHERE seq = ?", (now, seq)
+    )
+    refresh_head(conn, conv)
+    _release_worker(conn, lease.worker_id, now)
+    return True
+
+
+def _dead_letter(conn: sqlite3.Connection, seq: int, now: int, reason: str, *, clear_lease: bool) -> None:
+    conn.execute(
+        "UPDATE messages SET status = 'dead_letter', last_error = ?, finished_at = ?, lease_expires_at = NULL"
+        + (", lease_id = NULL" if clear_lease else "")
+        + " WHERE seq = ?",
+        (reason, now, seq),
+    )
+
+
+def fail(
+    conn: sqlite3.Connection, request: FailRequest, now: int, policy: QueuePolicy, rng: RandomSource
+) -> FailResult:
+    lease = LeaseRef(worker_id=request.worker_id, message_id=request.message_id, lease_id=request.lease_id)
+    owned = _fenced(conn, lease, now)
+    if owned is None:
+        return _fail_replay(conn, lease)
+    seq, conv, attempts, max_attempts = owned
+    error = request.error_message[:4000]
+    _release_worker(conn, lease.worker_id, now)
+    if not request.retryable or out_of_attempts(attempts, max_attempts):
+        why = "not retryable" if not request.retryable else f"out of attempts ({attempts}/{max_attempts})"
+        _dead_letter(conn, seq, now, f"{why}: {error}", clear_lease=False)
+        refresh_head(conn, conv)
+        return FailResult(requeued=False, dead_lettered=True)
+    next_at = now + backoff_ms(attempts, policy, rng)
+    conn.execute(
+        "UPDATE messages SET status = 'queued', scheduled_for = ?, lease_expires_at = NULL, last_error = ?"
+        " WHERE seq = ?",
+        (next_at, error, seq),
+    )
+    refresh_head(conn, conv)
+    return FailResult(requeued=True, dead_lettered=False, next_scheduled_for=next_at)
+
+
+def _fail_replay(conn: sqlite3.Connection, lease: LeaseRef) -> FailResult:
+    row = conn.execute(
+        "SELECT status, scheduled_for FROM messages WHERE message_id = ? AND lease_id = ? AND claimed_by = ?"
+        " AND status IN ('queued', 'dead_letter')",
+        (lease.message_id, lease.lease_id, lease.worker_id),
+    ).fetchone()
+    if row is None:
+        return FailResult(requeued=False, dead_lettered=False)
+    if row[0] == "dead_letter":
+        return FailResult(requeued=False, dead_lettered=True)
+    return FailResult(requeued=True, dead_lettered=False, next_scheduled_for=int(row[1]))
+
+
+# --------------------------------------------------------------------------- sweep and redrive
+
+
+def release_expired(conn: sqlite3.Connection, now: int) -> ReleaseResult:
+    """Return expired leases to the queue, or to the dead letter when out of attempts."""
+    rows = conn.execute(
+        "SELECT seq, conversation_id, attempts, max_attempts, claimed_by FROM messages"
+        " WHERE status = 'processing' AND lease_expires_at <= ?",
+        (now,),
+    ).fetchall()
+    released = dead = 0
+    for seq, conv, attempts, max_attempts, worker_id in rows:
+        if out_of_attempts(attempts, max_attempts):
+            _dead_letter(conn, seq, now, f"lease expired on attempt {attempts} of {max_attempts}", clear_lease=True)
+            dead += 1
+        else:
+            conn.execute(
+                "UPDATE messages SET status = 'queued', scheduled_for = ?, lease_id = NULL,"
+                " lease_expires_at = NULL, last_error = 'lease expired while processing' WHERE seq = ?",
+                (now, seq),
+            )
+            released += 1
+        refresh_head(conn, conv)
+        conn.execute(
+            "UPDATE workers SET busy_since = NULL, idle_since = ? WHERE worker_id = ? AND busy_since IS NOT NULL",
+            (now, worker_id),
+        )
+    return ReleaseResult(released=released, dead_lettered=dead)
+
+
+def redrive(conn: sqlite3.Connection, message_id: str | None, now: int) -> list[str]:
+    """Put dead letters back in their place in their conversation, with fresh attempts."""
+    if message_id is None:
+        rows = conn.execute("SELECT seq, message_id, conversation_id FROM messages WHERE status = 'dead_letter'")
+    else:
+        rows = conn.execute(
+            "SELECT seq, message_id, conversation_id FROM messages WHERE status = 'dead_letter' AND message_id = ?",
+            (message_id,),
+        )
+    found = rows.fetchall()
+    for seq, _, conv in found:
+        conn.execute(
+            "UPDATE messages SET status = 'queued', attempts = 0, scheduled_for = ?, lease_id = NULL,"
+            " lease_expires_at = NULL, claimed_by = NULL, finished_at = NULL WHERE seq = ?",
+            (now, seq),
+        )
+    for conv in {row[2] for row in found}:
+        refresh_head(conn, conv)
+    return [str(row[1]) for row in found]

@@ -1,0 +1,180 @@
+"""The embedded store's schema, versioned through ``PRAGMA user_version``.
+
+Migrations only ever append: version N's script moves a database from N-1 to N, inside the
+same immediate transaction that checks the version, so two processes opening a new file at
+once cannot both migrate it.
+
+Conversation order is (arrival, seq): a message scheduled for later has not "arrived" yet, so
+it does not hold up messages sent before its time; a retried message keeps its place.
+
+Why a ``conversations`` row carries its head: the claim must pick, across all conversations,
+the best *due head* message without a scan window. Keeping each conversation's head (its one
+processing message, else its earliest queued one) denormalised next to an ordered index makes
+that an index walk that only skips conversations that are busy or waiting.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the queue, conversations, workers, agents, secrets, history, locks, launch ledger.
+    """
+    CREATE TABLE messages (
+        seq                 INTEGER PRIMARY KEY AUTOINCREMENT,   -- enqueue order
+        message_id          TEXT NOT NULL UNIQUE,
+        conversation_id     TEXT NOT NULL,
+        agent_key           TEXT NOT NULL,
+        payload             TEXT NOT NULL,                       -- wire JSON of MessagePayload
+        external_message_id TEXT,
+        status              TEXT NOT NULL
+            CHECK (status IN ('queued', 'processing', 'done', 'dead_letter')),
+        priority            INTEGER NOT NULL,
+        scheduled_for       INTEGER NOT NULL,    -- next delivery time (moves on retry)
+        arrival_at          INTEGER NOT NULL,    -- max(first scheduledFor, enqueue time): FIFO key
+        enqueued_at         INTEGER NOT NULL,
+        attempts            INTEGER NOT NULL DEFAULT 0,
+        max_attempts        INTEGER NOT NULL,
+        lease_id            TEXT,        -- current lease; kept after settling so a replay is recognised
+        lease_expires_at    INTEGER,
+        claimed_by          TEXT,
+        last_error          TEXT,
+        finished_at         INTEGER
+    );
+    CREATE UNIQUE INDEX messages_dedupe ON messages (conversation_id, external_message_id)
+        WHERE external_message_id IS NOT NULL;
+    CREATE INDEX messages_open ON messages (conversation_id, arrival_at, seq)
+        WHERE status IN ('queued', 'processing');
+    CREATE INDEX messages_inflight ON messages (conversation_id) WHERE status = 'processing';
+    CREATE INDEX messages_status ON messages (status);
+    CREATE INDEX messages_leases ON messages (lease_expires_at) WHERE status = 'processing';
+
+    CREATE TABLE conversations (
+        conversation_id     TEXT PRIMARY KEY,
+        agent_key           TEXT NOT NULL,
+        created_at          INTEGER NOT NULL,
+        head_seq            INTEGER,      -- NULL: nothing open in this conversation
+        head_status         TEXT,
+        head_priority       INTEGER,
+        head_scheduled_for  INTEGER,
+        head_attempts       INTEGER,
+        available_at        INTEGER,      -- queued head: scheduled_for; processing head: lease expiry
+        lock_worker         TEXT,         -- the worker holding the processing head
+        history_count       INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE INDEX conversations_claim
+        ON conversations (head_priority DESC, head_scheduled_for, head_seq)
+        WHERE head_seq IS NOT NULL;
+    CREATE INDEX conversations_available ON conversations (available_at) WHERE head_seq IS NOT NULL;
+    CREATE INDEX conversations_lock ON conversations (lock_worker) WHERE head_status = 'processing';
+
+    CREATE TABLE history (
+        conversation_id   TEXT NOT NULL,
+        idx               INTEGER NOT NULL,
+        role              TEXT NOT NULL,
+        content           TEXT NOT NULL,
+        at                INTEGER NOT NULL,
+        source_message_id TEXT,
+        PRIMARY KEY (conversation_id, idx)
+    ) WITHOUT ROWID;
+    CREATE INDEX history_source ON history (source_message_id) WHERE source_message_id IS NOT NULL;
+
+    CREATE TABLE workers (
+        worker_id         TEXT PRIMARY KEY,
+        provider          TEXT NOT NULL,
+        status            TEXT NOT NULL CHECK (status IN ('active', 'draining', 'stopping', 'stopped')),
+        status_reason     TEXT,
+        machine_ref       TEXT,
+        launch_id         TEXT,
+        capabilities      TEXT NOT NULL DEFAULT '[]',
+        registered_at     INTEGER NOT NULL,
+        heartbeat_at      INTEGER NOT NULL,
+        last_claim_at     INTEGER,
+        busy_since        INTEGER,
+        idle_since        INTEGER,
+        conversation_id   TEXT
+    ) WITHOUT ROWID;
+
+    CREATE TABLE agent_profiles (
+        agent_key         TEXT PRIMARY KEY,
+        profile           TEXT NOT NULL,       -- wire JSON of AgentProfile
+        enabled           INTEGER NOT NULL,
+        updated_at        INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE secrets (
+        secret_ref        TEXT NOT NULL,
+        version           INTEGER NOT NULL,
+        value             TEXT NOT NULL,
+        active            INTEGER NOT NULL,
+        created_at        INTEGER NOT NULL,
+        PRIMARY KEY (secret_ref, version)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE locks (
+        name              TEXT PRIMARY KEY,
+        holder            TEXT NOT NULL,
+        expires_at        INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE launches (
+        launch_id         TEXT PRIMARY KEY,
+        provider          TEXT NOT NULL,
+        requested_at      INTEGER NOT NULL,
+        state             TEXT NOT NULL CHECK (state IN ('requested', 'running', 'gone', 'failed')),
+        machine_id        TEXT,
+        updated_at        INTEGER,
+        detail            TEXT
+    ) WITHOUT ROWID;
+
+    INSERT INTO agent_profiles (agent_key, profile, enabled, updated_at) VALUES (
+        'default',
+        '{"agentKey":"default","version":"1.0.0","enabled":true,'
+        || '"secretsRef":["telegram.botToken.default"],"openclawAgentId":"main"}',
+        1, 0
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNew(RuntimeError):
+    def __init__(self, found: int) -> None:
+        super().__init__(
+            f"the store file has schema version {found}, newer than this factory ({SCHEMA_VERSION}); "
+            "upgrade factory rather than opening it with an older release"
+        )
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date; returns the version found before migrating."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if found > SCHEMA_VERSION:
+            raise SchemaTooNew(found)
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            for statement in _statements(MIGRATIONS[version - 1]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return found
+
+
+def _statements(script: str) -> list[str]:
+    # executescript() would COMMIT our immediate transaction; split on complete statements instead.
+    out: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            if pending.strip():
+                out.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        out.append(pending.strip())
+    return out
