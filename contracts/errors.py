@@ -17,6 +17,7 @@ Messages never carry secrets: callers pass identifiers, never tokens.
 from __future__ import annotations
 
 from pydantic import ValidationError
+from pydantic.alias_generators import to_camel
 
 
 class FactoryError(Exception):
@@ -42,7 +43,7 @@ class InvalidInput(FactoryError):
     def from_validation(cls, exc: ValidationError) -> InvalidInput:
         """Collapse pydantic's report into one line that names the first bad field."""
         first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "input"
+        field = ".".join(_wire_name(part) for part in first["loc"]) or "input"
         problem = str(first["msg"]).removeprefix("Value error, ")
         extra = len(exc.errors()) - 1
         if extra:
@@ -50,11 +51,16 @@ class InvalidInput(FactoryError):
         return cls(field, problem)
 
 
+def _wire_name(part: object) -> str:
+    # Models accept Python names too; errors always speak the wire's camelCase.
+    text = str(part)
+    return to_camel(text) if text.islower() and "_" in text else text
+
+
 class AgentUnavailable(FactoryError):
     def __init__(self, agent_key: str, reason: str) -> None:
         super().__init__(
-            f"agentKey: agent profile {agent_key!r} is {reason}; "
-            "create or enable it first, or use an existing agent"
+            f"agentKey: agent profile {agent_key!r} is {reason}; create or enable it first, or use an existing agent"
         )
         self.agent_key = agent_key
 

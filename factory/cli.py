@@ -1,7 +1,37 @@
-"""The ``factory`` command line (composition root)."""
+"""The ``factory`` command line: the composition root that wires settings, stores and loops."""
 
 from __future__ import annotations
 
+import sys
+
+import typer
+
+from contracts.errors import FactoryError, InvalidInput
+from factory import cmd_queue
+from factory.console import err
+
+app = typer.Typer(
+    name="factory",
+    help="A fleet runtime for OpenClaw agents behind a per-conversation queue.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("enqueue")(cmd_queue.enqueue)
+app.add_typer(cmd_queue.queue_app, name="queue")
+app.add_typer(cmd_queue.conversation_app, name="conversation")
+app.add_typer(cmd_queue.agent_app, name="agent")
+
 
 def main() -> None:
-    raise SystemExit("factory: the CLI is being assembled")
+    """Run the CLI; our errors end as one line on stderr, never a traceback."""
+    try:
+        app()
+    except InvalidInput as exc:
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(2)
+    except FactoryError as exc:
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -26,7 +26,12 @@ def upsert_profile(conn: sqlite3.Connection, profile: AgentProfile, now: int) ->
         "INSERT INTO agent_profiles (agent_key, profile, enabled, updated_at) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (agent_key) DO UPDATE SET profile = excluded.profile, enabled = excluded.enabled,"
         " updated_at = excluded.updated_at",
-        (profile.agent_key, profile.model_dump_json(by_alias=True, exclude_none=True), int(profile.enabled), now),
+        (
+            profile.agent_key,
+            profile.model_dump_json(by_alias=True, exclude_none=True),
+            int(profile.enabled),
+            now,
+        ),
     )
     return profile
 
@@ -83,13 +88,21 @@ def append_history(conn: sqlite3.Connection, request: AppendRequest, now: int) -
     conn.executemany(
         "INSERT INTO history (conversation_id, idx, role, content, at, source_message_id) VALUES (?, ?, ?, ?, ?, ?)",
         [
-            (request.conversation_id, count + i, m.role, m.content, m.at if m.at is not None else now, request.message_id)
+            (
+                request.conversation_id,
+                count + i,
+                m.role,
+                m.content,
+                m.at if m.at is not None else now,
+                request.message_id,
+            )
             for i, m in enumerate(request.messages)
         ],
     )
     count += len(request.messages)
     conn.execute(
-        "UPDATE conversations SET history_count = ? WHERE conversation_id = ?", (count, request.conversation_id)
+        "UPDATE conversations SET history_count = ? WHERE conversation_id = ?",
+        (count, request.conversation_id),
     )
     return AppendResult(updated=True, message_count=count)
 
@@ -135,7 +148,8 @@ def get_conversation(conn: sqlite3.Connection, conversation_id: str, history_lim
         return None
     counts = dict(
         conn.execute(
-            "SELECT status, count(*) FROM messages WHERE conversation_id = ? GROUP BY status", (conversation_id,)
+            "SELECT status, count(*) FROM messages WHERE conversation_id = ? GROUP BY status",
+            (conversation_id,),
         ).fetchall()
     )
     return Conversation(
@@ -159,7 +173,22 @@ def get_message(conn: sqlite3.Connection, message_id: str) -> MessageRecord | No
     ).fetchone()
     if row is None:
         return None
-    (mid, conv, agent, status, priority, sched, enq, attempts, max_attempts, payload, err, lease_exp, by, fin) = row
+    (
+        mid,
+        conv,
+        agent,
+        status,
+        priority,
+        sched,
+        enq,
+        attempts,
+        max_attempts,
+        payload,
+        err,
+        lease_exp,
+        by,
+        fin,
+    ) = row
     return MessageRecord(
         message_id=mid,
         conversation_id=conv,

@@ -30,9 +30,21 @@ RECONCILE_LOCK = "reconcile"
 
 
 def _worker(row: tuple[Any, ...]) -> WorkerRecord:
-    (wid, provider, status, reason, machine_ref, launch_id, caps, registered, heartbeat, last_claim, busy, idle, conv) = (
-        row
-    )
+    (
+        wid,
+        provider,
+        status,
+        reason,
+        machine_ref,
+        launch_id,
+        caps,
+        registered,
+        heartbeat,
+        last_claim,
+        busy,
+        idle,
+        conv,
+    ) = row
     return WorkerRecord(
         worker_id=wid,
         provider=provider,
@@ -58,7 +70,8 @@ def register(conn: sqlite3.Connection, reg: WorkerRegistration, now: int) -> Wor
         "INSERT INTO workers (worker_id, provider, status, machine_ref, launch_id, capabilities, registered_at,"
         " heartbeat_at, idle_since) VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (worker_id) DO UPDATE SET provider = excluded.provider,"
-        " machine_ref = coalesce(excluded.machine_ref, machine_ref), launch_id = coalesce(excluded.launch_id, launch_id),"
+        " machine_ref = coalesce(excluded.machine_ref, machine_ref),"
+        " launch_id = coalesce(excluded.launch_id, launch_id),"
         " capabilities = excluded.capabilities, heartbeat_at = excluded.heartbeat_at",
         (reg.worker_id, reg.provider, machine_ref, reg.launch_id, caps, now, now, now),
     )

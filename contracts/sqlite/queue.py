@@ -189,7 +189,11 @@ def claim(
             max_attempts = conn.execute("SELECT max_attempts FROM messages WHERE seq = ?", (seq,)).fetchone()[0]
             if out_of_attempts(head_attempts, max_attempts):
                 _dead_letter(
-                    conn, seq, now, f"lease expired on attempt {head_attempts} of {max_attempts}", clear_lease=True
+                    conn,
+                    seq,
+                    now,
+                    f"lease expired on attempt {head_attempts} of {max_attempts}",
+                    clear_lease=True,
                 )
                 refresh_head(conn, conv)
                 continue
@@ -274,7 +278,8 @@ def complete(conn: sqlite3.Connection, lease: LeaseRef, now: int) -> bool:
         return replay is not None
     seq, conv, _, _ = owned
     conn.execute(
-        "UPDATE messages SET status = 'done', lease_expires_at = NULL, finished_at = ? WHERE seq = ?", (now, seq)
+        "UPDATE messages SET status = 'done', lease_expires_at = NULL, finished_at = ? WHERE seq = ?",
+        (now, seq),
     )
     refresh_head(conn, conv)
     _release_worker(conn, lease.worker_id, now)
@@ -368,7 +373,7 @@ def redrive(conn: sqlite3.Connection, message_id: str | None, now: int) -> list[
             (message_id,),
         )
     found = rows.fetchall()
-    for seq, _, conv in found:
+    for seq, _, _ in found:
         conn.execute(
             "UPDATE messages SET status = 'queued', attempts = 0, scheduled_for = ?, lease_id = NULL,"
             " lease_expires_at = NULL, claimed_by = NULL, finished_at = NULL WHERE seq = ?",

@@ -130,9 +130,7 @@ class SqliteStore:
 
     async def worker_claim(self, worker_id: str, conversation_id: str | None = None) -> ClaimedJob | None:
         return await self._run(
-            self._write(
-                lambda c, now: queue.claim(c, worker_id, conversation_id, now, self.policy, self._new_lease)
-            )
+            self._write(lambda c, now: queue.claim(c, worker_id, conversation_id, now, self.policy, self._new_lease))
         )
 
     async def worker_heartbeat(self, lease: LeaseRef) -> bool:
@@ -190,9 +188,7 @@ class SqliteStore:
         return await self._run(self._read(lambda c, _: agents.get_message(c, message_id)))
 
     async def get_conversation(self, conversation_id: str, history_limit: int = 50) -> Conversation | None:
-        return await self._run(
-            self._read(lambda c, _: agents.get_conversation(c, conversation_id, history_limit))
-        )
+        return await self._run(self._read(lambda c, _: agents.get_conversation(c, conversation_id, history_limit)))
 
     # ---------------------------------------------------------------- agents and secrets
 

@@ -1,0 +1,219 @@
+"""``factory enqueue``, ``factory queue …``, ``factory conversation …``, ``factory agent …``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from pydantic import SecretStr, ValidationError
+from rich.table import Table
+
+from contracts.errors import InvalidInput
+from contracts.models import AgentProfile, EnqueueRequest, MessagePayload
+from contracts.store import Store
+from factory.console import JsonOption, StoreOption, out, print_json, with_store
+
+queue_app = typer.Typer(help="Inspect and repair the queue.", no_args_is_help=True)
+conversation_app = typer.Typer(help="Look at conversations.", no_args_is_help=True)
+agent_app = typer.Typer(help="Agent profiles and their secrets.", no_args_is_help=True)
+
+# Wire field → the option that sets it, so an error names what the user typed.
+_FLAGS = {
+    "conversationId": "--conversation",
+    "agentKey": "--agent",
+    "priority": "--priority",
+    "maxAttempts": "--max-attempts",
+    "messageText": "TEXT",
+    "providerUserId": "--user-id",
+    "provider": "--provider",
+    "externalMessageId": "--external-id",
+}
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def enqueue(
+    text: Annotated[str, typer.Argument(help="The message text.")],
+    conversation: Annotated[str, typer.Option("--conversation", "-c", help="Conversation id, e.g. telegram:42.")],
+    agent: Annotated[str, typer.Option("--agent", help="Agent profile key.")] = "default",
+    external_id: Annotated[
+        str | None, typer.Option("--external-id", help="Upstream message id; the same id is queued once.")
+    ] = None,
+    priority: Annotated[int, typer.Option("--priority", help="0–100; higher goes first.")] = 50,
+    provider: Annotated[str, typer.Option("--provider", help="Where the reply goes: telegram, app, …")] = "app",
+    user_id: Annotated[str | None, typer.Option("--user-id", help="Provider user id (default: conversation).")] = None,
+    delay_s: Annotated[float, typer.Option("--delay", help="Deliver no sooner than this many seconds.")] = 0.0,
+    max_attempts: Annotated[int, typer.Option("--max-attempts", help="Deliveries before the dead letter.")] = 5,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Queue a message for an agent."""
+
+    async def run(opened: Store) -> str:
+        scheduled = None if delay_s <= 0 else await opened.now_ms() + int(delay_s * 1000)
+        try:
+            request = EnqueueRequest(
+                conversation_id=conversation,
+                agent_key=agent,
+                payload=MessagePayload(
+                    provider=provider,
+                    provider_user_id=user_id if user_id is not None else conversation or "-",
+                    message_text=text,
+                    external_message_id=external_id,
+                ),
+                priority=priority,
+                scheduled_for=scheduled,
+                max_attempts=max_attempts,
+            )
+        except ValidationError as exc:
+            problem = InvalidInput.from_validation(exc)
+            flag = _FLAGS.get(problem.field)
+            raise InvalidInput(f"{problem.field} ({flag})" if flag else problem.field, problem.problem) from None
+        return await opened.enqueue(request)
+
+    message_id = with_store(store, run)
+    if as_json:
+        print_json({"messageId": message_id})
+    else:
+        out.print(f"queued {message_id} in {conversation}")
+
+
+@queue_app.command("stats")
+def stats(store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Counts of messages, conversations and workers."""
+    result = with_store(store, lambda s: s.queue_stats())
+    if as_json:
+        print_json(result)
+        return
+    table = Table(title="queue", show_header=False)
+    for label, value in [
+        ("queued", result.queued),
+        ("processing", result.processing),
+        ("done", result.done),
+        ("dead letters", result.dead_letters),
+        ("ready conversations", result.ready_conversations),
+        ("in-flight conversations", result.inflight_conversations),
+        ("retrying conversations", result.retrying_conversations),
+        ("scheduled conversations", result.scheduled_conversations),
+        (
+            "oldest ready",
+            "-" if result.oldest_ready_age_ms is None else f"{result.oldest_ready_age_ms / 1000:.1f}s",
+        ),
+        ("workers", ", ".join(f"{k} {v}" for k, v in sorted(result.workers.items())) or "none"),
+    ]:
+        table.add_row(label, str(value))
+    out.print(table)
+
+
+@queue_app.command("dead-letters")
+def dead_letters(
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many, newest first.")] = 100,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Messages that will not be retried, with the reason."""
+    rows = with_store(store, lambda s: s.list_dead_letters(limit))
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("message", "conversation", "attempts", "when", "reason")
+    for d in rows:
+        table.add_row(
+            d.message_id,
+            d.conversation_id,
+            f"{d.attempts}/{d.max_attempts}",
+            _when(d.dead_lettered_at),
+            d.last_error,
+        )
+    out.print(table if rows else "no dead letters")
+
+
+@queue_app.command("redrive")
+def redrive(
+    message_id: Annotated[str | None, typer.Argument(help="The dead letter to retry.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Retry every dead letter.")] = False,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Put dead letters back in the queue with fresh attempts."""
+    if (message_id is None) == (not all_):
+        raise InvalidInput("MESSAGE_ID", "give one message id, or --all (not both)")
+    result = with_store(store, lambda s: s.redrive(None if all_ else message_id))
+    if as_json:
+        print_json(result)
+    elif message_id is not None and not result.redriven:
+        raise InvalidInput("MESSAGE_ID", f"{message_id!r} is not a dead letter; see `factory queue dead-letters`")
+    else:
+        out.print(f"redriven {len(result.redriven)} message(s)")
+
+
+@queue_app.command("release-expired")
+def release_expired(store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Return messages whose lease expired to the queue (or the dead letter when out of attempts)."""
+    result = with_store(store, lambda s: s.release_expired())
+    if as_json:
+        print_json(result)
+    else:
+        out.print(f"released {result.released}, dead-lettered {result.dead_lettered}")
+
+
+@conversation_app.command("show")
+def show_conversation(
+    conversation_id: Annotated[str, typer.Argument(help="The conversation id.")],
+    limit: Annotated[int, typer.Option("--limit", min=1, help="History entries to show.")] = 50,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A conversation's history and queue counts."""
+    conv = with_store(store, lambda s: s.get_conversation(conversation_id, limit))
+    if conv is None:
+        raise InvalidInput("CONVERSATION_ID", f"no conversation {conversation_id!r} in this store")
+    if as_json:
+        print_json(conv)
+        return
+    out.print(
+        f"[bold]{conv.conversation_id}[/] agent={conv.agent_key} queued={conv.queued} "
+        f"processing={conv.processing} done={conv.done} dead={conv.dead_letters} history={conv.message_count}"
+    )
+    for m in conv.history:
+        out.print(f"[dim]{_when(m.at)}[/] [bold]{m.role}[/]: {m.content}", markup=True)
+
+
+@agent_app.command("set")
+def set_agent(
+    agent_key: Annotated[str, typer.Argument(help="Agent profile key.")],
+    openclaw_agent: Annotated[str, typer.Option("--openclaw-agent", help="OpenClaw agent id.")] = "main",
+    secret_ref: Annotated[list[str] | None, typer.Option("--secret-ref", help="Secrets it may use.")] = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Refuse new messages for it.")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Create or update an agent profile."""
+    try:
+        profile = AgentProfile(
+            agent_key=agent_key,
+            openclaw_agent_id=openclaw_agent,
+            enabled=not disabled,
+            secrets_ref=secret_ref or [f"telegram.botToken.{agent_key}"],
+        )
+    except ValidationError as exc:
+        raise InvalidInput.from_validation(exc) from None
+    with_store(store, lambda s: s.upsert_agent_profile(profile))
+    out.print(f"agent {agent_key} {'disabled' if disabled else 'enabled'}")
+
+
+@agent_app.command("secret")
+def set_secret(
+    secret_ref: Annotated[str, typer.Argument(help="e.g. telegram.botToken.default")],
+    store: StoreOption = None,
+) -> None:
+    """Store a secret, read from the prompt or stdin (never from the command line)."""
+    value = typer.prompt("value", hide_input=True)
+    if not value.strip():
+        raise InvalidInput("value", "must not be empty")
+    version = with_store(store, lambda s: s.import_secret(secret_ref, SecretStr(value.strip())))
+    out.print(f"{secret_ref} stored (version {version})")

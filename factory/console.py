@@ -1,0 +1,59 @@
+"""Output at the edge: rich for people, one JSON document for scripts, one line for errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import anyio
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+
+from contracts.models import to_wire
+from contracts.store import Store
+from factory.settings import StoreSettings, load
+from factory.stores import open_store
+
+T = TypeVar("T")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="SQLite file path or Convex URL (https://NAME.convex.cloud). Env: FACTORY_STORE. "
+        "Default: ./.factory/factory.db",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON document.")]
+
+
+def store_settings(store: str | None) -> StoreSettings:
+    return load(StoreSettings, store=store)
+
+
+def with_store(store: str | None, action: Callable[[Store], Awaitable[T]]) -> T:
+    """Open the store the options name, run ``action`` on it, and close it."""
+    settings = store_settings(store)
+
+    async def run() -> T:
+        opened = open_store(settings)
+        try:
+            return await action(opened)
+        finally:
+            await opened.aclose()
+
+    return anyio.run(run)
+
+
+def print_json(value: Any) -> None:
+    if isinstance(value, BaseModel):
+        value = to_wire(value)
+    elif isinstance(value, list):
+        value = [to_wire(v) if isinstance(v, BaseModel) else v for v in value]
+    out.print_json(json.dumps(value), highlight=False) if out.is_terminal else print(json.dumps(value))

@@ -1,0 +1,308 @@
+"""A Hypothesis state machine drives the real SQLite store against a plain in-memory model.
+
+After every step it checks: at most one live lease per conversation; a claim only ever takes a
+conversation's head (FIFO); a stale or expired lease changes nothing; no message is lost (each
+is queued, processing, done or dead_letter, exactly as the model says); attempts never exceed
+maxAttempts.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.from_thread
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from contracts.clock import ManualClock
+from contracts.models import (
+    ClaimedJob,
+    EnqueueRequest,
+    FailRequest,
+    FailResult,
+    LeaseRef,
+    MessagePayload,
+    WorkerRegistration,
+)
+from contracts.rules import QueuePolicy
+from contracts.sqlite import SqliteStore
+
+T = TypeVar("T")
+POLICY = QueuePolicy(lease_ttl_ms=60_000)
+WORKERS = ("w1", "w2", "w3")
+CONVERSATIONS = ("a", "b", "c")
+
+
+@dataclass
+class Msg:
+    message_id: str
+    conversation: str
+    seq: int
+    priority: int
+    max_attempts: int
+    scheduled_for: int
+    status: str = "queued"
+    attempts: int = 0
+    lease: str | None = None
+    worker: str | None = None
+    expires: int | None = None
+    settled_lease: str | None = None  # the lease that completed or failed it, for replays
+    fail_result: FailResult | None = None
+
+
+@dataclass
+class Lease:
+    worker: str
+    message_id: str
+    lease_id: str
+
+
+@dataclass
+class Model:
+    now: int
+    messages: dict[str, Msg] = field(default_factory=dict)
+    seq: int = 0
+
+    def head(self, conversation: str) -> Msg | None:
+        open_ = [m for m in self.messages.values() if m.conversation == conversation and m.status in _OPEN]
+        processing = [m for m in open_ if m.status == "processing"]
+        if processing:
+            return processing[0]
+        return min(open_, key=lambda m: m.seq, default=None)
+
+    def owns(self, lease: Lease) -> Msg | None:
+        m = self.messages[lease.message_id]
+        live = m.expires is not None and self.now < m.expires
+        if m.status == "processing" and m.lease == lease.lease_id and m.worker == lease.worker and live:
+            return m
+        return None
+
+    def predict_claim(self) -> Msg | None:
+        """Apply the claim rule, dead-lettering exhausted expired heads on the way."""
+        while True:
+            due = []
+            for conv in CONVERSATIONS:
+                m = self.head(conv)
+                if m is None:
+                    continue
+                available = m.expires if m.status == "processing" else m.scheduled_for
+                assert available is not None
+                if available <= self.now:
+                    due.append(m)
+            if not due:
+                return None
+            best = min(due, key=lambda m: (-m.priority, m.scheduled_for, m.seq))
+            if best.status == "processing" and best.attempts >= best.max_attempts:
+                best.status, best.lease, best.expires = "dead_letter", None, None
+                continue
+            return best
+
+
+_OPEN = ("queued", "processing")
+
+
+class StoreMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp(prefix="factory-sm-"))
+        self.clock = ManualClock()
+        self.portal_cm = anyio.from_thread.start_blocking_portal("asyncio")
+        self.portal = self.portal_cm.__enter__()
+        self.store = SqliteStore(
+            self.dir / "sm.db", synchronous="NORMAL", clock=self.clock, rng=random.Random(0), policy=POLICY
+        )
+        self.model = Model(now=self.clock.now_ms())
+        self.leases: list[Lease] = []
+        for worker in WORKERS:
+            self.call(partial(self.store.worker_register, WorkerRegistration(worker_id=worker, provider="test")))
+
+    def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        return self.portal.call(fn)
+
+    def teardown(self) -> None:
+        self.call(self.store.aclose)
+        self.portal_cm.__exit__(None, None, None)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # ------------------------------------------------------------------ rules
+
+    @rule(
+        conversation=st.sampled_from(CONVERSATIONS),
+        priority=st.sampled_from([10, 50, 90]),
+        cap=st.integers(1, 3),
+    )
+    def enqueue(self, conversation: str, priority: int, cap: int) -> None:
+        self.model.seq += 1
+        text = f"{conversation}-{self.model.seq}"
+        request = EnqueueRequest(
+            conversation_id=conversation,
+            agent_key="default",
+            payload=MessagePayload(provider="app", provider_user_id="u", message_text=text),
+            priority=priority,
+            max_attempts=cap,
+        )
+        message_id = self.call(lambda: self.store.enqueue(request))
+        self.model.messages[message_id] = Msg(
+            message_id, conversation, self.model.seq, priority, cap, scheduled_for=self.model.now
+        )
+
+    @rule(worker=st.sampled_from(WORKERS))
+    def claim(self, worker: str) -> None:
+        expected = self.model.predict_claim()
+        job: ClaimedJob | None = self.call(lambda: self.store.worker_claim(worker))
+        if expected is None:
+            assert job is None
+            return
+        assert job is not None, f"model expected {expected.message_id}"
+        assert job.message_id == expected.message_id
+        m = expected
+        # FIFO: nothing earlier in the conversation is still open.
+        assert all(
+            o.seq > m.seq or o.status not in _OPEN or o is m
+            for o in self.model.messages.values()
+            if o.conversation == m.conversation
+        )
+        m.status, m.attempts, m.lease, m.worker = "processing", m.attempts + 1, job.lease_id, worker
+        m.expires = self.model.now + POLICY.lease_ttl_ms
+        assert job.attempt == m.attempts and job.lease_expires_at == m.expires
+        self.leases.append(Lease(worker, job.message_id, job.lease_id))
+
+    @precondition(lambda self: bool(self.leases))
+    @rule(pick=st.integers(0, 10_000))
+    def heartbeat(self, pick: int) -> None:
+        lease = self.leases[pick % len(self.leases)]
+        owned = self.model.owns(lease)
+        before = self._snapshot()
+        ok = self.call(lambda: self.store.worker_heartbeat(self._ref(lease)))
+        assert ok == (owned is not None)
+        if owned is not None:
+            owned.expires = self.model.now + POLICY.lease_ttl_ms
+        else:
+            assert self._snapshot() == before
+
+    @precondition(lambda self: bool(self.leases))
+    @rule(pick=st.integers(0, 10_000))
+    def complete(self, pick: int) -> None:
+        lease = self.leases[pick % len(self.leases)]
+        m = self.model.messages[lease.message_id]
+        owned = self.model.owns(lease)
+        replay = m.status == "done" and m.settled_lease == lease.lease_id and m.worker == lease.worker
+        before = self._snapshot()
+        ok = self.call(lambda: self.store.worker_complete(self._ref(lease)))
+        assert ok == (owned is not None or replay)
+        if owned is not None:
+            m.status, m.expires, m.settled_lease = "done", None, lease.lease_id
+        else:
+            assert self._snapshot() == before
+
+    @precondition(lambda self: bool(self.leases))
+    @rule(pick=st.integers(0, 10_000), retryable=st.booleans())
+    def fail(self, pick: int, retryable: bool) -> None:
+        lease = self.leases[pick % len(self.leases)]
+        m = self.model.messages[lease.message_id]
+        owned = self.model.owns(lease)
+        request = FailRequest(
+            worker_id=lease.worker,
+            message_id=lease.message_id,
+            lease_id=lease.lease_id,
+            error_message="boom",
+            retryable=retryable,
+        )
+        before = self._snapshot()
+        result = self.call(lambda: self.store.worker_fail(request))
+        if owned is None:
+            replay = m.settled_lease == lease.lease_id and m.worker == lease.worker and m.status != "processing"
+            if replay and m.fail_result is not None and m.status in ("queued", "dead_letter"):
+                assert result == m.fail_result
+            else:
+                assert (result.requeued, result.dead_lettered) == (False, False)
+            assert self._snapshot() == before
+            return
+        m.settled_lease, m.expires, m.fail_result = lease.lease_id, None, result
+        if not retryable or m.attempts >= m.max_attempts:
+            assert result.dead_lettered and not result.requeued
+            m.status = "dead_letter"
+        else:
+            assert result.requeued and result.next_scheduled_for is not None
+            delay = result.next_scheduled_for - self.model.now
+            base = min(120_000, 1_000 * 2 ** (m.attempts - 1))
+            assert base <= delay <= min(120_000, base * 1.1 + 1)
+            m.status, m.scheduled_for = "queued", result.next_scheduled_for
+
+    @rule(ms=st.sampled_from([1, 500, 1_000, 5_000, 20_000, 59_999, 60_000, 61_000]))
+    def advance(self, ms: int) -> None:
+        self.clock.advance(ms)
+        self.model.now += ms
+
+    @rule()
+    def sweep(self) -> None:
+        result = self.call(self.store.release_expired)
+        released = dead = 0
+        for m in self.model.messages.values():
+            if m.status == "processing" and m.expires is not None and m.expires <= self.model.now:
+                if m.attempts >= m.max_attempts:
+                    m.status, dead = "dead_letter", dead + 1
+                else:
+                    m.status, m.scheduled_for, released = "queued", self.model.now, released + 1
+                m.lease = m.expires = m.settled_lease = None
+                m.fail_result = None
+        assert (result.released, result.dead_lettered) == (released, dead)
+
+    @rule(pick=st.integers(0, 10_000), everything=st.booleans())
+    def redrive(self, pick: int, everything: bool) -> None:
+        dead = sorted((m for m in self.model.messages.values() if m.status == "dead_letter"), key=lambda m: m.seq)
+        target = None if everything or not dead else dead[pick % len(dead)].message_id
+        result = self.call(lambda: self.store.redrive(target))
+        chosen = dead if target is None else [m for m in dead if m.message_id == target]
+        assert sorted(result.redriven) == sorted(m.message_id for m in chosen)
+        for m in chosen:
+            m.status, m.attempts, m.scheduled_for = "queued", 0, self.model.now
+            m.lease = m.worker = m.expires = m.settled_lease = None
+            m.fail_result = None
+
+    # ------------------------------------------------------------------ invariants
+
+    @invariant()
+    def nothing_lost_and_states_agree(self) -> None:
+        for message_id, m in self.model.messages.items():
+            record = self.call(partial(self.store.get_message, message_id))
+            assert record is not None, f"{message_id} lost"
+            assert record.status == m.status
+            assert record.attempts == m.attempts <= m.max_attempts
+
+    @invariant()
+    def at_most_one_live_lease_per_conversation(self) -> None:
+        live: dict[str, int] = {}
+        for m in self.model.messages.values():
+            if m.status == "processing" and m.expires is not None and self.model.now < m.expires:
+                live[m.conversation] = live.get(m.conversation, 0) + 1
+        assert all(count <= 1 for count in live.values())
+        stats = self.call(self.store.queue_stats)
+        assert stats.inflight_conversations == len(live)
+        assert stats.queued + stats.processing + stats.done + stats.dead_letters == len(self.model.messages)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _ref(self, lease: Lease) -> LeaseRef:
+        return LeaseRef(worker_id=lease.worker, message_id=lease.message_id, lease_id=lease.lease_id)
+
+    def _snapshot(self) -> list[Any]:
+        records = [self.call(partial(self.store.get_message, mid)) for mid in self.model.messages]
+        return [r.model_dump() if r else None for r in records]
+
+
+StoreMachine.TestCase.settings = settings(
+    max_examples=150,
+    stateful_step_count=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestStoreStateMachine = StoreMachine.TestCase
