@@ -126,7 +126,7 @@ def _conversation_counts(conn: sqlite3.Connection, now: int) -> dict[str, Any]:
           count(*) FILTER (WHERE available_at > :now AND head_status = 'queued' AND head_attempts = 0),
           min(available_at) FILTER (WHERE available_at <= :now),
           min(available_at) FILTER (WHERE available_at > :now)
-        FROM conversations INDEXED BY conversations_available
+        FROM conversations INDEXED BY conversations_claim
         WHERE head_seq IS NOT NULL
         """,
         {"now": now},
@@ -145,7 +145,9 @@ def _conversation_counts(conn: sqlite3.Connection, now: int) -> dict[str, Any]:
 def next_ready_at(conn: sqlite3.Connection, now: int) -> int | None:
     """When the next waiting conversation (retry, schedule, running lease) becomes claimable."""
     row = conn.execute(
-        "SELECT min(available_at) FROM conversations WHERE head_seq IS NOT NULL AND available_at > ?", (now,)
+        "SELECT min(available_at) FROM conversations INDEXED BY conversations_claim"
+        " WHERE head_seq IS NOT NULL AND available_at > ?",
+        (now,),
     ).fetchone()
     return None if row[0] is None else int(row[0])
 
@@ -154,8 +156,8 @@ def demand(conn: sqlite3.Connection, now: int) -> DemandSnapshot:
     counts = _conversation_counts(conn, now)
     busy = dict(
         conn.execute(
-            "SELECT lock_worker, conversation_id FROM conversations"
-            " WHERE head_status = 'processing' AND available_at > ?",
+            "SELECT lock_worker, conversation_id FROM conversations INDEXED BY conversations_claim"
+            " WHERE head_seq IS NOT NULL AND head_status = 'processing' AND available_at > ?",
             (now,),
         ).fetchall()
     )

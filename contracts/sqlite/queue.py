@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from contracts.errors import AgentUnavailable, ConversationConflict
 from contracts.models import (
@@ -33,44 +32,42 @@ from contracts.rules import QueuePolicy, RandomSource, backoff_ms, lease_expiry,
 TokenSource = Callable[[], str]
 
 _HEAD_COLUMNS = "seq, status, priority, scheduled_for, attempts, lease_expires_at, claimed_by"
-_INFLIGHT_SQL = f"SELECT {_HEAD_COLUMNS} FROM messages WHERE conversation_id = ? AND status = 'processing'"
 _NEXT_SQL = f"""
     SELECT {_HEAD_COLUMNS} FROM messages
     WHERE conversation_id = ? AND status IN ('queued', 'processing')
     ORDER BY arrival_at, seq
     LIMIT 1
 """
+_SET_HEAD_SQL = (
+    "UPDATE conversations SET head_seq = ?, head_status = ?, head_priority = ?, head_scheduled_for = ?,"
+    " head_attempts = ?, available_at = ?, lock_worker = ? WHERE conversation_id = ?"
+)
 
 
-def refresh_head(conn: sqlite3.Connection, conversation_id: str) -> None:
-    """Recompute a conversation's head after any change to its open messages."""
-    row = conn.execute(_INFLIGHT_SQL, (conversation_id,)).fetchone()
+def refresh_head(conn: sqlite3.Connection, conversation_id: str, *, settled: bool = False) -> None:
+    """Recompute a conversation's head after its open messages changed.
+
+    ``settled`` says the caller just finished the conversation's processing message, so no
+    message of it can be processing now and the current head need not be checked.
+    """
+    row = None
+    if not settled:
+        # A processing message is always the head; while it runs, the head does not move.
+        row = conn.execute(
+            f"SELECT {_HEAD_COLUMNS} FROM messages WHERE status = 'processing' AND seq ="
+            " (SELECT head_seq FROM conversations WHERE conversation_id = ? AND head_status = 'processing')",
+            (conversation_id,),
+        ).fetchone()
     if row is None:
         row = conn.execute(_NEXT_SQL, (conversation_id,)).fetchone()
     if row is None:
-        conn.execute(
-            "UPDATE conversations SET head_seq = NULL, head_status = NULL, head_priority = NULL,"
-            " head_scheduled_for = NULL, head_attempts = NULL, available_at = NULL, lock_worker = NULL"
-            " WHERE conversation_id = ?",
-            (conversation_id,),
-        )
+        conn.execute(_SET_HEAD_SQL, (None, None, None, None, None, None, None, conversation_id))
         return
     seq, status, priority, scheduled_for, attempts, lease_expires_at, claimed_by = row
     processing = status == "processing"
-    conn.execute(
-        "UPDATE conversations SET head_seq = ?, head_status = ?, head_priority = ?, head_scheduled_for = ?,"
-        " head_attempts = ?, available_at = ?, lock_worker = ? WHERE conversation_id = ?",
-        (
-            seq,
-            status,
-            priority,
-            scheduled_for,
-            attempts,
-            lease_expires_at if processing else scheduled_for,
-            claimed_by if processing else None,
-            conversation_id,
-        ),
-    )
+    available_at = lease_expires_at if processing else scheduled_for
+    lock = claimed_by if processing else None
+    conn.execute(_SET_HEAD_SQL, (seq, status, priority, scheduled_for, attempts, available_at, lock, conversation_id))
 
 
 # --------------------------------------------------------------------------- enqueue
@@ -145,13 +142,7 @@ _PINNED_SQL = """
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Claimant:
-    worker_id: str
-    may_claim: bool
-
-
-def _claimant(conn: sqlite3.Connection, worker_id: str, now: int) -> Claimant:
+def _may_claim(conn: sqlite3.Connection, worker_id: str, now: int) -> bool:
     row = conn.execute("SELECT status FROM workers WHERE worker_id = ?", (worker_id,)).fetchone()
     if row is None:
         # A worker that never registered (an upstream-style worker) registers by claiming.
@@ -160,9 +151,8 @@ def _claimant(conn: sqlite3.Connection, worker_id: str, now: int) -> Claimant:
             " VALUES (?, 'unknown', 'active', ?, ?, ?)",
             (worker_id, now, now, now),
         )
-        return Claimant(worker_id, True)
-    conn.execute("UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?", (now, worker_id))
-    return Claimant(worker_id, row[0] == "active")
+        return True
+    return bool(row[0] == "active")
 
 
 def claim(
@@ -173,8 +163,31 @@ def claim(
     policy: QueuePolicy,
     new_lease: TokenSource,
 ) -> ClaimedJob | None:
-    """Lease the best due head, taking over an expired lease if that is the best one."""
-    if not _claimant(conn, worker_id, now).may_claim:
+    """Lease the best due head, taking over an expired lease if that is the best one.
+
+    Any claim, empty or not, counts as the worker's heartbeat.
+    """
+    job = _claim(conn, worker_id, conversation_id, now, policy, new_lease)
+    if job is None:
+        conn.execute("UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?", (now, worker_id))
+    else:
+        conn.execute(
+            "UPDATE workers SET heartbeat_at = ?, last_claim_at = ?, busy_since = ?, idle_since = NULL,"
+            " conversation_id = ? WHERE worker_id = ?",
+            (now, now, now, job.conversation_id, worker_id),
+        )
+    return job
+
+
+def _claim(
+    conn: sqlite3.Connection,
+    worker_id: str,
+    conversation_id: str | None,
+    now: int,
+    policy: QueuePolicy,
+    new_lease: TokenSource,
+) -> ClaimedJob | None:
+    if not _may_claim(conn, worker_id, now):
         return None
     while True:
         if conversation_id is None:
@@ -185,17 +198,12 @@ def claim(
             return None
         conv, seq, head_status, head_attempts = row
         if head_status == "processing":
-            # The lease expired: this delivery is over. Its attempt was counted at claim.
+            # The lease expired: that delivery is over. Its attempt was counted at claim.
             max_attempts = conn.execute("SELECT max_attempts FROM messages WHERE seq = ?", (seq,)).fetchone()[0]
             if out_of_attempts(head_attempts, max_attempts):
-                _dead_letter(
-                    conn,
-                    seq,
-                    now,
-                    f"lease expired on attempt {head_attempts} of {max_attempts}",
-                    clear_lease=True,
-                )
-                refresh_head(conn, conv)
+                reason = f"lease expired on attempt {head_attempts} of {max_attempts}"
+                _dead_letter(conn, seq, now, reason, clear_lease=True)
+                refresh_head(conn, conv, settled=True)
                 continue
         return _lease(conn, seq, conv, worker_id, now, policy, new_lease)
 
@@ -217,11 +225,11 @@ def _lease(
         " RETURNING message_id, agent_key, payload, attempts",
         (lease_id, expires, worker_id, seq),
     ).fetchone()
-    refresh_head(conn, conversation_id)
+    # The claimed message stays the head; only its state, lock and availability change.
     conn.execute(
-        "UPDATE workers SET last_claim_at = ?, busy_since = ?, idle_since = NULL, conversation_id = ?"
-        " WHERE worker_id = ?",
-        (now, now, conversation_id, worker_id),
+        "UPDATE conversations SET head_status = 'processing', head_attempts = ?, available_at = ?, lock_worker = ?"
+        " WHERE conversation_id = ?",
+        (attempts, expires, worker_id, conversation_id),
     )
     return ClaimedJob(
         message_id=message_id,
@@ -239,13 +247,8 @@ def _lease(
 _FENCE = "message_id = ? AND lease_id = ? AND claimed_by = ? AND status = 'processing' AND lease_expires_at > ?"
 
 
-def _fenced(conn: sqlite3.Connection, lease: LeaseRef, now: int) -> tuple[int, str, int, int] | None:
-    """The (seq, conversation, attempts, max_attempts) of a message this lease still owns."""
-    row = conn.execute(
-        f"SELECT seq, conversation_id, attempts, max_attempts FROM messages WHERE {_FENCE}",
-        (lease.message_id, lease.lease_id, lease.worker_id, now),
-    ).fetchone()
-    return None if row is None else (int(row[0]), str(row[1]), int(row[2]), int(row[3]))
+def _fence_args(lease: LeaseRef, now: int) -> tuple[str, str, str, int]:
+    return (lease.message_id, lease.lease_id, lease.worker_id, now)
 
 
 def _release_worker(conn: sqlite3.Connection, worker_id: str, now: int) -> None:
@@ -256,32 +259,32 @@ def _release_worker(conn: sqlite3.Connection, worker_id: str, now: int) -> None:
 
 
 def heartbeat(conn: sqlite3.Connection, lease: LeaseRef, now: int, policy: QueuePolicy) -> bool:
-    owned = _fenced(conn, lease, now)
-    if owned is None:
-        return False
-    seq, conv, _, _ = owned
     expires = lease_expiry(now, policy)
-    conn.execute("UPDATE messages SET lease_expires_at = ? WHERE seq = ?", (expires, seq))
-    conn.execute("UPDATE conversations SET available_at = ? WHERE conversation_id = ?", (expires, conv))
+    row = conn.execute(
+        f"UPDATE messages SET lease_expires_at = ? WHERE {_FENCE} RETURNING conversation_id",
+        (expires, *_fence_args(lease, now)),
+    ).fetchone()
+    if row is None:
+        return False
+    conn.execute("UPDATE conversations SET available_at = ? WHERE conversation_id = ?", (expires, row[0]))
     conn.execute("UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?", (now, lease.worker_id))
     return True
 
 
 def complete(conn: sqlite3.Connection, lease: LeaseRef, now: int) -> bool:
-    owned = _fenced(conn, lease, now)
-    if owned is None:
+    row = conn.execute(
+        f"UPDATE messages SET status = 'done', lease_expires_at = NULL, finished_at = ? WHERE {_FENCE}"
+        " RETURNING conversation_id",
+        (now, *_fence_args(lease, now)),
+    ).fetchone()
+    if row is None:
         # A retried call whose first try landed: same lease, already done. Report it, change nothing.
         replay = conn.execute(
             "SELECT 1 FROM messages WHERE message_id = ? AND lease_id = ? AND claimed_by = ? AND status = 'done'",
             (lease.message_id, lease.lease_id, lease.worker_id),
         ).fetchone()
         return replay is not None
-    seq, conv, _, _ = owned
-    conn.execute(
-        "UPDATE messages SET status = 'done', lease_expires_at = NULL, finished_at = ? WHERE seq = ?",
-        (now, seq),
-    )
-    refresh_head(conn, conv)
+    refresh_head(conn, row[0], settled=True)
     _release_worker(conn, lease.worker_id, now)
     return True
 
@@ -299,7 +302,9 @@ def fail(
     conn: sqlite3.Connection, request: FailRequest, now: int, policy: QueuePolicy, rng: RandomSource
 ) -> FailResult:
     lease = LeaseRef(worker_id=request.worker_id, message_id=request.message_id, lease_id=request.lease_id)
-    owned = _fenced(conn, lease, now)
+    owned = conn.execute(
+        f"SELECT seq, conversation_id, attempts, max_attempts FROM messages WHERE {_FENCE}", _fence_args(lease, now)
+    ).fetchone()
     if owned is None:
         return _fail_replay(conn, lease)
     seq, conv, attempts, max_attempts = owned
@@ -308,7 +313,7 @@ def fail(
     if not request.retryable or out_of_attempts(attempts, max_attempts):
         why = "not retryable" if not request.retryable else f"out of attempts ({attempts}/{max_attempts})"
         _dead_letter(conn, seq, now, f"{why}: {error}", clear_lease=False)
-        refresh_head(conn, conv)
+        refresh_head(conn, conv, settled=True)
         return FailResult(requeued=False, dead_lettered=True)
     next_at = now + backoff_ms(attempts, policy, rng)
     conn.execute(
@@ -316,7 +321,7 @@ def fail(
         " WHERE seq = ?",
         (next_at, error, seq),
     )
-    refresh_head(conn, conv)
+    refresh_head(conn, conv, settled=True)
     return FailResult(requeued=True, dead_lettered=False, next_scheduled_for=next_at)
 
 
@@ -339,8 +344,9 @@ def _fail_replay(conn: sqlite3.Connection, lease: LeaseRef) -> FailResult:
 def release_expired(conn: sqlite3.Connection, now: int) -> ReleaseResult:
     """Return expired leases to the queue, or to the dead letter when out of attempts."""
     rows = conn.execute(
-        "SELECT seq, conversation_id, attempts, max_attempts, claimed_by FROM messages"
-        " WHERE status = 'processing' AND lease_expires_at <= ?",
+        "SELECT m.seq, m.conversation_id, m.attempts, m.max_attempts, m.claimed_by"
+        " FROM conversations AS c INDEXED BY conversations_claim JOIN messages AS m ON m.seq = c.head_seq"
+        " WHERE c.head_seq IS NOT NULL AND c.head_status = 'processing' AND c.available_at <= ?",
         (now,),
     ).fetchall()
     released = dead = 0
@@ -355,7 +361,7 @@ def release_expired(conn: sqlite3.Connection, now: int) -> ReleaseResult:
                 (now, seq),
             )
             released += 1
-        refresh_head(conn, conv)
+        refresh_head(conn, conv, settled=True)
         conn.execute(
             "UPDATE workers SET busy_since = NULL, idle_since = ? WHERE worker_id = ? AND busy_since IS NOT NULL",
             (now, worker_id),

@@ -11,6 +11,10 @@ Why a ``conversations`` row carries its head: the claim must pick, across all co
 the best *due head* message without a scan window. Keeping each conversation's head (its one
 processing message, else its earliest queued one) denormalised next to an ordered index makes
 that an index walk that only skips conversations that are busy or waiting.
+
+Indexes are few on purpose: every index a claim or complete touches is another page written
+per commit. Views that run rarely (stats, the demand snapshot, the sweep) walk the partial
+``conversations_claim`` index of open conversations instead of keeping their own.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ MIGRATIONS: tuple[str, ...] = (
     # 1: the queue, conversations, workers, agents, secrets, history, locks, launch ledger.
     """
     CREATE TABLE messages (
-        seq                 INTEGER PRIMARY KEY AUTOINCREMENT,   -- enqueue order
+        seq                 INTEGER PRIMARY KEY,                 -- enqueue order
         message_id          TEXT NOT NULL UNIQUE,
         conversation_id     TEXT NOT NULL,
         agent_key           TEXT NOT NULL,
@@ -45,9 +49,7 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE external_message_id IS NOT NULL;
     CREATE INDEX messages_open ON messages (conversation_id, arrival_at, seq)
         WHERE status IN ('queued', 'processing');
-    CREATE INDEX messages_inflight ON messages (conversation_id) WHERE status = 'processing';
-    CREATE INDEX messages_status ON messages (status);
-    CREATE INDEX messages_leases ON messages (lease_expires_at) WHERE status = 'processing';
+    CREATE INDEX messages_dead ON messages (finished_at) WHERE status = 'dead_letter';
 
     CREATE TABLE conversations (
         conversation_id     TEXT PRIMARY KEY,
@@ -65,8 +67,6 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX conversations_claim
         ON conversations (head_priority DESC, head_scheduled_for, head_seq)
         WHERE head_seq IS NOT NULL;
-    CREATE INDEX conversations_available ON conversations (available_at) WHERE head_seq IS NOT NULL;
-    CREATE INDEX conversations_lock ON conversations (lock_worker) WHERE head_status = 'processing';
 
     CREATE TABLE history (
         conversation_id   TEXT NOT NULL,

@@ -1,8 +1,8 @@
 """The embedded store: the reference implementation of the Store protocol on one SQLite file.
 
-Many processes may share the file (WAL, immediate transactions, a busy timeout). Each
-operation runs as one transaction on a worker thread, so a wait for the database lock never
-stalls the event loop.
+Many processes may share the file (WAL, immediate transactions). Each operation is one short
+transaction run inline; while another process holds the write lock the call waits
+asynchronously and retries, so a contended lock never stalls the event loop.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import secrets
 import sqlite3
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -46,7 +45,7 @@ from contracts.models import (
 from contracts.rules import QueuePolicy, RandomSource, system_random
 from contracts.sqlite import agents, fleet, queue
 from contracts.sqlite.doorbell import Doorbell
-from contracts.sqlite.engine import Engine, Synchronous, connect
+from contracts.sqlite.engine import Busy, Engine, Synchronous, connect
 
 T = TypeVar("T")
 
@@ -71,7 +70,7 @@ class SqliteStore:
         policy: QueuePolicy | None = None,
         clock: Clock | None = None,
         rng: RandomSource | None = None,
-        busy_timeout_ms: int = 30_000,
+        busy_timeout_s: float = 30.0,
         new_id: Callable[[], str] = new_message_id,
         new_lease: Callable[[], str] = new_lease_id,
     ) -> None:
@@ -82,152 +81,149 @@ class SqliteStore:
         self._new_id = new_id
         self._new_lease = new_lease
         try:
-            conn = connect(self.path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
+            conn = connect(self.path, synchronous=synchronous, open_timeout_s=busy_timeout_s)
         except sqlite3.Error as exc:
             raise StoreUnavailable(str(self.path), f"cannot open the SQLite file: {exc}") from exc
         self._engine = Engine(conn)
         self._bell = Doorbell(self.path)
-        # One transaction at a time per store object; other processes queue on the file lock.
-        self._limiter = anyio.CapacityLimiter(1)
+        self._busy_timeout_s = busy_timeout_s
 
     @property
     def name(self) -> str:
         return f"sqlite:{self.path}"
 
-    async def _run(self, fn: Callable[[], T]) -> T:
-        try:
-            return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
-        except FactoryError:
-            raise
-        except sqlite3.OperationalError as exc:
-            # "database is locked" after the busy timeout, disk full, I/O error: all worth a retry.
-            raise StoreUnavailable(self.name, str(exc)) from exc
+    async def _retry_busy(self, attempt: Callable[[], T]) -> T:
+        """Run one transaction; while another process holds the lock, wait (async) and retry."""
+        delay_s = 0.0002
+        deadline: float | None = None
+        while True:
+            try:
+                return attempt()
+            except Busy:
+                now = anyio.current_time()
+                deadline = deadline if deadline is not None else now + self._busy_timeout_s
+                if now >= deadline:
+                    raise StoreUnavailable(
+                        self.name, f"database is locked (waited {self._busy_timeout_s:g} s for another process)"
+                    ) from None
+                # Jittered, doubling, short: most locks are held for tens of microseconds.
+                await anyio.sleep(delay_s * (0.5 + self._rng.random()))
+                delay_s = min(delay_s * 2, 0.01)
+            except FactoryError:
+                raise
+            except sqlite3.Error as exc:
+                # Disk full, I/O error, a corrupt file: the store cannot answer now.
+                raise StoreUnavailable(self.name, str(exc)) from exc
 
-    def _write(self, op: Callable[[sqlite3.Connection, int], T], *, ring: bool = False) -> Callable[[], T]:
-        def run() -> T:
-            with self._engine.write() as conn:
-                result = op(conn, self.clock.now_ms())
-            if ring:
-                self._bell.ring()
-            return result
+    async def _write(self, op: Callable[[sqlite3.Connection, int], T], *, ring: bool = False) -> T:
+        result = await self._retry_busy(lambda: self._engine.write(lambda c: op(c, self.clock.now_ms())))
+        if ring:
+            self._bell.ring()
+        return result
 
-        return run
-
-    def _read(self, op: Callable[[sqlite3.Connection, int], T]) -> Callable[[], T]:
-        def run() -> T:
-            with self._engine.read() as conn:
-                return op(conn, self.clock.now_ms())
-
-        return run
+    async def _read(self, op: Callable[[sqlite3.Connection, int], T]) -> T:
+        return await self._retry_busy(lambda: self._engine.read(lambda c: op(c, self.clock.now_ms())))
 
     # ---------------------------------------------------------------- queue
 
     async def enqueue(self, request: EnqueueRequest) -> str:
-        message_id, _ = await self._run(
-            self._write(lambda c, now: queue.enqueue(c, request, now, self._new_id), ring=True)
-        )
+        message_id, _ = await self._write(lambda c, now: queue.enqueue(c, request, now, self._new_id), ring=True)
         return message_id
 
     async def worker_claim(self, worker_id: str, conversation_id: str | None = None) -> ClaimedJob | None:
-        return await self._run(
-            self._write(lambda c, now: queue.claim(c, worker_id, conversation_id, now, self.policy, self._new_lease))
+        return await self._write(
+            lambda c, now: queue.claim(c, worker_id, conversation_id, now, self.policy, self._new_lease)
         )
 
     async def worker_heartbeat(self, lease: LeaseRef) -> bool:
-        return await self._run(self._write(lambda c, now: queue.heartbeat(c, lease, now, self.policy)))
+        return await self._write(lambda c, now: queue.heartbeat(c, lease, now, self.policy))
 
     async def worker_complete(self, lease: LeaseRef) -> bool:
         # Completing a head unblocks the conversation's next message: wake idle workers.
-        return await self._run(self._write(lambda c, now: queue.complete(c, lease, now), ring=True))
+        return await self._write(lambda c, now: queue.complete(c, lease, now), ring=True)
 
     async def worker_fail(self, request: FailRequest) -> FailResult:
-        return await self._run(
-            self._write(lambda c, now: queue.fail(c, request, now, self.policy, self._rng), ring=True)
-        )
+        return await self._write(lambda c, now: queue.fail(c, request, now, self.policy, self._rng), ring=True)
 
     async def worker_hydration_bundle(self, message_id: str, workspace_id: str = "default") -> HydrationBundle | None:
-        return await self._run(self._read(lambda c, _: agents.hydration_bundle(c, message_id)))
+        return await self._read(lambda c, _: agents.hydration_bundle(c, message_id))
 
     async def worker_append_conversation_messages(self, request: AppendRequest) -> AppendResult:
-        return await self._run(self._write(lambda c, now: agents.append_history(c, request, now)))
+        return await self._write(lambda c, now: agents.append_history(c, request, now))
 
     # ---------------------------------------------------------------- workers
 
     async def worker_register(self, registration: WorkerRegistration) -> WorkerRecord:
-        return await self._run(self._write(lambda c, now: fleet.register(c, registration, now)))
+        return await self._write(lambda c, now: fleet.register(c, registration, now))
 
     async def worker_control_state(self, worker_id: str) -> ControlState:
-        return await self._run(self._write(lambda c, now: fleet.control_state(c, worker_id, now)))
+        return await self._write(lambda c, now: fleet.control_state(c, worker_id, now))
 
     async def fleet_set_worker_status(self, request: SetWorkerStatusRequest) -> bool:
         # Ringing lets an idle worker notice at once that it has been told to drain.
-        return await self._run(self._write(lambda c, now: fleet.set_status(c, request, now), ring=True))
+        return await self._write(lambda c, now: fleet.set_status(c, request, now), ring=True)
 
     async def fleet_demand(self) -> DemandSnapshot:
-        return await self._run(self._read(fleet.demand))
+        return await self._read(fleet.demand)
 
     async def list_workers(self) -> list[WorkerRecord]:
-        return await self._run(self._read(lambda c, _: fleet.list_workers(c)))
+        return await self._read(lambda c, _: fleet.list_workers(c))
 
     # ---------------------------------------------------------------- operator views and actions
 
     async def queue_stats(self) -> QueueStats:
-        return await self._run(self._read(fleet.stats))
+        return await self._read(fleet.stats)
 
     async def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        return await self._run(self._read(lambda c, _: fleet.dead_letters(c, limit)))
+        return await self._read(lambda c, _: fleet.dead_letters(c, limit))
 
     async def redrive(self, message_id: str | None = None) -> RedriveResult:
-        ids = await self._run(self._write(lambda c, now: queue.redrive(c, message_id, now), ring=True))
+        ids = await self._write(lambda c, now: queue.redrive(c, message_id, now), ring=True)
         return RedriveResult(redriven=ids)
 
     async def release_expired(self) -> ReleaseResult:
-        return await self._run(self._write(queue.release_expired, ring=True))
+        return await self._write(queue.release_expired, ring=True)
 
     async def get_message(self, message_id: str) -> MessageRecord | None:
-        return await self._run(self._read(lambda c, _: agents.get_message(c, message_id)))
+        return await self._read(lambda c, _: agents.get_message(c, message_id))
 
     async def get_conversation(self, conversation_id: str, history_limit: int = 50) -> Conversation | None:
-        return await self._run(self._read(lambda c, _: agents.get_conversation(c, conversation_id, history_limit)))
+        return await self._read(lambda c, _: agents.get_conversation(c, conversation_id, history_limit))
 
     # ---------------------------------------------------------------- agents and secrets
 
     async def upsert_agent_profile(self, profile: AgentProfile) -> AgentProfile:
-        return await self._run(self._write(lambda c, now: agents.upsert_profile(c, profile, now)))
+        return await self._write(lambda c, now: agents.upsert_profile(c, profile, now))
 
     async def get_agent_profile(self, agent_key: str) -> AgentProfile | None:
-        return await self._run(self._read(lambda c, _: agents.get_profile(c, agent_key)))
+        return await self._read(lambda c, _: agents.get_profile(c, agent_key))
 
     async def import_secret(self, secret_ref: str, value: SecretStr) -> int:
-        return await self._run(self._write(lambda c, now: agents.import_secret(c, secret_ref, value, now)))
+        return await self._write(lambda c, now: agents.import_secret(c, secret_ref, value, now))
 
     # ---------------------------------------------------------------- autoscaler bookkeeping
 
     async def acquire_reconcile_lock(self, holder: str, ttl_ms: int) -> bool:
-        return await self._run(
-            self._write(lambda c, now: fleet.acquire_lock(c, fleet.RECONCILE_LOCK, holder, ttl_ms, now))
-        )
+        return await self._write(lambda c, now: fleet.acquire_lock(c, fleet.RECONCILE_LOCK, holder, ttl_ms, now))
 
     async def release_reconcile_lock(self, holder: str) -> None:
-        await self._run(self._write(lambda c, _: fleet.release_lock(c, fleet.RECONCILE_LOCK, holder)))
+        await self._write(lambda c, _: fleet.release_lock(c, fleet.RECONCILE_LOCK, holder))
 
     async def ledger_record(self, record: LaunchRecord) -> LaunchRecord:
-        return await self._run(self._write(lambda c, _: fleet.ledger_record(c, record)))
+        return await self._write(lambda c, _: fleet.ledger_record(c, record))
 
     async def ledger_update(
         self, launch_id: str, state: LaunchState, machine_id: str | None = None, detail: str | None = None
     ) -> bool:
-        return await self._run(
-            self._write(lambda c, now: fleet.ledger_update(c, launch_id, state, machine_id, detail, now))
-        )
+        return await self._write(lambda c, now: fleet.ledger_update(c, launch_id, state, machine_id, detail, now))
 
     async def ledger_list(self, include_closed: bool = False) -> list[LaunchRecord]:
-        return await self._run(self._read(lambda c, _: fleet.ledger_list(c, include_closed)))
+        return await self._read(lambda c, _: fleet.ledger_list(c, include_closed))
 
     # ---------------------------------------------------------------- waiting and time
 
     async def wait_for_work(self, timeout_s: float) -> bool:
-        upcoming = await self._run(self._read(fleet.next_ready_at))
+        upcoming = await self._read(fleet.next_ready_at)
         if upcoming is not None:
             # A retry or a scheduled message falls due before the timeout: wake for it.
             until_due_s = max(0.0, (upcoming - self.clock.now_ms()) / 1000)
@@ -239,4 +235,4 @@ class SqliteStore:
 
     async def aclose(self) -> None:
         self._bell.close()
-        await anyio.to_thread.run_sync(partial(self._engine.close), limiter=self._limiter)
+        self._engine.close()

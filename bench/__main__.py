@@ -1,0 +1,22 @@
+"""`python -m bench [store|worker|autoscaler ...]`: run the named benchmarks, or all of them."""
+
+from __future__ import annotations
+
+import sys
+
+from bench import store_bench
+
+SECTIONS = {"store": store_bench.run}
+
+
+def main(argv: list[str]) -> None:
+    chosen = argv or list(SECTIONS)
+    unknown = [name for name in chosen if name not in SECTIONS]
+    if unknown:
+        raise SystemExit(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(SECTIONS)}")
+    for name in chosen:
+        SECTIONS[name]()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
