@@ -44,6 +44,8 @@ class StoreSettings(_Settings):
     store_timeout_s: float = Field(
         20.0, gt=0, validation_alias=AliasChoices("FACTORY_STORE_TIMEOUT_S", "store_timeout_s")
     )
+    # The embedded store's lease TTL; workers read the same variable to pace their heartbeats.
+    lease_ttl_s: float = Field(60.0, ge=1, validation_alias=AliasChoices("FACTORY_LEASE_TTL_S", "lease_ttl_s"))
 
     @field_validator("store")
     @classmethod
@@ -65,3 +67,65 @@ def load(cls: type[S], **overrides: object) -> S:
         return cast(S, build(**{k: v for k, v in overrides.items() if v is not None}))
     except ValidationError as exc:
         raise InvalidInput.from_validation(exc) from None
+
+
+class WorkerSettings(_Settings):
+    """``factory worker run``: who this worker is, where its gateway is, how it behaves."""
+
+    worker_id: str | None = Field(None, validation_alias=AliasChoices("FACTORY_WORKER_ID", "worker_id"))
+    provider: str = Field("local", validation_alias=AliasChoices("FACTORY_WORKER_PROVIDER", "provider"))
+    launch_id: str | None = Field(None, validation_alias=AliasChoices("FACTORY_LAUNCH_ID", "launch_id"))
+    # Fly sets FLY_MACHINE_ID / FLY_APP_NAME / FLY_REGION inside every machine.
+    machine_id: str | None = Field(
+        None, validation_alias=AliasChoices("FACTORY_MACHINE_ID", "FLY_MACHINE_ID", "machine_id")
+    )
+    machine_app: str | None = Field(None, validation_alias=AliasChoices("FLY_APP_NAME", "machine_app"))
+    machine_region: str | None = Field(None, validation_alias=AliasChoices("FLY_REGION", "machine_region"))
+    conversation: str | None = Field(
+        None, validation_alias=AliasChoices("FACTORY_CONVERSATION", "OPENCLAW_CONVERSATION_ID", "conversation")
+    )
+    workspace_id: str = Field("default", validation_alias=AliasChoices("FACTORY_WORKSPACE_ID", "workspace_id"))
+
+    gateway_url: str = Field(
+        "http://127.0.0.1:18789", validation_alias=AliasChoices("OPENCLAW_GATEWAY_URL", "gateway_url")
+    )
+    gateway_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("OPENCLAW_GATEWAY_TOKEN", "gateway_token")
+    )
+    delivery: Literal["ws", "http"] = Field("ws", validation_alias=AliasChoices("FACTORY_DELIVERY", "delivery"))
+    delivery_timeout_s: float = Field(
+        300.0, gt=0, validation_alias=AliasChoices("FACTORY_DELIVERY_TIMEOUT_S", "delivery_timeout_s")
+    )
+    telegram_api_base: str = Field(
+        "https://api.telegram.org", validation_alias=AliasChoices("TELEGRAM_API_BASE", "telegram_api_base")
+    )
+
+    lease_ttl_s: float = Field(60.0, ge=1, validation_alias=AliasChoices("FACTORY_LEASE_TTL_S", "lease_ttl_s"))
+    poll_s: float = Field(1.0, gt=0, validation_alias=AliasChoices("FACTORY_POLL_S", "poll_s"))
+    idle_exit_s: float | None = Field(None, gt=0, validation_alias=AliasChoices("FACTORY_IDLE_EXIT_S", "idle_exit_s"))
+    grace_s: float = Field(30.0, ge=0, validation_alias=AliasChoices("FACTORY_GRACE_S", "grace_s"))
+    health_host: str = Field("127.0.0.1", validation_alias=AliasChoices("FACTORY_HEALTH_HOST", "health_host"))
+    health_port: int | None = Field(
+        None, ge=0, le=65535, validation_alias=AliasChoices("FACTORY_HEALTH_PORT", "health_port")
+    )
+
+    @field_validator("gateway_url")
+    @classmethod
+    def _gateway_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://", "ws://", "wss://")):
+            raise ValueError("must be a URL such as http://127.0.0.1:18789")
+        return value.rstrip("/")
+
+    def require_gateway_token(self) -> SecretStr:
+        if self.gateway_token is None or not self.gateway_token.get_secret_value():
+            raise InvalidInput(
+                "OPENCLAW_GATEWAY_TOKEN", "is not set; set it to the gateway's auth token (gateway.auth.token)"
+            )
+        return self.gateway_token
+
+
+class LogSettings(_Settings):
+    level: Literal["debug", "info", "warning", "error"] | None = Field(
+        None, validation_alias=AliasChoices("FACTORY_LOG_LEVEL", "level")
+    )
+    format: Literal["console", "json"] = Field("console", validation_alias=AliasChoices("FACTORY_LOG_FORMAT", "format"))

@@ -20,6 +20,11 @@ def open_store(settings: StoreSettings) -> Store:
             timeout_s=settings.store_timeout_s,
             compat=settings.convex_compat or None,
         )
+    from contracts.rules import QueuePolicy
     from contracts.sqlite import SqliteStore
 
-    return SqliteStore(Path(settings.store).expanduser(), synchronous=settings.sqlite_synchronous)
+    return SqliteStore(
+        Path(settings.store).expanduser(),
+        synchronous=settings.sqlite_synchronous,
+        policy=QueuePolicy(lease_ttl_ms=int(settings.lease_ttl_s * 1000)),
+    )

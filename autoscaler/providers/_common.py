@@ -1,0 +1,119 @@
+"""Helpers both providers share: the worker's environment, names, secrets kept out of text."""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from collections.abc import Iterable
+from datetime import datetime
+
+from autoscaler.errors import ProviderConfigError
+from autoscaler.provider import LaunchSpec, Machine, Provider
+from autoscaler.ratelimit import Sleep
+
+WORKER_ID_ENV = "FACTORY_WORKER_ID"
+LAUNCH_ID_ENV = "FACTORY_LAUNCH_ID"
+# Fleet ownership markers: Fly metadata keys and (with a prefix) DigitalOcean tags.
+ROLE_KEY = "factory_role"
+ROLE_WORKER = "worker"
+LAUNCH_KEY = "factory_launch_id"
+WORKER_KEY = "factory_worker_id"
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+# Longest machine/droplet name we generate: DNS-label sized, which both platforms accept.
+_MAX_NAME = 63
+
+
+def worker_env(spec: LaunchSpec) -> dict[str, str]:
+    """The environment a new worker boots with: ``env``, revealed secrets, then its identity.
+
+    The result holds secret values in clear: hand it to the platform and drop it; never log it.
+    A key set twice is refused rather than silently overridden, since either choice would hide a
+    mistake in the caller.
+    """
+    clashing = sorted(spec.env.keys() & spec.secret_env.keys())
+    if clashing:
+        raise ProviderConfigError(
+            f"LaunchSpec.secret_env.{clashing[0]}", "also set in LaunchSpec.env; set it in one place"
+        )
+    identity = {WORKER_ID_ENV: spec.worker_id, LAUNCH_ID_ENV: spec.launch_id}
+    env: dict[str, str] = dict(spec.env)
+    env.update((key, value.get_secret_value()) for key, value in spec.secret_env.items())
+    for key, value in identity.items():
+        if env.get(key, value) != value:
+            raise ProviderConfigError(f"LaunchSpec.env.{key}", f"conflicts with the spec's own {key}")
+        env[key] = value
+    for key in env:
+        if not _ENV_NAME.fullmatch(key):
+            raise ProviderConfigError(f"LaunchSpec.env.{key}", "is not a valid environment variable name")
+    return env
+
+
+def secret_values(spec: LaunchSpec) -> list[str]:
+    return [value.get_secret_value() for value in spec.secret_env.values()]
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Replace every occurrence of a secret in ``text`` (API bodies can echo what they were sent)."""
+    for secret in secrets:
+        # Very short values would blank out ordinary words; real tokens are long.
+        if len(secret) >= 6:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
+def machine_name(prefix: str, launch_id: str) -> str:
+    """A deterministic, platform-safe name for the machine of one launch.
+
+    Deterministic so a retried create of the same launch is visible as the same name; the launch
+    id in metadata or tags stays the authoritative link, since slugging can merge two ids.
+    """
+    slug = _NOT_SLUG.sub("-", launch_id.lower()).strip("-") or "launch"
+    return f"{prefix}-{slug}"[:_MAX_NAME].rstrip("-")
+
+
+def parse_retry_after(value: str | None, now_s: float) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date; None if absent."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now_s)
+
+
+def iso_to_ms(value: str | None) -> int | None:
+    """Epoch milliseconds from an RFC 3339 timestamp; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        return None
+    return int(when.timestamp() * 1000)
+
+
+def shorten(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+async def poll_find(
+    provider: Provider, launch_id: str, *, attempts: int, interval_s: float, sleep: Sleep
+) -> Machine | None:
+    """``find`` up to ``attempts`` times, ``interval_s`` apart: platform lists lag behind creates."""
+    for remaining in range(max(1, attempts) - 1, -1, -1):
+        found = await provider.find(launch_id)
+        if found is not None or remaining == 0:
+            return found
+        await sleep(interval_s)
+    return None

@@ -1,0 +1,163 @@
+"""``factory worker run``: wire settings into a worker and run it until told to stop."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+from typing import Annotated
+
+import anyio
+import structlog
+import typer
+
+from contracts.errors import FactoryError
+from contracts.models import MachineRef
+from contracts.store import Store
+from factory.console import StoreOption, err, store_settings
+from factory.logging import configure
+from factory.settings import LogSettings, WorkerSettings, load
+from factory.stores import open_store
+from worker.config import WorkerConfig
+from worker.health import HealthServer, Readiness
+from worker.job import JobRunner
+from worker.loop import Worker, WorkerExit
+from worker.metrics import WorkerMetrics
+from worker.openclaw.http import HttpDelivery
+from worker.openclaw.sessions import session_key
+from worker.openclaw.ws import WsDelivery
+from worker.telegram import TelegramChannel
+
+worker_app = typer.Typer(help="Run a worker.", no_args_is_help=True)
+log = structlog.get_logger("factory.worker")
+EXIT_SECOND_SIGNAL = 130
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def worker_config(settings: WorkerSettings, *, once: bool = False) -> WorkerConfig:
+    machine = (
+        MachineRef(machine_id=settings.machine_id, app_name=settings.machine_app, region=settings.machine_region)
+        if settings.machine_id
+        else None
+    )
+    return WorkerConfig(
+        worker_id=settings.worker_id or default_worker_id(),
+        provider=settings.provider,
+        machine_ref=machine,
+        launch_id=settings.launch_id,
+        conversation_id=settings.conversation,
+        workspace_id=settings.workspace_id,
+        lease_ttl_s=settings.lease_ttl_s,
+        poll_s=settings.poll_s,
+        idle_exit_s=settings.idle_exit_s,
+        grace_s=settings.grace_s,
+        once=once,
+    )
+
+
+def make_delivery(settings: WorkerSettings) -> WsDelivery | HttpDelivery:
+    token = settings.require_gateway_token()
+    url = settings.gateway_url
+    if settings.delivery == "http":
+        return HttpDelivery(
+            url.replace("ws://", "http://", 1).replace("wss://", "https://", 1),
+            token,
+            timeout_s=settings.delivery_timeout_s,
+        )
+    ws_url = url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+    return WsDelivery(ws_url, token, timeout_s=settings.delivery_timeout_s)
+
+
+async def serve_worker(
+    config: WorkerConfig, settings: WorkerSettings, store: Store
+) -> tuple[WorkerExit | None, Worker]:
+    """Run one worker with its health server and signal handling; None exit means forced stop."""
+    metrics = WorkerMetrics()
+    readiness = Readiness()
+    result: WorkerExit | None = None
+    async with make_delivery(settings) as delivery, TelegramChannel(api_base=settings.telegram_api_base) as telegram:
+        runner = JobRunner(
+            store=store,
+            delivery=delivery,
+            channels={"telegram": telegram},
+            session_key=session_key,
+            metrics=metrics,
+            readiness=readiness,
+            workspace_id=config.workspace_id,
+        )
+        worker = Worker(config, store, runner, metrics, readiness)
+        async with anyio.create_task_group() as tg:
+            if settings.health_port is not None:
+                server = HealthServer(
+                    readiness=readiness, metrics=metrics, host=settings.health_host, port=settings.health_port
+                )
+                await tg.start(server.serve)
+                log.info("health endpoint", url=server.url)
+            tg.start_soon(_watch_signals, worker, tg.cancel_scope)
+            result = await worker.run()
+            tg.cancel_scope.cancel()
+    return result, worker
+
+
+async def _watch_signals(worker: Worker, scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            if not worker.stopping:
+                log.info("signal received: finishing the job in flight, then exiting", signal=signum.name)
+                worker.request_stop()
+            else:
+                log.warning("second signal: exiting now", signal=signum.name)
+                scope.cancel()
+                return
+
+
+@worker_app.command("run")
+def run(
+    once: Annotated[bool, typer.Option("--once", help="Process at most one message, then exit.")] = False,
+    conversation: Annotated[
+        str | None, typer.Option("--conversation", help="Only take messages of this conversation (sticky).")
+    ] = None,
+    grace: Annotated[
+        float | None, typer.Option("--grace", help="Seconds a job may run on after SIGTERM. Default 30.")
+    ] = None,
+    idle_exit: Annotated[float | None, typer.Option("--idle-exit", help="Exit after this many idle seconds.")] = None,
+    worker_id: Annotated[str | None, typer.Option("--worker-id", help="Default: host-pid-random.")] = None,
+    health_port: Annotated[
+        int | None, typer.Option("--health-port", help="Serve /healthz, /readyz, /metrics here (0: any port).")
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """Claim messages, deliver them to the OpenClaw gateway, reply, complete; until stopped."""
+    configure(load(LogSettings), default_level="error" if once else "info")
+    settings = load(
+        WorkerSettings,
+        conversation=conversation,
+        grace_s=grace,
+        idle_exit_s=idle_exit,
+        worker_id=worker_id,
+        health_port=health_port,
+    )
+    config = worker_config(settings, once=once)
+    settings.require_gateway_token()
+    store_cfg = store_settings(store)
+
+    async def main() -> tuple[WorkerExit | None, Worker]:
+        opened = open_store(store_cfg)
+        try:
+            return await serve_worker(config, settings, opened)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await opened.aclose()
+
+    result, worker = anyio.run(main)
+    if result is None:
+        raise typer.Exit(EXIT_SECOND_SIGNAL)
+    failure = worker.last_failure
+    if once and failure is not None:
+        raise FactoryError(failure)
+    if not once:
+        err.print(f"worker {config.worker_id} exited ({result.reason}) after {result.processed} message(s)")

@@ -1,0 +1,50 @@
+"""Structured logs for every process, configured once at the edge.
+
+Keys that look like credentials are masked before rendering, whatever code logged them: a
+token must never reach a log line even by accident.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+from factory.settings import LogSettings
+
+_SENSITIVE = ("token", "secret", "password", "authorization", "api_key", "apikey")
+
+
+def _mask(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key in list(event):
+        if any(word in key.lower() for word in _SENSITIVE):
+            event[key] = "***"
+    return event
+
+
+def configure(settings: LogSettings, *, default_level: str = "info") -> None:
+    level = getattr(logging, (settings.level or default_level).upper())
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if settings.format == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _mask,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    # Libraries that log through the standard library (httpx logs full URLs at INFO) stay quiet.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    for noisy in ("httpx", "httpcore", "websockets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,227 @@
+"""A fake Fly Machines API on loopback: the endpoints the Fly provider uses, as documented.
+
+Behaviour (reference/fleet-apis.md §1): ``Authorization: Bearer <token>`` or ``FlyV1 <token>``
+else 401; machine names unique per app (422, status ``name_taken``); create answers ``created``
+and the machine is ``started`` ``boot_delay_s`` later; list filters on ``metadata.<key>=<value>``
+and hides destroyed machines; stop takes ``{signal, timeout}``; delete needs ``force=true`` for a
+started machine (else 412) and is 404 once gone; wait answers 200 or 408; errors are
+``{"error": ..., "status"?: ...}``; responses carry fields the provider does not read (events,
+services with ``autostop`` as bool or string, image_ref...) to prove tolerant parsing.
+
+Faults (see ``tests.fakes._server``) are keyed by endpoint: ``create``, ``list``, ``get``,
+``stop``, ``delete``, ``wait``. ``list_lag(n)`` hides machines created afterwards from the next
+``n`` list calls, as Fly's eventually consistent list does.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from tests.fakes._server import FaultyServer, Request, Response
+
+_MACHINES = re.compile(r"^/v1/apps/(?P<app>[^/]+)/machines(?:/(?P<id>[^/]+)(?:/(?P<verb>stop|wait))?)?$")
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class FakeFlyApi(FaultyServer):
+    def __init__(self, *, token: str = "fly-test-token", app: str = "factory-workers", boot_delay_s: float = 0.0):
+        super().__init__()
+        self.token = token
+        self.app = app
+        self.boot_delay_s = boot_delay_s
+        self.machines: dict[str, dict[str, Any]] = {}
+        self.auth_headers: list[str] = []
+        self.create_bodies: list[Any] = []
+        self.stop_bodies: list[Any] = []
+        self.delete_queries: list[dict[str, list[str]]] = []
+        self._lag = 0
+        self._ids = itertools.count(1)
+
+    # -- test controls --------------------------------------------------------------------------
+
+    def list_lag(self, lists: int) -> None:
+        """Machines created from now on stay out of the next ``lists`` list responses."""
+        with self.lock:
+            self._lag = lists
+
+    def add_machine(
+        self,
+        *,
+        metadata: dict[str, str],
+        state: str = "started",
+        host_status: str = "ok",
+        extra: dict[str, Any] | None = None,
+    ) -> str:
+        """A machine made outside the provider (someone else's, or one on an unreachable host)."""
+        with self.lock:
+            machine = self._new_machine(f"other-{next(self._ids)}", {"image": "other:1", "metadata": metadata})
+            machine["state"] = state
+            machine["host_status"] = host_status
+            machine.update(extra or {})
+            return str(machine["id"])
+
+    def live(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [m for m in self.machines.values() if m["state"] != "destroyed"]
+
+    # -- FaultyServer ---------------------------------------------------------------------------
+
+    def endpoint(self, method: str, path: str) -> str | None:
+        match = _MACHINES.match(path)
+        if match is None:
+            return None
+        machine_id, verb = match.group("id"), match.group("verb")
+        if machine_id is None:
+            return {"GET": "list", "POST": "create"}.get(method)
+        if verb is not None:
+            return {("POST", "stop"): "stop", ("GET", "wait"): "wait"}.get((method, verb))
+        return {"GET": "get", "DELETE": "delete"}.get(method)
+
+    def authorized(self, request: Request) -> Response | None:
+        header = request.headers.get("authorization", "")
+        with self.lock:
+            self.auth_headers.append(header)
+        if header in (f"Bearer {self.token}", f"FlyV1 {self.token}"):
+            return None
+        return Response(401, {"error": "Authenticate: token validation error"})
+
+    def server_error(self, status: int) -> Any:
+        return {"error": "upstream flyd: deadline exceeded" if status == 504 else "internal server error"}
+
+    def extra_headers(self) -> dict[str, str]:
+        return {"fly-request-id": secrets.token_hex(8)}
+
+    def route(self, endpoint: str, request: Request) -> Response:
+        match = _MACHINES.match(request.path)
+        assert match is not None
+        if match.group("app") != self.app:
+            return Response(404, {"error": "app not found"})
+        self._advance()
+        machine_id = match.group("id")
+        if endpoint == "create":
+            return self._create(request)
+        if endpoint == "list":
+            return self._list(request)
+        machine = self.machines.get(machine_id or "")
+        if machine is None or machine["state"] == "destroyed":
+            return Response(404, {"error": "machine not found"})
+        return {"get": self._get, "stop": self._stop, "delete": self._delete, "wait": self._wait}[endpoint](
+            machine, request
+        )
+
+    # -- endpoints (called under the lock) ------------------------------------------------------
+
+    def _create(self, request: Request) -> Response:
+        body = request.body if isinstance(request.body, dict) else {}
+        self.create_bodies.append(body)
+        config = body.get("config")
+        if not isinstance(config, dict) or not config.get("image"):
+            return Response(422, {"error": "invalid config: image is required"})
+        guest = config.get("guest") or {}
+        if guest.get("memory_mb", 256) % 256:
+            return Response(422, {"error": "invalid config.guest.memory_mb: must be a multiple of 256"})
+        name = body.get("name") or f"auto-{secrets.token_hex(4)}"
+        if any(m["name"] == name and m["state"] != "destroyed" for m in self.machines.values()):
+            return Response(422, {"error": f"a machine with name {name!r} already exists", "status": "name_taken"})
+        machine = self._new_machine(name, config, region=body.get("region"))
+        machine["hidden_lists"] = self._lag
+        return Response(200, self._public(machine))
+
+    def _list(self, request: Request) -> Response:
+        wanted = {
+            key.removeprefix("metadata."): values[-1]
+            for key, values in request.query.items()
+            if key.startswith("metadata.")
+        }
+        found = []
+        for machine in self.machines.values():
+            if machine["state"] == "destroyed":
+                continue
+            metadata = machine["_metadata"]
+            if any(metadata.get(key) != value for key, value in wanted.items()):
+                continue
+            if machine.get("hidden_lists", 0) > 0:
+                machine["hidden_lists"] -= 1
+                continue
+            found.append(self._public(machine))
+        return Response(200, found)
+
+    def _get(self, machine: dict[str, Any], request: Request) -> Response:
+        return Response(200, self._public(machine))
+
+    def _stop(self, machine: dict[str, Any], request: Request) -> Response:
+        self.stop_bodies.append(request.body)
+        if machine["state"] in ("started", "created", "starting"):
+            machine["state"] = "stopped"
+            machine["instance_id"] = secrets.token_hex(6).upper()
+        return Response(200, {"ok": True})
+
+    def _delete(self, machine: dict[str, Any], request: Request) -> Response:
+        self.delete_queries.append(request.query)
+        forced = request.param("force") == "true" or request.param("kill") == "true"
+        if machine["state"] in ("started", "starting") and not forced:
+            return Response(
+                412, {"error": "failed to destroy machine: machine still active, refusing to delete without force"}
+            )
+        machine["state"] = "destroyed"
+        return Response(200, {"ok": True})
+
+    def _wait(self, machine: dict[str, Any], request: Request) -> Response:
+        wanted = request.param("state") or "started"
+        if machine["state"] == wanted:
+            return Response(200, {"ok": True, "state": wanted})
+        return Response(408, {"error": f"timeout waiting for machine to be {wanted}"})
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _new_machine(self, name: str, config: dict[str, Any], *, region: str | None = None) -> dict[str, Any]:
+        machine_id = f"{next(self._ids):04x}{secrets.token_hex(5)}"
+        machine: dict[str, Any] = {
+            "id": machine_id,
+            "name": name,
+            "state": "created",
+            "region": region or "iad",
+            "instance_id": secrets.token_hex(6).upper(),
+            "private_ip": "fdaa:0:1::2",
+            "created_at": _now_iso(),
+            "updated_at": _now_iso(),
+            "host_status": "ok",
+            "config": config,
+            "_metadata": dict(config.get("metadata") or {}),
+            "_born": time.monotonic(),
+        }
+        self.machines[machine_id] = machine
+        return machine
+
+    def _advance(self) -> None:
+        now = time.monotonic()
+        for machine in self.machines.values():
+            if machine["state"] == "created" and now - machine["_born"] >= self.boot_delay_s:
+                machine["state"] = "started"
+
+    def _public(self, machine: dict[str, Any]) -> dict[str, Any]:
+        """What the API shows: private bookkeeping stripped, plus fields nobody asked for."""
+        shown = {k: v for k, v in machine.items() if not k.startswith("_") and k != "hidden_lists"}
+        if machine["host_status"] != "ok":
+            # An unreachable host: no config, only the incomplete one (fleet-apis §1.4).
+            shown["config"] = None
+            shown["incomplete_config"] = {"image": "unknown"}
+        else:
+            shown["config"] = {
+                **machine["config"],
+                "services": [{"autostop": "stop", "autostart": True}, {"autostop": False}],
+                "init": {},
+            }
+        shown.setdefault("image_ref", {"registry": "registry.fly.io", "repository": "factory", "tag": "latest"})
+        shown.setdefault("events", [{"type": "launch", "status": "created", "source": "user", "timestamp": 1}])
+        shown.setdefault("checks", [])
+        shown.setdefault("nonce", "")
+        return shown

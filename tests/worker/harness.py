@@ -1,0 +1,87 @@
+"""Build real workers for tests: the real store, the real OpenClaw client, the real channels."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import anyio
+
+from contracts.models import EnqueueRequest, MessagePayload
+from contracts.store import Store
+from tests.gateway_fixture import OpenClawGateway
+from worker.config import WorkerConfig
+from worker.health import Readiness
+from worker.job import JobRunner
+from worker.loop import Worker
+from worker.metrics import WorkerMetrics
+from worker.openclaw.sessions import session_key
+from worker.openclaw.ws import WsDelivery
+from worker.telegram import TelegramChannel
+
+
+def message(conversation: str, text: str, *, provider: str = "app", user: str = "u-1", **kw: object) -> EnqueueRequest:
+    return EnqueueRequest.model_validate(
+        {
+            "conversation_id": conversation,
+            "agent_key": "default",
+            "payload": MessagePayload(provider=provider, provider_user_id=user, message_text=text),
+            **kw,
+        }
+    )
+
+
+def build_worker(
+    store: Store,
+    delivery: WsDelivery,
+    *,
+    worker_id: str = "w1",
+    telegram: TelegramChannel | None = None,
+    **config: object,
+) -> tuple[Worker, WorkerMetrics]:
+    metrics = WorkerMetrics()
+    readiness = Readiness()
+    runner = JobRunner(
+        store=store,
+        delivery=delivery,
+        channels={"telegram": telegram} if telegram is not None else {},
+        session_key=session_key,
+        metrics=metrics,
+        readiness=readiness,
+    )
+    cfg = WorkerConfig.model_validate({"worker_id": worker_id, "poll_s": 0.2, **config})
+    return Worker(cfg, store, runner, metrics, readiness), metrics
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], *, timeout_s: float = 30.0, what: str = "condition") -> None:
+    """Poll ``check`` until it holds; fail naming ``what`` after ``timeout_s``."""
+    deadline = anyio.current_time() + timeout_s
+    while not await check():
+        if anyio.current_time() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+        await anyio.sleep(0.05)
+
+
+def worker_env(gateway: OpenClawGateway, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FACTORY_", "OPENCLAW_"))}
+    env.update(
+        OPENCLAW_GATEWAY_URL=gateway.url,
+        OPENCLAW_GATEWAY_TOKEN=gateway.token.get_secret_value(),
+        FACTORY_POLL_S="0.2",
+    )
+    env.update(extra)
+    return env
+
+
+def start_worker_process(
+    store_path: Path, env: dict[str, str], *args: str, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """``factory worker run`` as its own process, as an operator would start it."""
+    command = [sys.executable, "-m", "factory", "worker", "run", "--store", str(store_path), *args]
+    if log is None:
+        return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(log, "ab") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(command, env=env, stdout=out, stderr=out)

@@ -1,0 +1,178 @@
+"""The worker against a REAL OpenClaw gateway (stub LLM on loopback), in this process."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+from pydantic import SecretStr
+
+from contracts.clock import ManualClock
+from contracts.models import LeaseRef
+from contracts.rules import QueuePolicy
+from contracts.sqlite import SqliteStore
+from tests.fakes.telegram_api import run_telegram_fake
+from tests.gateway_fixture import OpenClawGateway
+from tests.worker.harness import build_worker, eventually, message
+from worker.delivery import DeliveryRequest
+from worker.metrics import WorkerMetrics
+from worker.openclaw.sessions import session_key
+from worker.openclaw.ws import WsDelivery
+from worker.telegram import TelegramChannel
+
+pytestmark = [pytest.mark.anyio, pytest.mark.gateway]
+BOT_TOKEN = "4242:test-bot-token"
+
+
+def _count(metrics: WorkerMetrics, name: str) -> float:
+    return metrics.registry.get_sample_value(f"factory_worker_{name}_total") or 0.0
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    s = SqliteStore(tmp_path / "w.db", clock=ManualClock(), rng=random.Random(1), policy=QueuePolicy())
+    try:
+        yield s
+    finally:
+        await s.aclose()
+
+
+@pytest.fixture
+async def delivery(openclaw_gateway: OpenClawGateway) -> AsyncIterator[WsDelivery]:
+    async with WsDelivery(openclaw_gateway.ws_url, openclaw_gateway.token, timeout_s=60) as d:
+        yield d
+
+
+async def test_a_message_is_delivered_and_the_reply_lands_in_history(
+    store: SqliteStore, delivery: WsDelivery, openclaw_gateway: OpenClawGateway
+) -> None:
+    message_id = await store.enqueue(message("w-hist", "hello history"))
+    worker, _ = build_worker(store, delivery, once=True)
+    exit_ = await worker.run()
+    assert (exit_.reason, exit_.processed) == ("once", 1)
+    record = await store.get_message(message_id)
+    assert record is not None and record.status == "done"
+    conversation = await store.get_conversation("w-hist")
+    assert conversation is not None
+    assert [(m.role, m.content) for m in conversation.history] == [
+        ("user", "hello history"),
+        ("assistant", "STUB-REPLY: hello history"),
+    ]
+    assert len(openclaw_gateway.calls_for("hello history")) == 1
+
+
+async def test_two_messages_in_a_conversation_keep_their_order(
+    store: SqliteStore, delivery: WsDelivery, openclaw_gateway: OpenClawGateway
+) -> None:
+    await store.enqueue(message("w-order", "first of two"))
+    await store.enqueue(message("w-order", "second of two"))
+    worker, _ = build_worker(store, delivery, idle_exit_s=0.3)
+    exit_ = await worker.run()
+    assert exit_.processed == 2
+    conversation = await store.get_conversation("w-order")
+    assert conversation is not None
+    assert [m.content for m in conversation.history] == [
+        "first of two",
+        "STUB-REPLY: first of two",
+        "second of two",
+        "STUB-REPLY: second of two",
+    ]
+    [second_call] = openclaw_gateway.calls_for("second of two")
+    # The gateway keeps the session: the second turn was sent with the first in its history.
+    assert "first of two" in str(second_call["turns"])
+
+
+async def test_a_redelivery_with_the_same_message_id_does_not_call_the_model_twice(
+    store: SqliteStore, delivery: WsDelivery, openclaw_gateway: OpenClawGateway
+) -> None:
+    message_id = await store.enqueue(message("w-idem", "exactly once please"))
+    # A first worker claims and delivers, then dies before completing.
+    job = await store.worker_claim("crashed")
+    assert job is not None
+    await delivery.deliver(
+        DeliveryRequest(
+            message_id=job.message_id,
+            session_key=session_key("main", job.conversation_id),
+            text=job.payload.message_text,
+        )
+    )
+    assert len(openclaw_gateway.calls_for("exactly once please")) == 1
+    assert isinstance(store.clock, ManualClock)
+    store.clock.advance(60_000)
+    worker, _ = build_worker(store, delivery, worker_id="w2", once=True)
+    assert (await worker.run()).processed == 1
+    record = await store.get_message(message_id)
+    assert record is not None and record.status == "done" and record.attempts == 2
+    assert len(openclaw_gateway.calls_for("exactly once please")) == 1
+    conversation = await store.get_conversation("w-idem")
+    assert conversation is not None and conversation.history[-1].content == "STUB-REPLY: exactly once please"
+
+
+async def test_lease_loss_mid_delivery_cancels_the_job_and_sends_nothing(
+    store: SqliteStore, delivery: WsDelivery, openclaw_gateway: OpenClawGateway
+) -> None:
+    async with (
+        run_telegram_fake(tokens=[BOT_TOKEN]) as telegram_api,
+        TelegramChannel(api_base=telegram_api.url) as telegram,
+    ):
+        await store.import_secret("telegram.botToken.default", SecretStr(BOT_TOKEN))
+        message_id = await store.enqueue(message("w-lost", "SLOW:6000 lose my lease", provider="telegram", user="77"))
+        # Heartbeat every second, so the loss is noticed long before the slow reply arrives.
+        worker, metrics = build_worker(store, delivery, telegram=telegram, lease_ttl_s=3.0)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+
+            async def delivering() -> bool:
+                return len(openclaw_gateway.calls_for("lose my lease")) == 1
+
+            await eventually(delivering, what="the model call")
+            # The store's clock jumps past the lease and another worker takes the message over.
+            assert isinstance(store.clock, ManualClock)
+            store.clock.advance(60_000)
+            thief = await store.worker_claim("w-thief")
+            assert thief is not None and thief.message_id == message_id
+
+            async def noticed() -> bool:
+                return _count(metrics, "lease_losses") == 1
+
+            await eventually(noticed, timeout_s=10, what="the lease loss")
+            worker.request_stop()
+        record = await store.get_message(message_id)
+        assert record is not None and record.status == "processing" and record.claimed_by == "w-thief"
+        assert telegram_api.messages == []
+        conversation = await store.get_conversation("w-lost")
+        assert conversation is not None and conversation.history == []
+        assert _count(metrics, "completes") == 0
+        assert thief is not None
+        assert await store.worker_complete(
+            LeaseRef(worker_id="w-thief", message_id=message_id, lease_id=thief.lease_id)
+        )
+
+
+async def test_a_telegram_message_is_answered_on_telegram(
+    store: SqliteStore, delivery: WsDelivery, openclaw_gateway: OpenClawGateway
+) -> None:
+    async with (
+        run_telegram_fake(tokens=[BOT_TOKEN]) as telegram_api,
+        TelegramChannel(api_base=telegram_api.url) as telegram,
+    ):
+        await store.import_secret("telegram.botToken.default", SecretStr(BOT_TOKEN))
+        await store.enqueue(message("telegram:555", "<b>tags</b> & all", provider="telegram", user="555"))
+        worker, _ = build_worker(store, delivery, telegram=telegram, once=True)
+        assert (await worker.run()).processed == 1
+        assert telegram_api.texts("555") == ["STUB-REPLY: <b>tags</b> & all"]
+
+
+async def test_a_gateway_that_is_down_fails_the_message_as_retryable(store: SqliteStore) -> None:
+    message_id = await store.enqueue(message("w-down", "nobody home"))
+    async with WsDelivery("ws://127.0.0.1:9", "token", timeout_s=5) as closed:
+        worker, _ = build_worker(store, closed, once=True)
+        await worker.run()
+    record = await store.get_message(message_id)
+    assert record is not None and record.status == "queued" and record.attempts == 1
+    assert record.last_error is not None and "127.0.0.1:9" in record.last_error
+    assert (await store.queue_stats()).retrying_conversations == 1
+    assert worker.last_failure is not None and "queued for retry" in worker.last_failure

@@ -1,0 +1,33 @@
+"""The worker's configuration: plain frozen values, built from settings at the edge."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.models import MachineRef
+
+
+class WorkerConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    worker_id: str = Field(min_length=1)
+    provider: str = "local"
+    machine_ref: MachineRef | None = None
+    launch_id: str | None = None
+    capabilities: tuple[str, ...] = ("telegram",)
+    # Pin this worker to one conversation (sticky workers, upstream's OPENCLAW_CONVERSATION_ID).
+    conversation_id: str | None = None
+    workspace_id: str = "default"
+    # Must match the store's lease TTL: the keeper heartbeats every third of it.
+    lease_ttl_s: float = Field(60.0, ge=1.0)
+    # Safety-net poll while idle; the store's wait-for-work signal usually wakes us far sooner.
+    poll_s: float = Field(1.0, gt=0)
+    # Exit after this long without work (None: never).
+    idle_exit_s: float | None = Field(None, gt=0)
+    # On shutdown, how long the job in flight may keep running before it is failed as retryable.
+    grace_s: float = Field(30.0, ge=0)
+    once: bool = False
+
+    @property
+    def heartbeat_every_s(self) -> float:
+        return self.lease_ttl_s / 3

@@ -1,0 +1,81 @@
+"""One job's work, in order: hydrate → deliver to the agent → send the reply on → record history.
+
+The history is written after the reply has gone out, and keyed by the message id, so a
+redelivered message neither duplicates its turns nor records a reply the user never got.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import structlog
+
+from contracts.models import AppendRequest, ClaimedJob, HistoryMessage
+from contracts.store import Store
+from worker.channels import Channel
+from worker.delivery import Delivery, DeliveryRequest
+from worker.errors import DeliveryUnavailable, JobError
+from worker.health import Readiness
+from worker.metrics import WorkerMetrics
+
+log = structlog.get_logger("worker.job")
+SessionKeyFn = Callable[[str, str], str]
+
+
+class HydrationUnavailable(JobError):
+    """The store gave no bundle: the lease was lost meanwhile, or the agent profile is gone."""
+
+    retryable = True
+
+
+@dataclass
+class JobRunner:
+    store: Store
+    delivery: Delivery
+    channels: Mapping[str, Channel]
+    session_key: SessionKeyFn
+    metrics: WorkerMetrics
+    readiness: Readiness
+    workspace_id: str = "default"
+
+    async def run(self, job: ClaimedJob) -> str:
+        """Do the job; returns the reply. Raises a JobError (or a store error) on failure."""
+        bundle = await self.store.worker_hydration_bundle(job.message_id, self.workspace_id)
+        if bundle is None:
+            raise HydrationUnavailable(f"no hydration bundle for message {job.message_id}")
+        agent_id = bundle.profile.openclaw_agent_id
+        request = DeliveryRequest(
+            message_id=job.message_id,
+            session_key=self.session_key(agent_id, job.conversation_id),
+            agent_id=agent_id,
+            text=job.payload.message_text,
+        )
+        try:
+            with self.metrics.delivery_seconds.time():
+                reply = await self.delivery.deliver(request)
+        except DeliveryUnavailable:
+            self.readiness.set_gateway_reachable(False)
+            raise
+        self.readiness.set_gateway_reachable(True)
+
+        provider = job.payload.provider
+        channel = self.channels.get(provider)
+        if channel is not None:
+            await channel.send(job, bundle, reply.text)
+            self.metrics.reply_sent(provider)
+        # Other providers (the app, schedules): the conversation history is where the reply lives.
+        await self.store.worker_append_conversation_messages(
+            AppendRequest(
+                conversation_id=job.conversation_id,
+                message_id=job.message_id,
+                messages=[
+                    HistoryMessage(role="user", content=job.payload.message_text),
+                    HistoryMessage(role="assistant", content=reply.text),
+                ],
+            )
+        )
+        log.info(
+            "delivered", message_id=job.message_id, conversation_id=job.conversation_id, reply_chars=len(reply.text)
+        )
+        return reply.text

@@ -1,0 +1,160 @@
+"""The OpenClaw gateway config we generate, and the environment its secrets travel in.
+
+Secrets are never written to the config file: the file holds ``${VAR}`` references that the gateway
+resolves from its own process environment at load time. The state directory can then be copied
+(snapshots) or read by an operator without leaking the gateway token or a provider key.
+
+Config keys follow the docs shipped inside openclaw 2026.9.6 (``node_modules/openclaw/docs``);
+several changed during 2026 (``agents.entries`` replaced ``agents.list``), so re-check on a bump.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+# Env var names the generated config refers to; the runtime puts the values into the child's env.
+TOKEN_ENV = "FACTORY_OPENCLAW_GATEWAY_TOKEN"
+MODEL_KEY_ENV = "FACTORY_OPENCLAW_MODEL_API_KEY"
+
+# OpenClaw's canonical agent id (packages/normalization-core agent-id.ts), lower case only: it
+# lower-cases ids itself, and two of ours that differ by case would silently become one agent.
+AGENT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def check_agent_id(agent_id: str) -> str:
+    if not AGENT_ID.fullmatch(agent_id):
+        raise ValueError(
+            f"agent id {agent_id!r} is not a canonical OpenClaw id: use 1-64 of a-z 0-9 _ -, starting with a-z 0-9"
+        )
+    return agent_id
+
+
+class CompatibleModel(BaseModel):
+    """An OpenAI-compatible chat-completions endpoint: our stub, or a local/hosted compatible server."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: str = Field(description="ends with /v1, e.g. http://127.0.0.1:8000/v1")
+    model_id: str = "stub-model"
+    provider_id: str = "stub"
+    # OpenClaw accepts a dummy key for loopback/private hosts; a real server gets a real one.
+    api_key: SecretStr = SecretStr("stub-local")
+    context_window: int = 128_000
+    max_tokens: int = 4_096
+
+
+class HostedModel(BaseModel):
+    """A provider OpenClaw ships support for, authenticated by the key its docs name."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider: Literal["openai", "anthropic"]
+    model: str = Field(min_length=1, description="e.g. gpt-5.5 or claude-opus-5")
+    api_key: SecretStr
+
+    @property
+    def key_env(self) -> str:
+        return {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}[self.provider]
+
+
+ModelChoice = CompatibleModel | HostedModel
+
+
+class AgentSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    # None: <state dir>/workspaces/<id>, created empty.
+    workspace: Path | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _canonical(cls, value: str) -> str:
+        return check_agent_id(value)
+
+
+def gateway_config(
+    *,
+    port: int,
+    state_dir: Path,
+    agents: tuple[AgentSpec, ...],
+    model: ModelChoice,
+    heartbeat_every: str = "0m",
+) -> dict[str, Any]:
+    """The config document (plain JSON) for one gateway on loopback; no secret values inside."""
+    if not agents:
+        raise ValueError("agents: at least one agent is required")
+    ids = [agent.id for agent in agents]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"agents: duplicate agent ids in {ids}")
+    defaults: dict[str, Any] = {
+        "model": {"primary": _model_ref(model), "fallbacks": []},
+        # No BOOTSTRAP.md/SOUL.md templates: they would be injected into every prompt.
+        "skipBootstrap": True,
+        "systemAgent": {"agentId": ids[0]},
+        # "0m" turns the cadence off: the worker decides when an agent runs, not a timer.
+        "heartbeat": {"agentId": ids[0], "every": heartbeat_every},
+    }
+    entries = {agent.id: {"workspace": str(agent.workspace or state_dir / "workspaces" / agent.id)} for agent in agents}
+    agents_block: dict[str, Any] = {"defaults": defaults, "entries": entries}
+    if len(agents) > 1:
+        # Required with more than one agent; every request then names its agent.
+        agents_block["ownership"] = "explicit"
+    config: dict[str, Any] = {
+        "gateway": {
+            "mode": "local",
+            "port": port,
+            "bind": "loopback",
+            "auth": {"mode": "token", "token": f"${{{TOKEN_ENV}}}"},
+            "http": {"endpoints": {"chatCompletions": {"enabled": True}}},
+        },
+        "agents": agents_block,
+        # The bundled memory plugin schedules a daily "dreaming" agent turn: surprise model calls.
+        "plugins": {"entries": {"memory-core": {"config": {"dreaming": {"enabled": False}}}}},
+        # The default file log goes to /tmp/openclaw/, outside the state dir.
+        "logging": {"file": str(state_dir / "logs" / "openclaw.jsonl")},
+    }
+    models: dict[str, Any] = {"mode": "merge", "catalogRefresh": {"enabled": False}}
+    if isinstance(model, CompatibleModel):
+        models["providers"] = {model.provider_id: _compatible_provider(model)}
+    config["models"] = models
+    return config
+
+
+def secret_env(token: SecretStr, model: ModelChoice) -> dict[str, str]:
+    """The secret values the config refers to, for the gateway process environment only."""
+    env = {TOKEN_ENV: token.get_secret_value()}
+    if isinstance(model, CompatibleModel):
+        env[MODEL_KEY_ENV] = model.api_key.get_secret_value()
+    else:
+        env[model.key_env] = model.api_key.get_secret_value()
+    return env
+
+
+def _model_ref(model: ModelChoice) -> str:
+    if isinstance(model, CompatibleModel):
+        return f"{model.provider_id}/{model.model_id}"
+    return f"{model.provider}/{model.model}"
+
+
+def _compatible_provider(model: CompatibleModel) -> dict[str, Any]:
+    return {
+        "baseUrl": model.base_url,
+        "apiKey": f"${{{MODEL_KEY_ENV}}}",
+        "api": "openai-completions",
+        "models": [
+            {
+                "id": model.model_id,
+                "name": model.model_id,
+                "reasoning": False,
+                "input": ["text"],
+                "cost": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0},
+                "contextWindow": model.context_window,
+                "maxTokens": model.max_tokens,
+            }
+        ],
+    }

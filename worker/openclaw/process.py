@@ -1,0 +1,85 @@
+"""A child process we own: spawned in its own process group, stopped with SIGTERM, then SIGKILL.
+
+The gateway forks helper processes (spawn broker, SQLite workers). Its own SIGTERM handling
+takes them down, and a final SIGKILL to the group (whose id is the child's pid, because the child
+leads a new session) catches any helper a crash left behind. Only that group is ever signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import structlog
+
+_log = structlog.get_logger(__name__)
+
+
+class ManagedProcess:
+    def __init__(self, name: str, popen: subprocess.Popen[bytes]) -> None:
+        self.name = name
+        self._popen = popen
+
+    @classmethod
+    def spawn(
+        cls,
+        name: str,
+        args: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        cwd: Path,
+        output: Path,
+        stdout_pipe: bool = False,
+    ) -> ManagedProcess:
+        """Start ``args``; stderr (and stdout, unless piped) are appended to ``output``."""
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with output.open("ab") as sink:
+            popen = subprocess.Popen(
+                list(args),
+                env=dict(env),
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE if stdout_pipe else sink,
+                stderr=sink,
+                # Its own group: a Ctrl-C at our terminal reaches us, and we stop it in order.
+                start_new_session=True,
+            )
+        _log.debug("openclaw.process.spawned", name=name, pid=popen.pid)
+        return cls(name, popen)
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    @property
+    def stdout(self) -> int:
+        if self._popen.stdout is None:
+            raise RuntimeError(f"{self.name} was not started with a stdout pipe")
+        return self._popen.stdout.fileno()
+
+    def exit_code(self) -> int | None:
+        return self._popen.poll()
+
+    def stop(self, grace_s: float) -> int:
+        """SIGTERM, wait up to ``grace_s``, then SIGKILL; always reaps. Returns the exit code."""
+        if self._popen.poll() is None:
+            self._popen.send_signal(signal.SIGTERM)
+            try:
+                self._popen.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                _log.warning("openclaw.process.kill", name=self.name, pid=self.pid, grace_s=grace_s)
+                self._signal_group(signal.SIGKILL)
+                self._popen.wait()
+        # Helpers that outlived their parent: same group, nothing else.
+        self._signal_group(signal.SIGKILL)
+        if self._popen.stdout is not None:
+            self._popen.stdout.close()
+        return self._popen.returncode
+
+    def _signal_group(self, signum: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._popen.pid, signum)

@@ -1,0 +1,340 @@
+"""A deterministic, offline, OpenAI-compatible model server: the built-in stub model.
+
+``factory run`` uses it when no real provider key is set, and the gateway tests use it so every
+turn is reproducible and every model call can be counted::
+
+    python -m worker.openclaw.stub_llm --port 0 --log /tmp/stub.jsonl
+    # prints: STUB_LLM_READY port=43817
+
+It answers ``POST /v1/chat/completions`` (JSON or SSE) with ``STUB-REPLY: <user text>``, where the
+user text is what a person typed, recovered from what OpenClaw actually sends (see ``user_text``).
+A ``SLOW:<ms>`` marker in the text delays the answer, so callers can provoke their timeouts.
+Each model call is appended to the log as one JSON line; nothing secret is logged (no headers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import select
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Self
+
+from worker.openclaw.process import ManagedProcess
+
+READY_PREFIX = "STUB_LLM_READY"
+MODEL_ID = "stub-model"
+REPLY_PREFIX = "STUB-REPLY: "
+MAX_DELAY_MS = 600_000
+# Leaves room in the log for history assertions without copying OpenClaw's ~40 KB system prompt.
+_LOGGED_TEXT_CHARS = 2_000
+
+_INTERNAL_CONTEXT = "<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT"
+# OpenClaw prefixes the user's turn with its arrival time, e.g. "[Fri 2026-11-20 23:56 UTC] ".
+_TIMESTAMP_PREFIX = re.compile(r"^\[[A-Z][a-z]{2} \d{4}-\d{2}-\d{2} \d{2}:\d{2}(?::\d{2})?(?: [A-Za-z0-9+:-]+)?\] ")
+_SLOW = re.compile(r"SLOW:(\d+)")
+_FAIL = re.compile(r"FAIL:([45]\d\d)")
+
+
+def content_text(content: object) -> str:
+    """Flatten an OpenAI message ``content`` (a string or a list of typed parts) to text."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [
+            str(part.get("text", ""))
+            for part in content
+            if isinstance(part, dict) and part.get("type") in {"text", "input_text"}
+        ]
+        return "\n".join(parts)
+    return ""
+
+
+def user_text(messages: Sequence[object]) -> str:
+    """The text of the newest real user turn.
+
+    OpenClaw appends an internal-context user message after the real one (skipped here), wraps the
+    real one in a timestamp prefix, and on a session's first turn adds a ``Runtime:`` paragraph.
+    """
+    for message in reversed(messages):
+        if not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        text = content_text(message.get("content"))
+        if text.lstrip().startswith(_INTERNAL_CONTEXT):
+            continue
+        text = text.split("\n\nRuntime:", 1)[0]
+        return _TIMESTAMP_PREFIX.sub("", text.strip(), count=1)
+    return ""
+
+
+@dataclass(frozen=True)
+class StubAnswer:
+    text: str
+    delay_s: float
+    # A FAIL:<status> marker makes the model call itself fail, for error-path tests.
+    fail_status: int | None = None
+
+
+def answer_for(text: str) -> StubAnswer:
+    slow = _SLOW.search(text)
+    delay_ms = min(int(slow.group(1)), MAX_DELAY_MS) if slow else 0
+    fail = _FAIL.search(text)
+    if fail:
+        return StubAnswer(f"stub failure {fail.group(1)}", delay_ms / 1000, int(fail.group(1)))
+    # OpenClaw's heartbeat prompt asks for NO_REPLY when nothing needs attention: the stub never
+    # has anything to report, so scheduled heartbeats stay silent instead of alerting.
+    if "heartbeat" in text.lower() and "NO_REPLY" in text:
+        return StubAnswer("NO_REPLY", delay_ms / 1000)
+    return StubAnswer(REPLY_PREFIX + text, delay_ms / 1000)
+
+
+def completion(answer: StubAnswer, model: str, call_id: str) -> dict[str, Any]:
+    return {
+        "id": call_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text}, "finish_reason": "stop"}],
+        "usage": _usage(answer),
+    }
+
+
+def completion_chunks(answer: StubAnswer, model: str, call_id: str, *, usage: bool) -> Iterator[dict[str, Any]]:
+    """The SSE chunks of one streamed answer: role, the text in two deltas, stop, then usage."""
+    base = {"id": call_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+    middle = len(answer.text) // 2
+    deltas = [{"role": "assistant", "content": ""}, {"content": answer.text[:middle]}]
+    deltas.append({"content": answer.text[middle:]})
+    for delta in deltas:
+        yield {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+    yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    if usage:
+        yield {**base, "choices": [], "usage": _usage(answer)}
+
+
+def _usage(answer: StubAnswer) -> dict[str, int]:
+    completion_tokens = max(1, len(answer.text) // 4)
+    return {"prompt_tokens": 10, "completion_tokens": completion_tokens, "total_tokens": 10 + completion_tokens}
+
+
+class _CallLog:
+    """Appends one JSON line per model call; the sequence number is how tests count calls."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._seq = 0
+
+    def record(self, entry: dict[str, Any]) -> int:
+        with self._lock:
+            self._seq += 1
+            if self._path is not None:
+                with self._path.open("a", encoding="utf-8") as handle:
+                    handle.write(json.dumps({"seq": self._seq, "ts": time.time(), **entry}) + "\n")
+            return self._seq
+
+
+def _turns_for_log(messages: Sequence[object]) -> list[dict[str, str]]:
+    turns = []
+    for message in messages:
+        if isinstance(message, dict) and message.get("role") != "system":
+            text = content_text(message.get("content"))
+            turns.append({"role": str(message.get("role")), "text": text[:_LOGGED_TEXT_CHARS]})
+    return turns
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: StubLLMServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.verbose:
+            sys.stderr.write("stub-llm: " + (format % args) + "\n")
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if path in {"/v1/models", "/models"}:
+            model = {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "factory"}
+            self._json(HTTPStatus.OK, {"object": "list", "data": [model]})
+        elif path in {"/healthz", "/readyz"}:
+            self._json(HTTPStatus.OK, {"ok": True})
+        else:
+            self._json(HTTPStatus.NOT_FOUND, {"error": {"message": f"no route {path}", "type": "not_found"}})
+
+    def do_POST(self) -> None:
+        path = self.path.split("?", 1)[0].rstrip("/")
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            body = None
+        if not path.endswith("/chat/completions"):
+            self._json(HTTPStatus.NOT_FOUND, {"error": {"message": f"no route {path}", "type": "not_found"}})
+            return
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            self._json(HTTPStatus.BAD_REQUEST, {"error": {"message": "messages: required list", "type": "invalid"}})
+            return
+        self._chat(body)
+
+    def _chat(self, body: dict[str, Any]) -> None:
+        messages: list[object] = body["messages"]
+        text = user_text(messages)
+        answer = answer_for(text)
+        stream = bool(body.get("stream"))
+        seq = self.server.calls.record(
+            {
+                "path": self.path,
+                "model": body.get("model"),
+                "stream": stream,
+                "user_text": text[:_LOGGED_TEXT_CHARS],
+                "reply": answer.text[:_LOGGED_TEXT_CHARS],
+                "turns": _turns_for_log(messages),
+            }
+        )
+        if answer.delay_s:
+            time.sleep(answer.delay_s)
+        if answer.fail_status is not None:
+            error = {"message": answer.text, "type": "stub_failure", "code": answer.fail_status}
+            self._json(HTTPStatus(answer.fail_status), {"error": error})
+            return
+        model = str(body.get("model") or MODEL_ID)
+        call_id = f"chatcmpl-stub-{seq}"
+        if not stream:
+            self._json(HTTPStatus.OK, completion(answer, model, call_id))
+            return
+        options = body.get("stream_options")
+        usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        # No Content-Length on a stream: the end of the body is the end of the connection.
+        self.send_header("Connection", "close")
+        self.end_headers()
+        for chunk in completion_chunks(answer, model, call_id, usage=usage):
+            self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+        self.close_connection = True
+
+    def _json(self, status: HTTPStatus, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class StubLLMServer(ThreadingHTTPServer):
+    """The stub as an in-process server: ``serve_forever()`` in a thread, ``shutdown()`` to stop."""
+
+    daemon_threads = True
+
+    def __init__(self, port: int = 0, *, log_path: Path | None = None, verbose: bool = False) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
+        self.calls = _CallLog(log_path)
+        self.verbose = verbose
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+
+class StubLLMProcess:
+    """The stub as a child process (what ``factory run`` and the gateway fixture use)."""
+
+    def __init__(self, process: ManagedProcess, port: int, log_path: Path) -> None:
+        self._process = process
+        self.port = port
+        self.log_path = log_path
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI-compatible base URL to configure as the gateway's model provider."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @classmethod
+    def start(
+        cls,
+        log_path: Path,
+        *,
+        output: Path,
+        python: str = sys.executable,
+        env: Mapping[str, str] | None = None,
+        port: int = 0,
+        ready_timeout_s: float = 20.0,
+    ) -> Self:
+        """Spawn ``python -m worker.openclaw.stub_llm``; returns once it printed its ready line.
+
+        ``env`` defaults to just enough to import this package (its ``PYTHONPATH``/``PATH``).
+        """
+        args = [python, "-m", "worker.openclaw.stub_llm", "--port", str(port), "--log", str(log_path)]
+        child_env = dict(env) if env is not None else _import_env()
+        process = ManagedProcess.spawn("stub-llm", args, env=child_env, cwd=Path.cwd(), output=output, stdout_pipe=True)
+        try:
+            ready = _read_line(process.stdout, ready_timeout_s)
+            if not ready.startswith(READY_PREFIX + " port="):
+                raise RuntimeError(f"stub LLM did not start (exit {process.exit_code()}); see {output}")
+            return cls(process, int(ready.rsplit("=", 1)[1]), log_path)
+        except BaseException:
+            process.stop(grace_s=2)
+            raise
+
+    def stop(self) -> None:
+        self._process.stop(grace_s=5)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _import_env() -> dict[str, str]:
+    # The child must import worker.openclaw exactly as this process did, wherever it runs from.
+    package_root = str(Path(__file__).resolve().parents[2])
+    return {"PYTHONPATH": package_root, "PATH": os.defpath, "PYTHONUNBUFFERED": "1"}
+
+
+def _read_line(fd: int, timeout_s: float) -> str:
+    deadline = time.monotonic() + timeout_s
+    data = b""
+    while not data.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            break
+        chunk = os.read(fd, 256)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace").strip()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m worker.openclaw.stub_llm", description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, default=0, help="loopback port; 0 picks a free one")
+    parser.add_argument("--log", type=Path, default=None, help="append one JSON line per model call here")
+    parser.add_argument("--verbose", action="store_true", help="access log on stderr")
+    args = parser.parse_args(argv)
+    server = StubLLMServer(args.port, log_path=args.log, verbose=args.verbose)
+    print(f"{READY_PREFIX} port={server.port}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
