@@ -129,6 +129,7 @@ class WorkerRecord(WireModel):
     registered_at: EpochMs
     heartbeat_at: EpochMs
     status_reason: str | None = None
+    status_since: EpochMs | None = None
     machine_ref: MachineRef | None = None
     launch_id: str | None = None
     capabilities: list[str] = Field(default_factory=list)
@@ -310,6 +311,8 @@ class WorkerView(WireModel):
     status: WorkerStatus
     heartbeat_age_ms: int
     busy: bool
+    # When the worker entered its current status (e.g. when draining began).
+    status_since: EpochMs | None = None
     busy_since: EpochMs | None = None
     idle_since: EpochMs | None = None
     machine_ref: MachineRef | None = None

@@ -29,6 +29,9 @@ class StoreSettings(_Settings):
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL", validation_alias=AliasChoices("FACTORY_SQLITE_SYNCHRONOUS", "sqlite_synchronous")
     )
+    # Off: the embedded store only polls (no cross-process doorbell), e.g. when the processes
+    # sharing the file run in separate network namespaces and cannot reach each other's sockets.
+    sqlite_doorbell: bool = Field(True, validation_alias=AliasChoices("FACTORY_SQLITE_DOORBELL", "sqlite_doorbell"))
     convex_auth_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("CONVEX_AUTH_TOKEN", "convex_auth_token")
     )
@@ -129,3 +132,73 @@ class LogSettings(_Settings):
         None, validation_alias=AliasChoices("FACTORY_LOG_LEVEL", "level")
     )
     format: Literal["console", "json"] = Field("console", validation_alias=AliasChoices("FACTORY_LOG_FORMAT", "format"))
+
+
+class ScaleSettings(_Settings):
+    """``factory reconcile``: which provider, and the scaling policy (FACTORY_SCALE_*)."""
+
+    provider: Literal["local", "fly", "digitalocean"] = Field(
+        "local", validation_alias=AliasChoices("FACTORY_PROVIDER", "provider")
+    )
+    mode: Literal["affinity", "pool"] = Field("affinity", validation_alias=AliasChoices("FACTORY_SCALE_MODE", "mode"))
+    conversations_per_worker: int = Field(
+        4, ge=1, validation_alias=AliasChoices("FACTORY_SCALE_CONVERSATIONS_PER_WORKER", "conversations_per_worker")
+    )
+    min_workers: int = Field(0, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_MIN", "min_workers"))
+    max_workers: int = Field(10, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_MAX", "max_workers"))
+    max_step: int = Field(5, ge=1, validation_alias=AliasChoices("FACTORY_SCALE_MAX_STEP", "max_step"))
+    scale_down_window_s: float = Field(
+        300.0, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_DOWN_WINDOW_S", "scale_down_window_s")
+    )
+    idle_timeout_s: float | None = Field(
+        None, gt=0, validation_alias=AliasChoices("FACTORY_SCALE_IDLE_TIMEOUT_S", "idle_timeout_s")
+    )
+    budget_machines: int | None = Field(
+        None, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_BUDGET", "budget_machines")
+    )
+    launch_timeout_s: float = Field(
+        300.0, gt=0, validation_alias=AliasChoices("FACTORY_SCALE_LAUNCH_TIMEOUT_S", "launch_timeout_s")
+    )
+    drain_deadline_s: float = Field(
+        600.0, gt=0, validation_alias=AliasChoices("FACTORY_SCALE_DRAIN_DEADLINE_S", "drain_deadline_s")
+    )
+    # The store as launched workers should reach it (default: FACTORY_STORE itself).
+    worker_store: str | None = Field(None, validation_alias=AliasChoices("FACTORY_WORKER_STORE", "worker_store"))
+    # Gateway settings handed to local workers (remote machines start their own gateway).
+    gateway_url: str | None = Field(None, validation_alias=AliasChoices("OPENCLAW_GATEWAY_URL", "gateway_url"))
+    gateway_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("OPENCLAW_GATEWAY_TOKEN", "gateway_token")
+    )
+
+
+class FlySettings(_Settings):
+    api_token: SecretStr | None = Field(None, validation_alias=AliasChoices("FLY_API_TOKEN", "api_token"))
+    app: str | None = Field(None, validation_alias=AliasChoices("FLY_APP", "app"))
+    image: str | None = Field(None, validation_alias=AliasChoices("FLY_IMAGE", "image"))
+    region: str | None = Field(None, validation_alias=AliasChoices("FLY_REGION", "region"))
+    cpu_kind: Literal["shared", "performance"] = Field(
+        "shared", validation_alias=AliasChoices("FLY_CPU_KIND", "cpu_kind")
+    )
+    cpus: int = Field(1, ge=1, validation_alias=AliasChoices("FLY_CPUS", "cpus"))
+    memory_mb: int = Field(2048, ge=256, validation_alias=AliasChoices("FLY_MEMORY_MB", "memory_mb"))
+    stop_timeout_s: int = Field(
+        300, ge=1, le=300, validation_alias=AliasChoices("FLY_STOP_TIMEOUT_S", "stop_timeout_s")
+    )
+    api_base_url: str = Field(
+        "https://api.machines.dev", validation_alias=AliasChoices("FLY_API_BASE_URL", "api_base_url")
+    )
+
+
+class DigitalOceanSettings(_Settings):
+    token: SecretStr | None = Field(None, validation_alias=AliasChoices("DIGITALOCEAN_TOKEN", "token"))
+    worker_image: str | None = Field(None, validation_alias=AliasChoices("DIGITALOCEAN_WORKER_IMAGE", "worker_image"))
+    region: str = Field("nyc3", validation_alias=AliasChoices("DIGITALOCEAN_REGION", "region"))
+    size: str = Field("s-1vcpu-2gb", validation_alias=AliasChoices("DIGITALOCEAN_SIZE", "size"))
+    image: str = Field("docker-20-04", validation_alias=AliasChoices("DIGITALOCEAN_IMAGE", "image"))
+    ssh_key_ids: str = Field("", validation_alias=AliasChoices("DIGITALOCEAN_SSH_KEY_IDS", "ssh_key_ids"))
+    api_base_url: str = Field(
+        "https://api.digitalocean.com/v2/", validation_alias=AliasChoices("DIGITALOCEAN_API_BASE_URL", "api_base_url")
+    )
+    cloud_init_template: str | None = Field(
+        None, validation_alias=AliasChoices("DIGITALOCEAN_CLOUD_INIT_TEMPLATE", "cloud_init_template")
+    )

@@ -26,5 +26,6 @@ def open_store(settings: StoreSettings) -> Store:
     return SqliteStore(
         Path(settings.store).expanduser(),
         synchronous=settings.sqlite_synchronous,
+        doorbell=settings.sqlite_doorbell,
         policy=QueuePolicy(lease_ttl_ms=int(settings.lease_ttl_s * 1000)),
     )

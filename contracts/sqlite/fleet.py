@@ -23,7 +23,7 @@ from contracts.models import (
 
 _STATUS_ORDER = {"active": 0, "draining": 1, "stopping": 2, "stopped": 3}
 _WORKER_COLUMNS = (
-    "worker_id, provider, status, status_reason, machine_ref, launch_id, capabilities, registered_at,"
+    "worker_id, provider, status, status_reason, status_since, machine_ref, launch_id, capabilities, registered_at,"
     " heartbeat_at, last_claim_at, busy_since, idle_since, conversation_id"
 )
 RECONCILE_LOCK = "reconcile"
@@ -35,6 +35,7 @@ def _worker(row: tuple[Any, ...]) -> WorkerRecord:
         provider,
         status,
         reason,
+        since,
         machine_ref,
         launch_id,
         caps,
@@ -50,6 +51,7 @@ def _worker(row: tuple[Any, ...]) -> WorkerRecord:
         provider=provider,
         status=status,
         status_reason=reason,
+        status_since=since,
         machine_ref=MachineRef.model_validate_json(machine_ref) if machine_ref else None,
         launch_id=launch_id,
         capabilities=json.loads(caps),
@@ -67,13 +69,13 @@ def register(conn: sqlite3.Connection, reg: WorkerRegistration, now: int) -> Wor
     machine_ref = reg.machine_ref.model_dump_json(by_alias=True, exclude_none=True) if reg.machine_ref else None
     caps = json.dumps(list(reg.capabilities or []))
     conn.execute(
-        "INSERT INTO workers (worker_id, provider, status, machine_ref, launch_id, capabilities, registered_at,"
-        " heartbeat_at, idle_since) VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO workers (worker_id, provider, status, status_since, machine_ref, launch_id, capabilities,"
+        " registered_at, heartbeat_at, idle_since) VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (worker_id) DO UPDATE SET provider = excluded.provider,"
         " machine_ref = coalesce(excluded.machine_ref, machine_ref),"
         " launch_id = coalesce(excluded.launch_id, launch_id),"
         " capabilities = excluded.capabilities, heartbeat_at = excluded.heartbeat_at",
-        (reg.worker_id, reg.provider, machine_ref, reg.launch_id, caps, now, now, now),
+        (reg.worker_id, reg.provider, now, machine_ref, reg.launch_id, caps, now, now, now),
     )
     found = get_worker(conn, reg.worker_id)
     assert found is not None  # just written in this transaction
@@ -107,8 +109,9 @@ def set_status(conn: sqlite3.Connection, request: SetWorkerStatusRequest, now: i
     if row is None or _STATUS_ORDER[request.status] < _STATUS_ORDER[row[0]]:
         return False
     conn.execute(
-        "UPDATE workers SET status = ?, status_reason = ? WHERE worker_id = ?",
-        (request.status, request.reason, request.worker_id),
+        "UPDATE workers SET status = ?, status_reason = ?,"
+        " status_since = CASE WHEN status = ? THEN status_since ELSE ? END WHERE worker_id = ?",
+        (request.status, request.reason, request.status, now, request.worker_id),
     )
     return True
 
@@ -168,6 +171,7 @@ def demand(conn: sqlite3.Connection, now: int) -> DemandSnapshot:
             status=w.status,
             heartbeat_age_ms=max(0, now - w.heartbeat_at),
             busy=w.worker_id in busy,
+            status_since=w.status_since,
             busy_since=w.busy_since if w.worker_id in busy else None,
             idle_since=None if w.worker_id in busy else (w.idle_since or w.registered_at),
             machine_ref=w.machine_ref,

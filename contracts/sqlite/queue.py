@@ -147,9 +147,9 @@ def _may_claim(conn: sqlite3.Connection, worker_id: str, now: int) -> bool:
     if row is None:
         # A worker that never registered (an upstream-style worker) registers by claiming.
         conn.execute(
-            "INSERT INTO workers (worker_id, provider, status, registered_at, heartbeat_at, idle_since)"
-            " VALUES (?, 'unknown', 'active', ?, ?, ?)",
-            (worker_id, now, now, now),
+            "INSERT INTO workers (worker_id, provider, status, status_since, registered_at, heartbeat_at, idle_since)"
+            " VALUES (?, 'unknown', 'active', ?, ?, ?, ?)",
+            (worker_id, now, now, now, now),
         )
         return True
     return bool(row[0] == "active")

@@ -84,6 +84,7 @@ MIGRATIONS: tuple[str, ...] = (
         provider          TEXT NOT NULL,
         status            TEXT NOT NULL CHECK (status IN ('active', 'draining', 'stopping', 'stopped')),
         status_reason     TEXT,
+        status_since      INTEGER,
         machine_ref       TEXT,
         launch_id         TEXT,
         capabilities      TEXT NOT NULL DEFAULT '[]',

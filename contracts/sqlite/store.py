@@ -60,7 +60,13 @@ def new_lease_id() -> str:
 
 
 class SqliteStore:
-    """Store protocol on a local SQLite file."""
+    """Store protocol on a local SQLite file.
+
+    ``doorbell=False`` makes the store poll-only: it neither rings nor listens for the
+    cross-process doorbell, and ``wait_for_work`` just sleeps out its timeout. For processes
+    that cannot reach each other's abstract sockets (separate network namespaces sharing the
+    file), and the poll-only baseline of the worker benchmark.
+    """
 
     def __init__(
         self,
@@ -73,6 +79,7 @@ class SqliteStore:
         busy_timeout_s: float = 30.0,
         new_id: Callable[[], str] = new_message_id,
         new_lease: Callable[[], str] = new_lease_id,
+        doorbell: bool = True,
     ) -> None:
         self.path = Path(path)
         self.policy = policy or QueuePolicy()
@@ -85,7 +92,7 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreUnavailable(str(self.path), f"cannot open the SQLite file: {exc}") from exc
         self._engine = Engine(conn)
-        self._bell = Doorbell(self.path)
+        self._bell = Doorbell(self.path) if doorbell else None
         self._busy_timeout_s = busy_timeout_s
 
     @property
@@ -117,7 +124,7 @@ class SqliteStore:
 
     async def _write(self, op: Callable[[sqlite3.Connection, int], T], *, ring: bool = False) -> T:
         result = await self._retry_busy(lambda: self._engine.write(lambda c: op(c, self.clock.now_ms())))
-        if ring:
+        if ring and self._bell is not None:
             self._bell.ring()
         return result
 
@@ -228,11 +235,15 @@ class SqliteStore:
             # A retry or a scheduled message falls due before the timeout: wake for it.
             until_due_s = max(0.0, (upcoming - self.clock.now_ms()) / 1000)
             timeout_s = min(timeout_s, until_due_s + 0.001)
+        if self._bell is None:
+            await anyio.sleep(timeout_s)
+            return False
         return await self._bell.wait(timeout_s)
 
     async def now_ms(self) -> int:
         return self.clock.now_ms()
 
     async def aclose(self) -> None:
-        self._bell.close()
+        if self._bell is not None:
+            self._bell.close()
         self._engine.close()

@@ -7,10 +7,12 @@ yields a :class:`Harness`: the store under test plus a way to move that store's 
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import anyio
 import pytest
 
 from contracts.clock import ManualClock
@@ -18,7 +20,12 @@ from contracts.rules import QueuePolicy
 from contracts.sqlite import SqliteStore
 from contracts.store import Store
 
-STORE_KINDS = ["sqlite"]
+if TYPE_CHECKING:
+    from contracts.convex.standin import StandIn
+
+STORE_KINDS = ["sqlite", "convex"]
+# Marks per kind, so `-m "not convex"` runs the suite without Node.
+KIND_MARKS = {"convex": [pytest.mark.convex]}
 # The policy every binding is configured with in this suite (Convex: the module's defaults).
 POLICY = QueuePolicy(lease_ttl_ms=60_000)
 
@@ -30,7 +37,19 @@ class Harness:
     kind: str
 
 
-@pytest.fixture(params=STORE_KINDS)
+@pytest.fixture(scope="session")
+def convex_standin() -> Iterator[StandIn]:
+    """The Convex module under convex-test behind Convex's HTTP API: one process per test session."""
+    from contracts.convex.standin import StandIn
+
+    standin = StandIn.start()
+    try:
+        yield standin
+    finally:
+        standin.stop()
+
+
+@pytest.fixture(params=[pytest.param(kind, marks=KIND_MARKS.get(kind, [])) for kind in STORE_KINDS])
 async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
     kind = request.param
     if kind == "sqlite":
@@ -44,5 +63,20 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
             yield Harness(store=store, advance=advance, kind=kind)
         finally:
             await store.aclose()
+    elif kind == "convex":
+        from contracts.convex import ConvexStore
+
+        standin: StandIn = request.getfixturevalue("convex_standin")
+        # Fresh module state per test, its clock frozen where the SQLite harness's starts.
+        standin.reset(env={"FACTORY_AUTH": "open"}, frozen_at_ms=ManualClock().now_ms())
+        convex = ConvexStore(standin.url, wait_poll_s=0.05)
+
+        async def advance_convex(ms: int) -> None:
+            await anyio.to_thread.run_sync(standin.advance, ms)
+
+        try:
+            yield Harness(store=convex, advance=advance_convex, kind=kind)
+        finally:
+            await convex.aclose()
     else:  # pragma: no cover - a kind listed without a branch is a bug in this file
         raise AssertionError(f"no harness for store kind {kind!r}")

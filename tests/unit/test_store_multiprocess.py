@@ -81,8 +81,6 @@ def test_eight_processes_share_one_file(tmp_path: Path) -> None:
     assert len(records) == CONVERSATIONS * PER_CONVERSATION
     assert len({r[0] for r in records}) == len(records)
     assert all(r[5] and r[6] == 1 for r in records)
-    # Every process did some of the work.
-    assert all((tmp_path / f"w{i}.json").read_text() != "[]" for i in range(PROCESSES))
 
     by_conversation: dict[str, list[list[object]]] = defaultdict(list)
     for r in records:

@@ -1,0 +1,222 @@
+"""One reconcile tick: observe → plan → apply, under the store's single reconcile lock.
+
+Level-triggered: every tick observes the world afresh (store demand, provider machines, launch
+ledger) and trusts nothing from the last one. The plan is pure (autoscaler.planner); applying it
+is where the I/O lives, each action settled in the store so that a crash mid-tick leaves a
+state the next tick can read:
+
+* a launch is written to the ledger *before* the provider is asked, so a create whose answer is
+  lost is found again by its launch tag instead of being repeated;
+* a worker is drained through the store (it stops claiming and exits by itself); its machine is
+  destroyed on a later tick, once it has exited.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import anyio
+import structlog
+
+from autoscaler.errors import ProviderError, ReconcileBusy
+from autoscaler.plan import (
+    Action,
+    CloseLaunch,
+    CollectOrphan,
+    Destroy,
+    Drain,
+    Launch,
+    Plan,
+    ResolveLaunch,
+    RetireWorker,
+)
+from autoscaler.planner import plan
+from autoscaler.policy import ScalingPolicy
+from autoscaler.provider import LaunchSpec, Machine, Provider
+from contracts.errors import FactoryError
+from contracts.models import DemandSnapshot, LaunchRecord, SetWorkerStatusRequest
+from contracts.store import Store
+
+log = structlog.get_logger("autoscaler")
+SpecFactory = Callable[[str, str], LaunchSpec]  # (launch_id, worker_id) -> what the machine runs
+
+
+def new_launch_id() -> str:
+    # Sortable by time, unique without coordination, and valid as a Fly name and a DigitalOcean tag.
+    return f"{time.time_ns() // 1_000_000:x}{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: Action
+    ok: bool
+    detail: str = ""
+    machine_id: str | None = None
+    launch_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    demand: DemandSnapshot
+    fleet: list[Machine]
+    ledger: list[LaunchRecord]
+
+
+@dataclass
+class TickResult:
+    plan: Plan
+    applied: bool
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.ok]
+
+
+class Reconciler:
+    def __init__(
+        self,
+        store: Store,
+        provider: Provider,
+        policy: ScalingPolicy,
+        spec_for: SpecFactory,
+        *,
+        holder: str | None = None,
+        lock_ttl_s: float = 120.0,
+        new_id: Callable[[], str] = new_launch_id,
+        find_attempts: int = 3,
+        find_interval_s: float = 2.0,
+    ) -> None:
+        self.store = store
+        self.provider = provider
+        self.policy = policy
+        self.spec_for = spec_for
+        self.holder = holder or f"reconcile-{secrets.token_hex(4)}"
+        self.lock_ttl_s = lock_ttl_s
+        self.new_id = new_id
+        self.find_attempts = find_attempts
+        self.find_interval_s = find_interval_s
+
+    async def observe(self) -> Observation:
+        demand = await self.store.fleet_demand()
+        fleet = await self.provider.list()
+        ledger = [r for r in await self.store.ledger_list() if r.provider == self.provider.name]
+        return Observation(demand, fleet, ledger)
+
+    async def tick(self, *, dry_run: bool = False) -> TickResult:
+        if dry_run:
+            seen = await self.observe()
+            return TickResult(plan(seen.demand, seen.fleet, seen.ledger, self.policy, seen.demand.now), applied=False)
+        if not await self.store.acquire_reconcile_lock(self.holder, int(self.lock_ttl_s * 1000)):
+            raise ReconcileBusy("another reconcile holds the lock; try again when it has finished")
+        try:
+            # Keep the views honest first: expired leases back to the queue (claims don't need it).
+            await self.store.release_expired()
+            seen = await self.observe()
+            planned = plan(seen.demand, seen.fleet, seen.ledger, self.policy, seen.demand.now)
+            outcomes = await self._apply(planned.actions, seen.fleet)
+            return TickResult(planned, applied=True, outcomes=outcomes)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.store.release_reconcile_lock(self.holder)
+
+    async def _apply(self, actions: Sequence[Action], fleet: Sequence[Machine]) -> list[Outcome]:
+        machines = {m.machine_id: m for m in fleet}
+        outcomes: list[Outcome] = []
+        launches_blocked: str | None = None
+        for action in actions:
+            if isinstance(action, Launch) and launches_blocked is not None:
+                outcomes.append(Outcome(action, False, f"skipped: {launches_blocked}"))
+                continue
+            try:
+                outcome = await self._apply_one(action, machines)
+            except FactoryError as exc:
+                outcome = Outcome(action, False, str(exc))
+                if isinstance(action, Launch) and not exc.retryable:
+                    # The same create would fail the same way (bad token, bad config, quota).
+                    launches_blocked = str(exc)
+            outcomes.append(outcome)
+            log.info(
+                "applied" if outcome.ok else "failed",
+                action=action.action,
+                ok=outcome.ok,
+                detail=outcome.detail,
+                reason=action.reason,
+            )
+        return outcomes
+
+    async def _apply_one(self, action: Action, machines: dict[str, Machine]) -> Outcome:
+        if isinstance(action, Launch):
+            return await self._launch(action)
+        if isinstance(action, Drain):
+            await self._set_status(action.worker_id, "draining", action.reason)
+            return Outcome(action, True, f"worker {action.worker_id} draining")
+        if isinstance(action, Destroy | CollectOrphan):
+            machine = machines.get(action.machine_id)
+            if machine is not None:
+                await self.provider.destroy(machine)
+            if isinstance(action, Destroy) and action.worker_id is not None:
+                await self._set_status(action.worker_id, "stopped", action.reason)
+            if action.launch_id is not None:
+                await self.store.ledger_update(action.launch_id, "gone", detail=action.reason[:500])
+            return Outcome(action, True, f"machine {action.machine_id} destroyed", machine_id=action.machine_id)
+        if isinstance(action, RetireWorker):
+            await self._set_status(action.worker_id, "stopped", action.reason)
+            return Outcome(action, True, f"worker {action.worker_id} retired")
+        if isinstance(action, ResolveLaunch):
+            found = await self.provider.find(action.launch_id)
+            if found is None:
+                await self.store.ledger_update(action.launch_id, "failed", detail="never appeared at the provider")
+                return Outcome(action, True, "not found: launch given up", launch_id=action.launch_id)
+            await self.store.ledger_update(action.launch_id, "running", machine_id=found.machine_id)
+            return Outcome(action, True, f"found machine {found.machine_id}: adopted", machine_id=found.machine_id)
+        assert isinstance(action, CloseLaunch)
+        await self.store.ledger_update(action.launch_id, "gone", detail=action.reason[:500])
+        return Outcome(action, True, "closed", launch_id=action.launch_id)
+
+    async def _launch(self, action: Launch) -> Outcome:
+        launch_id = self.new_id()
+        worker_id = f"{self.provider.name}-{launch_id}"
+        now = await self.store.now_ms()
+        await self.store.ledger_record(LaunchRecord(launch_id=launch_id, provider=self.provider.name, requested_at=now))
+        try:
+            machine = await self.provider.create(self.spec_for(launch_id, worker_id))
+        except ProviderError as exc:
+            if not exc.ambiguous:
+                await self.store.ledger_update(launch_id, "failed", detail=str(exc)[:500])
+                raise
+            # The create may have happened: look for it by its tag; never create it twice.
+            found = await self._find(launch_id)
+            if found is None:
+                # Left "requested": it counts as capacity until the launch timeout, then is resolved.
+                return Outcome(action, False, f"create outcome unknown ({exc}); will look again", launch_id=launch_id)
+            machine = found
+        await self.store.ledger_update(launch_id, "running", machine_id=machine.machine_id)
+        return Outcome(
+            action,
+            True,
+            f"machine {machine.machine_id} ({worker_id})",
+            machine_id=machine.machine_id,
+            launch_id=launch_id,
+        )
+
+    async def _find(self, launch_id: str) -> Machine | None:
+        for attempt in range(self.find_attempts):
+            try:
+                found = await self.provider.find(launch_id)
+            except ProviderError as exc:
+                log.warning("lookup by launch tag failed", launch_id=launch_id, error=str(exc))
+                found = None
+            if found is not None:
+                return found
+            if attempt + 1 < self.find_attempts:
+                await anyio.sleep(self.find_interval_s)  # provider lists are eventually consistent
+        return None
+
+    async def _set_status(self, worker_id: str, status: str, reason: str) -> None:
+        await self.store.fleet_set_worker_status(
+            SetWorkerStatusRequest.model_validate({"worker_id": worker_id, "status": status, "reason": reason[:500]})
+        )

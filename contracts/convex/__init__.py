@@ -1,0 +1,20 @@
+"""The Convex binding: the Store protocol over Convex's HTTP API, and its compatibility mode.
+
+The Convex module it talks to (TypeScript) lives in ``contracts/convex/module``; the tooling that
+installs its npm packages, runs its vitest suite and runs a loopback stand-in is
+:mod:`contracts.convex.standin`.
+"""
+
+from contracts.convex.client import ConvexClient, NotCommitted, RetryPolicy, normalize_url
+from contracts.convex.compat import AgentFactoryCompatStore, UnsupportedByCompat
+from contracts.convex.store import ConvexStore
+
+__all__ = [
+    "AgentFactoryCompatStore",
+    "ConvexClient",
+    "ConvexStore",
+    "NotCommitted",
+    "RetryPolicy",
+    "UnsupportedByCompat",
+    "normalize_url",
+]

@@ -1,0 +1,40 @@
+// The factory queue contract as public Convex functions: `agentFactory:<function>` over the
+// HTTP API. The file name is the namespace; to serve another one, copy this file under the new
+// name (e.g. convex/factoryQueue.ts → `factoryQueue:workerClaim`) and point the Python binding's
+// `namespace` at it. Who may call is decided by FACTORY_AUTH (see factory/auth.ts).
+import { mutation, query } from "./_generated/server";
+import * as api from "./factory/api";
+import { authorize } from "./factory/auth";
+
+// ---- mutations
+export const enqueue = mutation(api.guarded(api.enqueue, authorize));
+export const workerClaim = mutation(api.guarded(api.workerClaim, authorize));
+export const workerHeartbeat = mutation(api.guarded(api.workerHeartbeat, authorize));
+export const workerComplete = mutation(api.guarded(api.workerComplete, authorize));
+export const workerFail = mutation(api.guarded(api.workerFail, authorize));
+export const workerAppendConversationMessages = mutation(api.guarded(api.workerAppendConversationMessages, authorize));
+export const workerRegister = mutation(api.guarded(api.workerRegister, authorize));
+export const workerControlState = mutation(api.guarded(api.workerControlState, authorize));
+export const fleetSetWorkerStatus = mutation(api.guarded(api.fleetSetWorkerStatus, authorize));
+export const redrive = mutation(api.guarded(api.redrive, authorize));
+export const releaseExpired = mutation(api.guarded(api.releaseExpired, authorize));
+export const upsertAgentProfile = mutation(api.guarded(api.upsertAgentProfile, authorize));
+export const importSecret = mutation(api.guarded(api.importSecret, authorize));
+export const acquireReconcileLock = mutation(api.guarded(api.acquireReconcileLock, authorize));
+export const releaseReconcileLock = mutation(api.guarded(api.releaseReconcileLock, authorize));
+export const ledgerRecord = mutation(api.guarded(api.ledgerRecord, authorize));
+export const ledgerUpdate = mutation(api.guarded(api.ledgerUpdate, authorize));
+export const storeNow = mutation(api.guarded(api.storeNow, authorize));
+
+// ---- queries
+export const workerHydrationBundle = query(api.guarded(api.workerHydrationBundle, authorize));
+export const fleetDemand = query(api.guarded(api.fleetDemand, authorize));
+export const listWorkers = query(api.guarded(api.listWorkers, authorize));
+export const queueStats = query(api.guarded(api.queueStats, authorize));
+export const queueTotals = query(api.guarded(api.queueTotals, authorize));
+export const queueReadiness = query(api.guarded(api.queueReadiness, authorize));
+export const listDeadLetters = query(api.guarded(api.listDeadLetters, authorize));
+export const getMessage = query(api.guarded(api.getMessage, authorize));
+export const getConversation = query(api.guarded(api.getConversation, authorize));
+export const getAgentProfile = query(api.guarded(api.getAgentProfile, authorize));
+export const ledgerList = query(api.guarded(api.ledgerList, authorize));

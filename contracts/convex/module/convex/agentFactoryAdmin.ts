@@ -1,0 +1,39 @@
+// The same functions as agentFactory.ts, registered as internal functions: only an admin
+// identity (`Authorization: Convex <deploy key>`) can call them, as `agentFactoryAdmin:<function>`.
+// For fleets that authenticate with a deploy key (set FACTORY_AUTH=admin to close the public
+// namespace). Delete this file to offer no admin path at all.
+import { internalMutation, internalQuery } from "./_generated/server";
+import * as api from "./factory/api";
+
+// ---- mutations
+export const enqueue = internalMutation(api.enqueue);
+export const workerClaim = internalMutation(api.workerClaim);
+export const workerHeartbeat = internalMutation(api.workerHeartbeat);
+export const workerComplete = internalMutation(api.workerComplete);
+export const workerFail = internalMutation(api.workerFail);
+export const workerAppendConversationMessages = internalMutation(api.workerAppendConversationMessages);
+export const workerRegister = internalMutation(api.workerRegister);
+export const workerControlState = internalMutation(api.workerControlState);
+export const fleetSetWorkerStatus = internalMutation(api.fleetSetWorkerStatus);
+export const redrive = internalMutation(api.redrive);
+export const releaseExpired = internalMutation(api.releaseExpired);
+export const upsertAgentProfile = internalMutation(api.upsertAgentProfile);
+export const importSecret = internalMutation(api.importSecret);
+export const acquireReconcileLock = internalMutation(api.acquireReconcileLock);
+export const releaseReconcileLock = internalMutation(api.releaseReconcileLock);
+export const ledgerRecord = internalMutation(api.ledgerRecord);
+export const ledgerUpdate = internalMutation(api.ledgerUpdate);
+export const storeNow = internalMutation(api.storeNow);
+
+// ---- queries
+export const workerHydrationBundle = internalQuery(api.workerHydrationBundle);
+export const fleetDemand = internalQuery(api.fleetDemand);
+export const listWorkers = internalQuery(api.listWorkers);
+export const queueStats = internalQuery(api.queueStats);
+export const queueTotals = internalQuery(api.queueTotals);
+export const queueReadiness = internalQuery(api.queueReadiness);
+export const listDeadLetters = internalQuery(api.listDeadLetters);
+export const getMessage = internalQuery(api.getMessage);
+export const getConversation = internalQuery(api.getConversation);
+export const getAgentProfile = internalQuery(api.getAgentProfile);
+export const ledgerList = internalQuery(api.ledgerList);

@@ -1,0 +1,212 @@
+// Agent profiles, secrets, conversation history, the hydration bundle and the read views of
+// messages and conversations.
+import type { Doc } from "../_generated/dataModel";
+import type { DatabaseReader, DatabaseWriter } from "../_generated/server";
+import { HISTORY_WINDOW } from "./policy";
+import { findConversation, getMessageDoc } from "./queue";
+import { integer, nonEmpty } from "./validate";
+import type { AgentProfileInput } from "./validators";
+
+export type AgentProfile = {
+  agentKey: string;
+  version: string;
+  enabled: boolean;
+  secretsRef: string[];
+  botIdentity?: string;
+  openclawAgentId: string;
+  bridgeConfig?: Record<string, string>;
+};
+
+export const TELEGRAM_TOKEN_REF = "telegram.botToken";
+
+/** The built-in "default" agent: enabled until an operator stores a profile under its key. */
+export const DEFAULT_AGENT: AgentProfile = {
+  agentKey: "default",
+  version: "1.0.0",
+  enabled: true,
+  secretsRef: ["telegram.botToken.default"],
+  openclawAgentId: "main",
+};
+
+function withDefaults(p: AgentProfileInput): AgentProfile {
+  return {
+    agentKey: p.agentKey,
+    version: p.version ?? "1.0.0",
+    enabled: p.enabled ?? true,
+    secretsRef: p.secretsRef ?? [],
+    openclawAgentId: p.openclawAgentId ?? "main",
+    ...(p.botIdentity !== undefined ? { botIdentity: p.botIdentity } : {}),
+    ...(p.bridgeConfig !== undefined ? { bridgeConfig: p.bridgeConfig } : {}),
+  };
+}
+
+async function profileDoc(db: DatabaseReader, agentKey: string): Promise<Doc<"factoryAgents"> | null> {
+  return await db
+    .query("factoryAgents")
+    .withIndex("by_agentKey", (q) => q.eq("agentKey", agentKey))
+    .unique();
+}
+
+export async function loadProfile(db: DatabaseReader, agentKey: string): Promise<AgentProfile | null> {
+  const doc = await profileDoc(db, agentKey);
+  if (doc !== null) return withDefaults(doc.profile);
+  return agentKey === DEFAULT_AGENT.agentKey ? DEFAULT_AGENT : null;
+}
+
+export async function upsertProfile(db: DatabaseWriter, input: AgentProfileInput, now: number): Promise<AgentProfile> {
+  nonEmpty("agentKey", input.agentKey);
+  const profile = withDefaults(input);
+  const doc = await profileDoc(db, profile.agentKey);
+  if (doc === null) {
+    await db.insert("factoryAgents", { agentKey: profile.agentKey, profile, enabled: profile.enabled, updatedAt: now });
+  } else {
+    await db.replace(doc._id, { agentKey: profile.agentKey, profile, enabled: profile.enabled, updatedAt: now });
+  }
+  return profile;
+}
+
+// --------------------------------------------------------------------------- secrets
+
+/** Store a new active version; earlier versions stay for audit but stop resolving. */
+export async function importSecret(db: DatabaseWriter, secretRef: string, value: string, now: number): Promise<number> {
+  nonEmpty("secretRef", secretRef);
+  const latest = await db
+    .query("factorySecrets")
+    .withIndex("by_ref_version", (q) => q.eq("secretRef", secretRef))
+    .order("desc")
+    .first();
+  const active = await db
+    .query("factorySecrets")
+    .withIndex("by_ref_active", (q) => q.eq("secretRef", secretRef).eq("active", true))
+    .collect(); // at most one row: only this function activates a version
+  for (const row of active) await db.patch(row._id, { active: false });
+  const version = (latest?.version ?? 0) + 1;
+  await db.insert("factorySecrets", { secretRef, version, value, active: true, createdAt: now });
+  return version;
+}
+
+async function resolveSecrets(db: DatabaseReader, refs: string[]): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const ref of refs) {
+    const row = await db
+      .query("factorySecrets")
+      .withIndex("by_ref_active", (q) => q.eq("secretRef", ref).eq("active", true))
+      .first();
+    if (row !== null) out[ref] = row.value;
+  }
+  return out;
+}
+
+// --------------------------------------------------------------------------- history
+
+export type HistoryMessage = { role: Doc<"factoryHistory">["role"]; content: string; at: number };
+
+async function history(db: DatabaseReader, conversationId: string, limit: number): Promise<HistoryMessage[]> {
+  if (limit <= 0) return [];
+  const rows = await db
+    .query("factoryHistory")
+    .withIndex("by_conversation", (q) => q.eq("conversationId", conversationId))
+    .order("desc")
+    .take(limit);
+  return rows.reverse().map(({ role, content, at }) => ({ role, content, at }));
+}
+
+export type AppendArgs = {
+  conversationId: string;
+  messages: { role: HistoryMessage["role"]; content: string; at?: number }[];
+  messageId?: string;
+};
+
+/** Append turns to a conversation's history; a redelivered message appends its turns once. */
+export async function appendHistory(
+  db: DatabaseWriter,
+  a: AppendArgs,
+  now: number,
+): Promise<{ updated: boolean; messageCount: number }> {
+  nonEmpty("conversationId", a.conversationId);
+  if (a.messages.length === 0) integer("messages", 0, 1); // "must be at least 1"
+  for (const [i, m] of a.messages.entries()) if (m.at !== undefined) integer(`messages.${i}.at`, m.at, 0);
+  const conv = await findConversation(db, a.conversationId);
+  if (conv === null) return { updated: false, messageCount: 0 };
+  const messageId = a.messageId;
+  if (messageId !== undefined) {
+    const seen = await db
+      .query("factoryHistory")
+      .withIndex("by_source", (q) => q.eq("conversationId", a.conversationId).eq("sourceMessageId", messageId))
+      .first();
+    if (seen !== null) return { updated: false, messageCount: conv.historyCount };
+  }
+  for (const [i, m] of a.messages.entries()) {
+    await db.insert("factoryHistory", {
+      conversationId: a.conversationId,
+      idx: conv.historyCount + i,
+      role: m.role,
+      content: m.content,
+      at: m.at ?? now,
+      sourceMessageId: messageId,
+    });
+  }
+  const messageCount = conv.historyCount + a.messages.length;
+  await db.patch(conv._id, { historyCount: messageCount });
+  return { updated: true, messageCount };
+}
+
+// --------------------------------------------------------------------------- views
+
+/** What a worker needs to run a claimed message; null unless the message is processing. */
+export async function hydrationBundle(db: DatabaseReader, messageId: string) {
+  const m = await getMessageDoc(db, messageId);
+  if (m === null || m.status !== "processing") return null;
+  const profile = await loadProfile(db, m.agentKey);
+  if (profile === null) return null;
+  const secrets = await resolveSecrets(db, profile.secretsRef);
+  const tokenRef = Object.keys(secrets).find(
+    (ref) => ref === TELEGRAM_TOKEN_REF || ref.startsWith(TELEGRAM_TOKEN_REF + "."),
+  );
+  return {
+    messageId: m._id,
+    conversationId: m.conversationId,
+    agentKey: m.agentKey,
+    payload: m.payload,
+    profile,
+    history: await history(db, m.conversationId, HISTORY_WINDOW),
+    ...(tokenRef !== undefined ? { telegramBotToken: secrets[tokenRef] } : {}),
+    secrets,
+  };
+}
+
+export async function conversationView(db: DatabaseReader, conversationId: string, historyLimit: number) {
+  const conv = await findConversation(db, conversationId);
+  if (conv === null) return null;
+  return {
+    conversationId,
+    agentKey: conv.agentKey,
+    history: await history(db, conversationId, Math.min(historyLimit, 1000)),
+    messageCount: conv.historyCount,
+    queued: conv.counts.queued,
+    processing: conv.counts.processing,
+    done: conv.counts.done,
+    deadLetters: conv.counts.deadLetter,
+  };
+}
+
+export async function messageView(db: DatabaseReader, messageId: string) {
+  const m = await getMessageDoc(db, messageId);
+  if (m === null) return null;
+  return {
+    messageId: m._id,
+    conversationId: m.conversationId,
+    agentKey: m.agentKey,
+    status: m.status,
+    priority: m.priority,
+    scheduledFor: m.scheduledFor,
+    enqueuedAt: m.enqueuedAt,
+    attempts: m.attempts,
+    maxAttempts: m.maxAttempts,
+    payload: m.payload,
+    lastError: m.lastError,
+    leaseExpiresAt: m.status === "processing" ? m.leaseExpiresAt : undefined,
+    claimedBy: m.claimedBy,
+    finishedAt: m.finishedAt,
+  };
+}

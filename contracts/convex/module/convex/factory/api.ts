@@ -1,0 +1,222 @@
+// The contract's functions, defined once: arguments (validators) and handlers. The namespace
+// modules (agentFactory.ts, agentFactoryAdmin.ts) register them as public or internal functions.
+//
+// Every handler reads the clock once (`Date.now()`, frozen per function in Convex) and passes
+// it down, so a transaction sees one instant. Views that depend on time take an optional `now`:
+// Convex caches query results by their reads, not by the clock, so a caller that needs a fresh
+// answer passes the store's time (from storeNow) explicitly.
+import { v, type ObjectType, type PropertyValidators } from "convex/values";
+import type { MutationCtx, QueryCtx } from "../_generated/server";
+import * as agents from "./agents";
+import * as fleet from "./fleet";
+import { currentPolicy } from "./policy";
+import * as queue from "./queue";
+import { agentProfile, historyMessage, launchState, machineRef, payload } from "./validators";
+
+type Spec<Ctx, Args extends PropertyValidators, R> = {
+  args: Args;
+  handler: (ctx: Ctx, args: ObjectType<Args>) => Promise<R>;
+};
+
+const mutationSpec = <Args extends PropertyValidators, R>(args: Args, handler: Spec<MutationCtx, Args, R>["handler"]) => ({
+  args,
+  handler,
+});
+const querySpec = <Args extends PropertyValidators, R>(args: Args, handler: Spec<QueryCtx, Args, R>["handler"]) => ({
+  args,
+  handler,
+});
+
+/** The same spec with an authorization check in front (for the public namespace). */
+export function guarded<Ctx extends { auth: QueryCtx["auth"] }, Args extends PropertyValidators, R>(
+  spec: Spec<Ctx, Args, R>,
+  check: (ctx: Ctx) => Promise<void>,
+): Spec<Ctx, Args, R> {
+  return {
+    args: spec.args,
+    handler: async (ctx, args) => {
+      await check(ctx);
+      return await spec.handler(ctx, args);
+    },
+  };
+}
+
+const lease = { workerId: v.string(), messageId: v.string(), leaseId: v.string() };
+const cursor = { cursor: v.optional(v.string()), numItems: v.optional(v.number()) };
+const page = (a: { cursor?: string; numItems?: number }) => ({
+  cursor: a.cursor ?? null,
+  numItems: Math.min(Math.max(a.numItems ?? 500, 1), 1000),
+});
+
+// ---------------------------------------------------------------- queue
+
+export const enqueue = mutationSpec(
+  {
+    conversationId: v.string(),
+    agentKey: v.string(),
+    payload,
+    priority: v.optional(v.number()),
+    scheduledFor: v.optional(v.number()),
+    maxAttempts: v.optional(v.number()),
+  },
+  async (ctx, a) => await queue.enqueue(ctx.db, a, Date.now()),
+);
+
+export const workerClaim = mutationSpec(
+  { workerId: v.string(), conversationId: v.optional(v.string()) },
+  async (ctx, a) => await queue.claim(ctx.db, a.workerId, a.conversationId, Date.now(), currentPolicy()),
+);
+
+export const workerHeartbeat = mutationSpec(
+  lease,
+  async (ctx, a) => await queue.heartbeat(ctx.db, a, Date.now(), currentPolicy()),
+);
+
+export const workerComplete = mutationSpec(lease, async (ctx, a) => await queue.complete(ctx.db, a, Date.now()));
+
+export const workerFail = mutationSpec(
+  { ...lease, errorMessage: v.string(), retryable: v.optional(v.boolean()) },
+  async (ctx, a) => await queue.fail(ctx.db, a, Date.now(), currentPolicy(), Math.random),
+);
+
+export const workerHydrationBundle = querySpec(
+  { messageId: v.string(), workspaceId: v.optional(v.string()) },
+  async (ctx, a) => await agents.hydrationBundle(ctx.db, a.messageId),
+);
+
+export const workerAppendConversationMessages = mutationSpec(
+  {
+    conversationId: v.string(),
+    messages: v.array(historyMessage),
+    messageId: v.optional(v.string()),
+    workspaceId: v.optional(v.string()),
+  },
+  async (ctx, a) => await agents.appendHistory(ctx.db, a, Date.now()),
+);
+
+// ---------------------------------------------------------------- workers
+
+export const workerRegister = mutationSpec(
+  {
+    workerId: v.string(),
+    provider: v.string(),
+    machineRef: v.optional(machineRef),
+    launchId: v.optional(v.string()),
+    capabilities: v.optional(v.array(v.string())),
+  },
+  async (ctx, a) => await fleet.register(ctx.db, a, Date.now()),
+);
+
+export const workerControlState = mutationSpec(
+  { workerId: v.string() },
+  async (ctx, a) => await fleet.controlState(ctx.db, a.workerId, Date.now()),
+);
+
+export const fleetSetWorkerStatus = mutationSpec(
+  {
+    workerId: v.string(),
+    status: v.union(v.literal("draining"), v.literal("stopping"), v.literal("stopped")),
+    reason: v.string(),
+  },
+  async (ctx, a) => await fleet.setStatus(ctx.db, a),
+);
+
+export const fleetDemand = querySpec(
+  { now: v.optional(v.number()) },
+  async (ctx, a) => await fleet.demand(ctx.db, a.now ?? Date.now()),
+);
+
+export const listWorkers = querySpec(cursor, async (ctx, a) => await fleet.listWorkers(ctx.db, page(a)));
+
+// ---------------------------------------------------------------- operator views and actions
+
+export const queueStats = querySpec(
+  { now: v.optional(v.number()) },
+  async (ctx, a) => await fleet.stats(ctx.db, a.now ?? Date.now()),
+);
+
+export const queueTotals = querySpec({ cursor: v.string() }, async (ctx, a) => await fleet.queueTotals(ctx.db, a.cursor));
+
+export const queueReadiness = querySpec(
+  { now: v.optional(v.number()) },
+  async (ctx, a) => await fleet.queueReadiness(ctx.db, a.now ?? Date.now()),
+);
+
+export const listDeadLetters = querySpec(
+  { limit: v.optional(v.number()) },
+  async (ctx, a) => await fleet.deadLetters(ctx.db, a.limit ?? 100),
+);
+
+export const redrive = mutationSpec(
+  { messageId: v.optional(v.string()) },
+  async (ctx, a) => await queue.redrive(ctx.db, a.messageId, Date.now()),
+);
+
+export const releaseExpired = mutationSpec({}, async (ctx) => await queue.releaseExpired(ctx.db, Date.now()));
+
+export const getMessage = querySpec(
+  { messageId: v.string() },
+  async (ctx, a) => await agents.messageView(ctx.db, a.messageId),
+);
+
+export const getConversation = querySpec(
+  { conversationId: v.string(), historyLimit: v.optional(v.number()) },
+  async (ctx, a) => await agents.conversationView(ctx.db, a.conversationId, a.historyLimit ?? 50),
+);
+
+// ---------------------------------------------------------------- agents and secrets
+
+export const upsertAgentProfile = mutationSpec(
+  { profile: agentProfile },
+  async (ctx, a) => await agents.upsertProfile(ctx.db, a.profile, Date.now()),
+);
+
+export const getAgentProfile = querySpec(
+  { agentKey: v.string() },
+  async (ctx, a) => await agents.loadProfile(ctx.db, a.agentKey),
+);
+
+export const importSecret = mutationSpec(
+  { secretRef: v.string(), value: v.string() },
+  async (ctx, a) => await agents.importSecret(ctx.db, a.secretRef, a.value, Date.now()),
+);
+
+// ---------------------------------------------------------------- autoscaler bookkeeping
+
+export const acquireReconcileLock = mutationSpec(
+  { holder: v.string(), ttlMs: v.number() },
+  async (ctx, a) => await fleet.acquireLock(ctx.db, a.holder, a.ttlMs, Date.now()),
+);
+
+export const releaseReconcileLock = mutationSpec(
+  { holder: v.string() },
+  async (ctx, a) => await fleet.releaseLock(ctx.db, a.holder),
+);
+
+export const ledgerRecord = mutationSpec(
+  {
+    launchId: v.string(),
+    provider: v.string(),
+    requestedAt: v.number(),
+    state: v.optional(launchState),
+    machineId: v.optional(v.string()),
+    updatedAt: v.optional(v.number()),
+    detail: v.optional(v.string()),
+  },
+  async (ctx, a) => await fleet.ledgerRecord(ctx.db, a),
+);
+
+export const ledgerUpdate = mutationSpec(
+  { launchId: v.string(), state: launchState, machineId: v.optional(v.string()), detail: v.optional(v.string()) },
+  async (ctx, a) => await fleet.ledgerUpdate(ctx.db, a, Date.now()),
+);
+
+export const ledgerList = querySpec(
+  { includeClosed: v.optional(v.boolean()), ...cursor },
+  async (ctx, a) => await fleet.ledgerList(ctx.db, a.includeClosed ?? false, page(a)),
+);
+
+// ---------------------------------------------------------------- time
+
+/** The store's clock. A mutation, so no cache ever answers it. */
+export const storeNow = mutationSpec({}, async () => Date.now());

@@ -1,0 +1,72 @@
+// The queue's rules as pure functions of their inputs and `now`: the same rules as
+// contracts/rules.py, so every binding leases, retries and dead-letters alike.
+
+export const MIN_PRIORITY = 0;
+export const MAX_PRIORITY = 100;
+export const DEFAULT_PRIORITY = 50;
+export const DEFAULT_MAX_ATTEMPTS = 5;
+export const MAX_ATTEMPTS_LIMIT = 1000;
+export const MAX_MESSAGE_BYTES = 64 * 1024;
+export const ERROR_CHARS = 4000;
+export const HISTORY_WINDOW = 64;
+
+export type Policy = {
+  leaseTtlMs: number;
+  backoffBaseMs: number;
+  backoffFactor: number;
+  backoffCapMs: number;
+  jitterRatio: number;
+};
+
+export const DEFAULT_POLICY: Policy = {
+  leaseTtlMs: 60_000,
+  backoffBaseMs: 1_000,
+  backoffFactor: 2,
+  backoffCapMs: 120_000,
+  jitterRatio: 0.1,
+};
+
+/** The policy in force: the defaults, with the lease TTL overridable by FACTORY_LEASE_TTL_MS. */
+export function currentPolicy(): Policy {
+  const ttl = Number(process.env.FACTORY_LEASE_TTL_MS ?? "");
+  return Number.isInteger(ttl) && ttl >= 1_000 ? { ...DEFAULT_POLICY, leaseTtlMs: ttl } : DEFAULT_POLICY;
+}
+
+/** A lease is live strictly before its expiry; at the expiry instant it is already dead. */
+export function leaseIsLive(leaseExpiresAt: number | undefined, now: number): boolean {
+  return leaseExpiresAt !== undefined && now < leaseExpiresAt;
+}
+
+/** Attempts are counted at claim: the delivery numbered maxAttempts is the last one. */
+export function outOfAttempts(attempts: number, maxAttempts: number): boolean {
+  return attempts >= maxAttempts;
+}
+
+/** Delay before delivery attempt+1: exponential from the base, capped, plus up to
+ * jitterRatio of it; the cap holds after the jitter. `random` returns [0, 1). */
+export function backoffMs(attempt: number, random: () => number, policy: Policy = DEFAULT_POLICY): number {
+  const exponent = Math.max(0, attempt - 1);
+  const bounded = Math.min(policy.backoffCapMs, policy.backoffBaseMs * policy.backoffFactor ** exponent);
+  const jitter = bounded * policy.jitterRatio * random();
+  return Math.trunc(Math.min(policy.backoffCapMs, bounded + jitter));
+}
+
+/** Claim order is priority descending; indexes sort ascending, so store 100 - priority. */
+export function claimRank(priority: number): number {
+  return MAX_PRIORITY - priority;
+}
+
+/** Truncate to at most `limit` code points (as Python slicing does). */
+export function truncate(text: string, limit: number = ERROR_CHARS): string {
+  const points = Array.from(text);
+  return points.length <= limit ? text : points.slice(0, limit).join("");
+}
+
+/** An unguessable token: a lease id is a fencing token. 128 random bits, base64url. */
+export function newToken(): string {
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  let binary = "";
+  for (const b of bytes) binary += String.fromCharCode(b);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}

@@ -1,0 +1,507 @@
+// The queue's transactions: enqueue, claim, heartbeat, complete, fail, sweep, redrive. The same
+// semantics as contracts/sqlite/queue.py (the reference), arranged for Convex's OCC:
+//
+// * A conversation's head is its one processing message if it has one, else its earliest
+//   queued message by (arrivalAt, seq). Only a head is ever claimed, so at most one message
+//   per conversation is in flight and delivery follows enqueue order.
+// * Every change to a conversation's open messages ends in `settle`, which recomputes the
+//   head, denormalises it onto the conversation and adjusts the per-status counters.
+// * A claim reads index ranges, never a table: per distinct priority in use, the first queued
+//   head (`by_claim`, ordered by rank, scheduledFor, seq), plus the expired processing heads
+//   (`by_available`). The read set is a few index intervals; two claims conflict only when
+//   they race for the same head, which is exactly when one of them must lose.
+// * Heartbeat, complete and fail change a row only when status, lease, worker and expiry all
+//   match; a replay with the same lease reports the first outcome and changes nothing.
+import type { Doc, Id } from "../_generated/dataModel";
+import type { DatabaseReader, DatabaseWriter } from "../_generated/server";
+import { agentUnavailable, conversationConflict } from "./errors";
+import { loadProfile } from "./agents";
+import {
+  backoffMs,
+  claimRank,
+  DEFAULT_MAX_ATTEMPTS,
+  DEFAULT_PRIORITY,
+  MAX_ATTEMPTS_LIMIT,
+  MAX_MESSAGE_BYTES,
+  MAX_PRIORITY,
+  MIN_PRIORITY,
+  newToken,
+  outOfAttempts,
+  truncate,
+  type Policy,
+} from "./policy";
+import { integer, maxBytes, nonEmpty } from "./validate";
+import type { Payload } from "./validators";
+
+type Conversation = Doc<"factoryConversations">;
+type Message = Doc<"factoryMessages">;
+type Counts = Conversation["counts"];
+type Delta = Partial<Counts>;
+
+// Bounds, each keeping one transaction small (Convex: 4,096 index ranges, 32,000 documents).
+export const EXPIRED_SCAN = 100; // expired heads a claim compares (oldest lease first)
+export const MAX_TAKEOVERS = 25; // expired heads one claim may dead-letter before giving up
+export const SWEEP_BATCH = 200; // leases one releaseExpired call returns; the client loops
+export const REDRIVE_BATCH = 200; // dead letters one redrive call re-queues; the client loops
+
+// --------------------------------------------------------------------------- conversations
+
+export async function findConversation(db: DatabaseReader, conversationId: string): Promise<Conversation | null> {
+  return await db
+    .query("factoryConversations")
+    .withIndex("by_conversationId", (q) => q.eq("conversationId", conversationId))
+    .unique();
+}
+
+async function headOf(db: DatabaseReader, conversationId: string): Promise<Message | null> {
+  const byStatus = (status: "processing" | "queued") =>
+    db
+      .query("factoryMessages")
+      .withIndex("by_conversation_status", (q) => q.eq("conversationId", conversationId).eq("status", status))
+      .first();
+  return (await byStatus("processing")) ?? (await byStatus("queued"));
+}
+
+/** Recompute a conversation's head after a change to its messages, and apply counter deltas. */
+async function settle(db: DatabaseWriter, conv: Conversation, delta: Delta = {}): Promise<void> {
+  const counts: Counts = { ...conv.counts };
+  for (const key of Object.keys(delta) as (keyof Counts)[]) counts[key] += delta[key] ?? 0;
+  const head = await headOf(db, conv.conversationId);
+  if (head === null) {
+    await db.patch(conv._id, {
+      counts,
+      headStatus: "idle",
+      headMessageId: undefined,
+      claimRank: undefined,
+      headScheduledFor: undefined,
+      headSeq: undefined,
+      headAttempts: undefined,
+      availableAt: undefined,
+      lockWorker: undefined,
+    });
+    return;
+  }
+  const processing = head.status === "processing";
+  await db.patch(conv._id, {
+    counts,
+    headStatus: processing ? "processing" : "queued",
+    headMessageId: head._id,
+    claimRank: claimRank(head.priority),
+    headScheduledFor: head.scheduledFor,
+    headSeq: head.seq,
+    headAttempts: head.attempts,
+    availableAt: processing ? head.leaseExpiresAt : head.scheduledFor,
+    lockWorker: processing ? head.claimedBy : undefined,
+  });
+}
+
+async function settleById(db: DatabaseWriter, conversationId: string, delta: Delta): Promise<void> {
+  const conv = await findConversation(db, conversationId);
+  if (conv !== null) await settle(db, conv, delta);
+}
+
+// --------------------------------------------------------------------------- enqueue
+
+export type EnqueueArgs = {
+  conversationId: string;
+  agentKey: string;
+  payload: Payload;
+  priority?: number;
+  scheduledFor?: number;
+  maxAttempts?: number;
+};
+
+function checkEnqueue(a: EnqueueArgs): void {
+  nonEmpty("conversationId", a.conversationId);
+  nonEmpty("agentKey", a.agentKey);
+  nonEmpty("payload.provider", a.payload.provider);
+  nonEmpty("payload.providerUserId", a.payload.providerUserId);
+  maxBytes("payload.messageText", a.payload.messageText, MAX_MESSAGE_BYTES);
+  if (a.priority !== undefined) integer("priority", a.priority, MIN_PRIORITY, MAX_PRIORITY);
+  if (a.scheduledFor !== undefined) integer("scheduledFor", a.scheduledFor, 0);
+  if (a.maxAttempts !== undefined) integer("maxAttempts", a.maxAttempts, 1, MAX_ATTEMPTS_LIMIT);
+  for (const [i, att] of (a.payload.attachments ?? []).entries()) {
+    if (att.sizeBytes !== undefined) integer(`payload.attachments.${i}.sizeBytes`, att.sizeBytes, 0);
+    if (att.expiresAt !== undefined) integer(`payload.attachments.${i}.expiresAt`, att.expiresAt, 0);
+  }
+}
+
+/** The next enqueue sequence number. One counter document: enqueues serialise on it (claims
+ * never read it), which keeps "enqueue order" exact across conversations. */
+async function nextSeq(db: DatabaseWriter): Promise<number> {
+  const counter = await db
+    .query("factoryCounters")
+    .withIndex("by_name", (q) => q.eq("name", "seq"))
+    .unique();
+  if (counter === null) {
+    await db.insert("factoryCounters", { name: "seq", value: 1 });
+    return 1;
+  }
+  await db.patch(counter._id, { value: counter.value + 1 });
+  return counter.value + 1;
+}
+
+/** Queue a message; the same (conversationId, externalMessageId) returns the first id. */
+export async function enqueue(db: DatabaseWriter, a: EnqueueArgs, now: number): Promise<Id<"factoryMessages">> {
+  checkEnqueue(a);
+  const external = a.payload.externalMessageId;
+  if (external !== undefined) {
+    const existing = await db
+      .query("factoryMessages")
+      .withIndex("by_dedupe", (q) => q.eq("conversationId", a.conversationId).eq("externalMessageId", external))
+      .first();
+    if (existing !== null) return existing._id;
+  }
+  const profile = await loadProfile(db, a.agentKey);
+  if (profile === null) agentUnavailable(a.agentKey, "not defined");
+  if (!profile.enabled) agentUnavailable(a.agentKey, "disabled");
+  let conv = await findConversation(db, a.conversationId);
+  if (conv === null) {
+    const id = await db.insert("factoryConversations", {
+      conversationId: a.conversationId,
+      agentKey: a.agentKey,
+      createdAt: now,
+      historyCount: 0,
+      counts: { queued: 0, processing: 0, done: 0, deadLetter: 0 },
+      headStatus: "idle",
+    });
+    conv = (await db.get(id))!;
+  } else if (conv.agentKey !== a.agentKey) {
+    conversationConflict(a.conversationId, conv.agentKey, a.agentKey);
+  }
+  const scheduledFor = a.scheduledFor ?? now;
+  const messageId = await db.insert("factoryMessages", {
+    conversationId: a.conversationId,
+    agentKey: a.agentKey,
+    payload: a.payload,
+    externalMessageId: external,
+    status: "queued",
+    priority: a.priority ?? DEFAULT_PRIORITY,
+    scheduledFor,
+    arrivalAt: Math.max(scheduledFor, now),
+    enqueuedAt: now,
+    seq: await nextSeq(db),
+    attempts: 0,
+    maxAttempts: a.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+  });
+  // The new message may arrive before a head that is only scheduled for later.
+  await settle(db, conv, { queued: 1 });
+  return messageId;
+}
+
+// --------------------------------------------------------------------------- claim
+
+export type ClaimedJob = {
+  messageId: Id<"factoryMessages">;
+  conversationId: string;
+  agentKey: string;
+  leaseId: string;
+  leaseExpiresAt: number;
+  attempt: number;
+  payload: Payload;
+};
+
+const before = (a: Conversation, b: Conversation): boolean =>
+  a.claimRank! !== b.claimRank!
+    ? a.claimRank! < b.claimRank!
+    : a.headScheduledFor! !== b.headScheduledFor!
+      ? a.headScheduledFor! < b.headScheduledFor!
+      : a.headSeq! < b.headSeq!;
+
+/** The best due queued head. Within one rank, `by_claim` orders heads by scheduledFor, so the
+ * first head of a rank is due or none of that rank is: one index read per priority in use. */
+async function bestQueuedHead(db: DatabaseReader, now: number): Promise<Conversation | null> {
+  let rank = -1;
+  for (;;) {
+    const first: Conversation | null = await db
+      .query("factoryConversations")
+      .withIndex("by_claim", (q) => q.eq("headStatus", "queued").gt("claimRank", rank))
+      .first();
+    if (first === null) return null;
+    if (first.headScheduledFor! <= now) return first;
+    rank = first.claimRank!;
+  }
+}
+
+/** The best head whose lease has expired: a dead lease frees its conversation at once. */
+async function bestExpiredHead(db: DatabaseReader, now: number): Promise<Conversation | null> {
+  const expired = await db
+    .query("factoryConversations")
+    .withIndex("by_available", (q) => q.eq("headStatus", "processing").lte("availableAt", now))
+    .take(EXPIRED_SCAN);
+  return expired.reduce<Conversation | null>((best, c) => (best === null || before(c, best) ? c : best), null);
+}
+
+async function bestDueHead(db: DatabaseReader, now: number): Promise<Conversation | null> {
+  const queued = await bestQueuedHead(db, now);
+  const expired = await bestExpiredHead(db, now);
+  if (queued === null || expired === null) return queued ?? expired;
+  return before(expired, queued) ? expired : queued;
+}
+
+async function pinnedHead(db: DatabaseReader, conversationId: string, now: number): Promise<Conversation | null> {
+  const conv = await findConversation(db, conversationId);
+  if (conv === null || conv.headStatus === "idle" || conv.availableAt! > now) return null;
+  return conv;
+}
+
+export async function findWorker(db: DatabaseReader, workerId: string): Promise<Doc<"factoryWorkers"> | null> {
+  return await db
+    .query("factoryWorkers")
+    .withIndex("by_workerId", (q) => q.eq("workerId", workerId))
+    .unique();
+}
+
+/** Refresh the claimant's heartbeat (registering it if unknown); true if it may claim. */
+async function touchClaimant(db: DatabaseWriter, workerId: string, now: number): Promise<boolean> {
+  const worker = await findWorker(db, workerId);
+  if (worker === null) {
+    // A worker that never registered (an upstream-style worker) registers by claiming.
+    await db.insert("factoryWorkers", {
+      workerId,
+      provider: "unknown",
+      status: "active",
+      capabilities: [],
+      registeredAt: now,
+      heartbeatAt: now,
+      idleSince: now,
+    });
+    return true;
+  }
+  await db.patch(worker._id, { heartbeatAt: now });
+  return worker.status === "active";
+}
+
+/** Lease the best due head (or the pinned conversation's), taking over an expired lease. */
+export async function claim(
+  db: DatabaseWriter,
+  workerId: string,
+  conversationId: string | undefined,
+  now: number,
+  policy: Policy,
+): Promise<ClaimedJob | null> {
+  nonEmpty("workerId", workerId);
+  if (!(await touchClaimant(db, workerId, now))) return null;
+  for (let takeover = 0; takeover < MAX_TAKEOVERS; takeover++) {
+    const conv =
+      conversationId === undefined ? await bestDueHead(db, now) : await pinnedHead(db, conversationId, now);
+    if (conv === null) return null;
+    const message = (await db.get(conv.headMessageId!))!;
+    if (message.status === "processing" && outOfAttempts(message.attempts, message.maxAttempts)) {
+      // The lease expired on the last attempt: that delivery is over, and so is the message.
+      const reason = `lease expired on attempt ${message.attempts} of ${message.maxAttempts}`;
+      await db.patch(message._id, deadLetterFields(reason, now, true));
+      await settle(db, conv, { processing: -1, deadLetter: 1 });
+      continue;
+    }
+    return await lease(db, conv, message, workerId, now, policy);
+  }
+  return null; // many dead leases at once: the next claim (or the sweep) carries on
+}
+
+async function lease(
+  db: DatabaseWriter,
+  conv: Conversation,
+  message: Message,
+  workerId: string,
+  now: number,
+  policy: Policy,
+): Promise<ClaimedJob> {
+  const leaseId = newToken();
+  const leaseExpiresAt = now + policy.leaseTtlMs;
+  const attempt = message.attempts + 1;
+  const wasQueued = message.status === "queued";
+  await db.patch(message._id, { status: "processing", attempts: attempt, leaseId, leaseExpiresAt, claimedBy: workerId });
+  await settle(db, conv, wasQueued ? { queued: -1, processing: 1 } : {});
+  await patchWorker(db, workerId, {
+    lastClaimAt: now,
+    busySince: now,
+    idleSince: undefined,
+    conversationId: conv.conversationId,
+  });
+  return {
+    messageId: message._id,
+    conversationId: conv.conversationId,
+    agentKey: message.agentKey,
+    leaseId,
+    leaseExpiresAt,
+    attempt,
+    payload: message.payload,
+  };
+}
+
+async function patchWorker(
+  db: DatabaseWriter,
+  workerId: string,
+  fields: Partial<Omit<Doc<"factoryWorkers">, "_id" | "_creationTime">>,
+): Promise<void> {
+  const worker = await findWorker(db, workerId);
+  if (worker !== null) await db.patch(worker._id, fields);
+}
+
+// --------------------------------------------------------------------------- settle
+
+export type LeaseRef = { workerId: string; messageId: string; leaseId: string };
+
+async function getMessageDoc(db: DatabaseReader, messageId: string): Promise<Message | null> {
+  const id = db.normalizeId("factoryMessages", messageId);
+  return id === null ? null : await db.get(id);
+}
+
+const sameLease = (m: Message, lease: LeaseRef): boolean =>
+  m.leaseId === lease.leaseId && m.claimedBy === lease.workerId;
+
+/** The message this lease still owns: processing, same lease and worker, lease not expired. */
+async function fenced(db: DatabaseReader, lease: LeaseRef, now: number): Promise<Message | null> {
+  const m = await getMessageDoc(db, lease.messageId);
+  if (m === null || m.status !== "processing" || !sameLease(m, lease)) return null;
+  return m.leaseExpiresAt !== undefined && now < m.leaseExpiresAt ? m : null;
+}
+
+async function releaseWorker(db: DatabaseWriter, workerId: string, now: number): Promise<void> {
+  await patchWorker(db, workerId, { heartbeatAt: now, busySince: undefined, idleSince: now });
+}
+
+export async function heartbeat(db: DatabaseWriter, lease: LeaseRef, now: number, policy: Policy): Promise<boolean> {
+  const m = await fenced(db, lease, now);
+  if (m === null) return false;
+  const leaseExpiresAt = now + policy.leaseTtlMs;
+  await db.patch(m._id, { leaseExpiresAt });
+  const conv = await findConversation(db, m.conversationId);
+  if (conv !== null) await db.patch(conv._id, { availableAt: leaseExpiresAt });
+  await patchWorker(db, lease.workerId, { heartbeatAt: now });
+  return true;
+}
+
+export async function complete(db: DatabaseWriter, lease: LeaseRef, now: number): Promise<boolean> {
+  const m = await fenced(db, lease, now);
+  if (m === null) {
+    // A retried call whose first try landed: same lease, already done. Report it, change nothing.
+    const replay = await getMessageDoc(db, lease.messageId);
+    return replay !== null && replay.status === "done" && sameLease(replay, lease);
+  }
+  await db.patch(m._id, { status: "done", leaseExpiresAt: undefined, finishedAt: now });
+  await settleById(db, m.conversationId, { processing: -1, done: 1 });
+  await releaseWorker(db, lease.workerId, now);
+  return true;
+}
+
+function deadLetterFields(reason: string, now: number, clearLease: boolean): Partial<Message> {
+  return {
+    status: "dead_letter",
+    lastError: reason,
+    finishedAt: now,
+    leaseExpiresAt: undefined,
+    ...(clearLease ? { leaseId: undefined } : {}),
+  };
+}
+
+export type FailArgs = LeaseRef & { errorMessage: string; retryable?: boolean };
+export type FailResult = { requeued: boolean; deadLettered: boolean; nextScheduledFor?: number };
+
+export async function fail(
+  db: DatabaseWriter,
+  a: FailArgs,
+  now: number,
+  policy: Policy,
+  random: () => number,
+): Promise<FailResult> {
+  const m = await fenced(db, a, now);
+  if (m === null) return await failReplay(db, a);
+  const error = truncate(a.errorMessage);
+  const retryable = a.retryable ?? true;
+  await releaseWorker(db, a.workerId, now);
+  if (!retryable || outOfAttempts(m.attempts, m.maxAttempts)) {
+    const why = retryable ? `out of attempts (${m.attempts}/${m.maxAttempts})` : "not retryable";
+    await db.patch(m._id, deadLetterFields(`${why}: ${error}`, now, false));
+    await settleById(db, m.conversationId, { processing: -1, deadLetter: 1 });
+    return { requeued: false, deadLettered: true };
+  }
+  const nextScheduledFor = now + backoffMs(m.attempts, random, policy);
+  await db.patch(m._id, { status: "queued", scheduledFor: nextScheduledFor, leaseExpiresAt: undefined, lastError: error });
+  await settleById(db, m.conversationId, { processing: -1, queued: 1 });
+  return { requeued: true, deadLettered: false, nextScheduledFor };
+}
+
+async function failReplay(db: DatabaseReader, lease: LeaseRef): Promise<FailResult> {
+  const m = await getMessageDoc(db, lease.messageId);
+  if (m === null || !sameLease(m, lease)) return { requeued: false, deadLettered: false };
+  if (m.status === "dead_letter") return { requeued: false, deadLettered: true };
+  if (m.status === "queued") return { requeued: true, deadLettered: false, nextScheduledFor: m.scheduledFor };
+  return { requeued: false, deadLettered: false };
+}
+
+// --------------------------------------------------------------------------- sweep and redrive
+
+export type ReleaseResult = { released: number; deadLettered: number; hasMore: boolean };
+
+/** Return expired leases to the queue, or to the dead letter when out of attempts. */
+export async function releaseExpired(db: DatabaseWriter, now: number): Promise<ReleaseResult> {
+  const expired = await db
+    .query("factoryConversations")
+    .withIndex("by_available", (q) => q.eq("headStatus", "processing").lte("availableAt", now))
+    .take(SWEEP_BATCH);
+  let released = 0;
+  let deadLettered = 0;
+  for (const conv of expired) {
+    const m = (await db.get(conv.headMessageId!))!;
+    if (outOfAttempts(m.attempts, m.maxAttempts)) {
+      await db.patch(m._id, deadLetterFields(`lease expired on attempt ${m.attempts} of ${m.maxAttempts}`, now, true));
+      await settle(db, conv, { processing: -1, deadLetter: 1 });
+      deadLettered++;
+    } else {
+      await db.patch(m._id, {
+        status: "queued",
+        scheduledFor: now,
+        leaseId: undefined,
+        leaseExpiresAt: undefined,
+        lastError: "lease expired while processing",
+      });
+      await settle(db, conv, { processing: -1, queued: 1 });
+      released++;
+    }
+    const worker = m.claimedBy === undefined ? null : await findWorker(db, m.claimedBy);
+    if (worker !== null && worker.busySince !== undefined) {
+      await db.patch(worker._id, { busySince: undefined, idleSince: now });
+    }
+  }
+  return { released, deadLettered, hasMore: expired.length === SWEEP_BATCH };
+}
+
+export type RedriveResult = { redriven: string[]; hasMore: boolean };
+
+/** Put dead letters back in their place in their conversation, with fresh attempts. */
+export async function redrive(db: DatabaseWriter, messageId: string | undefined, now: number): Promise<RedriveResult> {
+  let found: Message[];
+  let hasMore = false;
+  if (messageId !== undefined) {
+    const m = await getMessageDoc(db, messageId);
+    found = m !== null && m.status === "dead_letter" ? [m] : [];
+  } else {
+    found = await db
+      .query("factoryMessages")
+      .withIndex("by_status_finished", (q) => q.eq("status", "dead_letter"))
+      .take(REDRIVE_BATCH);
+    hasMore = found.length === REDRIVE_BATCH;
+  }
+  found.sort((a, b) => a.seq - b.seq);
+  const perConversation = new Map<string, number>();
+  for (const m of found) {
+    await db.patch(m._id, {
+      status: "queued",
+      attempts: 0,
+      scheduledFor: now,
+      leaseId: undefined,
+      leaseExpiresAt: undefined,
+      claimedBy: undefined,
+      finishedAt: undefined,
+    });
+    perConversation.set(m.conversationId, (perConversation.get(m.conversationId) ?? 0) + 1);
+  }
+  for (const [conversationId, n] of perConversation) {
+    await settleById(db, conversationId, { deadLetter: -n, queued: n });
+  }
+  return { redriven: found.map((m) => m._id), hasMore };
+}
+
+export { getMessageDoc };

@@ -1,0 +1,142 @@
+// Tables of the factory queue contract. Every table name starts with "factory" so the module
+// can live next to an application's own tables: spread `factoryTables` into its schema.
+//
+// Why conversations carry their head: a claim must find, across all conversations, the best
+// *due head* without a scan window. Each conversation keeps its head (the processing message,
+// else the earliest queued one) denormalised next to two indexes, so a claim reads a handful
+// of index ranges instead of the message table (see queue.ts).
+import { defineTable } from "convex/server";
+import { v } from "convex/values";
+import {
+  agentProfile,
+  headStatus,
+  historyRole,
+  launchState,
+  machineRef,
+  messageStatus,
+  payload,
+  workerStatus,
+} from "./validators";
+
+const counts = v.object({
+  queued: v.number(),
+  processing: v.number(),
+  done: v.number(),
+  deadLetter: v.number(),
+});
+
+export const factoryTables = {
+  factoryMessages: defineTable({
+    conversationId: v.string(),
+    agentKey: v.string(),
+    payload,
+    externalMessageId: v.optional(v.string()),
+    status: messageStatus,
+    priority: v.number(),
+    scheduledFor: v.number(), // next delivery time (moves on retry)
+    arrivalAt: v.number(), // max(first scheduledFor, enqueue time): the FIFO key with seq
+    enqueuedAt: v.number(),
+    seq: v.number(), // enqueue order, from the "seq" counter
+    attempts: v.number(), // counted at claim
+    maxAttempts: v.number(),
+    leaseId: v.optional(v.string()), // kept after settling, so a replayed call is recognised
+    leaseExpiresAt: v.optional(v.number()),
+    claimedBy: v.optional(v.string()),
+    lastError: v.optional(v.string()),
+    finishedAt: v.optional(v.number()),
+  })
+    .index("by_conversation_status", ["conversationId", "status", "arrivalAt", "seq"])
+    .index("by_dedupe", ["conversationId", "externalMessageId"])
+    .index("by_status_finished", ["status", "finishedAt", "seq"]),
+
+  factoryConversations: defineTable({
+    conversationId: v.string(),
+    agentKey: v.string(),
+    createdAt: v.number(),
+    historyCount: v.number(),
+    counts, // messages of this conversation by status (operator views without scans)
+    headStatus,
+    headMessageId: v.optional(v.id("factoryMessages")),
+    claimRank: v.optional(v.number()), // 100 - priority: indexes only sort ascending
+    headScheduledFor: v.optional(v.number()),
+    headSeq: v.optional(v.number()),
+    headAttempts: v.optional(v.number()),
+    availableAt: v.optional(v.number()), // queued head: scheduledFor; processing head: lease expiry
+    lockWorker: v.optional(v.string()), // the worker holding the processing head
+  })
+    .index("by_conversationId", ["conversationId"])
+    .index("by_claim", ["headStatus", "claimRank", "headScheduledFor", "headSeq"])
+    .index("by_available", ["headStatus", "availableAt"]),
+
+  factoryHistory: defineTable({
+    conversationId: v.string(),
+    idx: v.number(),
+    role: historyRole,
+    content: v.string(),
+    at: v.number(),
+    sourceMessageId: v.optional(v.string()),
+  })
+    .index("by_conversation", ["conversationId", "idx"])
+    .index("by_source", ["conversationId", "sourceMessageId"]),
+
+  factoryWorkers: defineTable({
+    workerId: v.string(),
+    provider: v.string(),
+    status: workerStatus,
+    statusReason: v.optional(v.string()),
+    machineRef: v.optional(machineRef),
+    launchId: v.optional(v.string()),
+    capabilities: v.array(v.string()),
+    registeredAt: v.number(),
+    heartbeatAt: v.number(),
+    lastClaimAt: v.optional(v.number()),
+    busySince: v.optional(v.number()),
+    idleSince: v.optional(v.number()),
+    conversationId: v.optional(v.string()),
+  })
+    .index("by_workerId", ["workerId"])
+    .index("by_registered", ["registeredAt", "workerId"])
+    .index("by_status", ["status", "registeredAt", "workerId"]),
+
+  factoryAgents: defineTable({
+    agentKey: v.string(),
+    profile: agentProfile,
+    enabled: v.boolean(),
+    updatedAt: v.number(),
+  }).index("by_agentKey", ["agentKey"]),
+
+  factorySecrets: defineTable({
+    secretRef: v.string(),
+    version: v.number(),
+    value: v.string(),
+    active: v.boolean(),
+    createdAt: v.number(),
+  })
+    .index("by_ref_version", ["secretRef", "version"])
+    .index("by_ref_active", ["secretRef", "active"]),
+
+  factoryLocks: defineTable({
+    name: v.string(),
+    holder: v.string(),
+    expiresAt: v.number(),
+  }).index("by_name", ["name"]),
+
+  factoryLaunches: defineTable({
+    launchId: v.string(),
+    provider: v.string(),
+    requestedAt: v.number(),
+    state: launchState,
+    machineId: v.optional(v.string()),
+    updatedAt: v.optional(v.number()),
+    detail: v.optional(v.string()),
+  })
+    .index("by_launchId", ["launchId"])
+    .index("by_requested", ["requestedAt", "launchId"])
+    .index("by_state", ["state", "requestedAt", "launchId"]),
+
+  factoryCounters: defineTable({
+    name: v.string(),
+    value: v.number(),
+  }).index("by_name", ["name"]),
+};
+

@@ -1,0 +1,89 @@
+// Argument and document shapes shared by the schema and the functions. They mirror the wire
+// models in contracts/models.py (camelCase). Optional keys are omitted, never null.
+import { v, type Infer } from "convex/values";
+
+export const attachment = v.object({
+  kind: v.union(
+    v.literal("photo"),
+    v.literal("video"),
+    v.literal("audio"),
+    v.literal("voice"),
+    v.literal("document"),
+  ),
+  status: v.optional(v.union(v.literal("ready"), v.literal("expired"))),
+  storageId: v.optional(v.string()),
+  telegramFileId: v.optional(v.string()),
+  fileName: v.optional(v.string()),
+  mimeType: v.optional(v.string()),
+  sizeBytes: v.optional(v.number()),
+  expiresAt: v.optional(v.number()),
+  downloadUrl: v.optional(v.string()),
+});
+
+export const payload = v.object({
+  provider: v.string(),
+  providerUserId: v.string(),
+  messageText: v.string(),
+  externalMessageId: v.optional(v.string()),
+  rawUpdateJson: v.optional(v.string()),
+  metadata: v.optional(v.record(v.string(), v.string())),
+  attachments: v.optional(v.array(attachment)),
+});
+export type Payload = Infer<typeof payload>;
+
+export const messageStatus = v.union(
+  v.literal("queued"),
+  v.literal("processing"),
+  v.literal("done"),
+  v.literal("dead_letter"),
+);
+export type MessageStatus = Infer<typeof messageStatus>;
+
+// A conversation's head: its processing message, else its earliest queued one, else none.
+export const headStatus = v.union(v.literal("idle"), v.literal("queued"), v.literal("processing"));
+
+export const workerStatus = v.union(
+  v.literal("active"),
+  v.literal("draining"),
+  v.literal("stopping"),
+  v.literal("stopped"),
+);
+export type WorkerStatus = Infer<typeof workerStatus>;
+
+export const machineRef = v.object({
+  machineId: v.string(),
+  appName: v.optional(v.string()),
+  region: v.optional(v.string()),
+});
+
+export const historyRole = v.union(
+  v.literal("system"),
+  v.literal("user"),
+  v.literal("assistant"),
+  v.literal("tool"),
+);
+
+export const historyMessage = v.object({
+  role: historyRole,
+  content: v.string(),
+  at: v.optional(v.number()),
+});
+
+export const agentProfile = v.object({
+  agentKey: v.string(),
+  version: v.optional(v.string()),
+  enabled: v.optional(v.boolean()),
+  secretsRef: v.optional(v.array(v.string())),
+  botIdentity: v.optional(v.string()),
+  openclawAgentId: v.optional(v.string()),
+  bridgeConfig: v.optional(v.record(v.string(), v.string())),
+});
+export type AgentProfileInput = Infer<typeof agentProfile>;
+
+export const launchState = v.union(
+  v.literal("requested"),
+  v.literal("running"),
+  v.literal("gone"),
+  v.literal("failed"),
+);
+export type LaunchState = Infer<typeof launchState>;

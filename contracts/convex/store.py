@@ -1,0 +1,301 @@
+"""The Store protocol over a Convex deployment running the factory module (contracts/convex/module).
+
+Every method is one function of the module, called as ``<namespace>:<function>`` over the HTTP
+API (a few views page through several calls). Time always comes from the deployment: the module
+reads ``Date.now()``; views that depend on time are given the store's clock explicitly, because
+Convex caches query results by their reads, not by the clock.
+
+``ConvexStore(url, compat="agent-factory-3.1")`` speaks to an unmodified agent-factory 3.1.x
+deployment instead (see :mod:`contracts.convex.compat`).
+
+Waiting for work polls a cheap readiness query (``wait_poll_s``, default 1 s), waking early when
+more conversations become claimable. A ``/api/sync`` WebSocket subscription could replace the
+poll later; the Store protocol does not change for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Literal
+
+import anyio
+from pydantic import SecretStr
+
+from contracts.convex.client import DEFAULT_RETRY, ConvexClient, RetryPolicy, as_int, auth_header
+from contracts.errors import InvalidInput
+from contracts.models import (
+    AgentProfile,
+    AppendRequest,
+    AppendResult,
+    ClaimedJob,
+    ControlState,
+    Conversation,
+    DeadLetter,
+    DemandSnapshot,
+    EnqueueRequest,
+    FailRequest,
+    FailResult,
+    HydrationBundle,
+    LaunchRecord,
+    LaunchState,
+    LeaseRef,
+    MessageRecord,
+    QueueStats,
+    RedriveResult,
+    ReleaseResult,
+    SetWorkerStatusRequest,
+    WorkerRecord,
+    WorkerRegistration,
+    to_wire,
+)
+
+DEFAULT_NAMESPACE = "agentFactory"
+Compat = Literal["agent-factory-3.1"]
+COMPAT_MODES: tuple[str, ...] = ("agent-factory-3.1",)
+
+
+class ConvexStore:
+    """Store protocol on a Convex deployment.
+
+    ``url``           the deployment URL (``https://<name>.convex.cloud``; ``.convex.site`` is accepted)
+    ``auth_token``    a JWT sent as ``Authorization: Bearer <token>`` (FACTORY_AUTH=identity)
+    ``deploy_key``    a deploy/admin key sent as ``Authorization: Convex <key>`` (use the
+                      ``agentFactoryAdmin`` namespace, whose functions are internal)
+    ``namespace``     the module file the functions live in (default ``agentFactory``)
+    ``timeout_s``     the timeout of every HTTP call
+    ``retry``         the retry policy for calls that are safe to repeat
+    ``compat``        ``"agent-factory-3.1"`` for an unmodified upstream deployment
+    """
+
+    def __new__(cls, url: str, *args: Any, compat: Compat | None = None, **kwargs: Any) -> ConvexStore:
+        if compat is not None and cls is ConvexStore:
+            if compat not in COMPAT_MODES:
+                raise InvalidInput("compat", f"{compat!r} is not one of {', '.join(COMPAT_MODES)}")
+            from contracts.convex.compat import AgentFactoryCompatStore
+
+            return super().__new__(AgentFactoryCompatStore)
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        auth_token: SecretStr | str | None = None,
+        deploy_key: SecretStr | str | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
+        timeout_s: float = 10.0,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        compat: Compat | None = None,
+        wait_poll_s: float = 1.0,
+    ) -> None:
+        if wait_poll_s <= 0:
+            raise InvalidInput("wait_poll_s", "must be positive")
+        self.compat = compat
+        self.wait_poll_s = wait_poll_s
+        self._client = ConvexClient(
+            url,
+            namespace=namespace,
+            authorization=auth_header(token=auth_token, deploy_key=deploy_key),
+            timeout_s=timeout_s,
+            retry=retry,
+        )
+
+    @property
+    def name(self) -> str:
+        return f"convex:{self._client.url}"
+
+    @property
+    def url(self) -> str:
+        return self._client.url
+
+    @property
+    def namespace(self) -> str:
+        return self._client.namespace
+
+    async def _query(self, function: str, args: Mapping[str, Any] | None = None) -> Any:
+        return await self._client.query(function, args or {})
+
+    async def _mutation(self, function: str, args: Mapping[str, Any] | None = None, *, retry: bool) -> Any:
+        return await self._client.mutation(function, args or {}, retry=retry)
+
+    async def _pages(self, function: str, args: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Follow a paginated query ({page, isDone, continueCursor}) to its end."""
+        cursor: str | None = None
+        while True:
+            result = await self._query(function, {**args, **({"cursor": cursor} if cursor else {})})
+            for item in result["page"]:
+                yield item
+            if result["isDone"]:
+                return
+            cursor = result["continueCursor"]
+
+    # ---------------------------------------------------------------- queue
+
+    async def enqueue(self, request: EnqueueRequest) -> str:
+        # Deduplicated by (conversationId, externalMessageId): only then is a retry after an unknown
+        # outcome safe. Without it, only a call Convex refused before committing is retried.
+        deduped = request.payload.external_message_id is not None
+        return str(await self._mutation("enqueue", to_wire(request), retry=deduped))
+
+    async def worker_claim(self, worker_id: str, conversation_id: str | None = None) -> ClaimedJob | None:
+        args = {"workerId": worker_id, **({"conversationId": conversation_id} if conversation_id is not None else {})}
+        # Retried only when Convex refused it before committing. After a lost reply the outcome is
+        # unknown: a lease nobody holds then expires, with its attempt counted.
+        value = await self._mutation("workerClaim", args, retry=False)
+        return None if value is None else ClaimedJob.model_validate(value)
+
+    async def worker_heartbeat(self, lease: LeaseRef) -> bool:
+        return bool(await self._mutation("workerHeartbeat", to_wire(lease), retry=True))
+
+    async def worker_complete(self, lease: LeaseRef) -> bool:
+        # A replay with the same lease reports the first outcome: safe to retry.
+        return bool(await self._mutation("workerComplete", to_wire(lease), retry=True))
+
+    async def worker_fail(self, request: FailRequest) -> FailResult:
+        return FailResult.model_validate(await self._mutation("workerFail", to_wire(request), retry=True))
+
+    async def worker_hydration_bundle(self, message_id: str, workspace_id: str = "default") -> HydrationBundle | None:
+        value = await self._query("workerHydrationBundle", {"messageId": message_id, "workspaceId": workspace_id})
+        return None if value is None else HydrationBundle.model_validate(value)
+
+    async def worker_append_conversation_messages(self, request: AppendRequest) -> AppendResult:
+        # With a messageId the append is idempotent; without one a retry could append twice.
+        value = await self._mutation(
+            "workerAppendConversationMessages", to_wire(request), retry=request.message_id is not None
+        )
+        return AppendResult.model_validate(value)
+
+    # ---------------------------------------------------------------- workers
+
+    async def worker_register(self, registration: WorkerRegistration) -> WorkerRecord:
+        return WorkerRecord.model_validate(await self._mutation("workerRegister", to_wire(registration), retry=True))
+
+    async def worker_control_state(self, worker_id: str) -> ControlState:
+        value = await self._mutation("workerControlState", {"workerId": worker_id}, retry=True)
+        return ControlState.model_validate(value)
+
+    async def fleet_set_worker_status(self, request: SetWorkerStatusRequest) -> bool:
+        return bool(await self._mutation("fleetSetWorkerStatus", to_wire(request), retry=True))
+
+    async def fleet_demand(self) -> DemandSnapshot:
+        now = await self.now_ms()
+        return DemandSnapshot.model_validate(await self._query("fleetDemand", {"now": now}))
+
+    async def list_workers(self) -> list[WorkerRecord]:
+        return [WorkerRecord.model_validate(w) async for w in self._pages("listWorkers", {})]
+
+    # ---------------------------------------------------------------- operator views and actions
+
+    async def queue_stats(self) -> QueueStats:
+        stats: dict[str, Any] = await self._query("queueStats", {"now": await self.now_ms()})
+        cursor = stats.pop("totalsCursor", None)
+        while cursor:  # message totals over more conversations than one call reads
+            more = await self._query("queueTotals", {"cursor": cursor})
+            for key in ("queued", "processing", "done", "deadLetters"):
+                stats[key] = as_int(stats[key], key) + as_int(more[key], key)
+            cursor = more.get("totalsCursor")
+        return QueueStats.model_validate(stats)
+
+    async def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        value = await self._query("listDeadLetters", {"limit": limit})
+        return [DeadLetter.model_validate(d) for d in value]
+
+    async def redrive(self, message_id: str | None = None) -> RedriveResult:
+        args = {} if message_id is None else {"messageId": message_id}
+        redriven: list[str] = []
+        while True:  # redriving everything goes a bounded batch per call
+            value = await self._mutation("redrive", args, retry=False)
+            redriven.extend(str(m) for m in value["redriven"])
+            if not value.get("hasMore"):
+                return RedriveResult(redriven=redriven)
+
+    async def release_expired(self) -> ReleaseResult:
+        released = dead = 0
+        while True:  # a bounded batch of expired leases per call
+            value = await self._mutation("releaseExpired", {}, retry=False)
+            released += as_int(value["released"], "released")
+            dead += as_int(value["deadLettered"], "deadLettered")
+            if not value.get("hasMore"):
+                return ReleaseResult(released=released, dead_lettered=dead)
+
+    async def get_message(self, message_id: str) -> MessageRecord | None:
+        value = await self._query("getMessage", {"messageId": message_id})
+        return None if value is None else MessageRecord.model_validate(value)
+
+    async def get_conversation(self, conversation_id: str, history_limit: int = 50) -> Conversation | None:
+        value = await self._query("getConversation", {"conversationId": conversation_id, "historyLimit": history_limit})
+        return None if value is None else Conversation.model_validate(value)
+
+    # ---------------------------------------------------------------- agents and secrets
+
+    async def upsert_agent_profile(self, profile: AgentProfile) -> AgentProfile:
+        value = await self._mutation("upsertAgentProfile", {"profile": to_wire(profile)}, retry=True)
+        return AgentProfile.model_validate(value)
+
+    async def get_agent_profile(self, agent_key: str) -> AgentProfile | None:
+        value = await self._query("getAgentProfile", {"agentKey": agent_key})
+        return None if value is None else AgentProfile.model_validate(value)
+
+    async def import_secret(self, secret_ref: str, value: SecretStr) -> int:
+        # Not retried: each call stores a new version.
+        args = {"secretRef": secret_ref, "value": value.get_secret_value()}
+        return as_int(await self._mutation("importSecret", args, retry=False), "version")
+
+    # ---------------------------------------------------------------- autoscaler bookkeeping
+
+    async def acquire_reconcile_lock(self, holder: str, ttl_ms: int) -> bool:
+        # The same holder renews, so a retry after a lost reply still reports the truth.
+        return bool(await self._mutation("acquireReconcileLock", {"holder": holder, "ttlMs": ttl_ms}, retry=True))
+
+    async def release_reconcile_lock(self, holder: str) -> None:
+        await self._mutation("releaseReconcileLock", {"holder": holder}, retry=True)
+
+    async def ledger_record(self, record: LaunchRecord) -> LaunchRecord:
+        return LaunchRecord.model_validate(await self._mutation("ledgerRecord", to_wire(record), retry=True))
+
+    async def ledger_update(
+        self, launch_id: str, state: LaunchState, machine_id: str | None = None, detail: str | None = None
+    ) -> bool:
+        args: dict[str, Any] = {"launchId": launch_id, "state": state}
+        if machine_id is not None:
+            args["machineId"] = machine_id
+        if detail is not None:
+            args["detail"] = detail
+        return bool(await self._mutation("ledgerUpdate", args, retry=True))
+
+    async def ledger_list(self, include_closed: bool = False) -> list[LaunchRecord]:
+        return [
+            LaunchRecord.model_validate(r) async for r in self._pages("ledgerList", {"includeClosed": include_closed})
+        ]
+
+    # ---------------------------------------------------------------- waiting and time
+
+    async def wait_for_work(self, timeout_s: float) -> bool:
+        """Poll readiness until more conversations are claimable than at the quietest moment seen
+        (True, like the SQLite store's doorbell), or the timeout passes (False). As in the SQLite
+        store, the wait ends no later than the moment the next retry, schedule or lease falls due."""
+
+        async def ready_now() -> tuple[int, int | None, int]:
+            now = await self.now_ms()
+            readiness = await self._query("queueReadiness", {"now": now})
+            upcoming = readiness.get("nextReadyAt")
+            count = as_int(readiness["readyConversations"], "readyConversations")
+            return count, None if upcoming is None else as_int(upcoming, "nextReadyAt"), now
+
+        lowest, upcoming, now = await ready_now()
+        if upcoming is not None:
+            timeout_s = min(timeout_s, (upcoming - now) / 1000 + 0.001)
+        deadline = anyio.current_time() + max(0.0, timeout_s)
+        while (remaining := deadline - anyio.current_time()) > 0:
+            await anyio.sleep(min(self.wait_poll_s, remaining))
+            ready, _, _ = await ready_now()
+            if ready > lowest:
+                return True
+            lowest = min(lowest, ready)
+        return False
+
+    async def now_ms(self) -> int:
+        return as_int(await self._mutation("storeNow", {}, retry=True), "now")
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

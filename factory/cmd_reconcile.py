@@ -1,0 +1,134 @@
+"""``factory reconcile``: print the plan (like a terraform plan), apply it unless --dry-run."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio
+import structlog
+import typer
+from rich.table import Table
+
+from autoscaler.errors import AutoscalerError
+from autoscaler.plan import Action
+from autoscaler.reconciler import Reconciler, TickResult
+from contracts.errors import FactoryError
+from factory.console import JsonOption, StoreOption, err, out, print_json, store_settings
+from factory.fleet import launch_specs, make_provider, scaling_policy
+from factory.logging import configure
+from factory.settings import LogSettings, ScaleSettings, load
+from factory.stores import open_store
+
+log = structlog.get_logger("factory.reconcile")
+
+
+def _target(action: Action) -> str:
+    for attr in ("machine_id", "worker_id", "launch_id"):
+        value = getattr(action, attr, None)
+        if value:
+            return f"{attr.removesuffix('_id')} {value}"
+    return "new machine"
+
+
+def _as_json(result: TickResult, provider: str, dry_run: bool) -> dict[str, Any]:
+    outcomes = {id(o.action): o for o in result.outcomes}
+    actions = []
+    for action in result.plan.actions:
+        entry = {k: v for k, v in action.model_dump(mode="json").items() if v is not None}
+        outcome = outcomes.get(id(action))
+        if outcome is not None:
+            entry["ok"] = outcome.ok
+            entry["detail"] = outcome.detail
+        actions.append(entry)
+    return {
+        "provider": provider,
+        "dryRun": dry_run,
+        "applied": result.applied,
+        "desired": result.plan.desired,
+        "current": result.plan.current,
+        "launching": result.plan.launching,
+        "summary": result.plan.summary,
+        "actions": actions,
+        "errors": [o.detail for o in result.errors],
+    }
+
+
+def _print_plan(result: TickResult, provider: str, dry_run: bool) -> None:
+    plan = result.plan
+    out.print(f"[bold]{provider}[/]: {plan.summary}")
+    if plan.empty:
+        out.print("No changes. The fleet matches the demand.")
+        return
+    outcomes = {id(o.action): o for o in result.outcomes}
+    table = Table("action", "target", "reason", *([] if dry_run else ["result"]))
+    for action in plan.actions:
+        row = [action.action, _target(action), action.reason]
+        if not dry_run:
+            outcome = outcomes.get(id(action))
+            row.append("-" if outcome is None else ("ok: " if outcome.ok else "FAILED: ") + outcome.detail)
+        table.add_row(*row)
+    out.print(table)
+    if dry_run:
+        out.print(f"Plan: {len(plan.actions)} action(s). Nothing applied (--dry-run).")
+
+
+def reconcile(
+    provider: Annotated[
+        str | None,
+        typer.Option("--provider", help="local, fly or digitalocean. Env: FACTORY_PROVIDER. Default: local."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+    watch: Annotated[
+        float | None, typer.Option("--watch", min=1, help="Reconcile every SECONDS until interrupted.")
+    ] = None,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Size the worker fleet to the queue: launch, drain and clean up machines."""
+    configure(load(LogSettings), default_level="warning")
+    scale = load(ScaleSettings, provider=provider)
+    policy = scaling_policy(scale)
+    store_cfg = store_settings(store)
+    # The provider's own settings are checked first: a missing token is the error users meet first.
+    machines = make_provider(scale.provider, store_cfg)
+    try:
+        specs = launch_specs(scale, store_cfg, scale.provider)
+    except FactoryError:
+        anyio.run(machines.aclose)
+        raise
+
+    async def main() -> list[TickResult]:
+        opened = open_store(store_cfg)
+        results: list[TickResult] = []
+        try:
+            reconciler = Reconciler(opened, machines, policy, specs)
+            while True:
+                try:
+                    result = await reconciler.tick(dry_run=dry_run)
+                except FactoryError as exc:
+                    if watch is None:
+                        raise
+                    # Watching is for the long run: one failed tick is reported, the next one retries.
+                    err.print(f"error: {exc}", markup=False)
+                    await anyio.sleep(watch)
+                    continue
+                results.append(result)
+                if as_json:
+                    print_json(_as_json(result, scale.provider, dry_run))
+                elif watch is None or not result.plan.empty:
+                    _print_plan(result, scale.provider, dry_run)
+                if watch is None:
+                    return results
+                await anyio.sleep(watch)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await machines.aclose()
+                await opened.aclose()
+
+    try:
+        results = anyio.run(main)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    errors = results[-1].errors
+    if errors:
+        raise AutoscalerError(f"{len(errors)} action(s) failed; first: {errors[0].detail}")

@@ -1,0 +1,117 @@
+"""Composition of the autoscaler: settings → policy, provider and what launched workers run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr, ValidationError
+
+from autoscaler.errors import ProviderConfigError
+from autoscaler.policy import ScalingPolicy
+from autoscaler.provider import LaunchSpec, Provider
+from autoscaler.reconciler import SpecFactory
+from contracts.errors import InvalidInput
+from factory.settings import DigitalOceanSettings, FlySettings, ScaleSettings, StoreSettings, load
+
+
+def scaling_policy(settings: ScaleSettings) -> ScalingPolicy:
+    try:
+        return ScalingPolicy(
+            mode=settings.mode,
+            conversations_per_worker=settings.conversations_per_worker,
+            min_workers=settings.min_workers,
+            max_workers=settings.max_workers,
+            max_step=settings.max_step,
+            scale_down_window_s=settings.scale_down_window_s,
+            idle_timeout_s=settings.idle_timeout_s,
+            budget_machines=settings.budget_machines,
+            launch_timeout_s=settings.launch_timeout_s,
+            drain_deadline_s=settings.drain_deadline_s,
+        )
+    except ValidationError as exc:
+        raise InvalidInput.from_validation(exc) from None
+
+
+def _required(value: str | SecretStr | None, setting: str, hint: str) -> str:
+    text = value.get_secret_value() if isinstance(value, SecretStr) else value
+    if not text or not text.strip():
+        raise ProviderConfigError(setting, f"is not set; {hint}")
+    return text.strip()
+
+
+def make_provider(name: str, store: StoreSettings) -> Provider:
+    """The provider ``name`` configured from its settings; a missing setting is one clear error."""
+    if name == "local":
+        from autoscaler.providers.local import LocalConfig, LocalProvider
+
+        state_dir = Path(store.store).expanduser().parent / "local" if not store.is_convex else Path(".factory/local")
+        return LocalProvider(LocalConfig(state_dir=state_dir))
+    if name == "fly":
+        from autoscaler.providers.fly import FlyConfig, FlyProvider
+
+        fly = load(FlySettings)
+        token = _required(fly.api_token, "FLY_API_TOKEN", "create one with `fly tokens create deploy -a <app>`")
+        config = FlyConfig(
+            api_token=SecretStr(token),
+            app=_required(fly.app, "FLY_APP", "the Fly app the worker machines belong to"),
+            image=_required(fly.image, "FLY_IMAGE", "the worker image, e.g. registry.fly.io/<app>:<tag>"),
+            region=fly.region,
+            cpu_kind=fly.cpu_kind,
+            cpus=fly.cpus,
+            memory_mb=fly.memory_mb,
+            stop_timeout_s=fly.stop_timeout_s,
+            api_base_url=fly.api_base_url,
+        )
+        return FlyProvider(config)
+    if name == "digitalocean":
+        from autoscaler.providers.digitalocean import DigitalOceanConfig, DigitalOceanProvider
+
+        do = load(DigitalOceanSettings)
+        token = _required(do.token, "DIGITALOCEAN_TOKEN", "create a personal access token with droplet scopes")
+        keys = tuple(int(k) for k in do.ssh_key_ids.split(",") if k.strip())
+        do_config = DigitalOceanConfig(
+            token=SecretStr(token),
+            worker_image=_required(do.worker_image, "DIGITALOCEAN_WORKER_IMAGE", "the worker container image"),
+            region=do.region,
+            size=do.size,
+            image=do.image,
+            ssh_key_ids=keys,
+            api_base_url=do.api_base_url,
+            cloud_init_template=Path(do.cloud_init_template) if do.cloud_init_template else None,
+        )
+        return DigitalOceanProvider(do_config)
+    raise InvalidInput("--provider", f"unknown provider {name!r}; choose local, fly or digitalocean")
+
+
+def launch_specs(scale: ScaleSettings, store: StoreSettings, provider: str) -> SpecFactory:
+    """What every launched worker runs with: where the store is, and how it should behave."""
+    worker_store = scale.worker_store or store.store
+    if provider != "local" and not worker_store.startswith(("http://", "https://")):
+        raise InvalidInput(
+            "FACTORY_WORKER_STORE",
+            f"workers on {provider} cannot open the local SQLite file {worker_store!r}; "
+            "use a Convex deployment (FACTORY_STORE or FACTORY_WORKER_STORE=https://NAME.convex.cloud)",
+        )
+    if provider == "local" and not worker_store.startswith(("http://", "https://")):
+        worker_store = str(Path(worker_store).expanduser().resolve())
+    env = {
+        "FACTORY_STORE": worker_store,
+        "FACTORY_LEASE_TTL_S": f"{store.lease_ttl_s:g}",
+        "FACTORY_SQLITE_SYNCHRONOUS": store.sqlite_synchronous,
+    }
+    if scale.idle_timeout_s is not None:
+        env["FACTORY_IDLE_EXIT_S"] = f"{scale.idle_timeout_s:g}"
+    secret_env: dict[str, SecretStr] = {}
+    if store.convex_auth_token is not None:
+        secret_env["CONVEX_AUTH_TOKEN"] = store.convex_auth_token
+    if provider == "local":
+        # Local workers share this machine's gateway; remote images start their own.
+        if scale.gateway_url:
+            env["OPENCLAW_GATEWAY_URL"] = scale.gateway_url
+        if scale.gateway_token is not None:
+            secret_env["OPENCLAW_GATEWAY_TOKEN"] = scale.gateway_token
+
+    def spec(launch_id: str, worker_id: str) -> LaunchSpec:
+        return LaunchSpec(launch_id=launch_id, worker_id=worker_id, env=env, secret_env=secret_env)
+
+    return spec

@@ -1,0 +1,270 @@
+"""The pure planner: examples for each rule, and Hypothesis properties over simulated fleets."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from autoscaler.plan import CloseLaunch, CollectOrphan, Destroy, Drain, Launch, Plan, ResolveLaunch, RetireWorker
+from autoscaler.planner import plan
+from autoscaler.policy import ScalingPolicy
+from autoscaler.provider import Machine
+from autoscaler.simulate import SimMessage, World
+from contracts.models import DemandSnapshot, LaunchRecord, WorkerView
+
+MIN = 60_000
+HOUR_MS = 3_600_000
+
+
+def replan(world: World, policy: ScalingPolicy) -> Plan:
+    return plan(world.demand(), world.fleet(), world.open_launches(), policy, world.now_ms)
+
+
+def busy_world(conversations: int, *, boot_s: float = 10) -> World:
+    """A world whose conversations each hold a message that takes an hour: demand stays put."""
+    world = World(boot_s=boot_s)
+    for c in range(conversations):
+        world.arrive(SimMessage(f"c{c}", 0, HOUR_MS))
+    return world
+
+
+def tick(world: World, policy: ScalingPolicy, dt_ms: int = 15_000) -> Plan:
+    p = replan(world, policy)
+    world.apply(p.actions)
+    world.step(dt_ms)
+    return p
+
+
+def settle(world: World, policy: ScalingPolicy, ticks: int = 40) -> None:
+    """Run ticks until the world stops changing: three empty plans in a row."""
+    quiet = 0
+    for _ in range(ticks):
+        quiet = quiet + 1 if tick(world, policy).empty else 0
+        if quiet == 3:
+            return
+    raise AssertionError(f"the fleet did not settle within {ticks} ticks")
+
+
+def live(world: World) -> int:
+    return sum(1 for w in world.workers.values() if w.status == "active" and w.machine_id in world.machines)
+
+
+# --------------------------------------------------------------------------- examples
+
+
+def test_a_quiet_empty_fleet_needs_nothing() -> None:
+    assert replan(World(), ScalingPolicy()).empty
+
+
+def test_affinity_launches_one_worker_per_active_conversation() -> None:
+    p = replan(busy_world(3), ScalingPolicy(mode="affinity"))
+    assert len(p.of(Launch)) == 3 and p.desired == 3
+    assert "3 ready" in p.of(Launch)[0].reason
+
+
+def test_pool_mode_packs_conversations_per_worker() -> None:
+    p = replan(busy_world(9), ScalingPolicy(mode="pool", conversations_per_worker=4))
+    assert len(p.of(Launch)) == 3
+
+
+def test_scale_up_is_bounded_per_tick_and_by_max_and_budget() -> None:
+    assert len(replan(busy_world(20), ScalingPolicy(max_step=4, max_workers=50)).of(Launch)) == 4
+    assert len(replan(busy_world(20), ScalingPolicy(max_step=50, max_workers=6)).of(Launch)) == 6
+    assert len(replan(busy_world(20), ScalingPolicy(max_step=50, max_workers=50, budget_machines=5)).of(Launch)) == 5
+
+
+def test_min_workers_are_kept_without_demand() -> None:
+    world = World()
+    policy = ScalingPolicy(min_workers=2)
+    assert len(replan(world, policy).of(Launch)) == 2
+    settle(world, policy)
+    assert live(world) == 2
+
+
+def test_launches_in_flight_count_as_capacity() -> None:
+    world = busy_world(3, boot_s=60)
+    policy = ScalingPolicy()
+    world.apply(replan(world, policy).actions)
+    world.step(15_000)  # still booting: no worker registered yet
+    assert replan(world, policy).empty
+
+
+def test_idle_workers_are_drained_only_after_the_window_and_busy_ones_never() -> None:
+    world = World(boot_s=5)
+    world.arrive(SimMessage("a", 0, 30_000))
+    world.arrive(SimMessage("b", 0, HOUR_MS))
+    policy = ScalingPolicy(scale_down_window_s=120)
+    settle(world, policy)
+    assert live(world) == 2
+    world.step(60_000)  # "a" finished 30 s ago; "b" still running
+    assert replan(world, policy).of(Drain) == []
+    world.step(120_000)
+    drains = replan(world, policy).of(Drain)
+    assert len(drains) == 1
+    drained = world.workers[drains[0].worker_id]  # type: ignore[attr-defined]
+    assert drained.busy_conversation is None
+
+
+def test_a_drained_worker_is_destroyed_once_it_has_exited() -> None:
+    world = World(boot_s=5)
+    world.arrive(SimMessage("a", 0, 1_000))
+    policy = ScalingPolicy(scale_down_window_s=0)
+    settle(world, policy)
+    assert world.machines == {} and world.done == 1
+    assert all(w.status == "stopped" for w in world.workers.values())
+    assert world.open_launches() == []
+
+
+def _view(worker_id: str, **kw: object) -> WorkerView:
+    return WorkerView.model_validate(
+        {"worker_id": worker_id, "provider": "fly", "status": "active", "heartbeat_age_ms": 0, "busy": False, **kw}
+    )
+
+
+def _demand(*workers: WorkerView, ready: int = 0, inflight: int = 0, now: int = 10 * HOUR_MS) -> DemandSnapshot:
+    return DemandSnapshot(
+        now=now,
+        ready_conversations=ready,
+        inflight_conversations=inflight,
+        retrying_conversations=0,
+        scheduled_conversations=0,
+        workers=list(workers),
+    )
+
+
+def _machine(machine_id: str, launch_id: str | None, state: str = "running", created: int = 0) -> Machine:
+    return Machine.model_validate(
+        {"machine_id": machine_id, "provider": "fly", "state": state, "launch_id": launch_id, "created_at_ms": created}
+    )
+
+
+def test_gone_and_stuck_workers_are_cleaned_up_but_busy_ones_wait() -> None:
+    now = 10 * HOUR_MS
+    policy = ScalingPolicy()
+    workers = [
+        _view("stale", launch_id="L1", heartbeat_age_ms=10 * MIN, idle_since=0),
+        _view("ghost", heartbeat_age_ms=10 * MIN, idle_since=0),
+        _view("stuck", launch_id="L3", status="draining", status_since=now - 20 * MIN, idle_since=0),
+        _view("busy-drain", launch_id="L4", status="draining", status_since=now - 20 * MIN, busy=True),
+        _view("exited", launch_id="L5", status="draining", status_since=now - MIN, idle_since=0),
+    ]
+    fleet = [_machine("m1", "L1"), _machine("m3", "L3"), _machine("m4", "L4"), _machine("m5", "L5", "stopped")]
+    p = plan(_demand(*workers, inflight=1, now=now), fleet, [], policy, now)
+    destroyed = {a.machine_id for a in p.of(Destroy)}  # type: ignore[attr-defined]
+    assert destroyed == {"m1", "m3", "m5"}
+    assert [a.worker_id for a in p.of(RetireWorker)] == ["ghost"]  # type: ignore[attr-defined]
+
+
+def test_launch_ledger_rules() -> None:
+    now = 10 * HOUR_MS
+    policy = ScalingPolicy(launch_timeout_s=300)
+    ledger = [
+        LaunchRecord(launch_id="young", provider="fly", requested_at=now - MIN),
+        LaunchRecord(launch_id="lost", provider="fly", requested_at=now - 10 * MIN),
+        LaunchRecord(launch_id="dead", provider="fly", requested_at=now - 10 * MIN, state="running", machine_id="m9"),
+        LaunchRecord(launch_id="booted-no-worker", provider="fly", requested_at=now - 10 * MIN, state="running"),
+    ]
+    fleet = [_machine("mb", "booted-no-worker")]
+    p = plan(_demand(now=now, ready=1), fleet, ledger, policy, now)
+    assert [a.launch_id for a in p.of(ResolveLaunch)] == ["lost"]  # type: ignore[attr-defined]
+    assert [a.launch_id for a in p.of(CloseLaunch)] == ["dead"]  # type: ignore[attr-defined]
+    assert [a.machine_id for a in p.of(Destroy)] == ["mb"]  # type: ignore[attr-defined]
+    assert p.launching == 1 and p.of(Launch) == []  # the young launch covers the one ready conversation
+
+
+def test_orphans_are_collected_after_the_grace_period() -> None:
+    now = 10 * HOUR_MS
+    fleet = [_machine("old", None, created=now - 20 * MIN), _machine("new", "Lx", created=now - MIN)]
+    p = plan(_demand(now=now), fleet, [], ScalingPolicy(orphan_grace_s=600), now)
+    assert [a.machine_id for a in p.of(CollectOrphan)] == ["old"]  # type: ignore[attr-defined]
+
+
+def test_policy_validation_names_the_problem() -> None:
+    with pytest.raises(ValueError, match="min_workers"):
+        ScalingPolicy(min_workers=3, max_workers=2)
+    with pytest.raises(ValueError, match="churn"):
+        ScalingPolicy(min_workers=1, idle_timeout_s=60)
+
+
+# --------------------------------------------------------------------------- properties
+
+policies = st.builds(
+    ScalingPolicy,
+    mode=st.sampled_from(["affinity", "pool"]),
+    conversations_per_worker=st.integers(1, 5),
+    min_workers=st.integers(0, 2),
+    max_workers=st.integers(2, 12),
+    max_step=st.integers(1, 6),
+    scale_down_window_s=st.sampled_from([0, 60, 300]),
+    budget_machines=st.none() | st.integers(2, 15),
+)
+
+
+@st.composite
+def worlds(draw: st.DrawFn) -> World:
+    """Fleets in arbitrary states: booting, busy, idle, draining, exited, orphaned."""
+    world = World(boot_s=draw(st.sampled_from([5, 20, 60])))
+    for c in range(draw(st.integers(0, 15))):
+        world.arrive(SimMessage(f"c{c}", 0, draw(st.sampled_from([5_000, 60_000, 24 * HOUR_MS]))))
+    for _ in range(draw(st.integers(0, 8))):
+        world.launch()
+    world.step(draw(st.sampled_from([0, 30_000, 120_000])))
+    for w in list(world.workers.values()):
+        if draw(st.booleans()) and w.busy_conversation is None:
+            w.status, w.status_since_ms = "draining", world.now_ms
+    for _ in range(draw(st.integers(0, 2))):
+        world.launch()
+        world.ledger.popitem()  # a machine whose launch record was lost: an orphan
+    world.step(draw(st.sampled_from([0, 600_000, 1_800_000])))
+    return world
+
+
+def _busy_machines(world: World) -> set[str]:
+    return {w.machine_id for w in world.workers.values() if w.busy_conversation is not None}
+
+
+@settings(max_examples=300, deadline=None)
+@given(world=worlds(), policy=policies)
+def test_a_plan_never_destroys_a_busy_worker_and_stays_within_bounds(world: World, policy: ScalingPolicy) -> None:
+    p = replan(world, policy)
+    removed = {a.machine_id for a in p.actions if isinstance(a, Destroy | CollectOrphan)}
+    assert not removed & _busy_machines(world)
+    assert policy.min_workers <= p.desired <= policy.max_workers
+    launches = len(p.of(Launch))
+    assert launches <= policy.max_step
+    assert len(p.of(Drain)) <= policy.max_step
+    assert p.current + p.launching + launches <= max(policy.max_workers, p.current + p.launching)
+    if policy.budget_machines is not None and launches:
+        existing = len(world.machines) - len(removed)
+        unlisted = sum(1 for r in world.open_launches() if r.machine_id not in world.machines)
+        assert existing + unlisted + launches <= policy.budget_machines
+
+
+@settings(max_examples=300, deadline=None)
+@given(world=worlds(), policy=policies)
+def test_applying_a_plan_then_replanning_repeats_nothing(world: World, policy: ScalingPolicy) -> None:
+    unbounded = policy.model_copy(update={"max_step": 1_000, "budget_machines": None})
+    first = replan(world, unbounded)
+    world.apply(first.actions)
+    second = replan(world, unbounded)
+    assert second.empty, second.actions
+
+
+@settings(max_examples=150, deadline=None)
+@given(world=worlds(), policy=policies)
+def test_any_fleet_converges_and_then_stays_put(world: World, policy: ScalingPolicy) -> None:
+    # Enough ticks to launch the largest fleet step by step, boot it, and wait out every window.
+    ticks = 2 * (policy.max_workers // policy.max_step + 1) + 80
+    for _ in range(ticks):
+        tick(world, policy, dt_ms=30_000)
+    assert replan(world, policy).empty
+    assert world.busy_destroyed == 0
+    active = len(world.ready()) + len(world.inflight())
+    want = policy.desired(active)
+    if policy.budget_machines is not None:
+        want = min(want, policy.budget_machines)
+    assert (
+        live(world) + sum(1 for m in world.machines.values() if m.state == "starting") >= min(want, policy.max_workers)
+        or not world.ready()
+    )

@@ -1,0 +1,273 @@
+"""Reconcile a real store against the loopback Fly and DigitalOcean fakes, faults included.
+
+Workers are played by the test: when a machine appears at the fake, the test registers its
+worker in the store (as the worker process would) and has it claim a message; when a worker
+is drained, the test stops its machine (as the worker exiting would).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+from pydantic import SecretStr
+
+from autoscaler.errors import ProviderError, ReconcileBusy
+from autoscaler.plan import Destroy, Drain, Launch
+from autoscaler.policy import ScalingPolicy
+from autoscaler.provider import LaunchSpec, Machine, Provider
+from autoscaler.providers.digitalocean import DigitalOceanConfig, DigitalOceanProvider
+from autoscaler.providers.fly import FlyConfig, FlyProvider
+from autoscaler.reconciler import Reconciler, TickResult
+from autoscaler.retry import RetryPolicy
+from contracts.models import EnqueueRequest, LeaseRef, MachineRef, MessagePayload, WorkerRegistration
+from contracts.sqlite import SqliteStore
+from tests.autoscaler.conftest import DO_TOKEN, FLY_TOKEN, SECRET_VALUE, unlimited
+from tests.fakes import FakeDigitalOceanApi, FakeFlyApi
+
+pytestmark = pytest.mark.anyio
+POLICY = ScalingPolicy(max_workers=10, max_step=10, scale_down_window_s=0, orphan_grace_s=0)
+FAST_RETRY = RetryPolicy(attempts=3, initial_s=0.01, max_s=0.05, jitter_s=0.0, max_retry_after_s=0.05)
+
+
+def spec_for(launch_id: str, worker_id: str) -> LaunchSpec:
+    return LaunchSpec(
+        launch_id=launch_id,
+        worker_id=worker_id,
+        env={"FACTORY_STORE": "https://example.convex.cloud"},
+        secret_env={"CONVEX_AUTH_TOKEN": SecretStr(SECRET_VALUE)},
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    s = SqliteStore(tmp_path / "fleet.db")
+    try:
+        yield s
+    finally:
+        await s.aclose()
+
+
+async def enqueue(store: SqliteStore, *conversations: str) -> None:
+    for c in conversations:
+        await store.enqueue(
+            EnqueueRequest(
+                conversation_id=c,
+                agent_key="default",
+                payload=MessagePayload(provider="app", provider_user_id="u", message_text=f"hi {c}"),
+            )
+        )
+
+
+class Workers:
+    """Plays the worker processes the machines would run."""
+
+    def __init__(self, store: SqliteStore, provider: Provider) -> None:
+        self.store = store
+        self.provider = provider
+        self.leases: dict[str, LeaseRef] = {}
+
+    async def boot(self) -> list[Machine]:
+        """Register a worker for every running machine that has none yet, and let it claim."""
+        booted = []
+        known = {w.worker_id for w in await self.store.list_workers()}
+        for m in await self.provider.list():
+            if m.worker_id is None or m.worker_id in known or m.state not in ("running", "starting"):
+                continue
+            await self.store.worker_register(
+                WorkerRegistration(
+                    worker_id=m.worker_id,
+                    provider=self.provider.name,
+                    launch_id=m.launch_id,
+                    machine_ref=MachineRef(machine_id=m.machine_id),
+                )
+            )
+            job = await self.store.worker_claim(m.worker_id)
+            if job is not None:
+                self.leases[m.worker_id] = LeaseRef(
+                    worker_id=m.worker_id, message_id=job.message_id, lease_id=job.lease_id
+                )
+            booted.append(m)
+        return booted
+
+    async def finish_all(self) -> None:
+        for lease in self.leases.values():
+            assert await self.store.worker_complete(lease)
+        self.leases.clear()
+
+
+def ids(result: TickResult, kind: type) -> list[object]:
+    return [a for a in result.plan.actions if isinstance(a, kind)]
+
+
+async def run_fleet_lifecycle(
+    store: SqliteStore, provider: Provider, stop_machine: object, live: object, creates: object
+) -> None:
+    """Scale up with faults, serve, scale down by draining, converge with nothing left behind."""
+    reconciler = Reconciler(store, provider, POLICY, spec_for, find_interval_s=0.05)
+    workers = Workers(store, provider)
+    await enqueue(store, "a", "b", "c")
+    first = await reconciler.tick()
+    assert len(ids(first, Launch)) == 3 and not first.errors
+    assert len(await workers.boot()) == 3
+    assert len(workers.leases) == 3
+    steady = await reconciler.tick()
+    assert steady.plan.empty, steady.plan.actions
+
+    # Nothing to drain while every worker is busy, even when demand shrinks to nothing in the plan.
+    await workers.finish_all()
+    drained = await reconciler.tick()
+    drains = ids(drained, Drain)
+    assert len(drains) == 3 and not drained.errors
+    again = await reconciler.tick()
+    assert again.plan.empty  # draining workers are left to exit on their own
+
+    for d in drains:
+        stop_machine(d.worker_id)  # type: ignore[attr-defined, operator]
+    cleaned = await reconciler.tick()
+    assert len(ids(cleaned, Destroy)) == 3 and not cleaned.errors
+    assert live() == []  # type: ignore[operator]
+    assert (await reconciler.tick()).plan.empty
+    assert await store.ledger_list() == []
+    assert {w.status for w in await store.list_workers()} == {"stopped"}
+    assert creates() == 3  # type: ignore[operator]
+
+
+def fly_provider(api: FakeFlyApi) -> FlyProvider:
+    config = FlyConfig(api_token=SecretStr(FLY_TOKEN), app=api.app, image="worker:1", api_base_url=api.url)
+    return FlyProvider(config, limiter=unlimited(), retry=FAST_RETRY)
+
+
+def do_provider(api: FakeDigitalOceanApi) -> DigitalOceanProvider:
+    config = DigitalOceanConfig(token=SecretStr(DO_TOKEN), worker_image="worker:1", api_base_url=api.api_url)
+    return DigitalOceanProvider(config, limiter=unlimited(), retry=FAST_RETRY)
+
+
+def _fly_stopper(api: FakeFlyApi):  # type: ignore[no-untyped-def]
+    def stop(worker_id: str) -> None:
+        with api.lock:
+            for m in api.machines.values():
+                if m["config"]["metadata"].get("factory_worker_id") == worker_id:
+                    m["state"] = "stopped"
+
+    return stop
+
+
+def _do_stopper(api: FakeDigitalOceanApi):  # type: ignore[no-untyped-def]
+    def stop(worker_id: str) -> None:
+        with api.lock:
+            for d in api.droplets.values():
+                if any(t.endswith(worker_id) for t in d["tags"]):
+                    d["status"] = "off"
+
+    return stop
+
+
+async def test_fly_fleet_lifecycle(store: SqliteStore, fly_api: FakeFlyApi) -> None:
+    provider = fly_provider(fly_api)
+    try:
+        await run_fleet_lifecycle(store, provider, _fly_stopper(fly_api), fly_api.live, lambda: fly_api.count("create"))
+    finally:
+        await provider.aclose()
+
+
+async def test_digitalocean_fleet_lifecycle(store: SqliteStore, do_api: FakeDigitalOceanApi) -> None:
+    provider = do_provider(do_api)
+    try:
+        await run_fleet_lifecycle(store, provider, _do_stopper(do_api), do_api.live, lambda: do_api.count("create"))
+    finally:
+        await provider.aclose()
+
+
+async def test_a_lost_create_response_is_adopted_not_repeated(store: SqliteStore, fly_api: FakeFlyApi) -> None:
+    provider = fly_provider(fly_api)
+    try:
+        reconciler = Reconciler(store, provider, POLICY, spec_for, find_interval_s=0.05)
+        await enqueue(store, "a", "b")
+        fly_api.lose_response_next("create", mode="lost_504")
+        fly_api.list_lag(1)  # and the new machine is not listed at once
+        result = await reconciler.tick()
+        assert len(ids(result, Launch)) == 2 and not result.errors
+        assert fly_api.count("create") == 2 and len(fly_api.live()) == 2
+        # The next ticks see two launches on their way: no third machine.
+        assert (await reconciler.tick()).plan.empty
+        assert fly_api.count("create") == 2
+        assert {r.state for r in await store.ledger_list()} == {"running"}
+    finally:
+        await provider.aclose()
+
+
+async def test_a_create_that_never_happened_is_resolved_after_the_launch_timeout(
+    store: SqliteStore, fly_api: FakeFlyApi
+) -> None:
+    provider = fly_provider(fly_api)
+    try:
+        policy = POLICY.model_copy(update={"launch_timeout_s": 1.0})
+        reconciler = Reconciler(store, provider, policy, spec_for, find_attempts=1)
+        await enqueue(store, "a")
+        fly_api.timeout_next("create", delay_s=2.0, commit=False)
+        first = await reconciler.tick()
+        assert first.errors and "unknown" in first.errors[0].detail
+        [pending] = await store.ledger_list()
+        assert pending.state == "requested"
+        await anyio.sleep(1.2)
+        second = await reconciler.tick()
+        kinds = [a.action for a in second.plan.actions]
+        assert kinds == ["resolve_launch", "launch"]
+        assert fly_api.count("create") == 2 and len(fly_api.live()) == 1
+    finally:
+        await provider.aclose()
+
+
+async def test_rate_limits_and_server_errors_are_ridden_out(store: SqliteStore, do_api: FakeDigitalOceanApi) -> None:
+    provider = do_provider(do_api)
+    try:
+        reconciler = Reconciler(store, provider, POLICY, spec_for)
+        await enqueue(store, "a", "b")
+        do_api.rate_limit_next("list", retry_after=1)
+        do_api.fail_next("list", status=503)
+        result = await reconciler.tick()
+        assert len(ids(result, Launch)) == 2 and not result.errors
+        assert len(do_api.live()) == 2
+    finally:
+        await provider.aclose()
+
+
+async def test_an_orphan_is_collected_and_a_foreign_machine_is_left_alone(
+    store: SqliteStore, fly_api: FakeFlyApi
+) -> None:
+    provider = fly_provider(fly_api)
+    try:
+        orphan = fly_api.add_machine(metadata={"factory_role": "worker", "factory_launch_id": "forgotten"})
+        foreign = fly_api.add_machine(metadata={"team": "web"})
+        result = await Reconciler(store, provider, POLICY, spec_for).tick()
+        assert [a.machine_id for a in result.plan.actions] == [orphan]  # type: ignore[union-attr]
+        assert [m["id"] for m in fly_api.live()] == [foreign]
+    finally:
+        await provider.aclose()
+
+
+async def test_a_bad_token_fails_the_tick_with_the_provider_error(store: SqliteStore, fly_api: FakeFlyApi) -> None:
+    config = FlyConfig(api_token=SecretStr("fm2_wrong"), app=fly_api.app, image="worker:1", api_base_url=fly_api.url)
+    provider = FlyProvider(config, limiter=unlimited(), retry=FAST_RETRY)
+    try:
+        with pytest.raises(ProviderError, match="401"):
+            await Reconciler(store, provider, POLICY, spec_for).tick()
+        # The lock was released: the next reconcile is not blocked.
+        assert await store.acquire_reconcile_lock("next", 1_000)
+    finally:
+        await provider.aclose()
+
+
+async def test_two_reconciles_cannot_run_at_once(store: SqliteStore, fly_api: FakeFlyApi) -> None:
+    provider = fly_provider(fly_api)
+    try:
+        assert await store.acquire_reconcile_lock("cron", 60_000)
+        with pytest.raises(ReconcileBusy):
+            await Reconciler(store, provider, POLICY, spec_for).tick()
+        dry = await Reconciler(store, provider, POLICY, spec_for).tick(dry_run=True)
+        assert not dry.applied
+    finally:
+        await provider.aclose()

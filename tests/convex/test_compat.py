@@ -1,0 +1,169 @@
+"""Compatibility mode against a loopback agent-factory 3.1 worker API, in upstream's exact shapes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from contracts.convex import AgentFactoryCompatStore, ConvexStore, UnsupportedByCompat
+from contracts.errors import InvalidInput, StoreFunctionError
+from contracts.models import (
+    AppendRequest,
+    EnqueueRequest,
+    FailRequest,
+    HistoryMessage,
+    LaunchRecord,
+    LeaseRef,
+    MessagePayload,
+    WorkerRegistration,
+)
+from tests.fakes.agent_factory_api import AgentFactoryApi
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def upstream() -> Iterator[AgentFactoryApi]:
+    with AgentFactoryApi() as api:
+        yield api
+    assert api.violations == [], "requests differed from what upstream's worker sends"
+
+
+@pytest.fixture
+async def store(upstream: AgentFactoryApi) -> AsyncIterator[ConvexStore]:
+    store = ConvexStore(upstream.url, compat="agent-factory-3.1", wait_poll_s=0.01)
+    yield store
+    await store.aclose()
+
+
+def message(text: str = "hi", **payload: str) -> EnqueueRequest:
+    return EnqueueRequest(
+        conversation_id="telegram:1",
+        agent_key="default",
+        payload=MessagePayload(provider="telegram", provider_user_id="42", message_text=text, **payload),  # type: ignore[arg-type]
+    )
+
+
+async def test_compat_is_a_mode_of_convex_store(upstream: AgentFactoryApi) -> None:
+    store = ConvexStore(upstream.url, compat="agent-factory-3.1")
+    assert isinstance(store, AgentFactoryCompatStore)
+    assert store.namespace == "agentFactory"
+    await store.aclose()
+    with pytest.raises(InvalidInput, match="auth_token"):
+        ConvexStore(upstream.url, compat="agent-factory-3.1", auth_token="jwt")
+    with pytest.raises(InvalidInput, match="compat"):
+        ConvexStore(upstream.url, compat="agent-factory-9")  # type: ignore[arg-type]
+
+
+async def test_a_whole_job_in_upstream_shapes(store: ConvexStore, upstream: AgentFactoryApi) -> None:
+    message_id = await store.enqueue(message("hello", external_message_id="tg-1", raw_update_json="{}"))
+    record = await store.worker_register(WorkerRegistration(worker_id="w1", provider="fly"))
+    assert record.status == "active"  # a no-op: upstream registers by claiming
+    job = await store.worker_claim("w1", "telegram:1")
+    assert job is not None
+    assert (job.message_id, job.attempt, job.payload.message_text) == (message_id, 1, "hello")
+    lease = LeaseRef(worker_id="w1", message_id=job.message_id, lease_id=job.lease_id)
+    assert await store.worker_heartbeat(lease) is True
+    bundle = await store.worker_hydration_bundle(job.message_id)
+    assert bundle is not None
+    assert bundle.telegram_bot_token is not None
+    assert bundle.telegram_bot_token.get_secret_value() == "bot-token-default"
+    assert bundle.profile.agent_key == "default"
+    turns = [HistoryMessage(role="user", content="hello"), HistoryMessage(role="assistant", content="hey", at=5)]
+    appended = await store.worker_append_conversation_messages(
+        AppendRequest(conversation_id="telegram:1", messages=turns, message_id=job.message_id)
+    )
+    assert (appended.updated, appended.message_count) == (True, 2)
+    assert (await store.worker_control_state("w1")).should_stop is False
+    assert await store.worker_complete(lease) is True
+    assert await store.worker_complete(lease) is False  # upstream reports a replay as a lost lease
+    assert [name for name, _ in upstream.calls] == [
+        "enqueue",
+        "workerClaim",
+        "workerHeartbeat",
+        "workerHydrationBundle",
+        "workerAppendConversationMessages",
+        "workerControlState",
+        "workerComplete",
+        "workerComplete",
+    ]
+    enqueue_args = upstream.calls[0][1]
+    assert enqueue_args == {
+        "conversationId": "telegram:1",
+        "agentKey": "default",
+        "provider": "telegram",
+        "providerUserId": "42",
+        "messageText": "hello",
+        "externalMessageId": "tg-1",
+        "rawUpdateJson": "{}",
+        "priority": 50,
+    }
+    assert upstream.calls[4][1] == {
+        "conversationId": "telegram:1",
+        "workspaceId": "default",
+        "messages": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hey", "at": 5}],
+    }
+    bundle = await store.worker_hydration_bundle(job.message_id)
+    assert bundle is None  # no longer processing
+
+
+async def test_fail_uses_upstream_args_and_result(store: ConvexStore, upstream: AgentFactoryApi) -> None:
+    await store.enqueue(message())
+    job = await store.worker_claim("w1")
+    assert job is not None
+    fail = FailRequest(
+        worker_id="w1", message_id=job.message_id, lease_id=job.lease_id, error_message="boom", retryable=False
+    )
+    result = await store.worker_fail(fail)
+    assert result.requeued and not result.dead_lettered
+    assert result.next_scheduled_for is not None
+    assert upstream.calls[-1] == (
+        "workerFail",
+        {"workerId": "w1", "messageId": job.message_id, "leaseId": job.lease_id, "errorMessage": "boom"},
+    )
+    replay = await store.worker_fail(fail)
+    assert (replay.requeued, replay.dead_lettered, replay.next_scheduled_for) == (False, False, None)
+
+
+async def test_control_is_not_asked_before_the_first_claim(store: ConvexStore, upstream: AgentFactoryApi) -> None:
+    """Upstream answers "stop" for a worker without a row, and rows appear with the first claim."""
+    assert (await store.worker_control_state("never-claimed")).should_stop is False
+    assert upstream.calls == []
+    await store.enqueue(message())
+    assert await store.worker_claim("never-claimed") is not None
+    await store.worker_control_state("never-claimed")
+    assert upstream.calls[-1][0] == "workerControlState"
+
+
+async def test_upstream_errors_are_function_errors(store: ConvexStore) -> None:
+    with pytest.raises(StoreFunctionError, match=r"agentFactory:enqueue failed: .*not found or disabled"):
+        await store.enqueue(
+            EnqueueRequest(
+                conversation_id="c",
+                agent_key="ghost",
+                payload=MessagePayload(provider="t", provider_user_id="u", message_text="x"),
+            )
+        )
+
+
+async def test_what_upstream_cannot_express_is_refused_before_sending(store: ConvexStore) -> None:
+    with pytest.raises(InvalidInput, match="scheduledFor"):
+        await store.enqueue(message().model_copy(update={"scheduled_for": 5}))
+    with pytest.raises(InvalidInput, match="maxAttempts"):
+        await store.enqueue(message().model_copy(update={"max_attempts": 2}))
+
+
+async def test_functions_upstream_lacks_raise_a_clear_error(store: ConvexStore, upstream: AgentFactoryApi) -> None:
+    with pytest.raises(UnsupportedByCompat, match=r"agent-factory 3\.1 does not provide fleetDemand"):
+        await store.fleet_demand()
+    with pytest.raises(UnsupportedByCompat, match="ledgerRecord"):
+        await store.ledger_record(LaunchRecord(launch_id="L1", provider="fly", requested_at=1))
+    with pytest.raises(UnsupportedByCompat, match="queueStats"):
+        await store.queue_stats()
+    assert upstream.calls == []
+
+
+async def test_waiting_is_a_plain_poll(store: ConvexStore) -> None:
+    assert await store.wait_for_work(5) is False  # sleeps one poll interval (10 ms here)
+    assert await store.now_ms() > 1_700_000_000_000
