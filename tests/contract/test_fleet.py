@@ -228,3 +228,18 @@ async def test_the_ledger_records_a_launch_once(harness: Harness) -> None:
     assert await store.ledger_list() == []
     [closed] = await store.ledger_list(include_closed=True)
     assert closed.state == "gone" and closed.machine_id == "m-9" and closed.detail == "destroyed after drain"
+
+
+async def test_the_snapshot_says_since_when_a_worker_has_been_draining(harness: Harness) -> None:
+    store = harness.store
+    await register(store)
+    registered = await store.now_ms()
+    await harness.advance(10_000)
+    [view] = (await store.fleet_demand()).workers
+    assert view.status_since == registered
+    await store.fleet_set_worker_status(SetWorkerStatusRequest(worker_id="w1", status="draining", reason="excess"))
+    drained_at = await store.now_ms()
+    await harness.advance(5_000)
+    await store.fleet_set_worker_status(SetWorkerStatusRequest(worker_id="w1", status="draining", reason="again"))
+    [view] = (await store.fleet_demand()).workers
+    assert (view.status, view.status_since) == ("draining", drained_at)

@@ -118,7 +118,7 @@ export const fleetSetWorkerStatus = mutationSpec(
     status: v.union(v.literal("draining"), v.literal("stopping"), v.literal("stopped")),
     reason: v.string(),
   },
-  async (ctx, a) => await fleet.setStatus(ctx.db, a),
+  async (ctx, a) => await fleet.setStatus(ctx.db, a, Date.now()),
 );
 
 export const fleetDemand = querySpec(

@@ -35,6 +35,7 @@ export function workerRecord(w: Worker) {
     registeredAt: w.registeredAt,
     heartbeatAt: w.heartbeatAt,
     statusReason: w.statusReason,
+    statusSince: w.statusSince,
     machineRef: w.machineRef,
     launchId: w.launchId,
     capabilities: w.capabilities,
@@ -64,6 +65,7 @@ export async function register(db: DatabaseWriter, r: Registration, now: number)
       workerId: r.workerId,
       provider: r.provider,
       status: "active",
+      statusSince: now,
       machineRef: r.machineRef,
       launchId: r.launchId,
       capabilities: r.capabilities ?? [],
@@ -98,12 +100,14 @@ export async function controlState(db: DatabaseWriter, workerId: string, now: nu
 export async function setStatus(
   db: DatabaseWriter,
   a: { workerId: string; status: Exclude<WorkerStatus, "active">; reason: string },
+  now: number,
 ): Promise<boolean> {
   nonEmpty("workerId", a.workerId);
   nonEmpty("reason", a.reason);
   const w = await findWorker(db, a.workerId);
   if (w === null || STATUS_ORDER[a.status] < STATUS_ORDER[w.status]) return false;
-  await db.patch(w._id, { status: a.status, statusReason: a.reason });
+  const statusSince = a.status === w.status ? w.statusSince : now;
+  await db.patch(w._id, { status: a.status, statusReason: a.reason, statusSince });
   return true;
 }
 
@@ -189,6 +193,7 @@ export async function demand(db: DatabaseReader, now: number) {
       status: w.status,
       heartbeatAgeMs: Math.max(0, now - w.heartbeatAt),
       busy: conversationId !== undefined,
+      statusSince: w.statusSince,
       busySince: conversationId !== undefined ? w.busySince : undefined,
       idleSince: conversationId !== undefined ? undefined : (w.idleSince ?? w.registeredAt),
       machineRef: w.machineRef,

@@ -84,6 +84,7 @@ export const factoryTables = {
     provider: v.string(),
     status: workerStatus,
     statusReason: v.optional(v.string()),
+    statusSince: v.optional(v.number()),
     machineRef: v.optional(machineRef),
     launchId: v.optional(v.string()),
     capabilities: v.array(v.string()),
