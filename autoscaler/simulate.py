@@ -12,6 +12,7 @@ worker exits as soon as it is idle; a worker with an idle timeout exits on its o
 from __future__ import annotations
 
 import itertools
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -176,6 +177,61 @@ class World:
         record = self.ledger.get(machine.launch_id)
         if record is not None:
             self.ledger[machine.launch_id] = record.model_copy(update={"state": "gone"})
+
+    # ------------------------------------------------------------------ for drivers other than the planner
+    # The benchmark (bench/autoscaler_bench.py) also drives the world with policies that do not
+    # go through plan(): these read what such policies look at and act the way they act.
+
+    def queued_messages(self) -> int:
+        """Messages waiting in every conversation's queue, the in-flight ones not counted (a queue-length metric)."""
+        return sum(len(q) for q in self.queues.values())
+
+    def active_conversations(self) -> set[str]:
+        """Conversations with a message queued or in flight (what upstream calls active)."""
+        return {c for c, q in self.queues.items() if q} | self.inflight()
+
+    def reap_exited(self) -> int:
+        """Destroy every machine whose worker has exited on its own; return how many."""
+        exited = [m.machine_id for m in self.machines.values() if m.state == "stopped"]
+        for machine_id in exited:
+            self.destroy(machine_id)
+        return len(exited)
+
+    def destroy_newest(self, count: int) -> int:
+        """Destroy ``count`` machines the way a Kubernetes ReplicaSet picks pods to scale down.
+
+        Machines still booting go first, then the newest; whether the worker is busy plays no
+        part (a busy one's message goes back to its queue and counts in ``busy_destroyed``).
+        Return how many were destroyed.
+        """
+        victims = sorted(
+            self.machines.values(),
+            key=lambda m: (m.state != "starting", -m.created_ms, m.machine_id),
+        )[: max(0, count)]
+        for m in victims:
+            self.destroy(m.machine_id)
+        return len(victims)
+
+    def next_change_ms(self) -> int | None:
+        """The soonest moment (``now_ms`` at the earliest) at which the world changes by itself, or None.
+
+        That is a machine finishing its boot, a job finishing, or an idle worker reaching
+        ``idle_exit_s``. Nothing happens on its own before it, so a driver may ``step`` straight
+        there instead of in small fixed steps (then ``step(0)`` after it adds messages or applies
+        actions, so idle workers take the new work and drained ones exit at once).
+        """
+        times: list[int] = []
+        for m in self.machines.values():
+            if m.state == "starting":
+                times.append(m.created_ms + math.ceil(self.boot_s * 1000))
+        for w in self.workers.values():
+            if w.exited or w.machine_id not in self.machines:
+                continue
+            if w.busy_until_ms is not None:
+                times.append(w.busy_until_ms)
+            elif self.idle_exit_s is not None and w.status == "active":
+                times.append(w.idle_since_ms + math.ceil(self.idle_exit_s * 1000))
+        return max(min(times), self.now_ms) if times else None
 
     # ------------------------------------------------------------------ time
 

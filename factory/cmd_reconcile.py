@@ -13,6 +13,7 @@ from autoscaler.errors import AutoscalerError
 from autoscaler.plan import Action
 from autoscaler.reconciler import Reconciler, TickResult
 from contracts.errors import FactoryError
+from contracts.store import Store
 from factory.console import JsonOption, StoreOption, err, out, print_json, store_settings
 from factory.fleet import launch_specs, make_provider, scaling_policy
 from factory.logging import configure
@@ -20,6 +21,7 @@ from factory.settings import LogSettings, ScaleSettings, load
 from factory.stores import open_store
 
 log = structlog.get_logger("factory.reconcile")
+MIN_TICK_GAP_S = 2.0  # provider list calls are rate limited (Fly: 1 per second per action)
 
 
 def _target(action: Action) -> str:
@@ -72,6 +74,14 @@ def _print_plan(result: TickResult, provider: str, dry_run: bool) -> None:
         out.print(f"Plan: {len(plan.actions)} action(s). Nothing applied (--dry-run).")
 
 
+async def _until_next_tick(store: Store, interval_s: float) -> None:
+    """Wait out the interval, but tick early when work arrives (the store's wait-for-work signal),
+    so a burst is met within seconds instead of a whole interval. At most one tick per MIN_TICK_GAP_S."""
+    started = anyio.current_time()
+    await store.wait_for_work(interval_s)
+    await anyio.sleep(max(0.0, MIN_TICK_GAP_S - (anyio.current_time() - started)))
+
+
 def reconcile(
     provider: Annotated[
         str | None,
@@ -119,7 +129,7 @@ def reconcile(
                     _print_plan(result, scale.provider, dry_run)
                 if watch is None:
                     return results
-                await anyio.sleep(watch)
+                await _until_next_tick(opened, watch)
         finally:
             with anyio.CancelScope(shield=True):
                 await machines.aclose()

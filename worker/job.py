@@ -15,7 +15,7 @@ from contracts.models import AppendRequest, ClaimedJob, HistoryMessage
 from contracts.store import Store
 from worker.channels import Channel
 from worker.delivery import Delivery, DeliveryRequest
-from worker.errors import DeliveryUnavailable, JobError
+from worker.errors import DeliveryUnavailable, InvalidJob, JobError
 from worker.health import Readiness
 from worker.metrics import WorkerMetrics
 
@@ -45,11 +45,12 @@ class JobRunner:
         if bundle is None:
             raise HydrationUnavailable(f"no hydration bundle for message {job.message_id}")
         agent_id = bundle.profile.openclaw_agent_id
+        try:
+            key = self.session_key(agent_id, job.conversation_id)
+        except ValueError as exc:
+            raise InvalidJob(f"agent {bundle.agent_key}: {exc}") from None
         request = DeliveryRequest(
-            message_id=job.message_id,
-            session_key=self.session_key(agent_id, job.conversation_id),
-            agent_id=agent_id,
-            text=job.payload.message_text,
+            message_id=job.message_id, session_key=key, agent_id=agent_id, text=job.payload.message_text
         )
         try:
             with self.metrics.delivery_seconds.time():
