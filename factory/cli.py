@@ -7,7 +7,7 @@ import sys
 import typer
 
 from contracts.errors import FactoryError, InvalidInput
-from factory import cmd_queue, cmd_reconcile, cmd_worker
+from factory import cmd_queue, cmd_reconcile, cmd_run, cmd_worker
 from factory.console import err
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app.add_typer(cmd_queue.conversation_app, name="conversation")
 app.add_typer(cmd_queue.agent_app, name="agent")
 app.add_typer(cmd_worker.worker_app, name="worker")
 app.command("reconcile")(cmd_reconcile.reconcile)
+app.command("run")(cmd_run.run)
 
 
 def main() -> None:

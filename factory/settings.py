@@ -202,3 +202,33 @@ class DigitalOceanSettings(_Settings):
     cloud_init_template: str | None = Field(
         None, validation_alias=AliasChoices("DIGITALOCEAN_CLOUD_INIT_TEMPLATE", "cloud_init_template")
     )
+
+
+class RunSettings(_Settings):
+    """``factory run``: which model the demo gateway uses, read from the usual provider variables.
+
+    OPENAI_API_KEY wins over ANTHROPIC_API_KEY; with neither, the built-in offline stub answers.
+    FACTORY_RUN_MODEL names the hosted model (``gpt-5.4-mini`` or ``openai/gpt-5.4-mini``).
+    """
+
+    openai_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key"))
+    anthropic_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("ANTHROPIC_API_KEY", "anthropic_api_key")
+    )
+    model: str | None = Field(None, validation_alias=AliasChoices("FACTORY_RUN_MODEL", "model"))
+    timeout_s: float = Field(480.0, gt=0, validation_alias=AliasChoices("FACTORY_RUN_TIMEOUT_S", "timeout_s"))
+
+    @field_validator("openai_api_key", "anthropic_api_key", mode="before")
+    @classmethod
+    def _blank_key_is_unset(cls, value: object) -> object:
+        # `OPENAI_API_KEY= make run` means "no key", not "an empty key the provider will reject".
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, SecretStr) and not value.get_secret_value().strip():
+            return None
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _model_not_blank(cls, value: str | None) -> str | None:
+        return value.strip() if value and value.strip() else None

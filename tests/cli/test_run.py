@@ -1,0 +1,108 @@
+"""``factory run``: the whole local fleet end to end, run as a user runs it, plus its edges."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from contracts.errors import InvalidInput
+from factory.cmd_run import choose_model, demo_burst, percentile
+from factory.settings import RunSettings
+from tests.cli.conftest import Cli
+
+_SUMMARY = re.compile(r"factory run: processed (\d+), dead-lettered (\d+), p50 ([\d.]+) s, p95 ([\d.]+) s")
+
+
+def _processes_mentioning(marker: str) -> list[str]:
+    """Command lines of live processes whose argv or environment mentions ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            if marker.encode() in cmdline + (entry / "environ").read_bytes():
+                found.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+    return found
+
+
+def _offline(cli: Cli) -> Cli:
+    for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "FACTORY_RUN_MODEL"):
+        cli.env.pop(key, None)
+    return cli
+
+
+@pytest.mark.gateway
+@pytest.mark.slow
+def test_run_processes_a_burst_scales_to_zero_and_leaves_nothing_behind(cli: Cli) -> None:
+    result = _offline(cli)("run", "--conversations", "3", "--messages", "6", timeout=240)
+    assert result.code == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "model: offline stub (no OPENAI_API_KEY / ANTHROPIC_API_KEY set)" in result.stdout
+    summary = _SUMMARY.search(result.stdout)
+    assert summary is not None, result.stdout[-3000:]
+    assert (summary.group(1), summary.group(2)) == ("6", "0")
+    assert float(summary.group(3)) <= float(summary.group(4))
+    assert "Traceback" not in result.stderr
+    # Scaled back to zero and cleaned up: no worker, gateway or stub of this run is still running.
+    leftovers = _processes_mentioning(str(cli.cwd))
+    assert not [p for p in leftovers if "factory worker run" in p], leftovers
+    assert leftovers == []
+    # Worker logs stay for a post-mortem; the launch records are gone with their workers.
+    local = cli.cwd / ".factory" / "run" / "local"
+    assert list(local.glob("*.log")) and not list(local.glob("*.json"))
+
+
+def test_other_providers_are_refused_in_one_line(cli: Cli) -> None:
+    result = _offline(cli)("run", "--provider", "fly")
+    assert result.code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "--provider" in lines[0] and "only 'local'" in lines[0]
+    assert not (cli.cwd / ".factory").exists()
+
+
+def test_fewer_messages_than_conversations_is_refused(cli: Cli) -> None:
+    result = _offline(cli)("run", "--conversations", "4", "--messages", "2")
+    assert result.code == 2 and "--messages" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_model_choice_follows_the_usual_variables_and_never_shows_a_key() -> None:
+    none = choose_model(RunSettings(openai_api_key=None, anthropic_api_key=None, model=None))
+    assert none.hosted is None and none.label.startswith("offline stub")
+
+    secret = "sk-test-not-a-real-key"
+    openai = choose_model(RunSettings(openai_api_key=SecretStr(secret), anthropic_api_key=SecretStr("x"), model=None))
+    assert openai.hosted is not None and openai.hosted.provider == "openai"
+    assert secret not in openai.label and secret not in repr(openai)
+
+    anthropic = choose_model(
+        RunSettings(openai_api_key=None, anthropic_api_key=SecretStr(secret), model="anthropic/claude-sonnet-4-6")
+    )
+    assert anthropic.hosted is not None and anthropic.hosted.model == "claude-sonnet-4-6"
+
+    with pytest.raises(InvalidInput, match="FACTORY_RUN_MODEL"):
+        choose_model(RunSettings(openai_api_key=SecretStr(secret), anthropic_api_key=None, model="anthropic/x"))
+
+
+def test_blank_keys_count_as_unset() -> None:
+    settings = RunSettings.model_validate({"OPENAI_API_KEY": " ", "ANTHROPIC_API_KEY": "", "FACTORY_RUN_MODEL": " "})
+    assert settings.openai_api_key is None and settings.anthropic_api_key is None and settings.model is None
+
+
+def test_the_burst_covers_every_conversation_in_order() -> None:
+    burst = demo_burst(6, 20)
+    assert len(burst) == 20 and len({m.conversation_id for m in burst}) == 6
+    per = [m.text for m in burst if m.conversation_id == burst[0].conversation_id]
+    assert len(per) == len(set(per))  # distinct texts within a conversation
+
+
+def test_percentile_interpolates() -> None:
+    assert percentile([], 0.5) is None
+    assert percentile([3.0], 0.95) == 3.0
+    assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
+    assert percentile([float(v) for v in range(1, 101)], 0.95) == pytest.approx(95.05)
