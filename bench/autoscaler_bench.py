@@ -67,6 +67,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
 
@@ -244,7 +245,7 @@ def make_trace(seed: int, shape: Shape = SHAPE) -> Trace:
 # --------------------------------------------------------------------------- the policies
 
 
-class Policy:
+class Policy(ABC):
     key = ""
     label = ""
     on_enqueue = False  # also reconcile whenever a message arrives
@@ -256,8 +257,9 @@ class Policy:
     def new_world(self) -> World:
         return World(boot_s=BOOT_S)
 
+    @abstractmethod
     def tick(self, world: World) -> None:
-        raise NotImplementedError
+        """Observe ``world`` and act on it, as one reconcile of this policy would."""
 
 
 class AgentFactory(Policy):
