@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
-from bench import store_bench
+from bench import autoscaler_bench, store_bench, worker_bench
 
-SECTIONS = {"store": store_bench.run}
+SECTIONS: dict[str, Callable[[], object]] = {
+    "store": store_bench.run,
+    "worker": worker_bench.run,
+    "autoscaler": autoscaler_bench.run,
+}
 
 
 def main(argv: list[str]) -> None:

@@ -1,0 +1,131 @@
+"""FACTORY_SQLITE_DOORBELL=0: a poll-only embedded store is never woken early, yet still finds work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from contracts.models import EnqueueRequest, MessagePayload, WorkerRegistration
+from contracts.sqlite import SqliteStore
+from contracts.store import Store
+from factory.settings import StoreSettings, load
+from factory.stores import open_store
+from worker.config import WorkerConfig
+from worker.delivery import DeliveryReply, DeliveryRequest
+from worker.health import Readiness
+from worker.job import JobRunner
+from worker.loop import Worker
+from worker.metrics import WorkerMetrics
+
+pytestmark = pytest.mark.anyio
+
+
+def _request(text: str) -> EnqueueRequest:
+    return EnqueueRequest(
+        conversation_id="conv-1",
+        agent_key="default",
+        payload=MessagePayload(provider="app", provider_user_id="u", message_text=text),
+    )
+
+
+async def _wait_while_enqueueing(waiter: Store, writer: Store, timeout_s: float) -> tuple[bool, float]:
+    """Start ``waiter.wait_for_work``, enqueue through ``writer`` meanwhile; (rung, seconds waited)."""
+    result: list[bool] = []
+    started = anyio.current_time()
+    async with anyio.create_task_group() as tg:
+
+        async def wait() -> None:
+            result.append(await waiter.wait_for_work(timeout_s))
+
+        tg.start_soon(wait)
+        await anyio.sleep(0.05)  # the waiter is listening (or sleeping) by now
+        await writer.enqueue(_request("hello"))
+    return result[0], anyio.current_time() - started
+
+
+async def test_a_store_with_the_doorbell_is_woken_by_an_enqueue(tmp_path: Path) -> None:
+    db = tmp_path / "bell.db"
+    waiter, writer = SqliteStore(db), SqliteStore(db)
+    try:
+        rung, waited = await _wait_while_enqueueing(waiter, writer, timeout_s=5)
+        assert rung and waited < 2
+    finally:
+        await waiter.aclose()
+        await writer.aclose()
+
+
+async def test_a_poll_only_store_sleeps_out_its_poll_and_then_claims_the_work(tmp_path: Path) -> None:
+    db = tmp_path / "poll.db"
+    waiter, writer = SqliteStore(db, doorbell=False), SqliteStore(db)
+    try:
+        rung, waited = await _wait_while_enqueueing(waiter, writer, timeout_s=0.5)
+        assert not rung and waited >= 0.45
+        assert not await anyio.Path(f"{db}.bell").exists()  # it never listed itself as a listener
+        await waiter.worker_register(WorkerRegistration(worker_id="w1", provider="test"))
+        job = await waiter.worker_claim("w1")
+        assert job is not None and job.payload.message_text == "hello"
+    finally:
+        await waiter.aclose()
+        await writer.aclose()
+
+
+async def test_the_setting_turns_the_doorbell_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "setting.db"
+    monkeypatch.setenv("FACTORY_STORE", str(db))
+    monkeypatch.setenv("FACTORY_SQLITE_DOORBELL", "0")
+    settings = load(StoreSettings)
+    assert settings.sqlite_doorbell is False
+    waiter, writer = open_store(settings), SqliteStore(db)
+    try:
+        rung, _ = await _wait_while_enqueueing(waiter, writer, timeout_s=0.3)
+        assert not rung
+    finally:
+        await waiter.aclose()
+        await writer.aclose()
+    monkeypatch.delenv("FACTORY_SQLITE_DOORBELL")
+    assert load(StoreSettings).sqlite_doorbell is True
+
+
+async def _until_done(store: SqliteStore, message_id: str) -> None:
+    for _ in range(1_000):
+        record = await store.get_message(message_id)
+        if record is not None and record.status == "done":
+            return
+        await anyio.sleep(0.01)
+    raise AssertionError(f"message {message_id} was never completed")
+
+
+class _Echo:
+    async def deliver(self, request: DeliveryRequest) -> DeliveryReply:
+        return DeliveryReply(text=f"echo: {request.text}")
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_worker_on_a_poll_only_store_still_processes_work(tmp_path: Path) -> None:
+    db = tmp_path / "worker.db"
+    store, writer = SqliteStore(db, doorbell=False), SqliteStore(db)
+    metrics, readiness = WorkerMetrics(), Readiness()
+    runner = JobRunner(
+        store=store,
+        delivery=_Echo(),
+        channels={},
+        session_key=lambda agent, conversation: f"agent:{agent}:{conversation}",
+        metrics=metrics,
+        readiness=readiness,
+    )
+    worker = Worker(WorkerConfig(worker_id="w1", poll_s=0.1), store, runner, metrics, readiness)
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(worker.run)
+                await anyio.sleep(0.3)  # idle: waiting out its poll
+                message_id = await writer.enqueue(_request("while idle"))
+                await _until_done(writer, message_id)
+                worker.request_stop()
+    finally:
+        await store.aclose()
+        await writer.aclose()
