@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from contracts.errors import InvalidInput
-from factory.cmd_run import choose_model, demo_burst, percentile
+from factory.run import choose_model, demo_burst, percentile
 from factory.settings import RunSettings
 from tests.cli.conftest import Cli
 
