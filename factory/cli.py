@@ -9,6 +9,8 @@ import typer
 from contracts.errors import FactoryError, InvalidInput
 from factory import cmd_queue, cmd_reconcile, cmd_run, cmd_worker
 from factory.console import err
+from factory.logging import configure
+from factory.settings import LogSettings, load
 
 app = typer.Typer(
     name="factory",
@@ -17,6 +19,15 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _quiet_by_default() -> None:
+    """One-shot commands print their result and, on failure, one error line; their logs stay
+    below that unless FACTORY_LOG_LEVEL asks. Long-running commands configure their own level."""
+    configure(load(LogSettings), default_level="error")
+
+
 app.command("enqueue")(cmd_queue.enqueue)
 app.add_typer(cmd_queue.queue_app, name="queue")
 app.add_typer(cmd_queue.conversation_app, name="conversation")

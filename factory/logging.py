@@ -44,7 +44,9 @@ def configure(settings: LogSettings, *, default_level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    # Libraries that log through the standard library (httpx logs full URLs at INFO) stay quiet.
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    # Standard-library logging (our bindings' retry notes, libraries) follows the same level, and
+    # libraries that log full URLs at INFO (httpx) never go below WARNING.
+    logging.basicConfig(stream=sys.stderr)
+    logging.getLogger().setLevel(level)
     for noisy in ("httpx", "httpcore", "websockets"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

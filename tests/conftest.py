@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ["tests.gateway_fixture"]
+pytest_plugins = ["tests.gateway_fixture", "tests.convex_fixture"]
 
 
 @pytest.fixture(scope="session")

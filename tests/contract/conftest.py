@@ -7,7 +7,7 @@ yields a :class:`Harness`: the store under test plus a way to move that store's 
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,18 +35,6 @@ class Harness:
     store: Store
     advance: Callable[[int], Awaitable[None]]
     kind: str
-
-
-@pytest.fixture(scope="session")
-def convex_standin() -> Iterator[StandIn]:
-    """The Convex module under convex-test behind Convex's HTTP API: one process per test session."""
-    from contracts.convex.standin import StandIn
-
-    standin = StandIn.start()
-    try:
-        yield standin
-    finally:
-        standin.stop()
 
 
 @pytest.fixture(params=[pytest.param(kind, marks=KIND_MARKS.get(kind, [])) for kind in STORE_KINDS])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from contracts.clock import ManualClock
@@ -13,12 +11,8 @@ T0 = ManualClock().now_ms()
 
 
 @pytest.fixture(scope="session")
-def standin() -> Iterator[StandIn]:
-    standin = StandIn.start()
-    try:
-        yield standin
-    finally:
-        standin.stop()
+def standin(convex_standin: StandIn) -> StandIn:
+    return convex_standin
 
 
 @pytest.fixture
