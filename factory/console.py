@@ -56,4 +56,8 @@ def print_json(value: Any) -> None:
         value = to_wire(value)
     elif isinstance(value, list):
         value = [to_wire(v) if isinstance(v, BaseModel) else v for v in value]
-    out.print_json(json.dumps(value), highlight=False) if out.is_terminal else print(json.dumps(value))
+    text = json.dumps(value)
+    if out.is_terminal:
+        out.print_json(text, highlight=False)
+    else:
+        print(text)  # exactly one line for scripts, no wrapping
