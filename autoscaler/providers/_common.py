@@ -6,6 +6,9 @@ import email.utils
 import re
 from collections.abc import Iterable
 from datetime import datetime
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from autoscaler.errors import ProviderConfigError
 from autoscaler.provider import LaunchSpec, Machine, Provider
@@ -117,3 +120,24 @@ async def poll_find(
             return found
         await sleep(interval_s)
     return None
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_each(model: type[M], items: object) -> tuple[list[M], int]:
+    """Every entry of a list response that ``model`` can read, and how many it could not.
+
+    Platforms add fields and shapes over time; one entry we cannot read is skipped and counted,
+    never a reason to fail the whole list.
+    """
+    if not isinstance(items, list):
+        return [], 0
+    parsed: list[M] = []
+    skipped = 0
+    for item in items:
+        try:
+            parsed.append(model.model_validate(item))
+        except ValidationError:
+            skipped += 1
+    return parsed, skipped

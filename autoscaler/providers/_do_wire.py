@@ -9,11 +9,11 @@ import re
 from typing import Any
 
 import requests
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from autoscaler.errors import ProviderError
 from autoscaler.provider import MachineState
-from autoscaler.providers._common import iso_to_ms, parse_retry_after, redact, shorten
+from autoscaler.providers._common import iso_to_ms, parse_each, parse_retry_after, redact, shorten
 from autoscaler.providers._do_transport import HttpStatusError, never_sent
 
 PROVIDER = "digitalocean"
@@ -66,17 +66,7 @@ class Droplet(BaseModel):
 
 def parse_droplets(payload: Any) -> tuple[list[Droplet], int]:
     """Droplets from a list response, and how many entries were unreadable (skipped, not fatal)."""
-    items = payload.get("droplets") if isinstance(payload, dict) else None
-    if not isinstance(items, list):
-        return [], 0
-    droplets: list[Droplet] = []
-    skipped = 0
-    for item in items:
-        try:
-            droplets.append(Droplet.model_validate(item))
-        except ValidationError:
-            skipped += 1
-    return droplets, skipped
+    return parse_each(Droplet, payload.get("droplets") if isinstance(payload, dict) else None)
 
 
 def _said(exc: HttpStatusError) -> tuple[str, str | None]:

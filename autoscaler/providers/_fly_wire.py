@@ -9,11 +9,11 @@ import time
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from autoscaler.errors import ProviderError
 from autoscaler.provider import MachineState
-from autoscaler.providers._common import parse_retry_after, redact, shorten
+from autoscaler.providers._common import parse_each, parse_retry_after, redact, shorten
 
 PROVIDER = "fly"
 _MACAROON_PREFIXES = frozenset({"fm1r", "fm1a", "fm2"})
@@ -71,16 +71,7 @@ class FlyMachine(BaseModel):
 
 def parse_machines(payload: Any) -> tuple[list[FlyMachine], int]:
     """Machines from a list response, and how many entries were unreadable (skipped, not fatal)."""
-    if not isinstance(payload, list):
-        return [], 0
-    machines: list[FlyMachine] = []
-    skipped = 0
-    for item in payload:
-        try:
-            machines.append(FlyMachine.model_validate(item))
-        except ValidationError:
-            skipped += 1
-    return machines, skipped
+    return parse_each(FlyMachine, payload)
 
 
 # Fly states (docs "machine states") onto ours. Terminal states are absent: such machines are gone.
