@@ -38,7 +38,7 @@ from autoscaler.policy import ScalingPolicy
 from autoscaler.provider import LaunchSpec, Machine, Provider
 from contracts.errors import FactoryError
 from contracts.models import DemandSnapshot, LaunchRecord, SetWorkerStatusRequest
-from contracts.store import Store
+from contracts.roles import FleetStore
 
 log = structlog.get_logger("autoscaler")
 SpecFactory = Callable[[str, str], LaunchSpec]  # (launch_id, worker_id) -> what the machine runs
@@ -79,7 +79,7 @@ class TickResult:
 class Reconciler:
     def __init__(
         self,
-        store: Store,
+        store: FleetStore,
         provider: Provider,
         policy: ScalingPolicy,
         spec_for: SpecFactory,

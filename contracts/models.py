@@ -17,7 +17,10 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    SerializerFunctionWrapHandler,
     field_serializer,
+    model_serializer,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -161,6 +164,9 @@ class ClaimedJob(WireModel):
     lease_expires_at: EpochMs
     attempt: int = Field(ge=1)
     payload: MessagePayload
+    # The store's clock when it granted the lease: with ``lease_expires_at`` it gives the lease's
+    # length without trusting this machine's clock (absent from upstream, which sends no clock).
+    now: EpochMs | None = None
 
 
 class LeaseRef(WireModel):
@@ -171,18 +177,57 @@ class LeaseRef(WireModel):
     lease_id: NonEmpty
 
 
+# Why the store refused a heartbeat, complete or fail:
+#   lease_lost       the message is under another lease now (redelivered, settled, swept)
+#   lease_expired    still our lease, but it ran out before the call arrived
+#   unknown_message  no message has this id
+LeaseRefusal = Literal["lease_lost", "lease_expired", "unknown_message"]
+
+
+class LeaseResult(WireModel):
+    """The answer to a heartbeat or a complete: accepted, or refused with the reason."""
+
+    ok: bool
+    refused: LeaseRefusal | None = None
+    # A heartbeat's renewed expiry, and the store's clock when it answered.
+    lease_expires_at: EpochMs | None = None
+    now: EpochMs | None = None
+
+
 class FailRequest(WireModel):
-    worker_id: NonEmpty
-    message_id: NonEmpty
-    lease_id: NonEmpty
+    """``workerFail``: the lease it is fenced by, and what went wrong.
+
+    On the wire the lease's fields sit at the top level (``{workerId, messageId, leaseId,
+    errorMessage, retryable}``), as upstream's function takes them.
+    """
+
+    lease: LeaseRef
     error_message: str
     retryable: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_lease(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "lease" not in data:
+            names = {"workerId": "worker_id", "messageId": "message_id", "leaseId": "lease_id"}
+            lease = {py: data[key] for key, py in names.items() if key in data}
+            lease.update({key: data[key] for key in names.values() if key in data})
+            rest = {k: v for k, v in data.items() if k not in names and k not in names.values()}
+            return {**rest, "lease": lease}
+        return data
+
+    @model_serializer(mode="wrap")
+    def _flat_lease(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {**data.pop("lease"), **data}
 
 
 class FailResult(WireModel):
     requeued: bool
     dead_lettered: bool
     next_scheduled_for: EpochMs | None = None
+    # Set when the call changed nothing because the lease no longer holds.
+    refused: LeaseRefusal | None = None
 
 
 # --------------------------------------------------------------------------- conversations
@@ -263,6 +308,8 @@ class QueueStats(WireModel):
     scheduled_conversations: int
     oldest_ready_age_ms: int | None = None
     workers: dict[str, int] = Field(default_factory=dict)
+    # The lease length this store hands out (a property of the store, not of any process).
+    lease_ttl_ms: int | None = None
 
 
 class DeadLetter(WireModel):

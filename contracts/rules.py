@@ -10,10 +10,25 @@ import random
 from dataclasses import dataclass
 from typing import Protocol
 
+DEFAULT_LEASE_TTL_MS = 60_000
+MIN_LEASE_TTL_MS = 1_000
+MAX_LEASE_TTL_MS = 24 * 3_600_000
+
+
+def check_lease_ttl_ms(value: int) -> int:
+    """The store's lease length, in bounds: long enough to heartbeat, short enough to recover."""
+    if not MIN_LEASE_TTL_MS <= value <= MAX_LEASE_TTL_MS:
+        raise ValueError(
+            f"FACTORY_LEASE_TTL_MS: {value!r} is not a whole number of milliseconds between "
+            f"{MIN_LEASE_TTL_MS} and {MAX_LEASE_TTL_MS}; the default is {DEFAULT_LEASE_TTL_MS}"
+        )
+    return value
+
 
 @dataclass(frozen=True, slots=True)
 class QueuePolicy:
-    lease_ttl_ms: int = 60_000
+    """How failed deliveries back off. The lease length is not here: the store keeps it."""
+
     backoff_base_ms: int = 1_000
     backoff_factor: float = 2.0
     backoff_cap_ms: int = 120_000
@@ -22,8 +37,6 @@ class QueuePolicy:
     worker_stale_ms: int = 5 * 60_000
 
     def __post_init__(self) -> None:
-        if self.lease_ttl_ms < 1_000:
-            raise ValueError("lease_ttl_ms: must be at least 1000 (one second)")
         if not 0 <= self.jitter_ratio <= 1:
             raise ValueError("jitter_ratio: must be between 0 and 1")
 
@@ -37,13 +50,19 @@ def lease_is_live(lease_expires_at: int | None, now: int) -> bool:
     return lease_expires_at is not None and now < lease_expires_at
 
 
-def lease_expiry(now: int, policy: QueuePolicy) -> int:
-    return now + policy.lease_ttl_ms
+def lease_expiry(now: int, lease_ttl_ms: int) -> int:
+    return now + lease_ttl_ms
 
 
-def heartbeat_interval_ms(policy: QueuePolicy) -> int:
-    """Three heartbeats fit in one lease, so one lost heartbeat never costs the lease."""
-    return max(1, policy.lease_ttl_ms // 3)
+def lease_remaining_ms(lease_expires_at: int, store_now: int | None, local_now_ms: int) -> int:
+    """What is left of a lease when the store answered: by the store's own clock when the answer
+    carries it (no trust in this machine's clock), else by ours (upstream sends no clock)."""
+    return max(0, lease_expires_at - (store_now if store_now is not None else local_now_ms))
+
+
+def heartbeat_interval_ms(lease_remaining_ms: int) -> int:
+    """Three heartbeats fit in what is left of a lease, so one lost heartbeat never costs it."""
+    return max(1, lease_remaining_ms // 3)
 
 
 def out_of_attempts(attempts: int, max_attempts: int) -> bool:

@@ -11,8 +11,8 @@ from rich.table import Table
 
 from contracts.errors import InvalidInput
 from contracts.models import AgentProfile, EnqueueRequest, MessagePayload
-from contracts.store import Store
-from factory.console import JsonOption, StoreOption, out, print_json, with_store
+from contracts.roles import EnqueueStore
+from factory.console import JsonOption, StoreOption, out, print_json, with_enqueue_store, with_store
 
 queue_app = typer.Typer(help="Inspect and repair the queue.", no_args_is_help=True)
 conversation_app = typer.Typer(help="Look at conversations.", no_args_is_help=True)
@@ -54,7 +54,7 @@ def enqueue(
 ) -> None:
     """Queue a message for an agent."""
 
-    async def run(opened: Store) -> str:
+    async def run(opened: EnqueueStore) -> str:
         scheduled = None if delay_s <= 0 else await opened.now_ms() + int(delay_s * 1000)
         try:
             request = EnqueueRequest(
@@ -76,7 +76,7 @@ def enqueue(
             raise InvalidInput(f"{problem.field} ({flag})" if flag else problem.field, problem.problem) from None
         return await opened.enqueue(request)
 
-    message_id = with_store(store, run)
+    message_id = with_enqueue_store(store, run)
     if as_json:
         print_json({"messageId": message_id})
     else:
@@ -202,7 +202,7 @@ def set_agent(
         )
     except ValidationError as exc:
         raise InvalidInput.from_validation(exc) from None
-    with_store(store, lambda s: s.upsert_agent_profile(profile))
+    with_store(store, lambda s: s.upsert_agent_profile(profile), role="agents")
     out.print(f"agent {agent_key} {'disabled' if disabled else 'enabled'}")
 
 
@@ -215,5 +215,5 @@ def set_secret(
     value = typer.prompt("value", hide_input=True)
     if not value.strip():
         raise InvalidInput("value", "must not be empty")
-    version = with_store(store, lambda s: s.import_secret(secret_ref, SecretStr(value.strip())))
+    version = with_store(store, lambda s: s.import_secret(secret_ref, SecretStr(value.strip())), role="agents")
     out.print(f"{secret_ref} stored (version {version})")

@@ -13,12 +13,12 @@ from autoscaler.errors import AutoscalerError
 from autoscaler.plan import Action
 from autoscaler.reconciler import Reconciler, TickResult
 from contracts.errors import FactoryError
-from contracts.store import Store
+from contracts.roles import FleetStore
 from factory.console import JsonOption, StoreOption, err, out, print_json, store_settings
 from factory.fleet import launch_specs, make_provider, scaling_policy
 from factory.logging import configure
 from factory.settings import LogSettings, ScaleSettings, load
-from factory.stores import open_store
+from factory.stores import open_full_store
 
 log = structlog.get_logger("factory.reconcile")
 MIN_TICK_GAP_S = 2.0  # provider list calls are rate limited (Fly: 1 per second per action)
@@ -74,7 +74,7 @@ def _print_plan(result: TickResult, provider: str, dry_run: bool) -> None:
         out.print(f"Plan: {len(plan.actions)} action(s). Nothing applied (--dry-run).")
 
 
-async def _until_next_tick(store: Store, interval_s: float) -> None:
+async def _until_next_tick(store: FleetStore, interval_s: float) -> None:
     """Wait out the interval, but tick early when work arrives (the store's wait-for-work signal),
     so a burst is met within seconds instead of a whole interval. At most one tick per MIN_TICK_GAP_S."""
     started = anyio.current_time()
@@ -108,7 +108,7 @@ def reconcile(
         raise
 
     async def main() -> list[TickResult]:
-        opened = open_store(store_cfg)
+        opened = open_full_store(store_cfg, role="fleet")
         results: list[TickResult] = []
         try:
             reconciler = Reconciler(opened, machines, policy, specs)

@@ -14,7 +14,7 @@ import typer
 
 from contracts.errors import FactoryError
 from contracts.models import MachineRef
-from contracts.store import Store
+from contracts.roles import WorkerStore
 from factory.console import StoreOption, err, store_settings
 from factory.logging import configure
 from factory.settings import LogSettings, WorkerSettings, load
@@ -51,7 +51,6 @@ def worker_config(settings: WorkerSettings, *, once: bool = False) -> WorkerConf
         launch_id=settings.launch_id,
         conversation_id=settings.conversation,
         workspace_id=settings.workspace_id,
-        lease_ttl_s=settings.lease_ttl_s,
         poll_s=settings.poll_s,
         idle_exit_s=settings.idle_exit_s,
         grace_s=settings.grace_s,
@@ -73,7 +72,7 @@ def make_delivery(settings: WorkerSettings) -> WsDelivery | HttpDelivery:
 
 
 async def serve_worker(
-    config: WorkerConfig, settings: WorkerSettings, store: Store
+    config: WorkerConfig, settings: WorkerSettings, store: WorkerStore
 ) -> tuple[WorkerExit | None, Worker]:
     """Run one worker with its health server and signal handling; None exit means forced stop."""
     metrics = WorkerMetrics()

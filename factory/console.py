@@ -12,9 +12,9 @@ from pydantic import BaseModel
 from rich.console import Console
 
 from contracts.models import to_wire
-from contracts.store import Store
+from contracts.roles import EnqueueStore
 from factory.settings import StoreSettings, load
-from factory.stores import open_store
+from factory.stores import FullStore, open_full_store, open_store
 
 T = TypeVar("T")
 
@@ -37,8 +37,24 @@ def store_settings(store: str | None) -> StoreSettings:
     return load(StoreSettings, store=store)
 
 
-def with_store(store: str | None, action: Callable[[Store], Awaitable[T]]) -> T:
-    """Open the store the options name, run ``action`` on it, and close it."""
+def with_store(store: str | None, action: Callable[[FullStore], Awaitable[T]], *, role: str = "operator") -> T:
+    """Open the store the options name, run ``action`` on it, and close it.
+
+    ``role`` names what the command needs, for the one-line refusal in compat mode."""
+    settings = store_settings(store)
+
+    async def run() -> T:
+        opened = open_full_store(settings, role=role)
+        try:
+            return await action(opened)
+        finally:
+            await opened.aclose()
+
+    return anyio.run(run)
+
+
+def with_enqueue_store(store: str | None, action: Callable[[EnqueueStore], Awaitable[T]]) -> T:
+    """As :func:`with_store`, for commands that only enqueue (compat mode can)."""
     settings = store_settings(store)
 
     async def run() -> T:

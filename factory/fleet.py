@@ -96,7 +96,6 @@ def launch_specs(scale: ScaleSettings, store: StoreSettings, provider: str) -> S
         worker_store = str(Path(worker_store).expanduser().resolve())
     env = {
         "FACTORY_STORE": worker_store,
-        "FACTORY_LEASE_TTL_S": f"{store.lease_ttl_s:g}",
         "FACTORY_SQLITE_SYNCHRONOUS": store.sqlite_synchronous,
     }
     if scale.idle_timeout_s is not None:

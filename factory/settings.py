@@ -13,6 +13,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.errors import InvalidInput
+from contracts.rules import check_lease_ttl_ms
 
 DEFAULT_STORE = ".factory/factory.db"
 S = TypeVar("S", bound=BaseSettings)
@@ -47,8 +48,14 @@ class StoreSettings(_Settings):
     store_timeout_s: float = Field(
         20.0, gt=0, validation_alias=AliasChoices("FACTORY_STORE_TIMEOUT_S", "store_timeout_s")
     )
-    # The embedded store's lease TTL; workers read the same variable to pace their heartbeats.
-    lease_ttl_s: float = Field(60.0, ge=1, validation_alias=AliasChoices("FACTORY_LEASE_TTL_S", "lease_ttl_s"))
+    # The lease length the store hands out. The store keeps it (SQLite: in the file, for every
+    # process; Convex: the deployment's own FACTORY_LEASE_TTL_MS), so workers never read it.
+    lease_ttl_ms: int | None = Field(None, validation_alias=AliasChoices("FACTORY_LEASE_TTL_MS", "lease_ttl_ms"))
+
+    @field_validator("lease_ttl_ms")
+    @classmethod
+    def _lease_ttl(cls, value: int | None) -> int | None:
+        return None if value is None else check_lease_ttl_ms(value)
 
     @field_validator("store")
     @classmethod
@@ -103,7 +110,6 @@ class WorkerSettings(_Settings):
         "https://api.telegram.org", validation_alias=AliasChoices("TELEGRAM_API_BASE", "telegram_api_base")
     )
 
-    lease_ttl_s: float = Field(60.0, ge=1, validation_alias=AliasChoices("FACTORY_LEASE_TTL_S", "lease_ttl_s"))
     poll_s: float = Field(1.0, gt=0, validation_alias=AliasChoices("FACTORY_POLL_S", "poll_s"))
     idle_exit_s: float | None = Field(None, gt=0, validation_alias=AliasChoices("FACTORY_IDLE_EXIT_S", "idle_exit_s"))
     grace_s: float = Field(30.0, ge=0, validation_alias=AliasChoices("FACTORY_GRACE_S", "grace_s"))

@@ -1,16 +1,53 @@
-"""Turn store settings into a Store: a SQLite path, or a Convex deployment URL."""
+"""Turn store settings into a store binding: a SQLite path, or a Convex deployment URL.
+
+Parts of the fleet see only the roles they use (``contracts.roles``). Here, at the edge, a command
+opens the binding that implements them, and a command that needs more than an upstream
+agent-factory deployment offers is refused once, with one line, before anything runs.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
-from contracts.store import Store
+from contracts.sqlite import SqliteStore
 from factory.settings import StoreSettings
 
+if TYPE_CHECKING:
+    # Imported where used: SQLite users never load the Convex binding (httpx, tenacity).
+    from contracts.convex.compat import AgentFactoryCompatStore
+    from contracts.convex.store import ConvexStore
 
-def open_store(settings: StoreSettings) -> Store:
+# Every role: the embedded store and the factory Convex module.
+FullStore: TypeAlias = "SqliteStore | ConvexStore"
+# The worker role and enqueue at least: compat mode (an unmodified upstream deployment) included.
+AnyStore: TypeAlias = "SqliteStore | ConvexStore | AgentFactoryCompatStore"
+
+
+def open_store(settings: StoreSettings) -> AnyStore:
+    """The binding the settings name; in compat mode, the worker role and enqueue only."""
+    if settings.is_convex and settings.convex_compat:
+        from contracts.convex.compat import AgentFactoryCompatStore
+
+        return AgentFactoryCompatStore(
+            settings.store,
+            compat=settings.convex_compat,
+            auth_token=settings.convex_auth_token,
+            deploy_key=settings.convex_deploy_key,
+            namespace=settings.convex_namespace,
+            timeout_s=settings.store_timeout_s,
+        )
+    return open_full_store(settings, role="every")
+
+
+def open_full_store(settings: StoreSettings, *, role: str) -> FullStore:
+    """A binding with every role; ``role`` names what the command needs, for the refusal."""
     if settings.is_convex:
-        from contracts.convex.store import ConvexStore  # imported lazily: SQLite users never need it
+        if settings.convex_compat:
+            from contracts.convex.compat import UnsupportedByCompat
+
+            raise UnsupportedByCompat(settings.store, role)
+        from contracts.convex.store import ConvexStore
 
         return ConvexStore(
             settings.store,
@@ -18,14 +55,10 @@ def open_store(settings: StoreSettings) -> Store:
             deploy_key=settings.convex_deploy_key,
             namespace=settings.convex_namespace,
             timeout_s=settings.store_timeout_s,
-            compat=settings.convex_compat or None,
         )
-    from contracts.rules import QueuePolicy
-    from contracts.sqlite import SqliteStore
-
     return SqliteStore(
         Path(settings.store).expanduser(),
         synchronous=settings.sqlite_synchronous,
         doorbell=settings.sqlite_doorbell,
-        policy=QueuePolicy(lease_ttl_ms=int(settings.lease_ttl_s * 1000)),
+        lease_ttl_ms=settings.lease_ttl_ms,
     )

@@ -18,8 +18,6 @@ class WorkerConfig(BaseModel):
     # Pin this worker to one conversation (sticky workers, upstream's OPENCLAW_CONVERSATION_ID).
     conversation_id: str | None = None
     workspace_id: str = "default"
-    # Must match the store's lease TTL: the keeper heartbeats every third of it.
-    lease_ttl_s: float = Field(60.0, ge=1.0)
     # Safety-net poll while idle; the store's wait-for-work signal usually wakes us far sooner.
     poll_s: float = Field(1.0, gt=0)
     # Exit after this long without work (None: never).
@@ -27,7 +25,3 @@ class WorkerConfig(BaseModel):
     # On shutdown, how long the job in flight may keep running before it is failed as retryable.
     grace_s: float = Field(30.0, ge=0)
     once: bool = False
-
-    @property
-    def heartbeat_every_s(self) -> float:
-        return self.lease_ttl_s / 3

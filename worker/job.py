@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import structlog
 
 from contracts.models import AppendRequest, ClaimedJob, HistoryMessage
-from contracts.store import Store
+from contracts.roles import WorkerStore
 from worker.channels import Channel
 from worker.delivery import Delivery, DeliveryRequest
 from worker.errors import DeliveryUnavailable, InvalidJob, JobError
@@ -31,7 +31,7 @@ class HydrationUnavailable(JobError):
 
 @dataclass
 class JobRunner:
-    store: Store
+    store: WorkerStore
     delivery: Delivery
     channels: Mapping[str, Channel]
     session_key: SessionKeyFn

@@ -1,12 +1,16 @@
 """Keep a job's lease alive, and end the job the moment the lease is lost.
 
-A job never outlives its lease: the keeper heartbeats every third of the TTL; when the store
-answers False, or no heartbeat has succeeded before the lease would expire, it cancels the
-job's scope. The job's owner then sends nothing more for it: no reply, no complete, no fail.
+A job never outlives its lease. The lease's length is the store's: the keeper paces itself from
+what the store answered (the claim's ``leaseExpiresAt``, then each heartbeat's), heartbeating three
+times per lease (:func:`contracts.rules.heartbeat_interval_ms`). When the store refuses a heartbeat,
+or none succeeds before the lease would expire, it cancels the job's scope; the job's owner then
+sends nothing more for it: no reply, no complete, no fail.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
@@ -14,9 +18,15 @@ import structlog
 
 from contracts.errors import FactoryError
 from contracts.models import LeaseRef
-from contracts.store import Store
+from contracts.roles import WorkerStore
+from contracts.rules import heartbeat_interval_ms, lease_remaining_ms
 
 log = structlog.get_logger("worker.lease")
+WallClockMs = Callable[[], int]
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 @dataclass
@@ -27,23 +37,37 @@ class LeaseState:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class Grant:
+    """A lease as the store granted it: when we asked (local monotonic seconds) and what it said."""
+
+    asked_at: float
+    lease_expires_at: int
+    store_now: int | None
+
+    def remaining_s(self, wall_ms: WallClockMs) -> float:
+        return lease_remaining_ms(self.lease_expires_at, self.store_now, wall_ms()) / 1000
+
+
 async def keep_lease(
-    store: Store,
+    store: WorkerStore,
     lease: LeaseRef,
     *,
-    ttl_s: float,
-    claimed_at: float,
+    granted: Grant,
     job_scope: anyio.CancelScope,
     state: LeaseState,
+    wall_ms: WallClockMs = wall_clock_ms,
 ) -> None:
     """Heartbeat until cancelled; on loss, mark ``state`` and cancel ``job_scope``.
 
-    ``claimed_at`` is the local monotonic time the claim was *sent*: the store's lease began
-    after that, so counting the TTL from it never overestimates what is left.
+    Deadlines count from the moment each call was *sent*: the store's lease began after that, so
+    counting from it never overestimates what is left.
     """
-    interval = ttl_s / 3
-    deadline = claimed_at + ttl_s
-    next_beat = claimed_at + interval
+    # The length of a renewal, by the last answer that told us; upstream's heartbeat answers a bare
+    # yes, and extends by the same length it granted at the claim.
+    renewal_ms = int(granted.remaining_s(wall_ms) * 1000)
+    deadline = granted.asked_at + renewal_ms / 1000
+    next_beat = granted.asked_at + heartbeat_interval_ms(renewal_ms) / 1000
     while True:
         await anyio.sleep_until(min(next_beat, deadline))
         now = anyio.current_time()
@@ -51,21 +75,23 @@ async def keep_lease(
             _lose(state, job_scope, lease, "no successful heartbeat before the lease expired")
             return
         sent = now
-        ok: bool | None = None
+        answer = None
         with anyio.move_on_after(deadline - sent):
             try:
-                ok = await store.worker_heartbeat(lease)
+                answer = await store.worker_heartbeat(lease)
             except FactoryError as exc:
                 # The store did not answer; the lease may still be ours. Try again soon.
                 log.warning("heartbeat failed", message_id=lease.message_id, error=str(exc))
-        if ok is True:
-            deadline = sent + ttl_s
-            next_beat = sent + interval
-        elif ok is False:
-            _lose(state, job_scope, lease, "the store no longer recognises this lease")
-            return
+        if answer is None:
+            next_beat = anyio.current_time() + min((deadline - sent) / 3, 2.0)
+        elif answer.ok:
+            if answer.lease_expires_at is not None:
+                renewal_ms = lease_remaining_ms(answer.lease_expires_at, answer.now, wall_ms())
+            deadline = sent + renewal_ms / 1000
+            next_beat = sent + heartbeat_interval_ms(renewal_ms) / 1000
         else:
-            next_beat = anyio.current_time() + min(interval, 2.0)
+            _lose(state, job_scope, lease, f"the store refused the heartbeat: {answer.refused or 'lease lost'}")
+            return
 
 
 def _lose(state: LeaseState, job_scope: anyio.CancelScope, lease: LeaseRef, reason: str) -> None:

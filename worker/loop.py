@@ -15,12 +15,12 @@ import structlog
 
 from contracts.errors import FactoryError
 from contracts.models import ClaimedJob, FailRequest, LeaseRef, WorkerRegistration
-from contracts.store import Store
+from contracts.roles import WorkerStore
 from worker.config import WorkerConfig
 from worker.errors import JobError
 from worker.health import Readiness
 from worker.job import JobRunner
-from worker.lease_keeper import LeaseState, keep_lease
+from worker.lease_keeper import Grant, LeaseState, keep_lease
 from worker.metrics import WorkerMetrics
 
 log = structlog.get_logger("worker")
@@ -43,7 +43,7 @@ class Worker:
     def __init__(
         self,
         config: WorkerConfig,
-        store: Store,
+        store: WorkerStore,
         runner: JobRunner,
         metrics: WorkerMetrics,
         readiness: Readiness,
@@ -136,15 +136,9 @@ class Worker:
             with anyio.CancelScope() as job_scope:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._watch_shutdown, job_scope, cut)
+                    granted = Grant(asked_at=claimed_at, lease_expires_at=job.lease_expires_at, store_now=job.now)
                     tg.start_soon(
-                        lambda: keep_lease(
-                            self.store,
-                            lease,
-                            ttl_s=self.config.lease_ttl_s,
-                            claimed_at=claimed_at,
-                            job_scope=job_scope,
-                            state=state,
-                        )
+                        lambda: keep_lease(self.store, lease, granted=granted, job_scope=job_scope, state=state)
                     )
                     try:
                         await self.runner.run(job)
@@ -173,24 +167,17 @@ class Worker:
     async def _settle(self, job: ClaimedJob, lease: LeaseRef, error: BaseException | None) -> None:
         try:
             if error is None:
-                if await self.store.worker_complete(lease):
+                answer = await self.store.worker_complete(lease)
+                if answer.ok:
                     self.metrics.completed()
                     log.info("completed", message_id=job.message_id, attempt=job.attempt)
                 else:
                     self.metrics.lease_lost()
-                    log.warning("complete refused: lease lost", message_id=job.message_id)
+                    log.warning("complete refused", message_id=job.message_id, refused=answer.refused)
                 return
             retryable = error.retryable if isinstance(error, FactoryError) else True
             message = _one_line(error)
-            result = await self.store.worker_fail(
-                FailRequest(
-                    worker_id=lease.worker_id,
-                    message_id=lease.message_id,
-                    lease_id=lease.lease_id,
-                    error_message=message,
-                    retryable=retryable,
-                )
-            )
+            result = await self.store.worker_fail(FailRequest(lease=lease, error_message=message, retryable=retryable))
             self.metrics.failed(retryable=retryable)
             if result.dead_lettered:
                 self.metrics.dead_lettered()

@@ -17,20 +17,22 @@ enqueue                         mutation  flattened payload: {conversationId, ag
 
 Registering is a no-op (upstream registers a worker by its first claim; note that upstream tells
 a worker it has no row for to stop). The store's clock is this machine's: upstream has no time
-function. Everything upstream lacks (the demand snapshot, the ledger, operator views, …) raises
-:class:`UnsupportedByCompat`.
+function. This store implements the worker role and enqueue (``contracts.roles.WorkerStore``,
+``EnqueueStore``) and nothing else: upstream has no demand snapshot, ledger or operator views, and
+asking for one of those roles is refused once, by :class:`UnsupportedByCompat`, where the store is
+chosen.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, NoReturn
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import anyio
 from pydantic import SecretStr
 
-from contracts.convex.client import DEFAULT_RETRY, RetryPolicy
-from contracts.convex.store import DEFAULT_NAMESPACE, Compat, ConvexStore
+from contracts.convex.client import DEFAULT_RETRY, ConvexClient, RetryPolicy
 from contracts.errors import InvalidInput, StoreFunctionError
 from contracts.models import (
     DEFAULT_MAX_ATTEMPTS,
@@ -40,44 +42,38 @@ from contracts.models import (
     Attachment,
     ClaimedJob,
     ControlState,
-    Conversation,
-    DeadLetter,
-    DemandSnapshot,
     EnqueueRequest,
     FailRequest,
     FailResult,
     HistoryMessage,
     HydrationBundle,
-    LaunchRecord,
-    LaunchState,
     LeaseRef,
+    LeaseResult,
     MessagePayload,
-    MessageRecord,
-    QueueStats,
-    RedriveResult,
-    ReleaseResult,
-    SetWorkerStatusRequest,
     WorkerRecord,
     WorkerRegistration,
     to_wire,
 )
 
 UPSTREAM = "agent-factory 3.1"
+DEFAULT_NAMESPACE = "agentFactory"
+Compat = Literal["agent-factory-3.1"]
+COMPAT_MODES: tuple[str, ...] = ("agent-factory-3.1",)
 _PAYLOAD_KEYS = frozenset(MessagePayload.model_fields[name].alias or name for name in MessagePayload.model_fields)
 _ATTACHMENT_KEYS = frozenset(Attachment.model_fields[name].alias or name for name in Attachment.model_fields)
 _HISTORY_KEYS = ("role", "content", "at")
 
 
 class UnsupportedByCompat(StoreFunctionError):
-    """The upstream deployment has no such function; the factory module does."""
+    """A command needs a store role that an upstream deployment does not have."""
 
-    def __init__(self, store: str, function: str) -> None:
+    def __init__(self, store: str, role: str) -> None:
         super().__init__(
             store,
-            function,
-            f"{UPSTREAM} does not provide {function}; the compat store only speaks upstream's worker API "
+            role,
+            f"{UPSTREAM} has no {role} functions; the compat store only speaks upstream's worker API "
             "(claim, heartbeat, complete, fail, hydration, control state, history, enqueue). "
-            "Deploy the factory Convex module (contracts/convex/module) for the fleet functions",
+            "Deploy the factory Convex module (contracts/convex/module) for the fleet and operator functions",
         )
 
 
@@ -91,32 +87,47 @@ def _upstream_payload(raw: dict[str, Any]) -> MessagePayload:
     return MessagePayload.model_validate(payload)
 
 
-class AgentFactoryCompatStore(ConvexStore):
-    """``ConvexStore(url, compat="agent-factory-3.1")``: see the module docstring."""
+class AgentFactoryCompatStore:
+    """The worker role and enqueue on an unmodified agent-factory 3.1.x deployment."""
 
     def __init__(
         self,
         url: str,
         *,
+        compat: Compat = "agent-factory-3.1",
         auth_token: SecretStr | str | None = None,
         deploy_key: SecretStr | str | None = None,
         namespace: str = DEFAULT_NAMESPACE,
         timeout_s: float = 20.0,
         retry: RetryPolicy = DEFAULT_RETRY,
-        compat: Compat | None = "agent-factory-3.1",
         wait_poll_s: float = 2.0,
         workspace_id: str = "default",
     ) -> None:
+        if compat not in COMPAT_MODES:
+            raise InvalidInput("FACTORY_CONVEX_COMPAT", f"{compat!r} is not one of {', '.join(COMPAT_MODES)}")
         if auth_token is not None or deploy_key is not None:
             raise InvalidInput("auth_token", f"{UPSTREAM} workers send no Authorization header; drop the token or key")
-        super().__init__(
-            url, namespace=namespace, timeout_s=timeout_s, retry=retry, compat=compat, wait_poll_s=wait_poll_s
-        )
+        if wait_poll_s <= 0:
+            raise InvalidInput("wait_poll_s", "must be positive")
+        self.compat = compat
+        self.wait_poll_s = wait_poll_s
         self.workspace_id = workspace_id
+        self._client = ConvexClient(url, namespace=namespace, timeout_s=timeout_s, retry=retry)
         self._claimed_once: set[str] = set()
 
-    def _unsupported(self, function: str) -> NoReturn:
-        raise UnsupportedByCompat(self.name, function)
+    @property
+    def name(self) -> str:
+        return f"convex:{self._client.url} ({UPSTREAM})"
+
+    @property
+    def url(self) -> str:
+        return self._client.url
+
+    async def _query(self, function: str, args: Mapping[str, Any]) -> Any:
+        return await self._client.query(function, args)
+
+    async def _mutation(self, function: str, args: Mapping[str, Any], *, retry: bool) -> Any:
+        return await self._client.mutation(function, args, retry=retry)
 
     # ---------------------------------------------------------------- the upstream worker API
 
@@ -150,12 +161,20 @@ class AgentFactoryCompatStore(ConvexStore):
             payload=_upstream_payload(job["payload"]),
         )
 
+    async def worker_heartbeat(self, lease: LeaseRef) -> LeaseResult:
+        return _lease_answer(await self._mutation("workerHeartbeat", to_wire(lease), retry=True))
+
+    async def worker_complete(self, lease: LeaseRef) -> LeaseResult:
+        return _lease_answer(await self._mutation("workerComplete", to_wire(lease), retry=True))
+
     async def worker_fail(self, request: FailRequest) -> FailResult:
-        lease = LeaseRef(worker_id=request.worker_id, message_id=request.message_id, lease_id=request.lease_id)
-        args = {**to_wire(lease), "errorMessage": request.error_message}
+        args = {**to_wire(request.lease), "errorMessage": request.error_message}
         # Fenced by the lease upstream too: a replay changes nothing (it reports neither outcome).
         value = await self._mutation("workerFail", args, retry=True)
-        return FailResult.model_validate({k: v for k, v in value.items() if v is not None})
+        result = FailResult.model_validate({k: v for k, v in value.items() if v is not None})
+        if not result.requeued and not result.dead_lettered:
+            return result.model_copy(update={"refused": "lease_lost"})
+        return result
 
     async def worker_hydration_bundle(self, message_id: str, workspace_id: str = "default") -> HydrationBundle | None:
         value = await self._query("workerHydrationBundle", {"messageId": message_id, "workspaceId": workspace_id})
@@ -195,60 +214,15 @@ class AgentFactoryCompatStore(ConvexStore):
     async def now_ms(self) -> int:
         return time.time_ns() // 1_000_000
 
-    # ---------------------------------------------------------------- not in upstream
+    async def aclose(self) -> None:
+        await self._client.aclose()
 
-    async def fleet_set_worker_status(self, request: SetWorkerStatusRequest) -> bool:
-        self._unsupported("fleetSetWorkerStatus")
 
-    async def fleet_demand(self) -> DemandSnapshot:
-        self._unsupported("fleetDemand")
-
-    async def list_workers(self) -> list[WorkerRecord]:
-        self._unsupported("listWorkers")
-
-    async def queue_stats(self) -> QueueStats:
-        self._unsupported("queueStats")
-
-    async def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        self._unsupported("listDeadLetters")
-
-    async def redrive(self, message_id: str | None = None) -> RedriveResult:
-        self._unsupported("redrive")
-
-    async def release_expired(self) -> ReleaseResult:
-        self._unsupported("releaseExpired")
-
-    async def get_message(self, message_id: str) -> MessageRecord | None:
-        self._unsupported("getMessage")
-
-    async def get_conversation(self, conversation_id: str, history_limit: int = 50) -> Conversation | None:
-        self._unsupported("getConversation")
-
-    async def upsert_agent_profile(self, profile: AgentProfile) -> AgentProfile:
-        self._unsupported("upsertAgentProfile")
-
-    async def get_agent_profile(self, agent_key: str) -> AgentProfile | None:
-        self._unsupported("getAgentProfile")
-
-    async def import_secret(self, secret_ref: str, value: SecretStr) -> int:
-        self._unsupported("importSecret")
-
-    async def acquire_reconcile_lock(self, holder: str, ttl_ms: int) -> bool:
-        self._unsupported("acquireReconcileLock")
-
-    async def release_reconcile_lock(self, holder: str) -> None:
-        self._unsupported("releaseReconcileLock")
-
-    async def ledger_record(self, record: LaunchRecord) -> LaunchRecord:
-        self._unsupported("ledgerRecord")
-
-    async def ledger_update(
-        self, launch_id: str, state: LaunchState, machine_id: str | None = None, detail: str | None = None
-    ) -> bool:
-        self._unsupported("ledgerUpdate")
-
-    async def ledger_list(self, include_closed: bool = False) -> list[LaunchRecord]:
-        self._unsupported("ledgerList")
+def _lease_answer(value: Any) -> LeaseResult:
+    """Upstream answers a bare boolean and keeps its reasons to itself."""
+    if value is True:
+        return LeaseResult(ok=True)
+    return LeaseResult(ok=False, refused="lease_lost")
 
 
 def _bundle(raw: dict[str, Any]) -> HydrationBundle:

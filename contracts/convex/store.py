@@ -1,12 +1,15 @@
-"""The Store protocol over a Convex deployment running the factory module (contracts/convex/module).
+"""Every store role over a Convex deployment running the factory module (contracts/convex/module).
 
 Every method is one function of the module, called as ``<namespace>:<function>`` over the HTTP
 API (a few views page through several calls). Time always comes from the deployment: the module
 reads ``Date.now()``; views that depend on time are given the store's clock explicitly, because
 Convex caches query results by their reads, not by the clock.
 
-``ConvexStore(url, compat="agent-factory-3.1")`` speaks to an unmodified agent-factory 3.1.x
-deployment instead (see :mod:`contracts.convex.compat`).
+An unmodified agent-factory 3.1.x deployment is spoken to by
+:class:`contracts.convex.compat.AgentFactoryCompatStore` instead (the worker role only).
+
+The lease length is the deployment's (``FACTORY_LEASE_TTL_MS`` in its environment:
+``npx convex env set FACTORY_LEASE_TTL_MS 60000``), never this process's.
 
 Waiting for work polls a cheap readiness query (``wait_poll_s``, default 1 s), waking early when
 more conversations become claimable. A ``/api/sync`` WebSocket subscription could replace the
@@ -16,7 +19,7 @@ poll later; the Store protocol does not change for it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 from pydantic import SecretStr
@@ -39,6 +42,7 @@ from contracts.models import (
     LaunchRecord,
     LaunchState,
     LeaseRef,
+    LeaseResult,
     MessageRecord,
     QueueStats,
     RedriveResult,
@@ -50,12 +54,10 @@ from contracts.models import (
 )
 
 DEFAULT_NAMESPACE = "agentFactory"
-Compat = Literal["agent-factory-3.1"]
-COMPAT_MODES: tuple[str, ...] = ("agent-factory-3.1",)
 
 
 class ConvexStore:
-    """Store protocol on a Convex deployment.
+    """Every store role on a Convex deployment running the factory module.
 
     ``url``           the deployment URL (``https://<name>.convex.cloud``; ``.convex.site`` is accepted)
     ``auth_token``    a JWT sent as ``Authorization: Bearer <token>`` (FACTORY_AUTH=identity)
@@ -64,17 +66,7 @@ class ConvexStore:
     ``namespace``     the module file the functions live in (default ``agentFactory``)
     ``timeout_s``     the timeout of every HTTP call
     ``retry``         the retry policy for calls that are safe to repeat
-    ``compat``        ``"agent-factory-3.1"`` for an unmodified upstream deployment
     """
-
-    def __new__(cls, url: str, *args: Any, compat: Compat | None = None, **kwargs: Any) -> ConvexStore:
-        if compat is not None and cls is ConvexStore:
-            if compat not in COMPAT_MODES:
-                raise InvalidInput("compat", f"{compat!r} is not one of {', '.join(COMPAT_MODES)}")
-            from contracts.convex.compat import AgentFactoryCompatStore
-
-            return super().__new__(AgentFactoryCompatStore)
-        return super().__new__(cls)
 
     def __init__(
         self,
@@ -85,12 +77,10 @@ class ConvexStore:
         namespace: str = DEFAULT_NAMESPACE,
         timeout_s: float = 10.0,
         retry: RetryPolicy = DEFAULT_RETRY,
-        compat: Compat | None = None,
         wait_poll_s: float = 1.0,
     ) -> None:
         if wait_poll_s <= 0:
             raise InvalidInput("wait_poll_s", "must be positive")
-        self.compat = compat
         self.wait_poll_s = wait_poll_s
         self._client = ConvexClient(
             url,
@@ -144,12 +134,12 @@ class ConvexStore:
         value = await self._mutation("workerClaim", args, retry=False)
         return None if value is None else ClaimedJob.model_validate(value)
 
-    async def worker_heartbeat(self, lease: LeaseRef) -> bool:
-        return bool(await self._mutation("workerHeartbeat", to_wire(lease), retry=True))
+    async def worker_heartbeat(self, lease: LeaseRef) -> LeaseResult:
+        return LeaseResult.model_validate(await self._mutation("workerHeartbeat", to_wire(lease), retry=True))
 
-    async def worker_complete(self, lease: LeaseRef) -> bool:
+    async def worker_complete(self, lease: LeaseRef) -> LeaseResult:
         # A replay with the same lease reports the first outcome: safe to retry.
-        return bool(await self._mutation("workerComplete", to_wire(lease), retry=True))
+        return LeaseResult.model_validate(await self._mutation("workerComplete", to_wire(lease), retry=True))
 
     async def worker_fail(self, request: FailRequest) -> FailResult:
         return FailResult.model_validate(await self._mutation("workerFail", to_wire(request), retry=True))

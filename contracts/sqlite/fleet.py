@@ -20,6 +20,7 @@ from contracts.models import (
     WorkerRegistration,
     WorkerView,
 )
+from contracts.sqlite.queue import lease_ttl_ms
 
 _STATUS_ORDER = {"active": 0, "draining": 1, "stopping": 2, "stopped": 3}
 _WORKER_COLUMNS = (
@@ -190,6 +191,7 @@ def stats(conn: sqlite3.Connection, now: int) -> QueueStats:
     counts = _conversation_counts(conn, now)
     counts.pop("next_ready_at")
     return QueueStats(
+        lease_ttl_ms=lease_ttl_ms(conn),
         queued=by_status.get("queued", 0),
         processing=by_status.get("processing", 0),
         done=by_status.get("done", 0),

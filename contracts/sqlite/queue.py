@@ -24,6 +24,8 @@ from contracts.models import (
     FailRequest,
     FailResult,
     LeaseRef,
+    LeaseRefusal,
+    LeaseResult,
     MessagePayload,
     ReleaseResult,
 )
@@ -155,19 +157,30 @@ def _may_claim(conn: sqlite3.Connection, worker_id: str, now: int) -> bool:
     return bool(row[0] == "active")
 
 
+def lease_ttl_ms(conn: sqlite3.Connection) -> int:
+    """The store's lease length (``store_config``): one value for every process on the file."""
+    return int(conn.execute("SELECT value FROM store_config WHERE key = 'lease_ttl_ms'").fetchone()[0])
+
+
+def set_lease_ttl_ms(conn: sqlite3.Connection, ttl_ms: int) -> int:
+    """Record a new lease length; returns the previous one. Leases already granted keep theirs."""
+    previous = lease_ttl_ms(conn)
+    conn.execute("UPDATE store_config SET value = ? WHERE key = 'lease_ttl_ms'", (str(ttl_ms),))
+    return previous
+
+
 def claim(
     conn: sqlite3.Connection,
     worker_id: str,
     conversation_id: str | None,
     now: int,
-    policy: QueuePolicy,
     new_lease: TokenSource,
 ) -> ClaimedJob | None:
     """Lease the best due head, taking over an expired lease if that is the best one.
 
     Any claim, empty or not, counts as the worker's heartbeat.
     """
-    job = _claim(conn, worker_id, conversation_id, now, policy, new_lease)
+    job = _claim(conn, worker_id, conversation_id, now, new_lease)
     if job is None:
         conn.execute("UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?", (now, worker_id))
     else:
@@ -184,7 +197,6 @@ def _claim(
     worker_id: str,
     conversation_id: str | None,
     now: int,
-    policy: QueuePolicy,
     new_lease: TokenSource,
 ) -> ClaimedJob | None:
     if not _may_claim(conn, worker_id, now):
@@ -205,7 +217,7 @@ def _claim(
                 _dead_letter(conn, seq, now, reason, clear_lease=True)
                 refresh_head(conn, conv, settled=True)
                 continue
-        return _lease(conn, seq, conv, worker_id, now, policy, new_lease)
+        return _lease(conn, seq, conv, worker_id, now, new_lease)
 
 
 def _lease(
@@ -214,11 +226,10 @@ def _lease(
     conversation_id: str,
     worker_id: str,
     now: int,
-    policy: QueuePolicy,
     new_lease: TokenSource,
 ) -> ClaimedJob:
     lease_id = new_lease()
-    expires = lease_expiry(now, policy)
+    expires = lease_expiry(now, lease_ttl_ms(conn))
     message_id, agent_key, payload, attempts = conn.execute(
         "UPDATE messages SET status = 'processing', attempts = attempts + 1, lease_id = ?,"
         " lease_expires_at = ?, claimed_by = ? WHERE seq = ?"
@@ -239,6 +250,7 @@ def _lease(
         lease_expires_at=expires,
         attempt=attempts,
         payload=MessagePayload.model_validate_json(payload),
+        now=now,
     )
 
 
@@ -258,20 +270,35 @@ def _release_worker(conn: sqlite3.Connection, worker_id: str, now: int) -> None:
     )
 
 
-def heartbeat(conn: sqlite3.Connection, lease: LeaseRef, now: int, policy: QueuePolicy) -> bool:
-    expires = lease_expiry(now, policy)
+def refusal(conn: sqlite3.Connection, lease: LeaseRef, now: int) -> LeaseRefusal:
+    """Why a fenced call found nothing to change (only asked on that cold path)."""
+    row = conn.execute(
+        "SELECT status, lease_id, claimed_by, lease_expires_at FROM messages WHERE message_id = ?",
+        (lease.message_id,),
+    ).fetchone()
+    if row is None:
+        return "unknown_message"
+    status, lease_id, claimed_by, expires = row
+    ours = lease_id == lease.lease_id and claimed_by == lease.worker_id
+    if ours and status == "processing" and expires is not None and expires <= now:
+        return "lease_expired"
+    return "lease_lost"
+
+
+def heartbeat(conn: sqlite3.Connection, lease: LeaseRef, now: int) -> LeaseResult:
+    expires = lease_expiry(now, lease_ttl_ms(conn))
     row = conn.execute(
         f"UPDATE messages SET lease_expires_at = ? WHERE {_FENCE} RETURNING conversation_id",
         (expires, *_fence_args(lease, now)),
     ).fetchone()
     if row is None:
-        return False
+        return LeaseResult(ok=False, refused=refusal(conn, lease, now), now=now)
     conn.execute("UPDATE conversations SET available_at = ? WHERE conversation_id = ?", (expires, row[0]))
     conn.execute("UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?", (now, lease.worker_id))
-    return True
+    return LeaseResult(ok=True, lease_expires_at=expires, now=now)
 
 
-def complete(conn: sqlite3.Connection, lease: LeaseRef, now: int) -> bool:
+def complete(conn: sqlite3.Connection, lease: LeaseRef, now: int) -> LeaseResult:
     row = conn.execute(
         f"UPDATE messages SET status = 'done', lease_expires_at = NULL, finished_at = ? WHERE {_FENCE}"
         " RETURNING conversation_id",
@@ -283,10 +310,12 @@ def complete(conn: sqlite3.Connection, lease: LeaseRef, now: int) -> bool:
             "SELECT 1 FROM messages WHERE message_id = ? AND lease_id = ? AND claimed_by = ? AND status = 'done'",
             (lease.message_id, lease.lease_id, lease.worker_id),
         ).fetchone()
-        return replay is not None
+        if replay is not None:
+            return LeaseResult(ok=True, now=now)
+        return LeaseResult(ok=False, refused=refusal(conn, lease, now), now=now)
     refresh_head(conn, row[0], settled=True)
     _release_worker(conn, lease.worker_id, now)
-    return True
+    return LeaseResult(ok=True, now=now)
 
 
 def _dead_letter(conn: sqlite3.Connection, seq: int, now: int, reason: str, *, clear_lease: bool) -> None:
@@ -301,12 +330,12 @@ def _dead_letter(conn: sqlite3.Connection, seq: int, now: int, reason: str, *, c
 def fail(
     conn: sqlite3.Connection, request: FailRequest, now: int, policy: QueuePolicy, rng: RandomSource
 ) -> FailResult:
-    lease = LeaseRef(worker_id=request.worker_id, message_id=request.message_id, lease_id=request.lease_id)
+    lease = request.lease
     owned = conn.execute(
         f"SELECT seq, conversation_id, attempts, max_attempts FROM messages WHERE {_FENCE}", _fence_args(lease, now)
     ).fetchone()
     if owned is None:
-        return _fail_replay(conn, lease)
+        return _fail_replay(conn, lease, now)
     seq, conv, attempts, max_attempts = owned
     error = request.error_message[:4000]
     _release_worker(conn, lease.worker_id, now)
@@ -325,14 +354,14 @@ def fail(
     return FailResult(requeued=True, dead_lettered=False, next_scheduled_for=next_at)
 
 
-def _fail_replay(conn: sqlite3.Connection, lease: LeaseRef) -> FailResult:
+def _fail_replay(conn: sqlite3.Connection, lease: LeaseRef, now: int) -> FailResult:
     row = conn.execute(
         "SELECT status, scheduled_for FROM messages WHERE message_id = ? AND lease_id = ? AND claimed_by = ?"
         " AND status IN ('queued', 'dead_letter')",
         (lease.message_id, lease.lease_id, lease.worker_id),
     ).fetchone()
     if row is None:
-        return FailResult(requeued=False, dead_lettered=False)
+        return FailResult(requeued=False, dead_lettered=False, refused=refusal(conn, lease, now))
     if row[0] == "dead_letter":
         return FailResult(requeued=False, dead_lettered=True)
     return FailResult(requeued=True, dead_lettered=False, next_scheduled_for=int(row[1]))

@@ -135,6 +135,15 @@ MIGRATIONS: tuple[str, ...] = (
         1, 0
     );
     """,
+    # 2: the store's own settings. The lease TTL lives here, so every process sharing the file
+    # hands out leases of one length, whatever its own environment says.
+    """
+    CREATE TABLE store_config (
+        key               TEXT PRIMARY KEY,
+        value             TEXT NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO store_config (key, value) VALUES ('lease_ttl_ms', '60000');
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

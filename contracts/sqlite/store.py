@@ -1,4 +1,4 @@
-"""The embedded store: the reference implementation of the Store protocol on one SQLite file.
+"""The embedded store: the reference implementation of every store role on one SQLite file.
 
 Many processes may share the file (WAL, immediate transactions). Each operation is one short
 transaction run inline; while another process holds the write lock the call waits
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import anyio
+import structlog
 from pydantic import SecretStr
 
 from contracts.clock import Clock, SystemClock
@@ -34,6 +35,7 @@ from contracts.models import (
     LaunchRecord,
     LaunchState,
     LeaseRef,
+    LeaseResult,
     MessageRecord,
     QueueStats,
     RedriveResult,
@@ -42,12 +44,13 @@ from contracts.models import (
     WorkerRecord,
     WorkerRegistration,
 )
-from contracts.rules import QueuePolicy, RandomSource, system_random
+from contracts.rules import QueuePolicy, RandomSource, check_lease_ttl_ms, system_random
 from contracts.sqlite import agents, fleet, queue
 from contracts.sqlite.doorbell import Doorbell
 from contracts.sqlite.engine import Busy, Engine, Synchronous, connect
 
 T = TypeVar("T")
+log = structlog.get_logger("contracts.sqlite")
 
 
 def new_message_id() -> str:
@@ -60,7 +63,11 @@ def new_lease_id() -> str:
 
 
 class SqliteStore:
-    """Store protocol on a local SQLite file.
+    """Every store role (contracts.roles) on a local SQLite file.
+
+    ``lease_ttl_ms`` sets the store's lease length, recorded in the file for every process that
+    shares it; None keeps what the file says (60 s in a new store). A process never hands out a
+    lease of its own length.
 
     ``doorbell=False`` makes the store poll-only: it neither rings nor listens for the
     cross-process doorbell, and ``wait_for_work`` just sleeps out its timeout. For processes
@@ -73,6 +80,7 @@ class SqliteStore:
         path: Path | str,
         *,
         synchronous: Synchronous = "FULL",
+        lease_ttl_ms: int | None = None,
         policy: QueuePolicy | None = None,
         clock: Clock | None = None,
         rng: RandomSource | None = None,
@@ -92,12 +100,24 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreUnavailable(str(self.path), f"cannot open the SQLite file: {exc}") from exc
         self._engine = Engine(conn)
+        if lease_ttl_ms is not None:
+            self._configure_lease_ttl(check_lease_ttl_ms(lease_ttl_ms), busy_timeout_s)
         self._bell = Doorbell(self.path) if doorbell else None
         self._busy_timeout_s = busy_timeout_s
 
     @property
     def name(self) -> str:
         return f"sqlite:{self.path}"
+
+    def _configure_lease_ttl(self, ttl_ms: int, timeout_s: float) -> None:
+        # Opening already waits on other processes the blocking way (see connect); so does this.
+        self._engine.conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+        try:
+            previous = self._engine.write(lambda c: queue.set_lease_ttl_ms(c, ttl_ms))
+        finally:
+            self._engine.conn.execute("PRAGMA busy_timeout = 0")
+        if previous != ttl_ms:
+            log.info("lease TTL changed", store=self.name, lease_ttl_ms=ttl_ms, previous_ms=previous)
 
     async def _retry_busy(self, attempt: Callable[[], T]) -> T:
         """Run one transaction; while another process holds the lock, wait (async) and retry."""
@@ -138,14 +158,12 @@ class SqliteStore:
         return message_id
 
     async def worker_claim(self, worker_id: str, conversation_id: str | None = None) -> ClaimedJob | None:
-        return await self._write(
-            lambda c, now: queue.claim(c, worker_id, conversation_id, now, self.policy, self._new_lease)
-        )
+        return await self._write(lambda c, now: queue.claim(c, worker_id, conversation_id, now, self._new_lease))
 
-    async def worker_heartbeat(self, lease: LeaseRef) -> bool:
-        return await self._write(lambda c, now: queue.heartbeat(c, lease, now, self.policy))
+    async def worker_heartbeat(self, lease: LeaseRef) -> LeaseResult:
+        return await self._write(lambda c, now: queue.heartbeat(c, lease, now))
 
-    async def worker_complete(self, lease: LeaseRef) -> bool:
+    async def worker_complete(self, lease: LeaseRef) -> LeaseResult:
         # Completing a head unblocks the conversation's next message: wake idle workers.
         return await self._write(lambda c, now: queue.complete(c, lease, now), ring=True)
 

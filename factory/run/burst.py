@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import anyio
 
 from contracts.models import EnqueueRequest, MessagePayload
-from contracts.store import Store
 from factory.run.state import RunState, Tracked
+from factory.stores import FullStore
 
 BURST_WINDOW_S = 6.0  # the burst is spread over at most this long
 BURST_INTERVAL_S = 0.25
@@ -57,7 +57,7 @@ def demo_burst(conversations: int, messages: int) -> list[BurstMessage]:
     return burst
 
 
-async def enqueue_burst(store: Store, state: RunState, burst: Sequence[BurstMessage], run_id: str) -> None:
+async def enqueue_burst(store: FullStore, state: RunState, burst: Sequence[BurstMessage], run_id: str) -> None:
     interval = min(BURST_INTERVAL_S, BURST_WINDOW_S / max(1, len(burst)))
     for i, item in enumerate(burst):
         if i:

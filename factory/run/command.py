@@ -37,7 +37,7 @@ from factory.run.screen import Screen
 from factory.run.state import Outcome, RunState
 from factory.run.summary import print_summary, summary_of
 from factory.settings import LogSettings, RunSettings, StoreSettings, load
-from factory.stores import open_store
+from factory.stores import open_full_store
 
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
@@ -70,7 +70,7 @@ async def demo_run(screen: Screen, opts: RunOptions, plan: ModelPlan, env: Mappi
             install = await install_openclaw(screen, env, outcome, opts.timeout_s - (time.monotonic() - outcome.t0))
             outcome.phase = "starting the gateway"
             runtime = await start_gateway(screen, stack, install, opts.demo, plan, outcome)
-            store = open_store(opts.store)
+            store = open_full_store(opts.store, role="demo")
             stack.push_async_callback(_shielded, store.aclose)
             scale = fleet_settings(runtime, opts.max_workers)
             config = LocalConfig(

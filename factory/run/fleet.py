@@ -13,12 +13,12 @@ from autoscaler.errors import ProviderError
 from autoscaler.providers.local import LocalProvider
 from autoscaler.reconciler import Reconciler
 from contracts.errors import FactoryError
-from contracts.store import Store
 from factory.run.burst import BurstMessage, enqueue_burst
 from factory.run.demo import OBSERVE_S, SCALE_DOWN_WINDOW_S, TICK_S
 from factory.run.screen import Screen, excerpt, show_live, show_plain
 from factory.run.state import Outcome, RunState, Tracked
 from factory.settings import ScaleSettings
+from factory.stores import FullStore
 from worker.openclaw.gateway import GatewayRuntime
 
 BOOT_FAILURES_TO_GIVE_UP = 3
@@ -36,7 +36,7 @@ async def autoscale(reconciler: Reconciler, state: RunState) -> None:
         await anyio.sleep(TICK_S)
 
 
-async def _refresh_message(store: Store, state: RunState, tracked: Tracked) -> None:
+async def _refresh_message(store: FullStore, state: RunState, tracked: Tracked) -> None:
     record = await store.get_message(tracked.message_id)
     if record is None:
         return
@@ -51,7 +51,7 @@ async def _refresh_message(store: Store, state: RunState, tracked: Tracked) -> N
     state.finished.append(tracked)
 
 
-async def _reply_to(store: Store, tracked: Tracked) -> str | None:
+async def _reply_to(store: FullStore, tracked: Tracked) -> str | None:
     conversation = await store.get_conversation(tracked.conversation_id)
     history = conversation.history if conversation is not None else []
     for i in range(len(history) - 1, -1, -1):
@@ -61,7 +61,7 @@ async def _reply_to(store: Store, tracked: Tracked) -> str | None:
     return None
 
 
-async def observe(store: Store, provider: LocalProvider, state: RunState, settled: anyio.Event) -> None:
+async def observe(store: FullStore, provider: LocalProvider, state: RunState, settled: anyio.Event) -> None:
     """Read the store and the provider for the view; set ``settled`` once the run is over."""
     while True:
         for tracked in [m for m in state.messages.values() if not m.terminal]:
@@ -91,7 +91,7 @@ def _last_line(log: Path) -> str:
 async def run_fleet(
     screen: Screen,
     state: RunState,
-    store: Store,
+    store: FullStore,
     provider: LocalProvider,
     reconciler: Reconciler,
     burst: Sequence[BurstMessage],

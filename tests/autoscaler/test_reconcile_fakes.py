@@ -94,7 +94,7 @@ class Workers:
 
     async def finish_all(self) -> None:
         for lease in self.leases.values():
-            assert await self.store.worker_complete(lease)
+            assert (await self.store.worker_complete(lease)).ok
         self.leases.clear()
 
 

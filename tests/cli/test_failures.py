@@ -44,7 +44,9 @@ def test_a_worker_whose_gateway_is_down_fails_the_message_as_retryable(cli: Cli)
     line = _one_line(result.stderr)
     assert "queued for retry" in line and "127.0.0.1:9" in line
     stats = cli("queue", "stats", "--json").json()
-    assert (stats["retryingConversations"], stats["queued"], stats["deadLetters"]) == (1, 1, 0)
+    assert (stats["queued"], stats["deadLetters"]) == (1, 0)
+    # Waiting out its backoff, or already due again if this machine was slow to ask.
+    assert stats["retryingConversations"] + stats["readyConversations"] == 1
 
 
 def test_a_worker_without_a_gateway_token_names_the_setting(cli: Cli) -> None:

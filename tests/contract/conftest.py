@@ -16,9 +16,8 @@ import anyio
 import pytest
 
 from contracts.clock import ManualClock
-from contracts.rules import QueuePolicy
 from contracts.sqlite import SqliteStore
-from contracts.store import Store
+from tests.contract.helpers import Store
 
 if TYPE_CHECKING:
     from contracts.convex.standin import StandIn
@@ -26,8 +25,8 @@ if TYPE_CHECKING:
 STORE_KINDS = ["sqlite", "convex"]
 # Marks per kind, so `-m "not convex"` runs the suite without Node.
 KIND_MARKS = {"convex": [pytest.mark.convex]}
-# The policy every binding is configured with in this suite (Convex: the module's defaults).
-POLICY = QueuePolicy(lease_ttl_ms=60_000)
+# The lease length every binding hands out in this suite (Convex: the module's default).
+LEASE_TTL_MS = 60_000
 
 
 @dataclass
@@ -42,7 +41,7 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     kind = request.param
     if kind == "sqlite":
         clock = ManualClock()
-        store = SqliteStore(tmp_path / "contract.db", clock=clock, rng=random.Random(7), policy=POLICY)
+        store = SqliteStore(tmp_path / "contract.db", clock=clock, rng=random.Random(7), lease_ttl_ms=LEASE_TTL_MS)
 
         async def advance(ms: int) -> None:
             clock.advance(ms)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contracts.convex import ConvexStore
 from contracts.models import (
     ClaimedJob,
     EnqueueRequest,
@@ -10,7 +11,10 @@ from contracts.models import (
     MessagePayload,
     WorkerRegistration,
 )
-from contracts.store import Store
+from contracts.sqlite import SqliteStore
+
+# Every binding the contract suite runs against implements every role.
+Store = SqliteStore | ConvexStore
 
 
 def request(
@@ -45,13 +49,7 @@ def lease_of(job: ClaimedJob, worker_id: str = "w1") -> LeaseRef:
 
 
 def fail_of(job: ClaimedJob, error: str = "boom", *, retryable: bool = True, worker_id: str = "w1") -> FailRequest:
-    return FailRequest(
-        worker_id=worker_id,
-        message_id=job.message_id,
-        lease_id=job.lease_id,
-        error_message=error,
-        retryable=retryable,
-    )
+    return FailRequest(lease=lease_of(job, worker_id), error_message=error, retryable=retryable)
 
 
 async def claim_text(store: Store, worker_id: str = "w1") -> str | None:
@@ -59,5 +57,5 @@ async def claim_text(store: Store, worker_id: str = "w1") -> str | None:
     job = await store.worker_claim(worker_id)
     if job is None:
         return None
-    assert await store.worker_complete(lease_of(job, worker_id))
+    assert (await store.worker_complete(lease_of(job, worker_id))).ok
     return job.payload.message_text

@@ -14,7 +14,7 @@ from contracts.models import (
     SetWorkerStatusRequest,
     WorkerRegistration,
 )
-from tests.contract.conftest import POLICY, Harness
+from tests.contract.conftest import LEASE_TTL_MS, Harness
 from tests.contract.helpers import fail_of, lease_of, register, request
 
 pytestmark = pytest.mark.anyio
@@ -133,7 +133,7 @@ async def test_an_expired_lease_counts_as_ready_not_in_flight(harness: Harness) 
     await register(store)
     await store.enqueue(request())
     assert await store.worker_claim("w1") is not None
-    await harness.advance(POLICY.lease_ttl_ms)
+    await harness.advance(LEASE_TTL_MS)
     demand = await store.fleet_demand()
     assert (demand.ready_conversations, demand.inflight_conversations) == (1, 0)
     assert not demand.workers[0].busy
@@ -188,7 +188,7 @@ async def test_hydration_bundle_has_profile_history_and_secrets(harness: Harness
     assert "123:abc" not in repr(bundle)
     assert set(bundle.secrets) == {"telegram.botToken.bot"}
     assert bundle.payload.message_text == "hello"
-    assert await store.worker_complete(lease_of(job))
+    assert (await store.worker_complete(lease_of(job))).ok
     assert await store.worker_hydration_bundle(job.message_id) is None
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from contracts.errors import AgentUnavailable, ConversationConflict
-from contracts.models import AgentProfile, LeaseRef
-from tests.contract.conftest import POLICY, Harness
+from contracts.models import AgentProfile, FailRequest, LeaseRef
+from tests.contract.conftest import LEASE_TTL_MS, Harness
 from tests.contract.helpers import claim_text, fail_of, lease_of, register, request
 
 pytestmark = pytest.mark.anyio
@@ -75,7 +75,7 @@ async def test_next_message_waits_while_the_head_is_processing(harness: Harness)
     job = await store.worker_claim("w1")
     assert job is not None
     assert await store.worker_claim("w2") is None
-    assert await store.worker_complete(lease_of(job, "w1"))
+    assert (await store.worker_complete(lease_of(job, "w1"))).ok
     nxt = await store.worker_claim("w2")
     assert nxt is not None and nxt.payload.message_text == "two"
 
@@ -149,8 +149,10 @@ async def test_claim_returns_a_fresh_lease_with_the_ttl(harness: Harness) -> Non
     job = await store.worker_claim("w1")
     assert job is not None
     assert job.attempt == 1
-    assert job.lease_expires_at == now + POLICY.lease_ttl_ms
+    assert job.lease_expires_at == now + LEASE_TTL_MS
+    assert job.now == now  # the store's clock rides along: the worker paces itself by it
     assert len(job.lease_id) >= 16
+    assert (await store.queue_stats()).lease_ttl_ms == LEASE_TTL_MS
 
 
 async def test_heartbeat_extends_a_live_lease(harness: Harness) -> None:
@@ -159,10 +161,12 @@ async def test_heartbeat_extends_a_live_lease(harness: Harness) -> None:
     await store.enqueue(request())
     job = await store.worker_claim("w1")
     assert job is not None
-    await harness.advance(POLICY.lease_ttl_ms - 1_000)
-    assert await store.worker_heartbeat(lease_of(job))
-    await harness.advance(POLICY.lease_ttl_ms - 1_000)
-    assert await store.worker_complete(lease_of(job))
+    await harness.advance(LEASE_TTL_MS - 1_000)
+    now = await store.now_ms()
+    beat = await store.worker_heartbeat(lease_of(job))
+    assert (beat.ok, beat.refused, beat.lease_expires_at, beat.now) == (True, None, now + LEASE_TTL_MS, now)
+    await harness.advance(LEASE_TTL_MS - 1_000)
+    assert (await store.worker_complete(lease_of(job))).ok
 
 
 async def test_an_expired_lease_is_dead_even_before_a_sweep(harness: Harness) -> None:
@@ -172,9 +176,11 @@ async def test_an_expired_lease_is_dead_even_before_a_sweep(harness: Harness) ->
     await store.enqueue(request("c", "one"))
     job = await store.worker_claim("w1")
     assert job is not None
-    await harness.advance(POLICY.lease_ttl_ms)
-    assert not await store.worker_heartbeat(lease_of(job))
-    assert not await store.worker_complete(lease_of(job))
+    await harness.advance(LEASE_TTL_MS)
+    beat = await store.worker_heartbeat(lease_of(job))
+    assert (beat.ok, beat.refused) == (False, "lease_expired")
+    done = await store.worker_complete(lease_of(job))
+    assert (done.ok, done.refused) == (False, "lease_expired")
     taken = await store.worker_claim("w2")
     assert taken is not None
     assert taken.message_id == job.message_id
@@ -189,15 +195,16 @@ async def test_a_stale_lease_changes_nothing(harness: Harness) -> None:
     await store.enqueue(request("c", "one"))
     old = await store.worker_claim("w1")
     assert old is not None
-    await harness.advance(POLICY.lease_ttl_ms)
+    await harness.advance(LEASE_TTL_MS)
     new = await store.worker_claim("w2")
     assert new is not None
-    assert not await store.worker_complete(lease_of(old, "w1"))
+    refused = await store.worker_complete(lease_of(old, "w1"))
+    assert (refused.ok, refused.refused) == (False, "lease_lost")
     result = await store.worker_fail(fail_of(old, worker_id="w1"))
-    assert (result.requeued, result.dead_lettered) == (False, False)
+    assert (result.requeued, result.dead_lettered, result.refused) == (False, False, "lease_lost")
     record = await store.get_message(new.message_id)
     assert record is not None and record.status == "processing" and record.claimed_by == "w2"
-    assert await store.worker_complete(lease_of(new, "w2"))
+    assert (await store.worker_complete(lease_of(new, "w2"))).ok
 
 
 async def test_a_lease_is_fenced_by_worker_too(harness: Harness) -> None:
@@ -206,8 +213,8 @@ async def test_a_lease_is_fenced_by_worker_too(harness: Harness) -> None:
     await store.enqueue(request())
     job = await store.worker_claim("w1")
     assert job is not None
-    assert not await store.worker_complete(lease_of(job, "intruder"))
-    assert await store.worker_complete(lease_of(job, "w1"))
+    assert (await store.worker_complete(lease_of(job, "intruder"))).refused == "lease_lost"
+    assert (await store.worker_complete(lease_of(job, "w1"))).ok
 
 
 async def test_a_retried_complete_reports_the_first_outcome(harness: Harness) -> None:
@@ -216,20 +223,25 @@ async def test_a_retried_complete_reports_the_first_outcome(harness: Harness) ->
     await store.enqueue(request())
     job = await store.worker_claim("w1")
     assert job is not None
-    assert await store.worker_complete(lease_of(job))
-    assert await store.worker_complete(lease_of(job))
+    assert (await store.worker_complete(lease_of(job))).ok
+    assert (await store.worker_complete(lease_of(job))).ok
     assert (await store.queue_stats()).done == 1
 
 
-async def test_an_unknown_lease_returns_false(harness: Harness) -> None:
+async def test_an_unknown_lease_or_message_is_refused_with_the_reason(harness: Harness) -> None:
     store = harness.store
     await register(store)
     await store.enqueue(request())
     job = await store.worker_claim("w1")
     assert job is not None
     forged = LeaseRef(worker_id="w1", message_id=job.message_id, lease_id="not-the-lease")
-    assert not await store.worker_heartbeat(forged)
-    assert not await store.worker_complete(forged)
+    assert (await store.worker_heartbeat(forged)).refused == "lease_lost"
+    assert (await store.worker_complete(forged)).refused == "lease_lost"
+    unknown = LeaseRef(worker_id="w1", message_id="no-such-message", lease_id=job.lease_id)
+    assert (await store.worker_heartbeat(unknown)).refused == "unknown_message"
+    assert (await store.worker_complete(unknown)).refused == "unknown_message"
+    failed = await store.worker_fail(FailRequest(lease=unknown, error_message="x"))
+    assert failed.refused == "unknown_message"
 
 
 # --------------------------------------------------------------------------- failure, retry, dead letter
@@ -330,7 +342,7 @@ async def test_a_message_that_crashes_every_worker_ends_dead_lettered(harness: H
     for attempt in (1, 2, 3):
         job = await store.worker_claim("w1")
         assert job is not None and job.attempt == attempt and job.payload.message_text == "kills workers"
-        await harness.advance(POLICY.lease_ttl_ms)  # the worker died; nobody heartbeats
+        await harness.advance(LEASE_TTL_MS)  # the worker died; nobody heartbeats
     assert await claim_text(store) == "survivor"
     [dead] = await store.list_dead_letters()
     assert "lease expired" in dead.last_error and dead.attempts == 3
@@ -347,7 +359,7 @@ async def test_sweep_returns_expired_leases_or_dead_letters_them(harness: Harnes
     assert await store.worker_claim("w1") is not None
     assert await store.worker_claim("w1") is not None
     assert (await store.release_expired()).released == 0
-    await harness.advance(POLICY.lease_ttl_ms)
+    await harness.advance(LEASE_TTL_MS)
     result = await store.release_expired()
     assert (result.released, result.dead_lettered) == (1, 1)
     stats = await store.queue_stats()
@@ -395,7 +407,7 @@ async def test_redrive_never_puts_two_messages_of_a_conversation_in_flight(harne
     assert second is not None and second.payload.message_text == "second"
     await store.redrive(first.message_id)
     assert await store.worker_claim("w2") is None
-    assert await store.worker_complete(lease_of(second, "w1"))
+    assert (await store.worker_complete(lease_of(second, "w1"))).ok
     again = await store.worker_claim("w2")
     assert again is not None and again.message_id == first.message_id
 

@@ -101,10 +101,10 @@ def test_auth_headers() -> None:
 
 
 async def test_requests_carry_path_args_format_and_the_auth_header() -> None:
-    with ConvexEcho(value=True) as echo:
+    with ConvexEcho(value={"ok": True, "leaseExpiresAt": 61_000, "now": 1_000}) as echo:
         store = ConvexStore(echo.url, auth_token="secret-jwt", namespace="myFactory")
         lease = LeaseRef(worker_id="w1", message_id="m1", lease_id="l1")
-        assert await store.worker_heartbeat(lease) is True
+        assert (await store.worker_heartbeat(lease)).lease_expires_at == 61_000
         await store.aclose()
     (sent,) = echo.requests
     assert sent.path == "/api/mutation"
@@ -244,7 +244,9 @@ async def test_a_proxy_error_is_an_unknown_outcome_not_retried_for_a_claim() -> 
         assert not isinstance(caught.value, NotCommitted)
         assert echo.count("mutation") == 1
         echo.fail_next("mutation", 503, body={"error": "upstream connect error"})
-        assert await store.worker_heartbeat(LeaseRef(worker_id="w", message_id="m", lease_id="l")) is False
+        echo.value = {"ok": False, "refused": "lease_lost", "now": 1_000}
+        refused = await store.worker_heartbeat(LeaseRef(worker_id="w", message_id="m", lease_id="l"))
+        assert refused.refused == "lease_lost"
         assert echo.count("mutation") == 3  # fenced by the lease: retried
         await store.aclose()
 
@@ -256,7 +258,7 @@ async def test_a_complete_whose_reply_was_lost_is_retried_and_reports_success(fr
     job = await store.worker_claim("w1")
     assert job is not None
     fresh.fail_next(1, 503, after_run=True)
-    assert await store.worker_complete(LeaseRef(worker_id="w1", message_id=job.message_id, lease_id=job.lease_id))
+    assert (await store.worker_complete(LeaseRef(worker_id="w1", message_id=job.message_id, lease_id=job.lease_id))).ok
     stats = await store.queue_stats()
     assert (stats.done, stats.processing) == (1, 0)
     await store.aclose()
@@ -310,9 +312,8 @@ async def test_wait_for_work_wakes_when_work_arrives_or_falls_due(fresh: StandIn
     assert woke == [True]
     job = await store.worker_claim("w1")
     assert job is not None
-    await store.worker_fail(
-        FailRequest(worker_id="w1", message_id=job.message_id, lease_id=job.lease_id, error_message="x")
-    )
+    lease = LeaseRef(worker_id="w1", message_id=job.message_id, lease_id=job.lease_id)
+    await store.worker_fail(FailRequest(lease=lease, error_message="x"))
     async with anyio.create_task_group() as tg:
         tg.start_soon(wait)
         await anyio.sleep(0.1)
@@ -330,9 +331,10 @@ async def test_logs_never_carry_worker_ids_leases_or_tokens(fresh: StandIn, capl
     assert job is not None
     caplog.set_level("DEBUG")
     fresh.fail_next(2, 503)
-    assert await store.worker_heartbeat(
+    beat = await store.worker_heartbeat(
         LeaseRef(worker_id="worker-7f3a", message_id=job.message_id, lease_id=job.lease_id)
     )
+    assert beat.ok
     assert "unavailable (attempt 1 of 3)" in caplog.text
     for secret in ("worker-7f3a", job.lease_id, token, "worker-secret-subject"):
         assert secret not in caplog.text
@@ -354,9 +356,8 @@ async def test_concurrent_workers_drain_the_queue_in_per_conversation_order(fres
                 await anyio.sleep(0.01)
                 continue
             delivered.append(job.payload.message_text)
-            assert await store.worker_complete(
-                LeaseRef(worker_id=name, message_id=job.message_id, lease_id=job.lease_id)
-            )
+            lease = LeaseRef(worker_id=name, message_id=job.message_id, lease_id=job.lease_id)
+            assert (await store.worker_complete(lease)).ok
 
     async with anyio.create_task_group() as tg:
         for n in range(6):

@@ -6,18 +6,20 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from contracts.convex import AgentFactoryCompatStore, ConvexStore, UnsupportedByCompat
+from contracts.convex import AgentFactoryCompatStore, UnsupportedByCompat
 from contracts.errors import InvalidInput, StoreFunctionError
 from contracts.models import (
     AppendRequest,
     EnqueueRequest,
     FailRequest,
     HistoryMessage,
-    LaunchRecord,
     LeaseRef,
     MessagePayload,
     WorkerRegistration,
 )
+from contracts.roles import EnqueueStore, FleetStore, OperatorStore, WorkerStore
+from factory.settings import StoreSettings
+from factory.stores import open_full_store, open_store
 from tests.fakes.agent_factory_api import AgentFactoryApi
 
 pytestmark = pytest.mark.anyio
@@ -31,8 +33,8 @@ def upstream() -> Iterator[AgentFactoryApi]:
 
 
 @pytest.fixture
-async def store(upstream: AgentFactoryApi) -> AsyncIterator[ConvexStore]:
-    store = ConvexStore(upstream.url, compat="agent-factory-3.1", wait_poll_s=0.01)
+async def store(upstream: AgentFactoryApi) -> AsyncIterator[AgentFactoryCompatStore]:
+    store = AgentFactoryCompatStore(upstream.url, wait_poll_s=0.01)
     yield store
     await store.aclose()
 
@@ -45,18 +47,19 @@ def message(text: str = "hi", **payload: str) -> EnqueueRequest:
     )
 
 
-async def test_compat_is_a_mode_of_convex_store(upstream: AgentFactoryApi) -> None:
-    store = ConvexStore(upstream.url, compat="agent-factory-3.1")
-    assert isinstance(store, AgentFactoryCompatStore)
-    assert store.namespace == "agentFactory"
+async def test_compat_mode_is_chosen_by_the_settings_and_plays_the_worker_role(upstream: AgentFactoryApi) -> None:
+    settings = StoreSettings(store=upstream.url, convex_compat="agent-factory-3.1")
+    store = open_store(settings)
+    roles = (WorkerStore, EnqueueStore, FleetStore, OperatorStore)
+    assert [role.__name__ for role in roles if isinstance(store, role)] == ["WorkerStore", "EnqueueStore"]
     await store.aclose()
     with pytest.raises(InvalidInput, match="auth_token"):
-        ConvexStore(upstream.url, compat="agent-factory-3.1", auth_token="jwt")
-    with pytest.raises(InvalidInput, match="compat"):
-        ConvexStore(upstream.url, compat="agent-factory-9")  # type: ignore[arg-type]
+        AgentFactoryCompatStore(upstream.url, auth_token="jwt")
+    with pytest.raises(InvalidInput, match="FACTORY_CONVEX_COMPAT"):
+        AgentFactoryCompatStore(upstream.url, compat="agent-factory-9")  # type: ignore[arg-type]
 
 
-async def test_a_whole_job_in_upstream_shapes(store: ConvexStore, upstream: AgentFactoryApi) -> None:
+async def test_a_whole_job_in_upstream_shapes(store: AgentFactoryCompatStore, upstream: AgentFactoryApi) -> None:
     message_id = await store.enqueue(message("hello", external_message_id="tg-1", raw_update_json="{}"))
     record = await store.worker_register(WorkerRegistration(worker_id="w1", provider="fly"))
     assert record.status == "active"  # a no-op: upstream registers by claiming
@@ -64,7 +67,7 @@ async def test_a_whole_job_in_upstream_shapes(store: ConvexStore, upstream: Agen
     assert job is not None
     assert (job.message_id, job.attempt, job.payload.message_text) == (message_id, 1, "hello")
     lease = LeaseRef(worker_id="w1", message_id=job.message_id, lease_id=job.lease_id)
-    assert await store.worker_heartbeat(lease) is True
+    assert (await store.worker_heartbeat(lease)).ok
     bundle = await store.worker_hydration_bundle(job.message_id)
     assert bundle is not None
     assert bundle.telegram_bot_token is not None
@@ -76,8 +79,9 @@ async def test_a_whole_job_in_upstream_shapes(store: ConvexStore, upstream: Agen
     )
     assert (appended.updated, appended.message_count) == (True, 2)
     assert (await store.worker_control_state("w1")).should_stop is False
-    assert await store.worker_complete(lease) is True
-    assert await store.worker_complete(lease) is False  # upstream reports a replay as a lost lease
+    assert (await store.worker_complete(lease)).ok
+    replay = await store.worker_complete(lease)  # upstream reports a replay as a lost lease
+    assert (replay.ok, replay.refused) == (False, "lease_lost")
     assert [name for name, _ in upstream.calls] == [
         "enqueue",
         "workerClaim",
@@ -108,13 +112,12 @@ async def test_a_whole_job_in_upstream_shapes(store: ConvexStore, upstream: Agen
     assert bundle is None  # no longer processing
 
 
-async def test_fail_uses_upstream_args_and_result(store: ConvexStore, upstream: AgentFactoryApi) -> None:
+async def test_fail_uses_upstream_args_and_result(store: AgentFactoryCompatStore, upstream: AgentFactoryApi) -> None:
     await store.enqueue(message())
     job = await store.worker_claim("w1")
     assert job is not None
-    fail = FailRequest(
-        worker_id="w1", message_id=job.message_id, lease_id=job.lease_id, error_message="boom", retryable=False
-    )
+    lease = LeaseRef(worker_id="w1", message_id=job.message_id, lease_id=job.lease_id)
+    fail = FailRequest(lease=lease, error_message="boom", retryable=False)
     result = await store.worker_fail(fail)
     assert result.requeued and not result.dead_lettered
     assert result.next_scheduled_for is not None
@@ -124,9 +127,12 @@ async def test_fail_uses_upstream_args_and_result(store: ConvexStore, upstream: 
     )
     replay = await store.worker_fail(fail)
     assert (replay.requeued, replay.dead_lettered, replay.next_scheduled_for) == (False, False, None)
+    assert replay.refused == "lease_lost"
 
 
-async def test_control_is_not_asked_before_the_first_claim(store: ConvexStore, upstream: AgentFactoryApi) -> None:
+async def test_control_is_not_asked_before_the_first_claim(
+    store: AgentFactoryCompatStore, upstream: AgentFactoryApi
+) -> None:
     """Upstream answers "stop" for a worker without a row, and rows appear with the first claim."""
     assert (await store.worker_control_state("never-claimed")).should_stop is False
     assert upstream.calls == []
@@ -136,7 +142,7 @@ async def test_control_is_not_asked_before_the_first_claim(store: ConvexStore, u
     assert upstream.calls[-1][0] == "workerControlState"
 
 
-async def test_upstream_errors_are_function_errors(store: ConvexStore) -> None:
+async def test_upstream_errors_are_function_errors(store: AgentFactoryCompatStore) -> None:
     with pytest.raises(StoreFunctionError, match=r"agentFactory:enqueue failed: .*not found or disabled"):
         await store.enqueue(
             EnqueueRequest(
@@ -147,23 +153,20 @@ async def test_upstream_errors_are_function_errors(store: ConvexStore) -> None:
         )
 
 
-async def test_what_upstream_cannot_express_is_refused_before_sending(store: ConvexStore) -> None:
+async def test_what_upstream_cannot_express_is_refused_before_sending(store: AgentFactoryCompatStore) -> None:
     with pytest.raises(InvalidInput, match="scheduledFor"):
         await store.enqueue(message().model_copy(update={"scheduled_for": 5}))
     with pytest.raises(InvalidInput, match="maxAttempts"):
         await store.enqueue(message().model_copy(update={"max_attempts": 2}))
 
 
-async def test_functions_upstream_lacks_raise_a_clear_error(store: ConvexStore, upstream: AgentFactoryApi) -> None:
-    with pytest.raises(UnsupportedByCompat, match=r"agent-factory 3\.1 does not provide fleetDemand"):
-        await store.fleet_demand()
-    with pytest.raises(UnsupportedByCompat, match="ledgerRecord"):
-        await store.ledger_record(LaunchRecord(launch_id="L1", provider="fly", requested_at=1))
-    with pytest.raises(UnsupportedByCompat, match="queueStats"):
-        await store.queue_stats()
+async def test_a_role_upstream_lacks_is_refused_once_before_anything_runs(upstream: AgentFactoryApi) -> None:
+    settings = StoreSettings(store=upstream.url, convex_compat="agent-factory-3.1")
+    with pytest.raises(UnsupportedByCompat, match=r"agent-factory 3\.1 has no fleet functions"):
+        open_full_store(settings, role="fleet")
     assert upstream.calls == []
 
 
-async def test_waiting_is_a_plain_poll(store: ConvexStore) -> None:
+async def test_waiting_is_a_plain_poll(store: AgentFactoryCompatStore) -> None:
     assert await store.wait_for_work(5) is False  # sleeps one poll interval (10 ms here)
     assert await store.now_ms() > 1_700_000_000_000

@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contracts.rules import QueuePolicy, backoff_ms, heartbeat_interval_ms, lease_is_live, out_of_attempts
+from contracts.rules import (
+    QueuePolicy,
+    backoff_ms,
+    check_lease_ttl_ms,
+    heartbeat_interval_ms,
+    lease_is_live,
+    lease_remaining_ms,
+    out_of_attempts,
+)
 
 POLICY = QueuePolicy()
 
@@ -50,9 +58,19 @@ def test_attempts_are_counted_at_claim() -> None:
 
 
 def test_three_heartbeats_fit_in_a_lease() -> None:
-    assert heartbeat_interval_ms(QueuePolicy(lease_ttl_ms=60_000)) == 20_000
+    assert heartbeat_interval_ms(60_000) == 20_000
 
 
-def test_policy_rejects_nonsense() -> None:
-    with pytest.raises(ValueError, match="lease_ttl_ms"):
-        QueuePolicy(lease_ttl_ms=10)
+def test_what_is_left_of_a_lease_is_read_on_the_store_clock_when_it_says() -> None:
+    assert lease_remaining_ms(lease_expires_at=61_000, store_now=1_000, local_now_ms=999_999) == 60_000
+    # Without the store's clock (upstream), this machine's clock stands in.
+    assert lease_remaining_ms(lease_expires_at=61_000, store_now=None, local_now_ms=31_000) == 30_000
+    assert lease_remaining_ms(lease_expires_at=61_000, store_now=None, local_now_ms=99_000) == 0
+
+
+def test_the_lease_ttl_must_be_usable() -> None:
+    assert check_lease_ttl_ms(60_000) == 60_000
+    with pytest.raises(ValueError, match="FACTORY_LEASE_TTL_MS"):
+        check_lease_ttl_ms(10)
+    with pytest.raises(ValueError, match="FACTORY_LEASE_TTL_MS"):
+        check_lease_ttl_ms(10**12)

@@ -8,8 +8,8 @@ import anyio
 import pytest
 
 from contracts.models import EnqueueRequest, MessagePayload, WorkerRegistration
+from contracts.roles import WorkerStore
 from contracts.sqlite import SqliteStore
-from contracts.store import Store
 from factory.settings import StoreSettings, load
 from factory.stores import open_store
 from worker.config import WorkerConfig
@@ -30,7 +30,7 @@ def _request(text: str) -> EnqueueRequest:
     )
 
 
-async def _wait_while_enqueueing(waiter: Store, writer: Store, timeout_s: float) -> tuple[bool, float]:
+async def _wait_while_enqueueing(waiter: WorkerStore, writer: SqliteStore, timeout_s: float) -> tuple[bool, float]:
     """Start ``waiter.wait_for_work``, enqueue through ``writer`` meanwhile; (rung, seconds waited)."""
     result: list[bool] = []
     started = anyio.current_time()

@@ -36,9 +36,8 @@ def _drain(db: str, worker_id: str, out: str) -> None:
             held_from = time.monotonic()
             conversation, index = job.payload.message_text.split("#")
             held_until = time.monotonic()
-            ok = await store.worker_complete(
-                LeaseRef(worker_id=worker_id, message_id=job.message_id, lease_id=job.lease_id)
-            )
+            lease = LeaseRef(worker_id=worker_id, message_id=job.message_id, lease_id=job.lease_id)
+            ok = (await store.worker_complete(lease)).ok
             lines.append([job.message_id, conversation, int(index), held_from, held_until, ok, job.attempt])
         await store.aclose()
         await anyio.Path(out).write_text(json.dumps(lines))

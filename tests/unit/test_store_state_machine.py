@@ -32,11 +32,10 @@ from contracts.models import (
     MessagePayload,
     WorkerRegistration,
 )
-from contracts.rules import QueuePolicy
 from contracts.sqlite import SqliteStore
 
 T = TypeVar("T")
-POLICY = QueuePolicy(lease_ttl_ms=60_000)
+LEASE_TTL_MS = 60_000
 WORKERS = ("w1", "w2", "w3")
 CONVERSATIONS = ("a", "b", "c")
 
@@ -117,7 +116,7 @@ class StoreMachine(RuleBasedStateMachine):
         self.portal_cm = anyio.from_thread.start_blocking_portal("asyncio")
         self.portal = self.portal_cm.__enter__()
         self.store = SqliteStore(
-            self.dir / "sm.db", synchronous="NORMAL", clock=self.clock, rng=random.Random(0), policy=POLICY
+            self.dir / "sm.db", synchronous="NORMAL", clock=self.clock, rng=random.Random(0), lease_ttl_ms=LEASE_TTL_MS
         )
         self.model = Model(now=self.clock.now_ms())
         self.leases: list[Lease] = []
@@ -174,7 +173,7 @@ class StoreMachine(RuleBasedStateMachine):
                 if o.conversation == m.conversation
             )
         m.status, m.attempts, m.lease, m.worker = "processing", m.attempts + 1, job.lease_id, worker
-        m.expires = self.model.now + POLICY.lease_ttl_ms
+        m.expires = self.model.now + LEASE_TTL_MS
         assert job.attempt == m.attempts and job.lease_expires_at == m.expires
         self.leases.append(Lease(worker, job.message_id, job.lease_id))
 
@@ -184,10 +183,12 @@ class StoreMachine(RuleBasedStateMachine):
         lease = self.leases[pick % len(self.leases)]
         owned = self.model.owns(lease)
         before = self._snapshot()
-        ok = self.call(lambda: self.store.worker_heartbeat(self._ref(lease)))
-        assert ok == (owned is not None)
+        answer = self.call(lambda: self.store.worker_heartbeat(self._ref(lease)))
+        assert answer.ok == (owned is not None)
+        assert (answer.refused is None) == answer.ok
         if owned is not None:
-            owned.expires = self.model.now + POLICY.lease_ttl_ms
+            owned.expires = self.model.now + LEASE_TTL_MS
+            assert answer.lease_expires_at == owned.expires
         else:
             assert self._snapshot() == before
 
@@ -199,8 +200,8 @@ class StoreMachine(RuleBasedStateMachine):
         owned = self.model.owns(lease)
         replay = m.status == "done" and m.settled_lease == lease.lease_id and m.worker == lease.worker
         before = self._snapshot()
-        ok = self.call(lambda: self.store.worker_complete(self._ref(lease)))
-        assert ok == (owned is not None or replay)
+        answer = self.call(lambda: self.store.worker_complete(self._ref(lease)))
+        assert answer.ok == (owned is not None or replay)
         if owned is not None:
             m.status, m.expires, m.settled_lease = "done", None, lease.lease_id
         else:
@@ -212,13 +213,7 @@ class StoreMachine(RuleBasedStateMachine):
         lease = self.leases[pick % len(self.leases)]
         m = self.model.messages[lease.message_id]
         owned = self.model.owns(lease)
-        request = FailRequest(
-            worker_id=lease.worker,
-            message_id=lease.message_id,
-            lease_id=lease.lease_id,
-            error_message="boom",
-            retryable=retryable,
-        )
+        request = FailRequest(lease=self._ref(lease), error_message="boom", retryable=retryable)
         before = self._snapshot()
         result = self.call(lambda: self.store.worker_fail(request))
         if owned is None:
@@ -227,6 +222,7 @@ class StoreMachine(RuleBasedStateMachine):
                 assert result == m.fail_result
             else:
                 assert (result.requeued, result.dead_lettered) == (False, False)
+                assert result.refused in ("lease_lost", "lease_expired")
             assert self._snapshot() == before
             return
         m.settled_lease, m.expires, m.fail_result = lease.lease_id, None, result

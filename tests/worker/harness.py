@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 
 from contracts.models import EnqueueRequest, MessagePayload
-from contracts.store import Store
+from contracts.roles import WorkerStore
 from tests.gateway_fixture import OpenClawGateway
 from worker.config import WorkerConfig
 from worker.health import Readiness
@@ -35,7 +35,7 @@ def message(conversation: str, text: str, *, provider: str = "app", user: str = 
 
 
 def build_worker(
-    store: Store,
+    store: WorkerStore,
     delivery: WsDelivery,
     *,
     worker_id: str = "w1",

@@ -12,7 +12,6 @@ from pydantic import SecretStr
 
 from contracts.clock import ManualClock
 from contracts.models import LeaseRef
-from contracts.rules import QueuePolicy
 from contracts.sqlite import SqliteStore
 from tests.fakes.telegram_api import run_telegram_fake
 from tests.gateway_fixture import OpenClawGateway
@@ -33,7 +32,7 @@ def _count(metrics: WorkerMetrics, name: str) -> float:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "w.db", clock=ManualClock(), rng=random.Random(1), policy=QueuePolicy())
+    s = SqliteStore(tmp_path / "w.db", clock=ManualClock(), rng=random.Random(1))
     try:
         yield s
     finally:
@@ -120,8 +119,10 @@ async def test_lease_loss_mid_delivery_cancels_the_job_and_sends_nothing(
     ):
         await store.import_secret("telegram.botToken.default", SecretStr(BOT_TOKEN))
         message_id = await store.enqueue(message("w-lost", "SLOW:6000 lose my lease", provider="telegram", user="77"))
-        # Heartbeat every second, so the loss is noticed long before the slow reply arrives.
-        worker, metrics = build_worker(store, delivery, telegram=telegram, lease_ttl_s=3.0)
+        # A 3 s lease (the store's, set for every process on the file): the worker heartbeats
+        # every second, so the loss is noticed long before the slow reply arrives.
+        await SqliteStore(store.path, lease_ttl_ms=3_000).aclose()
+        worker, metrics = build_worker(store, delivery, telegram=telegram)
         async with anyio.create_task_group() as tg:
             tg.start_soon(worker.run)
 
@@ -147,9 +148,8 @@ async def test_lease_loss_mid_delivery_cancels_the_job_and_sends_nothing(
         assert conversation is not None and conversation.history == []
         assert _count(metrics, "completes") == 0
         assert thief is not None
-        assert await store.worker_complete(
-            LeaseRef(worker_id="w-thief", message_id=message_id, lease_id=thief.lease_id)
-        )
+        lease = LeaseRef(worker_id="w-thief", message_id=message_id, lease_id=thief.lease_id)
+        assert (await store.worker_complete(lease)).ok
 
 
 async def test_a_telegram_message_is_answered_on_telegram(

@@ -17,7 +17,6 @@ import anyio
 import pytest
 
 from contracts.models import MessageRecord
-from contracts.rules import QueuePolicy
 from contracts.sqlite import SqliteStore
 from tests.gateway_fixture import OpenClawGateway
 from tests.worker.harness import message, start_worker_process, worker_env
@@ -27,7 +26,7 @@ TTL_S = 2
 
 
 def _store(path: Path) -> SqliteStore:
-    return SqliteStore(path, policy=QueuePolicy(lease_ttl_ms=TTL_S * 1000))
+    return SqliteStore(path, lease_ttl_ms=TTL_S * 1000)
 
 
 def _enqueue(path: Path, conversation: str, text: str, *, max_attempts: int = 5) -> str:
@@ -93,7 +92,7 @@ def test_worker_run_once_processes_a_message_and_exits_0(tmp_path: Path, opencla
 
 def test_sigkill_mid_job_is_redelivered_and_completes_once(tmp_path: Path, openclaw_gateway: OpenClawGateway) -> None:
     db = tmp_path / "kill.db"
-    env = worker_env(openclaw_gateway, FACTORY_LEASE_TTL_S=str(TTL_S))
+    env = worker_env(openclaw_gateway)  # the lease length is the store's (set in _store); workers never carry it
     message_id = _enqueue(db, "kill-once", "SLOW:3000 survive a crash")
     victim = start_worker_process(db, env, log=tmp_path / "victim.log")
     try:
@@ -117,7 +116,7 @@ def test_a_message_that_kills_every_worker_ends_dead_lettered(
     tmp_path: Path, openclaw_gateway: OpenClawGateway
 ) -> None:
     db = tmp_path / "poison.db"
-    env = worker_env(openclaw_gateway, FACTORY_LEASE_TTL_S=str(TTL_S))
+    env = worker_env(openclaw_gateway)  # the lease length is the store's (set in _store); workers never carry it
     message_id = _enqueue(db, "poison", "SLOW:60000 poison pill", max_attempts=3)
     after_id = _enqueue(db, "poison", "after the poison")
     for attempt in (1, 2, 3):

@@ -6,5 +6,7 @@ export default defineConfig({
     server: { deps: { inline: ["convex-test"] } },
     include: ["convex/**/*.test.ts"],
     restoreMocks: true,
+    // Timeouts are not assertions: a loaded 2-core CI machine must not fail a correct test.
+    testTimeout: 60_000,
   },
 });

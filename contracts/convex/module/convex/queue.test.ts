@@ -69,7 +69,7 @@ describe("claim order", () => {
     const job = (await claim(h, "w1"))!;
     expect(job).toMatchObject({ messageId: m1, attempt: 1, leaseExpiresAt: T0 + 60_000 });
     expect(await claim(h, "w2")).toBeNull(); // c1 is locked by w1
-    expect(await h.t.mutation(api.workerComplete, leaseOf(job, "w1"))).toBe(true);
+    expect(await h.t.mutation(api.workerComplete, leaseOf(job, "w1"))).toMatchObject({ ok: true });
     expect((await claim(h, "w2"))!.messageId).toBe(m2);
   });
 
@@ -141,18 +141,28 @@ describe("claim order", () => {
 });
 
 describe("leases", () => {
-  test("heartbeat extends a live lease; anything else returns false and changes nothing", async () => {
+  test("heartbeat extends a live lease; anything else is refused with the reason and changes nothing", async () => {
     const h = setup();
     await send(h, "c1", "x");
     const job = (await claim(h))!;
+    expect(job.now).toBe(T0);
+    expect(job.leaseExpiresAt - job.now).toBe(60_000);
     h.advance(30_000);
-    expect(await h.t.mutation(api.workerHeartbeat, leaseOf(job))).toBe(true);
-    expect(await h.t.mutation(api.workerHeartbeat, { ...leaseOf(job), leaseId: "forged" })).toBe(false);
-    expect(await h.t.mutation(api.workerHeartbeat, leaseOf(job, "w2"))).toBe(false);
-    expect(await h.t.mutation(api.workerHeartbeat, { ...leaseOf(job), messageId: "not-an-id" })).toBe(false);
+    expect(await h.t.mutation(api.workerHeartbeat, leaseOf(job))).toEqual({
+      ok: true,
+      leaseExpiresAt: T0 + 90_000,
+      now: T0 + 30_000,
+    });
+    const refused = (lease: object) => h.t.mutation(api.workerHeartbeat, lease);
+    expect(await refused({ ...leaseOf(job), leaseId: "forged" })).toMatchObject({ ok: false, refused: "lease_lost" });
+    expect(await refused(leaseOf(job, "w2"))).toMatchObject({ ok: false, refused: "lease_lost" });
+    expect(await refused({ ...leaseOf(job), messageId: "not-an-id" })).toMatchObject({
+      ok: false,
+      refused: "unknown_message",
+    });
     h.advance(60_000); // exactly at the extended expiry: already dead
-    expect(await h.t.mutation(api.workerHeartbeat, leaseOf(job))).toBe(false);
-    expect(await h.t.mutation(api.workerComplete, leaseOf(job))).toBe(false);
+    expect(await refused(leaseOf(job))).toMatchObject({ ok: false, refused: "lease_expired" });
+    expect(await h.t.mutation(api.workerComplete, leaseOf(job))).toMatchObject({ ok: false, refused: "lease_expired" });
   });
 
   test("an expired lease is dead before any sweep: a claim takes the conversation over", async () => {
@@ -163,8 +173,11 @@ describe("leases", () => {
     const second = (await claim(h, "w2"))!;
     expect(second).toMatchObject({ messageId: m, attempt: 2 });
     expect(second.leaseId).not.toBe(first.leaseId);
-    expect(await h.t.mutation(api.workerComplete, leaseOf(first, "w1"))).toBe(false);
-    expect(await h.t.mutation(api.workerComplete, leaseOf(second, "w2"))).toBe(true);
+    expect(await h.t.mutation(api.workerComplete, leaseOf(first, "w1"))).toMatchObject({
+      ok: false,
+      refused: "lease_lost",
+    });
+    expect(await h.t.mutation(api.workerComplete, leaseOf(second, "w2"))).toMatchObject({ ok: true });
   });
 
   test("attempts are counted at claim: a message that keeps crashing its worker is dead-lettered", async () => {
@@ -198,11 +211,12 @@ describe("complete and fail", () => {
     const h = setup();
     const m = await send(h, "c1", "x");
     const job = (await claim(h))!;
-    expect(await h.t.mutation(api.workerComplete, leaseOf(job))).toBe(true);
-    expect(await h.t.mutation(api.workerComplete, leaseOf(job))).toBe(true);
+    expect(await h.t.mutation(api.workerComplete, leaseOf(job))).toMatchObject({ ok: true });
+    expect(await h.t.mutation(api.workerComplete, leaseOf(job))).toMatchObject({ ok: true });
     expect(await h.t.mutation(api.workerFail, { ...leaseOf(job), errorMessage: "late" })).toEqual({
       requeued: false,
       deadLettered: false,
+      refused: "lease_lost",
     });
     expect(await status(h, m)).toMatchObject({ status: "done", attempts: 1 });
     const stats = (await h.t.query(api.queueStats, {})) as { done: number };

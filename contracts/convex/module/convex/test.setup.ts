@@ -57,6 +57,7 @@ export type Claimed = {
   leaseExpiresAt: number;
   attempt: number;
   payload: { messageText: string };
+  now: number;
 };
 
 export async function claim(h: Harness, workerId = "w1", conversationId?: string): Promise<Claimed | null> {

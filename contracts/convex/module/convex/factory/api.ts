@@ -132,7 +132,7 @@ export const listWorkers = querySpec(cursor, async (ctx, a) => await fleet.listW
 
 export const queueStats = querySpec(
   { now: v.optional(v.number()) },
-  async (ctx, a) => await fleet.stats(ctx.db, a.now ?? Date.now()),
+  async (ctx, a) => await fleet.stats(ctx.db, a.now ?? Date.now(), currentPolicy().leaseTtlMs),
 );
 
 export const queueTotals = querySpec({ cursor: v.string() }, async (ctx, a) => await fleet.queueTotals(ctx.db, a.cursor));

@@ -242,7 +242,7 @@ export async function queueTotals(db: DatabaseReader, cursor: string) {
   return await queueTotalsPage(db, cursor);
 }
 
-export async function stats(db: DatabaseReader, now: number) {
+export async function stats(db: DatabaseReader, now: number, leaseTtlMs: number) {
   const { busy: _busy, nextReadyAt: _next, ...counts } = await readiness(db, now);
   const workers: Record<string, number> = {};
   for (const status of ["active", "draining", "stopping", "stopped"] as const) {
@@ -254,7 +254,7 @@ export async function stats(db: DatabaseReader, now: number) {
     ).length;
     if (n > 0) workers[status] = n;
   }
-  return { ...(await queueTotalsPage(db, null)), ...counts, workers };
+  return { ...(await queueTotalsPage(db, null)), ...counts, workers, leaseTtlMs };
 }
 
 export async function deadLetters(db: DatabaseReader, limit: number) {

@@ -26,7 +26,9 @@ export const DEFAULT_POLICY: Policy = {
   jitterRatio: 0.1,
 };
 
-/** The policy in force: the defaults, with the lease TTL overridable by FACTORY_LEASE_TTL_MS. */
+/** The policy in force: the defaults, with the lease TTL overridable by FACTORY_LEASE_TTL_MS.
+ * The lease length is the deployment's alone (the same variable the SQLite store records in its
+ * file): a worker paces its heartbeats from the leaseExpiresAt and now it is answered with. */
 export function currentPolicy(): Policy {
   const ttl = Number(process.env.FACTORY_LEASE_TTL_MS ?? "");
   return Number.isInteger(ttl) && ttl >= 1_000 ? { ...DEFAULT_POLICY, leaseTtlMs: ttl } : DEFAULT_POLICY;

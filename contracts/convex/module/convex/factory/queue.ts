@@ -199,6 +199,8 @@ export type ClaimedJob = {
   leaseExpiresAt: number;
   attempt: number;
   payload: Payload;
+  // The store's clock when it granted the lease: with leaseExpiresAt, the lease's length.
+  now: number;
 };
 
 const before = (a: Conversation, b: Conversation): boolean =>
@@ -327,6 +329,7 @@ async function lease(
     leaseExpiresAt,
     attempt,
     payload: message.payload,
+    now,
   };
 }
 
@@ -362,28 +365,40 @@ async function releaseWorker(db: DatabaseWriter, workerId: string, now: number):
   await patchWorker(db, workerId, { heartbeatAt: now, busySince: undefined, idleSince: now });
 }
 
-export async function heartbeat(db: DatabaseWriter, lease: LeaseRef, now: number, policy: Policy): Promise<boolean> {
+/** Why a fenced call found nothing to change (see LeaseRefusal in contracts/models.py). */
+export type LeaseRefusal = "lease_lost" | "lease_expired" | "unknown_message";
+export type LeaseResult = { ok: boolean; refused?: LeaseRefusal; leaseExpiresAt?: number; now: number };
+
+async function refusal(db: DatabaseReader, lease: LeaseRef, now: number): Promise<LeaseRefusal> {
+  const m = await getMessageDoc(db, lease.messageId);
+  if (m === null) return "unknown_message";
+  const expired = m.leaseExpiresAt !== undefined && m.leaseExpiresAt <= now;
+  return m.status === "processing" && sameLease(m, lease) && expired ? "lease_expired" : "lease_lost";
+}
+
+export async function heartbeat(db: DatabaseWriter, lease: LeaseRef, now: number, policy: Policy): Promise<LeaseResult> {
   const m = await fenced(db, lease, now);
-  if (m === null) return false;
+  if (m === null) return { ok: false, refused: await refusal(db, lease, now), now };
   const leaseExpiresAt = now + policy.leaseTtlMs;
   await db.patch(m._id, { leaseExpiresAt });
   const conv = await findConversation(db, m.conversationId);
   if (conv !== null) await db.patch(conv._id, { availableAt: leaseExpiresAt });
   await patchWorker(db, lease.workerId, { heartbeatAt: now });
-  return true;
+  return { ok: true, leaseExpiresAt, now };
 }
 
-export async function complete(db: DatabaseWriter, lease: LeaseRef, now: number): Promise<boolean> {
+export async function complete(db: DatabaseWriter, lease: LeaseRef, now: number): Promise<LeaseResult> {
   const m = await fenced(db, lease, now);
   if (m === null) {
     // A retried call whose first try landed: same lease, already done. Report it, change nothing.
     const replay = await getMessageDoc(db, lease.messageId);
-    return replay !== null && replay.status === "done" && sameLease(replay, lease);
+    if (replay !== null && replay.status === "done" && sameLease(replay, lease)) return { ok: true, now };
+    return { ok: false, refused: await refusal(db, lease, now), now };
   }
   await db.patch(m._id, { status: "done", leaseExpiresAt: undefined, finishedAt: now });
   await settleById(db, m.conversationId, { processing: -1, done: 1 });
   await releaseWorker(db, lease.workerId, now);
-  return true;
+  return { ok: true, now };
 }
 
 function deadLetterFields(reason: string, now: number, clearLease: boolean): Partial<Message> {
@@ -397,7 +412,12 @@ function deadLetterFields(reason: string, now: number, clearLease: boolean): Par
 }
 
 export type FailArgs = LeaseRef & { errorMessage: string; retryable?: boolean };
-export type FailResult = { requeued: boolean; deadLettered: boolean; nextScheduledFor?: number };
+export type FailResult = {
+  requeued: boolean;
+  deadLettered: boolean;
+  nextScheduledFor?: number;
+  refused?: LeaseRefusal;
+};
 
 export async function fail(
   db: DatabaseWriter,
@@ -407,7 +427,7 @@ export async function fail(
   random: () => number,
 ): Promise<FailResult> {
   const m = await fenced(db, a, now);
-  if (m === null) return await failReplay(db, a);
+  if (m === null) return await failReplay(db, a, now);
   const error = truncate(a.errorMessage);
   const retryable = a.retryable ?? true;
   await releaseWorker(db, a.workerId, now);
@@ -423,12 +443,13 @@ export async function fail(
   return { requeued: true, deadLettered: false, nextScheduledFor };
 }
 
-async function failReplay(db: DatabaseReader, lease: LeaseRef): Promise<FailResult> {
+async function failReplay(db: DatabaseReader, lease: LeaseRef, now: number): Promise<FailResult> {
   const m = await getMessageDoc(db, lease.messageId);
-  if (m === null || !sameLease(m, lease)) return { requeued: false, deadLettered: false };
-  if (m.status === "dead_letter") return { requeued: false, deadLettered: true };
-  if (m.status === "queued") return { requeued: true, deadLettered: false, nextScheduledFor: m.scheduledFor };
-  return { requeued: false, deadLettered: false };
+  if (m !== null && sameLease(m, lease)) {
+    if (m.status === "dead_letter") return { requeued: false, deadLettered: true };
+    if (m.status === "queued") return { requeued: true, deadLettered: false, nextScheduledFor: m.scheduledFor };
+  }
+  return { requeued: false, deadLettered: false, refused: await refusal(db, lease, now) };
 }
 
 // --------------------------------------------------------------------------- sweep and redrive
