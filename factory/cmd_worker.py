@@ -13,7 +13,6 @@ import structlog
 import typer
 
 from contracts.errors import FactoryError
-from contracts.models import MachineRef
 from contracts.roles import WorkerStore
 from factory.console import StoreOption, err, store_settings
 from factory.logging import configure
@@ -39,23 +38,10 @@ def default_worker_id() -> str:
 
 
 def worker_config(settings: WorkerSettings, *, once: bool = False) -> WorkerConfig:
-    machine = (
-        MachineRef(machine_id=settings.machine_id, app_name=settings.machine_app, region=settings.machine_region)
-        if settings.machine_id
-        else None
-    )
-    return WorkerConfig(
-        worker_id=settings.worker_id or default_worker_id(),
-        provider=settings.provider,
-        machine_ref=machine,
-        launch_id=settings.launch_id,
-        conversation_id=settings.conversation,
-        workspace_id=settings.workspace_id,
-        poll_s=settings.poll_s,
-        idle_exit_s=settings.idle_exit_s,
-        grace_s=settings.grace_s,
-        once=once,
-    )
+    """The worker's config: the settings of the same names, plus what is derived at the edge."""
+    values = settings.model_dump(include=set(WorkerConfig.model_fields), exclude_none=True)
+    values.update(worker_id=settings.worker_id or default_worker_id(), machine_ref=settings.machine_ref, once=once)
+    return WorkerConfig.model_validate(values)
 
 
 def make_delivery(settings: WorkerSettings) -> WsDelivery | HttpDelivery:
@@ -134,7 +120,7 @@ def run(
     configure(load(LogSettings), default_level="error" if once else "info")
     settings = load(
         WorkerSettings,
-        conversation=conversation,
+        conversation_id=conversation,
         grace_s=grace,
         idle_exit_s=idle_exit,
         worker_id=worker_id,

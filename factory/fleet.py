@@ -15,19 +15,9 @@ from factory.settings import DigitalOceanSettings, FlySettings, ScaleSettings, S
 
 
 def scaling_policy(settings: ScaleSettings) -> ScalingPolicy:
+    """The policy the settings describe (FACTORY_SCALE_*); what they leave out keeps its default."""
     try:
-        return ScalingPolicy(
-            mode=settings.mode,
-            conversations_per_worker=settings.conversations_per_worker,
-            min_workers=settings.min_workers,
-            max_workers=settings.max_workers,
-            max_step=settings.max_step,
-            scale_down_window_s=settings.scale_down_window_s,
-            idle_timeout_s=settings.idle_timeout_s,
-            budget_machines=settings.budget_machines,
-            launch_timeout_s=settings.launch_timeout_s,
-            drain_deadline_s=settings.drain_deadline_s,
-        )
+        return ScalingPolicy.model_validate(settings.model_dump(include=set(ScalingPolicy.model_fields)))
     except ValidationError as exc:
         raise InvalidInput.from_validation(exc) from None
 

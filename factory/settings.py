@@ -13,6 +13,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.errors import InvalidInput
+from contracts.models import MachineRef
 from contracts.rules import check_lease_ttl_ms
 
 DEFAULT_STORE = ".factory/factory.db"
@@ -91,8 +92,8 @@ class WorkerSettings(_Settings):
     )
     machine_app: str | None = Field(None, validation_alias=AliasChoices("FLY_APP_NAME", "machine_app"))
     machine_region: str | None = Field(None, validation_alias=AliasChoices("FLY_REGION", "machine_region"))
-    conversation: str | None = Field(
-        None, validation_alias=AliasChoices("FACTORY_CONVERSATION", "OPENCLAW_CONVERSATION_ID", "conversation")
+    conversation_id: str | None = Field(
+        None, validation_alias=AliasChoices("FACTORY_CONVERSATION", "OPENCLAW_CONVERSATION_ID", "conversation_id")
     )
     workspace_id: str = Field("default", validation_alias=AliasChoices("FACTORY_WORKSPACE_ID", "workspace_id"))
 
@@ -124,6 +125,12 @@ class WorkerSettings(_Settings):
         if not value.startswith(("http://", "https://", "ws://", "wss://")):
             raise ValueError("must be a URL such as http://127.0.0.1:18789")
         return value.rstrip("/")
+
+    @property
+    def machine_ref(self) -> MachineRef | None:
+        if not self.machine_id:
+            return None
+        return MachineRef(machine_id=self.machine_id, app_name=self.machine_app, region=self.machine_region)
 
     def require_gateway_token(self) -> SecretStr:
         if self.gateway_token is None or not self.gateway_token.get_secret_value():
