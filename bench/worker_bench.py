@@ -66,17 +66,17 @@ from contracts.models import AppendRequest, EnqueueRequest, HistoryMessage, Leas
 from contracts.sqlite import SqliteStore
 from factory.logging import configure
 from factory.settings import LogSettings, load
+from gateway.config import CompatibleModel
+from gateway.install import ensure_openclaw
+from gateway.runtime import GatewayRuntime
+from gateway.stub_llm import StubLLMProcess
 from worker.config import WorkerConfig
 from worker.delivery import DeliveryReply, DeliveryRequest
 from worker.health import Readiness
 from worker.job import JobRunner
 from worker.loop import Worker
 from worker.metrics import WorkerMetrics
-from worker.openclaw.config import CompatibleModel
-from worker.openclaw.gateway import GatewayRuntime
-from worker.openclaw.install import ensure_openclaw
 from worker.openclaw.sessions import session_key
-from worker.openclaw.stub_llm import StubLLMProcess
 
 WORKERS = 2
 UPSTREAM_POLL_S = 2.0

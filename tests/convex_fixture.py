@@ -6,6 +6,7 @@ Tests that use it reset its state first.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -15,7 +16,7 @@ from contracts.convex.standin import StandIn
 
 @pytest.fixture(scope="session")
 def convex_standin() -> Iterator[StandIn]:
-    standin = StandIn.start()
+    standin = StandIn.start(os.environ)
     try:
         yield standin
     finally:

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from worker.openclaw.config import CompatibleModel
-from worker.openclaw.gateway import GatewayRuntime
-from worker.openclaw.install import ensure_openclaw
-from worker.openclaw.stub_llm import StubLLMProcess
+from gateway.config import CompatibleModel
+from gateway.install import ensure_openclaw
+from gateway.runtime import GatewayRuntime
+from gateway.stub_llm import StubLLMProcess
 
 GATEWAY_AGENTS = ("main", "alpha")
 

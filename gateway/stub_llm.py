@@ -3,7 +3,7 @@
 ``factory run`` uses it when no real provider key is set, and the gateway tests use it so every
 turn is reproducible and every model call can be counted::
 
-    python -m worker.openclaw.stub_llm --port 0 --log /tmp/stub.jsonl
+    python -m gateway.stub_llm --port 0 --log /tmp/stub.jsonl
     # prints: STUB_LLM_READY port=43817
 
 It answers ``POST /v1/chat/completions`` (JSON or SSE) with ``STUB-REPLY: <user text>``, where the
@@ -29,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
 
-from worker.openclaw.process import ManagedProcess
+from gateway.process import ManagedProcess
 
 READY_PREFIX = "STUB_LLM_READY"
 MODEL_ID = "stub-model"
@@ -273,11 +273,11 @@ class StubLLMProcess:
         port: int = 0,
         ready_timeout_s: float = 20.0,
     ) -> Self:
-        """Spawn ``python -m worker.openclaw.stub_llm``; returns once it printed its ready line.
+        """Spawn ``python -m gateway.stub_llm``; returns once it printed its ready line.
 
         ``env`` defaults to just enough to import this package (its ``PYTHONPATH``/``PATH``).
         """
-        args = [python, "-m", "worker.openclaw.stub_llm", "--port", str(port), "--log", str(log_path)]
+        args = [python, "-m", "gateway.stub_llm", "--port", str(port), "--log", str(log_path)]
         child_env = dict(env) if env is not None else _import_env()
         process = ManagedProcess.spawn("stub-llm", args, env=child_env, cwd=Path.cwd(), output=output, stdout_pipe=True)
         try:
@@ -300,8 +300,8 @@ class StubLLMProcess:
 
 
 def _import_env() -> dict[str, str]:
-    # The child must import worker.openclaw exactly as this process did, wherever it runs from.
-    package_root = str(Path(__file__).resolve().parents[2])
+    # The child must import gateway exactly as this process did, wherever it runs from.
+    package_root = str(Path(__file__).resolve().parents[1])
     return {"PYTHONPATH": package_root, "PATH": os.defpath, "PYTHONUNBUFFERED": "1"}
 
 
@@ -320,7 +320,7 @@ def _read_line(fd: int, timeout_s: float) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m worker.openclaw.stub_llm", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m gateway.stub_llm", description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, default=0, help="loopback port; 0 picks a free one")
     parser.add_argument("--log", type=Path, default=None, help="append one JSON line per model call here")
     parser.add_argument("--verbose", action="store_true", help="access log on stderr")

