@@ -8,8 +8,20 @@ turn is reproducible and every model call can be counted::
 
 It answers ``POST /v1/chat/completions`` (JSON or SSE) with ``STUB-REPLY: <user text>``, where the
 user text is what a person typed, recovered from what OpenClaw actually sends (see ``user_text``).
-A ``SLOW:<ms>`` marker in the text delays the answer, so callers can provoke their timeouts.
-Each model call is appended to the log as one JSON line; nothing secret is logged (no headers).
+Markers in the text change the answer, so tests can provoke and observe behaviour:
+
+``SLOW:<ms>``               delay the answer (callers provoke their timeouts)
+``FAIL:<4xx|5xx>``          the model call itself fails with that status
+``CONTEXT?``                report what the model was shown besides this message:
+                            ``STUB-CONTEXT: earlier_user_turns=<n> markers=<MARK-…,…>``, counting the
+                            real user turns before this one and every ``MARK-<word>`` in the system
+                            prompt (workspace files, skills), earlier turns and tool results
+``TOOL:<name> <json>``      call the tool ``<name>`` with those arguments, if the request offers it
+                            (else ``STUB-NO-TOOL: …`` naming what was offered); once the tool's
+                            result comes back, answer ``STUB-TOOL-RESULT: <result>``
+
+Each model call is appended to the log as one JSON line (with the context it saw); nothing secret
+is logged (no headers).
 """
 
 from __future__ import annotations
@@ -43,6 +55,12 @@ _INTERNAL_CONTEXT = "<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT"
 _TIMESTAMP_PREFIX = re.compile(r"^\[[A-Z][a-z]{2} \d{4}-\d{2}-\d{2} \d{2}:\d{2}(?::\d{2})?(?: [A-Za-z0-9+:-]+)?\] ")
 _SLOW = re.compile(r"SLOW:(\d+)")
 _FAIL = re.compile(r"FAIL:([45]\d\d)")
+_MARKER = re.compile(r"MARK-[A-Za-z0-9_-]+")
+_TOOL = re.compile(r"TOOL:([A-Za-z0-9_.-]+)\s+(\{.*\})", re.DOTALL)
+CONTEXT_PROBE = "CONTEXT?"
+CONTEXT_PREFIX = "STUB-CONTEXT: "
+TOOL_RESULT_PREFIX = "STUB-TOOL-RESULT: "
+NO_TOOL_PREFIX = "STUB-NO-TOOL: "
 
 
 def content_text(content: object) -> str:
@@ -77,24 +95,113 @@ def user_text(messages: Sequence[object]) -> str:
 
 
 @dataclass(frozen=True)
+class ContextSeen:
+    """What the model was shown besides the current message (the ``CONTEXT?`` report)."""
+
+    earlier_user_turns: int
+    markers: tuple[str, ...]
+
+    def report(self) -> str:
+        return f"{CONTEXT_PREFIX}earlier_user_turns={self.earlier_user_turns} markers={','.join(self.markers) or '-'}"
+
+
+def context_seen(messages: Sequence[object]) -> ContextSeen:
+    """Count the real user turns before the newest one, and collect the markers around it."""
+    real_user = [
+        i
+        for i, m in enumerate(messages)
+        if isinstance(m, dict)
+        and m.get("role") == "user"
+        and not content_text(m.get("content")).lstrip().startswith(_INTERNAL_CONTEXT)
+    ]
+    current = real_user[-1] if real_user else None
+    markers: set[str] = set()
+    for i, message in enumerate(messages):
+        if i != current and isinstance(message, dict):
+            markers.update(_MARKER.findall(content_text(message.get("content"))))
+    return ContextSeen(earlier_user_turns=max(0, len(real_user) - 1), markers=tuple(sorted(markers)))
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    name: str
+    arguments: str  # a JSON object, as OpenAI's wire carries it
+
+
+@dataclass(frozen=True)
 class StubAnswer:
     text: str
     delay_s: float
     # A FAIL:<status> marker makes the model call itself fail, for error-path tests.
     fail_status: int | None = None
+    tool_call: ToolCall | None = None
 
 
-def answer_for(text: str) -> StubAnswer:
+def answer_for(text: str, context: ContextSeen | None = None, tools: Sequence[str] | None = None) -> StubAnswer:
     slow = _SLOW.search(text)
-    delay_ms = min(int(slow.group(1)), MAX_DELAY_MS) if slow else 0
+    delay_s = min(int(slow.group(1)), MAX_DELAY_MS) / 1000 if slow else 0.0
     fail = _FAIL.search(text)
     if fail:
-        return StubAnswer(f"stub failure {fail.group(1)}", delay_ms / 1000, int(fail.group(1)))
+        return StubAnswer(f"stub failure {fail.group(1)}", delay_s, int(fail.group(1)))
     # OpenClaw's heartbeat prompt asks for NO_REPLY when nothing needs attention: the stub never
     # has anything to report, so scheduled heartbeats stay silent instead of alerting.
     if "heartbeat" in text.lower() and "NO_REPLY" in text:
-        return StubAnswer("NO_REPLY", delay_ms / 1000)
-    return StubAnswer(REPLY_PREFIX + text, delay_ms / 1000)
+        return StubAnswer("NO_REPLY", delay_s)
+    tool = _TOOL.search(text)
+    if tool:
+        name, arguments = tool.group(1), tool.group(2)
+        offered = list(tools or [])
+        if name not in offered:
+            return StubAnswer(f"{NO_TOOL_PREFIX}{name} (offered: {','.join(sorted(offered)) or '-'})", delay_s)
+        return StubAnswer("", delay_s, tool_call=ToolCall(name, _json_object(arguments)))
+    if CONTEXT_PROBE in text and context is not None:
+        return StubAnswer(context.report(), delay_s)
+    return StubAnswer(REPLY_PREFIX + text, delay_s)
+
+
+def _json_object(text: str) -> str:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return "{}"
+    return json.dumps(value) if isinstance(value, dict) else "{}"
+
+
+def tool_result(messages: Sequence[object]) -> str | None:
+    """The newest tool result after the newest real user turn (our tool call was answered), else None.
+
+    OpenClaw may add its own context messages after the tool's, so the result need not be last."""
+    results: list[str] = []
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        text = content_text(message.get("content"))
+        if message.get("role") == "user" and not text.lstrip().startswith(_INTERNAL_CONTEXT):
+            results = []
+        elif message.get("role") == "tool":
+            results.append(text)
+    return results[-1] if results else None
+
+
+def offered_tools(body: Mapping[str, Any]) -> list[str]:
+    names = []
+    for tool in body.get("tools") or []:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            names.append(function["name"])
+    return names
+
+
+def _message(answer: StubAnswer, call_id: str) -> dict[str, Any]:
+    if answer.tool_call is None:
+        return {"role": "assistant", "content": answer.text}
+    function = {"name": answer.tool_call.name, "arguments": answer.tool_call.arguments}
+    call = {"id": f"{call_id}-tool", "type": "function", "function": function}
+    return {"role": "assistant", "content": None, "tool_calls": [call]}
+
+
+def _finish(answer: StubAnswer) -> str:
+    return "tool_calls" if answer.tool_call is not None else "stop"
 
 
 def completion(answer: StubAnswer, model: str, call_id: str) -> dict[str, Any]:
@@ -103,20 +210,26 @@ def completion(answer: StubAnswer, model: str, call_id: str) -> dict[str, Any]:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": _message(answer, call_id), "finish_reason": _finish(answer)}],
         "usage": _usage(answer),
     }
 
 
 def completion_chunks(answer: StubAnswer, model: str, call_id: str, *, usage: bool) -> Iterator[dict[str, Any]]:
-    """The SSE chunks of one streamed answer: role, the text in two deltas, stop, then usage."""
+    """The SSE chunks of one streamed answer: role, the text in two deltas (or the tool call), stop, usage."""
     base = {"id": call_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
-    middle = len(answer.text) // 2
-    deltas = [{"role": "assistant", "content": ""}, {"content": answer.text[:middle]}]
-    deltas.append({"content": answer.text[middle:]})
+    if answer.tool_call is not None:
+        call = _message(answer, call_id)["tool_calls"][0]
+        deltas: list[dict[str, Any]] = [
+            {"role": "assistant", "content": None, "tool_calls": [{"index": 0, **call}]},
+        ]
+    else:
+        middle = len(answer.text) // 2
+        deltas = [{"role": "assistant", "content": ""}, {"content": answer.text[:middle]}]
+        deltas.append({"content": answer.text[middle:]})
     for delta in deltas:
         yield {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
-    yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": _finish(answer)}]}
     if usage:
         yield {**base, "choices": [], "usage": _usage(answer)}
 
@@ -188,7 +301,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _chat(self, body: dict[str, Any]) -> None:
         messages: list[object] = body["messages"]
         text = user_text(messages)
-        answer = answer_for(text)
+        context = context_seen(messages)
+        result = tool_result(messages)
+        if result is not None:
+            answer = StubAnswer(TOOL_RESULT_PREFIX + result[:_LOGGED_TEXT_CHARS], 0.0)
+        else:
+            answer = answer_for(text, context, offered_tools(body))
         stream = bool(body.get("stream"))
         seq = self.server.calls.record(
             {
@@ -197,6 +315,9 @@ class _Handler(BaseHTTPRequestHandler):
                 "stream": stream,
                 "user_text": text[:_LOGGED_TEXT_CHARS],
                 "reply": answer.text[:_LOGGED_TEXT_CHARS],
+                "tool_call": None if answer.tool_call is None else answer.tool_call.name,
+                "earlier_user_turns": context.earlier_user_turns,
+                "markers": list(context.markers),
                 "turns": _turns_for_log(messages),
             }
         )

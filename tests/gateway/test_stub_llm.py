@@ -10,7 +10,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.stub_llm import StubLLMProcess, StubLLMServer, answer_for, user_text
+from gateway.stub_llm import (
+    StubLLMProcess,
+    StubLLMServer,
+    answer_for,
+    context_seen,
+    offered_tools,
+    tool_result,
+    user_text,
+)
 
 # The shape OpenClaw 2026.9.6 sends on a session's first turn (system prompt abridged).
 OPENCLAW_FIRST_TURN = [
@@ -45,6 +53,39 @@ def test_answers_are_deterministic_with_optional_delay_and_failure() -> None:
     assert answer_for("SLOW:1500 hi").delay_s == 1.5
     assert answer_for("FAIL:400 hi").fail_status == 400
     assert answer_for("Read the heartbeat scratch. If nothing needs attention, reply NO_REPLY.").text == "NO_REPLY"
+
+
+def test_the_context_probe_reports_earlier_turns_and_markers_but_not_the_question() -> None:
+    messages = [
+        {"role": "system", "content": "Workspace SOUL.md: you are MARK-SOUL. Skills: echo (MARK-SKILL)"},
+        {"role": "user", "content": "[Sat 2026-11-21 00:01 UTC] first MARK-EARLIER"},
+        {"role": "assistant", "content": "STUB-REPLY: first"},
+        {"role": "user", "content": "CONTEXT? MARK-ASKED"},
+        {"role": "user", "content": "<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>> MARK-INTERNAL"},
+    ]
+    seen = context_seen(messages)
+    assert (seen.earlier_user_turns, seen.markers) == (1, ("MARK-EARLIER", "MARK-INTERNAL", "MARK-SKILL", "MARK-SOUL"))
+    answer = answer_for(user_text(messages), seen)
+    assert answer.text == "STUB-CONTEXT: earlier_user_turns=1 markers=MARK-EARLIER,MARK-INTERNAL,MARK-SKILL,MARK-SOUL"
+
+
+def test_a_tool_marker_calls_an_offered_tool_and_reports_its_result() -> None:
+    body = {"tools": [{"type": "function", "function": {"name": "exec"}}, {"type": "function", "function": {}}]}
+    assert offered_tools(body) == ["exec"]
+    call = answer_for('TOOL:exec {"command": "env"}', tools=offered_tools(body))
+    assert call.tool_call is not None
+    assert (call.tool_call.name, json.loads(call.tool_call.arguments)) == ("exec", {"command": "env"})
+    refused = answer_for("TOOL:secret_tool {}", tools=["exec", "read"])
+    assert (refused.tool_call, refused.text) == (None, "STUB-NO-TOOL: secret_tool (offered: exec,read)")
+    asked = [{"role": "user", "content": "TOOL:exec {}"}, {"role": "assistant", "content": None}]
+    assert tool_result(asked) is None
+    answered = [
+        *asked,
+        {"role": "tool", "content": "HOME=/x"},
+        {"role": "user", "content": "<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT"},
+    ]
+    assert tool_result(answered) == "HOME=/x"
+    assert tool_result([*answered, {"role": "user", "content": "next question"}]) is None
 
 
 @pytest.fixture
