@@ -48,7 +48,8 @@ from autoscaler.providers._do_wire import (
 )
 from autoscaler.providers.cloud_init import load_template, render_cloud_init
 from autoscaler.ratelimit import Clock, KeyedRateLimiter, Limit, Sleep
-from autoscaler.retry import RetryPolicy, call_with_retry
+from autoscaler.retry import PLATFORM_RETRY, call_with_retry
+from contracts.retry import RetryPolicy
 
 __all__ = ["DO_LIMITS", "DigitalOceanConfig", "DigitalOceanProvider"]
 
@@ -131,7 +132,7 @@ class DigitalOceanProvider:
         self._limiter = (
             limiter if limiter is not None else KeyedRateLimiter(DO_LIMITS["minute"], DO_LIMITS, sleep=sleep)
         )
-        self._retry = retry if retry is not None else RetryPolicy()
+        self._retry = retry if retry is not None else PLATFORM_RETRY
         self._sleep = sleep
         self._wall_clock = wall_clock
         self._session = requests.Session()

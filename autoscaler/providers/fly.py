@@ -51,7 +51,8 @@ from autoscaler.providers._fly_wire import (
     parse_machines,
 )
 from autoscaler.ratelimit import KeyedRateLimiter, Limit, Sleep
-from autoscaler.retry import RetryPolicy, call_with_retry
+from autoscaler.retry import PLATFORM_RETRY, call_with_retry
+from contracts.retry import RetryPolicy
 
 __all__ = ["FLY_LIMITS", "FlyConfig", "FlyProvider"]
 
@@ -118,7 +119,7 @@ class FlyProvider:
         self._owns_client = client is None
         self._client = client if client is not None else httpx.AsyncClient(timeout=config.request_timeout_s)
         self._limiter = limiter if limiter is not None else KeyedRateLimiter(FLY_DEFAULT_LIMIT, FLY_LIMITS, sleep=sleep)
-        self._retry = retry if retry is not None else RetryPolicy()
+        self._retry = retry if retry is not None else PLATFORM_RETRY
         self._sleep = sleep
         self._base = f"{config.api_base_url.rstrip('/')}/v1/apps/{config.app}/machines"
 

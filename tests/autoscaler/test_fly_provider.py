@@ -13,7 +13,7 @@ from autoscaler.errors import ProviderError
 from autoscaler.provider import LaunchSpec, Provider
 from autoscaler.providers.fly import FlyConfig, FlyProvider
 from autoscaler.ratelimit import KeyedRateLimiter, Limit
-from autoscaler.retry import RetryPolicy
+from contracts.retry import RetryPolicy
 from tests.autoscaler.conftest import (
     FLY_TOKEN,
     SECRET_VALUE,

@@ -27,11 +27,11 @@ import httpx
 import structlog
 from pydantic import SecretStr
 
+from contracts.redact import Redactor
 from worker.openclaw.config import AgentSpec, ModelChoice, gateway_config, secret_env
 from worker.openclaw.errors import GatewayStartError
 from worker.openclaw.install import OpenClawInstall
 from worker.openclaw.process import ManagedProcess
-from worker.openclaw.redact import Redactor
 
 _log = structlog.get_logger(__name__)
 
