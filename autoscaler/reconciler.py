@@ -35,7 +35,7 @@ from autoscaler.plan import (
 )
 from autoscaler.planner import plan
 from autoscaler.policy import ScalingPolicy
-from autoscaler.provider import LaunchSpec, Machine, Provider
+from autoscaler.provider import LaunchSpec, Machine, Provider, find_launch
 from contracts.errors import FactoryError
 from contracts.models import DemandSnapshot, LaunchRecord, SetWorkerStatusRequest
 from contracts.store import Store
@@ -189,7 +189,9 @@ class Reconciler:
                 await self.store.ledger_update(launch_id, "failed", detail=str(exc)[:500])
                 raise
             # The create may have happened: look for it by its tag; never create it twice.
-            found = await self._find(launch_id)
+            found = await find_launch(
+                self.provider, launch_id, attempts=self.find_attempts, interval_s=self.find_interval_s
+            )
             if found is None:
                 # Left "requested": it counts as capacity until the launch timeout, then is resolved.
                 return Outcome(action, False, f"create outcome unknown ({exc}); will look again", launch_id=launch_id)
@@ -202,19 +204,6 @@ class Reconciler:
             machine_id=machine.machine_id,
             launch_id=launch_id,
         )
-
-    async def _find(self, launch_id: str) -> Machine | None:
-        for attempt in range(self.find_attempts):
-            try:
-                found = await self.provider.find(launch_id)
-            except ProviderError as exc:
-                log.warning("lookup by launch tag failed", launch_id=launch_id, error=str(exc))
-                found = None
-            if found is not None:
-                return found
-            if attempt + 1 < self.find_attempts:
-                await anyio.sleep(self.find_interval_s)  # provider lists are eventually consistent
-        return None
 
     async def _set_status(self, worker_id: str, status: str, reason: str) -> None:
         await self.store.fleet_set_worker_status(

@@ -10,8 +10,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from autoscaler.errors import ProviderConfigError
-from autoscaler.provider import LaunchSpec, Machine, Provider
-from autoscaler.ratelimit import Sleep
+from autoscaler.provider import LaunchSpec
 
 WORKER_ID_ENV = "FACTORY_WORKER_ID"
 LAUNCH_ID_ENV = "FACTORY_LAUNCH_ID"
@@ -100,18 +99,6 @@ def iso_to_ms(value: str | None) -> int | None:
 def shorten(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-async def poll_find(
-    provider: Provider, launch_id: str, *, attempts: int, interval_s: float, sleep: Sleep
-) -> Machine | None:
-    """``find`` up to ``attempts`` times, ``interval_s`` apart: platform lists lag behind creates."""
-    for remaining in range(max(1, attempts) - 1, -1, -1):
-        found = await provider.find(launch_id)
-        if found is not None or remaining == 0:
-            return found
-        await sleep(interval_s)
-    return None
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from autoscaler.errors import ProviderError
 from autoscaler.provider import LaunchSpec, Machine
-from autoscaler.providers._common import machine_name, poll_find, secret_values, worker_env
+from autoscaler.providers._common import machine_name, secret_values, worker_env
 from autoscaler.providers._do_transport import FactoryDroplet, FactoryManager, HttpStatusError, check_library
 from autoscaler.providers._do_wire import (
     ARCHIVED,
@@ -201,10 +201,6 @@ class DigitalOceanProvider:
         tag = self._launch_tag("find", launch_id)
         found = [m for m in await self._list_tag("find", tag) if m.launch_id == launch_id]
         return found[0] if found else None
-
-    async def wait_for_launch(self, launch_id: str, *, attempts: int = 5, interval_s: float = 2.0) -> Machine | None:
-        """``find`` until the launch's tag shows up in the list, or give up."""
-        return await poll_find(self, launch_id, attempts=attempts, interval_s=interval_s, sleep=self._sleep)
 
     async def stop(self, machine: Machine) -> None:
         """Graceful shutdown (ACPI): systemd stops the worker unit, which SIGTERMs the worker."""

@@ -10,7 +10,7 @@ eventually consistent (a machine just created may be missing from the next few l
 - the machine name is derived from the launch id, so a repeated create of one launch meets
   "name taken" instead of making a twin;
 - ``find`` returning None means "not visible yet" as much as "never created": the reconciler's
-  ledger keeps counting the launch until its grace period ends (``wait_for_launch`` polls).
+  ledger keeps counting the launch until its grace period ends (``autoscaler.provider.find_launch`` polls).
 
 Requests are paced by per-action token buckets (1 req/s, burst 3; Get 5/s, burst 10), scoped per
 machine for machine actions as Fly counts them.
@@ -35,7 +35,6 @@ from autoscaler.providers._common import (
     WORKER_KEY,
     iso_to_ms,
     machine_name,
-    poll_find,
     secret_values,
     worker_env,
 )
@@ -198,10 +197,6 @@ class FlyProvider:
         await self._send(
             "wait", "GET", url, action="wait", scope=machine.machine_id, params=params, extra_timeout=timeout_s
         )
-
-    async def wait_for_launch(self, launch_id: str, *, attempts: int = 5, interval_s: float = 1.0) -> Machine | None:
-        """``find`` until the launch shows up in the (eventually consistent) list, or give up."""
-        return await poll_find(self, launch_id, attempts=attempts, interval_s=interval_s, sleep=self._sleep)
 
     # -- internals ------------------------------------------------------------------------------
 
