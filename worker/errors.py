@@ -70,4 +70,3 @@ class ChannelError(JobError):
 
 class InvalidJob(JobError):
     retryable = False
-
