@@ -32,11 +32,6 @@ class RandomSource(Protocol):
     def random(self) -> float: ...
 
 
-def lease_is_live(lease_expires_at: int | None, now: int) -> bool:
-    """A lease is live strictly before its expiry; at the expiry instant it is already dead."""
-    return lease_expires_at is not None and now < lease_expires_at
-
-
 def lease_expiry(now: int, policy: QueuePolicy) -> int:
     return now + policy.lease_ttl_ms
 
@@ -61,10 +56,6 @@ def backoff_ms(attempt: int, policy: QueuePolicy, rng: RandomSource) -> int:
     bounded = min(policy.backoff_cap_ms, policy.backoff_base_ms * policy.backoff_factor**exponent)
     jitter = bounded * policy.jitter_ratio * rng.random()
     return int(min(policy.backoff_cap_ms, bounded + jitter))
-
-
-def worker_is_stale(heartbeat_at: int, now: int, policy: QueuePolicy) -> bool:
-    return now - heartbeat_at > policy.worker_stale_ms
 
 
 def system_random() -> random.Random:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contracts.rules import QueuePolicy, backoff_ms, heartbeat_interval_ms, lease_is_live, out_of_attempts
+from contracts.rules import QueuePolicy, backoff_ms, heartbeat_interval_ms, out_of_attempts
 
 POLICY = QueuePolicy()
 
@@ -19,12 +19,6 @@ class _Fixed:
 
     def random(self) -> float:
         return self.value
-
-
-def test_a_lease_dies_at_its_expiry_instant() -> None:
-    assert lease_is_live(1_000, 999)
-    assert not lease_is_live(1_000, 1_000)
-    assert not lease_is_live(None, 0)
 
 
 def test_backoff_doubles_from_one_second_without_jitter() -> None:
