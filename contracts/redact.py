@@ -1,9 +1,4 @@
-"""The one mask for secrets in text: error bodies, gateway output and log lines built from them.
-
-Our own messages never include a secret; this guards against what comes back (an API or a
-gateway echoing a credential in an error body, a URL in an exception) before it reaches an
-error message or a log line.
-"""
+"""One home for keeping secret values out of text built from what a remote sent back."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ import httpx
 import structlog
 from pydantic import SecretStr
 
-from contracts.redact import Redactor
+from contracts.redact import mask
 from worker.openclaw.config import AgentSpec, ModelChoice, gateway_config, secret_env
 from worker.openclaw.errors import GatewayStartError
 from worker.openclaw.install import OpenClawInstall
@@ -76,7 +76,6 @@ class GatewayRuntime:
         self.heap_mb = heap_mb
         self.heartbeat_every = heartbeat_every
         self.extra_env = dict(extra_env or {})
-        self._redact = Redactor(self.token)
         self._process: ManagedProcess | None = None
 
     # -- where things are -------------------------------------------------------------------
@@ -282,7 +281,7 @@ class GatewayRuntime:
             raise self._start_error(f"exited before ready ({why})")
 
     def _start_error(self, what: str) -> GatewayStartError:
-        tail = self._redact(_tail(self.output_path))
+        tail = mask(_tail(self.output_path), [self.token])
         return GatewayStartError(f"openclaw gateway on port {self.port} {what}; last output:\n{tail}")
 
     def _warm_up_request(self, agent_id: str) -> tuple[str, dict[str, str], dict[str, object]]:
@@ -300,7 +299,7 @@ class GatewayRuntime:
         if response.status_code != 200:
             raise GatewayStartError(
                 f"warm-up turn for agent {agent_id!r} failed: HTTP {response.status_code} "
-                f"{self._redact(response.text[:300])}"
+                f"{mask(response.text[:300], [self.token])}"
             )
 
 
