@@ -47,9 +47,9 @@ from autoscaler.providers._do_wire import (
     parse_droplets,
 )
 from autoscaler.providers.cloud_init import load_template, render_cloud_init
-from autoscaler.ratelimit import Clock, KeyedRateLimiter, Limit, Sleep
+from autoscaler.ratelimit import Clock, KeyedRateLimiter, Limit
 from autoscaler.retry import PLATFORM_RETRY, call_with_retry
-from contracts.retry import RetryPolicy
+from contracts.retry import RetryPolicy, Sleep
 
 __all__ = ["DO_LIMITS", "DigitalOceanConfig", "DigitalOceanProvider"]
 

@@ -49,9 +49,9 @@ from autoscaler.providers._fly_wire import (
     normalise_state,
     parse_machines,
 )
-from autoscaler.ratelimit import KeyedRateLimiter, Limit, Sleep
+from autoscaler.ratelimit import KeyedRateLimiter, Limit
 from autoscaler.retry import PLATFORM_RETRY, call_with_retry
-from contracts.retry import RetryPolicy
+from contracts.retry import RetryPolicy, Sleep
 
 __all__ = ["FLY_LIMITS", "FlyConfig", "FlyProvider"]
 
