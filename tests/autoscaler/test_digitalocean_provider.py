@@ -16,8 +16,9 @@ from autoscaler.errors import ProviderConfigError, ProviderError
 from autoscaler.provider import LaunchSpec, Provider
 from autoscaler.providers.digitalocean import DigitalOceanConfig, DigitalOceanProvider
 from contracts.retry import RetryPolicy
-from tests.autoscaler.conftest import DO_TOKEN, SECRET_VALUE, RecordingSleep, assert_no_secrets, unlimited
+from tests.autoscaler.conftest import DO_TOKEN, SECRET_VALUE, assert_no_secrets, unlimited
 from tests.fakes import FakeDigitalOceanApi
+from tests.fakes.sleep import RecordingSleep
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 

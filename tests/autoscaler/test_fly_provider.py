@@ -18,11 +18,11 @@ from tests.autoscaler.conftest import (
     FLY_TOKEN,
     SECRET_VALUE,
     FakeClock,
-    RecordingSleep,
     assert_no_secrets,
     unlimited,
 )
 from tests.fakes import FakeFlyApi
+from tests.fakes.sleep import RecordingSleep
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 

@@ -7,7 +7,7 @@ import pytest
 from autoscaler.errors import ProviderConfigError, ProviderError
 from autoscaler.retry import call_with_retry, is_retryable
 from contracts.retry import RetryPolicy
-from tests.autoscaler.conftest import RecordingSleep
+from tests.fakes.sleep import RecordingSleep
 
 pytestmark = pytest.mark.anyio
 
