@@ -1,8 +1,13 @@
-"""A plan: what one reconcile tick will do, each action with the reason for it. Plain data."""
+"""A plan: what one reconcile tick will do, each action with the reason for it. Plain data.
+
+Whoever carries a plan out (the reconciler against a platform, the simulator against its model
+world) implements :class:`PlanHandler`, one method per kind of action, and hands each action to
+:func:`dispatch`: the one place that knows which method an action calls, checked exhaustive.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol, TypeVar, assert_never
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -85,3 +90,39 @@ class Plan(BaseModel):
 
     def of(self, kind: type[_Action]) -> list[_Action]:
         return [a for a in self.actions if isinstance(a, kind)]
+
+
+R = TypeVar("R", covariant=True)
+
+
+class PlanHandler(Protocol[R]):
+    """Carries out each kind of action; ``R`` is what one action yields (an awaitable, for async handlers)."""
+
+    def on_launch(self, action: Launch) -> R: ...
+    def on_drain(self, action: Drain) -> R: ...
+    def on_destroy(self, action: Destroy) -> R: ...
+    def on_collect_orphan(self, action: CollectOrphan) -> R: ...
+    def on_retire_worker(self, action: RetireWorker) -> R: ...
+    def on_resolve_launch(self, action: ResolveLaunch) -> R: ...
+    def on_close_launch(self, action: CloseLaunch) -> R: ...
+
+
+def dispatch(action: Action, handler: PlanHandler[R]) -> R:
+    """Hand ``action`` to the ``handler`` method for its kind and return what that returns."""
+    match action:
+        case Launch():
+            return handler.on_launch(action)
+        case Drain():
+            return handler.on_drain(action)
+        case Destroy():
+            return handler.on_destroy(action)
+        case CollectOrphan():
+            return handler.on_collect_orphan(action)
+        case RetireWorker():
+            return handler.on_retire_worker(action)
+        case ResolveLaunch():
+            return handler.on_resolve_launch(action)
+        case CloseLaunch():
+            return handler.on_close_launch(action)
+        case _:
+            assert_never(action)

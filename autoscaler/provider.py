@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
+import anyio
+import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from autoscaler.errors import ProviderError
+from contracts.retry import Sleep
+
+_log = structlog.get_logger("autoscaler")
 
 MachineState = Literal["starting", "running", "stopping", "stopped", "failed", "unknown"]
 
@@ -68,3 +75,24 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+async def find_launch(
+    provider: Provider, launch_id: str, *, attempts: int, interval_s: float, sleep: Sleep = anyio.sleep
+) -> Machine | None:
+    """``find`` up to ``attempts`` times, ``interval_s`` apart: platform lists lag behind creates.
+
+    A lookup that fails counts as "not there yet" (and is logged): the caller decides what a
+    launch that never shows up means.
+    """
+    for attempt in range(attempts):
+        if attempt:
+            await sleep(interval_s)
+        try:
+            found = await provider.find(launch_id)
+        except ProviderError as exc:
+            _log.warning("lookup by launch tag failed", launch_id=launch_id, error=str(exc))
+            found = None
+        if found is not None:
+            return found
+    return None

@@ -15,16 +15,17 @@ Tests inject ``clock`` and ``sleep`` so nothing real waits.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Clock", "KeyedRateLimiter", "Limit", "Sleep", "TokenBucket"]
+from contracts.retry import Sleep
+
+__all__ = ["Clock", "KeyedRateLimiter", "Limit", "TokenBucket"]
 
 Clock = Callable[[], float]
 """Monotonic seconds."""
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class Limit(BaseModel):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -32,10 +32,11 @@ from autoscaler.plan import (
     Plan,
     ResolveLaunch,
     RetireWorker,
+    dispatch,
 )
 from autoscaler.planner import plan
 from autoscaler.policy import ScalingPolicy
-from autoscaler.provider import LaunchSpec, Machine, Provider
+from autoscaler.provider import LaunchSpec, Machine, Provider, find_launch
 from contracts.errors import FactoryError
 from contracts.models import DemandSnapshot, LaunchRecord, SetWorkerStatusRequest
 from contracts.roles import FleetStore
@@ -124,7 +125,7 @@ class Reconciler:
                 await self.store.release_reconcile_lock(self.holder)
 
     async def _apply(self, actions: Sequence[Action], fleet: Sequence[Machine]) -> list[Outcome]:
-        machines = {m.machine_id: m for m in fleet}
+        tick = _TickActions(self, {m.machine_id: m for m in fleet})
         outcomes: list[Outcome] = []
         launches_blocked: str | None = None
         for action in actions:
@@ -132,7 +133,7 @@ class Reconciler:
                 outcomes.append(Outcome(action, False, f"skipped: {launches_blocked}"))
                 continue
             try:
-                outcome = await self._apply_one(action, machines)
+                outcome = await dispatch(action, tick)
             except FactoryError as exc:
                 outcome = Outcome(action, False, str(exc))
                 if isinstance(action, Launch) and not exc.retryable:
@@ -148,53 +149,33 @@ class Reconciler:
             )
         return outcomes
 
-    async def _apply_one(self, action: Action, machines: dict[str, Machine]) -> Outcome:
-        if isinstance(action, Launch):
-            return await self._launch(action)
-        if isinstance(action, Drain):
-            await self._set_status(action.worker_id, "draining", action.reason)
-            return Outcome(action, True, f"worker {action.worker_id} draining")
-        if isinstance(action, Destroy | CollectOrphan):
-            machine = machines.get(action.machine_id)
-            if machine is not None:
-                await self.provider.destroy(machine)
-            if isinstance(action, Destroy) and action.worker_id is not None:
-                await self._set_status(action.worker_id, "stopped", action.reason)
-            if action.launch_id is not None:
-                await self.store.ledger_update(action.launch_id, "gone", detail=action.reason[:500])
-            return Outcome(action, True, f"machine {action.machine_id} destroyed", machine_id=action.machine_id)
-        if isinstance(action, RetireWorker):
-            await self._set_status(action.worker_id, "stopped", action.reason)
-            return Outcome(action, True, f"worker {action.worker_id} retired")
-        if isinstance(action, ResolveLaunch):
-            found = await self.provider.find(action.launch_id)
-            if found is None:
-                await self.store.ledger_update(action.launch_id, "failed", detail="never appeared at the provider")
-                return Outcome(action, True, "not found: launch given up", launch_id=action.launch_id)
-            await self.store.ledger_update(action.launch_id, "running", machine_id=found.machine_id)
-            return Outcome(action, True, f"found machine {found.machine_id}: adopted", machine_id=found.machine_id)
-        assert isinstance(action, CloseLaunch)
-        await self.store.ledger_update(action.launch_id, "gone", detail=action.reason[:500])
-        return Outcome(action, True, "closed", launch_id=action.launch_id)
 
-    async def _launch(self, action: Launch) -> Outcome:
-        launch_id = self.new_id()
-        worker_id = f"{self.provider.name}-{launch_id}"
-        now = await self.store.now_ms()
-        await self.store.ledger_record(LaunchRecord(launch_id=launch_id, provider=self.provider.name, requested_at=now))
+@dataclass(frozen=True)
+class _TickActions:
+    """The reconciler's ``PlanHandler``: one tick's actions carried out on the store and the provider."""
+
+    reconciler: Reconciler
+    machines: Mapping[str, Machine]  # what the tick observed, by machine id
+
+    async def on_launch(self, action: Launch) -> Outcome:
+        r = self.reconciler
+        launch_id = r.new_id()
+        worker_id = f"{r.provider.name}-{launch_id}"
+        now = await r.store.now_ms()
+        await r.store.ledger_record(LaunchRecord(launch_id=launch_id, provider=r.provider.name, requested_at=now))
         try:
-            machine = await self.provider.create(self.spec_for(launch_id, worker_id))
+            machine = await r.provider.create(r.spec_for(launch_id, worker_id))
         except ProviderError as exc:
             if not exc.ambiguous:
-                await self.store.ledger_update(launch_id, "failed", detail=str(exc)[:500])
+                await r.store.ledger_update(launch_id, "failed", detail=str(exc)[:500])
                 raise
             # The create may have happened: look for it by its tag; never create it twice.
-            found = await self._find(launch_id)
+            found = await find_launch(r.provider, launch_id, attempts=r.find_attempts, interval_s=r.find_interval_s)
             if found is None:
                 # Left "requested": it counts as capacity until the launch timeout, then is resolved.
                 return Outcome(action, False, f"create outcome unknown ({exc}); will look again", launch_id=launch_id)
             machine = found
-        await self.store.ledger_update(launch_id, "running", machine_id=machine.machine_id)
+        await r.store.ledger_update(launch_id, "running", machine_id=machine.machine_id)
         return Outcome(
             action,
             True,
@@ -203,20 +184,45 @@ class Reconciler:
             launch_id=launch_id,
         )
 
-    async def _find(self, launch_id: str) -> Machine | None:
-        for attempt in range(self.find_attempts):
-            try:
-                found = await self.provider.find(launch_id)
-            except ProviderError as exc:
-                log.warning("lookup by launch tag failed", launch_id=launch_id, error=str(exc))
-                found = None
-            if found is not None:
-                return found
-            if attempt + 1 < self.find_attempts:
-                await anyio.sleep(self.find_interval_s)  # provider lists are eventually consistent
-        return None
+    async def on_drain(self, action: Drain) -> Outcome:
+        await self._set_status(action.worker_id, "draining", action.reason)
+        return Outcome(action, True, f"worker {action.worker_id} draining")
+
+    async def on_destroy(self, action: Destroy) -> Outcome:
+        return await self._remove(action, action.worker_id)
+
+    async def on_collect_orphan(self, action: CollectOrphan) -> Outcome:
+        return await self._remove(action, None)
+
+    async def on_retire_worker(self, action: RetireWorker) -> Outcome:
+        await self._set_status(action.worker_id, "stopped", action.reason)
+        return Outcome(action, True, f"worker {action.worker_id} retired")
+
+    async def on_resolve_launch(self, action: ResolveLaunch) -> Outcome:
+        store = self.reconciler.store
+        found = await self.reconciler.provider.find(action.launch_id)
+        if found is None:
+            await store.ledger_update(action.launch_id, "failed", detail="never appeared at the provider")
+            return Outcome(action, True, "not found: launch given up", launch_id=action.launch_id)
+        await store.ledger_update(action.launch_id, "running", machine_id=found.machine_id)
+        return Outcome(action, True, f"found machine {found.machine_id}: adopted", machine_id=found.machine_id)
+
+    async def on_close_launch(self, action: CloseLaunch) -> Outcome:
+        await self.reconciler.store.ledger_update(action.launch_id, "gone", detail=action.reason[:500])
+        return Outcome(action, True, "closed", launch_id=action.launch_id)
+
+    async def _remove(self, action: Destroy | CollectOrphan, worker_id: str | None) -> Outcome:
+        """Destroy the machine (if it is still there), stop its worker, close its launch."""
+        machine = self.machines.get(action.machine_id)
+        if machine is not None:
+            await self.reconciler.provider.destroy(machine)
+        if worker_id is not None:
+            await self._set_status(worker_id, "stopped", action.reason)
+        if action.launch_id is not None:
+            await self.reconciler.store.ledger_update(action.launch_id, "gone", detail=action.reason[:500])
+        return Outcome(action, True, f"machine {action.machine_id} destroyed", machine_id=action.machine_id)
 
     async def _set_status(self, worker_id: str, status: str, reason: str) -> None:
-        await self.store.fleet_set_worker_status(
+        await self.reconciler.store.fleet_set_worker_status(
             SetWorkerStatusRequest.model_validate({"worker_id": worker_id, "status": status, "reason": reason[:500]})
         )

@@ -26,6 +26,7 @@ from autoscaler.plan import (
     Launch,
     ResolveLaunch,
     RetireWorker,
+    dispatch,
 )
 from autoscaler.provider import Machine
 from contracts.models import DemandSnapshot, LaunchRecord, WorkerView
@@ -135,20 +136,37 @@ class World:
 
     def apply(self, actions: Sequence[Action]) -> None:
         for action in actions:
-            if isinstance(action, Launch):
-                self.launch()
-            elif isinstance(action, Drain):
-                w = self.workers[action.worker_id]
-                w.status, w.status_since_ms = "draining", self.now_ms
-            elif isinstance(action, Destroy | CollectOrphan):
-                self.destroy(action.machine_id)
-                if isinstance(action, Destroy) and action.worker_id is not None:
-                    self.workers[action.worker_id].status = "stopped"
-            elif isinstance(action, RetireWorker):
-                self.workers[action.worker_id].status = "stopped"
-            elif isinstance(action, ResolveLaunch | CloseLaunch):
-                record = self.ledger[action.launch_id]
-                self.ledger[action.launch_id] = record.model_copy(update={"state": "gone"})
+            dispatch(action, self)
+
+    # The world's side of autoscaler.plan.PlanHandler: each action takes effect at once.
+
+    def on_launch(self, action: Launch) -> None:
+        self.launch()
+
+    def on_drain(self, action: Drain) -> None:
+        w = self.workers[action.worker_id]
+        w.status, w.status_since_ms = "draining", self.now_ms
+
+    def on_destroy(self, action: Destroy) -> None:
+        self.destroy(action.machine_id)
+        if action.worker_id is not None:
+            self.workers[action.worker_id].status = "stopped"
+
+    def on_collect_orphan(self, action: CollectOrphan) -> None:
+        self.destroy(action.machine_id)
+
+    def on_retire_worker(self, action: RetireWorker) -> None:
+        self.workers[action.worker_id].status = "stopped"
+
+    def on_resolve_launch(self, action: ResolveLaunch) -> None:
+        self._close_launch(action.launch_id)
+
+    def on_close_launch(self, action: CloseLaunch) -> None:
+        self._close_launch(action.launch_id)
+
+    def _close_launch(self, launch_id: str) -> None:
+        record = self.ledger[launch_id]
+        self.ledger[launch_id] = record.model_copy(update={"state": "gone"})
 
     def launch(self, pinned: str | None = None) -> str:
         n = next(self._ids)

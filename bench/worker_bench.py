@@ -57,6 +57,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import anyio
 import anyio.to_thread
@@ -64,8 +65,6 @@ import structlog
 
 from contracts.models import AppendRequest, EnqueueRequest, HistoryMessage, LeaseRef, MessagePayload, WorkerRegistration
 from contracts.sqlite import SqliteStore
-from factory.logging import configure
-from factory.settings import LogSettings, load
 from gateway.config import CompatibleModel
 from gateway.install import ensure_openclaw
 from gateway.runtime import GatewayRuntime
@@ -134,16 +133,32 @@ class InstantDelivery:
         return None
 
 
+def _configure_logs(level: str, file: TextIO) -> None:
+    """Console logs at ``level`` into ``file``, rendered as ``factory worker run`` renders them.
+
+    Nothing outside factory/ imports it, so the bench sets structlog up itself: the same
+    processors and renderer, less the CLI's mask of credential-named keys (a scan of a few
+    keys per line, far below what the overhead figure resolves).
+    """
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.dev.ConsoleRenderer(colors=file.isatty()),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=file),
+        cache_logger_on_first_use=False,
+    )
+
+
 @contextlib.contextmanager
 def _worker_logging(level: str) -> Iterator[None]:
     """Log as ``factory worker run`` does (console renderer) at ``level``, into /dev/null."""
     saved = structlog.get_config()
     with open(os.devnull, "w") as sink:
-        stderr, sys.stderr = sys.stderr, sink
-        try:
-            configure(LogSettings(), default_level=level)
-        finally:
-            sys.stderr = stderr
+        _configure_logs(level, sink)
         try:
             yield
         finally:
@@ -646,7 +661,7 @@ def run(samples: int = 30, overhead_messages: int = 1_000) -> None:
         return measure_overhead(overhead_messages), measure_imports()
 
     # The gateway's helpers log at info: only warnings and errors reach the terminal.
-    configure(load(LogSettings, level="warning"))
+    _configure_logs("warning", sys.stderr)
     try:
         with tempfile.TemporaryDirectory(prefix="factory-bench-worker-", ignore_cleanup_errors=True) as tmp:
             live = anyio.run(_live, Path(tmp), samples, during_quiet)

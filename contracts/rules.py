@@ -33,8 +33,6 @@ class QueuePolicy:
     backoff_factor: float = 2.0
     backoff_cap_ms: int = 120_000
     jitter_ratio: float = 0.1
-    # How long after its last heartbeat a worker counts as gone.
-    worker_stale_ms: int = 5 * 60_000
 
     def __post_init__(self) -> None:
         if not 0 <= self.jitter_ratio <= 1:
@@ -43,11 +41,6 @@ class QueuePolicy:
 
 class RandomSource(Protocol):
     def random(self) -> float: ...
-
-
-def lease_is_live(lease_expires_at: int | None, now: int) -> bool:
-    """A lease is live strictly before its expiry; at the expiry instant it is already dead."""
-    return lease_expires_at is not None and now < lease_expires_at
 
 
 def lease_expiry(now: int, lease_ttl_ms: int) -> int:
@@ -80,10 +73,6 @@ def backoff_ms(attempt: int, policy: QueuePolicy, rng: RandomSource) -> int:
     bounded = min(policy.backoff_cap_ms, policy.backoff_base_ms * policy.backoff_factor**exponent)
     jitter = bounded * policy.jitter_ratio * rng.random()
     return int(min(policy.backoff_cap_ms, bounded + jitter))
-
-
-def worker_is_stale(heartbeat_at: int, now: int, policy: QueuePolicy) -> bool:
-    return now - heartbeat_at > policy.worker_stale_ms
 
 
 def system_random() -> random.Random:

@@ -44,7 +44,7 @@ def configure(settings: LogSettings, *, default_level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    # Standard-library logging (our bindings' retry notes, libraries) follows the same level, and
+    # Standard-library logging (libraries: ours all log through structlog) follows the same level, and
     # libraries that log full URLs at INFO (httpx) never go below WARNING.
     logging.basicConfig(stream=sys.stderr)
     logging.getLogger().setLevel(level)

@@ -12,13 +12,15 @@ The tree::
         │   ├── DeliveryRejected      other 4xx: the request itself is wrong      (not retryable)
         │   └── DeliveryProtocolError the gateway answered with something we cannot read (retryable)
         ├── ChannelError              the reply could not be sent on (Telegram…); ``retryable`` per cause
-        ├── InvalidJob                the payload cannot be processed as given     (not retryable)
-        └── LeaseLost                 the store no longer recognises our lease: stop, send nothing
+        └── InvalidJob                the payload cannot be processed as given     (not retryable)
 
 Messages carry ids, URLs and status codes, never tokens.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Self
 
 from contracts.errors import FactoryError
 
@@ -29,6 +31,11 @@ class JobError(FactoryError):
 
 class DeliveryError(JobError):
     retryable = True
+
+    def masked(self, redact: Callable[[str], str]) -> Self:
+        """This error with ``redact`` applied to its message: gateways may echo a token in a body."""
+        clean = redact(str(self))
+        return self if clean == str(self) else type(self)(clean)
 
 
 class DeliveryTimeout(DeliveryError):
@@ -63,11 +70,3 @@ class ChannelError(JobError):
 
 class InvalidJob(JobError):
     retryable = False
-
-
-class LeaseLost(JobError):
-    retryable = False
-
-    def __init__(self, message_id: str) -> None:
-        super().__init__(f"lease lost on message {message_id}: another delivery may own it now")
-        self.message_id = message_id

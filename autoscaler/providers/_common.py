@@ -1,18 +1,16 @@
-"""Helpers both providers share: the worker's environment, names, secrets kept out of text."""
+"""Helpers both providers share: the worker's environment, names, wire parsing."""
 
 from __future__ import annotations
 
 import email.utils
 import re
-from collections.abc import Iterable
 from datetime import datetime
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from autoscaler.errors import ProviderConfigError
-from autoscaler.provider import LaunchSpec, Machine, Provider
-from autoscaler.ratelimit import Sleep
+from autoscaler.provider import LaunchSpec
 
 WORKER_ID_ENV = "FACTORY_WORKER_ID"
 LAUNCH_ID_ENV = "FACTORY_LAUNCH_ID"
@@ -26,6 +24,8 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
 # Longest machine/droplet name we generate: DNS-label sized, which both platforms accept.
 _MAX_NAME = 63
+# What a secret an API echoed back reads as in our errors (contracts.redact.mask puts it there).
+REDACTED = "[redacted]"
 
 
 def worker_env(spec: LaunchSpec) -> dict[str, str]:
@@ -55,15 +55,6 @@ def worker_env(spec: LaunchSpec) -> dict[str, str]:
 
 def secret_values(spec: LaunchSpec) -> list[str]:
     return [value.get_secret_value() for value in spec.secret_env.values()]
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every occurrence of a secret in ``text`` (API bodies can echo what they were sent)."""
-    for secret in secrets:
-        # Very short values would blank out ordinary words; real tokens are long.
-        if len(secret) >= 6:
-            text = text.replace(secret, "[redacted]")
-    return text
 
 
 def machine_name(prefix: str, launch_id: str) -> str:
@@ -108,18 +99,6 @@ def iso_to_ms(value: str | None) -> int | None:
 def shorten(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-async def poll_find(
-    provider: Provider, launch_id: str, *, attempts: int, interval_s: float, sleep: Sleep
-) -> Machine | None:
-    """``find`` up to ``attempts`` times, ``interval_s`` apart: platform lists lag behind creates."""
-    for remaining in range(max(1, attempts) - 1, -1, -1):
-        found = await provider.find(launch_id)
-        if found is not None or remaining == 0:
-            return found
-        await sleep(interval_s)
-    return None
 
 
 M = TypeVar("M", bound=BaseModel)

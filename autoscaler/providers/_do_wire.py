@@ -13,8 +13,9 @@ from pydantic import BaseModel, ConfigDict
 
 from autoscaler.errors import ProviderError
 from autoscaler.provider import MachineState
-from autoscaler.providers._common import iso_to_ms, parse_each, parse_retry_after, redact, shorten
+from autoscaler.providers._common import REDACTED, iso_to_ms, parse_each, parse_retry_after, shorten
 from autoscaler.providers._do_transport import HttpStatusError, never_sent
+from contracts.redact import mask
 
 PROVIDER = "digitalocean"
 FLEET_TAG = "factory"
@@ -102,7 +103,7 @@ def error_from_status(
     """One ProviderError per documented status (fleet-apis §3.4 and §6.4)."""
     status = exc.status
     said, request_id = _said(exc)
-    said = redact(said, secrets)
+    said = mask(said, secrets, REDACTED)
 
     def error(message: str, *, retryable: bool, ambiguous: bool = False) -> ProviderError:
         return ProviderError(

@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict
 
 from autoscaler.errors import ProviderError
 from autoscaler.provider import MachineState
-from autoscaler.providers._common import parse_each, parse_retry_after, redact, shorten
+from autoscaler.providers._common import REDACTED, parse_each, parse_retry_after, shorten
+from contracts.redact import mask
 
 PROVIDER = "fly"
 _MACAROON_PREFIXES = frozenset({"fm1r", "fm1a", "fm2"})
@@ -132,7 +133,7 @@ def error_from_response(
     """One ProviderError per documented status (fleet-apis §1.9 and §6.4)."""
     status = response.status_code
     said, code = _body(response)
-    said = redact(said, secrets)
+    said = mask(said, secrets, REDACTED)
     request_id = response.headers.get("fly-request-id")
 
     def error(message: str, *, retryable: bool, ambiguous: bool = False) -> ProviderError:

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from autoscaler.errors import ProviderError
 from autoscaler.provider import LaunchSpec, Machine
-from autoscaler.providers._common import machine_name, poll_find, secret_values, worker_env
+from autoscaler.providers._common import machine_name, secret_values, worker_env
 from autoscaler.providers._do_transport import FactoryDroplet, FactoryManager, HttpStatusError, check_library
 from autoscaler.providers._do_wire import (
     ARCHIVED,
@@ -47,8 +47,9 @@ from autoscaler.providers._do_wire import (
     parse_droplets,
 )
 from autoscaler.providers.cloud_init import load_template, render_cloud_init
-from autoscaler.ratelimit import Clock, KeyedRateLimiter, Limit, Sleep
-from autoscaler.retry import RetryPolicy, call_with_retry
+from autoscaler.ratelimit import Clock, KeyedRateLimiter, Limit
+from autoscaler.retry import PLATFORM_RETRY, call_with_retry
+from contracts.retry import RetryPolicy, Sleep
 
 __all__ = ["DO_LIMITS", "DigitalOceanConfig", "DigitalOceanProvider"]
 
@@ -131,7 +132,7 @@ class DigitalOceanProvider:
         self._limiter = (
             limiter if limiter is not None else KeyedRateLimiter(DO_LIMITS["minute"], DO_LIMITS, sleep=sleep)
         )
-        self._retry = retry if retry is not None else RetryPolicy()
+        self._retry = retry if retry is not None else PLATFORM_RETRY
         self._sleep = sleep
         self._wall_clock = wall_clock
         self._session = requests.Session()
@@ -200,10 +201,6 @@ class DigitalOceanProvider:
         tag = self._launch_tag("find", launch_id)
         found = [m for m in await self._list_tag("find", tag) if m.launch_id == launch_id]
         return found[0] if found else None
-
-    async def wait_for_launch(self, launch_id: str, *, attempts: int = 5, interval_s: float = 2.0) -> Machine | None:
-        """``find`` until the launch's tag shows up in the list, or give up."""
-        return await poll_find(self, launch_id, attempts=attempts, interval_s=interval_s, sleep=self._sleep)
 
     async def stop(self, machine: Machine) -> None:
         """Graceful shutdown (ACPI): systemd stops the worker unit, which SIGTERMs the worker."""

@@ -10,7 +10,7 @@ eventually consistent (a machine just created may be missing from the next few l
 - the machine name is derived from the launch id, so a repeated create of one launch meets
   "name taken" instead of making a twin;
 - ``find`` returning None means "not visible yet" as much as "never created": the reconciler's
-  ledger keeps counting the launch until its grace period ends (``wait_for_launch`` polls).
+  ledger keeps counting the launch until its grace period ends (``autoscaler.provider.find_launch`` polls).
 
 Requests are paced by per-action token buckets (1 req/s, burst 3; Get 5/s, burst 10), scoped per
 machine for machine actions as Fly counts them.
@@ -35,7 +35,6 @@ from autoscaler.providers._common import (
     WORKER_KEY,
     iso_to_ms,
     machine_name,
-    poll_find,
     secret_values,
     worker_env,
 )
@@ -50,8 +49,9 @@ from autoscaler.providers._fly_wire import (
     normalise_state,
     parse_machines,
 )
-from autoscaler.ratelimit import KeyedRateLimiter, Limit, Sleep
-from autoscaler.retry import RetryPolicy, call_with_retry
+from autoscaler.ratelimit import KeyedRateLimiter, Limit
+from autoscaler.retry import PLATFORM_RETRY, call_with_retry
+from contracts.retry import RetryPolicy, Sleep
 
 __all__ = ["FLY_LIMITS", "FlyConfig", "FlyProvider"]
 
@@ -118,7 +118,7 @@ class FlyProvider:
         self._owns_client = client is None
         self._client = client if client is not None else httpx.AsyncClient(timeout=config.request_timeout_s)
         self._limiter = limiter if limiter is not None else KeyedRateLimiter(FLY_DEFAULT_LIMIT, FLY_LIMITS, sleep=sleep)
-        self._retry = retry if retry is not None else RetryPolicy()
+        self._retry = retry if retry is not None else PLATFORM_RETRY
         self._sleep = sleep
         self._base = f"{config.api_base_url.rstrip('/')}/v1/apps/{config.app}/machines"
 
@@ -197,10 +197,6 @@ class FlyProvider:
         await self._send(
             "wait", "GET", url, action="wait", scope=machine.machine_id, params=params, extra_timeout=timeout_s
         )
-
-    async def wait_for_launch(self, launch_id: str, *, attempts: int = 5, interval_s: float = 1.0) -> Machine | None:
-        """``find`` until the launch shows up in the (eventually consistent) list, or give up."""
-        return await poll_find(self, launch_id, attempts=attempts, interval_s=interval_s, sleep=self._sleep)
 
     # -- internals ------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ installs its npm packages, runs its vitest suite and runs a loopback stand-in is
 :mod:`contracts.convex.standin`.
 """
 
-from contracts.convex.client import ConvexClient, NotCommitted, RetryPolicy, normalize_url
+from contracts.convex.client import ConvexClient, NotCommitted, normalize_url
 from contracts.convex.compat import COMPAT_MODES, AgentFactoryCompatStore, Compat, UnsupportedByCompat
 from contracts.convex.store import ConvexStore
 
@@ -16,7 +16,6 @@ __all__ = [
     "ConvexClient",
     "ConvexStore",
     "NotCommitted",
-    "RetryPolicy",
     "UnsupportedByCompat",
     "normalize_url",
 ]

@@ -28,17 +28,15 @@ and error messages.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
+import structlog
 from pydantic import SecretStr
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from contracts.errors import (
     AgentUnavailable,
@@ -49,8 +47,10 @@ from contracts.errors import (
     StoreFunctionError,
     StoreUnavailable,
 )
+from contracts.retry import RetryPolicy as RetryPolicy  # re-exported: ConvexStore's signature names it
+from contracts.retry import retrying
 
-log = logging.getLogger("contracts.convex")
+_log = structlog.get_logger("contracts.convex")
 
 Kind = Literal["query", "mutation"]
 RETRYABLE_STATUS = frozenset({408, 429})
@@ -63,20 +63,8 @@ class NotCommitted(StoreUnavailable):
     retrying is safe even for a mutation that is neither fenced nor idempotent."""
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How often and how patiently a safe call is retried after StoreUnavailable."""
-
-    attempts: int = 4
-    initial_s: float = 0.25
-    max_s: float = 4.0
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError("attempts: must be at least 1")
-
-
-DEFAULT_RETRY = RetryPolicy()
+# A safe call is retried after StoreUnavailable: 0.25 s doubling to 4 s, with as much jitter.
+DEFAULT_RETRY = RetryPolicy(attempts=4, initial_s=0.25, max_s=4.0, jitter_s=0.25)
 
 
 def normalize_url(url: str) -> str:
@@ -154,35 +142,29 @@ class ConvexClient:
     async def call(self, kind: Kind, function: str, args: Mapping[str, Any], *, retry: bool) -> Any:
         """``retry``: the call may be repeated after any StoreUnavailable; otherwise only after
         NotCommitted (Convex refused it before it could commit)."""
-        policy = self.retry
-        async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(policy.attempts),
-            wait=wait_exponential_jitter(multiplier=policy.initial_s, max=policy.max_s, jitter=policy.initial_s),
-            retry=retry_if_exception_type(StoreUnavailable if retry else NotCommitted),
-            before_sleep=lambda state: log.warning(
-                "convex %s %s:%s unavailable (attempt %d of %d): %s",
-                kind,
-                self.namespace,
-                function,
-                state.attempt_number,
-                policy.attempts,
-                state.outcome.exception() if state.outcome else "",
-            ),
-            reraise=True,
+        path = f"{self.namespace}:{function}"
+        async for attempt in retrying(
+            self.retry,
+            retry=lambda exc: isinstance(exc, StoreUnavailable if retry else NotCommitted),
+            event="convex call unavailable",
+            context={"kind": kind, "function": path},
         ):
             with attempt:
-                return await self._once(kind, function, args)
+                return await self._once(kind, path, args)
         raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
 
-    async def _once(self, kind: Kind, function: str, args: Mapping[str, Any]) -> Any:
-        path = f"{self.namespace}:{function}"
+    async def _once(self, kind: Kind, path: str, args: Mapping[str, Any]) -> Any:
         started = time.monotonic()
         try:
             reply = await self._http.post(f"/api/{kind}", json={"path": path, "args": dict(args), "format": "json"})
         except httpx.TransportError as exc:
             raise StoreUnavailable(self.url, f"{kind} {path}: {describe_transport_error(exc, self.timeout_s)}") from exc
-        log.debug(
-            "convex %s %s -> HTTP %d in %.0f ms", kind, path, reply.status_code, (time.monotonic() - started) * 1e3
+        _log.debug(
+            "convex call answered",
+            kind=kind,
+            function=path,
+            status=reply.status_code,
+            ms=round((time.monotonic() - started) * 1e3),
         )
         if reply.status_code in (200, UDF_FAILED):
             return self._envelope(path, reply)

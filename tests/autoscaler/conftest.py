@@ -9,22 +9,12 @@ import pytest
 
 from autoscaler.ratelimit import KeyedRateLimiter, Limit
 from tests.fakes import FakeDigitalOceanApi, FakeFlyApi
+from tests.fakes.sleep import RecordingSleep
 
 # Distinctive values, so a leak into any error text is easy to spot.
 FLY_TOKEN = "fm2_flytokencanary0123456789abcdef"
 DO_TOKEN = "dop_v1_dotokencanary0123456789abcdef"
 SECRET_VALUE = "store-secret-canary-42"
-
-
-class RecordingSleep:
-    """An injected ``sleep`` that returns at once and remembers what it was asked to wait."""
-
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.calls.append(seconds)
-        await anyio.lowlevel.checkpoint()
 
 
 class FakeClock:

@@ -15,9 +15,10 @@ from pydantic import SecretStr, ValidationError
 from autoscaler.errors import ProviderConfigError, ProviderError
 from autoscaler.provider import LaunchSpec, Provider
 from autoscaler.providers.digitalocean import DigitalOceanConfig, DigitalOceanProvider
-from autoscaler.retry import RetryPolicy
-from tests.autoscaler.conftest import DO_TOKEN, SECRET_VALUE, RecordingSleep, assert_no_secrets, unlimited
+from contracts.retry import RetryPolicy
+from tests.autoscaler.conftest import DO_TOKEN, SECRET_VALUE, assert_no_secrets, unlimited
 from tests.fakes import FakeDigitalOceanApi
+from tests.fakes.sleep import RecordingSleep
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 

@@ -10,19 +10,19 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from autoscaler.errors import ProviderError
-from autoscaler.provider import LaunchSpec, Provider
+from autoscaler.provider import LaunchSpec, Provider, find_launch
 from autoscaler.providers.fly import FlyConfig, FlyProvider
 from autoscaler.ratelimit import KeyedRateLimiter, Limit
-from autoscaler.retry import RetryPolicy
+from contracts.retry import RetryPolicy
 from tests.autoscaler.conftest import (
     FLY_TOKEN,
     SECRET_VALUE,
     FakeClock,
-    RecordingSleep,
     assert_no_secrets,
     unlimited,
 )
 from tests.fakes import FakeFlyApi
+from tests.fakes.sleep import RecordingSleep
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 
@@ -125,7 +125,7 @@ async def test_find_tolerates_the_eventually_consistent_list(
     created = await fly.create(SPEC)
 
     assert await fly.find(SPEC.launch_id) is None  # committed, not yet visible
-    found = await fly.wait_for_launch(SPEC.launch_id, attempts=3, interval_s=0.5)
+    found = await find_launch(fly, SPEC.launch_id, attempts=3, interval_s=0.5, sleep=sleeps)
 
     assert found is not None
     assert found.machine_id == created.machine_id

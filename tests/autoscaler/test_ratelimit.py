@@ -6,7 +6,8 @@ import anyio
 import pytest
 
 from autoscaler.ratelimit import KeyedRateLimiter, Limit, TokenBucket
-from tests.autoscaler.conftest import FakeClock, RecordingSleep
+from tests.autoscaler.conftest import FakeClock
+from tests.fakes.sleep import RecordingSleep
 
 pytestmark = pytest.mark.anyio
 

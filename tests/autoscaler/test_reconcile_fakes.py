@@ -21,8 +21,8 @@ from autoscaler.provider import LaunchSpec, Machine, Provider
 from autoscaler.providers.digitalocean import DigitalOceanConfig, DigitalOceanProvider
 from autoscaler.providers.fly import FlyConfig, FlyProvider
 from autoscaler.reconciler import Reconciler, TickResult
-from autoscaler.retry import RetryPolicy
 from contracts.models import EnqueueRequest, LeaseRef, MachineRef, MessagePayload, WorkerRegistration
+from contracts.retry import RetryPolicy
 from contracts.sqlite import SqliteStore
 from tests.autoscaler.conftest import DO_TOKEN, FLY_TOKEN, SECRET_VALUE, unlimited
 from tests.fakes import FakeDigitalOceanApi, FakeFlyApi

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from autoscaler.errors import ProviderConfigError, ProviderError
-from autoscaler.retry import RetryPolicy, call_with_retry, is_retryable
-from tests.autoscaler.conftest import RecordingSleep
+from autoscaler.retry import call_with_retry, is_retryable
+from contracts.retry import RetryPolicy
+from tests.fakes.sleep import RecordingSleep
 
 pytestmark = pytest.mark.anyio
 

@@ -11,19 +11,21 @@ import anyio
 import httpx
 import pytest
 from pydantic import SecretStr
+from structlog.testing import capture_logs
 
-from contracts.convex import ConvexStore, RetryPolicy, normalize_url
+from contracts.convex import ConvexStore, normalize_url
 from contracts.convex.client import ConvexClient, NotCommitted, auth_header
 from contracts.convex.standin import StandIn
 from contracts.errors import InvalidInput, StoreFunctionError, StoreUnavailable
 from contracts.models import EnqueueRequest, FailRequest, LeaseRef, MessagePayload
+from contracts.retry import RetryPolicy
 from tests.convex.conftest import T0
 from tests.fakes._server import FaultyServer, Request, Response
 
 pytestmark = pytest.mark.anyio
 convex = pytest.mark.convex
 
-FAST = RetryPolicy(attempts=3, initial_s=0.01, max_s=0.05)
+FAST = RetryPolicy(attempts=3, initial_s=0.01, max_s=0.05, jitter_s=0.01)
 
 
 def request(conversation_id: str = "c1", external_id: str | None = None) -> EnqueueRequest:
@@ -323,21 +325,23 @@ async def test_wait_for_work_wakes_when_work_arrives_or_falls_due(fresh: StandIn
 
 
 @convex
-async def test_logs_never_carry_worker_ids_leases_or_tokens(fresh: StandIn, caplog: pytest.LogCaptureFixture) -> None:
+async def test_logs_never_carry_worker_ids_leases_or_tokens(fresh: StandIn) -> None:
     token = jwt({"sub": "worker-secret-subject", "iss": "https://issuer.test"})
     store = ConvexStore(fresh.url, auth_token=token, retry=FAST)
     await store.enqueue(request())
     job = await store.worker_claim("worker-7f3a")
     assert job is not None
-    caplog.set_level("DEBUG")
     fresh.fail_next(2, 503)
-    beat = await store.worker_heartbeat(
-        LeaseRef(worker_id="worker-7f3a", message_id=job.message_id, lease_id=job.lease_id)
-    )
+    with capture_logs() as logs:
+        beat = await store.worker_heartbeat(
+            LeaseRef(worker_id="worker-7f3a", message_id=job.message_id, lease_id=job.lease_id)
+        )
     assert beat.ok
-    assert "unavailable (attempt 1 of 3)" in caplog.text
+    retries = [entry for entry in logs if entry["event"] == "convex call unavailable"]
+    assert [(entry["attempt"], entry["attempts"]) for entry in retries] == [(1, 3), (2, 3)]
+    assert retries[0]["function"] == "agentFactory:workerHeartbeat"
     for secret in ("worker-7f3a", job.lease_id, token, "worker-secret-subject"):
-        assert secret not in caplog.text
+        assert secret not in repr(logs)
     await store.aclose()
 
 

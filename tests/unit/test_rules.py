@@ -13,7 +13,6 @@ from contracts.rules import (
     backoff_ms,
     check_lease_ttl_ms,
     heartbeat_interval_ms,
-    lease_is_live,
     lease_remaining_ms,
     out_of_attempts,
 )
@@ -27,12 +26,6 @@ class _Fixed:
 
     def random(self) -> float:
         return self.value
-
-
-def test_a_lease_dies_at_its_expiry_instant() -> None:
-    assert lease_is_live(1_000, 999)
-    assert not lease_is_live(1_000, 1_000)
-    assert not lease_is_live(None, 0)
 
 
 def test_backoff_doubles_from_one_second_without_jitter() -> None:

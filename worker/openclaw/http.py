@@ -19,6 +19,7 @@ import httpx
 import structlog
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
+from contracts.redact import Redactor
 from worker.delivery import DeliveryReply, DeliveryRequest
 from worker.errors import (
     DeliveryAuthError,
@@ -29,7 +30,6 @@ from worker.errors import (
     DeliveryTimeout,
     DeliveryUnavailable,
 )
-from worker.openclaw.redact import Redactor
 from worker.openclaw.sessions import SessionLocks
 
 _log = structlog.get_logger(__name__)
@@ -113,7 +113,7 @@ class HttpDelivery:
                 f"no reply to message {request.message_id} from {self._url} within {self._timeout_s:g} s"
             ) from None
         if response.status_code != 200:
-            raise self._redact.error(_status_error(response, request.message_id))
+            raise _status_error(response, request.message_id).masked(self._redact)
         try:
             completion = _Completion.model_validate_json(response.content)
             content = completion.choices[0].message.content

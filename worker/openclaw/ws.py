@@ -38,6 +38,7 @@ from pydantic import SecretStr
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, WebSocketException
 
+from contracts.redact import Redactor
 from worker.delivery import DeliveryReply, DeliveryRequest
 from worker.errors import (
     DeliveryAuthError,
@@ -59,7 +60,6 @@ from worker.openclaw.frames import (
     parse_frame,
     parse_payload,
 )
-from worker.openclaw.redact import Redactor
 from worker.openclaw.sessions import SessionLocks
 
 _log = structlog.get_logger(__name__)
@@ -240,7 +240,7 @@ class WsDelivery:
         if not frame.ok:
             if frame.status is not None:  # the run started and failed; the gateway cached that
                 self._remember_failure(message_id)
-            raise self._redact.error(error_from_frame(frame.error, doing))
+            raise error_from_frame(frame.error, doing).masked(self._redact)
         final = parse_payload(AgentFinal, frame.payload, f"{doing} result")
         if final.status == "ok":
             return DeliveryReply(text=final.reply_text(), run_id=final.run_id)
@@ -264,7 +264,7 @@ class WsDelivery:
             async with connection.request("agent.wait", {"runId": run_id, "timeoutMs": _WAIT_SLICE_MS}) as frames:
                 frame = await connection.next_response(frames)
             if not frame.ok:
-                raise self._redact.error(error_from_frame(frame.error, doing))
+                raise error_from_frame(frame.error, doing).masked(self._redact)
             result = parse_payload(WaitResult, frame.payload, f"{doing} result")
             if result.status == "timeout":
                 continue
@@ -358,7 +358,7 @@ class WsDelivery:
             error = frame.error
             if error is not None and error.code == "UNAVAILABLE" and error.retryable:
                 return (error.retry_after_ms or 500) / 1000
-            raise self._redact.error(error_from_frame(error, f"the connect handshake with {self._url}"))
+            raise error_from_frame(error, f"the connect handshake with {self._url}").masked(self._redact)
         hello = parse_payload(HelloOk, frame.payload, "hello-ok")
         if hello.protocol != PROTOCOL_VERSION:
             raise DeliveryProtocolError(

@@ -3,9 +3,8 @@
 What upstream's worker got wrong and this module does instead (reference/agent-factory.md §5.4.7):
 
 - **chat_id**: ``metadata.telegramChatId`` when present (groups), else ``providerUserId`` (private chats).
-- **length**: Telegram takes at most 4096 UTF-16 code units of text *after* entity parsing, so we chunk
-  the raw reply by UTF-16 length first, preferring paragraph, line and word breaks, and only then
-  escape each chunk (an escape is never split, and escaping never pushes a chunk over the limit).
+- **length**: at most 4096 UTF-16 code units per message after entity parsing; the raw reply is chunked
+  by UTF-16 length, then each chunk escaped (the pure rules are in :mod:`worker.telegram.text`).
 - **HTML**: ``parse_mode=HTML`` with ``&``, ``<`` and ``>`` escaped: the agent's text is shown as text.
 
 Failures map onto ``ChannelError.retryable``: 429 waits ``retry_after`` and tries the chunk again (within a
@@ -14,20 +13,17 @@ retryable; 400/403 (chat not found, bot blocked…) and 401/404 (bad bot token) 
 
 The bot token is part of the URL path, and httpx puts the URL in its log lines and in its exceptions'
 requests. So the client only ever sees a placeholder path; ``_TokenTransport`` puts the token in just
-before the bytes leave, below httpx's logging and error context. Every message we build is redacted too.
+before the bytes leave, below httpx's logging and error context. Every message we build is redacted too
+(``contracts.redact``, in every form a URL may carry the token).
 """
 
 from __future__ import annotations
 
 import hashlib
-import html
 import re
-import unicodedata
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
-from urllib.parse import quote
 
 import anyio
 import httpx
@@ -36,10 +32,12 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
 from contracts.models import ClaimedJob, HydrationBundle
+from contracts.redact import mask, url_forms
+from contracts.retry import Sleep
 from worker.errors import ChannelError
+from worker.telegram.text import TELEGRAM_MAX_TEXT, escape_html, split_message
 
 DEFAULT_API_BASE = "https://api.telegram.org"
-TELEGRAM_MAX_TEXT = 4096  # UTF-16 code units after entity parsing (Bot API, sendMessage.text)
 PROVIDER = "telegram"
 
 _log = structlog.get_logger("worker.telegram")
@@ -47,8 +45,6 @@ _log = structlog.get_logger("worker.telegram")
 _PLACEHOLDER = "bot-token-redacted"
 _TOKEN_EXTENSION = "factory.telegram_bot_token"
 _NUMERIC_CHAT = re.compile(r"-?\d+")
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 # --------------------------------------------------------------------------- wire shapes
@@ -71,105 +67,6 @@ class TelegramResponse(BaseModel):
     error_code: int | None = None
     description: str | None = None
     parameters: _ResponseParameters | None = None
-
-
-# --------------------------------------------------------------------------- chunking
-
-
-def utf16_len(text: str) -> int:
-    """Length as Telegram counts it: astral characters (most emoji) are two UTF-16 code units."""
-    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
-
-
-def split_message(text: str, limit: int = TELEGRAM_MAX_TEXT) -> list[str]:
-    """Split raw (unescaped) text into chunks of at most ``limit`` UTF-16 code units each.
-
-    Breaks at the last paragraph break, else line break, else whitespace in the second half of the
-    window; failing that, at any of them; failing that (one very long word), hard at the limit, but
-    never inside a surrogate pair (Python strings hold code points) and, where possible, not between a
-    character and the combining mark, joiner or variation selector that belongs to it. The separator
-    a chunk breaks on is dropped, and whitespace-only chunks are not sent (Telegram rejects them).
-    """
-    if limit < 2:
-        raise ValueError(f"limit: {limit} is too small; a chunk must hold one astral character (2 units)")
-    chunks: list[str] = []
-    rest = text
-    while rest:
-        end = _fit(rest, limit)
-        if end == len(rest):
-            chunk, rest = rest, ""
-        else:
-            cut, skip = _break_point(rest, end)
-            chunk, rest = rest[:cut], rest[cut + skip :]
-            rest = rest.lstrip("\n")
-        if chunk.strip():
-            chunks.append(chunk)
-    return chunks
-
-
-def _fit(text: str, limit: int) -> int:
-    """The largest code-point index whose prefix fits in ``limit`` UTF-16 units."""
-    if len(text) <= limit // 2:
-        return len(text)  # fits whatever it holds: even all-astral text is 2 units per char
-    units = 0
-    for index, char in enumerate(text):
-        units += 2 if ord(char) > 0xFFFF else 1
-        if units > limit:
-            return index
-    return len(text)
-
-
-_SEPARATORS = ("\n\n", "\n", " ", "\t")
-
-
-def _break_point(text: str, end: int) -> tuple[int, int]:
-    """Where to cut ``text[:end]``: (cut index, separator length to drop)."""
-    for floor in (end // 2, 1):
-        for separator in _SEPARATORS:
-            at = text.rfind(separator, floor, end)
-            if at >= floor:
-                return at, len(separator)
-    return _hard_cut(text, end), 0
-
-
-def _hard_cut(text: str, end: int) -> int:
-    # Step back over marks that attach to the previous character (é as e + U+0301, 👍🏽, ZWJ
-    # sequences like 👩‍💻), so a chunk does not end in half a glyph. Bounded: a pathological run of
-    # marks gets cut anyway rather than producing an empty chunk.
-    cut = end
-    while cut > 1 and end - cut < 32 and _inside_glyph(text, cut):
-        cut -= 1
-    return cut if cut > 1 and end - cut < 32 else end
-
-
-def _inside_glyph(text: str, cut: int) -> bool:
-    if _attaches(text[cut]) or text[cut - 1] == "\u200d":
-        return True
-    # Flags are pairs of regional indicators: cutting after an odd count of them halves a flag.
-    run = 0
-    while run < cut and _regional(text[cut - 1 - run]):
-        run += 1
-    return run % 2 == 1 and _regional(text[cut])
-
-
-def _regional(char: str) -> bool:
-    return 0x1F1E6 <= ord(char) <= 0x1F1FF
-
-
-def _attaches(char: str) -> bool:
-    code = ord(char)
-    return (
-        unicodedata.combining(char) != 0
-        or code == 0x200D  # zero-width joiner
-        or 0xFE00 <= code <= 0xFE0F  # variation selectors
-        or 0x1F3FB <= code <= 0x1F3FF  # emoji skin-tone modifiers
-        or 0xE0020 <= code <= 0xE007F  # emoji tag sequences (flags of regions)
-    )
-
-
-def escape_html(text: str) -> str:
-    """Escape for ``parse_mode=HTML``: the three characters Telegram requires (quotes may stay)."""
-    return html.escape(text, quote=False)
 
 
 # --------------------------------------------------------------------------- the channel
@@ -209,6 +106,10 @@ class _Target:
     message_id: str
     token: SecretStr
     chat_id: int | str
+
+    def redact(self, text: str) -> str:
+        """``text`` with the token masked, as written and as a URL percent-encodes it."""
+        return mask(text, url_forms(self.token), "<redacted>")
 
 
 class TelegramChannel:
@@ -406,7 +307,7 @@ class TelegramChannel:
         except httpx.TimeoutException as exc:
             raise _Transient(f"no answer within {self._timeout:g}s ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
-            raise _Transient(_redact(f"connection failed: {type(exc).__name__}: {exc}", target.token)) from None
+            raise _Transient(target.redact(f"connection failed: {type(exc).__name__}: {exc}")) from None
         _raise_for_answer(response, target)
 
 
@@ -419,9 +320,7 @@ def _raise_for_answer(response: httpx.Response, target: _Target) -> None:
         answer = None  # a proxy's HTML error page, say: the status alone decides
     if 200 <= status < 300 and answer is not None and answer.ok:
         return
-    description = _redact(
-        answer.description if answer is not None and answer.description else f"HTTP {status}", target.token
-    )
+    description = target.redact(answer.description if answer is not None and answer.description else f"HTTP {status}")
     parameters = answer.parameters if answer is not None else None
     if status == 429:
         retry_after = parameters.retry_after if parameters is not None else None
@@ -470,7 +369,7 @@ def _log_retry(state: RetryCallState, target: _Target) -> None:
         chat_id=target.chat_id,
         attempt=state.attempt_number,
         wait_seconds=round(state.upcoming_sleep, 3),
-        reason=_redact(str(exc), target.token),
+        reason=target.redact(str(exc)),
     )
 
 
@@ -507,16 +406,6 @@ class _TokenTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
-
-
-def _redact(text: str, token: SecretStr) -> str:
-    secret = token.get_secret_value()
-    if not secret:
-        return text
-    # The token as written, and as a URL would percent-encode it (":" → "%3A").
-    for form in {secret, quote(secret), quote(secret, safe="")}:
-        text = text.replace(form, "<redacted>")
-    return text
 
 
 # --------------------------------------------------------------------------- helpers

@@ -1,38 +1,26 @@
-"""TelegramChannel against a real loopback Bot API fake: chunking, escaping, retries, token hygiene."""
+"""TelegramChannel against a real loopback Bot API fake: chunked, escaped sends, retries, token hygiene."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
 
-import anyio.lowlevel
 import httpx
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from contracts.models import AgentProfile, ClaimedJob, HydrationBundle, MessagePayload
+from tests.fakes.sleep import RecordingSleep
 from tests.fakes.telegram_api import TelegramApiFake, run_telegram_fake
 from worker.errors import ChannelError
-from worker.telegram import TELEGRAM_MAX_TEXT, TelegramChannel, escape_html, split_message, utf16_len
+from worker.telegram import TelegramChannel
+from worker.telegram.text import TELEGRAM_MAX_TEXT
 
 TOKEN = "123456:AAH-secret_Token-xyz"
 OTHER_TOKEN = "654321:BBB-other_Token-abc"
 USER = "4242"
 GROUP = "-1001234567890"
-
-
-class VirtualClock:
-    """An injected sleep that returns at once and remembers what it was asked to wait."""
-
-    def __init__(self) -> None:
-        self.sleeps: list[float] = []
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        await anyio.lowlevel.checkpoint()
 
 
 def make_job(
@@ -68,8 +56,8 @@ def make_bundle(job: ClaimedJob, token: str | None = TOKEN) -> HydrationBundle:
 
 
 @pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
+def sleeps() -> RecordingSleep:
+    return RecordingSleep()
 
 
 @pytest.fixture
@@ -79,8 +67,8 @@ async def fake() -> AsyncIterator[TelegramApiFake]:
 
 
 @pytest.fixture
-async def channel(fake: TelegramApiFake, clock: VirtualClock) -> AsyncIterator[TelegramChannel]:
-    async with TelegramChannel(api_base=fake.url, sleep=clock.sleep, timeout=5) as chan:
+async def channel(fake: TelegramApiFake, sleeps: RecordingSleep) -> AsyncIterator[TelegramChannel]:
+    async with TelegramChannel(api_base=fake.url, sleep=sleeps, timeout=5) as chan:
         yield chan
 
 
@@ -108,79 +96,6 @@ def chain_texts(exc: BaseException) -> list[str]:
         if isinstance(link, httpx.RequestError):
             texts.append(str(link.request.url))
     return texts
-
-
-# --------------------------------------------------------------------------- chunking (pure)
-
-
-def test_short_text_is_one_chunk() -> None:
-    assert split_message("hello") == ["hello"]
-
-
-def test_chunks_fill_exactly_to_the_limit() -> None:
-    assert split_message("a" * TELEGRAM_MAX_TEXT) == ["a" * TELEGRAM_MAX_TEXT]
-    assert split_message("a" * (TELEGRAM_MAX_TEXT + 1)) == ["a" * TELEGRAM_MAX_TEXT, "a"]
-
-
-def test_emoji_count_as_two_utf16_units() -> None:
-    emoji = "😀"
-    assert utf16_len(emoji) == 2
-    assert split_message(emoji * 2048) == [emoji * 2048]  # 4096 units
-    chunks = split_message("a" + emoji * 2048)  # 4097 units: the last emoji does not fit
-    assert chunks == ["a" + emoji * 2047, emoji]
-    for chunk in chunks:
-        assert utf16_len(chunk) <= TELEGRAM_MAX_TEXT
-        chunk.encode("utf-16-le")  # strict: would raise on a lone surrogate
-
-
-def test_prefers_paragraph_then_line_then_word_breaks() -> None:
-    para1, para2 = "x" * 3000, "y" * 3000
-    assert split_message(f"{para1}\n\n{para2}") == [para1, para2]
-    assert split_message(f"{para1}\n{para2}") == [para1, para2]
-    words = "word " * 1000  # 5000 chars
-    chunks = split_message(words)
-    assert all(set(chunk.split()) == {"word"} for chunk in chunks)  # no word cut in two
-    assert " ".join(chunks).split() == words.split()
-
-
-def test_a_long_word_is_cut_hard_after_the_last_space() -> None:
-    long_word = "z" * 5000
-    chunks = split_message(f"short words {long_word}")
-    assert chunks == ["short words", "z" * TELEGRAM_MAX_TEXT, "z" * (5000 - TELEGRAM_MAX_TEXT)]
-
-
-def test_hard_cut_keeps_combining_marks_and_flags_whole() -> None:
-    accented = "e\u0301" * 10  # é as e + combining acute
-    for chunk in split_message(accented, limit=5):
-        assert not chunk.startswith("\u0301")
-    flags = "🇫🇷" * 10  # each flag is two regional indicators, 4 units
-    chunks = split_message(flags, limit=10)
-    assert all(len(chunk) % 2 == 0 for chunk in chunks)
-    assert "".join(chunks) == flags
-
-
-def test_paragraph_break_too_early_yields_to_a_later_line_break() -> None:
-    text = "intro\n\n" + "a" * 3000 + "\n" + "b" * 3000
-    assert split_message(text) == ["intro\n\n" + "a" * 3000, "b" * 3000]
-
-
-def test_whitespace_only_text_has_no_chunks() -> None:
-    assert split_message(" \n\n \t") == []
-
-
-@given(
-    st.text(alphabet=st.sampled_from(["a", "b", " ", "\n", "😀", "é", "&", "<", "\u0301", "🇫"]), max_size=300),
-    st.integers(min_value=2, max_value=40),
-)
-def test_chunks_fit_and_keep_every_visible_character_in_order(text: str, limit: int) -> None:
-    chunks = split_message(text, limit=limit)
-    assert all(utf16_len(chunk) <= limit for chunk in chunks)
-    assert all(chunk.strip() for chunk in chunks)
-    assert "".join("".join(chunk.split()) for chunk in chunks) == "".join(text.split())
-
-
-def test_escape_html_escapes_the_three_characters() -> None:
-    assert escape_html('<b>1 & 2 > "0"</b>') == '&lt;b&gt;1 &amp; 2 &gt; "0"&lt;/b&gt;'
 
 
 # --------------------------------------------------------------------------- sending over loopback
@@ -226,10 +141,10 @@ async def test_the_limit_counts_after_entity_parsing(channel: TelegramChannel, f
 
 
 @pytest.mark.anyio
-async def test_group_messages_go_to_the_chat_not_the_user(clock: VirtualClock) -> None:
+async def test_group_messages_go_to_the_chat_not_the_user(sleeps: RecordingSleep) -> None:
     async with (
         run_telegram_fake(tokens=[TOKEN], known_chats=[GROUP]) as fake,
-        TelegramChannel(api_base=fake.url, sleep=clock.sleep) as channel,
+        TelegramChannel(api_base=fake.url, sleep=sleeps) as channel,
     ):
         job = make_job(metadata={"telegramChatId": GROUP, "telegramUserId": USER})
         await channel.send(job, make_bundle(job), "hello group")
@@ -238,18 +153,18 @@ async def test_group_messages_go_to_the_chat_not_the_user(clock: VirtualClock) -
 
 @pytest.mark.anyio
 async def test_a_429_waits_retry_after_then_sends(
-    channel: TelegramChannel, fake: TelegramApiFake, clock: VirtualClock
+    channel: TelegramChannel, fake: TelegramApiFake, sleeps: RecordingSleep
 ) -> None:
     fake.rate_limit_next(retry_after=7)
     job = make_job()
     await channel.send(job, make_bundle(job), "hello")
-    assert clock.sleeps == [7]
+    assert sleeps.calls == [7]
     assert fake.texts() == ["hello"]
 
 
 @pytest.mark.anyio
 async def test_a_429_mid_reply_retries_only_that_chunk(
-    channel: TelegramChannel, fake: TelegramApiFake, clock: VirtualClock
+    channel: TelegramChannel, fake: TelegramApiFake, sleeps: RecordingSleep
 ) -> None:
     paragraphs = [f"p{n} " + "x" * 3000 for n in range(3)]
     fake.rate_limit_next(retry_after=3, after=1)
@@ -257,112 +172,105 @@ async def test_a_429_mid_reply_retries_only_that_chunk(
     await channel.send(job, make_bundle(job), "\n\n".join(paragraphs))
     assert fake.texts() == paragraphs
     assert fake.calls == 4
-    assert clock.sleeps == [3]
+    assert sleeps.calls == [3]
 
 
 @pytest.mark.anyio
 async def test_a_retry_after_beyond_the_budget_fails_retryable_without_waiting(
-    fake: TelegramApiFake, clock: VirtualClock
+    fake: TelegramApiFake, sleeps: RecordingSleep
 ) -> None:
     fake.rate_limit_next(retry_after=600)
-    async with TelegramChannel(api_base=fake.url, sleep=clock.sleep, max_wait=60) as channel:
+    async with TelegramChannel(api_base=fake.url, sleep=sleeps, max_wait=60) as channel:
         job = make_job()
         with pytest.raises(ChannelError) as caught:
             await channel.send(job, make_bundle(job), "hello")
     assert caught.value.retryable
     assert "retry after 600s" in str(caught.value)
-    assert clock.sleeps == []
+    assert sleeps.calls == []
     assert fake.messages == []
 
 
 @pytest.mark.anyio
 async def test_server_errors_are_retried_with_backoff(
-    channel: TelegramChannel, fake: TelegramApiFake, clock: VirtualClock
+    channel: TelegramChannel, fake: TelegramApiFake, sleeps: RecordingSleep
 ) -> None:
     fake.fail_next(2, status=502, description="Bad Gateway")
     job = make_job()
     await channel.send(job, make_bundle(job), "hello")
     assert fake.texts() == ["hello"]
     assert fake.calls == 3
-    assert len(clock.sleeps) == 2
-    assert all(0 < s <= 8 for s in clock.sleeps)
+    assert len(sleeps.calls) == 2
+    assert all(0 < s <= 8 for s in sleeps.calls)
 
 
 @pytest.mark.anyio
 async def test_server_errors_give_up_after_max_attempts_as_retryable(
-    fake: TelegramApiFake, clock: VirtualClock
+    fake: TelegramApiFake, sleeps: RecordingSleep
 ) -> None:
     fake.fail_next(10, status=500)
-    async with TelegramChannel(api_base=fake.url, sleep=clock.sleep, max_attempts=3) as channel:
+    async with TelegramChannel(api_base=fake.url, sleep=sleeps, max_attempts=3) as channel:
         job = make_job()
         with pytest.raises(ChannelError) as caught:
             await channel.send(job, make_bundle(job), "hello")
     assert caught.value.retryable
     assert "(3 tries)" in str(caught.value)
     assert fake.calls == 3
-    assert len(clock.sleeps) == 2
+    assert len(sleeps.calls) == 2
     assert_no_token(*chain_texts(caught.value))
 
 
 @pytest.mark.anyio
 async def test_a_dropped_connection_is_retried(
-    channel: TelegramChannel, fake: TelegramApiFake, clock: VirtualClock
+    channel: TelegramChannel, fake: TelegramApiFake, sleeps: RecordingSleep
 ) -> None:
     fake.disconnect_next()
     job = make_job()
     await channel.send(job, make_bundle(job), "hello")
     assert fake.texts() == ["hello"]
-    assert len(clock.sleeps) == 1
+    assert len(sleeps.calls) == 1
 
 
 @pytest.mark.anyio
-async def test_a_timeout_is_retried_and_may_duplicate_that_chunk(fake: TelegramApiFake, clock: VirtualClock) -> None:
+async def test_a_timeout_is_retried_and_may_duplicate_that_chunk(fake: TelegramApiFake, sleeps: RecordingSleep) -> None:
     # The fake accepted the first message but answered too late: exactly the ambiguity documented
     # in TelegramChannel.send. The retry delivers it again (one duplicate), instead of losing it.
     fake.slow_next(seconds=2)
-    async with TelegramChannel(api_base=fake.url, sleep=clock.sleep, timeout=0.2) as channel:
+    async with TelegramChannel(api_base=fake.url, sleep=sleeps, timeout=0.2) as channel:
         job = make_job()
         await channel.send(job, make_bundle(job), "hello")
     assert fake.texts() == ["hello", "hello"]
 
 
 @pytest.mark.anyio
-async def test_chat_not_found_is_not_retried(clock: VirtualClock) -> None:
+@pytest.mark.parametrize(
+    ("known", "blocked", "said"),
+    [(["1"], [], "chat not found"), (None, [USER], "blocked")],
+    ids=["chat-not-found", "bot-blocked"],
+)
+async def test_a_chat_that_cannot_take_the_message_is_not_retried(
+    sleeps: RecordingSleep, known: list[str] | None, blocked: list[str], said: str
+) -> None:
     async with (
-        run_telegram_fake(tokens=[TOKEN], known_chats=["1"]) as fake,
-        TelegramChannel(api_base=fake.url, sleep=clock.sleep) as channel,
+        run_telegram_fake(tokens=[TOKEN], known_chats=known, blocked_chats=blocked) as fake,
+        TelegramChannel(api_base=fake.url, sleep=sleeps) as channel,
     ):
         job = make_job()
         with pytest.raises(ChannelError) as caught:
             await channel.send(job, make_bundle(job), "hello")
         assert not caught.value.retryable
-        assert "chat not found" in str(caught.value)
+        assert said in str(caught.value)
         assert fake.calls == 1
-        assert clock.sleeps == []
-
-
-@pytest.mark.anyio
-async def test_a_blocked_bot_is_not_retried(clock: VirtualClock) -> None:
-    async with (
-        run_telegram_fake(tokens=[TOKEN], blocked_chats=[USER]) as fake,
-        TelegramChannel(api_base=fake.url, sleep=clock.sleep) as channel,
-    ):
-        job = make_job()
-        with pytest.raises(ChannelError) as caught:
-            await channel.send(job, make_bundle(job), "hello")
-        assert not caught.value.retryable
-        assert "blocked" in str(caught.value)
-        assert fake.calls == 1
+        assert sleeps.calls == []
 
 
 @pytest.mark.anyio
 async def test_a_wrong_token_fails_for_good_and_never_shows_the_token(
-    fake: TelegramApiFake, clock: VirtualClock, caplog: pytest.LogCaptureFixture
+    fake: TelegramApiFake, sleeps: RecordingSleep, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     wrong = "999:wrong-Token_value"
     with capture_logs() as logs:
-        async with TelegramChannel(api_base=fake.url, sleep=clock.sleep) as channel:
+        async with TelegramChannel(api_base=fake.url, sleep=sleeps) as channel:
             job = make_job()
             with pytest.raises(ChannelError) as caught:
                 await channel.send(job, make_bundle(job, token=wrong), "hello")
@@ -380,14 +288,14 @@ async def test_a_wrong_token_fails_for_good_and_never_shows_the_token(
 
 @pytest.mark.anyio
 async def test_the_token_stays_out_of_logs_and_errors_on_every_path(
-    fake: TelegramApiFake, clock: VirtualClock, caplog: pytest.LogCaptureFixture
+    fake: TelegramApiFake, sleeps: RecordingSleep, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     fake.rate_limit_next(retry_after=1)
     fake.fail_next(1, status=503)
     fake.disconnect_next()  # last, so the error chain ends in httpx's own exception and request
     with capture_logs() as logs:
-        async with TelegramChannel(api_base=fake.url, sleep=clock.sleep, max_attempts=2) as channel:
+        async with TelegramChannel(api_base=fake.url, sleep=sleeps, max_attempts=2) as channel:
             job = make_job()
             with pytest.raises(ChannelError) as caught:
                 await channel.send(job, make_bundle(job), "hello")
@@ -423,11 +331,11 @@ async def test_another_provider_is_refused_before_the_token_check(
 
 @pytest.mark.anyio
 async def test_a_redelivered_reply_resumes_after_the_chunks_already_sent(
-    fake: TelegramApiFake, clock: VirtualClock
+    fake: TelegramApiFake, sleeps: RecordingSleep
 ) -> None:
     reply = "\n\n".join(f"chunk {n} " + "x" * 4000 for n in range(3))
     fake.fail_next(1, status=500, after=1)  # chunk 1 lands, chunk 2 fails
-    async with TelegramChannel(api_base=fake.url, sleep=clock.sleep, max_attempts=1) as channel:
+    async with TelegramChannel(api_base=fake.url, sleep=sleeps, max_attempts=1) as channel:
         job = make_job()
         with pytest.raises(ChannelError) as caught:
             await channel.send(job, make_bundle(job), reply)
@@ -442,10 +350,10 @@ async def test_a_redelivered_reply_resumes_after_the_chunks_already_sent(
 
 
 @pytest.mark.anyio
-async def test_a_migrated_group_gets_the_reply_at_its_new_id(clock: VirtualClock) -> None:
+async def test_a_migrated_group_gets_the_reply_at_its_new_id(sleeps: RecordingSleep) -> None:
     async with (
         run_telegram_fake(tokens=[TOKEN], migrated_chats={"-100": -1009}) as fake,
-        TelegramChannel(api_base=fake.url, sleep=clock.sleep) as channel,
+        TelegramChannel(api_base=fake.url, sleep=sleeps) as channel,
     ):
         job = make_job(metadata={"telegramChatId": "-100"})
         await channel.send(job, make_bundle(job), "a" * 4096 + " b")
@@ -461,10 +369,10 @@ async def test_an_empty_reply_sends_nothing(channel: TelegramChannel, fake: Tele
 
 
 @pytest.mark.anyio
-async def test_two_bots_two_tokens(clock: VirtualClock) -> None:
+async def test_two_bots_two_tokens(sleeps: RecordingSleep) -> None:
     async with (
         run_telegram_fake(tokens=[TOKEN, OTHER_TOKEN]) as fake,
-        TelegramChannel(api_base=fake.url, sleep=clock.sleep) as channel,
+        TelegramChannel(api_base=fake.url, sleep=sleeps) as channel,
     ):
         first, second = make_job(agent="a"), make_job(agent="b", message_id="msg-2")
         await channel.send(first, make_bundle(first, TOKEN), "from a")
