@@ -11,9 +11,10 @@ from typing import Literal, Protocol
 
 import anyio
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict
 
 from autoscaler.errors import ProviderError
+from contracts.launch import WorkerEnvironment
 from contracts.retry import Sleep
 
 _log = structlog.get_logger("autoscaler")
@@ -37,15 +38,19 @@ class Machine(BaseModel):
 
 
 class LaunchSpec(BaseModel):
-    """What one new worker machine needs: its identity and its environment."""
+    """What one new worker machine needs: its environment, which names it (contracts.launch)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    launch_id: str = Field(min_length=1)
-    worker_id: str = Field(min_length=1)
-    env: dict[str, str] = Field(default_factory=dict)
-    # Values that must reach the worker but never a log line (store tokens, gateway tokens).
-    secret_env: dict[str, SecretStr] = Field(default_factory=dict)
+    environment: WorkerEnvironment
+
+    @property
+    def launch_id(self) -> str:
+        return self.environment.launch_id
+
+    @property
+    def worker_id(self) -> str:
+        return self.environment.worker_id
 
 
 class Provider(Protocol):

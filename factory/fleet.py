@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import SecretStr, ValidationError
@@ -11,7 +12,8 @@ from autoscaler.policy import ScalingPolicy
 from autoscaler.provider import LaunchSpec, Provider
 from autoscaler.reconciler import SpecFactory
 from contracts.errors import InvalidInput
-from factory.settings import DigitalOceanSettings, FlySettings, ScaleSettings, StoreSettings, load
+from contracts.launch import WorkerEnvironment
+from factory.settings import DigitalOceanSettings, FlySettings, LogSettings, ScaleSettings, StoreSettings, load
 
 
 def scaling_policy(settings: ScaleSettings) -> ScalingPolicy:
@@ -33,9 +35,10 @@ def make_provider(name: str, store: StoreSettings) -> Provider:
     """The provider ``name`` configured from its settings; a missing setting is one clear error."""
     if name == "local":
         from autoscaler.providers.local import LocalConfig, LocalProvider
+        from autoscaler.providers.local.config import process_env
 
         state_dir = Path(store.store).expanduser().parent / "local" if not store.is_convex else Path(".factory/local")
-        return LocalProvider(LocalConfig(state_dir=state_dir))
+        return LocalProvider(LocalConfig(state_dir=state_dir, base_env=process_env(os.environ)))
     if name == "fly":
         from autoscaler.providers.fly import FlyConfig, FlyProvider
 
@@ -73,8 +76,16 @@ def make_provider(name: str, store: StoreSettings) -> Provider:
     raise InvalidInput("--provider", f"unknown provider {name!r}; choose local, fly or digitalocean")
 
 
-def launch_specs(scale: ScaleSettings, store: StoreSettings, provider: str) -> SpecFactory:
-    """What every launched worker runs with: where the store is, and how it should behave."""
+def launch_specs(
+    scale: ScaleSettings,
+    store: StoreSettings,
+    provider: str,
+    *,
+    grace_s: float | None = None,
+    log: LogSettings | None = None,
+) -> SpecFactory:
+    """What every launched worker is told (contracts.launch.WorkerEnvironment): where the store
+    is, how to behave, and for local workers this machine's gateway. Nothing else."""
     worker_store = scale.worker_store or store.store
     if provider != "local" and not worker_store.startswith(("http://", "https://")):
         raise InvalidInput(
@@ -84,23 +95,23 @@ def launch_specs(scale: ScaleSettings, store: StoreSettings, provider: str) -> S
         )
     if provider == "local" and not worker_store.startswith(("http://", "https://")):
         worker_store = str(Path(worker_store).expanduser().resolve())
-    env = {
-        "FACTORY_STORE": worker_store,
-        "FACTORY_SQLITE_SYNCHRONOUS": store.sqlite_synchronous,
-    }
-    if scale.idle_timeout_s is not None:
-        env["FACTORY_IDLE_EXIT_S"] = f"{scale.idle_timeout_s:g}"
-    secret_env: dict[str, SecretStr] = {}
-    if store.convex_auth_token is not None:
-        secret_env["CONVEX_AUTH_TOKEN"] = store.convex_auth_token
-    if provider == "local":
+    convex = worker_store.startswith(("http://", "https://"))
+    shared = {
+        "store": worker_store,
+        "sqlite_synchronous": None if convex else store.sqlite_synchronous,
+        "convex_namespace": store.convex_namespace if convex else None,
+        "convex_auth_token": store.convex_auth_token if convex else None,
+        "idle_exit_s": scale.idle_timeout_s,
+        "grace_s": grace_s,
+        "log_level": log.level if log is not None else None,
+        "log_format": log.format if log is not None else None,
         # Local workers share this machine's gateway; remote images start their own.
-        if scale.gateway_url:
-            env["OPENCLAW_GATEWAY_URL"] = scale.gateway_url
-        if scale.gateway_token is not None:
-            secret_env["OPENCLAW_GATEWAY_TOKEN"] = scale.gateway_token
+        "gateway_url": scale.gateway_url if provider == "local" else None,
+        "gateway_token": scale.gateway_token if provider == "local" else None,
+    }
 
     def spec(launch_id: str, worker_id: str) -> LaunchSpec:
-        return LaunchSpec(launch_id=launch_id, worker_id=worker_id, env=env, secret_env=secret_env)
+        environment = WorkerEnvironment.model_validate({**shared, "launch_id": launch_id, "worker_id": worker_id})
+        return LaunchSpec(environment=environment)
 
     return spec

@@ -13,6 +13,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.errors import InvalidInput
+from contracts.launch import ENV
 from contracts.models import MachineRef
 from contracts.rules import check_lease_ttl_ms
 
@@ -27,21 +28,21 @@ class _Settings(BaseSettings):
 class StoreSettings(_Settings):
     """Where the shared state lives: a SQLite path (the default) or a Convex deployment URL."""
 
-    store: str = Field(DEFAULT_STORE, validation_alias=AliasChoices("FACTORY_STORE", "store"))
+    store: str = Field(DEFAULT_STORE, validation_alias=AliasChoices(ENV["store"], "store"))
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
-        "FULL", validation_alias=AliasChoices("FACTORY_SQLITE_SYNCHRONOUS", "sqlite_synchronous")
+        "FULL", validation_alias=AliasChoices(ENV["sqlite_synchronous"], "sqlite_synchronous")
     )
     # Off: the embedded store only polls (no cross-process doorbell), e.g. when the processes
     # sharing the file run in separate network namespaces and cannot reach each other's sockets.
     sqlite_doorbell: bool = Field(True, validation_alias=AliasChoices("FACTORY_SQLITE_DOORBELL", "sqlite_doorbell"))
     convex_auth_token: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("CONVEX_AUTH_TOKEN", "convex_auth_token")
+        None, validation_alias=AliasChoices(ENV["convex_auth_token"], "convex_auth_token")
     )
     convex_deploy_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("CONVEX_DEPLOY_KEY", "convex_deploy_key")
     )
     convex_namespace: str = Field(
-        "agentFactory", validation_alias=AliasChoices("FACTORY_CONVEX_NAMESPACE", "convex_namespace")
+        "agentFactory", validation_alias=AliasChoices(ENV["convex_namespace"], "convex_namespace")
     )
     convex_compat: Literal["", "agent-factory-3.1"] = Field(
         "", validation_alias=AliasChoices("FACTORY_CONVEX_COMPAT", "convex_compat")
@@ -83,26 +84,22 @@ def load(cls: type[S], **overrides: object) -> S:
 class WorkerSettings(_Settings):
     """``factory worker run``: who this worker is, where its gateway is, how it behaves."""
 
-    worker_id: str | None = Field(None, validation_alias=AliasChoices("FACTORY_WORKER_ID", "worker_id"))
-    provider: str = Field("local", validation_alias=AliasChoices("FACTORY_WORKER_PROVIDER", "provider"))
-    launch_id: str | None = Field(None, validation_alias=AliasChoices("FACTORY_LAUNCH_ID", "launch_id"))
+    worker_id: str | None = Field(None, validation_alias=AliasChoices(ENV["worker_id"], "worker_id"))
+    provider: str = Field("local", validation_alias=AliasChoices(ENV["provider"], "provider"))
+    launch_id: str | None = Field(None, validation_alias=AliasChoices(ENV["launch_id"], "launch_id"))
     # Fly sets FLY_MACHINE_ID / FLY_APP_NAME / FLY_REGION inside every machine.
     machine_id: str | None = Field(
-        None, validation_alias=AliasChoices("FACTORY_MACHINE_ID", "FLY_MACHINE_ID", "machine_id")
+        None, validation_alias=AliasChoices(ENV["machine_id"], "FLY_MACHINE_ID", "machine_id")
     )
     machine_app: str | None = Field(None, validation_alias=AliasChoices("FLY_APP_NAME", "machine_app"))
     machine_region: str | None = Field(None, validation_alias=AliasChoices("FLY_REGION", "machine_region"))
     conversation_id: str | None = Field(
-        None, validation_alias=AliasChoices("FACTORY_CONVERSATION", "OPENCLAW_CONVERSATION_ID", "conversation_id")
+        None, validation_alias=AliasChoices(ENV["conversation_id"], "OPENCLAW_CONVERSATION_ID", "conversation_id")
     )
     workspace_id: str = Field("default", validation_alias=AliasChoices("FACTORY_WORKSPACE_ID", "workspace_id"))
 
-    gateway_url: str = Field(
-        "http://127.0.0.1:18789", validation_alias=AliasChoices("OPENCLAW_GATEWAY_URL", "gateway_url")
-    )
-    gateway_token: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("OPENCLAW_GATEWAY_TOKEN", "gateway_token")
-    )
+    gateway_url: str = Field("http://127.0.0.1:18789", validation_alias=AliasChoices(ENV["gateway_url"], "gateway_url"))
+    gateway_token: SecretStr | None = Field(None, validation_alias=AliasChoices(ENV["gateway_token"], "gateway_token"))
     delivery: Literal["ws", "http"] = Field("ws", validation_alias=AliasChoices("FACTORY_DELIVERY", "delivery"))
     delivery_timeout_s: float = Field(
         300.0, gt=0, validation_alias=AliasChoices("FACTORY_DELIVERY_TIMEOUT_S", "delivery_timeout_s")
@@ -112,8 +109,8 @@ class WorkerSettings(_Settings):
     )
 
     poll_s: float = Field(1.0, gt=0, validation_alias=AliasChoices("FACTORY_POLL_S", "poll_s"))
-    idle_exit_s: float | None = Field(None, gt=0, validation_alias=AliasChoices("FACTORY_IDLE_EXIT_S", "idle_exit_s"))
-    grace_s: float = Field(30.0, ge=0, validation_alias=AliasChoices("FACTORY_GRACE_S", "grace_s"))
+    idle_exit_s: float | None = Field(None, gt=0, validation_alias=AliasChoices(ENV["idle_exit_s"], "idle_exit_s"))
+    grace_s: float = Field(30.0, ge=0, validation_alias=AliasChoices(ENV["grace_s"], "grace_s"))
     health_host: str = Field("127.0.0.1", validation_alias=AliasChoices("FACTORY_HEALTH_HOST", "health_host"))
     health_port: int | None = Field(
         None, ge=0, le=65535, validation_alias=AliasChoices("FACTORY_HEALTH_PORT", "health_port")
@@ -142,9 +139,9 @@ class WorkerSettings(_Settings):
 
 class LogSettings(_Settings):
     level: Literal["debug", "info", "warning", "error"] | None = Field(
-        None, validation_alias=AliasChoices("FACTORY_LOG_LEVEL", "level")
+        None, validation_alias=AliasChoices(ENV["log_level"], "level")
     )
-    format: Literal["console", "json"] = Field("console", validation_alias=AliasChoices("FACTORY_LOG_FORMAT", "format"))
+    format: Literal["console", "json"] = Field("console", validation_alias=AliasChoices(ENV["log_format"], "format"))
 
 
 class ScaleSettings(_Settings):
@@ -178,10 +175,8 @@ class ScaleSettings(_Settings):
     # The store as launched workers should reach it (default: FACTORY_STORE itself).
     worker_store: str | None = Field(None, validation_alias=AliasChoices("FACTORY_WORKER_STORE", "worker_store"))
     # Gateway settings handed to local workers (remote machines start their own gateway).
-    gateway_url: str | None = Field(None, validation_alias=AliasChoices("OPENCLAW_GATEWAY_URL", "gateway_url"))
-    gateway_token: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("OPENCLAW_GATEWAY_TOKEN", "gateway_token")
-    )
+    gateway_url: str | None = Field(None, validation_alias=AliasChoices(ENV["gateway_url"], "gateway_url"))
+    gateway_token: SecretStr | None = Field(None, validation_alias=AliasChoices(ENV["gateway_token"], "gateway_token"))
 
 
 class FlySettings(_Settings):

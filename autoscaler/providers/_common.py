@@ -9,18 +9,14 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from autoscaler.errors import ProviderConfigError
 from autoscaler.provider import LaunchSpec
 
-WORKER_ID_ENV = "FACTORY_WORKER_ID"
-LAUNCH_ID_ENV = "FACTORY_LAUNCH_ID"
 # Fleet ownership markers: Fly metadata keys and (with a prefix) DigitalOcean tags.
 ROLE_KEY = "factory_role"
 ROLE_WORKER = "worker"
 LAUNCH_KEY = "factory_launch_id"
 WORKER_KEY = "factory_worker_id"
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
 # Longest machine/droplet name we generate: DNS-label sized, which both platforms accept.
 _MAX_NAME = 63
@@ -28,33 +24,14 @@ _MAX_NAME = 63
 REDACTED = "[redacted]"
 
 
-def worker_env(spec: LaunchSpec) -> dict[str, str]:
-    """The environment a new worker boots with: ``env``, revealed secrets, then its identity.
-
-    The result holds secret values in clear: hand it to the platform and drop it; never log it.
-    A key set twice is refused rather than silently overridden, since either choice would hide a
-    mistake in the caller.
-    """
-    clashing = sorted(spec.env.keys() & spec.secret_env.keys())
-    if clashing:
-        raise ProviderConfigError(
-            f"LaunchSpec.secret_env.{clashing[0]}", "also set in LaunchSpec.env; set it in one place"
-        )
-    identity = {WORKER_ID_ENV: spec.worker_id, LAUNCH_ID_ENV: spec.launch_id}
-    env: dict[str, str] = dict(spec.env)
-    env.update((key, value.get_secret_value()) for key, value in spec.secret_env.items())
-    for key, value in identity.items():
-        if env.get(key, value) != value:
-            raise ProviderConfigError(f"LaunchSpec.env.{key}", f"conflicts with the spec's own {key}")
-        env[key] = value
-    for key in env:
-        if not _ENV_NAME.fullmatch(key):
-            raise ProviderConfigError(f"LaunchSpec.env.{key}", "is not a valid environment variable name")
-    return env
+def worker_env(spec: LaunchSpec, provider: str) -> dict[str, str]:
+    """The environment a new worker boots with: the spec's allow-listed environment, told which
+    provider started it. Holds secret values in clear: hand it to the platform and drop it."""
+    return spec.environment.model_copy(update={"provider": provider}).render()
 
 
 def secret_values(spec: LaunchSpec) -> list[str]:
-    return [value.get_secret_value() for value in spec.secret_env.values()]
+    return spec.environment.secret_values()
 
 
 def machine_name(prefix: str, launch_id: str) -> str:

@@ -155,7 +155,10 @@ class DigitalOceanProvider:
         if TAG.fullmatch(worker_tag):
             tags.append(worker_tag)
         user_data = render_cloud_init(
-            self._template, worker_image=config.worker_image, env=worker_env(spec), stop_timeout_s=config.stop_timeout_s
+            self._template,
+            worker_image=config.worker_image,
+            env=worker_env(spec, self.name),
+            stop_timeout_s=config.stop_timeout_s,
         )
 
         def call() -> Any:

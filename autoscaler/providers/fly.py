@@ -208,7 +208,7 @@ class FlyProvider:
             "config": {
                 "image": config.image,
                 "guest": {"cpu_kind": config.cpu_kind, "cpus": config.cpus, "memory_mb": config.memory_mb},
-                "env": worker_env(spec),
+                "env": worker_env(spec, self.name),
                 "metadata": metadata,
                 # The worker exits when idle or drained; the machine then destroys itself, which
                 # Fly only does with restart policy "no".

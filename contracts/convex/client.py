@@ -47,8 +47,7 @@ from contracts.errors import (
     StoreFunctionError,
     StoreUnavailable,
 )
-from contracts.retry import RetryPolicy as RetryPolicy  # re-exported: ConvexStore's signature names it
-from contracts.retry import retrying
+from contracts.retry import RetryPolicy, retrying
 
 _log = structlog.get_logger("contracts.convex")
 

@@ -32,7 +32,7 @@ from typing import Any, Literal
 import anyio
 from pydantic import SecretStr
 
-from contracts.convex.client import DEFAULT_RETRY, ConvexClient, RetryPolicy
+from contracts.convex.client import DEFAULT_RETRY, ConvexClient
 from contracts.errors import InvalidInput, StoreFunctionError
 from contracts.models import (
     DEFAULT_MAX_ATTEMPTS,
@@ -54,6 +54,7 @@ from contracts.models import (
     WorkerRegistration,
     to_wire,
 )
+from contracts.retry import RetryPolicy
 
 UPSTREAM = "agent-factory 3.1"
 DEFAULT_NAMESPACE = "agentFactory"

@@ -24,7 +24,7 @@ from typing import Any
 import anyio
 from pydantic import SecretStr
 
-from contracts.convex.client import DEFAULT_RETRY, ConvexClient, RetryPolicy, as_int, auth_header
+from contracts.convex.client import DEFAULT_RETRY, ConvexClient, as_int, auth_header
 from contracts.errors import InvalidInput
 from contracts.models import (
     AgentProfile,
@@ -52,6 +52,7 @@ from contracts.models import (
     WorkerRegistration,
     to_wire,
 )
+from contracts.retry import RetryPolicy
 
 DEFAULT_NAMESPACE = "agentFactory"
 

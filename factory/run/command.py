@@ -15,6 +15,7 @@ import anyio
 import typer
 
 from autoscaler.providers.local import LocalConfig, LocalProvider
+from autoscaler.providers.local.config import process_env
 from autoscaler.reconciler import Reconciler
 from contracts.errors import FactoryError, InvalidInput
 from factory.console import err, out, print_json, store_settings
@@ -73,18 +74,18 @@ async def demo_run(screen: Screen, opts: RunOptions, plan: ModelPlan, env: Mappi
             store = open_full_store(opts.store, role="demo")
             stack.push_async_callback(_shielded, store.aclose)
             scale = fleet_settings(runtime, opts.max_workers)
+            # Workers need the gateway, not the model: provider keys stay with the gateway, and
+            # workers get only the process basics and what contracts.launch lists.
             config = LocalConfig(
-                state_dir=opts.demo / "local",
-                stop_timeout_s=WORKER_STOP_TIMEOUT_S,
-                # Workers need the gateway, not the model: provider keys stay with the gateway.
-                unset_env=("FLY_API_TOKEN", "DIGITALOCEAN_TOKEN", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"),
-                env={"FACTORY_GRACE_S": "10"},
+                state_dir=opts.demo / "local", stop_timeout_s=WORKER_STOP_TIMEOUT_S, base_env=process_env(env)
             )
             provider = LocalProvider(config)
             state = RunState(outcome.t0, opts.messages, plan.label, opts.max_workers)
             outcome.state = state
             stack.push_async_callback(close_fleet, provider, state, outcome)
-            reconciler = Reconciler(store, provider, scaling_policy(scale), launch_specs(scale, opts.store, "local"))
+            reconciler = Reconciler(
+                store, provider, scaling_policy(scale), launch_specs(scale, opts.store, "local", grace_s=10)
+            )
             screen.line(
                 f"autoscaler: local provider, affinity (one worker per active conversation, max {opts.max_workers}), "
                 f"scale-down after {SCALE_DOWN_WINDOW_S:g} s idle, tick every {TICK_S:g} s; "

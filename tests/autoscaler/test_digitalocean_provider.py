@@ -15,6 +15,7 @@ from pydantic import SecretStr, ValidationError
 from autoscaler.errors import ProviderConfigError, ProviderError
 from autoscaler.provider import LaunchSpec, Provider
 from autoscaler.providers.digitalocean import DigitalOceanConfig, DigitalOceanProvider
+from contracts.launch import WorkerEnvironment
 from contracts.retry import RetryPolicy
 from tests.autoscaler.conftest import DO_TOKEN, SECRET_VALUE, assert_no_secrets, unlimited
 from tests.fakes import FakeDigitalOceanApi
@@ -23,10 +24,12 @@ from tests.fakes.sleep import RecordingSleep
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 
 SPEC = LaunchSpec(
-    launch_id="01JLAUNCHB",
-    worker_id="worker-b",
-    env={"FACTORY_STORE": "convex"},
-    secret_env={"FACTORY_STORE_TOKEN": SecretStr(SECRET_VALUE)},
+    environment=WorkerEnvironment(
+        launch_id="01JLAUNCHB",
+        worker_id="worker-b",
+        store="https://example.convex.cloud",
+        convex_auth_token=SecretStr(SECRET_VALUE),
+    )
 )
 
 
@@ -83,7 +86,7 @@ async def test_create_tags_names_and_boots_the_worker(do: DigitalOceanProvider, 
     env_file = next(f for f in cloud["write_files"] if f["path"] == "/etc/factory/worker.env")
     assert env_file["permissions"] == "0600"
     lines = base64.b64decode(env_file["content"]).decode().splitlines()
-    assert f"FACTORY_STORE_TOKEN={SECRET_VALUE}" in lines
+    assert f"CONVEX_AUTH_TOKEN={SECRET_VALUE}" in lines
     assert "FACTORY_LAUNCH_ID=01JLAUNCHB" in lines
     assert "FACTORY_WORKER_ID=worker-b" in lines
 
@@ -93,7 +96,10 @@ async def test_list_reports_the_fleet_with_off_as_stopped_and_without_archives(
 ) -> None:
     do_api.max_page_size = 2  # force the library to follow links.pages.next
     provider = provider_for(do_api, sleeps)
-    created = [await provider.create(SPEC.model_copy(update={"launch_id": f"01JL{n}"})) for n in range(3)]
+    created = [
+        await provider.create(LaunchSpec(environment=SPEC.environment.model_copy(update={"launch_id": f"01JL{n}"})))
+        for n in range(3)
+    ]
     off = do_api.add_droplet(tags=["factory", "factory-launch-01JOFF"], status="off")
     do_api.add_droplet(tags=["factory"], status="archive")
     do_api.add_droplet(tags=["web"])
@@ -251,7 +257,9 @@ async def test_the_droplet_limit_is_reported_and_not_retried(sleeps: RecordingSl
         provider = provider_for(api, sleeps)
         await provider.create(SPEC)
         with pytest.raises(ProviderError) as caught:
-            await provider.create(SPEC.model_copy(update={"launch_id": "01JSECOND"}))
+            await provider.create(
+                LaunchSpec(environment=SPEC.environment.model_copy(update={"launch_id": "01JSECOND"}))
+            )
         await provider.aclose()
 
     assert caught.value.status == 422
@@ -262,12 +270,15 @@ async def test_the_droplet_limit_is_reported_and_not_retried(sleeps: RecordingSl
 
 
 async def test_bad_launch_input_fails_before_any_request(do: DigitalOceanProvider, do_api: FakeDigitalOceanApi) -> None:
-    with pytest.raises(ProviderError, match="tag"):
-        await do.create(SPEC.model_copy(update={"launch_id": "has space"}))
-    with pytest.raises(ProviderConfigError) as caught:
-        await do.create(SPEC.model_copy(update={"secret_env": {"MULTI": SecretStr(f"a\n{SECRET_VALUE}")}}))
+    def spec(**fields: object) -> LaunchSpec:
+        return LaunchSpec(environment=SPEC.environment.model_copy(update=fields))
 
-    assert "MULTI" in str(caught.value)
+    with pytest.raises(ProviderError, match="tag"):
+        await do.create(spec(launch_id="has space"))
+    with pytest.raises(ProviderConfigError) as caught:
+        await do.create(spec(convex_auth_token=SecretStr(f"a\n{SECRET_VALUE}")))
+
+    assert "CONVEX_AUTH_TOKEN" in str(caught.value)
     assert_no_secrets(caught.value, SECRET_VALUE)
     assert do_api.count("create") == 0
 

@@ -13,6 +13,7 @@ from autoscaler.errors import ProviderError
 from autoscaler.provider import LaunchSpec, Provider, find_launch
 from autoscaler.providers.fly import FlyConfig, FlyProvider
 from autoscaler.ratelimit import KeyedRateLimiter, Limit
+from contracts.launch import WorkerEnvironment
 from contracts.retry import RetryPolicy
 from tests.autoscaler.conftest import (
     FLY_TOKEN,
@@ -27,10 +28,12 @@ from tests.fakes.sleep import RecordingSleep
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 
 SPEC = LaunchSpec(
-    launch_id="01JLAUNCHA",
-    worker_id="worker-a",
-    env={"FACTORY_STORE": "convex"},
-    secret_env={"FACTORY_STORE_TOKEN": SecretStr(SECRET_VALUE)},
+    environment=WorkerEnvironment(
+        launch_id="01JLAUNCHA",
+        worker_id="worker-a",
+        store="https://example.convex.cloud",
+        convex_auth_token=SecretStr(SECRET_VALUE),
+    )
 )
 
 
@@ -81,10 +84,11 @@ async def test_create_sends_the_documented_body(fly: FlyProvider, fly_api: FakeF
     assert cfg["image"] == "registry.fly.io/factory-worker:1"
     assert cfg["guest"] == {"cpu_kind": "shared", "cpus": 1, "memory_mb": 2048}
     assert cfg["env"] == {
-        "FACTORY_STORE": "convex",
-        "FACTORY_STORE_TOKEN": SECRET_VALUE,
+        "FACTORY_STORE": "https://example.convex.cloud",
+        "CONVEX_AUTH_TOKEN": SECRET_VALUE,
         "FACTORY_WORKER_ID": "worker-a",
         "FACTORY_LAUNCH_ID": "01JLAUNCHA",
+        "FACTORY_WORKER_PROVIDER": "fly",
     }
     assert cfg["metadata"] == {
         "factory_pool": "default",
@@ -334,7 +338,7 @@ async def test_refused_requests_carry_the_api_message_and_are_not_retried(
 
 
 async def test_a_secret_echoed_by_the_api_is_redacted(fly: FlyProvider, fly_api: FakeFlyApi) -> None:
-    fly_api.fail_next("create", 422, body={"error": f"env FACTORY_STORE_TOKEN={SECRET_VALUE} is invalid"})
+    fly_api.fail_next("create", 422, body={"error": f"env CONVEX_AUTH_TOKEN={SECRET_VALUE} is invalid"})
 
     with pytest.raises(ProviderError) as caught:
         await fly.create(SPEC)

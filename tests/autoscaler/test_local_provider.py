@@ -26,6 +26,8 @@ from structlog.testing import capture_logs
 from autoscaler.errors import ProviderConfigError
 from autoscaler.provider import LaunchSpec, Machine, Provider
 from autoscaler.providers.local import LaunchRecord, LocalConfig, LocalProvider
+from autoscaler.providers.local.config import PROCESS_ENV, process_env
+from contracts.launch import WorkerEnvironment
 from tests.autoscaler.conftest import SECRET_VALUE, assert_no_secrets
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
@@ -131,28 +133,29 @@ class Fleet:
         self._count = 0
 
     def config(self, **overrides: Any) -> LocalConfig:
-        fields: dict[str, Any] = {"state_dir": self.state_dir, "stop_timeout_s": 10.0}
+        fields: dict[str, Any] = {
+            "state_dir": self.state_dir,
+            "stop_timeout_s": 10.0,
+            "base_env": process_env(os.environ),
+        }
         fields.update(overrides)
         return LocalConfig(**fields)
 
     def provider(self, **overrides: Any) -> LocalProvider:
         return LocalProvider(self.config(**overrides))
 
-    def spec(self, **env: str) -> LaunchSpec:
+    def spec(self) -> LaunchSpec:
         """A spec for a real, idle ``factory worker run``: empty SQLite store, unreachable gateway."""
         self._count += 1
-        return LaunchSpec(
+        environment = WorkerEnvironment(
             launch_id=f"{self.prefix}{self._count}",
             worker_id=f"worker-{self._count}",
-            env={
-                "FACTORY_STORE": str(self.tmp_path / "store.db"),
-                "OPENCLAW_GATEWAY_URL": "http://127.0.0.1:9",
-                "FACTORY_POLL_S": "0.2",
-                "FACTORY_GRACE_S": "5",
-                **env,
-            },
-            secret_env={"OPENCLAW_GATEWAY_TOKEN": SecretStr(SECRET_VALUE)},
+            store=str(self.tmp_path / "store.db"),
+            gateway_url="http://127.0.0.1:9",
+            grace_s=5,
+            gateway_token=SecretStr(SECRET_VALUE),
         )
+        return LaunchSpec(environment=environment)
 
     async def create(self, provider: LocalProvider, spec: LaunchSpec) -> tuple[Machine, LaunchRecord]:
         machine = await provider.create(spec)
@@ -203,8 +206,8 @@ async def test_create_starts_a_detached_worker_with_its_identity_and_secrets(fle
         assert env["FACTORY_WORKER_PROVIDER"] == "local"
         assert env["FACTORY_MACHINE_ID"] == machine.machine_id
         assert env["OPENCLAW_GATEWAY_TOKEN"] == SECRET_VALUE
-        assert env["FACTORY_STORE"] == spec.env["FACTORY_STORE"]
-        assert env["PATH"] == os.environ["PATH"]  # inherited
+        assert env["FACTORY_STORE"] == spec.environment.store
+        assert env["PATH"] == os.environ["PATH"]  # a process basic, passed through
 
         # Its own session and process group: a reconcile that exits does not take it along.
         fields = proc_stat(record.pid)
@@ -412,7 +415,8 @@ async def test_a_worker_outlives_the_process_that_created_it(fleet: Fleet) -> No
         "anyio.run(main)\n"
     )
     config = fleet.config(command=SLEEPER)
-    spec_json = json.dumps({**spec.model_dump(mode="json"), "secret_env": {}})
+    # SecretStr dumps masked: the child gets the spec without the gateway token (it never connects).
+    spec_json = LaunchSpec(environment=spec.environment.model_copy(update={"gateway_token": None})).model_dump_json()
     await anyio.run_process([sys.executable, "-c", script, config.model_dump_json(), spec_json])
 
     provider = LocalProvider(config)
@@ -442,28 +446,20 @@ async def test_a_worker_outlives_the_process_that_created_it(fleet: Fleet) -> No
 # -- environment, config and errors -------------------------------------------------------------
 
 
-async def test_environment_base_can_be_empty_and_drops_platform_tokens(
+async def test_a_worker_gets_the_process_basics_and_its_environment_and_nothing_else(
     fleet: Fleet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FLY_API_TOKEN", "fly-token-for-the-reconciler")
+    monkeypatch.setenv("OPENAI_API_KEY", "model-key-for-the-gateway")
     monkeypatch.setenv("FACTORY_TEST_INHERITED", "yes")
-    inherit = fleet.provider(command=SLEEPER, env={"FACTORY_POOL": "base", "FACTORY_STORE": "base"})
-    bare = fleet.provider(command=SLEEPER, inherit_env=False)
+    provider = fleet.provider(command=SLEEPER, base_env=process_env(os.environ))
+    machine, record = await fleet.create(provider, fleet.spec())
+    env = proc_environ(record.pid)
+    await provider.destroy_all()
 
-    _, inherited = await fleet.create(inherit, fleet.spec())
-    machine, isolated = await fleet.create(bare, fleet.spec())
-    inherited_env = proc_environ(inherited.pid)
-    isolated_env = proc_environ(isolated.pid)
-    await inherit.destroy_all()
-
-    assert inherited_env["FACTORY_TEST_INHERITED"] == "yes"
-    assert "FLY_API_TOKEN" not in inherited_env
-    assert inherited_env["FACTORY_POOL"] == "base"
-    assert inherited_env["FACTORY_STORE"] != "base"  # the spec wins over the config's env
-    assert set(isolated_env) == {
+    told = {
         "FACTORY_STORE",
         "OPENCLAW_GATEWAY_URL",
-        "FACTORY_POLL_S",
         "FACTORY_GRACE_S",
         "OPENCLAW_GATEWAY_TOKEN",
         "FACTORY_WORKER_ID",
@@ -471,36 +467,32 @@ async def test_environment_base_can_be_empty_and_drops_platform_tokens(
         "FACTORY_WORKER_PROVIDER",
         "FACTORY_MACHINE_ID",
     }
-    assert isolated_env["FACTORY_MACHINE_ID"] == machine.machine_id
+    assert set(env) == told | (set(PROCESS_ENV) & set(os.environ))
+    assert env["FACTORY_MACHINE_ID"] == machine.machine_id
+    with pytest.raises(ValidationError, match="FLY_API_TOKEN"):
+        fleet.config(base_env={"FLY_API_TOKEN": "x"})
 
 
 async def test_bad_specs_and_commands_fail_without_leaking_secrets(fleet: Fleet) -> None:
     provider = fleet.provider()
-    secret = {"OPENCLAW_GATEWAY_TOKEN": SecretStr(SECRET_VALUE)}
-    clash = LaunchSpec(
-        launch_id=f"{fleet.prefix}clash", worker_id="w", env={"OPENCLAW_GATEWAY_TOKEN": "x"}, secret_env=secret
+    base = fleet.spec().environment
+    nul = LaunchSpec(
+        environment=base.model_copy(
+            update={"launch_id": f"{fleet.prefix}nul", "grace_s": None, "gateway_url": "http://a\0b"}
+        )
     )
-    ours = LaunchSpec(
-        launch_id=f"{fleet.prefix}ours", worker_id="w", env={"FACTORY_MACHINE_ID": "m"}, secret_env=secret
-    )
-    nul = LaunchSpec(launch_id=f"{fleet.prefix}nul", worker_id="w", env={"FACTORY_X": "a\0b"}, secret_env=secret)
     missing = fleet.provider(command=(str(fleet.tmp_path / "no-such-worker"),))
 
     errors: list[ProviderConfigError] = []
     with capture_logs() as logs:
-        for bad_provider, spec in ((provider, clash), (provider, ours), (provider, nul), (missing, fleet.spec())):
+        for bad_provider, spec in ((provider, nul), (missing, fleet.spec())):
             with pytest.raises(ProviderConfigError) as caught:
                 await bad_provider.create(spec)
             errors.append(caught.value)
 
     for error in errors:
         assert_no_secrets(error, SECRET_VALUE)
-    assert [error.setting for error in errors] == [
-        "LaunchSpec.secret_env.OPENCLAW_GATEWAY_TOKEN",
-        "LaunchSpec.env.FACTORY_MACHINE_ID",
-        "LaunchSpec.env",
-        "LocalConfig.command",
-    ]
+    assert [error.setting for error in errors] == ["LaunchSpec.env", "LocalConfig.command"]
     assert await provider.list() == []
     for entry in logs:
         assert SECRET_VALUE not in repr(entry)
@@ -513,8 +505,6 @@ def test_config_defaults_and_validation() -> None:
     with pytest.raises(ValidationError):
         LocalConfig(command=())
     with pytest.raises(ValidationError):
-        LocalConfig(env={"FACTORY_WORKER_ID": "w"})
-    with pytest.raises(ValidationError):
-        LocalConfig(env={"not a name": "x"})
+        LocalConfig(base_env={"FACTORY_WORKER_ID": "w"})
     with pytest.raises(ValidationError):
         LocalConfig(stop_timeout_s=0)

@@ -8,9 +8,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from autoscaler.errors import ProviderConfigError
 from autoscaler.provider import LaunchSpec
-from autoscaler.providers._common import iso_to_ms, machine_name, parse_retry_after, worker_env
+from autoscaler.providers._common import iso_to_ms, machine_name, parse_retry_after, secret_values, worker_env
 from autoscaler.providers._do_wire import Droplet, parse_droplets, retry_after
 from autoscaler.providers._fly_wire import (
     FlyMachine,
@@ -20,6 +19,7 @@ from autoscaler.providers._fly_wire import (
     normalise_state,
     parse_machines,
 )
+from contracts.launch import ENV, WorkerEnvironment
 
 
 @pytest.mark.parametrize(
@@ -126,16 +126,25 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert parse_retry_after(None, now_s=0) is None
 
 
-def test_worker_env_adds_identity_and_refuses_clashes() -> None:
-    spec = LaunchSpec(launch_id="L1", worker_id="W1", env={"A": "1"}, secret_env={"S": SecretStr("s3cr3t")})
-    assert worker_env(spec) == {"A": "1", "S": "s3cr3t", "FACTORY_WORKER_ID": "W1", "FACTORY_LAUNCH_ID": "L1"}
-
-    with pytest.raises(ProviderConfigError, match=r"secret_env\.A"):
-        worker_env(spec.model_copy(update={"secret_env": {"A": SecretStr("x")}}))
-    with pytest.raises(ProviderConfigError, match="FACTORY_WORKER_ID"):
-        worker_env(spec.model_copy(update={"env": {"FACTORY_WORKER_ID": "someone-else"}}))
-    with pytest.raises(ProviderConfigError, match="not a valid"):
-        worker_env(spec.model_copy(update={"env": {"BAD-NAME": "x"}}))
+def test_a_worker_is_told_its_allow_listed_environment_and_the_provider() -> None:
+    environment = WorkerEnvironment(
+        launch_id="L1",
+        worker_id="W1",
+        store="https://x.convex.cloud",
+        convex_auth_token=SecretStr("s3cr3t"),
+        idle_exit_s=30,
+    )
+    spec = LaunchSpec(environment=environment)
+    assert worker_env(spec, "fly") == {
+        "FACTORY_WORKER_ID": "W1",
+        "FACTORY_LAUNCH_ID": "L1",
+        "FACTORY_WORKER_PROVIDER": "fly",
+        "FACTORY_STORE": "https://x.convex.cloud",
+        "CONVEX_AUTH_TOKEN": "s3cr3t",
+        "FACTORY_IDLE_EXIT_S": "30",
+    }
+    assert secret_values(spec) == ["s3cr3t"]
+    assert set(environment.render()) <= set(ENV.values())
 
 
 def test_machine_names_are_deterministic_and_platform_safe() -> None:

@@ -21,6 +21,7 @@ from autoscaler.provider import LaunchSpec, Machine, Provider
 from autoscaler.providers.digitalocean import DigitalOceanConfig, DigitalOceanProvider
 from autoscaler.providers.fly import FlyConfig, FlyProvider
 from autoscaler.reconciler import Reconciler, TickResult
+from contracts.launch import WorkerEnvironment
 from contracts.models import EnqueueRequest, LeaseRef, MachineRef, MessagePayload, WorkerRegistration
 from contracts.retry import RetryPolicy
 from contracts.sqlite import SqliteStore
@@ -33,12 +34,13 @@ FAST_RETRY = RetryPolicy(attempts=3, initial_s=0.01, max_s=0.05, jitter_s=0.0, m
 
 
 def spec_for(launch_id: str, worker_id: str) -> LaunchSpec:
-    return LaunchSpec(
+    environment = WorkerEnvironment(
         launch_id=launch_id,
         worker_id=worker_id,
-        env={"FACTORY_STORE": "https://example.convex.cloud"},
-        secret_env={"CONVEX_AUTH_TOKEN": SecretStr(SECRET_VALUE)},
+        store="https://example.convex.cloud",
+        convex_auth_token=SecretStr(SECRET_VALUE),
     )
+    return LaunchSpec(environment=environment)
 
 
 @pytest.fixture

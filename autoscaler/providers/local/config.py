@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from autoscaler.errors import ProviderConfigError
 from autoscaler.provider import LaunchSpec
-from autoscaler.providers._common import LAUNCH_ID_ENV, WORKER_ID_ENV, worker_env
 
 PROVIDER = "local"
-PROVIDER_ENV = "FACTORY_WORKER_PROVIDER"
-MACHINE_ID_ENV = "FACTORY_MACHINE_ID"
-_IDENTITY_ENV = frozenset({WORKER_ID_ENV, LAUNCH_ID_ENV, PROVIDER_ENV, MACHINE_ID_ENV})
+# What a process needs to run at all, passed through from the launching process's environment.
+# Nothing else is: credentials the reconciler holds (cloud tokens, model keys) never reach a worker.
+PROCESS_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "XDG_CACHE_HOME", "VIRTUAL_ENV", "PYTHONPATH")
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+def process_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The allow-listed part of ``environ`` (the edge passes ``os.environ``)."""
+    return {name: environ[name] for name in PROCESS_ENV if name in environ}
 
 
 def _default_command() -> tuple[str, ...]:
@@ -36,12 +36,8 @@ class LocalConfig(BaseModel):
     command: tuple[str, ...] = Field(default_factory=_default_command, min_length=1)
     # destroy: SIGTERM, this long for the worker to drain (its grace is 30 s by default), then SIGKILL.
     stop_timeout_s: float = Field(default=40.0, gt=0)
-    # The worker starts from this process's environment (minus ``unset_env``) when true, else from nothing.
-    inherit_env: bool = True
-    # Removed from the inherited environment: credentials a worker has no business holding.
-    unset_env: tuple[str, ...] = ("FLY_API_TOKEN", "DIGITALOCEAN_TOKEN")
-    # Added for every worker, under each spec's own env (a spec wins over these).
-    env: dict[str, str] = Field(default_factory=dict)
+    # The process basics every worker starts with (see PROCESS_ENV), under its WorkerEnvironment.
+    base_env: dict[str, str] = Field(default_factory=dict)
     # A non-zero exit nobody asked for, this soon after the start, is ``failed`` (a crash at boot).
     failed_window_s: float = Field(default=60.0, ge=0)
     # destroy removes the record; the worker's log stays for a post-mortem unless this is false.
@@ -54,28 +50,19 @@ class LocalConfig(BaseModel):
             raise ValueError("argv[0] is empty")
         return value
 
-    @field_validator("env")
+    @field_validator("base_env")
     @classmethod
-    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if not _ENV_NAME.fullmatch(key):
-                raise ValueError(f"{key!r} is not a valid environment variable name")
-            if key in _IDENTITY_ENV:
-                raise ValueError(f"{key!r} is set by the provider itself")
+    def _only_process_basics(cls, value: dict[str, str]) -> dict[str, str]:
+        extra = sorted(set(value) - set(PROCESS_ENV))
+        if extra:
+            raise ValueError(
+                f"{extra[0]!r} is not a process basic ({', '.join(PROCESS_ENV)}); workers are told the rest"
+            )
         return value
 
 
 def child_env(config: LocalConfig, spec: LaunchSpec, machine_id: str) -> dict[str, str]:
-    """The worker's environment. Holds secrets in clear: pass it to spawn and drop it."""
-    for key in (PROVIDER_ENV, MACHINE_ID_ENV):
-        if key in spec.env or key in spec.secret_env:
-            raise ProviderConfigError(f"LaunchSpec.env.{key}", "is set by the local provider itself")
-    own = worker_env(spec)
-    env: dict[str, str] = dict(os.environ) if config.inherit_env else {}
-    for key in config.unset_env:
-        env.pop(key, None)
-    env.update(config.env)
-    env.update(own)
-    env[PROVIDER_ENV] = PROVIDER
-    env[MACHINE_ID_ENV] = machine_id
-    return env
+    """The worker's environment: the process basics, then its WorkerEnvironment, nothing else.
+    Holds secrets in clear: pass it to spawn and drop it."""
+    told = spec.environment.model_copy(update={"provider": PROVIDER, "machine_id": machine_id})
+    return {**config.base_env, **told.render()}
