@@ -21,19 +21,9 @@ from dataclasses import dataclass, field
 import anyio
 import structlog
 
+from autoscaler import plan as actions
 from autoscaler.errors import ProviderError, ReconcileBusy
-from autoscaler.plan import (
-    Action,
-    CloseLaunch,
-    CollectOrphan,
-    Destroy,
-    Drain,
-    Launch,
-    Plan,
-    ResolveLaunch,
-    RetireWorker,
-    dispatch,
-)
+from autoscaler.plan import Plan
 from autoscaler.planner import plan
 from autoscaler.policy import ScalingPolicy
 from autoscaler.provider import LaunchSpec, Machine, Provider, find_launch
@@ -52,7 +42,7 @@ def new_launch_id() -> str:
 
 @dataclass(frozen=True)
 class Outcome:
-    action: Action
+    action: actions.Action
     ok: bool
     detail: str = ""
     machine_id: str | None = None
@@ -124,19 +114,19 @@ class Reconciler:
             with anyio.CancelScope(shield=True):
                 await self.store.release_reconcile_lock(self.holder)
 
-    async def _apply(self, actions: Sequence[Action], fleet: Sequence[Machine]) -> list[Outcome]:
+    async def _apply(self, planned: Sequence[actions.Action], fleet: Sequence[Machine]) -> list[Outcome]:
         tick = _TickActions(self, {m.machine_id: m for m in fleet})
         outcomes: list[Outcome] = []
         launches_blocked: str | None = None
-        for action in actions:
-            if isinstance(action, Launch) and launches_blocked is not None:
+        for action in planned:
+            if isinstance(action, actions.Launch) and launches_blocked is not None:
                 outcomes.append(Outcome(action, False, f"skipped: {launches_blocked}"))
                 continue
             try:
-                outcome = await dispatch(action, tick)
+                outcome = await actions.dispatch(action, tick)
             except FactoryError as exc:
                 outcome = Outcome(action, False, str(exc))
-                if isinstance(action, Launch) and not exc.retryable:
+                if isinstance(action, actions.Launch) and not exc.retryable:
                     # The same create would fail the same way (bad token, bad config, quota).
                     launches_blocked = str(exc)
             outcomes.append(outcome)
@@ -157,7 +147,7 @@ class _TickActions:
     reconciler: Reconciler
     machines: Mapping[str, Machine]  # what the tick observed, by machine id
 
-    async def on_launch(self, action: Launch) -> Outcome:
+    async def on_launch(self, action: actions.Launch) -> Outcome:
         r = self.reconciler
         launch_id = r.new_id()
         worker_id = f"{r.provider.name}-{launch_id}"
@@ -184,21 +174,21 @@ class _TickActions:
             launch_id=launch_id,
         )
 
-    async def on_drain(self, action: Drain) -> Outcome:
+    async def on_drain(self, action: actions.Drain) -> Outcome:
         await self._set_status(action.worker_id, "draining", action.reason)
         return Outcome(action, True, f"worker {action.worker_id} draining")
 
-    async def on_destroy(self, action: Destroy) -> Outcome:
+    async def on_destroy(self, action: actions.Destroy) -> Outcome:
         return await self._remove(action, action.worker_id)
 
-    async def on_collect_orphan(self, action: CollectOrphan) -> Outcome:
+    async def on_collect_orphan(self, action: actions.CollectOrphan) -> Outcome:
         return await self._remove(action, None)
 
-    async def on_retire_worker(self, action: RetireWorker) -> Outcome:
+    async def on_retire_worker(self, action: actions.RetireWorker) -> Outcome:
         await self._set_status(action.worker_id, "stopped", action.reason)
         return Outcome(action, True, f"worker {action.worker_id} retired")
 
-    async def on_resolve_launch(self, action: ResolveLaunch) -> Outcome:
+    async def on_resolve_launch(self, action: actions.ResolveLaunch) -> Outcome:
         store = self.reconciler.store
         found = await self.reconciler.provider.find(action.launch_id)
         if found is None:
@@ -207,11 +197,11 @@ class _TickActions:
         await store.ledger_update(action.launch_id, "running", machine_id=found.machine_id)
         return Outcome(action, True, f"found machine {found.machine_id}: adopted", machine_id=found.machine_id)
 
-    async def on_close_launch(self, action: CloseLaunch) -> Outcome:
+    async def on_close_launch(self, action: actions.CloseLaunch) -> Outcome:
         await self.reconciler.store.ledger_update(action.launch_id, "gone", detail=action.reason[:500])
         return Outcome(action, True, "closed", launch_id=action.launch_id)
 
-    async def _remove(self, action: Destroy | CollectOrphan, worker_id: str | None) -> Outcome:
+    async def _remove(self, action: actions.Destroy | actions.CollectOrphan, worker_id: str | None) -> Outcome:
         """Destroy the machine (if it is still there), stop its worker, close its launch."""
         machine = self.machines.get(action.machine_id)
         if machine is not None:

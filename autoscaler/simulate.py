@@ -17,17 +17,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from autoscaler.plan import (
-    Action,
-    CloseLaunch,
-    CollectOrphan,
-    Destroy,
-    Drain,
-    Launch,
-    ResolveLaunch,
-    RetireWorker,
-    dispatch,
-)
+from autoscaler import plan as actions
 from autoscaler.provider import Machine
 from contracts.models import DemandSnapshot, LaunchRecord, WorkerView
 
@@ -134,34 +124,34 @@ class World:
 
     # ------------------------------------------------------------------ actions
 
-    def apply(self, actions: Sequence[Action]) -> None:
-        for action in actions:
-            dispatch(action, self)
+    def apply(self, planned: Sequence[actions.Action]) -> None:
+        for action in planned:
+            actions.dispatch(action, self)
 
     # The world's side of autoscaler.plan.PlanHandler: each action takes effect at once.
 
-    def on_launch(self, action: Launch) -> None:
+    def on_launch(self, action: actions.Launch) -> None:
         self.launch()
 
-    def on_drain(self, action: Drain) -> None:
+    def on_drain(self, action: actions.Drain) -> None:
         w = self.workers[action.worker_id]
         w.status, w.status_since_ms = "draining", self.now_ms
 
-    def on_destroy(self, action: Destroy) -> None:
+    def on_destroy(self, action: actions.Destroy) -> None:
         self.destroy(action.machine_id)
         if action.worker_id is not None:
             self.workers[action.worker_id].status = "stopped"
 
-    def on_collect_orphan(self, action: CollectOrphan) -> None:
+    def on_collect_orphan(self, action: actions.CollectOrphan) -> None:
         self.destroy(action.machine_id)
 
-    def on_retire_worker(self, action: RetireWorker) -> None:
+    def on_retire_worker(self, action: actions.RetireWorker) -> None:
         self.workers[action.worker_id].status = "stopped"
 
-    def on_resolve_launch(self, action: ResolveLaunch) -> None:
+    def on_resolve_launch(self, action: actions.ResolveLaunch) -> None:
         self._close_launch(action.launch_id)
 
-    def on_close_launch(self, action: CloseLaunch) -> None:
+    def on_close_launch(self, action: actions.CloseLaunch) -> None:
         self._close_launch(action.launch_id)
 
     def _close_launch(self, launch_id: str) -> None:

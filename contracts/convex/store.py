@@ -24,34 +24,10 @@ from typing import Any
 import anyio
 from pydantic import SecretStr
 
+from contracts import models
 from contracts.convex.client import DEFAULT_RETRY, ConvexClient, as_int, auth_header
 from contracts.errors import InvalidInput
-from contracts.models import (
-    AgentProfile,
-    AppendRequest,
-    AppendResult,
-    ClaimedJob,
-    ControlState,
-    Conversation,
-    DeadLetter,
-    DemandSnapshot,
-    EnqueueRequest,
-    FailRequest,
-    FailResult,
-    HydrationBundle,
-    LaunchRecord,
-    LaunchState,
-    LeaseRef,
-    LeaseResult,
-    MessageRecord,
-    QueueStats,
-    RedriveResult,
-    ReleaseResult,
-    SetWorkerStatusRequest,
-    WorkerRecord,
-    WorkerRegistration,
-    to_wire,
-)
+from contracts.models import to_wire
 from contracts.retry import RetryPolicy
 
 DEFAULT_NAMESPACE = "agentFactory"
@@ -122,62 +98,66 @@ class ConvexStore:
 
     # ---------------------------------------------------------------- queue
 
-    async def enqueue(self, request: EnqueueRequest) -> str:
+    async def enqueue(self, request: models.EnqueueRequest) -> str:
         # Deduplicated by (conversationId, externalMessageId): only then is a retry after an unknown
         # outcome safe. Without it, only a call Convex refused before committing is retried.
         deduped = request.payload.external_message_id is not None
         return str(await self._mutation("enqueue", to_wire(request), retry=deduped))
 
-    async def worker_claim(self, worker_id: str, conversation_id: str | None = None) -> ClaimedJob | None:
+    async def worker_claim(self, worker_id: str, conversation_id: str | None = None) -> models.ClaimedJob | None:
         args = {"workerId": worker_id, **({"conversationId": conversation_id} if conversation_id is not None else {})}
         # Retried only when Convex refused it before committing. After a lost reply the outcome is
         # unknown: a lease nobody holds then expires, with its attempt counted.
         value = await self._mutation("workerClaim", args, retry=False)
-        return None if value is None else ClaimedJob.model_validate(value)
+        return None if value is None else models.ClaimedJob.model_validate(value)
 
-    async def worker_heartbeat(self, lease: LeaseRef) -> LeaseResult:
-        return LeaseResult.model_validate(await self._mutation("workerHeartbeat", to_wire(lease), retry=True))
+    async def worker_heartbeat(self, lease: models.LeaseRef) -> models.LeaseResult:
+        return models.LeaseResult.model_validate(await self._mutation("workerHeartbeat", to_wire(lease), retry=True))
 
-    async def worker_complete(self, lease: LeaseRef) -> LeaseResult:
+    async def worker_complete(self, lease: models.LeaseRef) -> models.LeaseResult:
         # A replay with the same lease reports the first outcome: safe to retry.
-        return LeaseResult.model_validate(await self._mutation("workerComplete", to_wire(lease), retry=True))
+        return models.LeaseResult.model_validate(await self._mutation("workerComplete", to_wire(lease), retry=True))
 
-    async def worker_fail(self, request: FailRequest) -> FailResult:
-        return FailResult.model_validate(await self._mutation("workerFail", to_wire(request), retry=True))
+    async def worker_fail(self, request: models.FailRequest) -> models.FailResult:
+        return models.FailResult.model_validate(await self._mutation("workerFail", to_wire(request), retry=True))
 
-    async def worker_hydration_bundle(self, message_id: str, workspace_id: str = "default") -> HydrationBundle | None:
+    async def worker_hydration_bundle(
+        self, message_id: str, workspace_id: str = "default"
+    ) -> models.HydrationBundle | None:
         value = await self._query("workerHydrationBundle", {"messageId": message_id, "workspaceId": workspace_id})
-        return None if value is None else HydrationBundle.model_validate(value)
+        return None if value is None else models.HydrationBundle.model_validate(value)
 
-    async def worker_append_conversation_messages(self, request: AppendRequest) -> AppendResult:
+    async def worker_append_conversation_messages(self, request: models.AppendRequest) -> models.AppendResult:
         # With a messageId the append is idempotent; without one a retry could append twice.
         value = await self._mutation(
             "workerAppendConversationMessages", to_wire(request), retry=request.message_id is not None
         )
-        return AppendResult.model_validate(value)
+        return models.AppendResult.model_validate(value)
 
     # ---------------------------------------------------------------- workers
 
-    async def worker_register(self, registration: WorkerRegistration) -> WorkerRecord:
-        return WorkerRecord.model_validate(await self._mutation("workerRegister", to_wire(registration), retry=True))
+    async def worker_register(self, registration: models.WorkerRegistration) -> models.WorkerRecord:
+        return models.WorkerRecord.model_validate(
+            await self._mutation("workerRegister", to_wire(registration), retry=True)
+        )
 
-    async def worker_control_state(self, worker_id: str) -> ControlState:
+    async def worker_control_state(self, worker_id: str) -> models.ControlState:
         value = await self._mutation("workerControlState", {"workerId": worker_id}, retry=True)
-        return ControlState.model_validate(value)
+        return models.ControlState.model_validate(value)
 
-    async def fleet_set_worker_status(self, request: SetWorkerStatusRequest) -> bool:
+    async def fleet_set_worker_status(self, request: models.SetWorkerStatusRequest) -> bool:
         return bool(await self._mutation("fleetSetWorkerStatus", to_wire(request), retry=True))
 
-    async def fleet_demand(self) -> DemandSnapshot:
+    async def fleet_demand(self) -> models.DemandSnapshot:
         now = await self.now_ms()
-        return DemandSnapshot.model_validate(await self._query("fleetDemand", {"now": now}))
+        return models.DemandSnapshot.model_validate(await self._query("fleetDemand", {"now": now}))
 
-    async def list_workers(self) -> list[WorkerRecord]:
-        return [WorkerRecord.model_validate(w) async for w in self._pages("listWorkers", {})]
+    async def list_workers(self) -> list[models.WorkerRecord]:
+        return [models.WorkerRecord.model_validate(w) async for w in self._pages("listWorkers", {})]
 
     # ---------------------------------------------------------------- operator views and actions
 
-    async def queue_stats(self) -> QueueStats:
+    async def queue_stats(self) -> models.QueueStats:
         stats: dict[str, Any] = await self._query("queueStats", {"now": await self.now_ms()})
         cursor = stats.pop("totalsCursor", None)
         while cursor:  # message totals over more conversations than one call reads
@@ -185,47 +165,47 @@ class ConvexStore:
             for key in ("queued", "processing", "done", "deadLetters"):
                 stats[key] = as_int(stats[key], key) + as_int(more[key], key)
             cursor = more.get("totalsCursor")
-        return QueueStats.model_validate(stats)
+        return models.QueueStats.model_validate(stats)
 
-    async def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+    async def list_dead_letters(self, limit: int = 100) -> list[models.DeadLetter]:
         value = await self._query("listDeadLetters", {"limit": limit})
-        return [DeadLetter.model_validate(d) for d in value]
+        return [models.DeadLetter.model_validate(d) for d in value]
 
-    async def redrive(self, message_id: str | None = None) -> RedriveResult:
+    async def redrive(self, message_id: str | None = None) -> models.RedriveResult:
         args = {} if message_id is None else {"messageId": message_id}
         redriven: list[str] = []
         while True:  # redriving everything goes a bounded batch per call
             value = await self._mutation("redrive", args, retry=False)
             redriven.extend(str(m) for m in value["redriven"])
             if not value.get("hasMore"):
-                return RedriveResult(redriven=redriven)
+                return models.RedriveResult(redriven=redriven)
 
-    async def release_expired(self) -> ReleaseResult:
+    async def release_expired(self) -> models.ReleaseResult:
         released = dead = 0
         while True:  # a bounded batch of expired leases per call
             value = await self._mutation("releaseExpired", {}, retry=False)
             released += as_int(value["released"], "released")
             dead += as_int(value["deadLettered"], "deadLettered")
             if not value.get("hasMore"):
-                return ReleaseResult(released=released, dead_lettered=dead)
+                return models.ReleaseResult(released=released, dead_lettered=dead)
 
-    async def get_message(self, message_id: str) -> MessageRecord | None:
+    async def get_message(self, message_id: str) -> models.MessageRecord | None:
         value = await self._query("getMessage", {"messageId": message_id})
-        return None if value is None else MessageRecord.model_validate(value)
+        return None if value is None else models.MessageRecord.model_validate(value)
 
-    async def get_conversation(self, conversation_id: str, history_limit: int = 50) -> Conversation | None:
+    async def get_conversation(self, conversation_id: str, history_limit: int = 50) -> models.Conversation | None:
         value = await self._query("getConversation", {"conversationId": conversation_id, "historyLimit": history_limit})
-        return None if value is None else Conversation.model_validate(value)
+        return None if value is None else models.Conversation.model_validate(value)
 
     # ---------------------------------------------------------------- agents and secrets
 
-    async def upsert_agent_profile(self, profile: AgentProfile) -> AgentProfile:
+    async def upsert_agent_profile(self, profile: models.AgentProfile) -> models.AgentProfile:
         value = await self._mutation("upsertAgentProfile", {"profile": to_wire(profile)}, retry=True)
-        return AgentProfile.model_validate(value)
+        return models.AgentProfile.model_validate(value)
 
-    async def get_agent_profile(self, agent_key: str) -> AgentProfile | None:
+    async def get_agent_profile(self, agent_key: str) -> models.AgentProfile | None:
         value = await self._query("getAgentProfile", {"agentKey": agent_key})
-        return None if value is None else AgentProfile.model_validate(value)
+        return None if value is None else models.AgentProfile.model_validate(value)
 
     async def import_secret(self, secret_ref: str, value: SecretStr) -> int:
         # Not retried: each call stores a new version.
@@ -241,11 +221,11 @@ class ConvexStore:
     async def release_reconcile_lock(self, holder: str) -> None:
         await self._mutation("releaseReconcileLock", {"holder": holder}, retry=True)
 
-    async def ledger_record(self, record: LaunchRecord) -> LaunchRecord:
-        return LaunchRecord.model_validate(await self._mutation("ledgerRecord", to_wire(record), retry=True))
+    async def ledger_record(self, record: models.LaunchRecord) -> models.LaunchRecord:
+        return models.LaunchRecord.model_validate(await self._mutation("ledgerRecord", to_wire(record), retry=True))
 
     async def ledger_update(
-        self, launch_id: str, state: LaunchState, machine_id: str | None = None, detail: str | None = None
+        self, launch_id: str, state: models.LaunchState, machine_id: str | None = None, detail: str | None = None
     ) -> bool:
         args: dict[str, Any] = {"launchId": launch_id, "state": state}
         if machine_id is not None:
@@ -254,9 +234,10 @@ class ConvexStore:
             args["detail"] = detail
         return bool(await self._mutation("ledgerUpdate", args, retry=True))
 
-    async def ledger_list(self, include_closed: bool = False) -> list[LaunchRecord]:
+    async def ledger_list(self, include_closed: bool = False) -> list[models.LaunchRecord]:
         return [
-            LaunchRecord.model_validate(r) async for r in self._pages("ledgerList", {"includeClosed": include_closed})
+            models.LaunchRecord.model_validate(r)
+            async for r in self._pages("ledgerList", {"includeClosed": include_closed})
         ]
 
     # ---------------------------------------------------------------- waiting and time

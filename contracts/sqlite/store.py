@@ -17,33 +17,9 @@ import anyio
 import structlog
 from pydantic import SecretStr
 
+from contracts import models
 from contracts.clock import Clock, SystemClock
 from contracts.errors import FactoryError, StoreUnavailable
-from contracts.models import (
-    AgentProfile,
-    AppendRequest,
-    AppendResult,
-    ClaimedJob,
-    ControlState,
-    Conversation,
-    DeadLetter,
-    DemandSnapshot,
-    EnqueueRequest,
-    FailRequest,
-    FailResult,
-    HydrationBundle,
-    LaunchRecord,
-    LaunchState,
-    LeaseRef,
-    LeaseResult,
-    MessageRecord,
-    QueueStats,
-    RedriveResult,
-    ReleaseResult,
-    SetWorkerStatusRequest,
-    WorkerRecord,
-    WorkerRegistration,
-)
 from contracts.rules import QueuePolicy, RandomSource, check_lease_ttl_ms, system_random
 from contracts.sqlite import agents, fleet, queue
 from contracts.sqlite.doorbell import Doorbell
@@ -153,74 +129,76 @@ class SqliteStore:
 
     # ---------------------------------------------------------------- queue
 
-    async def enqueue(self, request: EnqueueRequest) -> str:
+    async def enqueue(self, request: models.EnqueueRequest) -> str:
         message_id, _ = await self._write(lambda c, now: queue.enqueue(c, request, now, self._new_id), ring=True)
         return message_id
 
-    async def worker_claim(self, worker_id: str, conversation_id: str | None = None) -> ClaimedJob | None:
+    async def worker_claim(self, worker_id: str, conversation_id: str | None = None) -> models.ClaimedJob | None:
         return await self._write(lambda c, now: queue.claim(c, worker_id, conversation_id, now, self._new_lease))
 
-    async def worker_heartbeat(self, lease: LeaseRef) -> LeaseResult:
+    async def worker_heartbeat(self, lease: models.LeaseRef) -> models.LeaseResult:
         return await self._write(lambda c, now: queue.heartbeat(c, lease, now))
 
-    async def worker_complete(self, lease: LeaseRef) -> LeaseResult:
+    async def worker_complete(self, lease: models.LeaseRef) -> models.LeaseResult:
         # Completing a head unblocks the conversation's next message: wake idle workers.
         return await self._write(lambda c, now: queue.complete(c, lease, now), ring=True)
 
-    async def worker_fail(self, request: FailRequest) -> FailResult:
+    async def worker_fail(self, request: models.FailRequest) -> models.FailResult:
         return await self._write(lambda c, now: queue.fail(c, request, now, self.policy, self._rng), ring=True)
 
-    async def worker_hydration_bundle(self, message_id: str, workspace_id: str = "default") -> HydrationBundle | None:
+    async def worker_hydration_bundle(
+        self, message_id: str, workspace_id: str = "default"
+    ) -> models.HydrationBundle | None:
         return await self._read(lambda c, _: agents.hydration_bundle(c, message_id))
 
-    async def worker_append_conversation_messages(self, request: AppendRequest) -> AppendResult:
+    async def worker_append_conversation_messages(self, request: models.AppendRequest) -> models.AppendResult:
         return await self._write(lambda c, now: agents.append_history(c, request, now))
 
     # ---------------------------------------------------------------- workers
 
-    async def worker_register(self, registration: WorkerRegistration) -> WorkerRecord:
+    async def worker_register(self, registration: models.WorkerRegistration) -> models.WorkerRecord:
         return await self._write(lambda c, now: fleet.register(c, registration, now))
 
-    async def worker_control_state(self, worker_id: str) -> ControlState:
+    async def worker_control_state(self, worker_id: str) -> models.ControlState:
         return await self._write(lambda c, now: fleet.control_state(c, worker_id, now))
 
-    async def fleet_set_worker_status(self, request: SetWorkerStatusRequest) -> bool:
+    async def fleet_set_worker_status(self, request: models.SetWorkerStatusRequest) -> bool:
         # Ringing lets an idle worker notice at once that it has been told to drain.
         return await self._write(lambda c, now: fleet.set_status(c, request, now), ring=True)
 
-    async def fleet_demand(self) -> DemandSnapshot:
+    async def fleet_demand(self) -> models.DemandSnapshot:
         return await self._read(fleet.demand)
 
-    async def list_workers(self) -> list[WorkerRecord]:
+    async def list_workers(self) -> list[models.WorkerRecord]:
         return await self._read(lambda c, _: fleet.list_workers(c))
 
     # ---------------------------------------------------------------- operator views and actions
 
-    async def queue_stats(self) -> QueueStats:
+    async def queue_stats(self) -> models.QueueStats:
         return await self._read(fleet.stats)
 
-    async def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+    async def list_dead_letters(self, limit: int = 100) -> list[models.DeadLetter]:
         return await self._read(lambda c, _: fleet.dead_letters(c, limit))
 
-    async def redrive(self, message_id: str | None = None) -> RedriveResult:
+    async def redrive(self, message_id: str | None = None) -> models.RedriveResult:
         ids = await self._write(lambda c, now: queue.redrive(c, message_id, now), ring=True)
-        return RedriveResult(redriven=ids)
+        return models.RedriveResult(redriven=ids)
 
-    async def release_expired(self) -> ReleaseResult:
+    async def release_expired(self) -> models.ReleaseResult:
         return await self._write(queue.release_expired, ring=True)
 
-    async def get_message(self, message_id: str) -> MessageRecord | None:
+    async def get_message(self, message_id: str) -> models.MessageRecord | None:
         return await self._read(lambda c, _: agents.get_message(c, message_id))
 
-    async def get_conversation(self, conversation_id: str, history_limit: int = 50) -> Conversation | None:
+    async def get_conversation(self, conversation_id: str, history_limit: int = 50) -> models.Conversation | None:
         return await self._read(lambda c, _: agents.get_conversation(c, conversation_id, history_limit))
 
     # ---------------------------------------------------------------- agents and secrets
 
-    async def upsert_agent_profile(self, profile: AgentProfile) -> AgentProfile:
+    async def upsert_agent_profile(self, profile: models.AgentProfile) -> models.AgentProfile:
         return await self._write(lambda c, now: agents.upsert_profile(c, profile, now))
 
-    async def get_agent_profile(self, agent_key: str) -> AgentProfile | None:
+    async def get_agent_profile(self, agent_key: str) -> models.AgentProfile | None:
         return await self._read(lambda c, _: agents.get_profile(c, agent_key))
 
     async def import_secret(self, secret_ref: str, value: SecretStr) -> int:
@@ -234,15 +212,15 @@ class SqliteStore:
     async def release_reconcile_lock(self, holder: str) -> None:
         await self._write(lambda c, _: fleet.release_lock(c, fleet.RECONCILE_LOCK, holder))
 
-    async def ledger_record(self, record: LaunchRecord) -> LaunchRecord:
+    async def ledger_record(self, record: models.LaunchRecord) -> models.LaunchRecord:
         return await self._write(lambda c, _: fleet.ledger_record(c, record))
 
     async def ledger_update(
-        self, launch_id: str, state: LaunchState, machine_id: str | None = None, detail: str | None = None
+        self, launch_id: str, state: models.LaunchState, machine_id: str | None = None, detail: str | None = None
     ) -> bool:
         return await self._write(lambda c, now: fleet.ledger_update(c, launch_id, state, machine_id, detail, now))
 
-    async def ledger_list(self, include_closed: bool = False) -> list[LaunchRecord]:
+    async def ledger_list(self, include_closed: bool = False) -> list[models.LaunchRecord]:
         return await self._read(lambda c, _: fleet.ledger_list(c, include_closed))
 
     # ---------------------------------------------------------------- waiting and time
