@@ -28,6 +28,7 @@ ENV: dict[str, str] = {
     "grace_s": "FACTORY_GRACE_S",
     "gateway_url": "OPENCLAW_GATEWAY_URL",
     "gateway_token": "OPENCLAW_GATEWAY_TOKEN",
+    "openclaw_state_dir": "FACTORY_OPENCLAW_STATE_DIR",
     "log_level": "FACTORY_LOG_LEVEL",
     "log_format": "FACTORY_LOG_FORMAT",
 }
@@ -58,6 +59,8 @@ class WorkerEnvironment(BaseModel):
     # Its gateway: local workers share this machine's; remote images start their own.
     gateway_url: str | None = None
     gateway_token: SecretStr | None = None
+    # That gateway's state directory (local workers): where a pinned worker's snapshots come from.
+    openclaw_state_dir: str | None = None
 
     def render(self) -> dict[str, str]:
         """Name → value for every field that is set, secrets revealed: hand it to the platform

@@ -9,6 +9,7 @@ ignored key. Every time is epoch milliseconds from the store's clock.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -123,6 +124,9 @@ class WorkerRegistration(WireModel):
     machine_ref: MachineRef | None = None
     launch_id: str | None = None
     capabilities: list[str] | None = None
+    # The one conversation this worker serves (affinity mode): the planner counts it as that
+    # conversation's worker.
+    conversation_id: str | None = None
 
 
 class WorkerRecord(WireModel):
@@ -139,7 +143,10 @@ class WorkerRecord(WireModel):
     last_claim_at: EpochMs | None = None
     busy_since: EpochMs | None = None
     idle_since: EpochMs | None = None
+    # The conversation it last claimed from.
     conversation_id: str | None = None
+    # The one conversation it serves, when launched for it (affinity).
+    pinned_conversation_id: str | None = None
 
 
 class ControlState(WireModel):
@@ -262,6 +269,79 @@ class Conversation(WireModel):
     dead_letters: int
 
 
+# --------------------------------------------------------------------------- agent workspaces
+
+# The files of an agent's OpenClaw workspace a profile may carry: the ones OpenClaw injects into
+# every prompt, and skills. Anything else (MEMORY.md, memory/) is the agent's own, kept by snapshots.
+WORKSPACE_FILES = ("SOUL.md", "AGENTS.md", "IDENTITY.md", "USER.md")
+# OpenClaw injects at most 20,000 characters of each workspace file; more would be cut silently.
+MAX_WORKSPACE_FILE_CHARS = 20_000
+MAX_WORKSPACE_BYTES = 256 * 1024
+# The skill the worker bakes for an agent with a bridge: a profile cannot bring its own of that name.
+BRIDGE_SKILL = "agent-bridge"
+_SKILL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_SKILL_FILE = re.compile(r"^skills/([^/]+)/SKILL\.md$")
+
+
+def check_skill_name(name: str) -> str:
+    if not _SKILL_NAME.fullmatch(name):
+        raise ValueError(f"skill name {name!r} must be 1-64 of a-z 0-9 _ -, starting with a letter or digit")
+    return name
+
+
+def check_workspace_path(path: str) -> str:
+    """A workspace file a profile may set: one of WORKSPACE_FILES, or ``skills/<name>/SKILL.md``."""
+    if path in WORKSPACE_FILES:
+        return path
+    skill = _SKILL_FILE.fullmatch(path)
+    if skill is None:
+        raise ValueError(
+            f"{path!r} is not a workspace file: use {', '.join(WORKSPACE_FILES)} or skills/<name>/SKILL.md"
+        )
+    if check_skill_name(skill.group(1)) == BRIDGE_SKILL:
+        raise ValueError(f"{path!r}: the {BRIDGE_SKILL} skill is written by the worker for agents with a bridge")
+    return path
+
+
+def _workspace_files(files: dict[str, str]) -> dict[str, str]:
+    total = 0
+    for path, text in files.items():
+        check_workspace_path(path)
+        if len(text) > MAX_WORKSPACE_FILE_CHARS:
+            raise ValueError(
+                f"{path} has {len(text)} characters; OpenClaw injects at most {MAX_WORKSPACE_FILE_CHARS}: shorten it"
+            )
+        total += len(text.encode("utf-8"))
+    if total > MAX_WORKSPACE_BYTES:
+        raise ValueError(f"the workspace files add up to {total} bytes; the limit is {MAX_WORKSPACE_BYTES}")
+    return files
+
+
+def _skill_list(names: list[str] | None) -> list[str] | None:
+    if names is None:
+        return None
+    for name in names:
+        check_skill_name(name)
+    return list(dict.fromkeys(names))
+
+
+class BridgeConfig(WireModel):
+    """How an agent reaches its app's ``POST {baseUrl}/agent/execute`` (upstream's bridgeConfig).
+
+    Values left out here are looked up, in order, in the secrets ``agent-bridge.<field>.<agentKey>``,
+    ``agent-bridge.<field>`` and the worker's environment (:mod:`contracts.bridge`).
+    """
+
+    enabled: bool = True
+    base_url: str | None = None
+    service_id: str | None = None
+    app_key: str | None = None
+    service_key_secret_ref: str | None = None
+    app_base_url_map_json_secret_ref: str | None = None
+    # The hosts bridge calls may reach (ours; upstream trusts any base URL). Empty: none.
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+
 class AgentProfile(WireModel):
     agent_key: NonEmpty
     version: str = "1.0.0"
@@ -270,7 +350,36 @@ class AgentProfile(WireModel):
     bot_identity: str | None = None
     # The OpenClaw agent id this profile runs as on the gateway ("main" by default).
     openclaw_agent_id: str = "main"
-    bridge_config: dict[str, str] | None = None
+    bridge_config: BridgeConfig | None = None
+    # Written into the agent's OpenClaw workspace when a machine boots (path → text).
+    workspace_files: Annotated[dict[str, str], AfterValidator(_workspace_files)] = Field(default_factory=dict)
+    # The skills the agent may see (OpenClaw's per-agent allowlist); None: every skill found.
+    skills: Annotated[list[str] | None, AfterValidator(_skill_list)] = None
+
+    @property
+    def has_bridge(self) -> bool:
+        return self.bridge_config is not None and self.bridge_config.enabled
+
+    def visible_skills(self) -> list[str] | None:
+        """The allowlist the gateway enforces: the profile's, plus the bridge skill it bakes."""
+        if self.skills is None:
+            return None
+        return list(dict.fromkeys([*self.skills, *([BRIDGE_SKILL] if self.has_bridge else [])]))
+
+
+class ResolvedBridge(WireModel):
+    """An agent's bridge settings as far as the store could resolve them (the worker may add its env)."""
+
+    base_url: str | None = None
+    service_id: str | None = None
+    service_key: SecretStr | None = None
+    app_key: str | None = None
+    app_base_url_map_json: SecretStr | None = None
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+    @field_serializer("service_key", "app_base_url_map_json", when_used="json")
+    def _reveal(self, value: SecretStr | None) -> str | None:
+        return value.get_secret_value() if value is not None else None
 
 
 class HydrationBundle(WireModel):
@@ -283,6 +392,8 @@ class HydrationBundle(WireModel):
     # Secrets resolved from the profile's refs. SecretStr keeps them out of reprs and logs.
     telegram_bot_token: SecretStr | None = None
     secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    # Only for a profile whose bridge is enabled.
+    bridge: ResolvedBridge | None = None
 
     @field_serializer("telegram_bot_token", when_used="json")
     def _reveal_token(self, value: SecretStr | None) -> str | None:
@@ -292,6 +403,85 @@ class HydrationBundle(WireModel):
     @field_serializer("secrets", when_used="json")
     def _reveal_secrets(self, value: dict[str, SecretStr]) -> dict[str, str]:
         return {ref: secret.get_secret_value() for ref, secret in value.items()}
+
+
+# --------------------------------------------------------------------------- snapshots
+
+# Why a snapshot was taken: the worker was drained, told to stop by a signal, idled out, or by hand.
+SnapshotReason = Literal["drain", "signal", "idle", "manual"]
+SnapshotStatus = Literal["uploading", "ready", "failed", "expired"]
+SNAPSHOT_FORMAT = 1
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class SnapshotPrepare(WireModel):
+    """``snapshotPrepare``: a new snapshot row (uploading) and where to put its archive."""
+
+    worker_id: NonEmpty
+    workspace_id: NonEmpty
+    agent_key: NonEmpty
+    conversation_id: NonEmpty
+    reason: SnapshotReason
+
+
+class SnapshotUpload(WireModel):
+    snapshot_id: str
+    # Convex: a storage upload URL (POST the archive). The embedded store takes the bytes itself.
+    upload_url: str | None = None
+    expires_at: EpochMs | None = None
+
+
+class SnapshotFinalize(WireModel):
+    worker_id: NonEmpty
+    snapshot_id: NonEmpty
+    storage_id: NonEmpty
+    sha256: Sha256
+    size_bytes: int = Field(ge=0)
+
+
+class SnapshotRestore(WireModel):
+    """The newest ready snapshot of a conversation, and how to fetch it."""
+
+    snapshot_id: str
+    agent_key: str
+    conversation_id: str
+    sha256: Sha256
+    size_bytes: int = Field(ge=0)
+    created_at: EpochMs
+    storage_id: str | None = None
+    download_url: str | None = None
+
+
+class SnapshotRecord(WireModel):
+    snapshot_id: str
+    workspace_id: str
+    agent_key: str
+    conversation_id: str
+    worker_id: str
+    reason: SnapshotReason
+    status: SnapshotStatus
+    format_version: int = SNAPSHOT_FORMAT
+    created_at: EpochMs
+    completed_at: EpochMs | None = None
+    storage_id: str | None = None
+    sha256: str | None = None
+    size_bytes: int | None = None
+    error: str | None = None
+
+
+class SnapshotPruneResult(WireModel):
+    expired: int
+    # Abandoned uploads marked failed.
+    abandoned: int = 0
+
+
+class BootBundle(WireModel):
+    """What a machine needs before its first claim for a conversation: the agent and its newest snapshot."""
+
+    conversation_id: str
+    agent_key: str
+    profile: AgentProfile
+    snapshot: SnapshotRestore | None = None
 
 
 # --------------------------------------------------------------------------- operator views
@@ -364,7 +554,11 @@ class WorkerView(WireModel):
     idle_since: EpochMs | None = None
     machine_ref: MachineRef | None = None
     launch_id: str | None = None
+    # The conversation it is pinned to (affinity), else the one it is busy with.
     conversation_id: str | None = None
+    pinned: bool = False
+    # It is uploading a snapshot: its machine must live until the snapshot is final.
+    snapshot_pending: bool = False
 
 
 class DemandSnapshot(WireModel):
@@ -379,6 +573,11 @@ class DemandSnapshot(WireModel):
     # The soonest future moment a waiting conversation becomes ready (retry or schedule).
     next_ready_at: EpochMs | None = None
     workers: list[WorkerView] = Field(default_factory=list)
+    # Ready conversations in claim order (at most READY_IDS_LIMIT): where affinity launches go.
+    ready_conversation_ids: list[str] = Field(default_factory=list)
+
+
+READY_IDS_LIMIT = 200
 
 
 LaunchState = Literal["requested", "running", "gone", "failed"]
@@ -394,3 +593,5 @@ class LaunchRecord(WireModel):
     machine_id: str | None = None
     updated_at: EpochMs | None = None
     detail: str | None = None
+    # The conversation the launched worker is pinned to (affinity mode).
+    conversation_id: str | None = None

@@ -1,27 +1,39 @@
-"""``factory worker run``: wire settings into a worker and run it until told to stop."""
+"""``factory worker run`` and ``factory worker prepare``: wire settings into a worker and run it.
+
+``prepare`` is a machine's boot for a pinned worker, before its gateway starts (the worker image's
+entrypoint runs it): restore the conversation's newest snapshot into the gateway's state
+directory and write the agent's workspace; it leaves the agent's gateway config entry (skill
+allowlist, host exec) in ``<state dir>/factory-agents.json`` for the image's config writer.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
 import socket
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import anyio
 import structlog
 import typer
 
-from contracts.errors import FactoryError
-from contracts.roles import WorkerStore
-from factory.console import StoreOption, err, store_settings
+from contracts.errors import FactoryError, InvalidInput
+from contracts.roles import SnapshotStore, WorkerStore
+from factory.console import StoreOption, err, out, store_settings
 from factory.logging import configure
-from factory.settings import LogSettings, WorkerSettings, load
+from factory.settings import BridgeEnvSettings, LogSettings, WorkerSettings, load
 from factory.stores import open_store
+from gateway.snapshots import Limits
+from worker.boot import BootReport, boot_machine, bridge_config_path
 from worker.config import WorkerConfig
 from worker.health import HealthServer, Readiness
 from worker.job import JobRunner
 from worker.loop import Worker, WorkerExit
+from worker.memory import AgentMemory
 from worker.metrics import WorkerMetrics
 from worker.openclaw.http import HttpDelivery
 from worker.openclaw.sessions import session_key
@@ -31,6 +43,7 @@ from worker.telegram import TelegramChannel
 worker_app = typer.Typer(help="Run a worker.", no_args_is_help=True)
 log = structlog.get_logger("factory.worker")
 EXIT_SECOND_SIGNAL = 130
+AGENTS_FILE = "factory-agents.json"
 
 
 def default_worker_id() -> str:
@@ -57,6 +70,36 @@ def make_delivery(settings: WorkerSettings) -> WsDelivery | HttpDelivery:
     return WsDelivery(ws_url, token, timeout_s=settings.delivery_timeout_s)
 
 
+def bridge_call(settings: WorkerSettings, agent_id: str) -> list[str]:
+    """The command the baked agent-bridge skill runs (this interpreter, this machine's settings file)."""
+    if settings.bridge_dir is None:
+        return [sys.executable, "-m", "factory", "bridge", "call"]
+    config = bridge_config_path(settings.bridge_dir, agent_id)
+    return [sys.executable, "-m", "factory", "bridge", "call", "--config", str(config)]
+
+
+def agent_memory(
+    settings: WorkerSettings, config: WorkerConfig, store: object, metrics: WorkerMetrics | None = None
+) -> AgentMemory | None:
+    """The worker's memory, when it knows its gateway's state directory and the store keeps snapshots."""
+    if settings.openclaw_state_dir is None:
+        return None
+    if not isinstance(store, SnapshotStore):
+        log.warning("this store keeps no snapshots (compat mode): memory follows through history seeding only")
+        return None
+    secrets_ = [settings.gateway_token.get_secret_value()] if settings.gateway_token else []
+    return AgentMemory(
+        store=store,
+        state_dir=settings.openclaw_state_dir,
+        worker_id=config.worker_id,
+        workspace_id=config.workspace_id,
+        keep=settings.snapshot_keep,
+        limits=Limits(max_bytes=settings.snapshot_max_mb * 1024 * 1024),
+        secrets=secrets_,
+        metrics=metrics,
+    )
+
+
 async def serve_worker(
     config: WorkerConfig, settings: WorkerSettings, store: WorkerStore
 ) -> tuple[WorkerExit | None, Worker]:
@@ -64,6 +107,7 @@ async def serve_worker(
     metrics = WorkerMetrics()
     readiness = Readiness()
     result: WorkerExit | None = None
+    bridge_env = load(BridgeEnvSettings)
     async with make_delivery(settings) as delivery, TelegramChannel(api_base=settings.telegram_api_base) as telegram:
         runner = JobRunner(
             store=store,
@@ -73,8 +117,12 @@ async def serve_worker(
             metrics=metrics,
             readiness=readiness,
             workspace_id=config.workspace_id,
+            sessions=delivery if settings.seed_history else None,
+            bridge_dir=settings.bridge_dir,
+            bridge_env=bridge_env.wire(),
         )
-        worker = Worker(config, store, runner, metrics, readiness)
+        memory = agent_memory(settings, config, store, metrics)
+        worker = Worker(config, store, runner, metrics, readiness, memory)
         async with anyio.create_task_group() as tg:
             if settings.health_port is not None:
                 server = HealthServer(
@@ -146,3 +194,44 @@ def run(
         raise FactoryError(failure)
     if not once:
         err.print(f"worker {config.worker_id} exited ({result.reason}) after {result.processed} message(s)")
+
+
+@worker_app.command("prepare")
+def prepare(
+    conversation: Annotated[
+        str | None,
+        typer.Option("--conversation", help="The conversation this machine serves (else FACTORY_CONVERSATION)."),
+    ] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="The gateway's state directory (else OPENCLAW_STATE_DIR).")
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """Before the gateway starts: restore the conversation's newest snapshot and write the agent's workspace."""
+    configure(load(LogSettings), default_level="info")
+    settings = load(WorkerSettings, conversation_id=conversation, openclaw_state_dir=state_dir)
+    if settings.openclaw_state_dir is None:
+        raise InvalidInput("OPENCLAW_STATE_DIR", "is not set; pass --state-dir with the gateway's state directory")
+    config = worker_config(settings)
+    store_cfg = store_settings(store)
+
+    async def main() -> BootReport | None:
+        opened = open_store(store_cfg)
+        try:
+            memory = agent_memory(settings, config, opened)
+            if memory is None or settings.conversation_id is None:
+                return None
+            return await boot_machine(memory, settings.conversation_id, lambda agent: bridge_call(settings, agent))
+        finally:
+            with anyio.CancelScope(shield=True):
+                await opened.aclose()
+
+    report = anyio.run(main)
+    agents_file = settings.openclaw_state_dir / AGENTS_FILE
+    if report is None or report.agent is None:
+        agents_file.unlink(missing_ok=True)
+        out.print("nothing to prepare: not pinned to a conversation the store knows")
+        return
+    agents_file.write_text(json.dumps([report.agent.model_dump(mode="json", exclude_none=True)], indent=1) + "\n")
+    restore = report.restore.status if report.restore is not None else "none"
+    out.print(f"prepared agent {report.agent.id} for {report.conversation_id}: restore {restore}")

@@ -7,6 +7,7 @@ Environment names follow the upstream projects where they exist (``OPENCLAW_GATE
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -81,6 +82,35 @@ def load(cls: type[S], **overrides: object) -> S:
         raise InvalidInput.from_validation(exc) from None
 
 
+class BridgeEnvSettings(_Settings):
+    """The last place an agent's bridge settings are looked up: the worker's environment (the
+    names upstream's worker reads)."""
+
+    base_url: str | None = Field(
+        None, validation_alias=AliasChoices("OPENCLAW_AGENT_BRIDGE_BASE_URL", "AGENT_BRIDGE_BASE_URL", "base_url")
+    )
+    service_id: str | None = Field(
+        None, validation_alias=AliasChoices("OPENCLAW_SERVICE_ID", "AGENT_BRIDGE_SERVICE_ID", "service_id")
+    )
+    service_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("OPENCLAW_SERVICE_KEY", "AGENT_BRIDGE_SERVICE_KEY", "service_key")
+    )
+    app_key: str | None = Field(
+        None,
+        validation_alias=AliasChoices("OPENCLAW_AGENT_APP", "OPENCLAW_APP_KEY", "AGENT_BRIDGE_APP_KEY", "app_key"),
+    )
+    timeout_s: float = Field(30.0, gt=0, validation_alias=AliasChoices("FACTORY_BRIDGE_TIMEOUT_S", "timeout_s"))
+
+    def wire(self) -> dict[str, str | None]:
+        """By wire field, as contracts.bridge.complete_bridge takes them."""
+        return {
+            "baseUrl": self.base_url,
+            "serviceId": self.service_id,
+            "serviceKey": self.service_key.get_secret_value() if self.service_key else None,
+            "appKey": self.app_key,
+        }
+
+
 class WorkerSettings(_Settings):
     """``factory worker run``: who this worker is, where its gateway is, how it behaves."""
 
@@ -116,12 +146,30 @@ class WorkerSettings(_Settings):
         None, ge=0, le=65535, validation_alias=AliasChoices("FACTORY_HEALTH_PORT", "health_port")
     )
 
+    # The OpenClaw state directory of this machine's gateway: set, a pinned worker restores and
+    # snapshots its agent there, and agents' bridge settings are kept beside it.
+    openclaw_state_dir: Path | None = Field(
+        None, validation_alias=AliasChoices(ENV["openclaw_state_dir"], "OPENCLAW_STATE_DIR", "openclaw_state_dir")
+    )
+    snapshot_keep: int = Field(3, ge=1, validation_alias=AliasChoices("FACTORY_SNAPSHOT_KEEP", "snapshot_keep"))
+    snapshot_max_mb: int = Field(512, ge=1, validation_alias=AliasChoices("FACTORY_SNAPSHOT_MAX_MB", "snapshot_max_mb"))
+    snapshot_timeout_s: float = Field(
+        300.0, gt=0, validation_alias=AliasChoices("FACTORY_SNAPSHOT_TIMEOUT_S", "snapshot_timeout_s")
+    )
+    # Seed a session the gateway does not have from the stored history, on its first turn.
+    seed_history: bool = Field(True, validation_alias=AliasChoices("FACTORY_SEED_HISTORY", "seed_history"))
+
     @field_validator("gateway_url")
     @classmethod
     def _gateway_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://", "ws://", "wss://")):
             raise ValueError("must be a URL such as http://127.0.0.1:18789")
         return value.rstrip("/")
+
+    @property
+    def bridge_dir(self) -> Path | None:
+        """Agents' resolved bridge settings: beside the state, outside what snapshots archive."""
+        return None if self.openclaw_state_dir is None else self.openclaw_state_dir / "factory" / "bridge"
 
     @property
     def machine_ref(self) -> MachineRef | None:

@@ -64,17 +64,38 @@ class HostedModel(BaseModel):
 ModelChoice = CompatibleModel | HostedModel
 
 
+# The tools that run commands on the gateway's host.
+HOST_EXEC_TOOLS = ("exec", "process")
+
+
 class AgentSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str
     # None: <state dir>/workspaces/<id>, created empty.
     workspace: Path | None = None
+    # The skills the agent may see (OpenClaw's agents.entries.<id>.skills); None: no allowlist.
+    skills: tuple[str, ...] | None = None
+    # Host exec for this agent: True opts in explicitly (the bridge skill runs a command), False
+    # denies it, None leaves the gateway's default.
+    host_exec: bool | None = None
 
     @field_validator("id")
     @classmethod
     def _canonical(cls, value: str) -> str:
         return check_agent_id(value)
+
+    def entry(self, state_dir: Path) -> dict[str, Any]:
+        """This agent's ``agents.entries.<id>`` block."""
+        entry: dict[str, Any] = {"workspace": str(self.workspace or state_dir / "workspaces" / self.id)}
+        if self.skills is not None:
+            # An explicit list replaces inherited defaults; [] shows the agent no skill at all.
+            entry["skills"] = list(self.skills)
+        if self.host_exec is True:
+            entry["tools"] = {"alsoAllow": list(HOST_EXEC_TOOLS)}
+        elif self.host_exec is False:
+            entry["tools"] = {"deny": list(HOST_EXEC_TOOLS)}
+        return entry
 
 
 def gateway_config(
@@ -99,7 +120,7 @@ def gateway_config(
         # "0m" turns the cadence off: the worker decides when an agent runs, not a timer.
         "heartbeat": {"agentId": ids[0], "every": heartbeat_every},
     }
-    entries = {agent.id: {"workspace": str(agent.workspace or state_dir / "workspaces" / agent.id)} for agent in agents}
+    entries = {agent.id: agent.entry(state_dir) for agent in agents}
     agents_block: dict[str, Any] = {"defaults": defaults, "entries": entries}
     if len(agents) > 1:
         # Required with more than one agent; every request then names its agent.

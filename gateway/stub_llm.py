@@ -15,7 +15,8 @@ Markers in the text change the answer, so tests can provoke and observe behaviou
 ``CONTEXT?``                report what the model was shown besides this message:
                             ``STUB-CONTEXT: earlier_user_turns=<n> markers=<MARK-…,…>``, counting the
                             real user turns before this one and every ``MARK-<word>`` in the system
-                            prompt (workspace files, skills), earlier turns and tool results
+                            prompt (workspace files, skills), earlier turns and tool results; the
+                            turns of a history preamble (``gateway.history``) count as earlier turns
 ``TOOL:<name> <json>``      call the tool ``<name>`` with those arguments, if the request offers it
                             (else ``STUB-NO-TOOL: …`` naming what was offered); once the tool's
                             result comes back, answer ``STUB-TOOL-RESULT: <result>``
@@ -41,6 +42,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
 
+from gateway.history import split_history
 from gateway.process import ManagedProcess
 
 READY_PREFIX = "STUB_LLM_READY"
@@ -105,8 +107,11 @@ class ContextSeen:
         return f"{CONTEXT_PREFIX}earlier_user_turns={self.earlier_user_turns} markers={','.join(self.markers) or '-'}"
 
 
-def context_seen(messages: Sequence[object]) -> ContextSeen:
-    """Count the real user turns before the newest one, and collect the markers around it."""
+def context_seen(messages: Sequence[object], seeded: Sequence[tuple[str, str]] = ()) -> ContextSeen:
+    """Count the real user turns before the newest one, and collect the markers around it.
+
+    ``seeded`` are the turns of a history preamble in the newest message (``gateway.history``):
+    shown to the model besides the message itself, so they count as earlier turns too."""
     real_user = [
         i
         for i, m in enumerate(messages)
@@ -119,7 +124,10 @@ def context_seen(messages: Sequence[object]) -> ContextSeen:
     for i, message in enumerate(messages):
         if i != current and isinstance(message, dict):
             markers.update(_MARKER.findall(content_text(message.get("content"))))
-    return ContextSeen(earlier_user_turns=max(0, len(real_user) - 1), markers=tuple(sorted(markers)))
+    for _, text in seeded:
+        markers.update(_MARKER.findall(text))
+    earlier = max(0, len(real_user) - 1) + sum(1 for role, _ in seeded if role == "user")
+    return ContextSeen(earlier_user_turns=earlier, markers=tuple(sorted(markers)))
 
 
 @dataclass(frozen=True)
@@ -300,8 +308,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _chat(self, body: dict[str, Any]) -> None:
         messages: list[object] = body["messages"]
-        text = user_text(messages)
-        context = context_seen(messages)
+        seeded, text = split_history(user_text(messages))
+        context = context_seen(messages, seeded)
         result = tool_result(messages)
         if result is not None:
             answer = StubAnswer(TOOL_RESULT_PREFIX + result[:_LOGGED_TEXT_CHARS], 0.0)
@@ -317,6 +325,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "reply": answer.text[:_LOGGED_TEXT_CHARS],
                 "tool_call": None if answer.tool_call is None else answer.tool_call.name,
                 "earlier_user_turns": context.earlier_user_turns,
+                "seeded_turns": len(seeded),
                 "markers": list(context.markers),
                 "turns": _turns_for_log(messages),
             }

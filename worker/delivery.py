@@ -1,4 +1,5 @@
-"""The Delivery seam: hand one message to an agent and get its reply.
+"""The Delivery seam: hand one message to an agent and get its reply; and the SessionProbe seam:
+does the gateway already hold a conversation's session (else the worker seeds it)?
 
 Implementations: ``worker.openclaw`` (a real OpenClaw gateway over WebSocket RPC or HTTP).
 """
@@ -35,3 +36,10 @@ class Delivery(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class SessionProbe(Protocol):
+    async def has_session(self, agent_id: str, session_key: str) -> bool | None:
+        """Whether the gateway keeps this session; None when it cannot tell (then nothing is seeded,
+        so a session is never seeded twice). Raises a ``DeliveryError`` when the gateway is down."""
+        ...

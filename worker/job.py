@@ -2,19 +2,32 @@
 
 The history is written after the reply has gone out, and keyed by the message id, so a
 redelivered message neither duplicates its turns nor records a reply the user never got.
+
+The hydration bundle is fetched once per job and serves every step. Before delivering, a runner
+with a session probe asks the gateway whether it holds the conversation's session; if not (a fresh
+machine without a snapshot, a pooled worker new to the conversation) the message carries the
+stored history as a preamble on this first turn (:mod:`gateway.history`). The turn creates the
+session, so the history is never seeded twice. An agent with a bridge gets its resolved bridge
+settings written for ``factory bridge call`` (:mod:`worker.bridge`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 
+import anyio.to_thread
 import structlog
 
-from contracts.models import AppendRequest, ClaimedJob, HistoryMessage
+from contracts.models import AppendRequest, ClaimedJob, HistoryMessage, HydrationBundle
 from contracts.roles import WorkerStore
+from gateway.history import with_history
+from worker.boot import bridge_config_path
+from worker.bridge import write_bridge_config
 from worker.channels import Channel
-from worker.delivery import Delivery, DeliveryRequest
+from worker.delivery import Delivery, DeliveryRequest, SessionProbe
 from worker.errors import DeliveryUnavailable, InvalidJob, JobError
 from worker.health import Readiness
 from worker.metrics import WorkerMetrics
@@ -38,6 +51,14 @@ class JobRunner:
     metrics: WorkerMetrics
     readiness: Readiness
     workspace_id: str = "default"
+    # Seeds a session the gateway does not have from the stored history (None: never seeds).
+    sessions: SessionProbe | None = None
+    # Where agents' resolved bridge settings are written (None: bridges are not served here),
+    # and the worker's environment for what the store left open (wire field → value).
+    bridge_dir: Path | None = None
+    bridge_env: Mapping[str, str | None] = field(default_factory=dict)
+    # The agent of the last job: (agent key, OpenClaw agent id); a pinned worker snapshots it.
+    last_agent: tuple[str, str] | None = None
 
     async def run(self, job: ClaimedJob) -> str:
         """Do the job; returns the reply. Raises a JobError (or a store error) on failure."""
@@ -49,9 +70,10 @@ class JobRunner:
             key = self.session_key(agent_id, job.conversation_id)
         except ValueError as exc:
             raise InvalidJob(f"agent {bundle.agent_key}: {exc}") from None
-        request = DeliveryRequest(
-            message_id=job.message_id, session_key=key, agent_id=agent_id, text=job.payload.message_text
-        )
+        self.last_agent = (bundle.agent_key, agent_id)
+        await self._serve_bridge(bundle)
+        text = await self._text(job, bundle, key)
+        request = DeliveryRequest(message_id=job.message_id, session_key=key, agent_id=agent_id, text=text)
         try:
             with self.metrics.delivery_seconds.time():
                 reply = await self.delivery.deliver(request)
@@ -80,3 +102,29 @@ class JobRunner:
             "delivered", message_id=job.message_id, conversation_id=job.conversation_id, reply_chars=len(reply.text)
         )
         return reply.text
+
+    async def _text(self, job: ClaimedJob, bundle: HydrationBundle, key: str) -> str:
+        """The message, with the stored history in front when the gateway lacks the session."""
+        text = job.payload.message_text
+        if self.sessions is None or not bundle.history:
+            return text
+        try:
+            known = await self.sessions.has_session(bundle.profile.openclaw_agent_id, key)
+        except DeliveryUnavailable:
+            self.readiness.set_gateway_reachable(False)
+            raise
+        if known is not False:
+            return text
+        self.metrics.seeded_session()
+        log.info(
+            "seeding a new gateway session from history", conversation_id=job.conversation_id, turns=len(bundle.history)
+        )
+        return with_history([(m.role, m.content) for m in bundle.history], text)
+
+    async def _serve_bridge(self, bundle: HydrationBundle) -> None:
+        if self.bridge_dir is None or bundle.bridge is None:
+            return
+        path = bridge_config_path(self.bridge_dir, bundle.profile.openclaw_agent_id)
+        settings = await anyio.to_thread.run_sync(partial(write_bridge_config, path, bundle.bridge, self.bridge_env))
+        if settings.missing:
+            log.warning("the agent's bridge is incomplete", agent_key=bundle.agent_key, missing=settings.missing)

@@ -3,6 +3,10 @@
 Structured concurrency throughout: each job runs in its own cancel scope beside its lease
 keeper and a shutdown watch; when the job ends, both end with it. Settling a job (complete or
 fail) runs shielded, so a shutdown cannot cut a settle in half.
+
+A worker pinned to a conversation with a memory (``worker.memory``) snapshots its agent's state
+when it stops for good (drained, told to stop, SIGTERM, idle exit) after it has processed a
+message; a second signal interrupts the snapshot like anything else.
 """
 
 from __future__ import annotations
@@ -14,18 +18,20 @@ import anyio
 import structlog
 
 from contracts.errors import FactoryError
-from contracts.models import ClaimedJob, FailRequest, LeaseRef, WorkerRegistration
+from contracts.models import ClaimedJob, FailRequest, LeaseRef, SnapshotReason, WorkerRegistration
 from contracts.roles import WorkerStore
 from worker.config import WorkerConfig
 from worker.errors import JobError
 from worker.health import Readiness
 from worker.job import JobRunner
 from worker.lease_keeper import Grant, LeaseState, keep_lease
+from worker.memory import AgentMemory, SnapshotOutcome
 from worker.metrics import WorkerMetrics
 
 log = structlog.get_logger("worker")
 ExitReason = Literal["once", "idle", "signal", "control"]
 SETTLE_TIMEOUT_S = 30.0
+_SNAPSHOT_REASONS: dict[str, SnapshotReason] = {"control": "drain", "signal": "signal", "idle": "idle"}
 
 
 class ShutdownCut(JobError):
@@ -37,6 +43,7 @@ class WorkerExit:
     reason: ExitReason
     processed: int
     detail: str = ""
+    snapshot: SnapshotOutcome | None = None
 
 
 class Worker:
@@ -47,12 +54,14 @@ class Worker:
         runner: JobRunner,
         metrics: WorkerMetrics,
         readiness: Readiness,
+        memory: AgentMemory | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.runner = runner
         self.metrics = metrics
         self.readiness = readiness
+        self.memory = memory
         self._stop = anyio.Event()
         self._processed = 0
         self.last_failure: str | None = None
@@ -74,14 +83,26 @@ class Worker:
                 machine_ref=cfg.machine_ref,
                 launch_id=cfg.launch_id,
                 capabilities=list(cfg.capabilities),
+                conversation_id=cfg.conversation_id,
             )
         )
         self.readiness.mark_registered()
-        log.info("worker registered", worker_id=cfg.worker_id, provider=cfg.provider)
+        log.info("worker registered", worker_id=cfg.worker_id, provider=cfg.provider, pinned=cfg.conversation_id)
         try:
-            return await self._loop()
+            done = await self._loop()
+            self.readiness.mark_draining()
+            return await self._snapshot(done)
         finally:
             self.readiness.mark_draining()
+
+    async def _snapshot(self, done: WorkerExit) -> WorkerExit:
+        """The pinned conversation's agent state, once the worker stops for good."""
+        reason = _SNAPSHOT_REASONS.get(done.reason)
+        pin, agent = self.config.conversation_id, self.runner.last_agent
+        if self.memory is None or reason is None or pin is None or agent is None or done.processed == 0:
+            return done
+        outcome = await self.memory.snapshot(agent[0], agent[1], pin, reason)
+        return WorkerExit(done.reason, done.processed, done.detail, outcome)
 
     async def _loop(self) -> WorkerExit:
         cfg = self.config

@@ -20,6 +20,8 @@ DELIVERY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 
 JOB_BUCKETS: tuple[float, ...] = (*DELIVERY_BUCKETS, 600)
 
 DEFAULT_CHANNELS: tuple[str, ...] = ("telegram",)
+RESTORE_OUTCOMES: tuple[str, ...] = ("restored", "none", "skipped", "corrupt", "failed")
+SNAPSHOT_OUTCOMES: tuple[str, ...] = ("ready", "refused", "failed")
 
 
 class WorkerMetrics:
@@ -61,12 +63,25 @@ class WorkerMetrics:
             buckets=JOB_BUCKETS,
         )
         self.busy = Gauge("busy", "1 while a job is in flight, else 0.", namespace=ns, registry=reg)
+        self.restores = Counter(
+            "restores", "Snapshot restores at boot, by outcome.", ["outcome"], namespace=ns, registry=reg
+        )
+        self.snapshots = Counter(
+            "snapshots", "Snapshots taken at exit, by outcome.", ["outcome"], namespace=ns, registry=reg
+        )
+        self.seeded = Counter(
+            "seeded_sessions", "Gateway sessions seeded from the stored history.", namespace=ns, registry=reg
+        )
         # Touch every known label value so dashboards see a 0 series instead of no series: a rate()
         # over a series that appears only on the first failure misses that failure.
         for retryable in (True, False):
             self.fails.labels(retryable=_label(retryable))
         for channel in channels:
             self.replies_sent.labels(channel=channel)
+        for outcome in RESTORE_OUTCOMES:
+            self.restores.labels(outcome=outcome)
+        for outcome in SNAPSHOT_OUTCOMES:
+            self.snapshots.labels(outcome=outcome)
 
     # ------------------------------------------------------------------ the worker loop's API
 
@@ -90,6 +105,15 @@ class WorkerMetrics:
 
     def set_busy(self, busy: bool) -> None:
         self.busy.set(1 if busy else 0)
+
+    def restore(self, outcome: str) -> None:
+        self.restores.labels(outcome=outcome).inc()
+
+    def snapshot(self, outcome: str) -> None:
+        self.snapshots.labels(outcome=outcome).inc()
+
+    def seeded_session(self) -> None:
+        self.seeded.inc()
 
     # ------------------------------------------------------------------ exposition
 

@@ -40,6 +40,7 @@ from contracts.models import (
     AppendRequest,
     AppendResult,
     Attachment,
+    BridgeConfig,
     ClaimedJob,
     ControlState,
     EnqueueRequest,
@@ -50,6 +51,7 @@ from contracts.models import (
     LeaseRef,
     LeaseResult,
     MessagePayload,
+    ResolvedBridge,
     WorkerRecord,
     WorkerRegistration,
     to_wire,
@@ -228,22 +230,37 @@ def _lease_answer(value: Any) -> LeaseResult:
 
 def _bundle(raw: dict[str, Any]) -> HydrationBundle:
     """Upstream's hydration bundle (§6.3) in our shape: the profile is synthesised from what
-    upstream sends (agent key, bot identity, bridge settings); bridge keys become secrets."""
+    upstream sends (agent key, bot identity, bridge settings), and its resolved bridge settings
+    become ours. Upstream has no host allow-list, so bridge calls stay refused until a profile
+    names one (the worker never calls a host nobody allowed)."""
     bridge = raw.get("bridgeRuntimeConfig") or {}
     state = raw.get("conversationState") or {}
-    secret_keys = {"serviceKey", "appBaseUrlMapJson"}
-    bridge_config = {k: str(v) for k, v in bridge.items() if v is not None and k not in secret_keys}
-    secrets = {}
-    if bridge.get("serviceKey"):
-        secrets[str(bridge.get("serviceKeySecretRef") or "agent-bridge.serviceKey")] = SecretStr(
-            str(bridge["serviceKey"])
+
+    def text(key: str) -> str | None:
+        value = bridge.get(key)
+        return str(value) if value else None
+
+    resolved = None
+    if bridge:
+        key, app_map = text("serviceKey"), text("appBaseUrlMapJson")
+        resolved = ResolvedBridge(
+            base_url=text("baseUrl"),
+            service_id=text("serviceId"),
+            service_key=SecretStr(key) if key else None,
+            app_key=text("appKey"),
+            app_base_url_map_json=SecretStr(app_map) if app_map else None,
         )
-    if bridge.get("appBaseUrlMapJson"):
-        secrets["agent-bridge.baseUrlMapJson"] = SecretStr(str(bridge["appBaseUrlMapJson"]))
     profile = AgentProfile(
         agent_key=raw["agentKey"],
         bot_identity=bridge.get("botIdentity"),
-        bridge_config=bridge_config or None,
+        bridge_config=BridgeConfig(
+            base_url=text("baseUrl"),
+            service_id=text("serviceId"),
+            app_key=text("appKey"),
+            service_key_secret_ref=text("serviceKeySecretRef"),
+        )
+        if bridge
+        else None,
     )
     token = raw.get("telegramBotToken")
     return HydrationBundle(
@@ -257,5 +274,5 @@ def _bundle(raw: dict[str, Any]) -> HydrationBundle:
             for turn in state.get("contextHistory") or []
         ],
         telegram_bot_token=SecretStr(token) if token else None,
-        secrets=secrets,
+        bridge=resolved,
     )

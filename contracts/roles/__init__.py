@@ -3,7 +3,7 @@
 A part depends only on the roles it uses (the worker on :class:`WorkerStore`, the autoscaler on
 :class:`FleetStore`, …), so a binding can implement the roles it supports and no more: the SQLite
 store and the Convex store implement every role; Convex's compat mode for an unmodified
-agent-factory deployment implements the worker role and enqueue only.
+agent-factory deployment implements the worker role and enqueue only (no snapshots).
 
 Method names are the contract's function names in snake_case (``worker_claim`` ↔ ``workerClaim``).
 Every time is epoch milliseconds from the store's clock (``now_ms``).
@@ -14,6 +14,15 @@ from contracts.roles.base import StoreHandle
 from contracts.roles.enqueue import EnqueueStore
 from contracts.roles.fleet import FleetStore
 from contracts.roles.operator import OperatorStore
+from contracts.roles.snapshots import SnapshotStore
 from contracts.roles.worker import WorkerStore
 
-__all__ = ["AgentStore", "EnqueueStore", "FleetStore", "OperatorStore", "StoreHandle", "WorkerStore"]
+__all__ = [
+    "AgentStore",
+    "EnqueueStore",
+    "FleetStore",
+    "OperatorStore",
+    "SnapshotStore",
+    "StoreHandle",
+    "WorkerStore",
+]

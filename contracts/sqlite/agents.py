@@ -6,6 +6,7 @@ import sqlite3
 
 from pydantic import SecretStr
 
+from contracts.bridge import bridge_secret_refs, resolve_bridge
 from contracts.models import (
     AgentProfile,
     AppendRequest,
@@ -120,6 +121,11 @@ def hydration_bundle(conn: sqlite3.Connection, message_id: str) -> HydrationBund
     if profile is None:
         return None
     secrets = _resolve_secrets(conn, profile.secrets_ref)
+    bridge = None
+    if profile.bridge_config is not None and profile.has_bridge:
+        # Only an agent with a bridge is sent bridge secrets, and only its own and the global ones.
+        found = _resolve_secrets(conn, bridge_secret_refs(agent_key, profile.bridge_config))
+        bridge = resolve_bridge(agent_key, profile.bridge_config, {k: v.get_secret_value() for k, v in found.items()})
     token = next(
         (
             secret
@@ -137,6 +143,7 @@ def hydration_bundle(conn: sqlite3.Connection, message_id: str) -> HydrationBund
         history=_history(conn, conversation_id, HISTORY_WINDOW),
         telegram_bot_token=token,
         secrets=secrets,
+        bridge=bridge,
     )
 
 

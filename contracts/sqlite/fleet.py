@@ -7,6 +7,7 @@ import sqlite3
 from typing import Any
 
 from contracts.models import (
+    READY_IDS_LIMIT,
     ControlState,
     DeadLetter,
     DemandSnapshot,
@@ -20,12 +21,13 @@ from contracts.models import (
     WorkerRegistration,
     WorkerView,
 )
+from contracts.sqlite import snapshots
 from contracts.sqlite.queue import lease_ttl_ms
 
 _STATUS_ORDER = {"active": 0, "draining": 1, "stopping": 2, "stopped": 3}
 _WORKER_COLUMNS = (
     "worker_id, provider, status, status_reason, status_since, machine_ref, launch_id, capabilities, registered_at,"
-    " heartbeat_at, last_claim_at, busy_since, idle_since, conversation_id"
+    " heartbeat_at, last_claim_at, busy_since, idle_since, conversation_id, pinned_conversation_id"
 )
 RECONCILE_LOCK = "reconcile"
 
@@ -46,6 +48,7 @@ def _worker(row: tuple[Any, ...]) -> WorkerRecord:
         busy,
         idle,
         conv,
+        pinned,
     ) = row
     return WorkerRecord(
         worker_id=wid,
@@ -62,6 +65,7 @@ def _worker(row: tuple[Any, ...]) -> WorkerRecord:
         busy_since=busy,
         idle_since=idle,
         conversation_id=conv,
+        pinned_conversation_id=pinned,
     )
 
 
@@ -71,12 +75,14 @@ def register(conn: sqlite3.Connection, reg: WorkerRegistration, now: int) -> Wor
     caps = json.dumps(list(reg.capabilities or []))
     conn.execute(
         "INSERT INTO workers (worker_id, provider, status, status_since, machine_ref, launch_id, capabilities,"
-        " registered_at, heartbeat_at, idle_since) VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?)"
+        " registered_at, heartbeat_at, idle_since, pinned_conversation_id)"
+        " VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (worker_id) DO UPDATE SET provider = excluded.provider,"
         " machine_ref = coalesce(excluded.machine_ref, machine_ref),"
         " launch_id = coalesce(excluded.launch_id, launch_id),"
+        " pinned_conversation_id = coalesce(excluded.pinned_conversation_id, pinned_conversation_id),"
         " capabilities = excluded.capabilities, heartbeat_at = excluded.heartbeat_at",
-        (reg.worker_id, reg.provider, now, machine_ref, reg.launch_id, caps, now, now, now),
+        (reg.worker_id, reg.provider, now, machine_ref, reg.launch_id, caps, now, now, now, reg.conversation_id),
     )
     found = get_worker(conn, reg.worker_id)
     assert found is not None  # just written in this transaction
@@ -165,6 +171,7 @@ def demand(conn: sqlite3.Connection, now: int) -> DemandSnapshot:
             (now,),
         ).fetchall()
     )
+    uploading = snapshots.pending_workers(conn, now)
     views = [
         WorkerView(
             worker_id=w.worker_id,
@@ -177,12 +184,23 @@ def demand(conn: sqlite3.Connection, now: int) -> DemandSnapshot:
             idle_since=None if w.worker_id in busy else (w.idle_since or w.registered_at),
             machine_ref=w.machine_ref,
             launch_id=w.launch_id,
-            conversation_id=busy.get(w.worker_id),
+            conversation_id=w.pinned_conversation_id or busy.get(w.worker_id),
+            pinned=w.pinned_conversation_id is not None,
+            snapshot_pending=w.worker_id in uploading,
         )
         for w in list_workers(conn)
         if w.status != "stopped"
     ]
-    return DemandSnapshot(now=now, workers=views, **counts)
+    ready = [
+        row[0]
+        for row in conn.execute(
+            "SELECT conversation_id FROM conversations INDEXED BY conversations_claim"
+            " WHERE head_seq IS NOT NULL AND available_at <= ?"
+            " ORDER BY head_priority DESC, head_scheduled_for, head_seq LIMIT ?",
+            (now, READY_IDS_LIMIT),
+        )
+    ]
+    return DemandSnapshot(now=now, workers=views, ready_conversation_ids=ready, **counts)
 
 
 def stats(conn: sqlite3.Connection, now: int) -> QueueStats:
@@ -241,11 +259,11 @@ def release_lock(conn: sqlite3.Connection, name: str, holder: str) -> None:
     conn.execute("DELETE FROM locks WHERE name = ? AND holder = ?", (name, holder))
 
 
-_LAUNCH_COLUMNS = "launch_id, provider, requested_at, state, machine_id, updated_at, detail"
+_LAUNCH_COLUMNS = "launch_id, provider, requested_at, state, machine_id, updated_at, detail, conversation_id"
 
 
 def _launch(row: tuple[Any, ...]) -> LaunchRecord:
-    launch_id, provider, requested_at, state, machine_id, updated_at, detail = row
+    launch_id, provider, requested_at, state, machine_id, updated_at, detail, conversation_id = row
     return LaunchRecord(
         launch_id=launch_id,
         provider=provider,
@@ -254,12 +272,13 @@ def _launch(row: tuple[Any, ...]) -> LaunchRecord:
         machine_id=machine_id,
         updated_at=updated_at,
         detail=detail,
+        conversation_id=conversation_id,
     )
 
 
 def ledger_record(conn: sqlite3.Connection, record: LaunchRecord) -> LaunchRecord:
     conn.execute(
-        f"INSERT INTO launches ({_LAUNCH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (launch_id) DO NOTHING",
+        f"INSERT INTO launches ({_LAUNCH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (launch_id) DO NOTHING",
         (
             record.launch_id,
             record.provider,
@@ -268,6 +287,7 @@ def ledger_record(conn: sqlite3.Connection, record: LaunchRecord) -> LaunchRecor
             record.machine_id,
             record.updated_at or record.requested_at,
             record.detail,
+            record.conversation_id,
         ),
     )
     row = conn.execute(f"SELECT {_LAUNCH_COLUMNS} FROM launches WHERE launch_id = ?", (record.launch_id,)).fetchone()

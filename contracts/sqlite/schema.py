@@ -144,6 +144,30 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     INSERT INTO store_config (key, value) VALUES ('lease_ttl_ms', '60000');
     """,
+    # 3: snapshots of agents' OpenClaw state (archives live in a folder beside the database,
+    # named by their sha256), and the conversation a launch and its worker are pinned to.
+    """
+    CREATE TABLE snapshots (
+        snapshot_id       TEXT PRIMARY KEY,
+        workspace_id      TEXT NOT NULL,
+        agent_key         TEXT NOT NULL,
+        conversation_id   TEXT NOT NULL,
+        worker_id         TEXT NOT NULL,
+        reason            TEXT NOT NULL CHECK (reason IN ('drain', 'signal', 'idle', 'manual')),
+        status            TEXT NOT NULL CHECK (status IN ('uploading', 'ready', 'failed', 'expired')),
+        format_version    INTEGER NOT NULL,
+        created_at        INTEGER NOT NULL,
+        completed_at      INTEGER,
+        storage_id        TEXT,                -- the archive's sha256: its file name
+        sha256            TEXT,
+        size_bytes        INTEGER,
+        error             TEXT
+    );
+    CREATE INDEX snapshots_conversation ON snapshots (workspace_id, agent_key, conversation_id, created_at);
+    CREATE INDEX snapshots_uploading ON snapshots (worker_id) WHERE status = 'uploading';
+    ALTER TABLE launches ADD COLUMN conversation_id TEXT;
+    ALTER TABLE workers ADD COLUMN pinned_conversation_id TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

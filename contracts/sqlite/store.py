@@ -14,14 +14,16 @@ from pathlib import Path
 from typing import TypeVar
 
 import anyio
+import anyio.to_thread
 import structlog
 from pydantic import SecretStr
 
 from contracts import models
 from contracts.clock import Clock, SystemClock
-from contracts.errors import FactoryError, StoreUnavailable
+from contracts.errors import FactoryError, InvalidInput, StoreUnavailable
 from contracts.rules import QueuePolicy, RandomSource, check_lease_ttl_ms, system_random
-from contracts.sqlite import agents, fleet, queue
+from contracts.sqlite import agents, fleet, queue, snapshots
+from contracts.sqlite.blobs import BlobDir, BlobError
 from contracts.sqlite.doorbell import Doorbell
 from contracts.sqlite.engine import Busy, Engine, Synchronous, connect
 
@@ -38,6 +40,10 @@ def new_lease_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+def new_snapshot_id() -> str:
+    return "snap_" + secrets.token_hex(12)
+
+
 class SqliteStore:
     """Every store role (contracts.roles) on a local SQLite file.
 
@@ -49,6 +55,9 @@ class SqliteStore:
     cross-process doorbell, and ``wait_for_work`` just sleeps out its timeout. For processes
     that cannot reach each other's abstract sockets (separate network namespaces sharing the
     file), and the poll-only baseline of the worker benchmark.
+
+    Snapshot archives live in ``<path>.blobs/`` beside the file (0700 folder, 0600 files, named by
+    their sha256).
     """
 
     def __init__(
@@ -80,6 +89,7 @@ class SqliteStore:
             self._configure_lease_ttl(check_lease_ttl_ms(lease_ttl_ms), busy_timeout_s)
         self._bell = Doorbell(self.path) if doorbell else None
         self._busy_timeout_s = busy_timeout_s
+        self.blobs = BlobDir(self.path.with_name(self.path.name + ".blobs"))
 
     @property
     def name(self) -> str:
@@ -203,6 +213,51 @@ class SqliteStore:
 
     async def import_secret(self, secret_ref: str, value: SecretStr) -> int:
         return await self._write(lambda c, now: agents.import_secret(c, secret_ref, value, now))
+
+    # ---------------------------------------------------------------- snapshots
+
+    async def snapshot_boot(self, workspace_id: str, conversation_id: str) -> models.BootBundle | None:
+        return await self._read(lambda c, _: snapshots.boot(c, workspace_id, conversation_id))
+
+    async def snapshot_prepare(self, request: models.SnapshotPrepare) -> models.SnapshotUpload:
+        return await self._write(lambda c, now: snapshots.prepare(c, request, now, new_snapshot_id))
+
+    async def snapshot_upload(self, upload: models.SnapshotUpload, archive: Path) -> str:
+        try:
+            return await anyio.to_thread.run_sync(self.blobs.put, archive)
+        except BlobError as exc:
+            raise StoreUnavailable(self.name, str(exc)) from exc
+
+    async def snapshot_finalize(self, request: models.SnapshotFinalize) -> bool:
+        # Content-addressed: the storage id is the checksum, and the file must be there in full.
+        if request.storage_id != request.sha256 or self.blobs.size(request.sha256) != request.size_bytes:
+            return False
+        return await self._write(lambda c, now: snapshots.finalize(c, request, now), ring=True)
+
+    async def snapshot_fail(self, worker_id: str, snapshot_id: str, error: str) -> bool:
+        return await self._write(lambda c, now: snapshots.fail(c, worker_id, snapshot_id, error, now))
+
+    async def snapshot_latest(
+        self, workspace_id: str, agent_key: str, conversation_id: str
+    ) -> models.SnapshotRestore | None:
+        return await self._read(lambda c, _: snapshots.latest(c, workspace_id, agent_key, conversation_id))
+
+    async def snapshot_download(self, restore: models.SnapshotRestore, dest: Path) -> None:
+        try:
+            await anyio.to_thread.run_sync(self.blobs.copy_to, restore.storage_id or restore.sha256, dest)
+        except BlobError as exc:
+            raise StoreUnavailable(self.name, str(exc)) from exc
+
+    async def snapshot_list(self, conversation_id: str | None = None, limit: int = 100) -> list[models.SnapshotRecord]:
+        return await self._read(lambda c, _: snapshots.list_snapshots(c, conversation_id, limit))
+
+    async def snapshot_prune(self, keep: int, conversation_id: str | None = None) -> models.SnapshotPruneResult:
+        if keep < 0:
+            raise InvalidInput("keep", "must be 0 or more")
+        result, unused = await self._write(lambda c, now: snapshots.prune(c, keep, conversation_id, now))
+        for sha in unused:
+            await anyio.to_thread.run_sync(self.blobs.delete, sha)
+        return result
 
     # ---------------------------------------------------------------- autoscaler bookkeeping
 

@@ -37,6 +37,7 @@ _log = structlog.get_logger(__name__)
 DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 SESSION_HEADER = "x-openclaw-session-key"
+_PROBE_S = 30.0
 
 
 class _Message(BaseModel):
@@ -75,6 +76,7 @@ class HttpDelivery:
             raise ValueError(f"gateway url must start with http:// or https://, got {base_url!r}")
         secret = token if isinstance(token, SecretStr) else SecretStr(token)
         self._url = base_url.rstrip("/") + "/v1/chat/completions"
+        self._tools_url = base_url.rstrip("/") + "/tools/invoke"
         self._redact = Redactor(secret)
         self._timeout_s = timeout_s
         self._sessions = SessionLocks()
@@ -123,6 +125,28 @@ class HttpDelivery:
                 f"({response.headers.get('content-type', 'no content type')}, {len(response.content)} bytes)"
             ) from None
         return DeliveryReply(text=content or "", run_id=completion.id)
+
+    async def has_session(self, agent_id: str, session_key: str) -> bool | None:
+        """The ``sessions_history`` tool over ``POST /tools/invoke``: "No session found" means no."""
+        body = {"tool": "sessions_history", "args": {"sessionKey": session_key, "limit": 1}, "agentId": agent_id}
+        try:
+            with anyio.fail_after(_PROBE_S):
+                response = await self._client.post(self._tools_url, json=body)
+        except TimeoutError:
+            raise DeliveryTimeout(f"gateway {self._tools_url} did not answer a session probe in time") from None
+        except httpx.TransportError as exc:
+            raise DeliveryUnavailable(self._redact(f"gateway {self._tools_url} unreachable: {exc!r}")) from None
+        if response.status_code in {401, 403, 404} or not response.is_success:
+            # No such tool here, or not for us: we cannot tell.
+            return None
+        try:
+            details = response.json().get("result", {}).get("details", {})
+        except (ValueError, AttributeError):
+            return None
+        if isinstance(details, dict) and details.get("status") == "error":
+            # "No session found: <key>" is a clear no; any other error says nothing either way.
+            return False if "no session found" in str(details.get("error", "")).lower() else None
+        return True
 
     async def _post(self, body: dict[str, Any], headers: dict[str, str], message_id: str) -> httpx.Response:
         try:

@@ -73,6 +73,9 @@ _CLIENT = {"id": "gateway-client", "version": "0.1.0", "platform": "linux", "mod
 _SCOPES = ["operator.read", "operator.write"]
 _WAIT_SLICE_MS = 60_000
 _FAILED_KEYS_REMEMBERED = 1_000  # like the gateway's own dedupe cache
+_PROBE_S = 30.0
+# A gateway without the method, or that does not let us use it: we cannot tell, and do not seed.
+_CANNOT_TELL = frozenset({"INVALID_REQUEST", "METHOD_NOT_FOUND", "FORBIDDEN", "UNAUTHORIZED"})
 
 
 class _Connection:
@@ -220,6 +223,23 @@ class WsDelivery:
             ) from None
         log.debug("openclaw.ws.delivered", seconds=round(anyio.current_time() - started, 3))
         return reply
+
+    async def has_session(self, agent_id: str, session_key: str) -> bool | None:
+        """``sessions.describe``: ``{session: null}`` for a key the gateway has never seen."""
+        try:
+            with anyio.fail_after(self._connect_timeout_s + _PROBE_S):
+                connection = await self._connect()
+                async with connection.request("sessions.describe", {"key": session_key}) as frames:
+                    frame = await connection.next_response(frames)
+        except TimeoutError:
+            raise DeliveryTimeout(f"gateway {self._url} did not describe session {session_key} in time") from None
+        if not frame.ok:
+            error = frame.error
+            if error is not None and error.code in _CANNOT_TELL:
+                return None
+            raise error_from_frame(error, f"describing session {session_key}").masked(self._redact)
+        payload = frame.payload if isinstance(frame.payload, dict) else {}
+        return payload.get("session") is not None
 
     def _idempotency_key(self, message_id: str) -> str:
         failures = self._failed_runs.get(message_id, 0)
