@@ -22,6 +22,8 @@ class Launch(_Action):
     """Create one worker machine. The reconciler names it (launch id) and records it first."""
 
     action: Literal["launch"] = "launch"
+    # Affinity: the conversation the new worker serves (it claims only that one).
+    conversation_id: str | None = None
 
 
 class Drain(_Action):

@@ -16,6 +16,13 @@ Rules, in the order applied:
    (pool), clamped to [min, max] and the budget. Scale up at once, by at most ``max_step``.
    Scale down only idle managed workers that have been idle for the stabilisation window,
    longest-idle first, at most ``max_step``, by draining.
+5. Affinity pins: each launch in affinity mode is for one ready conversation that no worker
+   covers. A pinned worker covers its conversation while it lives, draining included (it may be
+   uploading the snapshot the next machine restores), so nothing is launched for that conversation
+   until it has exited. Unpinned workers (started by hand) take any conversation and are counted
+   as such. A pinned idle worker whose conversation has work is never drained.
+6. A draining worker whose snapshot upload is in progress is not destroyed for a stale heartbeat
+   (uploading does not poll); the drain deadline still applies.
 """
 
 from __future__ import annotations
@@ -74,7 +81,8 @@ def plan(
 
     live = _settle_workers(demand.workers, machines, policy, now, actions, accounted)
     launch_ids_with_workers = {w.launch_id for w in demand.workers if w.launch_id is not None}
-    pending = _settle_launches(ledger, launch_ids_with_workers, machines, policy, now, actions, accounted)
+    open_launches = _settle_launches(ledger, launch_ids_with_workers, machines, policy, now, actions, accounted)
+    pending = len(open_launches)
     _collect_orphans(fleet, accounted, {r.launch_id for r in ledger}, policy, now, actions)
 
     active = demand.ready_conversations + demand.inflight_conversations
@@ -84,19 +92,49 @@ def plan(
         f"{demand.ready_conversations} ready + {demand.inflight_conversations} in-flight conversations "
         f"→ {desired} worker(s) ({policy.mode}); {len(live)} live, {pending} launching"
     )
-    if desired > capacity:
+    targets = _uncovered(demand, live, open_launches, machines, actions) if policy.mode == "affinity" else []
+    wanted = max(desired - capacity, len(targets))
+    # Never past max_workers: a pinned launch beyond it waits for an idle pinned worker to drain.
+    wanted = min(wanted, max(0, policy.max_workers - capacity))
+    if wanted > 0:
         room = policy.max_step
         if policy.budget_machines is not None:
             # Machines that exist or are on their way, minus those this plan removes.
             going = {a.machine_id for a in actions if isinstance(a, Destroy | CollectOrphan)}
             existing = sum(1 for m in fleet if m.machine_id not in going)
             room = min(room, policy.budget_machines - existing - _launches_without_machine(ledger, machines))
-            if room < desired - capacity:
+            if room < wanted:
                 why += f"; budget {policy.budget_machines} machine(s)"
-        actions += [Launch(reason=why) for _ in range(max(0, min(desired - capacity, room)))]
-    elif capacity > desired:
-        actions += _drains(live, machines, capacity - desired, policy, now, why)
+        count = max(0, min(wanted, room))
+        pins: list[str | None] = [*targets[:count], *[None] * max(0, count - len(targets))]
+        actions += [Launch(reason=why, conversation_id=pin) for pin in pins]
+    if capacity > desired:
+        busy_pins = set(demand.ready_conversation_ids)
+        actions += _drains(live, machines, capacity - desired, policy, now, why, busy_pins)
     return Plan(actions=tuple(actions), desired=desired, current=len(live), launching=pending, summary=why)
+
+
+def _uncovered(
+    demand: DemandSnapshot,
+    live: Sequence[WorkerView],
+    open_launches: Sequence[LaunchRecord],
+    machines: _Fleet,
+    planned: Sequence[Action],
+) -> list[str]:
+    """Ready conversations (claim order) that no pinned worker or launch covers, beyond what the
+    idle unpinned workers and unpinned launches can take."""
+    going = {a.worker_id for a in planned if isinstance(a, Destroy | RetireWorker) and a.worker_id}
+    covered = {r.conversation_id for r in open_launches if r.conversation_id is not None}
+    for w in demand.workers:
+        if not w.pinned or w.conversation_id is None or w.worker_id in going or w.status == "stopped":
+            continue
+        machine = machines.for_worker(w)
+        if machine is None or machine.state not in _ENDED:
+            covered.add(w.conversation_id)
+    free = sum(1 for w in live if not w.pinned and not w.busy)
+    free += sum(1 for r in open_launches if r.conversation_id is None)
+    uncovered = [c for c in demand.ready_conversation_ids if c not in covered]
+    return uncovered[free:]
 
 
 def _settle_workers(
@@ -122,11 +160,18 @@ def _settle_workers(
             continue
         if w.busy:
             continue  # a live lease: the job is still running somewhere; never cut it short
+        overstayed = (
+            w.status != "active"
+            and w.status_since is not None
+            and now - w.status_since > policy.drain_deadline_s * 1000
+        )
+        if stale and w.snapshot_pending and not overstayed and (machine is None or machine.state not in _ENDED):
+            continue  # uploading its snapshot, which does not poll: the next machine needs it
         if stale:
             _end(w, machine, f"no heartbeat for {w.heartbeat_age_ms // 1000} s", actions)
         elif machine is not None and machine.state in _ENDED:
             _end(w, machine, f"drained worker exited ({w.status})", actions)
-        elif w.status_since is not None and now - w.status_since > policy.drain_deadline_s * 1000:
+        elif overstayed:
             _end(w, machine, f"still {w.status} after the {policy.drain_deadline_s:g} s drain deadline", actions)
     return live
 
@@ -153,9 +198,9 @@ def _settle_launches(
     now: int,
     actions: list[Action],
     accounted: set[str],
-) -> int:
-    """Account for open launches; return how many still count as capacity on their way."""
-    pending = 0
+) -> list[LaunchRecord]:
+    """Account for open launches; return those that still count as capacity on their way."""
+    pending: list[LaunchRecord] = []
     timeout_ms = policy.launch_timeout_s * 1000
     for record in ledger:
         if record.state not in ("requested", "running"):
@@ -184,9 +229,9 @@ def _settle_launches(
                     )
                 )
             else:
-                pending += 1
+                pending.append(record)
         elif age <= timeout_ms:
-            pending += 1  # created but not listed yet (provider lists are eventually consistent)
+            pending.append(record)  # created but not listed yet (provider lists are eventually consistent)
         elif record.state == "requested":
             actions.append(
                 ResolveLaunch(launch_id=record.launch_id, reason=f"launch {record.launch_id} never appeared")
@@ -229,6 +274,7 @@ def _drains(
     policy: ScalingPolicy,
     now: int,
     why: str,
+    ready: set[str],
 ) -> list[Action]:
     window_ms = policy.scale_down_window_s * 1000
     idle = [
@@ -238,6 +284,7 @@ def _drains(
         and w.idle_since is not None
         and now - w.idle_since >= window_ms
         and machines.for_worker(w) is not None  # only workers on machines we manage
+        and not (w.pinned and w.conversation_id in ready)  # about to take its conversation's next message
     ]
     idle.sort(key=lambda w: (w.idle_since or 0, w.worker_id))
     return [

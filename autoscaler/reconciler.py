@@ -32,7 +32,8 @@ from contracts.models import DemandSnapshot, LaunchRecord, SetWorkerStatusReques
 from contracts.roles import FleetStore
 
 log = structlog.get_logger("autoscaler")
-SpecFactory = Callable[[str, str], LaunchSpec]  # (launch_id, worker_id) -> what the machine runs
+# (launch_id, worker_id, pinned conversation or None) -> what the machine runs
+SpecFactory = Callable[[str, str, str | None], LaunchSpec]
 
 
 def new_launch_id() -> str:
@@ -152,9 +153,12 @@ class _TickActions:
         launch_id = r.new_id()
         worker_id = f"{r.provider.name}-{launch_id}"
         now = await r.store.now_ms()
-        await r.store.ledger_record(LaunchRecord(launch_id=launch_id, provider=r.provider.name, requested_at=now))
+        pin = action.conversation_id
+        await r.store.ledger_record(
+            LaunchRecord(launch_id=launch_id, provider=r.provider.name, requested_at=now, conversation_id=pin)
+        )
         try:
-            machine = await r.provider.create(r.spec_for(launch_id, worker_id))
+            machine = await r.provider.create(r.spec_for(launch_id, worker_id, pin))
         except ProviderError as exc:
             if not exc.ambiguous:
                 await r.store.ledger_update(launch_id, "failed", detail=str(exc)[:500])
@@ -169,7 +173,7 @@ class _TickActions:
         return Outcome(
             action,
             True,
-            f"machine {machine.machine_id} ({worker_id})",
+            f"machine {machine.machine_id} ({worker_id}{f', for {pin}' if pin else ''})",
             machine_id=machine.machine_id,
             launch_id=launch_id,
         )

@@ -80,7 +80,7 @@ class World:
         return [c for c, q in self.queues.items() if q and c not in busy]
 
     def demand(self) -> DemandSnapshot:
-        ready = self.ready()
+        ready = sorted(self.ready(), key=lambda c: (self.queues[c][0].arrived_ms, c))
         oldest = min((self.queues[c][0].arrived_ms for c in ready), default=None)
         return DemandSnapshot(
             now=self.now_ms,
@@ -90,6 +90,7 @@ class World:
             scheduled_conversations=0,
             oldest_ready_age_ms=None if oldest is None else self.now_ms - oldest,
             workers=[self._view(w) for w in self.workers.values() if w.status != "stopped"],
+            ready_conversation_ids=ready,
         )
 
     def _view(self, w: SimWorker) -> WorkerView:
@@ -104,7 +105,8 @@ class World:
             idle_since=None if busy else w.idle_since_ms,
             status_since=w.status_since_ms,
             launch_id=w.launch_id,
-            conversation_id=w.busy_conversation,
+            conversation_id=w.pinned or w.busy_conversation,
+            pinned=w.pinned is not None,
         )
 
     def fleet(self) -> list[Machine]:
@@ -131,7 +133,7 @@ class World:
     # The world's side of autoscaler.plan.PlanHandler: each action takes effect at once.
 
     def on_launch(self, action: actions.Launch) -> None:
-        self.launch()
+        self.launch(pinned=action.conversation_id)
 
     def on_drain(self, action: actions.Drain) -> None:
         w = self.workers[action.worker_id]
@@ -162,7 +164,12 @@ class World:
         n = next(self._ids)
         launch_id, machine_id = f"L{n}", f"m{n}"
         self.ledger[launch_id] = LaunchRecord(
-            launch_id=launch_id, provider="sim", requested_at=self.now_ms, state="running", machine_id=machine_id
+            launch_id=launch_id,
+            provider="sim",
+            requested_at=self.now_ms,
+            state="running",
+            machine_id=machine_id,
+            conversation_id=pinned,
         )
         self.machines[machine_id] = SimMachine(machine_id, launch_id, self.now_ms)
         self.pins[launch_id] = pinned

@@ -85,7 +85,8 @@ def launch_specs(
     log: LogSettings | None = None,
 ) -> SpecFactory:
     """What every launched worker is told (contracts.launch.WorkerEnvironment): where the store
-    is, how to behave, and for local workers this machine's gateway. Nothing else."""
+    is, how to behave, the conversation it serves (affinity), and for local workers this machine's
+    gateway and its state directory. Nothing else."""
     worker_store = scale.worker_store or store.store
     if provider != "local" and not worker_store.startswith(("http://", "https://")):
         raise InvalidInput(
@@ -108,10 +109,14 @@ def launch_specs(
         # Local workers share this machine's gateway; remote images start their own.
         "gateway_url": scale.gateway_url if provider == "local" else None,
         "gateway_token": scale.gateway_token if provider == "local" else None,
+        "openclaw_state_dir": str(scale.gateway_state_dir) if provider == "local" and scale.gateway_state_dir else None,
     }
 
-    def spec(launch_id: str, worker_id: str) -> LaunchSpec:
-        environment = WorkerEnvironment.model_validate({**shared, "launch_id": launch_id, "worker_id": worker_id})
+    def spec(launch_id: str, worker_id: str, conversation_id: str | None) -> LaunchSpec:
+        # A pinned launch claims only its conversation (affinity); unpinned ones take any.
+        environment = WorkerEnvironment.model_validate(
+            {**shared, "launch_id": launch_id, "worker_id": worker_id, "conversation_id": conversation_id}
+        )
         return LaunchSpec(environment=environment)
 
     return spec

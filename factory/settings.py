@@ -225,6 +225,10 @@ class ScaleSettings(_Settings):
     # Gateway settings handed to local workers (remote machines start their own gateway).
     gateway_url: str | None = Field(None, validation_alias=AliasChoices(ENV["gateway_url"], "gateway_url"))
     gateway_token: SecretStr | None = Field(None, validation_alias=AliasChoices(ENV["gateway_token"], "gateway_token"))
+    # That gateway's state directory: local pinned workers snapshot their agent from it.
+    gateway_state_dir: Path | None = Field(
+        None, validation_alias=AliasChoices(ENV["openclaw_state_dir"], "gateway_state_dir")
+    )
 
 
 class FlySettings(_Settings):
