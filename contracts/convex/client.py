@@ -32,8 +32,10 @@ import os
 import re
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
+import anyio
 import httpx
 import structlog
 from pydantic import SecretStr
@@ -197,6 +199,44 @@ class ConvexClient:
         if "Could not find public function" in message:
             message += f" (is the factory module deployed with the namespace {self.namespace!r}?)"
         return StoreFunctionError(self.url, path, message)
+
+    async def upload(self, upload_url: str, source: Path, content_type: str = "application/gzip") -> str:
+        """POST a file to a storage upload URL of this deployment; returns its storage id."""
+        target = self._same_origin(upload_url)
+        data = await anyio.Path(source).read_bytes()
+        try:
+            reply = await self._http.post(target, content=data, headers={"Content-Type": content_type})
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(self.url, f"upload: {describe_transport_error(exc, self.timeout_s)}") from exc
+        if reply.status_code != 200:
+            raise StoreUnavailable(self.url, f"upload: HTTP {reply.status_code} {_infra_detail(reply)[1]}")
+        try:
+            storage_id = reply.json()["storageId"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreFunctionError(self.url, "storage upload", "the reply had no storageId") from exc
+        return str(storage_id)
+
+    async def download(self, download_url: str, dest: Path) -> None:
+        """GET a storage file of this deployment into ``dest``."""
+        target = self._same_origin(download_url)
+        try:
+            async with self._http.stream("GET", target) as reply:
+                if reply.status_code != 200:
+                    raise StoreUnavailable(self.url, f"download: HTTP {reply.status_code}")
+                async with await anyio.open_file(dest, "wb") as out:
+                    async for chunk in reply.aiter_bytes(1 << 20):
+                        await out.write(chunk)
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(self.url, f"download: {describe_transport_error(exc, self.timeout_s)}") from exc
+
+    def _same_origin(self, url: str) -> str:
+        # Storage URLs come from the deployment; our auth header must never go anywhere else.
+        mine, theirs = httpx.URL(self.url), httpx.URL(url)
+        if (theirs.scheme, theirs.host, theirs.port) != (mine.scheme, mine.host, mine.port):
+            raise StoreFunctionError(
+                self.url, "storage", f"a storage URL on another origin ({theirs.host}) was refused"
+            )
+        return url
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -19,6 +19,7 @@ poll later; the Store protocol does not change for it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -211,6 +212,55 @@ class ConvexStore:
         # Not retried: each call stores a new version.
         args = {"secretRef": secret_ref, "value": value.get_secret_value()}
         return as_int(await self._mutation("importSecret", args, retry=False), "version")
+
+    # ---------------------------------------------------------------- snapshots
+
+    async def snapshot_boot(self, workspace_id: str, conversation_id: str) -> models.BootBundle | None:
+        value = await self._query("snapshotBoot", {"workspaceId": workspace_id, "conversationId": conversation_id})
+        return None if value is None else models.BootBundle.model_validate(value)
+
+    async def snapshot_prepare(self, request: models.SnapshotPrepare) -> models.SnapshotUpload:
+        # Not retried: a repeat would leave a second row uploading (it is failed as abandoned later).
+        return models.SnapshotUpload.model_validate(
+            await self._mutation("snapshotPrepare", to_wire(request), retry=False)
+        )
+
+    async def snapshot_upload(self, upload: models.SnapshotUpload, archive: Path) -> str:
+        if upload.upload_url is None:
+            raise InvalidInput("uploadUrl", "the deployment gave no upload URL for this snapshot")
+        return await self._client.upload(upload.upload_url, archive)
+
+    async def snapshot_finalize(self, request: models.SnapshotFinalize) -> bool:
+        # A replay of a finalize that landed reports the same outcome.
+        return bool(await self._mutation("snapshotFinalize", to_wire(request), retry=True))
+
+    async def snapshot_fail(self, worker_id: str, snapshot_id: str, error: str) -> bool:
+        args = {"workerId": worker_id, "snapshotId": snapshot_id, "error": error}
+        return bool(await self._mutation("snapshotFail", args, retry=True))
+
+    async def snapshot_latest(
+        self, workspace_id: str, agent_key: str, conversation_id: str
+    ) -> models.SnapshotRestore | None:
+        args = {"workspaceId": workspace_id, "agentKey": agent_key, "conversationId": conversation_id}
+        value = await self._query("snapshotLatest", args)
+        return None if value is None else models.SnapshotRestore.model_validate(value)
+
+    async def snapshot_download(self, restore: models.SnapshotRestore, dest: Path) -> None:
+        if restore.download_url is None:
+            raise InvalidInput("downloadUrl", f"snapshot {restore.snapshot_id} has no download URL")
+        await self._client.download(restore.download_url, dest)
+
+    async def snapshot_list(self, conversation_id: str | None = None, limit: int = 100) -> list[models.SnapshotRecord]:
+        args: dict[str, Any] = {"limit": limit}
+        if conversation_id is not None:
+            args["conversationId"] = conversation_id
+        return [models.SnapshotRecord.model_validate(r) for r in await self._query("snapshotList", args)]
+
+    async def snapshot_prune(self, keep: int, conversation_id: str | None = None) -> models.SnapshotPruneResult:
+        args: dict[str, Any] = {"keep": keep}
+        if conversation_id is not None:
+            args["conversationId"] = conversation_id
+        return models.SnapshotPruneResult.model_validate(await self._mutation("snapshotPrune", args, retry=True))
 
     # ---------------------------------------------------------------- autoscaler bookkeeping
 

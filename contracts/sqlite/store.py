@@ -16,7 +16,7 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 import structlog
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from contracts import models
 from contracts.clock import Clock, SystemClock
@@ -206,7 +206,12 @@ class SqliteStore:
     # ---------------------------------------------------------------- agents and secrets
 
     async def upsert_agent_profile(self, profile: models.AgentProfile) -> models.AgentProfile:
-        return await self._write(lambda c, now: agents.upsert_profile(c, profile, now))
+        try:
+            # Checked again here, as the Convex module checks what any caller sends it.
+            checked = models.AgentProfile.model_validate(profile.model_dump(by_alias=True))
+        except ValidationError as exc:
+            raise InvalidInput.from_validation(exc) from None
+        return await self._write(lambda c, now: agents.upsert_profile(c, checked, now))
 
     async def get_agent_profile(self, agent_key: str) -> models.AgentProfile | None:
         return await self._read(lambda c, _: agents.get_profile(c, agent_key))

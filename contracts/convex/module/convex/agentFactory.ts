@@ -25,6 +25,10 @@ export const releaseReconcileLock = mutation(api.guarded(api.releaseReconcileLoc
 export const ledgerRecord = mutation(api.guarded(api.ledgerRecord, authorize));
 export const ledgerUpdate = mutation(api.guarded(api.ledgerUpdate, authorize));
 export const storeNow = mutation(api.guarded(api.storeNow, authorize));
+export const snapshotPrepare = mutation(api.guarded(api.snapshotPrepare, authorize));
+export const snapshotFinalize = mutation(api.guarded(api.snapshotFinalize, authorize));
+export const snapshotFail = mutation(api.guarded(api.snapshotFail, authorize));
+export const snapshotPrune = mutation(api.guarded(api.snapshotPrune, authorize));
 
 // ---- queries
 export const workerHydrationBundle = query(api.guarded(api.workerHydrationBundle, authorize));
@@ -38,3 +42,6 @@ export const getMessage = query(api.guarded(api.getMessage, authorize));
 export const getConversation = query(api.guarded(api.getConversation, authorize));
 export const getAgentProfile = query(api.guarded(api.getAgentProfile, authorize));
 export const ledgerList = query(api.guarded(api.ledgerList, authorize));
+export const snapshotBoot = query(api.guarded(api.snapshotBoot, authorize));
+export const snapshotLatest = query(api.guarded(api.snapshotLatest, authorize));
+export const snapshotList = query(api.guarded(api.snapshotList, authorize));

@@ -24,6 +24,10 @@ export const releaseReconcileLock = internalMutation(api.releaseReconcileLock);
 export const ledgerRecord = internalMutation(api.ledgerRecord);
 export const ledgerUpdate = internalMutation(api.ledgerUpdate);
 export const storeNow = internalMutation(api.storeNow);
+export const snapshotPrepare = internalMutation(api.snapshotPrepare);
+export const snapshotFinalize = internalMutation(api.snapshotFinalize);
+export const snapshotFail = internalMutation(api.snapshotFail);
+export const snapshotPrune = internalMutation(api.snapshotPrune);
 
 // ---- queries
 export const workerHydrationBundle = internalQuery(api.workerHydrationBundle);
@@ -37,3 +41,6 @@ export const getMessage = internalQuery(api.getMessage);
 export const getConversation = internalQuery(api.getConversation);
 export const getAgentProfile = internalQuery(api.getAgentProfile);
 export const ledgerList = internalQuery(api.ledgerList);
+export const snapshotBoot = internalQuery(api.snapshotBoot);
+export const snapshotLatest = internalQuery(api.snapshotLatest);
+export const snapshotList = internalQuery(api.snapshotList);

@@ -14,6 +14,7 @@ describe("agents and secrets", () => {
       enabled: true,
       secretsRef: ["telegram.botToken.default"],
       openclawAgentId: "main",
+      workspaceFiles: {},
     });
     expect(await h.t.query(api.getAgentProfile, { agentKey: "nobody" })).toBeNull();
     const stored = await h.t.mutation(api.upsertAgentProfile, {
@@ -25,7 +26,8 @@ describe("agents and secrets", () => {
       enabled: true,
       secretsRef: ["telegram.botToken.sales"],
       openclawAgentId: "main",
-      bridgeConfig: { baseUrl: "https://x" },
+      bridgeConfig: { baseUrl: "https://x", enabled: true, allowedHosts: [] },
+      workspaceFiles: {},
     });
     await h.t.mutation(api.upsertAgentProfile, { profile: { agentKey: "default", enabled: false } });
     expect(await h.t.query(api.getAgentProfile, { agentKey: "default" })).toMatchObject({ enabled: false, secretsRef: [] });

@@ -10,6 +10,10 @@
 // and a Bearer JWT's claims as the caller's identity (NOT verified: a stand-in, not a gate).
 // Floats are written the way the Rust backend writes them ("1.0").
 //
+// File storage as Convex serves it: `ctx.storage.generateUploadUrl()` answers a URL on this
+// server; POST the file's bytes there (Content-Type kept) → {"storageId"}; a
+// `ctx.storage.getUrl(id)` URL answers the bytes with GET. An upload URL works once.
+//
 // Test-only endpoints (never on a real deployment):
 //   POST /_standin/reset  {env?: {NAME: value}, frozenAtMs?: number}   fresh state; env for the module;
 //                          the module's clock frozen at frozenAtMs, else the real clock
@@ -149,7 +153,7 @@ function writeJson(value: unknown): string {
 // ---------------------------------------------------------------- function calls
 
 type Caller = { admin: boolean; identity?: Record<string, JSONValue> };
-type Reply = { status: number; body: unknown; drop?: boolean };
+type Reply = { status: number; body: unknown; drop?: boolean; contentType?: string };
 
 function caller(header: string | undefined): Caller | Reply {
   if (header === undefined || header === "") return { admin: false };
@@ -167,6 +171,61 @@ function caller(header: string | undefined): Caller | Reply {
     }
   }
   return { status: 401, body: { code: "InvalidAuthHeader", message: "Authorization must be 'Bearer <token>' or 'Convex <key>'" } };
+}
+
+// ---------------------------------------------------------------- file storage
+
+// convex-test hands out URLs on a made-up deployment; they are rewritten to this server's origin.
+const FAKE_STORAGE = "https://some-deployment.convex.cloud/api/storage/";
+const uploadTokens = new Set<string>();
+
+function rewriteStorageUrls(value: unknown, origin: string): unknown {
+  if (typeof value === "string" && value.startsWith(FAKE_STORAGE)) {
+    const rest = value.slice(FAKE_STORAGE.length);
+    if (rest.startsWith("upload?token=")) {
+      const token = randomBytes(12).toString("hex");
+      uploadTokens.add(token);
+      return `${origin}/api/storage/upload?token=${token}`;
+    }
+    return `${origin}/api/storage/${encodeURIComponent(rest)}`; // convex-test names files by base64 sha256
+  }
+  if (Array.isArray(value)) return value.map((item) => rewriteStorageUrls(item, origin));
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, x]) => [k, rewriteStorageUrls(x, origin)]));
+  }
+  return value;
+}
+
+async function readBytes(req: http.IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+async function storage(req: http.IncomingMessage, url: URL): Promise<Reply> {
+  const name = decodeURIComponent(url.pathname.slice("/api/storage/".length));
+  if (req.method === "POST" && name === "upload") {
+    const token = url.searchParams.get("token") ?? "";
+    if (!uploadTokens.delete(token)) {
+      return { status: 400, body: { code: "InvalidUploadToken", message: "the upload URL is invalid or was used already" } };
+    }
+    const bytes = await readBytes(req);
+    const type = req.headers["content-type"] ?? "application/octet-stream";
+    const storageId = await backend.run(async (ctx) => await ctx.storage.store(new Blob([new Uint8Array(bytes)], { type })));
+    return { status: 200, body: { storageId } };
+  }
+  if (req.method === "GET") {
+    // Bytes, not a Blob, cross convex-test's run(): its results are Convex values.
+    const file = await backend.run(async (ctx) => {
+      const files = await ctx.db.system.query("_storage").collect();
+      const hit = files.find((f) => f.sha256 === name);
+      const blob = hit === undefined ? null : await ctx.storage.get(hit._id);
+      return blob === null ? null : { bytes: await blob.arrayBuffer(), type: blob.type };
+    });
+    if (file === null) return { status: 404, body: { code: "NotFound", message: "no such file" } };
+    return { status: 200, body: Buffer.from(file.bytes), contentType: file.type };
+  }
+  return { status: 405, body: { code: "MethodNotAllowed", message: `${req.method} ${url.pathname}` } };
 }
 
 async function call(kind: Kind, body: { path: string; args?: unknown; format?: string }, who: Caller): Promise<unknown> {
@@ -211,6 +270,7 @@ async function readBody(req: http.IncomingMessage): Promise<string> {
 async function handle(req: http.IncomingMessage): Promise<Reply> {
   const url = new URL(req.url ?? "/", "http://standin");
   const route = url.pathname;
+  if (route.startsWith("/api/storage/")) return await storage(req, url);
   if (req.method === "GET" && route === "/version") return { status: 200, body: "standin" };
   if (req.method === "GET" && route === "/_standin/clock") return { status: 200, body: { now: Date.now(), frozen: frozenAt !== null } };
   if (req.method !== "POST") return { status: 404, body: { code: "NotFound", message: `No route ${req.method} ${route}` } };
@@ -225,6 +285,7 @@ async function handle(req: http.IncomingMessage): Promise<Reply> {
   switch (route) {
     case "/_standin/reset": {
       backend = fresh();
+      uploadTokens.clear();
       applyEnv((body.env as Record<string, string> | undefined) ?? {});
       frozenAt = typeof body.frozenAtMs === "number" ? body.frozenAtMs : null;
       offsetMs = 0;
@@ -256,7 +317,7 @@ async function handle(req: http.IncomingMessage): Promise<Reply> {
       if ("status" in who) return who;
       const result = await call(route.slice(5) as Kind, body as { path: string }, who);
       if (takeFault(true) !== null) return { status: 0, body: null, drop: true };
-      return { status: 200, body: result };
+      return { status: 200, body: rewriteStorageUrls(result, `http://${req.headers.host ?? "127.0.0.1"}`) };
     }
     default:
       return { status: 404, body: { code: "NotFound", message: `No route ${route}` } };
@@ -269,8 +330,12 @@ const server = http.createServer((req, res) => {
   const turn = queue.then(() => handle(req));
   queue = turn.catch(() => undefined);
   turn
-    .then(({ status, body, drop }) => {
+    .then(({ status, body, drop, contentType }) => {
       if (drop) return void req.socket.destroy();
+      if (Buffer.isBuffer(body)) {
+        res.writeHead(status, { "content-type": contentType || "application/octet-stream" });
+        return void res.end(body);
+      }
       const text = typeof body === "string" ? body : writeJson(body);
       res.writeHead(status, { "content-type": typeof body === "string" ? "text/plain" : "application/json" });
       res.end(text);

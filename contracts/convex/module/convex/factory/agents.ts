@@ -4,8 +4,9 @@ import type { Doc } from "../_generated/dataModel";
 import type { DatabaseReader, DatabaseWriter } from "../_generated/server";
 import { HISTORY_WINDOW } from "./policy";
 import { findConversation, getMessageDoc } from "./queue";
+import { invalidInput } from "./errors";
 import { integer, nonEmpty } from "./validate";
-import type { AgentProfileInput } from "./validators";
+import type { AgentProfileInput, BridgeConfigInput } from "./validators";
 
 export type AgentProfile = {
   agentKey: string;
@@ -14,8 +15,52 @@ export type AgentProfile = {
   secretsRef: string[];
   botIdentity?: string;
   openclawAgentId: string;
-  bridgeConfig?: Record<string, string>;
+  bridgeConfig?: BridgeConfigInput & { enabled: boolean; allowedHosts: string[] };
+  workspaceFiles: Record<string, string>;
+  skills?: string[];
 };
+
+// The same rules as contracts/models.py (check_workspace_path and friends).
+const WORKSPACE_FILES = ["SOUL.md", "AGENTS.md", "IDENTITY.md", "USER.md"];
+const MAX_WORKSPACE_FILE_CHARS = 20_000;
+const MAX_WORKSPACE_BYTES = 256 * 1024;
+export const BRIDGE_SKILL = "agent-bridge";
+const SKILL_NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+const SKILL_FILE = /^skills\/([^/]+)\/SKILL\.md$/;
+
+function checkSkillName(field: string, name: string): string {
+  if (!SKILL_NAME.test(name)) {
+    invalidInput(field, `skill name '${name}' must be 1-64 of a-z 0-9 _ -, starting with a letter or digit`);
+  }
+  return name;
+}
+
+function checkWorkspaceFiles(files: Record<string, string>): Record<string, string> {
+  let total = 0;
+  for (const [path, text] of Object.entries(files)) {
+    const skill = SKILL_FILE.exec(path);
+    if (!WORKSPACE_FILES.includes(path) && skill === null) {
+      invalidInput(
+        "workspaceFiles",
+        `'${path}' is not a workspace file: use ${WORKSPACE_FILES.join(", ")} or skills/<name>/SKILL.md`,
+      );
+    }
+    if (skill !== null && checkSkillName("workspaceFiles", skill[1]!) === BRIDGE_SKILL) {
+      invalidInput("workspaceFiles", `'${path}': the ${BRIDGE_SKILL} skill is written by the worker for agents with a bridge`);
+    }
+    if (text.length > MAX_WORKSPACE_FILE_CHARS) {
+      invalidInput(
+        "workspaceFiles",
+        `${path} has ${text.length} characters; OpenClaw injects at most ${MAX_WORKSPACE_FILE_CHARS}: shorten it`,
+      );
+    }
+    total += new TextEncoder().encode(text).length;
+  }
+  if (total > MAX_WORKSPACE_BYTES) {
+    invalidInput("workspaceFiles", `the workspace files add up to ${total} bytes; the limit is ${MAX_WORKSPACE_BYTES}`);
+  }
+  return files;
+}
 
 export const TELEGRAM_TOKEN_REF = "telegram.botToken";
 
@@ -26,6 +71,7 @@ export const DEFAULT_AGENT: AgentProfile = {
   enabled: true,
   secretsRef: ["telegram.botToken.default"],
   openclawAgentId: "main",
+  workspaceFiles: {},
 };
 
 function withDefaults(p: AgentProfileInput): AgentProfile {
@@ -35,8 +81,12 @@ function withDefaults(p: AgentProfileInput): AgentProfile {
     enabled: p.enabled ?? true,
     secretsRef: p.secretsRef ?? [],
     openclawAgentId: p.openclawAgentId ?? "main",
+    workspaceFiles: p.workspaceFiles ?? {},
     ...(p.botIdentity !== undefined ? { botIdentity: p.botIdentity } : {}),
-    ...(p.bridgeConfig !== undefined ? { bridgeConfig: p.bridgeConfig } : {}),
+    ...(p.bridgeConfig !== undefined
+      ? { bridgeConfig: { ...p.bridgeConfig, enabled: p.bridgeConfig.enabled ?? true, allowedHosts: p.bridgeConfig.allowedHosts ?? [] } }
+      : {}),
+    ...(p.skills !== undefined ? { skills: [...new Set(p.skills)] } : {}),
   };
 }
 
@@ -55,6 +105,8 @@ export async function loadProfile(db: DatabaseReader, agentKey: string): Promise
 
 export async function upsertProfile(db: DatabaseWriter, input: AgentProfileInput, now: number): Promise<AgentProfile> {
   nonEmpty("agentKey", input.agentKey);
+  checkWorkspaceFiles(input.workspaceFiles ?? {});
+  for (const name of input.skills ?? []) checkSkillName("skills", name);
   const profile = withDefaults(input);
   const doc = await profileDoc(db, profile.agentKey);
   if (doc === null) {
@@ -153,6 +205,39 @@ export async function appendHistory(
 
 // --------------------------------------------------------------------------- views
 
+// --------------------------------------------------------------------------- bridge
+
+const BRIDGE_PREFIX = "agent-bridge";
+const BRIDGE_FIELDS = ["baseUrl", "serviceId", "serviceKey", "appKey", "appBaseUrlMapJson"] as const;
+
+/** The agent's bridge settings in upstream's order: profile field, then the secrets
+ * agent-bridge.<field>.<agentKey> and agent-bridge.<field> (contracts/bridge.py does the same). */
+async function resolveBridge(db: DatabaseReader, agentKey: string, config: NonNullable<AgentProfile["bridgeConfig"]>) {
+  const refs = [config.serviceKeySecretRef, config.appBaseUrlMapJsonSecretRef].filter((r): r is string => !!r);
+  for (const field of BRIDGE_FIELDS) refs.push(`${BRIDGE_PREFIX}.${field}.${agentKey}`, `${BRIDGE_PREFIX}.${field}`);
+  const secrets = await resolveSecrets(db, refs);
+  const pick = (field: string, fromProfile?: string, ref?: string) => {
+    for (const candidate of [
+      fromProfile,
+      ref ? secrets[ref] : undefined,
+      secrets[`${BRIDGE_PREFIX}.${field}.${agentKey}`],
+      secrets[`${BRIDGE_PREFIX}.${field}`],
+    ]) {
+      if (candidate !== undefined && candidate.trim() !== "") return candidate.trim();
+    }
+    return undefined;
+  };
+  const resolved = {
+    baseUrl: pick("baseUrl", config.baseUrl),
+    serviceId: pick("serviceId", config.serviceId),
+    serviceKey: pick("serviceKey", undefined, config.serviceKeySecretRef),
+    appKey: pick("appKey", config.appKey),
+    appBaseUrlMapJson: pick("appBaseUrlMapJson", undefined, config.appBaseUrlMapJsonSecretRef),
+    allowedHosts: config.allowedHosts,
+  };
+  return Object.fromEntries(Object.entries(resolved).filter(([, value]) => value !== undefined));
+}
+
 /** What a worker needs to run a claimed message; null unless the message is processing. */
 export async function hydrationBundle(db: DatabaseReader, messageId: string) {
   const m = await getMessageDoc(db, messageId);
@@ -163,6 +248,8 @@ export async function hydrationBundle(db: DatabaseReader, messageId: string) {
   const tokenRef = Object.keys(secrets).find(
     (ref) => ref === TELEGRAM_TOKEN_REF || ref.startsWith(TELEGRAM_TOKEN_REF + "."),
   );
+  // Only an agent with an enabled bridge is sent bridge secrets.
+  const bridge = profile.bridgeConfig?.enabled ? await resolveBridge(db, m.agentKey, profile.bridgeConfig) : undefined;
   return {
     messageId: m._id,
     conversationId: m.conversationId,
@@ -172,6 +259,7 @@ export async function hydrationBundle(db: DatabaseReader, messageId: string) {
     history: await history(db, m.conversationId, HISTORY_WINDOW),
     ...(tokenRef !== undefined ? { telegramBotToken: secrets[tokenRef] } : {}),
     secrets,
+    ...(bridge !== undefined ? { bridge } : {}),
   };
 }
 

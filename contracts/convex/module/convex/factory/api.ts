@@ -11,7 +11,8 @@ import * as agents from "./agents";
 import * as fleet from "./fleet";
 import { currentPolicy } from "./policy";
 import * as queue from "./queue";
-import { agentProfile, historyMessage, launchState, machineRef, payload } from "./validators";
+import * as snapshots from "./snapshots";
+import { agentProfile, historyMessage, launchState, machineRef, payload, snapshotReason } from "./validators";
 
 type Spec<Ctx, Args extends PropertyValidators, R> = {
   args: Args;
@@ -103,6 +104,7 @@ export const workerRegister = mutationSpec(
     machineRef: v.optional(machineRef),
     launchId: v.optional(v.string()),
     capabilities: v.optional(v.array(v.string())),
+    conversationId: v.optional(v.string()),
   },
   async (ctx, a) => await fleet.register(ctx.db, a, Date.now()),
 );
@@ -202,6 +204,7 @@ export const ledgerRecord = mutationSpec(
     machineId: v.optional(v.string()),
     updatedAt: v.optional(v.number()),
     detail: v.optional(v.string()),
+    conversationId: v.optional(v.string()),
   },
   async (ctx, a) => await fleet.ledgerRecord(ctx.db, a),
 );
@@ -214,6 +217,43 @@ export const ledgerUpdate = mutationSpec(
 export const ledgerList = querySpec(
   { includeClosed: v.optional(v.boolean()), ...cursor },
   async (ctx, a) => await fleet.ledgerList(ctx.db, a.includeClosed ?? false, page(a)),
+);
+
+// ---------------------------------------------------------------- snapshots
+
+export const snapshotBoot = querySpec(
+  { workspaceId: v.string(), conversationId: v.string() },
+  async (ctx, a) => await snapshots.boot(ctx, a),
+);
+
+export const snapshotPrepare = mutationSpec(
+  { workerId: v.string(), workspaceId: v.string(), agentKey: v.string(), conversationId: v.string(), reason: snapshotReason },
+  async (ctx, a) => await snapshots.prepare(ctx, a, Date.now()),
+);
+
+export const snapshotFinalize = mutationSpec(
+  { workerId: v.string(), snapshotId: v.string(), storageId: v.string(), sha256: v.string(), sizeBytes: v.number() },
+  async (ctx, a) => await snapshots.finalize(ctx, a, Date.now()),
+);
+
+export const snapshotFail = mutationSpec(
+  { workerId: v.string(), snapshotId: v.string(), error: v.string() },
+  async (ctx, a) => await snapshots.fail(ctx.db, a, Date.now()),
+);
+
+export const snapshotLatest = querySpec(
+  { workspaceId: v.string(), agentKey: v.string(), conversationId: v.string() },
+  async (ctx, a) => await snapshots.latest(ctx, a),
+);
+
+export const snapshotList = querySpec(
+  { conversationId: v.optional(v.string()), limit: v.optional(v.number()) },
+  async (ctx, a) => await snapshots.list(ctx.db, { conversationId: a.conversationId, limit: a.limit ?? 100 }),
+);
+
+export const snapshotPrune = mutationSpec(
+  { keep: v.number(), conversationId: v.optional(v.string()) },
+  async (ctx, a) => await snapshots.prune(ctx, a, Date.now()),
 );
 
 // ---------------------------------------------------------------- time

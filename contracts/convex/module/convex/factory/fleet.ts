@@ -12,6 +12,7 @@ import type { PaginationOptions, PaginationResult } from "convex/server";
 import type { Doc } from "../_generated/dataModel";
 import type { DatabaseReader, DatabaseWriter } from "../_generated/server";
 import { findWorker } from "./queue";
+import { pendingWorkers } from "./snapshots";
 import { integer, nonEmpty } from "./validate";
 import type { LaunchState, WorkerStatus } from "./validators";
 
@@ -20,6 +21,7 @@ export const READY_CAP = 50;
 export const LIVE_WORKERS = 1_000;
 export const QUEUE_TOTALS_PAGE = 2_000;
 export const OPEN_LAUNCHES = 1_000;
+export const READY_IDS_LIMIT = 200;
 export const RECONCILE_LOCK = "reconcile";
 
 type Worker = Doc<"factoryWorkers">;
@@ -43,6 +45,7 @@ export function workerRecord(w: Worker) {
     busySince: w.busySince,
     idleSince: w.idleSince,
     conversationId: w.conversationId,
+    pinnedConversationId: w.pinnedConversationId,
   };
 }
 
@@ -52,6 +55,7 @@ export type Registration = {
   machineRef?: { machineId: string; appName?: string; region?: string };
   launchId?: string;
   capabilities?: string[];
+  conversationId?: string; // the one conversation it serves (affinity)
 };
 
 /** Insert or refresh a worker. A worker already told to stop keeps its status. */
@@ -72,6 +76,7 @@ export async function register(db: DatabaseWriter, r: Registration, now: number)
       registeredAt: now,
       heartbeatAt: now,
       idleSince: now,
+      pinnedConversationId: r.conversationId,
     });
   } else {
     await db.patch(existing._id, {
@@ -80,6 +85,7 @@ export async function register(db: DatabaseWriter, r: Registration, now: number)
       launchId: r.launchId ?? existing.launchId,
       capabilities: r.capabilities ?? [],
       heartbeatAt: now,
+      pinnedConversationId: r.conversationId ?? existing.pinnedConversationId,
     });
   }
   return workerRecord((await findWorker(db, r.workerId))!);
@@ -141,6 +147,7 @@ type Readiness = {
   oldestReadyAgeMs?: number;
   nextReadyAt?: number;
   busy: Map<string, string>; // worker id → conversation it holds a live lease on
+  ready: Conversation[]; // the ready ones, for their ids in claim order
 };
 
 async function openHeads(db: DatabaseReader, status: "queued" | "processing"): Promise<Conversation[]> {
@@ -159,6 +166,7 @@ async function readiness(db: DatabaseReader, now: number): Promise<Readiness> {
     retryingConversations: 0,
     scheduledConversations: 0,
     busy: new Map(),
+    ready: [],
   };
   let oldest: number | undefined;
   let upcoming: number | undefined;
@@ -167,6 +175,7 @@ async function readiness(db: DatabaseReader, now: number): Promise<Readiness> {
       const at = c.availableAt!;
       if (at <= now) {
         r.readyConversations++;
+        r.ready.push(c);
         oldest = oldest === undefined ? at : Math.min(oldest, at);
         continue;
       }
@@ -183,8 +192,18 @@ async function readiness(db: DatabaseReader, now: number): Promise<Readiness> {
   return r;
 }
 
+/** Claim order: priority (as claimRank), then schedule, then enqueue order. */
+function claimOrder(a: Conversation, b: Conversation): number {
+  return (
+    (a.claimRank ?? 0) - (b.claimRank ?? 0) ||
+    (a.headScheduledFor ?? 0) - (b.headScheduledFor ?? 0) ||
+    (a.headSeq ?? 0) - (b.headSeq ?? 0)
+  );
+}
+
 export async function demand(db: DatabaseReader, now: number) {
-  const { busy, ...counts } = await readiness(db, now);
+  const { busy, ready, ...counts } = await readiness(db, now);
+  const uploading = await pendingWorkers(db, now);
   const workers = (await liveWorkers(db)).map((w) => {
     const conversationId = busy.get(w.workerId);
     return {
@@ -198,10 +217,16 @@ export async function demand(db: DatabaseReader, now: number) {
       idleSince: conversationId !== undefined ? undefined : (w.idleSince ?? w.registeredAt),
       machineRef: w.machineRef,
       launchId: w.launchId,
-      conversationId,
+      conversationId: w.pinnedConversationId ?? conversationId,
+      pinned: w.pinnedConversationId !== undefined,
+      snapshotPending: uploading.has(w.workerId),
     };
   });
-  return { now, ...counts, workers };
+  const readyConversationIds = ready
+    .sort(claimOrder)
+    .slice(0, READY_IDS_LIMIT)
+    .map((c) => c.conversationId);
+  return { now, ...counts, workers, readyConversationIds };
 }
 
 /** A cheap view for an idle worker's poll: how many conversations are claimable (counted up to
@@ -243,7 +268,7 @@ export async function queueTotals(db: DatabaseReader, cursor: string) {
 }
 
 export async function stats(db: DatabaseReader, now: number, leaseTtlMs: number) {
-  const { busy: _busy, nextReadyAt: _next, ...counts } = await readiness(db, now);
+  const { busy: _busy, nextReadyAt: _next, ready: _ready, ...counts } = await readiness(db, now);
   const workers: Record<string, number> = {};
   for (const status of ["active", "draining", "stopping", "stopped"] as const) {
     const n = (
@@ -318,6 +343,7 @@ function launchRecord(l: Launch) {
     machineId: l.machineId,
     updatedAt: l.updatedAt,
     detail: l.detail,
+    conversationId: l.conversationId,
   };
 }
 
@@ -336,6 +362,7 @@ export type LaunchInput = {
   machineId?: string;
   updatedAt?: number;
   detail?: string;
+  conversationId?: string;
 };
 
 /** Insert a launch before the provider call; an existing launch id returns the stored row. */
@@ -353,6 +380,7 @@ export async function ledgerRecord(db: DatabaseWriter, r: LaunchInput) {
     machineId: r.machineId,
     updatedAt: r.updatedAt ?? r.requestedAt,
     detail: r.detail,
+    conversationId: r.conversationId,
   });
   return launchRecord((await db.get(id))!);
 }

@@ -15,6 +15,8 @@ import {
   machineRef,
   messageStatus,
   payload,
+  snapshotReason,
+  snapshotStatus,
   workerStatus,
 } from "./validators";
 
@@ -93,7 +95,8 @@ export const factoryTables = {
     lastClaimAt: v.optional(v.number()),
     busySince: v.optional(v.number()),
     idleSince: v.optional(v.number()),
-    conversationId: v.optional(v.string()),
+    conversationId: v.optional(v.string()), // the conversation it last claimed from
+    pinnedConversationId: v.optional(v.string()), // the one it serves (affinity)
   })
     .index("by_workerId", ["workerId"])
     .index("by_registered", ["registeredAt", "workerId"])
@@ -130,10 +133,33 @@ export const factoryTables = {
     machineId: v.optional(v.string()),
     updatedAt: v.optional(v.number()),
     detail: v.optional(v.string()),
+    conversationId: v.optional(v.string()), // the conversation the launched worker is pinned to
   })
     .index("by_launchId", ["launchId"])
     .index("by_requested", ["requestedAt", "launchId"])
     .index("by_state", ["state", "requestedAt", "launchId"]),
+
+  // Snapshots of agents' OpenClaw state; the archive is a file in Convex storage.
+  factorySnapshots: defineTable({
+    workspaceId: v.string(),
+    agentKey: v.string(),
+    conversationId: v.string(),
+    workerId: v.string(),
+    reason: snapshotReason,
+    status: snapshotStatus,
+    formatVersion: v.number(),
+    createdAt: v.number(),
+    seq: v.number(), // creation order, from the "seq" counter: ties on createdAt break by it
+    completedAt: v.optional(v.number()),
+    storageId: v.optional(v.id("_storage")),
+    sha256: v.optional(v.string()),
+    sizeBytes: v.optional(v.number()),
+    error: v.optional(v.string()),
+  })
+    .index("by_conversation", ["workspaceId", "agentKey", "conversationId", "seq"])
+    .index("by_conversation_only", ["conversationId", "seq"])
+    .index("by_seq", ["seq"])
+    .index("by_status_worker", ["status", "workerId"]),
 
   factoryCounters: defineTable({
     name: v.string(),

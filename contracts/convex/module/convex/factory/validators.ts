@@ -69,6 +69,17 @@ export const historyMessage = v.object({
   at: v.optional(v.number()),
 });
 
+export const bridgeConfig = v.object({
+  enabled: v.optional(v.boolean()),
+  baseUrl: v.optional(v.string()),
+  serviceId: v.optional(v.string()),
+  appKey: v.optional(v.string()),
+  serviceKeySecretRef: v.optional(v.string()),
+  appBaseUrlMapJsonSecretRef: v.optional(v.string()),
+  allowedHosts: v.optional(v.array(v.string())),
+});
+export type BridgeConfigInput = Infer<typeof bridgeConfig>;
+
 export const agentProfile = v.object({
   agentKey: v.string(),
   version: v.optional(v.string()),
@@ -76,9 +87,21 @@ export const agentProfile = v.object({
   secretsRef: v.optional(v.array(v.string())),
   botIdentity: v.optional(v.string()),
   openclawAgentId: v.optional(v.string()),
-  bridgeConfig: v.optional(v.record(v.string(), v.string())),
+  bridgeConfig: v.optional(bridgeConfig),
+  // Workspace files written into the agent's OpenClaw workspace at boot (path → text).
+  workspaceFiles: v.optional(v.record(v.string(), v.string())),
+  // The skills the agent may see; absent: every skill the gateway finds.
+  skills: v.optional(v.array(v.string())),
 });
 export type AgentProfileInput = Infer<typeof agentProfile>;
+
+export const snapshotReason = v.union(v.literal("drain"), v.literal("signal"), v.literal("idle"), v.literal("manual"));
+export const snapshotStatus = v.union(
+  v.literal("uploading"),
+  v.literal("ready"),
+  v.literal("failed"),
+  v.literal("expired"),
+);
 
 export const launchState = v.union(
   v.literal("requested"),
