@@ -7,7 +7,7 @@ import sys
 import typer
 
 from contracts.errors import FactoryError, InvalidInput
-from factory import cmd_queue, cmd_reconcile, cmd_run, cmd_worker
+from factory import cmd_bridge, cmd_queue, cmd_reconcile, cmd_run, cmd_snapshots, cmd_worker
 from factory.console import err
 from factory.logging import configure
 from factory.settings import LogSettings, load
@@ -33,6 +33,8 @@ app.add_typer(cmd_queue.queue_app, name="queue")
 app.add_typer(cmd_queue.conversation_app, name="conversation")
 app.add_typer(cmd_queue.agent_app, name="agent")
 app.add_typer(cmd_worker.worker_app, name="worker")
+app.add_typer(cmd_snapshots.snapshots_app, name="snapshots")
+app.add_typer(cmd_bridge.bridge_app, name="bridge")
 app.command("reconcile")(cmd_reconcile.reconcile)
 app.command("run")(cmd_run.run)
 

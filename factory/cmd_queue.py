@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import SecretStr, ValidationError
+from rich.markup import escape
 from rich.table import Table
 
 from contracts.errors import InvalidInput
-from contracts.models import AgentProfile, EnqueueRequest, MessagePayload
+from contracts.models import WORKSPACE_FILES, AgentProfile, BridgeConfig, EnqueueRequest, MessagePayload
 from contracts.roles import EnqueueStore
-from factory.console import JsonOption, StoreOption, out, print_json, with_enqueue_store, with_store
+from factory.console import JsonOption, StoreOption, out, print_json, when, with_enqueue_store, with_store
 
 queue_app = typer.Typer(help="Inspect and repair the queue.", no_args_is_help=True)
 conversation_app = typer.Typer(help="Look at conversations.", no_args_is_help=True)
@@ -29,12 +30,6 @@ _FLAGS = {
     "provider": "--provider",
     "externalMessageId": "--external-id",
 }
-
-
-def _when(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def enqueue(
@@ -127,7 +122,7 @@ def dead_letters(
             d.message_id,
             d.conversation_id,
             f"{d.attempts}/{d.max_attempts}",
-            _when(d.dead_lettered_at),
+            when(d.dead_lettered_at),
             d.last_error,
         )
     out.print(table if rows else "no dead letters")
@@ -181,7 +176,32 @@ def show_conversation(
         f"processing={conv.processing} done={conv.done} dead={conv.dead_letters} history={conv.message_count}"
     )
     for m in conv.history:
-        out.print(f"[dim]{_when(m.at)}[/] [bold]{m.role}[/]: {m.content}", markup=True)
+        out.print(f"[dim]{when(m.at)}[/] [bold]{m.role}[/]: {escape(m.content)}", markup=True)
+
+
+def _workspace_files(workspace: Path | None, files: list[str]) -> dict[str, str]:
+    """Workspace files from a folder (the ones a profile may carry) and from NAME=PATH pairs."""
+    found: dict[str, Path] = {}
+    if workspace is not None:
+        if not workspace.is_dir():
+            raise InvalidInput("--workspace", f"{workspace} is not a folder")
+        found.update({name: workspace / name for name in WORKSPACE_FILES if (workspace / name).is_file()})
+        for skill in sorted(workspace.glob("skills/*/SKILL.md")):
+            found[skill.relative_to(workspace).as_posix()] = skill
+    for pair in files:
+        name, sep, where = pair.partition("=")
+        if not sep or not name or not where:
+            raise InvalidInput("--file", f"{pair!r} is not NAME=PATH, e.g. SOUL.md=./soul.md")
+        found[name] = Path(where)
+    texts = {}
+    for name, source in found.items():
+        try:
+            texts[name] = source.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(
+                "--file", f"cannot read {source} for {name}: {getattr(exc, 'strerror', None) or exc}"
+            ) from None
+    return texts
 
 
 @agent_app.command("set")
@@ -190,20 +210,70 @@ def set_agent(
     openclaw_agent: Annotated[str, typer.Option("--openclaw-agent", help="OpenClaw agent id.")] = "main",
     secret_ref: Annotated[list[str] | None, typer.Option("--secret-ref", help="Secrets it may use.")] = None,
     disabled: Annotated[bool, typer.Option("--disabled", help="Refuse new messages for it.")] = False,
+    workspace: Annotated[
+        Path | None,
+        typer.Option(
+            "--workspace", help="A folder with SOUL.md, AGENTS.md, IDENTITY.md, USER.md, skills/<name>/SKILL.md."
+        ),
+    ] = None,
+    file: Annotated[
+        list[str] | None, typer.Option("--file", help="One workspace file, NAME=PATH (e.g. SOUL.md=./soul.md).")
+    ] = None,
+    skill: Annotated[
+        list[str] | None, typer.Option("--skill", help="A skill the agent may see (repeat); others stay hidden.")
+    ] = None,
+    no_skills: Annotated[bool, typer.Option("--no-skills", help="The agent sees no skill at all.")] = False,
+    bridge: Annotated[bool, typer.Option("--bridge", help="Give the agent a bridge to its app.")] = False,
+    bridge_base_url: Annotated[str | None, typer.Option("--bridge-base-url", help="The app's base URL.")] = None,
+    bridge_service_id: Annotated[str | None, typer.Option("--bridge-service-id", help="X-Agent-Service-Id.")] = None,
+    bridge_app_key: Annotated[str | None, typer.Option("--bridge-app-key", help="X-Agent-App.")] = None,
+    bridge_service_key_ref: Annotated[
+        str | None, typer.Option("--bridge-service-key-ref", help="The secret holding X-Agent-Service-Key.")
+    ] = None,
+    bridge_allow_host: Annotated[
+        list[str] | None, typer.Option("--bridge-allow-host", help="A host bridge calls may reach (repeat).")
+    ] = None,
     store: StoreOption = None,
 ) -> None:
-    """Create or update an agent profile."""
+    """Create or update an agent profile (the whole profile: options left out take their defaults).
+
+    Workspace files go into the agent's OpenClaw workspace when a machine boots.
+    --skill/--no-skills: the gateway shows the agent only those skills.
+    A bridge gives the agent an agent-bridge skill that calls its app (and host exec, for it alone).
+    """
+    if skill and no_skills:
+        raise InvalidInput("--no-skills", "give --skill NAME or --no-skills, not both")
+    bridge_fields = {
+        "base_url": bridge_base_url,
+        "service_id": bridge_service_id,
+        "app_key": bridge_app_key,
+        "service_key_secret_ref": bridge_service_key_ref,
+    }
+    wants_bridge = bridge or any(v is not None for v in bridge_fields.values()) or bool(bridge_allow_host)
     try:
         profile = AgentProfile(
             agent_key=agent_key,
             openclaw_agent_id=openclaw_agent,
             enabled=not disabled,
             secrets_ref=secret_ref or [f"telegram.botToken.{agent_key}"],
+            workspace_files=_workspace_files(workspace, file or []),
+            skills=[] if no_skills else skill or None,
+            bridge_config=BridgeConfig.model_validate({**bridge_fields, "allowed_hosts": bridge_allow_host or []})
+            if wants_bridge
+            else None,
         )
     except ValidationError as exc:
         raise InvalidInput.from_validation(exc) from None
     with_store(store, lambda s: s.upsert_agent_profile(profile), role="agents")
-    out.print(f"agent {agent_key} {'disabled' if disabled else 'enabled'}")
+    extras = []
+    if profile.workspace_files:
+        extras.append(f"{len(profile.workspace_files)} workspace file(s)")
+    if profile.skills is not None:
+        extras.append(f"skills: {', '.join(profile.skills) or 'none'}")
+    if profile.has_bridge:
+        extras.append("bridge")
+    suffix = f" ({'; '.join(extras)})" if extras else ""
+    out.print(f"agent {escape(agent_key)} {'disabled' if disabled else 'enabled'}{suffix}")
 
 
 @agent_app.command("secret")
