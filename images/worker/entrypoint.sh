@@ -1,6 +1,9 @@
 #!/bin/sh
 # factory worker container: OpenClaw gateway on loopback + one `factory worker run`.
 #
+#   0. a worker pinned to a conversation (FACTORY_CONVERSATION) prepares its agent first:
+#      `factory worker prepare` restores the conversation's newest snapshot into the state
+#      directory and writes the agent's workspace, before the gateway opens it,
 #   1. write the gateway config (gateway_config.py; secrets stay in the environment),
 #   2. start the gateway, its console output to a file (it prints reply text),
 #   3. wait for GET /readyz = 200 (FACTORY_GATEWAY_READY_TIMEOUT_S, default 120 s),
@@ -60,6 +63,10 @@ stop_gateway() {
     fi
 }
 
+if [ -n "${FACTORY_CONVERSATION:-}" ]; then
+    # Best effort: without a snapshot the worker seeds the session from the stored history.
+    factory worker prepare || log "prepare failed; the agent starts without a snapshot"
+fi
 python "$here/gateway_config.py"
 mkdir -p "$OPENCLAW_STATE_DIR/logs" "$OPENCLAW_HOME"
 

@@ -14,6 +14,10 @@ Environment:
   OPENCLAW_GATEWAY_PORT             loopback port (default 18789)
   OPENCLAW_STATE_DIR                state directory (default /data/openclaw)
   OPENCLAW_CONFIG_PATH              where to write (default $OPENCLAW_STATE_DIR/openclaw.json)
+
+``$OPENCLAW_STATE_DIR/factory-agents.json``, when ``factory worker prepare`` left one, gives the
+prepared agents' entries (skill allowlist, host exec opt-in); they replace the listed agents of the
+same id and join the list otherwise.
 """
 
 from __future__ import annotations
@@ -57,10 +61,16 @@ def main() -> None:
     target = Path(env.get("OPENCLAW_CONFIG_PATH") or state_dir / "openclaw.json")
     agents = tuple(a.strip() for a in (env.get("FACTORY_OPENCLAW_AGENTS") or "main").split(",") if a.strip())
     try:
+        specs = {agent: AgentSpec(id=agent) for agent in agents}
+        prepared = state_dir / "factory-agents.json"
+        if prepared.is_file():
+            for raw in json.loads(prepared.read_text(encoding="utf-8")):
+                spec = AgentSpec.model_validate(raw)
+                specs[spec.id] = spec
         config = gateway_config(
             port=int(env.get("OPENCLAW_GATEWAY_PORT") or 18789),
             state_dir=state_dir,
-            agents=tuple(AgentSpec(id=agent) for agent in agents),
+            agents=tuple(specs.values()),
             model=_model(env),
         )
     except (ValidationError, ValueError) as exc:

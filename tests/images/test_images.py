@@ -112,6 +112,27 @@ def test_the_gateway_config_holds_references_not_secrets(tmp_path: Path) -> None
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
+def test_the_gateway_config_takes_the_prepared_agents_allowlist_and_exec_opt_in(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    prepared = [{"id": "main", "skills": ["notes", "agent-bridge"], "host_exec": True}]
+    (state / "factory-agents.json").write_text(json.dumps(prepared))
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "OPENCLAW_STATE_DIR": str(state),
+        "FACTORY_OPENCLAW_MODEL": "openai/gpt-5.5",
+        "OPENAI_API_KEY": SECRET,
+    }
+
+    subprocess.run(
+        [sys.executable, str(WORKER_IMAGE_DIR / "gateway_config.py")], env=env, check=True, timeout=30, cwd=ROOT
+    )
+
+    entry = json.loads((state / "openclaw.json").read_text())["agents"]["entries"]["main"]
+    assert entry["skills"] == ["notes", "agent-bridge"]
+    assert entry["tools"] == {"alsoAllow": ["exec", "process"]}
+
+
 def test_the_gateway_config_names_a_missing_key() -> None:
     env = {"PATH": os.environ.get("PATH", ""), "FACTORY_OPENCLAW_MODEL": "openai/gpt-5.5"}
 
@@ -155,8 +176,12 @@ http.server.HTTPServer(("127.0.0.1", port), Ready).serve_forever()
 _FAKE_WORKER = """\
 #!{python}
 # Stand-in for `factory worker run`: reports its start and env, finishes its "job" on SIGTERM.
+# `factory worker prepare` (a pinned worker's boot) only reports itself.
 import os, signal, sys, time
 marks = open(os.environ["MARKS"], "a", buffering=1)
+if sys.argv[1:3] == ["worker", "prepare"]:
+    marks.write("worker:prepared " + os.environ.get("FACTORY_CONVERSATION", "") + "\\n")
+    sys.exit(0)
 def stop(*_):
     marks.write("worker:sigterm\\n")
     time.sleep(0.3)  # the job in flight completes
@@ -213,7 +238,7 @@ def _container_env(tmp_path: Path, port: int) -> dict[str, str]:
 
 def test_sigterm_reaches_the_worker_and_the_gateway_stops_after_it(tmp_path: Path) -> None:
     port = _free_port()
-    env = _container_env(tmp_path, port)
+    env = {**_container_env(tmp_path, port), "FACTORY_CONVERSATION": "conv-7"}
     marks = tmp_path / "marks"
     proc = subprocess.Popen(
         ["sh", str(WORKER_IMAGE_DIR / "entrypoint.sh"), "worker", "--sticky"],
@@ -232,6 +257,8 @@ def test_sigterm_reaches_the_worker_and_the_gateway_stops_after_it(tmp_path: Pat
 
     lines = marks.read_text().splitlines()
     assert proc.returncode == 0, stderr.decode()
+    # Pinned: the agent was prepared before the gateway started (it would have opened the state).
+    assert lines[0] == "worker:prepared conv-7"
     # The process name from fly.toml is dropped; the rest goes to `factory worker run`.
     assert f"worker:started worker run --sticky http://127.0.0.1:{port}" in started
     assert "worker:token-set True" in lines
