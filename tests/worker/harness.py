@@ -17,6 +17,7 @@ from worker.config import WorkerConfig
 from worker.health import Readiness
 from worker.job import JobRunner
 from worker.loop import Worker
+from worker.memory import AgentMemory
 from worker.metrics import WorkerMetrics
 from worker.openclaw.sessions import session_key
 from worker.openclaw.ws import WsDelivery
@@ -40,9 +41,14 @@ def build_worker(
     *,
     worker_id: str = "w1",
     telegram: TelegramChannel | None = None,
+    memory: AgentMemory | None = None,
+    seed: bool = False,
+    bridge_dir: Path | None = None,
     **config: object,
 ) -> tuple[Worker, WorkerMetrics]:
-    metrics = WorkerMetrics()
+    """A worker as ``factory worker run`` wires it; ``seed`` lets it seed new sessions from history,
+    ``memory`` makes a pinned one snapshot its agent when it stops."""
+    metrics = memory.metrics if memory is not None and memory.metrics is not None else WorkerMetrics()
     readiness = Readiness()
     runner = JobRunner(
         store=store,
@@ -51,9 +57,11 @@ def build_worker(
         session_key=session_key,
         metrics=metrics,
         readiness=readiness,
+        sessions=delivery if seed else None,
+        bridge_dir=bridge_dir,
     )
     cfg = WorkerConfig.model_validate({"worker_id": worker_id, "poll_s": 0.2, **config})
-    return Worker(cfg, store, runner, metrics, readiness), metrics
+    return Worker(cfg, store, runner, metrics, readiness, memory), metrics
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], *, timeout_s: float = 30.0, what: str = "condition") -> None:

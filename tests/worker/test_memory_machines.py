@@ -1,0 +1,300 @@
+"""The agent remembers: a conversation moves between machines (real gateways on their own state dirs).
+
+Three "machines", each a real OpenClaw gateway on its own state directory, share one store:
+
+* **A** serves conversations X and Y. X's agent has a workspace (SOUL.md, two skills of which one is
+  allowed) and a bridge to a loopback app; the state dir also holds a global skill that is not
+  allowed. X talks three turns (one of them a bridge call through the agent's exec tool), Y one.
+  A is drained: each pinned worker snapshots the agent's state as it exits.
+* **B** is a fresh machine for X: it restores X's snapshot before its gateway starts, and answers
+  turn 4 with A's memory (the gateway's own session, nothing seeded).
+* **C** is a fresh machine for X after X's snapshots were deleted, and for Y whose snapshot was
+  corrupted: the corrupt archive is refused and reported, both sessions are seeded from the stored
+  history on their first turn (never twice), and every job runs.
+
+The stub model makes memory observable: ``CONTEXT?`` is answered with how many earlier user turns
+and which ``MARK-…`` words the model was shown, and its log says whether a history preamble came.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from pydantic import SecretStr
+
+from contracts.models import AgentProfile, BridgeConfig, SetWorkerStatusRequest
+from contracts.sqlite import SqliteStore
+from gateway.config import CompatibleModel
+from gateway.install import OpenClawInstall, ensure_openclaw
+from gateway.runtime import GatewayRuntime
+from gateway.stub_llm import StubLLMProcess
+from tests.fakes.bridge_app import SERVICE_ID, SERVICE_KEY, BridgeApp
+from tests.worker.harness import build_worker, eventually, message
+from worker.boot import BootReport, boot_machine, bridge_config_path
+from worker.loop import WorkerExit
+from worker.memory import AgentMemory
+from worker.metrics import WorkerMetrics
+from worker.openclaw.ws import WsDelivery
+
+pytestmark = [pytest.mark.anyio, pytest.mark.gateway, pytest.mark.slow, pytest.mark.timeout(900)]
+
+AGENT = "memo"
+X, Y = "conv-x", "conv-y"
+_CONTEXT = re.compile(r"STUB-CONTEXT: earlier_user_turns=(\d+) markers=(\S+)")
+
+
+def skill(name: str, marker: str) -> str:
+    return f"---\nname: {name}\ndescription: Does {name} things. {marker}\n---\nUse it when asked.\n"
+
+
+def profile(app_url: str) -> AgentProfile:
+    return AgentProfile(
+        agent_key=AGENT,
+        workspace_files={
+            "SOUL.md": "You remember what people tell you. MARK-SOUL1\n",
+            "skills/skill-x/SKILL.md": skill("skill-x", "MARK-SKILLX"),
+            "skills/skill-y/SKILL.md": skill("skill-y", "MARK-SKILLY"),
+        },
+        skills=["skill-x"],
+        bridge_config=BridgeConfig(
+            base_url=app_url,
+            service_id=SERVICE_ID,
+            app_key="crm",
+            service_key_secret_ref="crm.key",
+            allowed_hosts=["127.0.0.1"],
+        ),
+    )
+
+
+@dataclass
+class Machine:
+    """One machine: a state directory, its gateway once started, and what its boot reported."""
+
+    name: str
+    state_dir: Path
+    runtime: GatewayRuntime | None = None
+    boots: dict[str, BootReport] | None = None
+
+    def restore(self, conversation: str) -> str:
+        """How this machine's boot restored the conversation: restored, none, corrupt, …"""
+        assert self.boots is not None
+        outcome = self.boots[conversation].restore
+        return "not booted" if outcome is None else outcome.status
+
+    def bridge_call(self, agent_id: str) -> list[str]:
+        config = bridge_config_path(self.state_dir / "factory" / "bridge", agent_id)
+        return [sys.executable, "-m", "factory", "bridge", "call", "--config", str(config)]
+
+
+@dataclass
+class World:
+    install: OpenClawInstall
+    stub: StubLLMProcess
+    store: SqliteStore
+    app: BridgeApp
+    root: Path
+
+    def machine(self, name: str) -> Machine:
+        return Machine(name, self.root / f"machine-{name}")
+
+    def memory(self, machine: Machine, worker_id: str) -> AgentMemory:
+        return AgentMemory(
+            store=self.store,
+            state_dir=machine.state_dir,
+            worker_id=worker_id,
+            secrets=[SERVICE_KEY],
+            metrics=WorkerMetrics(),
+        )
+
+    async def boot(self, machine: Machine, *conversations: str) -> None:
+        """Before the gateway starts: restore and provision for each conversation it will serve."""
+        machine.boots = {}
+        for conv in conversations:
+            memory = self.memory(machine, f"{machine.name}-boot")
+            machine.boots[conv] = await boot_machine(memory, conv, machine.bridge_call)
+
+    async def start(self, machine: Machine) -> None:
+        assert machine.boots is not None
+        specs = {r.agent.id: r.agent for r in machine.boots.values() if r.agent is not None}
+        machine.runtime = GatewayRuntime(
+            self.install,
+            machine.state_dir,
+            model=CompatibleModel(base_url=self.stub.base_url),
+            agents=list(specs.values()),
+            ready_timeout_s=300,  # a loaded 2-core machine can take minutes to start three gateways
+        )
+        await machine.runtime.astart()
+
+    def calls(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.stub.log_path.read_text().splitlines() if line.strip()]
+
+    def call_for(self, text: str) -> dict[str, Any]:
+        """The (last) model call answering the user turn ``text`` (not a tool-result follow-up)."""
+        found = [c for c in self.calls() if c["user_text"] == text and c["tool_call"] is None]
+        assert found, f"no model call for {text!r}"
+        return found[-1]
+
+
+def context(reply: str) -> tuple[int, set[str]]:
+    found = _CONTEXT.search(reply)
+    assert found is not None, reply
+    return int(found.group(1)), set(found.group(2).split(","))
+
+
+async def reply_to(store: SqliteStore, conversation: str, text: str) -> str:
+    conv = await store.get_conversation(conversation, 100)
+    assert conv is not None
+    history = conv.history
+    for i, turn in enumerate(history):
+        if turn.role == "user" and turn.content == text and i + 1 < len(history):
+            return history[i + 1].content
+    raise AssertionError(f"no reply to {text!r} in {conversation}")
+
+
+async def settled(store: SqliteStore, conversation: str) -> bool:
+    conv = await store.get_conversation(conversation)
+    return conv is not None and conv.queued == 0 and conv.processing == 0
+
+
+async def serve(world: World, machine: Machine, conversation: str, texts: list[str], *, drain: bool) -> WorkerExit:
+    """A worker pinned to ``conversation`` on ``machine`` answers what is queued there plus ``texts``,
+    then is drained (``drain``) or idles out; either way it snapshots its agent as it exits."""
+    assert machine.runtime is not None
+    for text in texts:
+        await world.store.enqueue(message(conversation, text, agent_key=AGENT))
+    worker_id = f"{machine.name}-{conversation}"
+    async with WsDelivery(machine.runtime.ws_url, machine.runtime.token, timeout_s=240) as delivery:
+        worker, _ = build_worker(
+            world.store,
+            delivery,
+            worker_id=worker_id,
+            memory=world.memory(machine, worker_id),
+            seed=True,
+            bridge_dir=machine.state_dir / "factory" / "bridge",
+            conversation_id=conversation,
+            idle_exit_s=None if drain else 0.5,
+        )
+        async with anyio.create_task_group() as tg:
+
+            async def drain_when_settled() -> None:
+                await eventually(lambda: settled(world.store, conversation), timeout_s=400, what=conversation)
+                request = SetWorkerStatusRequest(worker_id=worker_id, status="draining", reason="scaled down")
+                await world.store.fleet_set_worker_status(request)
+
+            if drain:
+                tg.start_soon(drain_when_settled)
+            exit_ = await worker.run()
+    assert await settled(world.store, conversation)
+    return exit_
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("machines")
+    install = ensure_openclaw(os.environ)
+    with StubLLMProcess.start(root / "stub.jsonl", output=root / "stub.out") as stub, BridgeApp() as app:
+        store = SqliteStore(root / "factory.db")
+        yield World(install, stub, store, app, root)
+        anyio.run(store.aclose)
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def machines(world: World) -> AsyncIterator[dict[str, Machine]]:
+    started: dict[str, Machine] = {}
+    try:
+        yield started
+    finally:
+        for machine in started.values():
+            if machine.runtime is not None:
+                await machine.runtime.astop()
+
+
+async def test_memory_follows_the_conversation_across_machines(world: World, machines: dict[str, Machine]) -> None:
+    store = world.store
+    await store.upsert_agent_profile(profile(world.app.url))
+    await store.import_secret("crm.key", SecretStr(SERVICE_KEY))
+
+    # ------------------------------------------------------------------ machine A: X talks, Y talks
+    a = machines.setdefault("A", world.machine("A"))
+    await store.enqueue(message(Y, "hello from y MARK-Y1", agent_key=AGENT))  # Y exists before A boots
+    await store.enqueue(message(X, "hello MARK-T1", agent_key=AGENT))
+    await world.boot(a, X, Y)
+    assert (a.restore(X), a.restore(Y)) == ("none", "none")
+    global_skill = a.state_dir / "skills" / "skill-z" / "SKILL.md"  # every agent's on this machine
+    global_skill.parent.mkdir(parents=True)
+    global_skill.write_text(skill("skill-z", "MARK-SKILLZ"))
+    await world.start(a)
+
+    bridge = " ".join(a.bridge_call("main"))
+    call_app = "TOOL:exec " + json.dumps({"command": f"{bridge} tasks.list --args '{{\"limit\": 2}}'"})
+    x_on_a = await serve(world, a, X, [call_app, "CONTEXT? on A"], drain=True)
+    y_on_a = await serve(world, a, Y, [], drain=True)
+
+    # The bridge call went through the agent's exec tool to the app, with the service headers.
+    assert "water the plants" in await reply_to(store, X, call_app)
+    assert world.app.calls == [{"app": "crm", "functionKey": "tasks.list", "args": {"limit": 2}}]
+    # Workspace and allowlist: SOUL.md and the allowed skill are shown; the other workspace skill
+    # and the global one are not.
+    turns, markers = context(await reply_to(store, X, "CONTEXT? on A"))
+    assert turns == 2 and {"MARK-SOUL1", "MARK-SKILLX", "MARK-T1"} <= markers
+    assert not markers & {"MARK-SKILLY", "MARK-SKILLZ"}
+    for exit_ in (x_on_a, y_on_a):
+        assert exit_.reason == "control" and exit_.snapshot is not None and exit_.snapshot.status == "ready"
+    [x_snapshot] = await store.snapshot_list(X)
+    assert (x_snapshot.status, x_snapshot.reason) == ("ready", "drain")
+    assert a.runtime is not None
+    await a.runtime.astop()
+
+    # ------------------------------------------------------------------ B restores; C gets no snapshot
+    b, c = machines.setdefault("B", world.machine("B")), machines.setdefault("C", world.machine("C"))
+    await world.boot(b, X)
+    assert b.restore(X) == "restored"
+    assert (await store.snapshot_prune(0, X)).expired >= 1  # X's snapshots deleted
+    y_latest = await store.snapshot_latest("default", AGENT, Y)
+    assert y_latest is not None
+    blob = store.blobs.path(y_latest.sha256)
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped bit in the middle of Y's archive
+    blob.write_bytes(bytes(data))
+    await world.boot(c, X, Y)
+    assert (c.restore(X), c.restore(Y)) == ("none", "corrupt")
+    [y_row] = [r for r in await store.snapshot_list(Y) if r.snapshot_id == y_latest.snapshot_id]
+    assert y_row.status == "failed" and y_row.error is not None and "corrupt" in y_row.error
+    async with anyio.create_task_group() as tg:  # both machines boot at once
+        tg.start_soon(world.start, b)
+        tg.start_soon(world.start, c)
+
+    # B answers turn 4 with A's memory: the gateway's own session, nothing seeded.
+    x_on_b = await serve(world, b, X, ["CONTEXT? on B"], drain=False)
+    turns, markers = context(await reply_to(store, X, "CONTEXT? on B"))
+    assert turns == 3 and {"MARK-T1", "MARK-SOUL1"} <= markers
+    assert world.call_for("CONTEXT? on B")["seeded_turns"] == 0
+    assert x_on_b.reason == "idle" and x_on_b.snapshot is not None and x_on_b.snapshot.status == "ready"
+
+    # C: X's snapshot was deleted, Y's corrupt: both sessions are seeded from history, once.
+    await serve(world, c, X, ["CONTEXT? on C", "CONTEXT? again on C"], drain=False)
+    turns, markers = context(await reply_to(store, X, "CONTEXT? on C"))
+    assert turns == 4 and {"MARK-T1", "MARK-SOUL1", "MARK-SKILLX"} <= markers
+    assert world.call_for("CONTEXT? on C")["seeded_turns"] > 0
+    again = world.call_for("CONTEXT? again on C")
+    assert again["seeded_turns"] == 0 and "MARK-T1" in again["markers"]  # remembered, not seeded twice
+    await serve(world, c, Y, ["CONTEXT? y on C"], drain=False)
+    turns, markers = context(await reply_to(store, Y, "CONTEXT? y on C"))
+    assert turns == 1 and "MARK-Y1" in markers
+    for conv in (X, Y):  # every job ran: nothing failed, nothing dead-lettered
+        record = await store.get_conversation(conv)
+        assert record is not None and record.dead_letters == 0 and record.done == {X: 6, Y: 2}[conv]
