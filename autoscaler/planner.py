@@ -92,8 +92,15 @@ def plan(
         f"{demand.ready_conversations} ready + {demand.inflight_conversations} in-flight conversations "
         f"→ {desired} worker(s) ({policy.mode}); {len(live)} live, {pending} launching"
     )
-    targets = _uncovered(demand, live, open_launches, machines, actions) if policy.mode == "affinity" else []
-    wanted = max(desired - capacity, len(targets))
+    targets: list[str] = []
+    if policy.mode == "affinity":
+        # Coverage, not counts: a pinned worker serves only its conversation. Ready conversations
+        # beyond the listed ids get unpinned launches.
+        targets, spare = _uncovered(demand, live, open_launches, machines, actions)
+        overflow = max(0, demand.ready_conversations - len(demand.ready_conversation_ids) - spare)
+        wanted = max(len(targets) + overflow, policy.min_workers - capacity)
+    else:
+        wanted = desired - capacity
     # Never past max_workers: a pinned launch beyond it waits for an idle pinned worker to drain.
     wanted = min(wanted, max(0, policy.max_workers - capacity))
     if wanted > 0:
@@ -120,9 +127,9 @@ def _uncovered(
     open_launches: Sequence[LaunchRecord],
     machines: _Fleet,
     planned: Sequence[Action],
-) -> list[str]:
+) -> tuple[list[str], int]:
     """Ready conversations (claim order) that no pinned worker or launch covers, beyond what the
-    idle unpinned workers and unpinned launches can take."""
+    idle unpinned workers and unpinned launches can take; and how many of those are left over."""
     going = {a.worker_id for a in planned if isinstance(a, Destroy | RetireWorker) and a.worker_id}
     covered = {r.conversation_id for r in open_launches if r.conversation_id is not None}
     for w in demand.workers:
@@ -134,7 +141,7 @@ def _uncovered(
     free = sum(1 for w in live if not w.pinned and not w.busy)
     free += sum(1 for r in open_launches if r.conversation_id is None)
     uncovered = [c for c in demand.ready_conversation_ids if c not in covered]
-    return uncovered[free:]
+    return uncovered[free:], max(0, free - len(uncovered))
 
 
 def _settle_workers(

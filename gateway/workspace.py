@@ -20,8 +20,11 @@ MANAGED = ".factory-managed.json"
 
 
 def bridge_skill(command: Sequence[str]) -> str:
-    """The SKILL.md of the baked ``agent-bridge`` skill: how the agent calls its app's functions."""
-    call = shlex.join([*command, "bridge", "call"])
+    """The SKILL.md of the baked ``agent-bridge`` skill: how the agent calls its app's functions.
+
+    ``command`` is everything before the function key, e.g. ``[python, -m, factory, bridge, call,
+    --config, <file>]``."""
+    call = shlex.join(command)
     return f"""---
 name: {BRIDGE_SKILL}
 description: Call a function of this agent's app (read or change the user's data there) through the app's agent bridge.

@@ -173,6 +173,52 @@ def test_launch_ledger_rules() -> None:
     assert p.launching == 1 and p.of(Launch) == []  # the young launch covers the one ready conversation
 
 
+def test_affinity_launches_are_pinned_to_uncovered_ready_conversations() -> None:
+    now = 10 * HOUR_MS
+    workers = [
+        _view("pinned-a", launch_id="La", pinned=True, conversation_id="a", idle_since=now),
+        _view("drain-b", launch_id="Lb", pinned=True, conversation_id="b", status="draining", status_since=now),
+        _view("free", launch_id="Lf", idle_since=now),  # unpinned: takes any one conversation
+    ]
+    fleet = [_machine("ma", "La"), _machine("mb", "Lb"), _machine("mf", "Lf")]
+    ledger = [LaunchRecord(launch_id="Lc", provider="fly", requested_at=now - MIN, conversation_id="c")]
+    demand = _demand(*workers, ready=5, now=now).model_copy(
+        update={"ready_conversation_ids": ["a", "b", "c", "d", "e"]}
+    )
+    p = plan(demand, fleet, ledger, ScalingPolicy(), now)
+    # a is covered by its worker, b by its draining one (its snapshot is what b's next machine
+    # restores), c by a launch on its way; the free worker takes d; e gets a launch of its own.
+    assert [a.conversation_id for a in p.of(Launch)] == ["e"]  # type: ignore[attr-defined]
+
+
+def test_a_pinned_idle_worker_with_work_waiting_is_never_drained() -> None:
+    now = 10 * HOUR_MS
+    workers = [
+        _view("busy-soon", launch_id="L1", pinned=True, conversation_id="a", idle_since=0),
+        _view("idle", launch_id="L2", pinned=True, conversation_id="z", idle_since=0),
+    ]
+    demand = _demand(*workers, ready=1, now=now).model_copy(update={"ready_conversation_ids": ["a"]})
+    p = plan(demand, [_machine("m1", "L1"), _machine("m2", "L2")], [], ScalingPolicy(scale_down_window_s=60), now)
+    assert [d.worker_id for d in p.of(Drain)] == ["idle"]  # type: ignore[attr-defined]
+    assert p.of(Launch) == []
+
+
+def test_a_draining_worker_uploading_its_snapshot_is_not_destroyed_until_the_deadline() -> None:
+    now = 10 * HOUR_MS
+    policy = ScalingPolicy(drain_deadline_s=600)
+    uploading = _view(
+        "up",
+        launch_id="L1",
+        status="draining",
+        status_since=now - MIN,
+        heartbeat_age_ms=20 * MIN,
+        snapshot_pending=True,
+    )
+    assert plan(_demand(uploading, now=now), [_machine("m1", "L1")], [], policy, now).of(Destroy) == []
+    late = uploading.model_copy(update={"status_since": now - 20 * MIN})
+    assert len(plan(_demand(late, now=now), [_machine("m1", "L1")], [], policy, now).of(Destroy)) == 1
+
+
 def test_orphans_are_collected_after_the_grace_period() -> None:
     now = 10 * HOUR_MS
     fleet = [_machine("old", None, created=now - 20 * MIN), _machine("new", "Lx", created=now - MIN)]
