@@ -33,6 +33,7 @@ from factory.run.demo import (
 )
 from factory.run.fleet import close_fleet, fleet_settings, run_fleet
 from factory.run.gateway import install_openclaw, start_gateway
+from factory.run.memory import check_memory
 from factory.run.model import ModelPlan, choose_model
 from factory.run.screen import Screen
 from factory.run.state import Outcome, RunState
@@ -95,6 +96,22 @@ async def demo_run(screen: Screen, opts: RunOptions, plan: ModelPlan, env: Mappi
             outcome.phase = "running the fleet"
             await run_fleet(screen, state, store, provider, reconciler, demo_burst(opts.conversations, opts.messages))
             outcome.failure = state.failure
+            if outcome.failure is None:
+                outcome.phase = "checking that memory follows a conversation to a fresh machine"
+                outcome.memory = await check_memory(
+                    screen,
+                    stack,
+                    install,
+                    runtime,
+                    store,
+                    opts.store,
+                    provider,
+                    state,
+                    plan,
+                    opts.demo,
+                    opts.max_workers,
+                )
+                outcome.failure = state.failure or (None if outcome.memory.ok else "the agent forgot earlier turns")
             outcome.phase = "cleaning up"
     if overall.cancelled_caught:
         outcome.failure = f"timed out after {opts.timeout_s:g} s while {outcome.phase}"

@@ -47,7 +47,7 @@ async def reset_demo(demo: Path, *, reset_store: bool) -> int:
         await leftovers.aclose()
 
     def clear() -> None:
-        for sub in ("local", "gateway"):
+        for sub in ("local", "gateway", "machine-b"):
             shutil.rmtree(demo / sub, ignore_errors=True)
         names = ["stub-llm.jsonl", "stub-llm.out"]
         if reset_store:

@@ -124,6 +124,8 @@ def fleet_settings(runtime: GatewayRuntime, max_workers: int) -> ScaleSettings:
         worker_store=None,
         gateway_url=runtime.url,
         gateway_token=runtime.token,
+        # Pinned workers snapshot their agent from the gateway's state when they stop.
+        gateway_state_dir=runtime.state_dir,
     )
 
 

@@ -7,12 +7,16 @@ import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from autoscaler.plan import Action, CollectOrphan, Destroy, Launch
 from autoscaler.provider import Machine
 from autoscaler.reconciler import TickResult
 from contracts.models import MessageStatus, WorkerRecord
 from factory.run.demo import SCALE_DOWN_WINDOW_S
+
+if TYPE_CHECKING:
+    from factory.run.memory import MemoryCheck
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -175,3 +179,4 @@ class Outcome:
     stopped: list[str] = field(default_factory=list)  # what cleanup stopped, in order
     workers_stopped: int | None = None  # worker processes cleanup had to stop (0: all had exited)
     wall_s: float = 0.0
+    memory: MemoryCheck | None = None  # the conversation moved to a fresh machine

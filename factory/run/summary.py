@@ -28,6 +28,7 @@ def summary_of(outcome: Outcome, plan: ModelPlan) -> dict[str, Any]:
         "setupS": None if outcome.setup_s is None else round(outcome.setup_s, 1),
         "wallS": round(outcome.wall_s, 1),
         "openclawCached": outcome.openclaw_cached,
+        "memory": None if outcome.memory is None else outcome.memory.summary(),
     }
 
 
