@@ -146,7 +146,8 @@ def run() -> None:
     print(f"            in {snap_s * 1000:.0f} ms (median of {ROUNDS})")
     print(
         f"            baseline, the whole state dir as upstream uploads it: {_mib(whole_bytes)}"
-        f" in {whole_s * 1000:.0f} ms → ours is {info.size_bytes / whole_bytes:.0%} of the size, {snap_s / whole_s:.0%} of the time"
+        f" in {whole_s * 1000:.0f} ms → ours is {info.size_bytes / whole_bytes:.0%} of the size,"
+        f" {snap_s / whole_s:.0%} of the time"
     )
     print(f"  restore:  {restore_s * 1000:.0f} ms (checksum, member checks, quick_check, move into place)")
     print(
