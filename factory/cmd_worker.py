@@ -97,6 +97,7 @@ def agent_memory(
         limits=Limits(max_bytes=settings.snapshot_max_mb * 1024 * 1024),
         secrets=secrets_,
         metrics=metrics,
+        timeout_s=settings.snapshot_timeout_s,
     )
 
 

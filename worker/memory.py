@@ -79,6 +79,8 @@ class AgentMemory:
     # Values that must never end up in an archive (gateway token, bot token, bridge key, …).
     secrets: Sequence[str] = ()
     metrics: WorkerMetrics | None = None
+    # A snapshot that takes longer is given up (failed): the stored history is the fallback.
+    timeout_s: float = 300.0
 
     def _scratch(self) -> Path:
         # Beside the state, on the same disk, outside every allow-listed path.
@@ -138,7 +140,9 @@ class AgentMemory:
     async def snapshot(
         self, agent_key: str, agent_id: str, conversation_id: str, reason: SnapshotReason
     ) -> SnapshotOutcome:
-        outcome = await self._snapshot(agent_key, agent_id, conversation_id, reason)
+        outcome = SnapshotOutcome("failed", f"not done within {self.timeout_s:g} s")
+        with anyio.move_on_after(self.timeout_s):
+            outcome = await self._snapshot(agent_key, agent_id, conversation_id, reason)
         if self.metrics is not None:
             self.metrics.snapshot(outcome.status)
         fields = {"conversation_id": conversation_id, "snapshot_id": outcome.snapshot_id, "reason": reason}
