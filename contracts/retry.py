@@ -8,6 +8,7 @@ and one structured log line before each wait.
 
 from __future__ import annotations
 
+import email.utils
 from collections.abc import Awaitable, Callable, Mapping
 
 import anyio
@@ -15,7 +16,7 @@ import structlog
 import tenacity
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["RetryPolicy", "Sleep", "retrying"]
+__all__ = ["RetryPolicy", "Sleep", "parse_retry_after", "retrying"]
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -102,3 +103,19 @@ def retrying(
         before_sleep=log_retry,
         reraise=True,
     )
+
+
+def parse_retry_after(value: str | None, now_s: float) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date; None if absent."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now_s)

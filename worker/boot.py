@@ -24,7 +24,7 @@ import structlog
 from contracts.models import BRIDGE_SKILL, AgentProfile
 from gateway.config import AgentSpec
 from gateway.workspace import bridge_skill, write_workspace
-from worker.memory import AgentMemory, RestoreOutcome, clear_scratch
+from worker.memory import AgentMemory, MemoryOutcome, clear_scratch
 
 log = structlog.get_logger("worker.boot")
 # The command the bridge skill runs for an agent (it names that agent's settings file).
@@ -36,7 +36,7 @@ class BootReport:
     conversation_id: str
     agent_key: str | None = None
     agent: AgentSpec | None = None
-    restore: RestoreOutcome | None = None
+    restore: MemoryOutcome | None = None
     workspace_changes: tuple[str, ...] = ()
 
 

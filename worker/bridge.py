@@ -23,7 +23,6 @@ The error tree::
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import ipaddress
 import json
 import os
@@ -40,7 +39,7 @@ from contracts.bridge import complete_bridge, missing_fields
 from contracts.errors import FactoryError
 from contracts.models import ResolvedBridge
 from contracts.redact import Redactor
-from contracts.retry import RetryPolicy, Sleep, retrying
+from contracts.retry import RetryPolicy, Sleep, parse_retry_after, retrying
 
 BRIDGE_RETRY = RetryPolicy(attempts=3, initial_s=0.25, max_s=4.0, jitter_s=0.1, max_retry_after_s=30.0)
 DEFAULT_TIMEOUT_S = 30.0
@@ -250,7 +249,7 @@ class BridgeClient:
                     f"the app answered HTTP {response.status_code}",
                     response.status_code,
                     payload,
-                    _retry_after(response),
+                    parse_retry_after(response.headers.get("retry-after"), time.time()),
                 )
             return response.status_code, payload
         raise BridgeRefused(f"more than {MAX_REDIRECTS} redirects from {url.host}")
@@ -275,18 +274,3 @@ def _answer(key: str, status: int, payload: Any) -> dict[str, Any]:
     if error is not None:
         answer["error"] = error
     return answer
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())

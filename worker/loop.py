@@ -25,7 +25,7 @@ from worker.errors import JobError
 from worker.health import Readiness
 from worker.job import JobRunner
 from worker.lease_keeper import Grant, LeaseState, keep_lease
-from worker.memory import AgentMemory, SnapshotOutcome
+from worker.memory import AgentMemory, MemoryOutcome
 from worker.metrics import WorkerMetrics
 
 log = structlog.get_logger("worker")
@@ -43,7 +43,7 @@ class WorkerExit:
     reason: ExitReason
     processed: int
     detail: str = ""
-    snapshot: SnapshotOutcome | None = None
+    snapshot: MemoryOutcome | None = None
 
 
 class Worker:

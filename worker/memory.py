@@ -44,22 +44,15 @@ from gateway.snapshots import (
 from worker.metrics import WorkerMetrics
 
 log = structlog.get_logger("worker.memory")
-RestoreStatus = Literal["restored", "none", "skipped", "corrupt", "failed"]
-SnapshotStatus = Literal["ready", "refused", "failed"]
+# restore: restored | none | skipped | corrupt | failed;  snapshot: ready | refused | failed
+Status = Literal["restored", "none", "skipped", "corrupt", "ready", "refused", "failed"]
 
 
 @dataclass(frozen=True)
-class RestoreOutcome:
-    status: RestoreStatus
-    detail: str = ""
-    snapshot_id: str | None = None
-    size_bytes: int = 0
-    seconds: float = 0.0
+class MemoryOutcome:
+    """How a restore or a snapshot went, for logs, metrics and the operator."""
 
-
-@dataclass(frozen=True)
-class SnapshotOutcome:
-    status: SnapshotStatus
+    status: Status
     detail: str = ""
     snapshot_id: str | None = None
     size_bytes: int = 0
@@ -88,7 +81,7 @@ class AgentMemory:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         return path
 
-    async def restore(self, boot: BootBundle) -> RestoreOutcome:
+    async def restore(self, boot: BootBundle) -> MemoryOutcome:
         outcome = await self._restore(boot)
         if self.metrics is not None:
             self.metrics.restore(outcome.status)
@@ -103,12 +96,12 @@ class AgentMemory:
             log.info(f"restore: {outcome.status}", **fields, detail=outcome.detail, seconds=round(outcome.seconds, 3))
         return outcome
 
-    async def _restore(self, boot: BootBundle) -> RestoreOutcome:
+    async def _restore(self, boot: BootBundle) -> MemoryOutcome:
         snapshot = boot.snapshot
         if snapshot is None:
-            return RestoreOutcome("none", "no ready snapshot of this conversation")
+            return MemoryOutcome("none", "no ready snapshot of this conversation")
         if has_state(self.state_dir, boot.profile.openclaw_agent_id):
-            return RestoreOutcome(
+            return MemoryOutcome(
                 "skipped", "the state directory already has this agent's sessions", snapshot.snapshot_id
             )
         started = anyio.current_time()
@@ -128,19 +121,19 @@ class AgentMemory:
         except SnapshotCorrupt as exc:
             with anyio.CancelScope(shield=True):
                 await self._report(self.store.snapshot_fail(self.worker_id, snapshot.snapshot_id, f"corrupt: {exc}"))
-            return RestoreOutcome("corrupt", str(exc), snapshot.snapshot_id)
+            return MemoryOutcome("corrupt", str(exc), snapshot.snapshot_id)
         except (FactoryError, OSError) as exc:
-            return RestoreOutcome("failed", str(exc), snapshot.snapshot_id)
+            return MemoryOutcome("failed", str(exc), snapshot.snapshot_id)
         finally:
             download.unlink(missing_ok=True)
         took = anyio.current_time() - started
         detail = f"{info.files} files, {snapshot.size_bytes} bytes"
-        return RestoreOutcome("restored", detail, snapshot.snapshot_id, snapshot.size_bytes, took)
+        return MemoryOutcome("restored", detail, snapshot.snapshot_id, snapshot.size_bytes, took)
 
     async def snapshot(
         self, agent_key: str, agent_id: str, conversation_id: str, reason: SnapshotReason
-    ) -> SnapshotOutcome:
-        outcome = SnapshotOutcome("failed", f"not done within {self.timeout_s:g} s")
+    ) -> MemoryOutcome:
+        outcome = MemoryOutcome("failed", f"not done within {self.timeout_s:g} s")
         with anyio.move_on_after(self.timeout_s):
             outcome = await self._snapshot(agent_key, agent_id, conversation_id, reason)
         if self.metrics is not None:
@@ -154,7 +147,7 @@ class AgentMemory:
 
     async def _snapshot(
         self, agent_key: str, agent_id: str, conversation_id: str, reason: SnapshotReason
-    ) -> SnapshotOutcome:
+    ) -> MemoryOutcome:
         started = anyio.current_time()
         request = SnapshotPrepare(
             worker_id=self.worker_id,
@@ -166,7 +159,7 @@ class AgentMemory:
         try:
             upload = await self.store.snapshot_prepare(request)
         except FactoryError as exc:
-            return SnapshotOutcome("failed", f"the store could not prepare it: {exc}")
+            return MemoryOutcome("failed", f"the store could not prepare it: {exc}")
         archive = self._scratch() / f"{upload.snapshot_id}.tar.gz"
         try:
             info = await anyio.to_thread.run_sync(
@@ -191,10 +184,10 @@ class AgentMemory:
             if not await self.store.snapshot_finalize(final):
                 raise SnapshotError("the store did not accept the upload")
         except (SnapshotError, FactoryError, OSError) as exc:
-            status: SnapshotStatus = "refused" if isinstance(exc, SnapshotRefused) else "failed"
+            status: Status = "refused" if isinstance(exc, SnapshotRefused) else "failed"
             with anyio.CancelScope(shield=True):
                 await self._report(self.store.snapshot_fail(self.worker_id, upload.snapshot_id, _one_line(exc)))
-            return SnapshotOutcome(status, _one_line(exc), upload.snapshot_id)
+            return MemoryOutcome(status, _one_line(exc), upload.snapshot_id)
         except BaseException:
             # Cancelled (a second signal): say so, then let the cancellation through.
             with anyio.CancelScope(shield=True):
@@ -205,7 +198,7 @@ class AgentMemory:
         with anyio.CancelScope(shield=True):
             await self._report(self.store.snapshot_prune(self.keep, conversation_id))
         took = anyio.current_time() - started
-        return SnapshotOutcome("ready", f"{info.files} files", upload.snapshot_id, info.size_bytes, took)
+        return MemoryOutcome("ready", f"{info.files} files", upload.snapshot_id, info.size_bytes, took)
 
     @staticmethod
     async def _report(call: Awaitable[object]) -> None:

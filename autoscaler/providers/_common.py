@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import re
 from datetime import datetime
 from typing import TypeVar
@@ -42,22 +41,6 @@ def machine_name(prefix: str, launch_id: str) -> str:
     """
     slug = _NOT_SLUG.sub("-", launch_id.lower()).strip("-") or "launch"
     return f"{prefix}-{slug}"[:_MAX_NAME].rstrip("-")
-
-
-def parse_retry_after(value: str | None, now_s: float) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date; None if absent."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now_s)
 
 
 def iso_to_ms(value: str | None) -> int | None:

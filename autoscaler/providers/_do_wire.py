@@ -13,9 +13,10 @@ from pydantic import BaseModel, ConfigDict
 
 from autoscaler.errors import ProviderError
 from autoscaler.provider import MachineState
-from autoscaler.providers._common import REDACTED, iso_to_ms, parse_each, parse_retry_after, shorten
+from autoscaler.providers._common import REDACTED, iso_to_ms, parse_each, shorten
 from autoscaler.providers._do_transport import HttpStatusError, never_sent
 from contracts.redact import mask
+from contracts.retry import parse_retry_after
 
 PROVIDER = "digitalocean"
 FLEET_TAG = "factory"

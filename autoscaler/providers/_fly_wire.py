@@ -13,8 +13,9 @@ from pydantic import BaseModel, ConfigDict
 
 from autoscaler.errors import ProviderError
 from autoscaler.provider import MachineState
-from autoscaler.providers._common import REDACTED, parse_each, parse_retry_after, shorten
+from autoscaler.providers._common import REDACTED, parse_each, shorten
 from contracts.redact import mask
+from contracts.retry import parse_retry_after
 
 PROVIDER = "fly"
 _MACAROON_PREFIXES = frozenset({"fm1r", "fm1a", "fm2"})

@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from autoscaler.provider import LaunchSpec
-from autoscaler.providers._common import iso_to_ms, machine_name, parse_retry_after, secret_values, worker_env
+from autoscaler.providers._common import iso_to_ms, machine_name, secret_values, worker_env
 from autoscaler.providers._do_wire import Droplet, parse_droplets, retry_after
 from autoscaler.providers._fly_wire import (
     FlyMachine,
@@ -20,6 +20,7 @@ from autoscaler.providers._fly_wire import (
     parse_machines,
 )
 from contracts.launch import ENV, WorkerEnvironment
+from contracts.retry import parse_retry_after
 
 
 @pytest.mark.parametrize(

@@ -126,19 +126,24 @@ function checkEnqueue(a: EnqueueArgs): void {
   }
 }
 
-/** The next enqueue sequence number. One counter document: enqueues serialise on it (claims
- * never read it), which keeps "enqueue order" exact across conversations. */
-async function nextSeq(db: DatabaseWriter): Promise<number> {
+/** The next value of a named counter (one document each): writers of that counter serialise on it. */
+export async function nextCounter(db: DatabaseWriter, name: string): Promise<number> {
   const counter = await db
     .query("factoryCounters")
-    .withIndex("by_name", (q) => q.eq("name", "seq"))
+    .withIndex("by_name", (q) => q.eq("name", name))
     .unique();
   if (counter === null) {
-    await db.insert("factoryCounters", { name: "seq", value: 1 });
+    await db.insert("factoryCounters", { name, value: 1 });
     return 1;
   }
   await db.patch(counter._id, { value: counter.value + 1 });
   return counter.value + 1;
+}
+
+/** The next enqueue sequence number: enqueues serialise on its counter (claims never read it),
+ * which keeps "enqueue order" exact across conversations. */
+async function nextSeq(db: DatabaseWriter): Promise<number> {
+  return await nextCounter(db, "seq");
 }
 
 /** Queue a message; the same (conversationId, externalMessageId) returns the first id. */

@@ -6,7 +6,7 @@ import type { Doc, Id } from "../_generated/dataModel";
 import type { DatabaseReader, DatabaseWriter, MutationCtx, QueryCtx } from "../_generated/server";
 import { loadProfile } from "./agents";
 import { invalidInput } from "./errors";
-import { findConversation, findWorker } from "./queue";
+import { findConversation, findWorker, nextCounter } from "./queue";
 import { integer, nonEmpty } from "./validate";
 
 export const SNAPSHOT_FORMAT = 1;
@@ -37,19 +37,6 @@ function record(s: Snapshot) {
   };
 }
 
-async function nextSnapshotSeq(db: DatabaseWriter): Promise<number> {
-  const counter = await db
-    .query("factoryCounters")
-    .withIndex("by_name", (q) => q.eq("name", "snapshotSeq"))
-    .unique();
-  if (counter === null) {
-    await db.insert("factoryCounters", { name: "snapshotSeq", value: 1 });
-    return 1;
-  }
-  await db.patch(counter._id, { value: counter.value + 1 });
-  return counter.value + 1;
-}
-
 async function getSnapshot(db: DatabaseReader, snapshotId: string): Promise<Snapshot | null> {
   const id = db.normalizeId("factorySnapshots", snapshotId);
   return id === null ? null : await db.get(id);
@@ -66,7 +53,7 @@ export async function prepare(
     status: "uploading",
     formatVersion: SNAPSHOT_FORMAT,
     createdAt: now,
-    seq: await nextSnapshotSeq(ctx.db),
+    seq: await nextCounter(ctx.db, "snapshotSeq"), // its own counter: snapshots never wait on enqueues
   });
   return { snapshotId: id, uploadUrl: await ctx.storage.generateUploadUrl(), expiresAt: now + ABANDONED_MS };
 }
