@@ -22,13 +22,14 @@ import structlog
 import typer
 
 from contracts.errors import FactoryError, InvalidInput
-from contracts.roles import SnapshotStore, WorkerStore
+from contracts.roles import AgentStore, SnapshotStore, WorkerStore
 from factory.console import StoreOption, err, out, store_settings
 from factory.logging import configure
 from factory.settings import BridgeEnvSettings, LogSettings, WorkerSettings, load
 from factory.stores import open_store
+from gateway.config import AgentSpec
 from gateway.snapshots import Limits
-from worker.boot import BootReport, boot_machine, bridge_config_path
+from worker.boot import BootReport, boot_machine, bridge_config_path, provision
 from worker.config import WorkerConfig
 from worker.health import HealthServer, Readiness
 from worker.job import JobRunner
@@ -203,36 +204,60 @@ def prepare(
         str | None,
         typer.Option("--conversation", help="The conversation this machine serves (else FACTORY_CONVERSATION)."),
     ] = None,
+    agent: Annotated[
+        list[str] | None,
+        typer.Option("--agent", help="Also write this agent's workspace (a gateway shared by pool workers)."),
+    ] = None,
     state_dir: Annotated[
         Path | None, typer.Option("--state-dir", help="The gateway's state directory (else OPENCLAW_STATE_DIR).")
     ] = None,
     store: StoreOption = None,
 ) -> None:
-    """Before the gateway starts: restore the conversation's newest snapshot and write the agent's workspace."""
+    """Before the gateway starts: restore the conversation's newest snapshot and write the agents' workspaces.
+
+    Leaves the agents' gateway config entries (skill allowlist, host exec) in <state dir>/factory-agents.json."""
     configure(load(LogSettings), default_level="info")
     settings = load(WorkerSettings, conversation_id=conversation, openclaw_state_dir=state_dir)
-    if settings.openclaw_state_dir is None:
+    state = settings.openclaw_state_dir
+    if state is None:
         raise InvalidInput("OPENCLAW_STATE_DIR", "is not set; pass --state-dir with the gateway's state directory")
     config = worker_config(settings)
     store_cfg = store_settings(store)
 
-    async def main() -> BootReport | None:
+    def call(agent_id: str) -> list[str]:
+        return bridge_call(settings, agent_id)
+
+    async def main() -> tuple[BootReport | None, list[AgentSpec]]:
         opened = open_store(store_cfg)
         try:
+            report, specs = None, []
             memory = agent_memory(settings, config, opened)
-            if memory is None or settings.conversation_id is None:
-                return None
-            return await boot_machine(memory, settings.conversation_id, lambda agent: bridge_call(settings, agent))
+            if memory is not None and settings.conversation_id is not None:
+                report = await boot_machine(memory, settings.conversation_id, call)
+            for key in agent or []:
+                if not isinstance(opened, AgentStore):
+                    raise InvalidInput("--agent", "this store does not keep agent profiles (compat mode)")
+                profile = await opened.get_agent_profile(key)
+                if profile is None:
+                    raise InvalidInput("--agent", f"no agent profile {key!r} in this store")
+                specs.append((await anyio.to_thread.run_sync(provision, state, profile, call))[0])
+            return report, specs
         finally:
             with anyio.CancelScope(shield=True):
                 await opened.aclose()
 
-    report = anyio.run(main)
-    agents_file = settings.openclaw_state_dir / AGENTS_FILE
-    if report is None or report.agent is None:
+    report, specs = anyio.run(main)
+    if report is not None and report.agent is not None:
+        specs.insert(0, report.agent)
+    agents_file = state / AGENTS_FILE
+    if not specs:
         agents_file.unlink(missing_ok=True)
-        out.print("nothing to prepare: not pinned to a conversation the store knows")
+        out.print("nothing to prepare: not pinned to a conversation the store knows, and no --agent")
         return
-    agents_file.write_text(json.dumps([report.agent.model_dump(mode="json", exclude_none=True)], indent=1) + "\n")
-    restore = report.restore.status if report.restore is not None else "none"
-    out.print(f"prepared agent {report.agent.id} for {report.conversation_id}: restore {restore}")
+    entries = {spec.id: spec.model_dump(mode="json", exclude_none=True) for spec in specs}
+    agents_file.write_text(json.dumps(list(entries.values()), indent=1) + "\n")
+    if report is not None and report.agent is not None:
+        restore = report.restore.status if report.restore is not None else "none"
+        out.print(f"prepared agent {report.agent.id} for {report.conversation_id}: restore {restore}")
+    for spec in specs[1 if report is not None and report.agent is not None else 0 :]:
+        out.print(f"prepared the workspace of agent {spec.id}")

@@ -97,6 +97,15 @@ def test_prepare_restores_the_newest_snapshot_and_writes_the_workspace(cli: Cli)
     assert "restore none" in again.stdout
 
 
-def test_prepare_without_a_pin_has_nothing_to_do(cli: Cli) -> None:
+def test_prepare_without_a_pin_writes_only_the_named_agents_workspaces(cli: Cli) -> None:
     result = cli("worker", "prepare", "--state-dir", str(cli.cwd / "s"))
     assert result.code == 0 and "nothing to prepare" in result.stdout
+    soul = cli.cwd / "soul.md"
+    soul.write_text("MARK-SHARED")
+    assert cli("agent", "set", "shared", "--openclaw-agent", "alpha", "--file", f"SOUL.md={soul}").code == 0
+    shared = cli("worker", "prepare", "--agent", "shared", "--state-dir", str(cli.cwd / "s"))
+    assert shared.code == 0 and "prepared the workspace of agent alpha" in shared.stdout
+    assert (cli.cwd / "s" / "workspaces" / "alpha" / "SOUL.md").read_text() == "MARK-SHARED"
+    assert json.loads((cli.cwd / "s" / "factory-agents.json").read_text()) == [{"id": "alpha"}]
+    unknown = cli("worker", "prepare", "--agent", "nobody", "--state-dir", str(cli.cwd / "s"))
+    assert unknown.code == 2 and "--agent" in unknown.stderr
