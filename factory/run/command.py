@@ -107,6 +107,7 @@ async def demo_run(screen: Screen, opts: RunOptions, plan: ModelPlan, env: Mappi
                     opts.store,
                     provider,
                     state,
+                    outcome,
                     plan,
                     opts.demo,
                     opts.max_workers,

@@ -37,9 +37,9 @@ async def _stop_blocking(outcome: Outcome, what: str, call: Callable[[], object]
         outcome.stopped.append(what)
 
 
-async def _stop_gateway(outcome: Outcome, runtime: GatewayRuntime) -> None:
+async def stop_gateway(outcome: Outcome, runtime: GatewayRuntime, what: str = "gateway") -> None:
     await runtime.astop()  # shielded inside; idempotent (a failed start has stopped it already)
-    outcome.stopped.append("gateway")
+    outcome.stopped.append(what)
 
 
 async def install_openclaw(
@@ -83,7 +83,7 @@ async def start_gateway(
     else:
         model = plan.hosted
     runtime = GatewayRuntime(install, demo / "gateway", model=model, agents=(AGENT,))
-    stack.push_async_callback(_stop_gateway, outcome, runtime)
+    stack.push_async_callback(stop_gateway, outcome, runtime)
     started = time.monotonic()
     try:
         with screen.step("starting the OpenClaw gateway (10–20 s on 2 cores)…"):

@@ -24,9 +24,10 @@ from contracts.errors import FactoryError
 from factory.fleet import launch_specs, scaling_policy
 from factory.run.burst import BurstMessage
 from factory.run.fleet import fleet_settings, run_fleet
+from factory.run.gateway import stop_gateway
 from factory.run.model import ModelPlan
 from factory.run.screen import Screen, excerpt
-from factory.run.state import RunState
+from factory.run.state import Outcome, RunState
 from factory.settings import StoreSettings
 from factory.stores import FullStore
 from gateway.errors import GatewayError
@@ -86,6 +87,7 @@ async def check_memory(
     store_settings: StoreSettings,
     provider: LocalProvider,
     state: RunState,
+    outcome: Outcome,
     plan: ModelPlan,
     demo: Path,
     max_workers: int,
@@ -109,7 +111,7 @@ async def check_memory(
         f"machine; its snapshot: {_restore_words(check)}"
     )
     second = GatewayRuntime(install, machine, model=first.model, agents=(report.agent,))
-    stack.push_async_callback(second.astop)
+    stack.push_async_callback(stop_gateway, outcome, second, "machine B's gateway")
     try:
         with screen.step("starting machine B's OpenClaw gateway…"):
             await second.astart()
