@@ -39,8 +39,9 @@ def _offline(cli: Cli) -> Cli:
 
 @pytest.mark.gateway
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # two gateways start on a shared 2-core machine
 def test_run_processes_a_burst_scales_to_zero_and_leaves_nothing_behind(cli: Cli) -> None:
-    result = _offline(cli)("run", "--conversations", "3", "--messages", "6", timeout=240)
+    result = _offline(cli)("run", "--conversations", "3", "--messages", "6", timeout=540)
     assert result.code == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "model: offline stub (no OPENAI_API_KEY / ANTHROPIC_API_KEY set)" in result.stdout
     summary = _SUMMARY.search(result.stdout)
@@ -48,6 +49,14 @@ def test_run_processes_a_burst_scales_to_zero_and_leaves_nothing_behind(cli: Cli
     assert (summary.group(1), summary.group(2)) == ("6", "0")
     assert float(summary.group(3)) <= float(summary.group(4))
     assert "Traceback" not in result.stderr
+    # The busiest conversation moved to a fresh machine (restored from its snapshot) and the agent
+    # there still knew its two earlier turns.
+    assert "its snapshot: restored on machine B" in result.stdout, result.stdout[-3000:]
+    assert re.search(
+        r"memory: demo:\S+ moved from w\d+ \(machine A\) to w\d+ \(machine B\): the agent still "
+        r"knows its 2 earlier turns",
+        result.stdout,
+    ), result.stdout[-3000:]
     # Scaled back to zero and cleaned up: no worker, gateway or stub of this run is still running.
     leftovers = _processes_mentioning(str(cli.cwd))
     assert not [p for p in leftovers if "factory worker run" in p], leftovers

@@ -1,16 +1,17 @@
-"""The agent remembers: a conversation moves between machines (real gateways on their own state dirs).
+"""The agent remembers: conversations move between machines (real gateways on their own state dirs).
 
-Three "machines", each a real OpenClaw gateway on its own state directory, share one store:
+Two "machines", each a real OpenClaw gateway on its own state directory, share one store:
 
-* **A** serves conversations X and Y. X's agent has a workspace (SOUL.md, two skills of which one is
-  allowed) and a bridge to a loopback app; the state dir also holds a global skill that is not
-  allowed. X talks three turns (one of them a bridge call through the agent's exec tool), Y one.
-  A is drained: each pinned worker snapshots the agent's state as it exits.
-* **B** is a fresh machine for X: it restores X's snapshot before its gateway starts, and answers
-  turn 4 with A's memory (the gateway's own session, nothing seeded).
-* **C** is a fresh machine for X after X's snapshots were deleted, and for Y whose snapshot was
-  corrupted: the corrupt archive is refused and reported, both sessions are seeded from the stored
-  history on their first turn (never twice), and every job runs.
+* **A** serves conversations X, then Y and Z. X's agent has a workspace (SOUL.md, two skills of
+  which one is allowed) and a bridge to a loopback app; the state dir also holds a global skill
+  that is not allowed. X talks three turns (one of them a bridge call through the agent's exec
+  tool) and is drained first: its pinned worker snapshots the agent's state as it exits, X alone.
+  Y and Z talk one turn each and are drained too.
+* Then Y's snapshot is corrupted and Z's deleted.
+* **B** is a fresh machine for all three: before its gateway starts it refuses Y's corrupt
+  snapshot (reported to the store), finds none for Z, and restores X's. It answers X's turn 4
+  with A's memory (the gateway's own session, nothing seeded), and Y's and Z's next turns from
+  the stored history seeded on the first turn only. Every job runs.
 
 The stub model makes memory observable: ``CONTEXT?`` is answered with how many earlier user turns
 and which ``MARK-…`` words the model was shown, and its log says whether a history preamble came.
@@ -48,7 +49,7 @@ from worker.openclaw.ws import WsDelivery
 pytestmark = [pytest.mark.anyio, pytest.mark.gateway, pytest.mark.slow, pytest.mark.timeout(900)]
 
 AGENT = "memo"
-X, Y = "conv-x", "conv-y"
+X, Y, Z = "conv-x", "conv-y", "conv-z"
 _CONTEXT = re.compile(r"STUB-CONTEXT: earlier_user_turns=(\d+) markers=(\S+)")
 
 
@@ -228,12 +229,11 @@ async def test_memory_follows_the_conversation_across_machines(world: World, mac
     await store.upsert_agent_profile(profile(world.app.url))
     await store.import_secret("crm.key", SecretStr(SERVICE_KEY))
 
-    # ------------------------------------------------------------------ machine A: X talks, Y talks
+    # ------------------------------------------------------------------ machine A: X, then Y and Z
     a = machines.setdefault("A", world.machine("A"))
-    await store.enqueue(message(Y, "hello from y MARK-Y1", agent_key=AGENT))  # Y exists before A boots
     await store.enqueue(message(X, "hello MARK-T1", agent_key=AGENT))
-    await world.boot(a, X, Y)
-    assert (a.restore(X), a.restore(Y)) == ("none", "none")
+    await world.boot(a, X)
+    assert a.restore(X) == "none"
     global_skill = a.state_dir / "skills" / "skill-z" / "SKILL.md"  # every agent's on this machine
     global_skill.parent.mkdir(parents=True)
     global_skill.write_text(skill("skill-z", "MARK-SKILLZ"))
@@ -242,7 +242,11 @@ async def test_memory_follows_the_conversation_across_machines(world: World, mac
     bridge = " ".join(a.bridge_call("main"))
     call_app = "TOOL:exec " + json.dumps({"command": f"{bridge} tasks.list --args '{{\"limit\": 2}}'"})
     x_on_a = await serve(world, a, X, [call_app, "CONTEXT? on A"], drain=True)
-    y_on_a = await serve(world, a, Y, [], drain=True)
+    # X's snapshot is taken now, before Y and Z exist on this machine: it holds X's session only.
+    y_on_a = await serve(world, a, Y, ["hello from y MARK-Y1"], drain=True)
+    z_on_a = await serve(world, a, Z, ["hello from z MARK-Z1"], drain=True)
+    assert a.runtime is not None
+    await a.runtime.astop()
 
     # The bridge call went through the agent's exec tool to the app, with the service headers.
     assert "water the plants" in await reply_to(store, X, call_app)
@@ -252,49 +256,45 @@ async def test_memory_follows_the_conversation_across_machines(world: World, mac
     turns, markers = context(await reply_to(store, X, "CONTEXT? on A"))
     assert turns == 2 and {"MARK-SOUL1", "MARK-SKILLX", "MARK-T1"} <= markers
     assert not markers & {"MARK-SKILLY", "MARK-SKILLZ"}
-    for exit_ in (x_on_a, y_on_a):
+    for exit_ in (x_on_a, y_on_a, z_on_a):
         assert exit_.reason == "control" and exit_.snapshot is not None and exit_.snapshot.status == "ready"
     [x_snapshot] = await store.snapshot_list(X)
     assert (x_snapshot.status, x_snapshot.reason) == ("ready", "drain")
-    assert a.runtime is not None
-    await a.runtime.astop()
 
-    # ------------------------------------------------------------------ B restores; C gets no snapshot
-    b, c = machines.setdefault("B", world.machine("B")), machines.setdefault("C", world.machine("C"))
-    await world.boot(b, X)
-    assert b.restore(X) == "restored"
-    assert (await store.snapshot_prune(0, X)).expired >= 1  # X's snapshots deleted
+    # ------------------------------------------------------------------ Y's snapshot corrupt, Z's gone
     y_latest = await store.snapshot_latest("default", AGENT, Y)
     assert y_latest is not None
     blob = store.blobs.path(y_latest.sha256)
     data = bytearray(blob.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped bit in the middle of Y's archive
     blob.write_bytes(bytes(data))
-    await world.boot(c, X, Y)
-    assert (c.restore(X), c.restore(Y)) == ("none", "corrupt")
+    assert (await store.snapshot_prune(0, Z)).expired == 1
+
+    # ------------------------------------------------------------------ machine B boots for all three
+    b = machines.setdefault("B", world.machine("B"))
+    await world.boot(b, Y, Z, X)
+    assert (b.restore(Y), b.restore(Z), b.restore(X)) == ("corrupt", "none", "restored")
     [y_row] = [r for r in await store.snapshot_list(Y) if r.snapshot_id == y_latest.snapshot_id]
     assert y_row.status == "failed" and y_row.error is not None and "corrupt" in y_row.error
-    async with anyio.create_task_group() as tg:  # both machines boot at once
-        tg.start_soon(world.start, b)
-        tg.start_soon(world.start, c)
+    await world.start(b)
 
-    # B answers turn 4 with A's memory: the gateway's own session, nothing seeded.
+    # X: turn 4 answered with A's memory, from the restored session; nothing seeded.
     x_on_b = await serve(world, b, X, ["CONTEXT? on B"], drain=False)
     turns, markers = context(await reply_to(store, X, "CONTEXT? on B"))
     assert turns == 3 and {"MARK-T1", "MARK-SOUL1"} <= markers
     assert world.call_for("CONTEXT? on B")["seeded_turns"] == 0
     assert x_on_b.reason == "idle" and x_on_b.snapshot is not None and x_on_b.snapshot.status == "ready"
 
-    # C: X's snapshot was deleted, Y's corrupt: both sessions are seeded from history, once.
-    await serve(world, c, X, ["CONTEXT? on C", "CONTEXT? again on C"], drain=False)
-    turns, markers = context(await reply_to(store, X, "CONTEXT? on C"))
-    assert turns == 4 and {"MARK-T1", "MARK-SOUL1", "MARK-SKILLX"} <= markers
-    assert world.call_for("CONTEXT? on C")["seeded_turns"] > 0
-    again = world.call_for("CONTEXT? again on C")
-    assert again["seeded_turns"] == 0 and "MARK-T1" in again["markers"]  # remembered, not seeded twice
-    await serve(world, c, Y, ["CONTEXT? y on C"], drain=False)
-    turns, markers = context(await reply_to(store, Y, "CONTEXT? y on C"))
-    assert turns == 1 and "MARK-Y1" in markers
-    for conv in (X, Y):  # every job ran: nothing failed, nothing dead-lettered
+    # Y (corrupt snapshot refused) and Z (snapshot deleted): seeded from the stored history, once.
+    await serve(world, b, Y, ["CONTEXT? y on B", "CONTEXT? y again on B"], drain=False)
+    turns, markers = context(await reply_to(store, Y, "CONTEXT? y on B"))
+    assert turns == 1 and {"MARK-Y1", "MARK-SOUL1", "MARK-SKILLX"} <= markers
+    assert world.call_for("CONTEXT? y on B")["seeded_turns"] > 0
+    again = world.call_for("CONTEXT? y again on B")
+    assert again["seeded_turns"] == 0 and "MARK-Y1" in again["markers"]  # remembered, not seeded twice
+    await serve(world, b, Z, ["CONTEXT? z on B"], drain=False)
+    turns, markers = context(await reply_to(store, Z, "CONTEXT? z on B"))
+    assert turns == 1 and "MARK-Z1" in markers and "MARK-Y1" not in markers
+    for conv, done in ((X, 4), (Y, 3), (Z, 2)):  # every job ran: nothing failed, nothing dead-lettered
         record = await store.get_conversation(conv)
-        assert record is not None and record.dead_letters == 0 and record.done == {X: 6, Y: 2}[conv]
+        assert record is not None and (record.done, record.dead_letters) == (done, 0)
