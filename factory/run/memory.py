@@ -110,8 +110,9 @@ async def check_memory(
         f"memory: moving {conversation} ({turns} turns so far, answered by {check.first_worker}) to a fresh "
         f"machine; its snapshot: {_restore_words(check)}"
     )
-    second = GatewayRuntime(install, machine, model=first.model, agents=(report.agent,))
-    stack.push_async_callback(stop_gateway, outcome, second, "machine B's gateway")
+    # A second gateway starting beside the first on 2 cores needs more than the usual 90 s at times.
+    second = GatewayRuntime(install, machine, model=first.model, agents=(report.agent,), ready_timeout_s=180)
+    stack.push_async_callback(stop_gateway, outcome, second, "gateway of machine B")
     try:
         with screen.step("starting machine B's OpenClaw gateway…"):
             await second.astart()
