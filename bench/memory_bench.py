@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import structlog
 
 from gateway.config import AgentSpec, CompatibleModel
 from gateway.history import with_history
@@ -100,6 +101,15 @@ def _whole_dir_tgz(state: Path, dest: Path) -> None:
 
 def run() -> None:
     print(f"\nMemory: a {TURNS}-turn session snapshotted, restored, and answered on a fresh machine", flush=True)
+    # The gateway helpers log at info; only warnings reach the terminal.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger("warning"))
+    try:
+        _run()
+    finally:
+        structlog.reset_defaults()
+
+
+def _run() -> None:
     install = ensure_openclaw(os.environ)
     with tempfile.TemporaryDirectory(prefix="factory-bench-memory-", ignore_cleanup_errors=True) as tmp:
         root = Path(tmp)
