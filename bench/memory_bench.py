@@ -20,7 +20,6 @@ Everything runs against real OpenClaw gateways (our stub model behind them) on l
 
 from __future__ import annotations
 
-import hashlib
 import os
 import statistics
 import tarfile
@@ -170,7 +169,6 @@ def _run() -> None:
             f"    {label:<15} gateway ready {result.ready_s:5.1f} s, first turn {result.first_turn_s:5.2f} s"
             f" — {result.reply}"
         )
-    print(f"  archive sha256 {hashlib.sha256(archive.read_bytes()).hexdigest()[:12]}… checked on every restore")
 
 
 def _timed(fn: Callable[[], object]) -> float:
