@@ -157,11 +157,7 @@ def _report(screen: Screen, check: MemoryCheck, question: str) -> None:
     if check.remembered is None:
         screen.line(f"{moved}; asked {question!r}, the agent answered: {excerpt(check.reply, 300)}")
     elif check.ok:
-        screen.line(
-            f"{moved}: the agent still knows its {check.remembered} earlier turns "
-            f"({check.earlier_turns} before the move) ✓",
-            style="green",
-        )
+        screen.line(f"{moved}: the agent still knows its {check.remembered} earlier turns ✓", style="green")
     else:
         screen.line(
             f"{moved}: the agent saw only {check.remembered} of its {check.earlier_turns} earlier turns ✗", style="red"

@@ -170,7 +170,8 @@ async def show_live(screen: Screen, state: RunState) -> None:
 
 
 async def show_plain(screen: Screen, state: RunState) -> None:
-    cursor = {"plan": 0, "done": 0}
+    # From what is new: a later phase of the run (the memory check) does not repeat the earlier lines.
+    cursor = {"plan": len(state.plan_lines), "done": len(state.finished)}
     last_status = -PLAIN_STATUS_S
 
     def emit() -> None:
