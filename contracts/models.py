@@ -321,6 +321,8 @@ class DeadLetter(WireModel):
     last_error: str
     dead_lettered_at: EpochMs
     message_text: str
+    # The upstream id, or for a push its run key (job:<jobId>:<slot>), so an operator can tell which.
+    external_message_id: str | None = None
 
 
 class RedriveResult(WireModel):

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from contracts.errors import FactoryError, InvalidInput
-from factory import cmd_queue, cmd_reconcile, cmd_run, cmd_worker
+from factory import cmd_push, cmd_queue, cmd_reconcile, cmd_run, cmd_worker
 from factory.console import err
 from factory.logging import configure
 from factory.settings import LogSettings, load
@@ -35,6 +35,10 @@ app.add_typer(cmd_queue.agent_app, name="agent")
 app.add_typer(cmd_worker.worker_app, name="worker")
 app.command("reconcile")(cmd_reconcile.reconcile)
 app.command("run")(cmd_run.run)
+app.add_typer(cmd_push.push_app, name="push")
+app.command("dispatch")(cmd_push.dispatch)
+app.command("broadcast")(cmd_push.broadcast)
+app.command("broadcasts")(cmd_push.broadcasts)
 
 
 def main() -> None:

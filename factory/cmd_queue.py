@@ -121,11 +121,12 @@ def dead_letters(
     if as_json:
         print_json(rows)
         return
-    table = Table("message", "conversation", "attempts", "when", "reason")
+    table = Table("message", "conversation", "external id / run key", "attempts", "when", "reason")
     for d in rows:
         table.add_row(
             d.message_id,
             d.conversation_id,
+            d.external_message_id or "-",
             f"{d.attempts}/{d.max_attempts}",
             _when(d.dead_lettered_at),
             d.last_error,

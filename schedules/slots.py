@@ -18,92 +18,42 @@ the month 1–31, clamped to the month's last day as upstream does, or ``"last"`
 from __future__ import annotations
 
 import calendar
-import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Literal, Self
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from contracts.push import Schedule
 
-_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 # A day's slot is at most one gap away from HH:mm; real gaps are an hour or two (Lord Howe: 30 min).
 _MAX_GAP_MINUTES = 24 * 60
 
 
-def _hhmm(value: str) -> str:
-    if not _HHMM.fullmatch(value):
-        raise ValueError(f"{value!r} is not a time of day as HH:mm (00:00–23:59), e.g. 09:00")
-    return value
+def zone_of(schedule: Schedule) -> ZoneInfo:
+    return ZoneInfo(schedule.tz)
 
 
-def _zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{value!r} is not an IANA time zone such as Europe/Rome or America/New_York") from None
-    return value
+def time_of_day(schedule: Schedule) -> time:
+    hours, minutes = schedule.at.split(":")
+    return time(int(hours), int(minutes))
 
 
-HHMM = Annotated[str, AfterValidator(_hhmm)]
-Zone = Annotated[str, AfterValidator(_zone)]
+def runs_on(schedule: Schedule, day: date) -> bool:
+    if schedule.kind == "daily":
+        return True
+    if schedule.kind == "weekly":
+        return day.isoweekday() in schedule.weekdays
+    last = calendar.monthrange(day.year, day.month)[1]
+    return day.day == (last if schedule.day == "last" else min(int(schedule.day or 0), last))
 
 
-class Schedule(BaseModel):
-    """One of: daily at HH:mm; weekly on some weekdays at HH:mm; monthly on a day at HH:mm."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    kind: Literal["daily", "weekly", "monthly"]
-    at: HHMM
-    tz: Zone = "UTC"
-    # weekly: ISO weekdays, Monday = 1 … Sunday = 7.
-    weekdays: tuple[Annotated[int, Field(ge=1, le=7)], ...] = ()
-    # monthly: 1–31 (clamped to the month's last day) or "last".
-    day: Annotated[int, Field(ge=1, le=31)] | Literal["last"] | None = None
-
-    @field_validator("weekdays")
-    @classmethod
-    def _sorted_once(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        return tuple(sorted(set(value)))
-
-    @model_validator(mode="after")
-    def _fields_match_the_kind(self) -> Self:
-        if self.kind == "weekly" and not self.weekdays:
-            raise ValueError("weekdays: a weekly schedule needs at least one weekday (1 = Monday … 7 = Sunday)")
-        if self.kind != "weekly" and self.weekdays:
-            raise ValueError(f"weekdays: only a weekly schedule has weekdays, not a {self.kind} one")
-        if self.kind == "monthly" and self.day is None:
-            raise ValueError("day: a monthly schedule needs a day of the month (1–31 or last)")
-        if self.kind != "monthly" and self.day is not None:
-            raise ValueError(f"day: only a monthly schedule has a day of the month, not a {self.kind} one")
-        return self
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.tz)
-
-    @property
-    def time_of_day(self) -> time:
-        hours, minutes = self.at.split(":")
-        return time(int(hours), int(minutes))
-
-    def runs_on(self, day: date) -> bool:
-        if self.kind == "daily":
-            return True
-        if self.kind == "weekly":
-            return day.isoweekday() in self.weekdays
-        last = calendar.monthrange(day.year, day.month)[1]
-        return day.day == (last if self.day == "last" else min(int(self.day or 0), last))
-
-    def describe(self) -> str:
-        if self.kind == "daily":
-            days = "daily"
-        elif self.kind == "weekly":
-            days = "weekly on " + ",".join(calendar.day_abbr[d - 1] for d in self.weekdays)
-        else:
-            days = f"monthly on day {self.day}"
-        return f"{days} at {self.at} {self.tz}"
+def describe(schedule: Schedule) -> str:
+    if schedule.kind == "daily":
+        days = "daily"
+    elif schedule.kind == "weekly":
+        days = "weekly on " + ",".join(calendar.day_abbr[d - 1] for d in schedule.weekdays)
+    else:
+        days = f"monthly on day {schedule.day}"
+    return f"{days} at {schedule.at} {schedule.tz}"
 
 
 def _exists(local: datetime, zone: ZoneInfo) -> bool:
@@ -115,10 +65,10 @@ def _exists(local: datetime, zone: ZoneInfo) -> bool:
 def slot_on(schedule: Schedule, day: date) -> int | None:
     """The slot of one local day in epoch ms, or None when the schedule skips the day (or, in a
     zone that once skipped a whole calendar day, when the day has no time at or after HH:mm)."""
-    if not schedule.runs_on(day):
+    if not runs_on(schedule, day):
         return None
-    zone = schedule.zone
-    local = datetime.combine(day, schedule.time_of_day)
+    zone = zone_of(schedule)
+    local = datetime.combine(day, time_of_day(schedule))
     for _ in range(_MAX_GAP_MINUTES):
         if local.date() != day:
             return None
@@ -143,7 +93,7 @@ def _days_from(start: date) -> Iterator[date]:
 def next_slot(schedule: Schedule, after_ms: int) -> int:
     """The first slot strictly after ``after_ms``."""
     # A day's slot can fall after the day's start in UTC terms either way; start a day early.
-    start = _local_day(after_ms, schedule.zone) - timedelta(days=1)
+    start = _local_day(after_ms, zone_of(schedule)) - timedelta(days=1)
     for day in _days_from(start):
         slot = slot_on(schedule, day)
         if slot is not None and slot > after_ms:
@@ -153,7 +103,7 @@ def next_slot(schedule: Schedule, after_ms: int) -> int:
 
 def latest_slot(schedule: Schedule, at_or_before_ms: int) -> int | None:
     """The last slot at or before the instant (looking back at most a year), or None."""
-    day = _local_day(at_or_before_ms, schedule.zone) + timedelta(days=1)
+    day = _local_day(at_or_before_ms, zone_of(schedule)) + timedelta(days=1)
     for _ in range(400):
         slot = slot_on(schedule, day)
         if slot is not None and slot <= at_or_before_ms:

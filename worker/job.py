@@ -13,7 +13,7 @@ import structlog
 
 from contracts.models import AppendRequest, ClaimedJob, HistoryMessage
 from contracts.roles import WorkerStore
-from worker.channels import Channel
+from worker.channels import Channel, channel_for
 from worker.delivery import Delivery, DeliveryRequest
 from worker.errors import DeliveryUnavailable, InvalidJob, JobError
 from worker.health import Readiness
@@ -60,7 +60,7 @@ class JobRunner:
             raise
         self.readiness.set_gateway_reachable(True)
 
-        provider = job.payload.provider
+        provider = channel_for(job.payload)
         channel = self.channels.get(provider)
         if channel is not None:
             await channel.send(job, bundle, reply.text)

@@ -28,6 +28,7 @@ from contracts import models
 from contracts.convex.client import DEFAULT_RETRY, ConvexClient, as_int, auth_header
 from contracts.errors import InvalidInput
 from contracts.models import to_wire
+from contracts.push import Broadcast, BroadcastRequest, PushDispatch, PushDispatchRequest, PushJob, PushTemplate
 from contracts.retry import RetryPolicy
 
 DEFAULT_NAMESPACE = "agentFactory"
@@ -239,6 +240,45 @@ class ConvexStore:
             models.LaunchRecord.model_validate(r)
             async for r in self._pages("ledgerList", {"includeClosed": include_closed})
         ]
+
+    # ---------------------------------------------------------------- push schedules and broadcasts
+
+    async def push_template_put(self, template: PushTemplate) -> PushTemplate:
+        value = await self._mutation("pushTemplatePut", {"template": to_wire(template)}, retry=True)
+        return PushTemplate.model_validate(value)
+
+    async def push_template_delete(self, template_id: str) -> bool:
+        return bool(await self._mutation("pushTemplateDelete", {"templateId": template_id}, retry=True))
+
+    async def push_templates(self) -> list[PushTemplate]:
+        return [PushTemplate.model_validate(t) for t in await self._query("pushTemplates")]
+
+    async def push_job_put(self, job: PushJob) -> PushJob:
+        return PushJob.model_validate(await self._mutation("pushJobPut", {"job": to_wire(job)}, retry=True))
+
+    async def push_job_delete(self, job_id: str) -> bool:
+        return bool(await self._mutation("pushJobDelete", {"jobId": job_id}, retry=True))
+
+    async def push_jobs(self, *, due_at: int | None = None, limit: int = 500) -> list[PushJob]:
+        args: dict[str, Any] = {"limit": limit, **({"dueAt": due_at} if due_at is not None else {})}
+        return [PushJob.model_validate(j) for j in await self._query("pushJobs", args)]
+
+    async def push_dispatch(self, request: PushDispatchRequest) -> PushDispatch:
+        # Deduplicated by the run key and fenced by expectedNextRunAt: safe to retry.
+        return PushDispatch.model_validate(await self._mutation("pushDispatch", to_wire(request), retry=True))
+
+    async def push_dispatches(self, job_id: str, limit: int = 50) -> list[PushDispatch]:
+        rows = await self._query("pushDispatches", {"jobId": job_id, "limit": limit})
+        return [PushDispatch.model_validate(d) for d in rows]
+
+    async def broadcast(self, request: BroadcastRequest) -> Broadcast:
+        while True:  # a bounded batch of recipients per call; the broadcast id makes each call safe to repeat
+            value = await self._mutation("broadcast", to_wire(request), retry=True)
+            if not value.get("hasMore"):
+                return Broadcast.model_validate(value["broadcast"])
+
+    async def broadcasts(self, limit: int = 50) -> list[Broadcast]:
+        return [Broadcast.model_validate(b) for b in await self._query("broadcasts", {"limit": limit})]
 
     # ---------------------------------------------------------------- waiting and time
 

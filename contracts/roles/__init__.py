@@ -14,6 +14,15 @@ from contracts.roles.base import StoreHandle
 from contracts.roles.enqueue import EnqueueStore
 from contracts.roles.fleet import FleetStore
 from contracts.roles.operator import OperatorStore
+from contracts.roles.schedule import ScheduleStore
 from contracts.roles.worker import WorkerStore
 
-__all__ = ["AgentStore", "EnqueueStore", "FleetStore", "OperatorStore", "StoreHandle", "WorkerStore"]
+__all__ = [
+    "AgentStore",
+    "EnqueueStore",
+    "FleetStore",
+    "OperatorStore",
+    "ScheduleStore",
+    "StoreHandle",
+    "WorkerStore",
+]

@@ -203,7 +203,8 @@ def stats(conn: sqlite3.Connection, now: int) -> QueueStats:
 
 def dead_letters(conn: sqlite3.Connection, limit: int) -> list[DeadLetter]:
     rows = conn.execute(
-        "SELECT message_id, conversation_id, agent_key, attempts, max_attempts, last_error, finished_at, payload"
+        "SELECT message_id, conversation_id, agent_key, attempts, max_attempts, last_error, finished_at, payload,"
+        " external_message_id"
         " FROM messages WHERE status = 'dead_letter' ORDER BY finished_at DESC, seq DESC LIMIT ?",
         (limit,),
     ).fetchall()
@@ -217,8 +218,9 @@ def dead_letters(conn: sqlite3.Connection, limit: int) -> list[DeadLetter]:
             last_error=error or "",
             dead_lettered_at=at or 0,
             message_text=MessagePayload.model_validate_json(payload).message_text,
+            external_message_id=external,
         )
-        for mid, conv, agent, attempts, max_attempts, error, at, payload in rows
+        for mid, conv, agent, attempts, max_attempts, error, at, payload, external in rows
     ]
 
 

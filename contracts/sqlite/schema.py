@@ -144,6 +144,54 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     INSERT INTO store_config (key, value) VALUES ('lease_ttl_ms', '60000');
     """,
+    # 3: push templates and jobs, the dispatch record of every slot, broadcasts and their audit.
+    """
+    CREATE TABLE push_templates (
+        template_id       TEXT PRIMARY KEY,
+        body              TEXT NOT NULL,       -- wire JSON of PushTemplate
+        created_at        INTEGER NOT NULL,
+        updated_at        INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE push_jobs (
+        job_id            TEXT PRIMARY KEY,
+        template_id       TEXT NOT NULL REFERENCES push_templates (template_id),
+        body              TEXT NOT NULL,       -- wire JSON of PushJob
+        enabled           INTEGER NOT NULL,
+        next_run_at       INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX push_jobs_due ON push_jobs (next_run_at) WHERE enabled = 1 AND next_run_at IS NOT NULL;
+
+    CREATE TABLE push_dispatches (
+        job_id            TEXT NOT NULL,
+        run_key           TEXT NOT NULL,       -- job:<jobId>:<slotMs> or manual:<jobId>:<ms>
+        slot_at           INTEGER NOT NULL,
+        status            TEXT NOT NULL CHECK (status IN ('enqueued', 'skipped', 'failed')),
+        message_id        TEXT,
+        error             TEXT,
+        created_at        INTEGER NOT NULL,
+        PRIMARY KEY (job_id, run_key)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE broadcasts (
+        broadcast_id      TEXT PRIMARY KEY,
+        requested_by      TEXT NOT NULL,
+        requested_at      INTEGER NOT NULL,
+        text_sha256       TEXT NOT NULL,
+        agents            TEXT,                -- JSON list, or NULL for every enabled agent
+        status            TEXT NOT NULL CHECK (status IN ('done', 'failed'))
+    ) WITHOUT ROWID;
+
+    CREATE TABLE broadcast_recipients (
+        broadcast_id      TEXT NOT NULL,
+        conversation_id   TEXT NOT NULL,
+        agent_key         TEXT NOT NULL,
+        status            TEXT NOT NULL CHECK (status IN ('enqueued', 'skipped', 'failed')),
+        message_id        TEXT,
+        error             TEXT,
+        PRIMARY KEY (broadcast_id, conversation_id)
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

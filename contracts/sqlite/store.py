@@ -20,8 +20,9 @@ from pydantic import SecretStr
 from contracts import models
 from contracts.clock import Clock, SystemClock
 from contracts.errors import FactoryError, StoreUnavailable
+from contracts.push import Broadcast, BroadcastRequest, PushDispatch, PushDispatchRequest, PushJob, PushTemplate
 from contracts.rules import QueuePolicy, RandomSource, check_lease_ttl_ms, system_random
-from contracts.sqlite import agents, fleet, queue
+from contracts.sqlite import agents, fleet, push, queue
 from contracts.sqlite.doorbell import Doorbell
 from contracts.sqlite.engine import Busy, Engine, Synchronous, connect
 
@@ -222,6 +223,38 @@ class SqliteStore:
 
     async def ledger_list(self, include_closed: bool = False) -> list[models.LaunchRecord]:
         return await self._read(lambda c, _: fleet.ledger_list(c, include_closed))
+
+    # ---------------------------------------------------------------- push schedules and broadcasts
+
+    async def push_template_put(self, template: PushTemplate) -> PushTemplate:
+        return await self._write(lambda c, now: push.template_put(c, template, now))
+
+    async def push_template_delete(self, template_id: str) -> bool:
+        return await self._write(lambda c, _: push.template_delete(c, template_id))
+
+    async def push_templates(self) -> list[PushTemplate]:
+        return await self._read(lambda c, _: push.templates(c))
+
+    async def push_job_put(self, job: PushJob) -> PushJob:
+        return await self._write(lambda c, now: push.job_put(c, job, now))
+
+    async def push_job_delete(self, job_id: str) -> bool:
+        return await self._write(lambda c, _: push.job_delete(c, job_id))
+
+    async def push_jobs(self, *, due_at: int | None = None, limit: int = 500) -> list[PushJob]:
+        return await self._read(lambda c, _: push.jobs(c, due_at, limit))
+
+    async def push_dispatch(self, request: PushDispatchRequest) -> PushDispatch:
+        return await self._write(lambda c, now: push.dispatch(c, request, now, self._new_id), ring=True)
+
+    async def push_dispatches(self, job_id: str, limit: int = 50) -> list[PushDispatch]:
+        return await self._read(lambda c, _: push.dispatches(c, job_id, limit))
+
+    async def broadcast(self, request: BroadcastRequest) -> Broadcast:
+        return await self._write(lambda c, now: push.broadcast(c, request, now, self._new_id), ring=True)
+
+    async def broadcasts(self, limit: int = 50) -> list[Broadcast]:
+        return await self._read(lambda c, _: push.broadcasts(c, limit))
 
     # ---------------------------------------------------------------- waiting and time
 

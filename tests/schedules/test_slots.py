@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from schedules.slots import Schedule, latest_slot, next_slot, slot_on
+from contracts.push import Schedule
+from schedules.slots import describe, latest_slot, next_slot, runs_on, slot_on, time_of_day, zone_of
 
 MINUTE = 60_000
 ZONES = [
@@ -38,14 +39,14 @@ def ms(zone: str, year: int, month: int, day: int, hour: int, minute: int) -> in
 
 def brute_slots(schedule: Schedule, start_ms: int, end_ms: int) -> list[int]:
     """Every slot in [start_ms, end_ms], walking UTC minute by minute."""
-    zone, at = schedule.zone, schedule.time_of_day
+    zone, at = zone_of(schedule), time_of_day(schedule)
     seen: set[date] = set()
     slots = []
     u = (start_ms // MINUTE - 2 * 24 * 60) * MINUTE  # mark the days that began before the window
     while u <= end_ms:
         local = datetime.fromtimestamp(u / 1000, tz=UTC).astimezone(zone)
         day = local.date()
-        if day not in seen and local.time().replace(tzinfo=None) >= at and schedule.runs_on(day):
+        if day not in seen and local.time().replace(tzinfo=None) >= at and runs_on(schedule, day):
             seen.add(day)
             if u >= start_ms:
                 slots.append(u)
@@ -135,7 +136,7 @@ def test_weekly_runs_on_its_weekdays_only() -> None:
     monday = ms("UTC", 2026, 11, 30, 8, 15)  # a Monday
     assert next_slot(schedule, monday - 1) == monday
     assert next_slot(schedule, monday) == ms("UTC", 2026, 12, 4, 8, 15)  # Friday
-    assert schedule.describe() == "weekly on Mon,Fri at 08:15 UTC"
+    assert describe(schedule) == "weekly on Mon,Fri at 08:15 UTC"
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,18 @@ import inspect
 import pytest
 
 from contracts.convex import AgentFactoryCompatStore, ConvexStore
-from contracts.roles import AgentStore, EnqueueStore, FleetStore, OperatorStore, StoreHandle, WorkerStore
+from contracts.roles import (
+    AgentStore,
+    EnqueueStore,
+    FleetStore,
+    OperatorStore,
+    ScheduleStore,
+    StoreHandle,
+    WorkerStore,
+)
 from contracts.sqlite import SqliteStore
 
-ROLES = (WorkerStore, EnqueueStore, FleetStore, OperatorStore, AgentStore)
+ROLES = (WorkerStore, EnqueueStore, FleetStore, OperatorStore, AgentStore, ScheduleStore)
 
 
 def _every_role(store: SqliteStore | ConvexStore) -> None:
@@ -20,6 +28,7 @@ def _every_role(store: SqliteStore | ConvexStore) -> None:
     _f: FleetStore = store
     _o: OperatorStore = store
     _a: AgentStore = store
+    _s: ScheduleStore = store
 
 
 def _compat_roles(store: AgentFactoryCompatStore) -> None:

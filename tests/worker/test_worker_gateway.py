@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from contracts.clock import ManualClock
 from contracts.models import LeaseRef
+from contracts.push import PushDispatchRequest, PushJob, PushTemplate, Schedule
 from contracts.sqlite import SqliteStore
 from tests.fakes.telegram_api import run_telegram_fake
 from tests.gateway_fixture import OpenClawGateway
@@ -164,6 +165,37 @@ async def test_a_telegram_message_is_answered_on_telegram(
         worker, _ = build_worker(store, delivery, telegram=telegram, once=True)
         assert (await worker.run()).processed == 1
         assert telegram_api.texts("555") == ["STUB-REPLY: <b>tags</b> & all"]
+
+
+async def test_a_push_in_a_telegram_conversation_is_sent_to_that_chat(
+    store: SqliteStore, delivery: WsDelivery, openclaw_gateway: OpenClawGateway
+) -> None:
+    async with (
+        run_telegram_fake(tokens=[BOT_TOKEN]) as telegram_api,
+        TelegramChannel(api_base=telegram_api.url) as telegram,
+    ):
+        await store.import_secret("telegram.botToken.default", SecretStr(BOT_TOKEN))
+        await store.push_template_put(PushTemplate(template_id="t", agent_key="default", text="daily check-in"))
+        await store.enqueue(message("telegram:777", "hello", provider="telegram", user="777"))
+        now = await store.now_ms()
+        job = await store.push_job_put(
+            PushJob(
+                job_id="j",
+                template_id="t",
+                conversation_id="telegram:777",
+                schedule=Schedule(kind="daily", at="09:00"),
+                next_run_at=now,
+            )
+        )
+        worker, _ = build_worker(store, delivery, telegram=telegram, once=True)
+        assert (await worker.run()).processed == 1  # the user's own message first
+        request = PushDispatchRequest(
+            job_id="j", run_key=f"job:j:{now}", slot_at=now, expected_next_run_at=job.next_run_at, next_run_at=now + 1
+        )
+        assert (await store.push_dispatch(request)).status == "enqueued"
+        worker, _ = build_worker(store, delivery, telegram=telegram, once=True)
+        assert (await worker.run()).processed == 1
+        assert telegram_api.texts("777") == ["STUB-REPLY: hello", "STUB-REPLY: daily check-in"]
 
 
 async def test_a_gateway_that_is_down_fails_the_message_as_retryable(store: SqliteStore) -> None:

@@ -34,6 +34,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 from contracts.models import ClaimedJob, HydrationBundle
 from contracts.redact import mask, url_forms
 from contracts.retry import Sleep
+from worker.channels import channel_for
 from worker.errors import ChannelError
 from worker.telegram.text import TELEGRAM_MAX_TEXT, escape_html, split_message
 
@@ -204,7 +205,7 @@ class TelegramChannel:
         lands on another worker, or a reply the agent words differently, starts from the first chunk.
         """
         payload = job.payload
-        if payload.provider != PROVIDER:
+        if channel_for(payload) != PROVIDER:
             raise ChannelError(
                 f"message {job.message_id}: provider {payload.provider!r} has no Telegram chat; "
                 "route it to its own channel",

@@ -25,6 +25,13 @@ export const releaseReconcileLock = mutation(api.guarded(api.releaseReconcileLoc
 export const ledgerRecord = mutation(api.guarded(api.ledgerRecord, authorize));
 export const ledgerUpdate = mutation(api.guarded(api.ledgerUpdate, authorize));
 export const storeNow = mutation(api.guarded(api.storeNow, authorize));
+export const pushTemplatePut = mutation(api.guarded(api.pushTemplatePut, authorize));
+export const pushTemplateDelete = mutation(api.guarded(api.pushTemplateDelete, authorize));
+export const pushJobPut = mutation(api.guarded(api.pushJobPut, authorize));
+export const pushJobDelete = mutation(api.guarded(api.pushJobDelete, authorize));
+export const pushDispatch = mutation(api.guarded(api.pushDispatch, authorize));
+export const pushDispatchDue = mutation(api.guarded(api.pushDispatchDue, authorize));
+export const broadcast = mutation(api.guarded(api.broadcast, authorize));
 
 // ---- queries
 export const workerHydrationBundle = query(api.guarded(api.workerHydrationBundle, authorize));
@@ -38,3 +45,8 @@ export const getMessage = query(api.guarded(api.getMessage, authorize));
 export const getConversation = query(api.guarded(api.getConversation, authorize));
 export const getAgentProfile = query(api.guarded(api.getAgentProfile, authorize));
 export const ledgerList = query(api.guarded(api.ledgerList, authorize));
+export const pushTemplates = query(api.guarded(api.pushTemplates, authorize));
+export const pushJobs = query(api.guarded(api.pushJobs, authorize));
+export const pushDispatches = query(api.guarded(api.pushDispatches, authorize));
+export const pushNextSlot = query(api.guarded(api.pushNextSlot, authorize));
+export const broadcasts = query(api.guarded(api.broadcasts, authorize));

@@ -24,6 +24,13 @@ export const releaseReconcileLock = internalMutation(api.releaseReconcileLock);
 export const ledgerRecord = internalMutation(api.ledgerRecord);
 export const ledgerUpdate = internalMutation(api.ledgerUpdate);
 export const storeNow = internalMutation(api.storeNow);
+export const pushTemplatePut = internalMutation(api.pushTemplatePut);
+export const pushTemplateDelete = internalMutation(api.pushTemplateDelete);
+export const pushJobPut = internalMutation(api.pushJobPut);
+export const pushJobDelete = internalMutation(api.pushJobDelete);
+export const pushDispatch = internalMutation(api.pushDispatch);
+export const pushDispatchDue = internalMutation(api.pushDispatchDue);
+export const broadcast = internalMutation(api.broadcast);
 
 // ---- queries
 export const workerHydrationBundle = internalQuery(api.workerHydrationBundle);
@@ -37,3 +44,8 @@ export const getMessage = internalQuery(api.getMessage);
 export const getConversation = internalQuery(api.getConversation);
 export const getAgentProfile = internalQuery(api.getAgentProfile);
 export const ledgerList = internalQuery(api.ledgerList);
+export const pushTemplates = internalQuery(api.pushTemplates);
+export const pushJobs = internalQuery(api.pushJobs);
+export const pushDispatches = internalQuery(api.pushDispatches);
+export const pushNextSlot = internalQuery(api.pushNextSlot);
+export const broadcasts = internalQuery(api.broadcasts);

@@ -10,8 +10,10 @@ import type { MutationCtx, QueryCtx } from "../_generated/server";
 import * as agents from "./agents";
 import * as fleet from "./fleet";
 import { currentPolicy } from "./policy";
+import * as push from "./push";
 import * as queue from "./queue";
-import { agentProfile, historyMessage, launchState, machineRef, payload } from "./validators";
+import { nextSlot, type Schedule } from "./slots";
+import { agentProfile, historyMessage, launchState, machineRef, payload, pushJob, pushTemplate, schedule } from "./validators";
 
 type Spec<Ctx, Args extends PropertyValidators, R> = {
   args: Args;
@@ -214,6 +216,66 @@ export const ledgerUpdate = mutationSpec(
 export const ledgerList = querySpec(
   { includeClosed: v.optional(v.boolean()), ...cursor },
   async (ctx, a) => await fleet.ledgerList(ctx.db, a.includeClosed ?? false, page(a)),
+);
+
+// ---------------------------------------------------------------- push schedules and broadcasts
+
+export const pushTemplatePut = mutationSpec(
+  { template: pushTemplate },
+  async (ctx, a) => await push.templatePut(ctx.db, a.template, Date.now()),
+);
+
+export const pushTemplateDelete = mutationSpec(
+  { templateId: v.string() },
+  async (ctx, a) => await push.templateDelete(ctx.db, a.templateId),
+);
+
+export const pushTemplates = querySpec({}, async (ctx) => await push.templates(ctx.db));
+
+export const pushJobPut = mutationSpec({ job: pushJob }, async (ctx, a) => await push.jobPut(ctx.db, a.job, Date.now()));
+
+export const pushJobDelete = mutationSpec({ jobId: v.string() }, async (ctx, a) => await push.jobDelete(ctx.db, a.jobId));
+
+export const pushJobs = querySpec(
+  { dueAt: v.optional(v.number()), limit: v.optional(v.number()) },
+  async (ctx, a) => await push.jobs(ctx.db, a.dueAt, a.limit ?? 500),
+);
+
+export const pushDispatch = mutationSpec(
+  {
+    jobId: v.string(),
+    runKey: v.string(),
+    slotAt: v.number(),
+    mode: v.optional(v.union(v.literal("scheduled"), v.literal("manual"))),
+    expectedNextRunAt: v.optional(v.number()),
+    nextRunAt: v.optional(v.number()),
+    skipReason: v.optional(v.string()),
+  },
+  async (ctx, a) => await push.dispatch(ctx.db, a, Date.now()),
+);
+
+export const pushDispatches = querySpec(
+  { jobId: v.string(), limit: v.optional(v.number()) },
+  async (ctx, a) => await push.dispatches(ctx.db, a.jobId, a.limit ?? 50),
+);
+
+/** A dispatch pass computed inside Convex: what this module's cron runs (crons.ts). */
+export const pushDispatchDue = mutationSpec({}, async (ctx) => await push.dispatchDue(ctx.db, Date.now()));
+
+/** The slot math of this module, for checking it against the Python reference. */
+export const pushNextSlot = querySpec(
+  { schedule, afterMs: v.number() },
+  async (_ctx, a) => nextSlot(push.checkSchedule(a.schedule as Schedule), a.afterMs),
+);
+
+export const broadcast = mutationSpec(
+  { broadcastId: v.string(), text: v.string(), requestedBy: v.string(), agents: v.optional(v.array(v.string())) },
+  async (ctx, a) => await push.broadcast(ctx.db, a, Date.now()),
+);
+
+export const broadcasts = querySpec(
+  { limit: v.optional(v.number()) },
+  async (ctx, a) => await push.broadcasts(ctx.db, a.limit ?? 50),
 );
 
 // ---------------------------------------------------------------- time

@@ -273,6 +273,7 @@ export async function deadLetters(db: DatabaseReader, limit: number) {
     lastError: m.lastError ?? "",
     deadLetteredAt: m.finishedAt ?? 0,
     messageText: m.payload.messageText,
+    ...(m.externalMessageId !== undefined ? { externalMessageId: m.externalMessageId } : {}),
   }));
 }
 

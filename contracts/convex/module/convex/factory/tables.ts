@@ -15,6 +15,9 @@ import {
   machineRef,
   messageStatus,
   payload,
+  dispatchStatus,
+  pushJob,
+  pushTemplate,
   workerStatus,
 } from "./validators";
 
@@ -65,6 +68,7 @@ export const factoryTables = {
     lockWorker: v.optional(v.string()), // the worker holding the processing head
   })
     .index("by_conversationId", ["conversationId"])
+    .index("by_agent", ["agentKey", "conversationId"])
     .index("by_claim", ["headStatus", "claimRank", "headScheduledFor", "headSeq"])
     .index("by_available", ["headStatus", "availableAt"]),
 
@@ -134,6 +138,56 @@ export const factoryTables = {
     .index("by_launchId", ["launchId"])
     .index("by_requested", ["requestedAt", "launchId"])
     .index("by_state", ["state", "requestedAt", "launchId"]),
+
+  factoryPushTemplates: defineTable({
+    templateId: v.string(),
+    template: pushTemplate,
+  }).index("by_templateId", ["templateId"]),
+
+  factoryPushJobs: defineTable({
+    jobId: v.string(),
+    templateId: v.string(),
+    job: pushJob,
+    enabled: v.boolean(),
+    nextRunAt: v.optional(v.number()),
+  })
+    .index("by_jobId", ["jobId"])
+    .index("by_templateId", ["templateId"])
+    .index("by_due", ["enabled", "nextRunAt"]),
+
+  factoryPushDispatches: defineTable({
+    jobId: v.string(),
+    runKey: v.string(), // job:<jobId>:<slotMs> or manual:<jobId>:<ms>: unique per job
+    slotAt: v.number(),
+    status: dispatchStatus,
+    messageId: v.optional(v.string()),
+    error: v.optional(v.string()),
+    createdAt: v.number(),
+  })
+    .index("by_job_runKey", ["jobId", "runKey"])
+    .index("by_job_created", ["jobId", "createdAt"]),
+
+  factoryBroadcasts: defineTable({
+    broadcastId: v.string(),
+    requestedBy: v.string(),
+    requestedAt: v.number(),
+    textSha256: v.string(),
+    text: v.string(),
+    agents: v.optional(v.array(v.string())),
+    status: v.union(v.literal("running"), v.literal("done"), v.literal("failed")),
+    cursor: v.optional(v.string()), // where the next batch of recipients starts
+  })
+    .index("by_broadcastId", ["broadcastId"])
+    .index("by_requested", ["requestedAt"]),
+
+  factoryBroadcastRecipients: defineTable({
+    broadcastId: v.string(),
+    conversationId: v.string(),
+    agentKey: v.string(),
+    status: dispatchStatus,
+    messageId: v.optional(v.string()),
+    error: v.optional(v.string()),
+  }).index("by_broadcast", ["broadcastId", "conversationId"]),
 
   factoryCounters: defineTable({
     name: v.string(),
