@@ -23,6 +23,7 @@ ENV: dict[str, str] = {
     "sqlite_synchronous": "FACTORY_SQLITE_SYNCHRONOUS",
     "convex_namespace": "FACTORY_CONVEX_NAMESPACE",
     "convex_auth_token": "CONVEX_AUTH_TOKEN",
+    "secrets_key": "FACTORY_SECRETS_KEY",
     "conversation_id": "FACTORY_CONVERSATION",
     "idle_exit_s": "FACTORY_IDLE_EXIT_S",
     "grace_s": "FACTORY_GRACE_S",
@@ -49,6 +50,8 @@ class WorkerEnvironment(BaseModel):
     sqlite_synchronous: Literal["FULL", "NORMAL"] | None = None
     convex_namespace: str | None = None
     convex_auth_token: SecretStr | None = None
+    # Opens the secrets its hydration bundles carry (sealed at rest; see contracts.secrets).
+    secrets_key: SecretStr | None = None
     # How it behaves.
     conversation_id: str | None = None
     idle_exit_s: float | None = Field(None, gt=0)

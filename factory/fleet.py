@@ -101,6 +101,8 @@ def launch_specs(
         "sqlite_synchronous": None if convex else store.sqlite_synchronous,
         "convex_namespace": store.convex_namespace if convex else None,
         "convex_auth_token": store.convex_auth_token if convex else None,
+        # Workers open the sealed secrets their bundles carry with the same key.
+        "secrets_key": store.secrets_key,
         "idle_exit_s": scale.idle_timeout_s,
         "grace_s": grace_s,
         "log_level": log.level if log is not None else None,

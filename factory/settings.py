@@ -53,6 +53,12 @@ class StoreSettings(_Settings):
     # The lease length the store hands out. The store keeps it (SQLite: in the file, for every
     # process; Convex: the deployment's own FACTORY_LEASE_TTL_MS), so workers never read it.
     lease_ttl_ms: int | None = Field(None, validation_alias=AliasChoices("FACTORY_LEASE_TTL_MS", "lease_ttl_ms"))
+    # The AES-256-GCM key secrets are sealed with (`factory secrets keygen`), and keys still
+    # accepted for opening while a rotation is under way (comma-separated).
+    secrets_key: SecretStr | None = Field(None, validation_alias=AliasChoices(ENV["secrets_key"], "secrets_key"))
+    secrets_previous_keys: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("FACTORY_SECRETS_PREVIOUS_KEYS", "secrets_previous_keys")
+    )
 
     @field_validator("lease_ttl_ms")
     @classmethod
@@ -135,6 +141,29 @@ class WorkerSettings(_Settings):
                 "OPENCLAW_GATEWAY_TOKEN", "is not set; set it to the gateway's auth token (gateway.auth.token)"
             )
         return self.gateway_token
+
+
+class ServeSettings(_Settings):
+    """``factory serve``: where it listens and how the Telegram webhook treats unknown users."""
+
+    host: str = Field("127.0.0.1", validation_alias=AliasChoices("FACTORY_SERVE_HOST", "host"))
+    port: int = Field(8080, ge=0, le=65535, validation_alias=AliasChoices("FACTORY_SERVE_PORT", "port"))
+    grace_s: float = Field(10.0, ge=0, validation_alias=AliasChoices("FACTORY_SERVE_GRACE_S", "grace_s"))
+    require_binding_for_telegram: bool = Field(
+        False, validation_alias=AliasChoices("FACTORY_TELEGRAM_REQUIRE_BINDING", "require_binding_for_telegram")
+    )
+    fallback_agent_key: str | None = Field(
+        None, validation_alias=AliasChoices("FACTORY_TELEGRAM_FALLBACK_AGENT", "fallback_agent_key")
+    )
+    max_body_bytes: int = Field(
+        1_000_000, ge=1024, validation_alias=AliasChoices("FACTORY_SERVE_MAX_BODY_BYTES", "max_body_bytes")
+    )
+    webhook_cache_s: float = Field(
+        5.0, ge=0, validation_alias=AliasChoices("FACTORY_SERVE_WEBHOOK_CACHE_S", "webhook_cache_s")
+    )
+    telegram_api_base: str = Field(
+        "https://api.telegram.org", validation_alias=AliasChoices("TELEGRAM_API_BASE", "telegram_api_base")
+    )
 
 
 class LogSettings(_Settings):
