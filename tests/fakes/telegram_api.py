@@ -33,6 +33,7 @@ Usage::
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections import deque
@@ -73,6 +74,8 @@ _NAMED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
 _PATH = re.compile(r"/bot([^/]+)/([A-Za-z]+)")
 _FILE_PATH = re.compile(r"/file/bot([^/]+)/(.+)")
 _SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+# Update ids increase across every fake in the process, as one bot's do across a session.
+_UPDATE_IDS = itertools.count(1001)
 
 
 @dataclass(frozen=True)
@@ -178,9 +181,8 @@ class TelegramApiFake:
         self.webhooks: dict[str, dict[str, Any]] = {}
         self.webhook_calls: list[tuple[str, dict[str, Any]]] = []  # (method, params) of setWebhook & co.
         self.files: dict[str, tuple[str, bytes]] = {}  # file_id → (file_path, content)
-        self._next_update_id = 1000
         # Telegram's side of the webhook: one pooled client, closed with the fake.
-        self.client = httpx.AsyncClient(timeout=10.0, limits=httpx.Limits(max_connections=200))
+        self.client = httpx.AsyncClient(timeout=60.0, limits=httpx.Limits(max_connections=200))
 
     # ------------------------------------------------------------------ test controls
 
@@ -393,9 +395,9 @@ class TelegramApiFake:
 
     def message_update(self, *, chat_id: int, user_id: int, text: str | None = None, **message: Any) -> dict[str, Any]:
         """An update carrying a new message, with a fresh update_id, as Telegram builds it."""
-        self._next_update_id += 1
+        update_id = next(_UPDATE_IDS)
         body: dict[str, Any] = {
-            "message_id": self._next_update_id,
+            "message_id": update_id,
             "date": 0,
             "from": {"id": user_id, "is_bot": False, "first_name": "User"},
             "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"},
@@ -403,7 +405,7 @@ class TelegramApiFake:
         }
         if text is not None:
             body["text"] = text
-        return {"update_id": self._next_update_id, "message": body}
+        return {"update_id": update_id, "message": body}
 
     async def deliver(self, token: str, update: dict[str, Any], *, secret: str | None = None) -> httpx.Response:
         """POST one update to the bot's webhook as Telegram does; returns the httpx response.
