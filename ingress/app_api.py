@@ -12,8 +12,8 @@ neither read nor write another's, nor a Telegram chat's.
   ``dead_letter`` when it will not be retried. ``Last-Event-ID`` (a message id) resumes after it.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: FastAPI must evaluate the routes' annotations,
+# which name dependencies local to build_router.
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated
 
@@ -70,7 +70,7 @@ def stored_conversation_id(app: AppToken, conversation_id: str) -> str:
     return f"app:{app.name}:{conversation_id}"
 
 
-def build_router(store: FrontDoorStore, config: IngressConfig) -> APIRouter:
+def build_router(store: "FrontDoorStore", config: IngressConfig) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["app API"])
 
     async def current_app(
@@ -146,7 +146,7 @@ def build_router(store: FrontDoorStore, config: IngressConfig) -> APIRouter:
     return router
 
 
-async def _already_seen(store: FrontDoorStore, conversation_id: str, last_event_id: str | None) -> set[str]:
+async def _already_seen(store: "FrontDoorStore", conversation_id: str, last_event_id: str | None) -> set[str]:
     """Messages the stream does not announce: everything finished before it opened, or, when the
     client resumes, everything up to and including its last event."""
     messages = await store.conversation_messages(conversation_id, 200)
