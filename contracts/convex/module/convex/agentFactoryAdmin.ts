@@ -25,6 +25,16 @@ export const ledgerRecord = internalMutation(api.ledgerRecord);
 export const ledgerUpdate = internalMutation(api.ledgerUpdate);
 export const storeNow = internalMutation(api.storeNow);
 
+// ---- the front door and secrets (mutations; the webhook route calls these)
+export const resealSecret = internalMutation(api.resealSecret);
+export const createAppToken = internalMutation(api.createAppToken);
+export const revokeAppToken = internalMutation(api.revokeAppToken);
+export const ingestTelegramUpdate = internalMutation(api.ingestTelegramUpdate);
+export const setTelegramWebhook = internalMutation(api.setTelegramWebhook);
+export const createPairingCode = internalMutation(api.createPairingCode);
+export const consumePairingCode = internalMutation(api.consumePairingCode);
+export const revokeBinding = internalMutation(api.revokeBinding);
+
 // ---- queries
 export const workerHydrationBundle = internalQuery(api.workerHydrationBundle);
 export const fleetDemand = internalQuery(api.fleetDemand);
@@ -37,3 +47,16 @@ export const getMessage = internalQuery(api.getMessage);
 export const getConversation = internalQuery(api.getConversation);
 export const getAgentProfile = internalQuery(api.getAgentProfile);
 export const ledgerList = internalQuery(api.ledgerList);
+
+// ---- the front door and secrets (queries)
+export const resolveSecrets = internalQuery(api.resolveSecrets);
+export const secretStatus = internalQuery(api.secretStatus);
+export const sealedSecrets = internalQuery(api.sealedSecrets);
+export const findAppToken = internalQuery(api.findAppToken);
+export const listAppTokens = internalQuery(api.listAppTokens);
+export const getTelegramWebhook = internalQuery(api.getTelegramWebhook);
+export const findTelegramWebhook = internalQuery(api.findTelegramWebhook);
+export const getPairingCode = internalQuery(api.getPairingCode);
+export const resolveBinding = internalQuery(api.resolveBinding);
+export const listBindings = internalQuery(api.listBindings);
+export const conversationMessages = internalQuery(api.conversationMessages);

@@ -87,3 +87,24 @@ export const launchState = v.union(
   v.literal("failed"),
 );
 export type LaunchState = Infer<typeof launchState>;
+
+export const pairingStatus = v.union(v.literal("pending"), v.literal("used"), v.literal("expired"));
+export type PairingStatus = Infer<typeof pairingStatus>;
+
+export const telegramWebhook = v.object({
+  agentKey: v.string(),
+  botId: v.string(),
+  secretHash: v.string(),
+  botUsername: v.optional(v.string()),
+  url: v.optional(v.string()),
+  configuredAt: v.optional(v.number()),
+});
+
+export const enqueueRequest = v.object({
+  conversationId: v.string(),
+  agentKey: v.string(),
+  payload,
+  priority: v.optional(v.number()),
+  scheduledFor: v.optional(v.number()),
+  maxAttempts: v.optional(v.number()),
+});
