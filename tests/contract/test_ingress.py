@@ -101,6 +101,7 @@ async def test_bindings_are_listed_and_revoked(harness: Harness) -> None:
         await store.create_pairing_code(PairingCodeRequest(code=f"CODE{n}2345", agent_key="default"))
         await store.consume_pairing_code(attempt(f"CODE{n}2345", user=user))
     bindings = await store.list_bindings("default")
+    bindings.sort(key=lambda b: b.telegram_user_id)  # bound in the same millisecond
     assert [b.telegram_user_id for b in bindings] == ["1", "2"]
     assert await store.revoke_binding(bindings[0].binding_id) is True
     assert await store.revoke_binding(bindings[0].binding_id) is False
