@@ -116,10 +116,13 @@ class TelegramWebhook(WireModel):
 
 
 class IngestResult(WireModel):
-    """What recording a Telegram update did: first sight (maybe enqueued), or a duplicate."""
+    """What recording a Telegram update did: first sight (maybe enqueued), a duplicate, or refused."""
 
     duplicate: bool
     message_id: str | None = None
+    # Why its message could not be enqueued (an unknown or disabled agent…): a redelivery of the
+    # same update cannot fix it, so nothing about it was kept.
+    refused: str | None = None
 
 
 class TelegramUpdateRecord(WireModel):

@@ -29,6 +29,7 @@ ENV: dict[str, str] = {
     "grace_s": "FACTORY_GRACE_S",
     "gateway_url": "OPENCLAW_GATEWAY_URL",
     "gateway_token": "OPENCLAW_GATEWAY_TOKEN",
+    "telegram_api_base": "TELEGRAM_API_BASE",
     "log_level": "FACTORY_LOG_LEVEL",
     "log_format": "FACTORY_LOG_FORMAT",
 }
@@ -61,6 +62,8 @@ class WorkerEnvironment(BaseModel):
     # Its gateway: local workers share this machine's; remote images start their own.
     gateway_url: str | None = None
     gateway_token: SecretStr | None = None
+    # Where replies to Telegram go (the Bot API; a local fake in `factory run`).
+    telegram_api_base: str | None = None
 
     def render(self) -> dict[str, str]:
         """Name → value for every field that is set, secrets revealed: hand it to the platform

@@ -111,7 +111,7 @@ class WorkerSettings(_Settings):
         300.0, gt=0, validation_alias=AliasChoices("FACTORY_DELIVERY_TIMEOUT_S", "delivery_timeout_s")
     )
     telegram_api_base: str = Field(
-        "https://api.telegram.org", validation_alias=AliasChoices("TELEGRAM_API_BASE", "telegram_api_base")
+        "https://api.telegram.org", validation_alias=AliasChoices(ENV["telegram_api_base"], "telegram_api_base")
     )
 
     poll_s: float = Field(1.0, gt=0, validation_alias=AliasChoices("FACTORY_POLL_S", "poll_s"))

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Protocol
 
+import anyio
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +20,7 @@ from fastapi.responses import JSONResponse
 from contracts.errors import AgentUnavailable, ConversationConflict, InvalidInput, StoreError
 from contracts.roles import EnqueueStore, IngressStore, SecretStore
 from ingress import app_api, webhook
+from ingress.batcher import UpdateBatcher
 from ingress.config import IngressConfig
 
 log = structlog.get_logger("ingress")
@@ -44,12 +46,17 @@ def create_app(open_store: Callable[[], FrontDoorStore], config: IngressConfig |
     config = config or IngressConfig()
     holder = _Lazy()
 
+    batcher = UpdateBatcher(holder)  # type: ignore[arg-type]  # reason: _Lazy forwards to the store
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         holder.store = open_store()
         log.info("ingress.store_open", store=holder.store.name)
         try:
-            yield
+            async with anyio.create_task_group() as tg:
+                await tg.start(batcher.run)
+                yield
+                tg.cancel_scope.cancel()
         finally:
             await holder.store.aclose()
 
@@ -90,6 +97,6 @@ def create_app(open_store: Callable[[], FrontDoorStore], config: IngressConfig |
     async def _store_down(_: Request, exc: StoreError) -> JSONResponse:
         return JSONResponse({"error": "store unavailable; retry later"}, status_code=503, headers={"Retry-After": "5"})
 
-    app.include_router(webhook.build_router(store, config))
+    app.include_router(webhook.build_router(store, config, batcher))
     app.include_router(app_api.build_router(store, config))
     return app

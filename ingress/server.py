@@ -34,6 +34,9 @@ class IngressServer:
                 access_log=False,  # one line per request would cost more than the request
                 lifespan="on",
                 timeout_graceful_shutdown=max(1, round(grace_s)),
+                # Telegram and apps keep connections open; a short keep-alive closes connections a
+                # client is about to reuse (its request then fails and must be redelivered).
+                timeout_keep_alive=75,
                 server_header=False,
             )
         )

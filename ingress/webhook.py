@@ -9,7 +9,8 @@ What each outcome answers, and why:
   → 401; nothing is read past the headers and nothing is stored.
 * a body over the cap → 413; not JSON, or not an update → 400; nothing stored.
 * the store is unavailable → 503: Telegram retries the update later, so nothing is lost.
-* anything else → 200, so Telegram does not retry what a retry cannot fix: an update we ignore, a
+* anything else → 200 once the update is committed (concurrent updates share one transaction:
+  ``ingress.batcher``), so Telegram does not retry what a retry cannot fix: an update we ignore, a
   pairing answer (performed by Telegram from the response body: ``{"method": "sendMessage", …}``),
   a duplicate update (recorded once, enqueued once), an agent that is disabled (logged).
 """
@@ -23,7 +24,7 @@ import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from contracts.errors import AgentUnavailable, ConversationConflict, InvalidInput, StoreError
+from contracts.errors import StoreError
 from contracts.ingress import (
     PairingAttempt,
     TelegramUpdateRecord,
@@ -32,6 +33,7 @@ from contracts.ingress import (
     token_hash,
     token_matches,
 )
+from ingress.batcher import UpdateBatcher
 from ingress.config import IngressConfig
 from ingress.telegram import (
     NOT_PAIRED,
@@ -97,10 +99,11 @@ def _answer(body: dict[str, Any], status: int = 200) -> JSONResponse:
 class TelegramIngress:
     """The webhook's work, route by route; the store and the config are the app's."""
 
-    def __init__(self, store: FrontDoorStore, config: IngressConfig) -> None:
+    def __init__(self, store: FrontDoorStore, config: IngressConfig, batcher: UpdateBatcher) -> None:
         self.store = store
         self.config = config
         self.cache = WebhookCache(config.webhook_cache_s)
+        self.batcher = batcher
 
     async def by_agent(self, agent_key: str) -> TelegramWebhook | None:
         hit, found = self.cache.get("agent:" + agent_key)
@@ -166,20 +169,19 @@ class TelegramIngress:
         request = enqueue_request(
             meaning, bot_id=webhook.bot_id, update_id=update_id, agent_key=agent_key, conversation_id=conversation_id
         )
-        try:
-            result = await self.store.ingest_telegram_update(
-                TelegramUpdateRecord(bot_id=webhook.bot_id, update_id=update_id, request=request)
-            )
-        except (AgentUnavailable, ConversationConflict, InvalidInput) as exc:
-            # Redelivery cannot fix these; say so in the log and let Telegram move on.
-            log.warning("telegram.not_enqueued", agent_key=agent_key, update_id=update_id, error=str(exc))
-            return _answer({"ok": False, "error": str(exc)})
+        result = await self.batcher.submit(
+            TelegramUpdateRecord(bot_id=webhook.bot_id, update_id=update_id, request=request)
+        )
+        if result.refused is not None:
+            # Redelivery cannot fix this; say so in the log and let Telegram move on.
+            log.warning("telegram.not_enqueued", agent_key=agent_key, update_id=update_id, error=result.refused)
+            return _answer({"ok": False, "error": result.refused})
         return _answer({"ok": True, "messageId": result.message_id, "duplicate": result.duplicate})
 
 
-def build_router(store: FrontDoorStore, config: IngressConfig) -> APIRouter:
+def build_router(store: FrontDoorStore, config: IngressConfig, batcher: UpdateBatcher) -> APIRouter:
     router = APIRouter(tags=["telegram"], include_in_schema=False)
-    ingress = TelegramIngress(store, config)
+    ingress = TelegramIngress(store, config, batcher)
 
     @router.post("/telegram/webhook/{agent_key}")
     async def telegram_webhook(agent_key: str, request: Request) -> JSONResponse:

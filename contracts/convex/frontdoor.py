@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from contracts import models
 from contracts.convex.client import as_int
-from contracts.errors import InvalidInput
+from contracts.errors import AgentUnavailable, ConversationConflict, InvalidInput
 from contracts.ingress import (
     AppToken,
     ConversationMessage,
@@ -110,10 +110,17 @@ class FrontDoorFunctions:
 
     # ---------------------------------------------------------------- the front door
 
-    async def ingest_telegram_update(self, record: TelegramUpdateRecord) -> IngestResult:
-        # Safe to repeat: a seen update id changes nothing.
-        value = await self._mutation("ingestTelegramUpdate", to_wire(record), retry=True)
-        return IngestResult.model_validate(value)
+    async def ingest_telegram_updates(self, records: Sequence[TelegramUpdateRecord]) -> list[IngestResult]:
+        out: list[IngestResult] = []
+        for record in records:  # one mutation each: Convex commits each on its own anyway
+            try:
+                # Safe to repeat: a seen update id changes nothing.
+                value = await self._mutation("ingestTelegramUpdate", to_wire(record), retry=True)
+            except (AgentUnavailable, ConversationConflict, InvalidInput) as exc:
+                out.append(IngestResult(duplicate=False, refused=str(exc)))
+            else:
+                out.append(IngestResult.model_validate(value))
+        return out
 
     async def set_telegram_webhook(self, webhook: TelegramWebhook) -> TelegramWebhook:
         value = await self._mutation("setTelegramWebhook", {"webhook": to_wire(webhook)}, retry=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from contracts.ingress import (
@@ -21,8 +22,10 @@ from contracts.roles.base import StoreHandle
 
 @runtime_checkable
 class IngressStore(StoreHandle, Protocol):
-    async def ingest_telegram_update(self, record: TelegramUpdateRecord) -> IngestResult:
-        """Remember (bot, update id) and enqueue its message in one step; a seen update changes nothing."""
+    async def ingest_telegram_updates(self, records: Sequence[TelegramUpdateRecord]) -> list[IngestResult]:
+        """For each record, in order: remember (bot, update id) and enqueue its message in one step;
+        a seen update changes nothing; a message that cannot be enqueued is ``refused``, not kept.
+        SQLite commits the batch at once (one fsync for many updates)."""
         ...
 
     async def set_telegram_webhook(self, webhook: TelegramWebhook) -> TelegramWebhook: ...

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from contracts.errors import AgentUnavailable, ConversationConflict, InvalidInput
 from contracts.ingress import (
     ConversationMessage,
     IdentityBinding,
@@ -59,6 +60,22 @@ def ingest_update(
         # Amortised: one indexed range delete per thousand updates keeps the table to a few days.
         conn.execute("DELETE FROM telegram_updates WHERE received_at < ?", (now - UPDATE_MEMORY_MS,))
     return IngestResult(duplicate=False, message_id=message_id)
+
+
+def ingest_updates(
+    conn: sqlite3.Connection, records: Sequence[TelegramUpdateRecord], now: int, new_id: TokenSource
+) -> list[IngestResult]:
+    """Each record in its own savepoint of one transaction: a refused one leaves no trace."""
+    out: list[IngestResult] = []
+    for record in records:
+        conn.execute("SAVEPOINT ingest")
+        try:
+            out.append(ingest_update(conn, record, now, new_id))
+        except (AgentUnavailable, ConversationConflict, InvalidInput) as exc:
+            conn.execute("ROLLBACK TO ingest")
+            out.append(IngestResult(duplicate=False, refused=str(exc)))
+        conn.execute("RELEASE ingest")
+    return out
 
 
 # --------------------------------------------------------------------------- webhooks

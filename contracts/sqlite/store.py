@@ -266,11 +266,11 @@ class SqliteStore:
 
     # ---------------------------------------------------------------- the front door
 
-    async def ingest_telegram_update(self, record: TelegramUpdateRecord) -> IngestResult:
-        result = await self._write(lambda c, now: ingress.ingest_update(c, record, now, self._new_id))
-        if result.message_id is not None and not result.duplicate and self._bell is not None:
+    async def ingest_telegram_updates(self, records: Sequence[TelegramUpdateRecord]) -> list[IngestResult]:
+        results = await self._write(lambda c, now: ingress.ingest_updates(c, records, now, self._new_id))
+        if self._bell is not None and any(r.message_id and not r.duplicate for r in results):
             self._bell.ring()
-        return result
+        return results
 
     async def set_telegram_webhook(self, webhook: TelegramWebhook) -> TelegramWebhook:
         return await self._write(lambda c, now: ingress.set_webhook(c, webhook, now))

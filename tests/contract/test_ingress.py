@@ -31,24 +31,26 @@ def attempt(code: str, user: str = "77") -> PairingAttempt:
 async def test_an_update_is_recorded_and_enqueued_once(harness: Harness) -> None:
     store = harness.store
     record = TelegramUpdateRecord(bot_id="900", update_id=5, request=request("telegram:900:1", "hi", external_id="u5"))
-    first = await store.ingest_telegram_update(record)
-    again = await store.ingest_telegram_update(record)
+    first, again = await store.ingest_telegram_updates([record, record])  # a retry inside one batch
     assert first.duplicate is False and first.message_id is not None
     assert again.duplicate is True and again.message_id == first.message_id
-    ignored = await store.ingest_telegram_update(TelegramUpdateRecord(bot_id="900", update_id=6))
+    (ignored,) = await store.ingest_telegram_updates([TelegramUpdateRecord(bot_id="900", update_id=6)])
     assert ignored.duplicate is False and ignored.message_id is None
-    assert (await store.ingest_telegram_update(TelegramUpdateRecord(bot_id="900", update_id=6))).duplicate
+    assert (await store.ingest_telegram_updates([TelegramUpdateRecord(bot_id="900", update_id=6)]))[0].duplicate
     await register(store)
     assert await claim_text(store) == "hi" and await claim_text(store) is None
 
 
 async def test_an_update_for_a_missing_agent_is_not_remembered(harness: Harness) -> None:
     record = TelegramUpdateRecord(bot_id="900", update_id=7, request=request("c", "x", agent_key="ghost"))
-    with pytest.raises(AgentUnavailable):
-        await harness.store.ingest_telegram_update(record)
-    # Nothing was kept: once the agent exists, the redelivered update goes through.
+    fine = TelegramUpdateRecord(bot_id="900", update_id=8, request=request("c2", "y"))
+    refused, accepted = await harness.store.ingest_telegram_updates([record, fine])
+    assert refused.refused is not None and "ghost" in refused.refused and refused.message_id is None
+    assert accepted.message_id is not None and accepted.refused is None  # its neighbour in the batch is kept
+    # Nothing of the refused one was kept: once the agent exists, the redelivered update goes through.
     await harness.store.upsert_agent_profile(AgentProfile(agent_key="ghost"))
-    assert (await harness.store.ingest_telegram_update(record)).duplicate is False
+    (again,) = await harness.store.ingest_telegram_updates([record])
+    assert again.duplicate is False and again.message_id is not None
 
 
 async def test_webhooks_are_found_by_agent_and_by_secret_hash(harness: Harness) -> None:
