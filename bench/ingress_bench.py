@@ -86,7 +86,10 @@ async def _load(url: str, route: str, first_id: int) -> Run:
             nonlocal ok
             async with limiter:
                 start = time.perf_counter()
-                reply = await client.post(route, json=_update(i), headers=headers)
+                try:
+                    reply = await client.post(route, json=_update(i), headers=headers)
+                except httpx.TransportError:
+                    return  # counted as not answered (Telegram would redeliver it)
                 latencies.append((time.perf_counter() - start) * 1000)
                 ok += reply.status_code == 200
 

@@ -7,6 +7,7 @@ Environment names follow the upstream projects where they exist (``OPENCLAW_GATE
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -114,6 +115,11 @@ class WorkerSettings(_Settings):
         "https://api.telegram.org", validation_alias=AliasChoices(ENV["telegram_api_base"], "telegram_api_base")
     )
 
+    # Where Telegram attachments are downloaded for the agent (a folder its gateway can read).
+    attachments_dir: str = Field(
+        ".factory/attachments", validation_alias=AliasChoices("FACTORY_ATTACHMENTS_DIR", "attachments_dir")
+    )
+
     poll_s: float = Field(1.0, gt=0, validation_alias=AliasChoices("FACTORY_POLL_S", "poll_s"))
     idle_exit_s: float | None = Field(None, gt=0, validation_alias=AliasChoices(ENV["idle_exit_s"], "idle_exit_s"))
     grace_s: float = Field(30.0, ge=0, validation_alias=AliasChoices(ENV["grace_s"], "grace_s"))
@@ -128,6 +134,10 @@ class WorkerSettings(_Settings):
         if not value.startswith(("http://", "https://", "ws://", "wss://")):
             raise ValueError("must be a URL such as http://127.0.0.1:18789")
         return value.rstrip("/")
+
+    @property
+    def attachments_path(self) -> Path:
+        return Path(self.attachments_dir).expanduser().absolute()
 
     @property
     def machine_ref(self) -> MachineRef | None:
