@@ -1,9 +1,9 @@
 """Webhook ingress: requests/s and accept latency, beside a bare route of the same framework.
 
-One server process runs ``factory serve``'s real app (SQLite store) with one extra route, ``POST
+A server process runs ``factory serve``'s real app (SQLite store) with one extra route, ``POST
 /bare``, that reads the body and answers ``{"ok": true}`` with no store work: the framework's own
-floor. A client process offers Telegram updates at 1,000 per second for 10 s (open loop, at most
-200 requests in flight over 200 connections), each with its secret token, to the webhook, then the
+floor. This process offers Telegram updates at 1,000 per second for 10 s (open loop, at most 200
+requests in flight over 200 connections), each with its secret token, to the webhook, then the
 same load to the bare route. Latency is measured at the client from sending a request to its
 answer ("accepted"). Afterwards the store is counted: every update must be there exactly once.
 
@@ -105,13 +105,10 @@ async def _load(url: str, route: str, first_id: int) -> Run:
         return Run(route, total, ok, time.perf_counter() - began, latencies)
 
 
-def _client(url: str, out: multiprocessing.Queue[list[Run]]) -> None:
-    async def main() -> list[Run]:
-        webhook = await _load(url, "/telegram/webhook/default", 1)
-        bare = await _load(url, "/bare", 10_000_000)
-        return [webhook, bare]
-
-    out.put(anyio.run(main))
+async def _both(url: str) -> tuple[Run, Run]:
+    webhook = await _load(url, "/telegram/webhook/default", 1)
+    bare = await _load(url, "/bare", 10_000_000)
+    return webhook, bare
 
 
 async def _prepare(db: Path, sync: Sync) -> None:
@@ -147,12 +144,10 @@ def bench_sync(sync: Sync) -> None:
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
-        results: multiprocessing.Queue[list[Run]] = ctx.Queue()
-        client = ctx.Process(target=_client, args=(url, results))
-        client.start()
-        webhook, bare = results.get(timeout=600)
-        client.join()
-        server.terminate()
+        try:
+            webhook, bare = anyio.run(_both, url)
+        finally:
+            server.terminate()
         server.join()
         stored, unique = anyio.run(_count, db)
     print(f"  synchronous={sync}, offered {RATE}/s for {SECONDS} s, {CONNECTIONS} connections:")
