@@ -32,8 +32,8 @@ class Served:
 class ThreadedServer:
     """An IngressServer on a thread of its own; ``stop`` shuts it down gracefully and joins."""
 
-    def __init__(self, db: Path, config: IngressConfig) -> None:
-        app = create_app(lambda: SqliteStore(db, secrets_box=TEST_BOX), config)
+    def __init__(self, db: Path, config: IngressConfig, *, busy_timeout_s: float = 30.0) -> None:
+        app = create_app(lambda: SqliteStore(db, secrets_box=TEST_BOX, busy_timeout_s=busy_timeout_s), config)
         self.server = IngressServer(app, port=0, grace_s=2)
         self._ready = threading.Event()
         self._url = ""
@@ -55,9 +55,9 @@ class ThreadedServer:
         self._thread.join(15)
 
 
-def serve_on(db: Path, config: IngressConfig) -> Iterator[Served]:
+def serve_on(db: Path, config: IngressConfig, *, busy_timeout_s: float = 30.0) -> Iterator[Served]:
     SqliteStore(db, secrets_box=TEST_BOX)  # created and migrated before the server opens it
-    server = ThreadedServer(db, config)
+    server = ThreadedServer(db, config, busy_timeout_s=busy_timeout_s)
     url = server.start()
     try:
         yield Served(url, db)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import anyio
@@ -117,6 +118,31 @@ async def test_malformed_and_oversized_bodies_are_refused_with_nothing_stored(
     assert not_update.status_code == 400 and "update_id" in not_update.json()["error"]
     assert too_big.status_code == 413
     assert await store.get_conversation(f"telegram:{BOT_ID}:505") is None
+
+
+async def test_a_store_outage_answers_503_and_the_redelivery_is_stored_once(
+    store: SqliteStore, telegram: TelegramApiFake, tmp_path: Path
+) -> None:
+    for front in serve_on(tmp_path / "outage.db", IngressConfig(webhook_cache_s=0), busy_timeout_s=0.3):
+        outage_store = SqliteStore(front.db, secrets_box=TEST_BOX)
+        try:
+            await connect_bot(outage_store, telegram, front, "default", OTHER_TOKEN)
+            update = telegram.message_update(chat_id=520, user_id=520, text="during the outage")
+            locker = sqlite3.connect(front.db, isolation_level=None)
+            locker.execute("BEGIN EXCLUSIVE")  # another process holds the database: the store cannot answer
+            try:
+                down = await telegram.deliver(OTHER_TOKEN, update)
+            finally:
+                locker.execute("ROLLBACK")
+                locker.close()
+            assert down.status_code == 503
+            assert telegram.webhooks[OTHER_TOKEN]["pending_update_count"] == 1  # Telegram keeps it
+            up = await telegram.deliver(OTHER_TOKEN, update)
+            assert up.status_code == 200 and up.json()["duplicate"] is False
+            messages = await outage_store.conversation_messages(f"telegram:{OTHER_TOKEN.split(':')[0]}:520")
+            assert [m.text for m in messages] == ["during the outage"]
+        finally:
+            await outage_store.aclose()
 
 
 async def test_media_and_edits_become_attachments_and_metadata(
