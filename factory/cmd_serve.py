@@ -39,6 +39,7 @@ async def serve_until_signalled(server: IngressServer, settings: StoreSettings) 
                 log.info("signal received: finishing requests in flight, then exiting", signal=signum.name)
                 server.stop()
                 break
+    log.info("stopped", url=url)
 
 
 def serve(

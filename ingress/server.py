@@ -31,6 +31,7 @@ class IngressServer:
                 host=host,
                 port=port,
                 log_config=None,  # our structlog setup stays in charge
+                log_level="warning",  # uvicorn's own start/stop lines; ours say the same, structured
                 access_log=False,  # one line per request would cost more than the request
                 lifespan="on",
                 timeout_graceful_shutdown=max(1, round(grace_s)),
