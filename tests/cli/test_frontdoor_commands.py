@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+
 from contracts.secrets import new_key
 from tests.cli.conftest import Cli
 
@@ -41,3 +49,25 @@ def test_pairing_codes_and_app_tokens_from_the_command_line(cli: Cli) -> None:
     listed = cli("app-token", "list", "--json")
     assert [t["name"] for t in listed.json()] == ["shop"] and token["token"] not in listed.stdout
     assert cli("app-token", "revoke", token["tokenId"]).code == 0
+
+
+def test_serve_answers_health_and_stops_gracefully_on_sigterm(cli: Cli) -> None:
+    cli.env["FACTORY_SECRETS_KEY"] = new_key()
+    command = [sys.executable, "-m", "factory", "serve", "--port", "0"]
+    with subprocess.Popen(command, cwd=cli.cwd, env=cli.env, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stderr is not None
+        try:
+            url = None
+            deadline = time.monotonic() + 60
+            while url is None and time.monotonic() < deadline:
+                found = re.search(r"url=(http://\S+)", proc.stderr.readline())
+                url = found.group(1) if found else None
+            assert url is not None, "factory serve never said where it listens"
+            health = httpx.get(f"{url}/healthz", timeout=10)
+            assert health.status_code == 200 and health.json()["ok"] is True
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+            assert "stopped" in proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
