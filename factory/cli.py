@@ -7,7 +7,7 @@ import sys
 import typer
 
 from contracts.errors import FactoryError, InvalidInput
-from factory import cmd_push, cmd_queue, cmd_reconcile, cmd_run, cmd_worker
+from factory import cmd_frontdoor, cmd_push, cmd_queue, cmd_reconcile, cmd_run, cmd_serve, cmd_worker
 from factory.console import err
 from factory.logging import configure
 from factory.settings import LogSettings, load
@@ -39,6 +39,12 @@ app.add_typer(cmd_push.push_app, name="push")
 app.command("dispatch")(cmd_push.dispatch)
 app.command("broadcast")(cmd_push.broadcast)
 app.command("broadcasts")(cmd_push.broadcasts)
+app.command("serve")(cmd_serve.serve)
+app.add_typer(cmd_serve.telegram_app, name="telegram")
+app.add_typer(cmd_frontdoor.pairing_app, name="pairing")
+app.add_typer(cmd_frontdoor.bindings_app, name="bindings")
+app.add_typer(cmd_frontdoor.secrets_app, name="secrets")
+app.add_typer(cmd_frontdoor.tokens_app, name="app-token")
 
 
 def main() -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
 import socket
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 import anyio
@@ -26,7 +28,7 @@ from worker.metrics import WorkerMetrics
 from worker.openclaw.http import HttpDelivery
 from worker.openclaw.sessions import session_key
 from worker.openclaw.ws import WsDelivery
-from worker.telegram import TelegramChannel
+from worker.telegram import TelegramChannel, TelegramMedia
 
 worker_app = typer.Typer(help="Run a worker.", no_args_is_help=True)
 log = structlog.get_logger("factory.worker")
@@ -64,7 +66,12 @@ async def serve_worker(
     metrics = WorkerMetrics()
     readiness = Readiness()
     result: WorkerExit | None = None
-    async with make_delivery(settings) as delivery, TelegramChannel(api_base=settings.telegram_api_base) as telegram:
+    media = TelegramMedia(settings.attachments_path, api_base=settings.telegram_api_base)
+    async with (
+        make_delivery(settings) as delivery,
+        TelegramChannel(api_base=settings.telegram_api_base) as telegram,
+        _closing(media),
+    ):
         runner = JobRunner(
             store=store,
             delivery=delivery,
@@ -73,6 +80,7 @@ async def serve_worker(
             metrics=metrics,
             readiness=readiness,
             workspace_id=config.workspace_id,
+            media=media,
         )
         worker = Worker(config, store, runner, metrics, readiness)
         async with anyio.create_task_group() as tg:
@@ -86,6 +94,15 @@ async def serve_worker(
             result = await worker.run()
             tg.cancel_scope.cancel()
     return result, worker
+
+
+@contextlib.asynccontextmanager
+async def _closing(media: TelegramMedia) -> AsyncIterator[TelegramMedia]:
+    try:
+        yield media
+    finally:
+        with anyio.CancelScope(shield=True):
+            await media.aclose()
 
 
 async def _watch_signals(worker: Worker, scope: anyio.CancelScope) -> None:

@@ -10,6 +10,7 @@ import anyio
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 
 from contracts.models import to_wire
 from contracts.roles import EnqueueStore
@@ -65,6 +66,11 @@ def with_enqueue_store(store: str | None, action: Callable[[EnqueueStore], Await
             await opened.aclose()
 
     return anyio.run(run)
+
+
+def plain(text: str | None) -> str:
+    """Stored or user-supplied text, shown as written (no rich markup interpreted)."""
+    return escape(text or "")
 
 
 def print_json(value: Any) -> None:

@@ -83,6 +83,7 @@ def launch_specs(
     *,
     grace_s: float | None = None,
     log: LogSettings | None = None,
+    telegram_api_base: str | None = None,
 ) -> SpecFactory:
     """What every launched worker is told (contracts.launch.WorkerEnvironment): where the store
     is, how to behave, and for local workers this machine's gateway. Nothing else."""
@@ -101,6 +102,8 @@ def launch_specs(
         "sqlite_synchronous": None if convex else store.sqlite_synchronous,
         "convex_namespace": store.convex_namespace if convex else None,
         "convex_auth_token": store.convex_auth_token if convex else None,
+        # Workers open the sealed secrets their bundles carry with the same key.
+        "secrets_key": store.secrets_key,
         "idle_exit_s": scale.idle_timeout_s,
         "grace_s": grace_s,
         "log_level": log.level if log is not None else None,
@@ -108,6 +111,7 @@ def launch_specs(
         # Local workers share this machine's gateway; remote images start their own.
         "gateway_url": scale.gateway_url if provider == "local" else None,
         "gateway_token": scale.gateway_token if provider == "local" else None,
+        "telegram_api_base": telegram_api_base,
     }
 
     def spec(launch_id: str, worker_id: str) -> LaunchSpec:

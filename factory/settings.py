@@ -7,6 +7,7 @@ Environment names follow the upstream projects where they exist (``OPENCLAW_GATE
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -53,6 +54,12 @@ class StoreSettings(_Settings):
     # The lease length the store hands out. The store keeps it (SQLite: in the file, for every
     # process; Convex: the deployment's own FACTORY_LEASE_TTL_MS), so workers never read it.
     lease_ttl_ms: int | None = Field(None, validation_alias=AliasChoices("FACTORY_LEASE_TTL_MS", "lease_ttl_ms"))
+    # The AES-256-GCM key secrets are sealed with (`factory secrets keygen`), and keys still
+    # accepted for opening while a rotation is under way (comma-separated).
+    secrets_key: SecretStr | None = Field(None, validation_alias=AliasChoices(ENV["secrets_key"], "secrets_key"))
+    secrets_previous_keys: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("FACTORY_SECRETS_PREVIOUS_KEYS", "secrets_previous_keys")
+    )
 
     @field_validator("lease_ttl_ms")
     @classmethod
@@ -105,7 +112,12 @@ class WorkerSettings(_Settings):
         300.0, gt=0, validation_alias=AliasChoices("FACTORY_DELIVERY_TIMEOUT_S", "delivery_timeout_s")
     )
     telegram_api_base: str = Field(
-        "https://api.telegram.org", validation_alias=AliasChoices("TELEGRAM_API_BASE", "telegram_api_base")
+        "https://api.telegram.org", validation_alias=AliasChoices(ENV["telegram_api_base"], "telegram_api_base")
+    )
+
+    # Where Telegram attachments are downloaded for the agent (a folder its gateway can read).
+    attachments_dir: str = Field(
+        ".factory/attachments", validation_alias=AliasChoices("FACTORY_ATTACHMENTS_DIR", "attachments_dir")
     )
 
     poll_s: float = Field(1.0, gt=0, validation_alias=AliasChoices("FACTORY_POLL_S", "poll_s"))
@@ -124,6 +136,10 @@ class WorkerSettings(_Settings):
         return value.rstrip("/")
 
     @property
+    def attachments_path(self) -> Path:
+        return Path(self.attachments_dir).expanduser().absolute()
+
+    @property
     def machine_ref(self) -> MachineRef | None:
         if not self.machine_id:
             return None
@@ -135,6 +151,29 @@ class WorkerSettings(_Settings):
                 "OPENCLAW_GATEWAY_TOKEN", "is not set; set it to the gateway's auth token (gateway.auth.token)"
             )
         return self.gateway_token
+
+
+class ServeSettings(_Settings):
+    """``factory serve``: where it listens and how the Telegram webhook treats unknown users."""
+
+    host: str = Field("127.0.0.1", validation_alias=AliasChoices("FACTORY_SERVE_HOST", "host"))
+    port: int = Field(8080, ge=0, le=65535, validation_alias=AliasChoices("FACTORY_SERVE_PORT", "port"))
+    grace_s: float = Field(10.0, ge=0, validation_alias=AliasChoices("FACTORY_SERVE_GRACE_S", "grace_s"))
+    require_binding_for_telegram: bool = Field(
+        False, validation_alias=AliasChoices("FACTORY_TELEGRAM_REQUIRE_BINDING", "require_binding_for_telegram")
+    )
+    fallback_agent_key: str | None = Field(
+        None, validation_alias=AliasChoices("FACTORY_TELEGRAM_FALLBACK_AGENT", "fallback_agent_key")
+    )
+    max_body_bytes: int = Field(
+        1_000_000, ge=1024, validation_alias=AliasChoices("FACTORY_SERVE_MAX_BODY_BYTES", "max_body_bytes")
+    )
+    webhook_cache_s: float = Field(
+        5.0, ge=0, validation_alias=AliasChoices("FACTORY_SERVE_WEBHOOK_CACHE_S", "webhook_cache_s")
+    )
+    telegram_api_base: str = Field(
+        "https://api.telegram.org", validation_alias=AliasChoices("TELEGRAM_API_BASE", "telegram_api_base")
+    )
 
 
 class LogSettings(_Settings):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
+from contracts.secrets import SecretBox
 from contracts.sqlite import SqliteStore
 from factory.settings import StoreSettings
 
@@ -55,10 +56,17 @@ def open_full_store(settings: StoreSettings, *, role: str) -> FullStore:
             deploy_key=settings.convex_deploy_key,
             namespace=settings.convex_namespace,
             timeout_s=settings.store_timeout_s,
+            secrets_box=secrets_box(settings),
         )
     return SqliteStore(
         Path(settings.store).expanduser(),
         synchronous=settings.sqlite_synchronous,
         doorbell=settings.sqlite_doorbell,
         lease_ttl_ms=settings.lease_ttl_ms,
+        secrets_box=secrets_box(settings),
     )
+
+
+def secrets_box(settings: StoreSettings) -> SecretBox | None:
+    """The key secrets are sealed with (FACTORY_SECRETS_KEY), if set; a malformed key is one line."""
+    return SecretBox.from_settings(settings.secrets_key, settings.secrets_previous_keys)

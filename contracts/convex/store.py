@@ -26,15 +26,17 @@ from pydantic import SecretStr
 
 from contracts import models
 from contracts.convex.client import DEFAULT_RETRY, ConvexClient, as_int, auth_header
+from contracts.convex.frontdoor import FrontDoorFunctions
 from contracts.errors import InvalidInput
 from contracts.models import to_wire
 from contracts.push import Broadcast, BroadcastRequest, PushDispatch, PushDispatchRequest, PushJob, PushTemplate
 from contracts.retry import RetryPolicy
+from contracts.secrets import SecretBox
 
 DEFAULT_NAMESPACE = "agentFactory"
 
 
-class ConvexStore:
+class ConvexStore(FrontDoorFunctions):
     """Every store role on a Convex deployment running the factory module.
 
     ``url``           the deployment URL (``https://<name>.convex.cloud``; ``.convex.site`` is accepted)
@@ -44,6 +46,8 @@ class ConvexStore:
     ``namespace``     the module file the functions live in (default ``agentFactory``)
     ``timeout_s``     the timeout of every HTTP call
     ``retry``         the retry policy for calls that are safe to repeat
+    ``secrets_box``   the key secrets are sealed with here and opened with (the module keeps
+                      ciphertext only)
     """
 
     def __init__(
@@ -56,10 +60,12 @@ class ConvexStore:
         timeout_s: float = 10.0,
         retry: RetryPolicy = DEFAULT_RETRY,
         wait_poll_s: float = 1.0,
+        secrets_box: SecretBox | None = None,
     ) -> None:
         if wait_poll_s <= 0:
             raise InvalidInput("wait_poll_s", "must be positive")
         self.wait_poll_s = wait_poll_s
+        self.box = secrets_box
         self._client = ConvexClient(
             url,
             namespace=namespace,
@@ -126,7 +132,7 @@ class ConvexStore:
         self, message_id: str, workspace_id: str = "default"
     ) -> models.HydrationBundle | None:
         value = await self._query("workerHydrationBundle", {"messageId": message_id, "workspaceId": workspace_id})
-        return None if value is None else models.HydrationBundle.model_validate(value)
+        return None if value is None else self.open_bundle(value)
 
     async def worker_append_conversation_messages(self, request: models.AppendRequest) -> models.AppendResult:
         # With a messageId the append is idempotent; without one a retry could append twice.
@@ -207,11 +213,6 @@ class ConvexStore:
     async def get_agent_profile(self, agent_key: str) -> models.AgentProfile | None:
         value = await self._query("getAgentProfile", {"agentKey": agent_key})
         return None if value is None else models.AgentProfile.model_validate(value)
-
-    async def import_secret(self, secret_ref: str, value: SecretStr) -> int:
-        # Not retried: each call stores a new version.
-        args = {"secretRef": secret_ref, "value": value.get_secret_value()}
-        return as_int(await self._mutation("importSecret", args, retry=False), "version")
 
     # ---------------------------------------------------------------- autoscaler bookkeeping
 

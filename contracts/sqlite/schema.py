@@ -192,6 +192,75 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (broadcast_id, conversation_id)
     ) WITHOUT ROWID;
     """,
+    # 4: the front door. Secrets become ciphertext with the id of the key that sealed them (NULL: a
+    # value stored before encryption, sealed when the store is next opened with a key); Telegram
+    # update ids seen (dedupe that survives restarts), webhooks, pairing codes and their failed
+    # attempts, identity bindings, and the app API's bearer tokens (hashes only).
+    """
+    ALTER TABLE secrets ADD COLUMN key_id TEXT;
+
+    CREATE TABLE telegram_updates (
+        bot_id            TEXT NOT NULL,
+        update_id         INTEGER NOT NULL,
+        message_id        TEXT,
+        received_at       INTEGER NOT NULL,
+        PRIMARY KEY (bot_id, update_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX telegram_updates_age ON telegram_updates (received_at);
+
+    CREATE TABLE telegram_webhooks (
+        agent_key         TEXT PRIMARY KEY,
+        bot_id            TEXT NOT NULL,
+        secret_hash       TEXT NOT NULL UNIQUE,
+        bot_username      TEXT,
+        url               TEXT,
+        configured_at     INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE pairing_codes (
+        code              TEXT PRIMARY KEY,
+        agent_key         TEXT NOT NULL,
+        status            TEXT NOT NULL CHECK (status IN ('pending', 'used', 'expired')),
+        created_at        INTEGER NOT NULL,
+        expires_at        INTEGER NOT NULL,
+        consumer_user_id  TEXT,
+        used_at           INTEGER,
+        telegram_user_id  TEXT,
+        telegram_chat_id  TEXT
+    ) WITHOUT ROWID;
+
+    CREATE TABLE pairing_failures (
+        bot_id            TEXT NOT NULL,
+        telegram_user_id  TEXT NOT NULL,
+        window_started_at INTEGER NOT NULL,
+        failures          INTEGER NOT NULL,
+        PRIMARY KEY (bot_id, telegram_user_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE identity_bindings (
+        binding_id        TEXT PRIMARY KEY,
+        agent_key         TEXT NOT NULL,
+        bot_id            TEXT NOT NULL,
+        telegram_user_id  TEXT NOT NULL,
+        telegram_chat_id  TEXT,
+        consumer_user_id  TEXT,
+        conversation_id   TEXT NOT NULL,
+        status            TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
+        source            TEXT NOT NULL,
+        bound_at          INTEGER NOT NULL,
+        revoked_at        INTEGER
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX identity_bindings_active ON identity_bindings (bot_id, telegram_user_id)
+        WHERE status = 'active';
+
+    CREATE TABLE app_tokens (
+        token_id          TEXT PRIMARY KEY,
+        name              TEXT NOT NULL,
+        token_hash        TEXT NOT NULL UNIQUE,
+        created_at        INTEGER NOT NULL,
+        revoked_at        INTEGER
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -13,7 +13,12 @@
 # the worker's grace period, or the job is killed mid-flight.
 set -eu
 
-# fly.toml's [processes] passes the process name as the command; "worker" is the only one.
+# fly.toml's [processes] passes the process name as the command: "worker" (the default) or
+# "serve", the front door (`factory serve`: no gateway, just the webhook and the app API).
+if [ "${1:-}" = "serve" ]; then
+    shift
+    exec factory serve --host "${FACTORY_SERVE_HOST:-0.0.0.0}" "$@"
+fi
 if [ "${1:-}" = "worker" ]; then
     shift
 fi

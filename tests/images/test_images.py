@@ -62,9 +62,11 @@ def test_fly_toml_has_what_the_fly_provider_relies_on() -> None:
     assert fly["kill_signal"] == "SIGTERM"
     # The provider's stop_config and the app's kill_timeout are the same drain window (Fly caps it at 300 s).
     assert fly["kill_timeout"] == FlyConfig.model_fields["stop_timeout_s"].default <= 300
-    assert "worker" in fly["processes"]
+    assert {"worker", "serve"} <= set(fly["processes"])
     assert (ROOT / fly["build"]["dockerfile"]).is_file()
-    assert "http_service" not in fly and "services" not in fly  # pull workers take no traffic
+    # Pull workers take no traffic; only the front door is a service, checked on /healthz.
+    assert "services" not in fly and fly["http_service"]["processes"] == ["serve"]
+    assert fly["http_service"]["checks"][0]["path"] == "/healthz"
 
 
 def test_fly_toml_carries_no_secrets() -> None:
