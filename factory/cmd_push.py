@@ -186,7 +186,13 @@ SkipAfterOpt = Annotated[int | None, typer.Option("--skip-after", help="With --c
 def job_add(
     job_id: Annotated[str, typer.Argument(help="An id such as alice-morning.")],
     template: Annotated[str, typer.Option("--template", help="The template it sends.")],
-    conversation: Annotated[str, typer.Option("--conversation", "-c", help="The conversation it speaks in.")],
+    conversation: Annotated[
+        str | None, typer.Option("--conversation", "-c", help="The conversation it speaks in.")
+    ] = None,
+    telegram_user: Annotated[
+        str | None, typer.Option("--telegram-user", help="Or a Telegram user id, reached through their binding.")
+    ] = None,
+    bot: Annotated[str | None, typer.Option("--bot", help="With --telegram-user: the bot's numeric id.")] = None,
     daily: DailyOpt = None,
     weekly: WeeklyOpt = None,
     weekdays: WeekdaysOpt = None,
@@ -211,6 +217,8 @@ def job_add(
             job_id=job_id,
             template_id=template,
             conversation_id=conversation,
+            telegram_user_id=telegram_user,
+            bot_id=bot,
             schedule=schedule,
             provider_user_id=user_id,
             variables=_variables(var),
@@ -322,7 +330,7 @@ def job_list(store: StoreOption = None, as_json: JsonOption = False) -> None:
         table.add_row(
             Text(j.job_id),
             Text(j.template_id),
-            Text(j.conversation_id),
+            Text(j.target),
             describe(j.schedule),
             j.catch_up,
             "yes" if j.enabled else "no",

@@ -17,6 +17,7 @@ from factory.stores import open_full_store, secrets_box
 from ingress import IngressConfig, IngressServer, create_app
 from ingress.app import FrontDoorStore
 from ingress.configure import configure_webhook
+from schedules.dispatcher import dispatch_forever
 
 telegram_app = typer.Typer(help="Connect agents' Telegram bots to `factory serve`.", no_args_is_help=True)
 log = structlog.get_logger("factory.serve")
@@ -30,16 +31,34 @@ def opener(settings: StoreSettings) -> FrontDoorStore:
     return open_full_store(settings, role="ingress")
 
 
-async def serve_until_signalled(server: IngressServer, settings: StoreSettings) -> None:
+async def serve_until_signalled(server: IngressServer, settings: StoreSettings, push_every_s: float) -> None:
     async with anyio.create_task_group() as tg:
         url = await tg.start(server.serve)
         log.info("serving", url=url, store=settings.store)
+        stopping = anyio.Event()
+        if push_every_s > 0:
+            # The push dispatcher rides along: every slot is enqueued once however many
+            # `factory serve` processes and cron'd `factory dispatch` runs race it.
+            tg.start_soon(_dispatch_pushes, settings, push_every_s, stopping)
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for signum in signals:
                 log.info("signal received: finishing requests in flight, then exiting", signal=signum.name)
+                stopping.set()
                 server.stop()
                 break
     log.info("stopped", url=url)
+
+
+async def _dispatch_pushes(settings: StoreSettings, every_s: float, stopping: anyio.Event) -> None:
+    store = open_full_store(settings, role="schedule")
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: dispatch_forever(store, interval_s=every_s))
+            await stopping.wait()
+            tg.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await store.aclose()
 
 
 def serve(
@@ -57,7 +76,7 @@ def serve(
     with_store(store, lambda opened: _seal_on_open(opened, box), role="ingress")
     app = create_app(lambda: opener(store_cfg), ingress_config(settings))
     server = IngressServer(app, host=settings.host, port=settings.port, grace_s=settings.grace_s)
-    anyio.run(serve_until_signalled, server, store_cfg)
+    anyio.run(serve_until_signalled, server, store_cfg, settings.push_dispatch_s)
 
 
 async def _seal_on_open(opened: FrontDoorStore, box: SecretBox | None) -> None:

@@ -174,6 +174,10 @@ class ServeSettings(_Settings):
     telegram_api_base: str = Field(
         "https://api.telegram.org", validation_alias=AliasChoices("TELEGRAM_API_BASE", "telegram_api_base")
     )
+    # How often the push dispatcher inside `factory serve` runs (0: not at all, leave it to cron).
+    push_dispatch_s: float = Field(
+        30.0, ge=0, le=3_600, validation_alias=AliasChoices("FACTORY_SERVE_PUSH_DISPATCH_S", "push_dispatch_s")
+    )
 
 
 class LogSettings(_Settings):

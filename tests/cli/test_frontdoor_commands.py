@@ -7,10 +7,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import anyio
 import httpx
 
+from contracts.push import PushJob, PushTemplate, Schedule
 from contracts.secrets import new_key
+from contracts.sqlite import SqliteStore
 from tests.cli.conftest import Cli
 
 TOKEN = "8080:a-bot-token-nobody-may-read"
@@ -51,8 +55,26 @@ def test_pairing_codes_and_app_tokens_from_the_command_line(cli: Cli) -> None:
     assert cli("app-token", "revoke", token["tokenId"]).code == 0
 
 
-def test_serve_answers_health_and_stops_gracefully_on_sigterm(cli: Cli) -> None:
+def _due_push_job(db: Path) -> None:
+    async def seed() -> None:
+        store = SqliteStore(db)
+        try:
+            await store.push_template_put(PushTemplate(template_id="t", agent_key="default", text="good morning"))
+            schedule = Schedule(kind="daily", at="09:00")
+            due = await store.now_ms() - 1
+            await store.push_job_put(
+                PushJob(job_id="j", template_id="t", conversation_id="c", schedule=schedule, next_run_at=due)
+            )
+        finally:
+            await store.aclose()
+
+    anyio.run(seed)
+
+
+def test_serve_answers_health_dispatches_pushes_and_stops_gracefully_on_sigterm(cli: Cli) -> None:
     cli.env["FACTORY_SECRETS_KEY"] = new_key()
+    cli.env["FACTORY_SERVE_PUSH_DISPATCH_S"] = "0.5"
+    _due_push_job(cli.cwd / ".factory" / "factory.db")
     command = [sys.executable, "-m", "factory", "serve", "--port", "0"]
     with subprocess.Popen(command, cwd=cli.cwd, env=cli.env, stderr=subprocess.PIPE, text=True) as proc:
         assert proc.stderr is not None
@@ -65,6 +87,10 @@ def test_serve_answers_health_and_stops_gracefully_on_sigterm(cli: Cli) -> None:
             assert url is not None, "factory serve never said where it listens"
             health = httpx.get(f"{url}/healthz", timeout=10)
             assert health.status_code == 200 and health.json()["ok"] is True
+            deadline = time.monotonic() + 30  # the dispatcher inside serve enqueues the due slot
+            while cli("queue", "stats", "--json").json()["queued"] != 1 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert [d["status"] for d in cli("push", "job", "dispatches", "j", "--json").json()] == ["enqueued"]
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=30) == 0
             assert "stopped" in proc.stderr.read()

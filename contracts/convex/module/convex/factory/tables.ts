@@ -250,6 +250,7 @@ export const factoryTables = {
   })
     .index("by_bindingId", ["bindingId"])
     .index("by_user", ["botId", "telegramUserId", "status"])
+    .index("by_conversation", ["conversationId", "status"])
     .index("by_agent", ["agentKey", "status", "boundAt"])
     .index("by_status", ["status", "boundAt"]),
 

@@ -113,7 +113,9 @@ export const catchUp = v.union(v.literal("latest"), v.literal("skip"));
 export const pushJob = v.object({
   jobId: v.string(),
   templateId: v.string(),
-  conversationId: v.string(),
+  conversationId: v.optional(v.string()),
+  telegramUserId: v.optional(v.string()),
+  botId: v.optional(v.string()),
   schedule,
   providerUserId: v.optional(v.string()),
   variables: v.optional(v.record(v.string(), v.string())),
