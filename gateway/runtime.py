@@ -197,8 +197,10 @@ class GatewayRuntime:
     def write_config(self) -> Path:
         """Write ``openclaw.json`` (and the state layout) for this runtime; picks the port if unset."""
         self.port = self.port or _free_port()
+        # 0700: sessions, transcripts and logs below hold conversation text.
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         for sub in ("home", "logs", "workspaces"):
-            (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
+            (self.state_dir / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
         for agent in self.agents:
             (agent.workspace or self.state_dir / "workspaces" / agent.id).mkdir(parents=True, exist_ok=True)
         config = gateway_config(

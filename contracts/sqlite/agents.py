@@ -6,7 +6,9 @@ import sqlite3
 
 from pydantic import SecretStr
 
+from contracts.errors import InvalidInput
 from contracts.models import (
+    MAX_PAGE,
     AgentProfile,
     AppendRequest,
     AppendResult,
@@ -15,6 +17,7 @@ from contracts.models import (
     HydrationBundle,
     MessagePayload,
     MessageRecord,
+    require_id,
 )
 
 HISTORY_WINDOW = 64
@@ -43,6 +46,9 @@ def get_profile(conn: sqlite3.Connection, agent_key: str) -> AgentProfile | None
 
 def import_secret(conn: sqlite3.Connection, secret_ref: str, value: SecretStr, now: int) -> int:
     """A new active version; earlier versions stay for audit but stop resolving."""
+    require_id("secretRef", secret_ref)
+    if not value.get_secret_value().strip():
+        raise InvalidInput("value", "must not be empty")
     row = conn.execute("SELECT max(version) FROM secrets WHERE secret_ref = ?", (secret_ref,)).fetchone()
     version = int(row[0] or 0) + 1
     conn.execute("UPDATE secrets SET active = 0 WHERE secret_ref = ?", (secret_ref,))
@@ -66,7 +72,7 @@ def _resolve_secrets(conn: sqlite3.Connection, refs: list[str]) -> dict[str, Sec
 def _history(conn: sqlite3.Connection, conversation_id: str, limit: int) -> list[HistoryMessage]:
     rows = conn.execute(
         "SELECT role, content, at FROM history WHERE conversation_id = ? ORDER BY idx DESC LIMIT ?",
-        (conversation_id, limit),
+        (conversation_id, max(0, min(limit, MAX_PAGE))),
     ).fetchall()
     return [HistoryMessage(role=role, content=content, at=at) for role, content, at in reversed(rows)]
 

@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from contracts import models
 from contracts.clock import Clock, SystemClock
-from contracts.errors import FactoryError, StoreUnavailable
+from contracts.errors import FactoryError, InvalidInput, StoreUnavailable
 from contracts.rules import QueuePolicy, RandomSource, check_lease_ttl_ms, system_random
 from contracts.sqlite import agents, fleet, queue
 from contracts.sqlite.doorbell import Doorbell
@@ -45,6 +45,9 @@ class SqliteStore:
     shares it; None keeps what the file says (60 s in a new store). A process never hands out a
     lease of its own length.
 
+    ``create=False`` refuses a missing file (:class:`~contracts.errors.StoreUnusable`) instead of
+    creating one: for commands that only read.
+
     ``doorbell=False`` makes the store poll-only: it neither rings nor listens for the
     cross-process doorbell, and ``wait_for_work`` just sleeps out its timeout. For processes
     that cannot reach each other's abstract sockets (separate network namespaces sharing the
@@ -64,6 +67,7 @@ class SqliteStore:
         new_id: Callable[[], str] = new_message_id,
         new_lease: Callable[[], str] = new_lease_id,
         doorbell: bool = True,
+        create: bool = True,
     ) -> None:
         self.path = Path(path)
         self.policy = policy or QueuePolicy()
@@ -72,8 +76,9 @@ class SqliteStore:
         self._new_id = new_id
         self._new_lease = new_lease
         try:
-            conn = connect(self.path, synchronous=synchronous, open_timeout_s=busy_timeout_s)
+            conn = connect(self.path, synchronous=synchronous, open_timeout_s=busy_timeout_s, create=create)
         except sqlite3.Error as exc:
+            # Another process held the lock for the whole open timeout: a later try can succeed.
             raise StoreUnavailable(str(self.path), f"cannot open the SQLite file: {exc}") from exc
         self._engine = Engine(conn)
         if lease_ttl_ms is not None:
@@ -114,6 +119,11 @@ class SqliteStore:
                 delay_s = min(delay_s * 2, 0.01)
             except FactoryError:
                 raise
+            except UnicodeEncodeError:
+                # SQLite stores UTF-8: an argument holding bytes that were not UTF-8 cannot be bound.
+                raise InvalidInput("input", "is not UTF-8 text; send it in UTF-8") from None
+            except OverflowError:
+                raise InvalidInput("input", "a number is too large for the store") from None
             except sqlite3.Error as exc:
                 # Disk full, I/O error, a corrupt file: the store cannot answer now.
                 raise StoreUnavailable(self.name, str(exc)) from exc

@@ -4,7 +4,7 @@ import type { Doc } from "../_generated/dataModel";
 import type { DatabaseReader, DatabaseWriter } from "../_generated/server";
 import { HISTORY_WINDOW } from "./policy";
 import { findConversation, getMessageDoc } from "./queue";
-import { integer, nonEmpty } from "./validate";
+import { id, integer, nonEmpty } from "./validate";
 import type { AgentProfileInput } from "./validators";
 
 export type AgentProfile = {
@@ -54,7 +54,7 @@ export async function loadProfile(db: DatabaseReader, agentKey: string): Promise
 }
 
 export async function upsertProfile(db: DatabaseWriter, input: AgentProfileInput, now: number): Promise<AgentProfile> {
-  nonEmpty("agentKey", input.agentKey);
+  id("agentKey", input.agentKey);
   const profile = withDefaults(input);
   const doc = await profileDoc(db, profile.agentKey);
   if (doc === null) {
@@ -69,7 +69,8 @@ export async function upsertProfile(db: DatabaseWriter, input: AgentProfileInput
 
 /** Store a new active version; earlier versions stay for audit but stop resolving. */
 export async function importSecret(db: DatabaseWriter, secretRef: string, value: string, now: number): Promise<number> {
-  nonEmpty("secretRef", secretRef);
+  id("secretRef", secretRef);
+  nonEmpty("value", value);
   const latest = await db
     .query("factorySecrets")
     .withIndex("by_ref_version", (q) => q.eq("secretRef", secretRef))
@@ -123,7 +124,7 @@ export async function appendHistory(
   a: AppendArgs,
   now: number,
 ): Promise<{ updated: boolean; messageCount: number }> {
-  nonEmpty("conversationId", a.conversationId);
+  id("conversationId", a.conversationId);
   if (a.messages.length === 0) integer("messages", 0, 1); // "must be at least 1"
   for (const [i, m] of a.messages.entries()) if (m.at !== undefined) integer(`messages.${i}.at`, m.at, 0);
   const conv = await findConversation(db, a.conversationId);
