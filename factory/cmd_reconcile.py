@@ -110,7 +110,7 @@ def reconcile(
         raise
 
     async def main() -> list[TickResult]:
-        opened = open_full_store(store_cfg, role="fleet")
+        opened = open_full_store(store_cfg, role="fleet", create=not dry_run)  # a dry run changes nothing
         results: list[TickResult] = []
         try:
             reconciler = Reconciler(opened, machines, policy, specs)

@@ -20,6 +20,7 @@ from contracts.rules import check_lease_ttl_ms
 from contracts.urls import check_token_url
 
 DEFAULT_STORE = ".factory/factory.db"
+ENV_LEASE_TTL = "FACTORY_LEASE_TTL_MS"
 # The longest wait, timeout or window any setting may ask for: a week. Anything longer is a typo,
 # and unbounded values overflow timers (an infinite timeout cannot be given to a socket).
 MAX_SECONDS = 7 * 24 * 3600.0
@@ -92,12 +93,15 @@ class StoreSettings(_Settings):
     )
     # The lease length the store hands out. The store keeps it (SQLite: in the file, for every
     # process; Convex: the deployment's own FACTORY_LEASE_TTL_MS), so workers never read it.
-    lease_ttl_ms: int | None = Field(None, validation_alias=AliasChoices("FACTORY_LEASE_TTL_MS", "lease_ttl_ms"))
+    lease_ttl_ms: int | None = Field(None, validation_alias=AliasChoices(ENV_LEASE_TTL, "lease_ttl_ms"))
 
     @field_validator("lease_ttl_ms")
     @classmethod
     def _lease_ttl(cls, value: int | None) -> int | None:
-        return None if value is None else check_lease_ttl_ms(value)
+        try:
+            return None if value is None else check_lease_ttl_ms(value)
+        except ValueError as exc:  # the error line names the variable once
+            raise ValueError(str(exc).removeprefix(f"{ENV_LEASE_TTL}: ")) from None
 
     @field_validator("store")
     @classmethod

@@ -46,9 +46,13 @@ def connect(
     is refused before anything in it changes (:class:`StoreUnusable`); a lock held by another
     process stays a retryable ``sqlite3.OperationalError``.
     """
+    if len(os.fsencode(path.name)) > _NAME_MAX:
+        raise StoreUnusable(
+            str(path), f"the file name is {len(os.fsencode(path.name))} bytes; the limit is {_NAME_MAX}"
+        )
     if create:
         _create_file(path)
-    elif not path.is_file():
+    elif not _is_file(path):
         raise StoreUnusable(
             str(path), "no store file here; check --store or FACTORY_STORE (enqueue a message to create a store)"
         )
@@ -85,12 +89,10 @@ def connect(
 
 def _create_file(path: Path) -> None:
     """Make the store's folder (0700) and an empty file (0600) unless they exist; one line if not."""
-    if len(os.fsencode(path.name)) > _NAME_MAX:
-        raise StoreUnusable(
-            str(path), f"the file name is {len(os.fsencode(path.name))} bytes; the limit is {_NAME_MAX}"
-        )
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise StoreUnusable(str(path), f"cannot create its folder: {path.parent} is a file, not a folder") from None
     except OSError as exc:
         raise StoreUnusable(str(path), f"cannot create its folder {path.parent}: {_reason(exc)}") from None
     try:
@@ -99,6 +101,13 @@ def _create_file(path: Path) -> None:
         pass  # an existing store (or another process made it a moment ago)
     except OSError as exc:
         raise StoreUnusable(str(path), f"cannot create the file: {_reason(exc)}") from None
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError as exc:  # a name too long, a folder we may not enter
+        raise StoreUnusable(str(path), f"cannot look for the file: {_reason(exc)}") from None
 
 
 def _reason(exc: OSError) -> str:
