@@ -278,11 +278,6 @@ class FlySettings(_Settings):
         "https://api.machines.dev", validation_alias=AliasChoices("FLY_API_BASE_URL", "api_base_url")
     )
 
-    @field_validator("api_base_url")
-    @classmethod
-    def _api_over_tls(cls, value: str) -> str:
-        return check_token_url(value)
-
 
 class DigitalOceanSettings(_Settings):
     token: SecretStr | None = Field(None, validation_alias=AliasChoices("DIGITALOCEAN_TOKEN", "token"))
@@ -297,11 +292,6 @@ class DigitalOceanSettings(_Settings):
     cloud_init_template: str | None = Field(
         None, validation_alias=AliasChoices("DIGITALOCEAN_CLOUD_INIT_TEMPLATE", "cloud_init_template")
     )
-
-    @field_validator("api_base_url")
-    @classmethod
-    def _api_over_tls(cls, value: str) -> str:
-        return check_token_url(value)
 
     @field_validator("ssh_key_ids")
     @classmethod
