@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import random
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,9 @@ from tests.cli.conftest import Result
 # code and a right-to-left override.
 ESCAPES = "\x1b]0;pwned\x07\x1b[2J\x9b31m[red]x[/] :smile: \u202eevil"
 
+# The libraries factory.logging sets levels for.
+_QUIETED = ("httpx", "httpcore", "websockets")
+
 # The settings a command reads from the environment; a test starts from none of them.
 SETTING_PREFIXES = ("FACTORY_", "OPENCLAW_", "FLY_", "DIGITALOCEAN", "CONVEX_", "TELEGRAM_")
 
@@ -51,12 +55,26 @@ def invoke(args: Sequence[str], *, cwd: Path, env: Mapping[str, str] | None = No
             patch.setenv(name, value)
         patch.chdir(cwd)
         patch.setattr(sys, "stdin", io.StringIO(stdin))
-        try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                code = run(list(args))
-        finally:
-            structlog.reset_defaults()  # the command pointed its logs at our capture
+        with _logging_restored(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = run(list(args))
     return Result(code, out.getvalue(), err.getvalue())
+
+
+@contextlib.contextmanager
+def _logging_restored() -> Iterator[None]:
+    """A command configures logging for its process (levels, a handler on our capture); the test
+    process gets its own configuration back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    levels = {name: logging.getLogger(name).level for name in _QUIETED}
+    try:
+        yield
+    finally:
+        structlog.reset_defaults()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for name, saved in levels.items():
+            logging.getLogger(name).setLevel(saved)
 
 
 async def seed_store(path: Path) -> None:

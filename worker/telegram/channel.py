@@ -147,7 +147,10 @@ class TelegramChannel:
             same reply resumes after the chunks already delivered (see ``send``).
         """
         # The bot token rides in every request's path: https, or plain http to loopback only.
-        url = httpx.URL(check_token_url(api_base))
+        try:
+            url = httpx.URL(check_token_url(api_base))
+        except ValueError as exc:
+            raise ValueError(f"api_base: {exc}") from None
         for name, value in (
             ("timeout", timeout),
             ("backoff_initial", backoff_initial),
