@@ -13,6 +13,7 @@ from autoscaler.provider import LaunchSpec, Provider
 from autoscaler.reconciler import SpecFactory
 from contracts.errors import InvalidInput
 from contracts.launch import WorkerEnvironment
+from contracts.urls import check_token_url
 from factory.settings import (
     DigitalOceanSettings,
     FlySettings,
@@ -114,6 +115,11 @@ def launch_specs(
     if provider == "local" and not worker_store.startswith(("http://", "https://")):
         worker_store = str(Path(worker_store).expanduser().resolve())
     convex = worker_store.startswith(("http://", "https://"))
+    if convex and store.convex_auth_token is not None:
+        try:
+            check_token_url(worker_store)  # the workers would refuse to send it; refuse to launch them
+        except ValueError as exc:
+            raise InvalidInput("FACTORY_WORKER_STORE", str(exc)) from None
     shared = {
         "store": worker_store,
         "sqlite_synchronous": None if convex else store.sqlite_synchronous,

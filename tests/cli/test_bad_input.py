@@ -120,6 +120,10 @@ def test_bad_input_is_one_line_exit_2_and_creates_nothing(
         ({"FLY_APP": "My_App"}, ["FLY_APP"]),
         ({"FLY_APP": "my-app", "FLY_MEMORY_MB": "300"}, ["FLY_MEMORY_MB", "256"]),
         ({"FLY_APP": "my-app", "FLY_API_BASE_URL": "http://api.example.com"}, ["FLY_API_BASE_URL", "plain http"]),
+        (
+            {"FLY_APP": "my-app", "FACTORY_WORKER_STORE": "http://convex.example.com", "CONVEX_AUTH_TOKEN": "t"},
+            ["FACTORY_WORKER_STORE", "plain http"],
+        ),
     ],
 )
 def test_fly_settings_are_named(tmp_path: Path, env: dict[str, str], words: list[str]) -> None:
