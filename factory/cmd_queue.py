@@ -103,7 +103,7 @@ def enqueue(
 @queue_app.command("stats")
 def stats(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Counts of messages, conversations and workers."""
-    result = with_store(store, lambda s: s.queue_stats())
+    result = with_store(store, lambda s: s.queue_stats(), create=False)
     if as_json:
         print_json(result)
         return
@@ -134,7 +134,7 @@ def dead_letters(
     as_json: JsonOption = False,
 ) -> None:
     """Messages that will not be retried, with the reason."""
-    rows = with_store(store, lambda s: s.list_dead_letters(limit))
+    rows = with_store(store, lambda s: s.list_dead_letters(limit), create=False)
     if as_json:
         print_json(rows)
         return
@@ -160,7 +160,7 @@ def redrive(
     """Put dead letters back in the queue with fresh attempts."""
     if (message_id is None) == (not all_):
         raise InvalidInput("MESSAGE_ID", "give one message id, or --all (not both)")
-    result = with_store(store, lambda s: s.redrive(None if all_ else message_id))
+    result = with_store(store, lambda s: s.redrive(None if all_ else message_id), create=False)
     if message_id is not None and not result.redriven:
         # With --json too: a script must see that nothing was redriven.
         raise InvalidInput("MESSAGE_ID", f"{message_id!r} is not a dead letter; see `factory queue dead-letters`")
@@ -173,7 +173,7 @@ def redrive(
 @queue_app.command("release-expired")
 def release_expired(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Return messages whose lease expired to the queue (or the dead letter when out of attempts)."""
-    result = with_store(store, lambda s: s.release_expired())
+    result = with_store(store, lambda s: s.release_expired(), create=False)
     if as_json:
         print_json(result)
     else:
@@ -188,7 +188,7 @@ def show_conversation(
     as_json: JsonOption = False,
 ) -> None:
     """A conversation's history and queue counts."""
-    conv = with_store(store, lambda s: s.get_conversation(conversation_id, limit))
+    conv = with_store(store, lambda s: s.get_conversation(conversation_id, limit), create=False)
     if conv is None:
         raise InvalidInput("CONVERSATION_ID", f"no conversation {conversation_id!r} in this store")
     if as_json:
@@ -225,7 +225,7 @@ def set_agent(
         )
     except ValidationError as exc:
         raise InvalidInput.from_validation(exc) from None
-    with_store(store, lambda s: s.upsert_agent_profile(profile), role="agents", create=True)
+    with_store(store, lambda s: s.upsert_agent_profile(profile), role="agents")
     out.print(f"agent {agent_key} {'disabled' if disabled else 'enabled'}")
 
 
@@ -240,7 +240,5 @@ def set_secret(
     value = typer.prompt("value", hide_input=True) if sys.stdin.isatty() else sys.stdin.readline()
     if not value.strip():
         raise InvalidInput("value", "must not be empty: type the secret, or pipe it on stdin")
-    version = with_store(
-        store, lambda s: s.import_secret(secret_ref, SecretStr(value.strip())), role="agents", create=True
-    )
+    version = with_store(store, lambda s: s.import_secret(secret_ref, SecretStr(value.strip())), role="agents")
     out.print(f"{secret_ref} stored (version {version})")

@@ -64,12 +64,13 @@ def with_store(
     action: Callable[[FullStore], Awaitable[T]],
     *,
     role: str = "operator",
-    create: bool = False,
+    create: bool = True,
 ) -> T:
     """Open the store the options name, run ``action`` on it, and close it.
 
     ``role`` names what the command needs, for the one-line refusal in compat mode. A command
-    that only reads (the default) never creates a store: a missing SQLite file is one line."""
+    that only reads passes ``create=False``: it never creates a store, and a missing SQLite file
+    is one line (exit 1)."""
     settings = store_settings(store)
 
     async def run() -> T:
