@@ -17,6 +17,7 @@ from contracts.convex.store import ConvexStore
 from contracts.errors import InvalidInput
 from contracts.sqlite import SqliteStore
 from contracts.urls import check_token_url
+from factory.settings import StoreSettings, load
 from gateway.process import ManagedProcess
 from worker.telegram import TelegramChannel
 
@@ -88,3 +89,23 @@ def test_every_client_that_sends_a_token_refuses_plain_http_elsewhere() -> None:
         DigitalOceanConfig(token=SecretStr("t"), worker_image="i", api_base_url=PLAIN_REMOTE)
     # Without a token nothing secret travels: a store opened anonymously over http is allowed.
     anyio.run(ConvexStore(PLAIN_REMOTE).aclose)
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("HTTPS://happy-animal-123.convex.site", "https://happy-animal-123.convex.cloud"),
+        ("https://happy-animal-123.convex.cloud/", "https://happy-animal-123.convex.cloud"),
+        (" .factory/factory.db ", ".factory/factory.db"),
+        ("./ftp:notes.db", "./ftp:notes.db"),
+    ],
+)
+def test_a_store_is_a_path_or_a_normalised_convex_url(given: str, kept: str) -> None:
+    assert load(StoreSettings, store=given).store == kept
+
+
+@pytest.mark.parametrize("given", ["ftp://x/y", "https:/x.convex.cloud", "file:///tmp/x.db", "sqlite:x.db", " "])
+def test_any_other_store_is_refused_naming_the_setting(given: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        load(StoreSettings, store=given)
+    assert refused.value.field == "FACTORY_STORE"
