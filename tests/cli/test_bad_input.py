@@ -153,11 +153,7 @@ def test_digitalocean_settings_are_named(tmp_path: Path, env: dict[str, str], co
 
 def test_arguments_that_are_not_utf8_are_refused_before_anything_runs(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FACTORY_", "OPENCLAW_"))}
-    for args in (
-        [b"enqueue", b"hi", b"-c", b"\xff\xfe"],
-        [b"enqueue", b"hi", b"-c", b"c1", b"--agent", b"\xff"],
-        [b"conversation", b"show", b"\xff"],
-    ):
+    for args in ([b"enqueue", b"hi", b"-c", b"c1", b"--agent", b"\xff"], [b"conversation", b"show", b"\xff"]):
         proc = subprocess.run(
             [sys.executable.encode(), b"-m", b"factory", *args], cwd=tmp_path, env=env, capture_output=True, timeout=60
         )
