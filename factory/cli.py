@@ -59,10 +59,13 @@ def _undecodable(argv: Sequence[str]) -> str | None:
         try:
             arg.encode("utf-8")
         except UnicodeEncodeError:
-            name, eq, _ = arg.partition("=")
-            option = name if eq and name.startswith("-") else (argv[i - 1] if i and argv[i - 1].startswith("-") else "")
-            where = option or f"argument {i + 1}"
-            return f"{where}: {visible(arg)!s} is not UTF-8 text; pass the value in UTF-8"
+            name, eq, value = arg.partition("=")
+            if eq and name.startswith("-"):
+                where, shown = name, value  # --option=value
+            else:
+                where = argv[i - 1] if i and argv[i - 1].startswith("-") else f"argument {i + 1}"
+                shown = arg
+            return f"{visible(where)}: {visible(shown)} is not UTF-8 text; pass the value in UTF-8"
     return None
 
 
