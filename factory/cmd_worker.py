@@ -15,7 +15,8 @@ import structlog
 import typer
 
 from contracts.errors import FactoryError
-from contracts.roles import WorkerStore
+from contracts.models import SetWorkerStatusRequest
+from contracts.roles import FleetStore, WorkerStore
 from factory.console import StoreOption, err, store_settings
 from factory.logging import configure
 from factory.settings import LogSettings, WorkerSettings, load
@@ -33,6 +34,7 @@ from worker.telegram import TelegramChannel, TelegramMedia
 worker_app = typer.Typer(help="Run a worker.", no_args_is_help=True)
 log = structlog.get_logger("factory.worker")
 EXIT_SECOND_SIGNAL = 130
+EXIT_RECORD_TIMEOUT_S = 5.0
 
 
 def default_worker_id() -> str:
@@ -117,6 +119,19 @@ async def _watch_signals(worker: Worker, scope: anyio.CancelScope) -> None:
                 return
 
 
+async def _record_exit(store: object, worker_id: str, result: WorkerExit) -> None:
+    """Tell the store this worker is gone, so views stop counting it as active. Best effort: a
+    worker that cannot say so (store down, compat mode) ages into "stale" instead."""
+    if not isinstance(store, FleetStore):
+        return
+    request = SetWorkerStatusRequest(worker_id=worker_id, status="stopped", reason=f"exited ({result.reason})")
+    try:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(EXIT_RECORD_TIMEOUT_S):
+            await store.fleet_set_worker_status(request)
+    except FactoryError as exc:
+        log.warning("could not record the exit", worker_id=worker_id, error=str(exc))
+
+
 @worker_app.command("run")
 def run(
     once: Annotated[bool, typer.Option("--once", help="Process at most one message, then exit.")] = False,
@@ -150,7 +165,10 @@ def run(
     async def main() -> tuple[WorkerExit | None, Worker]:
         opened = open_store(store_cfg)
         try:
-            return await serve_worker(config, settings, opened)
+            result, worker = await serve_worker(config, settings, opened)
+            if result is not None:
+                await _record_exit(opened, config.worker_id, result)
+            return result, worker
         finally:
             with anyio.CancelScope(shield=True):
                 await opened.aclose()

@@ -6,6 +6,7 @@ import sqlite3
 
 from contracts.ingress import hydration_refs, pick_telegram_token
 from contracts.models import (
+    MAX_PAGE,
     AgentProfile,
     AppendRequest,
     AppendResult,
@@ -44,7 +45,7 @@ def get_profile(conn: sqlite3.Connection, agent_key: str) -> AgentProfile | None
 def _history(conn: sqlite3.Connection, conversation_id: str, limit: int) -> list[HistoryMessage]:
     rows = conn.execute(
         "SELECT role, content, at FROM history WHERE conversation_id = ? ORDER BY idx DESC LIMIT ?",
-        (conversation_id, limit),
+        (conversation_id, max(0, min(limit, MAX_PAGE))),
     ).fetchall()
     return [HistoryMessage(role=role, content=content, at=at) for role, content, at in reversed(rows)]
 
