@@ -13,6 +13,7 @@ from typing import Annotated
 import anyio
 import structlog
 import typer
+from anyio.abc import TaskStatus
 
 from contracts.errors import FactoryError
 from contracts.models import SetWorkerStatusRequest
@@ -92,7 +93,8 @@ async def serve_worker(
                 )
                 await tg.start(server.serve)
                 log.info("health endpoint", url=server.url)
-            tg.start_soon(_watch_signals, worker, tg.cancel_scope)
+            # Started, not scheduled: the handlers are in place before the first claim.
+            await tg.start(_watch_signals, worker, tg.cancel_scope)
             result = await worker.run()
             tg.cancel_scope.cancel()
     return result, worker
@@ -107,8 +109,11 @@ async def _closing(media: TelegramMedia) -> AsyncIterator[TelegramMedia]:
             await media.aclose()
 
 
-async def _watch_signals(worker: Worker, scope: anyio.CancelScope) -> None:
+async def _watch_signals(
+    worker: Worker, scope: anyio.CancelScope, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        task_status.started()
         async for signum in signals:
             if not worker.stopping:
                 log.info("signal received: finishing the job in flight, then exiting", signal=signum.name)
