@@ -8,21 +8,25 @@ allowlist, host exec) in ``<state dir>/factory-agents.json`` for the image's con
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import signal
 import socket
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
 
 import anyio
 import structlog
 import typer
+from anyio.abc import TaskStatus
 
 from contracts.errors import FactoryError, InvalidInput
-from contracts.roles import AgentStore, SnapshotStore, WorkerStore
+from contracts.models import SetWorkerStatusRequest
+from contracts.roles import AgentStore, FleetStore, SnapshotStore, WorkerStore
 from factory.console import StoreOption, err, out, store_settings
 from factory.logging import configure
 from factory.settings import BridgeEnvSettings, LogSettings, WorkerSettings, load
@@ -39,12 +43,13 @@ from worker.metrics import WorkerMetrics
 from worker.openclaw.http import HttpDelivery
 from worker.openclaw.sessions import session_key
 from worker.openclaw.ws import WsDelivery
-from worker.telegram import TelegramChannel
+from worker.telegram import TelegramChannel, TelegramMedia
 
 worker_app = typer.Typer(help="Run a worker.", no_args_is_help=True)
 log = structlog.get_logger("factory.worker")
 EXIT_SECOND_SIGNAL = 130
 AGENTS_FILE = "factory-agents.json"
+EXIT_RECORD_TIMEOUT_S = 5.0
 
 
 def default_worker_id() -> str:
@@ -110,7 +115,12 @@ async def serve_worker(
     readiness = Readiness()
     result: WorkerExit | None = None
     bridge_env = load(BridgeEnvSettings)
-    async with make_delivery(settings) as delivery, TelegramChannel(api_base=settings.telegram_api_base) as telegram:
+    media = TelegramMedia(settings.attachments_path, api_base=settings.telegram_api_base)
+    async with (
+        make_delivery(settings) as delivery,
+        TelegramChannel(api_base=settings.telegram_api_base) as telegram,
+        _closing(media),
+    ):
         runner = JobRunner(
             store=store,
             delivery=delivery,
@@ -122,6 +132,7 @@ async def serve_worker(
             sessions=delivery if settings.seed_history else None,
             bridge_dir=settings.bridge_dir,
             bridge_env=bridge_env.wire(),
+            media=media,
         )
         memory = agent_memory(settings, config, store, metrics)
         worker = Worker(config, store, runner, metrics, readiness, memory)
@@ -132,14 +143,27 @@ async def serve_worker(
                 )
                 await tg.start(server.serve)
                 log.info("health endpoint", url=server.url)
-            tg.start_soon(_watch_signals, worker, tg.cancel_scope)
+            # Started, not scheduled: the handlers are in place before the first claim.
+            await tg.start(_watch_signals, worker, tg.cancel_scope)
             result = await worker.run()
             tg.cancel_scope.cancel()
     return result, worker
 
 
-async def _watch_signals(worker: Worker, scope: anyio.CancelScope) -> None:
+@contextlib.asynccontextmanager
+async def _closing(media: TelegramMedia) -> AsyncIterator[TelegramMedia]:
+    try:
+        yield media
+    finally:
+        with anyio.CancelScope(shield=True):
+            await media.aclose()
+
+
+async def _watch_signals(
+    worker: Worker, scope: anyio.CancelScope, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        task_status.started()
         async for signum in signals:
             if not worker.stopping:
                 log.info("signal received: finishing the job in flight, then exiting", signal=signum.name)
@@ -148,6 +172,19 @@ async def _watch_signals(worker: Worker, scope: anyio.CancelScope) -> None:
                 log.warning("second signal: exiting now", signal=signum.name)
                 scope.cancel()
                 return
+
+
+async def _record_exit(store: object, worker_id: str, result: WorkerExit) -> None:
+    """Tell the store this worker is gone, so views stop counting it as active. Best effort: a
+    worker that cannot say so (store down, compat mode) ages into "stale" instead."""
+    if not isinstance(store, FleetStore):
+        return
+    request = SetWorkerStatusRequest(worker_id=worker_id, status="stopped", reason=f"exited ({result.reason})")
+    try:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(EXIT_RECORD_TIMEOUT_S):
+            await store.fleet_set_worker_status(request)
+    except FactoryError as exc:
+        log.warning("could not record the exit", worker_id=worker_id, error=str(exc))
 
 
 @worker_app.command("run")
@@ -183,7 +220,10 @@ def run(
     async def main() -> tuple[WorkerExit | None, Worker]:
         opened = open_store(store_cfg)
         try:
-            return await serve_worker(config, settings, opened)
+            result, worker = await serve_worker(config, settings, opened)
+            if result is not None:
+                await _record_exit(opened, config.worker_id, result)
+            return result, worker
         finally:
             with anyio.CancelScope(shield=True):
                 await opened.aclose()

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 import anyio.to_thread
 import structlog
@@ -26,7 +27,7 @@ from contracts.roles import WorkerStore
 from gateway.history import with_history
 from worker.boot import bridge_config_path
 from worker.bridge import write_bridge_config
-from worker.channels import Channel
+from worker.channels import Channel, channel_for
 from worker.delivery import Delivery, DeliveryRequest, SessionProbe
 from worker.errors import DeliveryUnavailable, InvalidJob, JobError
 from worker.health import Readiness
@@ -34,6 +35,12 @@ from worker.metrics import WorkerMetrics
 
 log = structlog.get_logger("worker.job")
 SessionKeyFn = Callable[[str, str], str]
+
+
+class MediaEnricher(Protocol):
+    async def enrich(self, job: ClaimedJob, bundle: HydrationBundle) -> str:
+        """The text the agent sees for ``job``: its message plus where its files were put."""
+        ...
 
 
 class HydrationUnavailable(JobError):
@@ -59,6 +66,8 @@ class JobRunner:
     bridge_env: Mapping[str, str | None] = field(default_factory=dict)
     # The agent of the last job: (agent key, OpenClaw agent id); a pinned worker snapshots it.
     last_agent: tuple[str, str] | None = None
+    # Downloads Telegram attachments and tells the agent where they are (None: text only).
+    media: MediaEnricher | None = None
 
     async def run(self, job: ClaimedJob) -> str:
         """Do the job; returns the reply. Raises a JobError (or a store error) on failure."""
@@ -82,7 +91,7 @@ class JobRunner:
             raise
         self.readiness.set_gateway_reachable(True)
 
-        provider = job.payload.provider
+        provider = channel_for(job.payload)
         channel = self.channels.get(provider)
         if channel is not None:
             await channel.send(job, bundle, reply.text)
@@ -104,8 +113,11 @@ class JobRunner:
         return reply.text
 
     async def _text(self, job: ClaimedJob, bundle: HydrationBundle, key: str) -> str:
-        """The message, with the stored history in front when the gateway lacks the session."""
+        """The message (with where its attachments were put), and the stored history in front when
+        the gateway lacks the session."""
         text = job.payload.message_text
+        if self.media is not None and job.payload.attachments:
+            text = await self.media.enrich(job, bundle)
         if self.sessions is None or not bundle.history:
             return text
         try:

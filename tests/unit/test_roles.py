@@ -11,14 +11,27 @@ from contracts.roles import (
     AgentStore,
     EnqueueStore,
     FleetStore,
+    IngressStore,
     OperatorStore,
+    ScheduleStore,
+    SecretStore,
     SnapshotStore,
     StoreHandle,
     WorkerStore,
 )
 from contracts.sqlite import SqliteStore
 
-ROLES = (WorkerStore, EnqueueStore, FleetStore, OperatorStore, AgentStore, SnapshotStore)
+ROLES = (
+    WorkerStore,
+    EnqueueStore,
+    FleetStore,
+    OperatorStore,
+    AgentStore,
+    ScheduleStore,
+    IngressStore,
+    SecretStore,
+    SnapshotStore,
+)
 
 
 def _every_role(store: SqliteStore | ConvexStore) -> None:
@@ -28,7 +41,10 @@ def _every_role(store: SqliteStore | ConvexStore) -> None:
     _f: FleetStore = store
     _o: OperatorStore = store
     _a: AgentStore = store
-    _s: SnapshotStore = store
+    _s: ScheduleStore = store
+    _i: IngressStore = store
+    _secrets: SecretStore = store
+    _snap: SnapshotStore = store
 
 
 def _compat_roles(store: AgentFactoryCompatStore) -> None:

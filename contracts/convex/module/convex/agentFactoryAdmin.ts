@@ -28,6 +28,23 @@ export const snapshotPrepare = internalMutation(api.snapshotPrepare);
 export const snapshotFinalize = internalMutation(api.snapshotFinalize);
 export const snapshotFail = internalMutation(api.snapshotFail);
 export const snapshotPrune = internalMutation(api.snapshotPrune);
+export const pushTemplatePut = internalMutation(api.pushTemplatePut);
+export const pushTemplateDelete = internalMutation(api.pushTemplateDelete);
+export const pushJobPut = internalMutation(api.pushJobPut);
+export const pushJobDelete = internalMutation(api.pushJobDelete);
+export const pushDispatch = internalMutation(api.pushDispatch);
+export const pushDispatchDue = internalMutation(api.pushDispatchDue);
+export const broadcast = internalMutation(api.broadcast);
+
+// ---- the front door and secrets (mutations; the webhook route calls these)
+export const resealSecret = internalMutation(api.resealSecret);
+export const createAppToken = internalMutation(api.createAppToken);
+export const revokeAppToken = internalMutation(api.revokeAppToken);
+export const ingestTelegramUpdate = internalMutation(api.ingestTelegramUpdate);
+export const setTelegramWebhook = internalMutation(api.setTelegramWebhook);
+export const createPairingCode = internalMutation(api.createPairingCode);
+export const consumePairingCode = internalMutation(api.consumePairingCode);
+export const revokeBinding = internalMutation(api.revokeBinding);
 
 // ---- queries
 export const workerHydrationBundle = internalQuery(api.workerHydrationBundle);
@@ -44,3 +61,21 @@ export const ledgerList = internalQuery(api.ledgerList);
 export const snapshotBoot = internalQuery(api.snapshotBoot);
 export const snapshotLatest = internalQuery(api.snapshotLatest);
 export const snapshotList = internalQuery(api.snapshotList);
+export const pushTemplates = internalQuery(api.pushTemplates);
+export const pushJobs = internalQuery(api.pushJobs);
+export const pushDispatches = internalQuery(api.pushDispatches);
+export const pushNextSlot = internalQuery(api.pushNextSlot);
+export const broadcasts = internalQuery(api.broadcasts);
+
+// ---- the front door and secrets (queries)
+export const resolveSecrets = internalQuery(api.resolveSecrets);
+export const secretStatus = internalQuery(api.secretStatus);
+export const sealedSecrets = internalQuery(api.sealedSecrets);
+export const findAppToken = internalQuery(api.findAppToken);
+export const listAppTokens = internalQuery(api.listAppTokens);
+export const getTelegramWebhook = internalQuery(api.getTelegramWebhook);
+export const findTelegramWebhook = internalQuery(api.findTelegramWebhook);
+export const getPairingCode = internalQuery(api.getPairingCode);
+export const resolveBinding = internalQuery(api.resolveBinding);
+export const listBindings = internalQuery(api.listBindings);
+export const conversationMessages = internalQuery(api.conversationMessages);

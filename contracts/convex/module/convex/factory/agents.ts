@@ -1,11 +1,12 @@
-// Agent profiles, secrets, conversation history, the hydration bundle and the read views of
+// Agent profiles, conversation history, the hydration bundle and the read views of
 // messages and conversations.
 import type { Doc } from "../_generated/dataModel";
 import type { DatabaseReader, DatabaseWriter } from "../_generated/server";
 import { HISTORY_WINDOW } from "./policy";
 import { findConversation, getMessageDoc } from "./queue";
 import { invalidInput } from "./errors";
-import { integer, nonEmpty } from "./validate";
+import { resolveSecrets } from "./secrets";
+import { id, integer } from "./validate";
 import type { AgentProfileInput, BridgeConfigInput } from "./validators";
 
 export type AgentProfile = {
@@ -104,7 +105,7 @@ export async function loadProfile(db: DatabaseReader, agentKey: string): Promise
 }
 
 export async function upsertProfile(db: DatabaseWriter, input: AgentProfileInput, now: number): Promise<AgentProfile> {
-  nonEmpty("agentKey", input.agentKey);
+  id("agentKey", input.agentKey);
   checkWorkspaceFiles(input.workspaceFiles ?? {});
   for (const name of input.skills ?? []) checkSkillName("skills", name);
   const profile = withDefaults(input);
@@ -115,38 +116,6 @@ export async function upsertProfile(db: DatabaseWriter, input: AgentProfileInput
     await db.replace(doc._id, { agentKey: profile.agentKey, profile, enabled: profile.enabled, updatedAt: now });
   }
   return profile;
-}
-
-// --------------------------------------------------------------------------- secrets
-
-/** Store a new active version; earlier versions stay for audit but stop resolving. */
-export async function importSecret(db: DatabaseWriter, secretRef: string, value: string, now: number): Promise<number> {
-  nonEmpty("secretRef", secretRef);
-  const latest = await db
-    .query("factorySecrets")
-    .withIndex("by_ref_version", (q) => q.eq("secretRef", secretRef))
-    .order("desc")
-    .first();
-  const active = await db
-    .query("factorySecrets")
-    .withIndex("by_ref_active", (q) => q.eq("secretRef", secretRef).eq("active", true))
-    .collect(); // at most one row: only this function activates a version
-  for (const row of active) await db.patch(row._id, { active: false });
-  const version = (latest?.version ?? 0) + 1;
-  await db.insert("factorySecrets", { secretRef, version, value, active: true, createdAt: now });
-  return version;
-}
-
-async function resolveSecrets(db: DatabaseReader, refs: string[]): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  for (const ref of refs) {
-    const row = await db
-      .query("factorySecrets")
-      .withIndex("by_ref_active", (q) => q.eq("secretRef", ref).eq("active", true))
-      .first();
-    if (row !== null) out[ref] = row.value;
-  }
-  return out;
 }
 
 // --------------------------------------------------------------------------- history
@@ -175,7 +144,7 @@ export async function appendHistory(
   a: AppendArgs,
   now: number,
 ): Promise<{ updated: boolean; messageCount: number }> {
-  nonEmpty("conversationId", a.conversationId);
+  id("conversationId", a.conversationId);
   if (a.messages.length === 0) integer("messages", 0, 1); // "must be at least 1"
   for (const [i, m] of a.messages.entries()) if (m.at !== undefined) integer(`messages.${i}.at`, m.at, 0);
   const conv = await findConversation(db, a.conversationId);
@@ -210,32 +179,13 @@ export async function appendHistory(
 const BRIDGE_PREFIX = "agent-bridge";
 const BRIDGE_FIELDS = ["baseUrl", "serviceId", "serviceKey", "appKey", "appBaseUrlMapJson"] as const;
 
-/** The agent's bridge settings in upstream's order: profile field, then the secrets
- * agent-bridge.<field>.<agentKey> and agent-bridge.<field> (contracts/bridge.py does the same). */
-async function resolveBridge(db: DatabaseReader, agentKey: string, config: NonNullable<AgentProfile["bridgeConfig"]>) {
+/** Every secret the agent's bridge may be resolved from, in upstream's order: the profile's own
+ * refs, then agent-bridge.<field>.<agentKey> and agent-bridge.<field>. They travel sealed; the
+ * worker opens them and picks each field (contracts/bridge.py: bridge_secret_refs, resolve_bridge). */
+function bridgeSecretRefs(agentKey: string, config: NonNullable<AgentProfile["bridgeConfig"]>): string[] {
   const refs = [config.serviceKeySecretRef, config.appBaseUrlMapJsonSecretRef].filter((r): r is string => !!r);
   for (const field of BRIDGE_FIELDS) refs.push(`${BRIDGE_PREFIX}.${field}.${agentKey}`, `${BRIDGE_PREFIX}.${field}`);
-  const secrets = await resolveSecrets(db, refs);
-  const pick = (field: string, fromProfile?: string, ref?: string) => {
-    for (const candidate of [
-      fromProfile,
-      ref ? secrets[ref] : undefined,
-      secrets[`${BRIDGE_PREFIX}.${field}.${agentKey}`],
-      secrets[`${BRIDGE_PREFIX}.${field}`],
-    ]) {
-      if (candidate !== undefined && candidate.trim() !== "") return candidate.trim();
-    }
-    return undefined;
-  };
-  const resolved = {
-    baseUrl: pick("baseUrl", config.baseUrl),
-    serviceId: pick("serviceId", config.serviceId),
-    serviceKey: pick("serviceKey", undefined, config.serviceKeySecretRef),
-    appKey: pick("appKey", config.appKey),
-    appBaseUrlMapJson: pick("appBaseUrlMapJson", undefined, config.appBaseUrlMapJsonSecretRef),
-    allowedHosts: config.allowedHosts,
-  };
-  return Object.fromEntries(Object.entries(resolved).filter(([, value]) => value !== undefined));
+  return refs;
 }
 
 /** What a worker needs to run a claimed message; null unless the message is processing. */
@@ -244,12 +194,10 @@ export async function hydrationBundle(db: DatabaseReader, messageId: string) {
   if (m === null || m.status !== "processing") return null;
   const profile = await loadProfile(db, m.agentKey);
   if (profile === null) return null;
-  const secrets = await resolveSecrets(db, profile.secretsRef);
-  const tokenRef = Object.keys(secrets).find(
-    (ref) => ref === TELEGRAM_TOKEN_REF || ref.startsWith(TELEGRAM_TOKEN_REF + "."),
-  );
-  // Only an agent with an enabled bridge is sent bridge secrets.
-  const bridge = profile.bridgeConfig?.enabled ? await resolveBridge(db, m.agentKey, profile.bridgeConfig) : undefined;
+  // Sealed: the worker opens them (and picks the bot token and bridge fields) with the key only
+  // it holds. Only an agent with an enabled bridge is sent bridge secrets.
+  const refs = [...profile.secretsRef, `${TELEGRAM_TOKEN_REF}.${m.agentKey}`, TELEGRAM_TOKEN_REF];
+  if (profile.bridgeConfig?.enabled) refs.push(...bridgeSecretRefs(m.agentKey, profile.bridgeConfig));
   return {
     messageId: m._id,
     conversationId: m.conversationId,
@@ -257,9 +205,7 @@ export async function hydrationBundle(db: DatabaseReader, messageId: string) {
     payload: m.payload,
     profile,
     history: await history(db, m.conversationId, HISTORY_WINDOW),
-    ...(tokenRef !== undefined ? { telegramBotToken: secrets[tokenRef] } : {}),
-    secrets,
-    ...(bridge !== undefined ? { bridge } : {}),
+    sealedSecrets: await resolveSecrets(db, refs),
   };
 }
 
