@@ -90,19 +90,28 @@ describe("snapshots", () => {
     ).rejects.toThrow(/agent-bridge/);
   });
 
-  test("the bundle resolves a bridge profile field, then per-agent, then global secrets", async () => {
+  test("a bridged agent's bundle carries its bridge secrets sealed; others none", async () => {
     const h = setup();
     await h.t.mutation(api.upsertAgentProfile, {
       profile: { agentKey: "default", bridgeConfig: { appKey: "crm", allowedHosts: ["crm.example.com"] } },
     });
-    await h.t.mutation(api.importSecret, { secretRef: "agent-bridge.serviceKey.default", value: "per-agent" });
-    await h.t.mutation(api.importSecret, { secretRef: "agent-bridge.serviceKey", value: "global" });
-    await h.t.mutation(api.importSecret, { secretRef: "agent-bridge.serviceId", value: "svc" });
-    const m = await send(h, "c1", "hi");
+    await h.t.mutation(api.upsertAgentProfile, { profile: { agentKey: "plain" } });
+    await h.t.mutation(api.importSecret, { secretRef: "agent-bridge.serviceKey.default", value: "sealed-1", keyId: "k" });
+    await h.t.mutation(api.importSecret, { secretRef: "agent-bridge.serviceKey", value: "sealed-2", keyId: "k" });
+    await h.t.mutation(api.importSecret, { secretRef: "agent-bridge.serviceId", value: "sealed-3", keyId: "k" });
+    const bridged = await send(h, "c1", "hi");
     await claim(h);
-    const bundle = await h.t.query(api.workerHydrationBundle, { messageId: m, workspaceId: "default" });
-    expect(bundle).toMatchObject({
-      bridge: { appKey: "crm", serviceKey: "per-agent", serviceId: "svc", allowedHosts: ["crm.example.com"] },
-    });
+    const bundle = await h.t.query(api.workerHydrationBundle, { messageId: bridged, workspaceId: "default" });
+    // The worker opens them and picks each field (contracts/bridge.py): the module holds no key.
+    expect(bundle?.profile.bridgeConfig).toMatchObject({ appKey: "crm", allowedHosts: ["crm.example.com"] });
+    expect(bundle?.sealedSecrets.map((s: { secretRef: string }) => s.secretRef)).toEqual([
+      "agent-bridge.serviceId",
+      "agent-bridge.serviceKey.default",
+      "agent-bridge.serviceKey",
+    ]);
+    const plain = await send(h, "c2", "hi", { agentKey: "plain" });
+    await claim(h, "w2");
+    const other = await h.t.query(api.workerHydrationBundle, { messageId: plain, workspaceId: "default" });
+    expect(other?.sealedSecrets).toEqual([]);
   });
 });
