@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 from pydantic import SecretStr, ValidationError
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -297,7 +296,7 @@ def set_agent(
     if profile.has_bridge:
         extras.append("bridge")
     suffix = f" ({'; '.join(extras)})" if extras else ""
-    out.print(f"agent {escape(agent_key)} {'disabled' if disabled else 'enabled'}{suffix}")
+    out.print(f"agent {agent_key} {'disabled' if disabled else 'enabled'}{suffix}")
 
 
 @agent_app.command("secret")

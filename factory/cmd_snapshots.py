@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from contracts.errors import InvalidInput
@@ -28,22 +27,21 @@ def list_snapshots(
     as_json: JsonOption = False,
 ) -> None:
     """Snapshots, newest first: ready ones are what a new machine restores."""
-    rows = with_store(store, lambda s: s.snapshot_list(conversation, limit), role="snapshots")
+    rows = with_store(store, lambda s: s.snapshot_list(conversation, limit), role="snapshots", create=False)
     if as_json:
         print_json(rows)
         return
     table = Table("snapshot", "conversation", "agent", "status", "reason", "size", "taken", "worker / error")
     for r in rows:
-        # Ids and errors come from workers: shown as text, never as markup.
         table.add_row(
-            escape(r.snapshot_id),
-            escape(r.conversation_id),
-            escape(r.agent_key),
+            r.snapshot_id,
+            r.conversation_id,
+            r.agent_key,
             r.status,
             r.reason,
             _size(r.size_bytes),
             when(r.created_at),
-            escape(r.error or r.worker_id),
+            r.error or r.worker_id,
         )
     out.print(table if rows else "no snapshots")
 

@@ -16,7 +16,9 @@ with it (the ``gateway`` tool could rewrite this very policy, ``openclaw`` runs 
 tools stay inside the agent's workspace (``tools.fs.workspaceOnly``: no reading
 ``/proc/self/environ`` or a store file next door). OpenClaw's own default is host exec without
 approval (docs ``tools/exec.md``); an operator who wants exec opts in with ``allow_host_exec`` (the
-worker image: ``FACTORY_OPENCLAW_ALLOW_EXEC=1``), which lifts the runtime group only.
+worker image: ``FACTORY_OPENCLAW_ALLOW_EXEC=1``), which lifts the runtime group only. An agent with a
+bridge opts in on its own (``AgentSpec.host_exec``: its bridge skill runs ``factory bridge call``):
+then the runtime deny and ``exec.mode: deny`` move from ``tools`` into every other agent's entry.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ ModelChoice = CompatibleModel | HostedModel
 
 # The tools that run commands on the gateway's host.
 HOST_EXEC_TOOLS = ("exec", "process")
+RUNTIME_GROUP = "group:runtime"
 
 
 class AgentSpec(BaseModel):
@@ -97,14 +100,17 @@ class AgentSpec(BaseModel):
     def _canonical(cls, value: str) -> str:
         return check_agent_id(value)
 
-    def entry(self, state_dir: Path) -> dict[str, Any]:
-        """This agent's ``agents.entries.<id>`` block."""
+    def entry(self, state_dir: Path, *, exec_denied_here: bool = False) -> dict[str, Any]:
+        """This agent's ``agents.entries.<id>`` block. ``exec_denied_here``: the gateway-wide policy
+        leaves host exec open for another agent's opt-in, so this agent (not opted in) closes it."""
         entry: dict[str, Any] = {"workspace": str(self.workspace or state_dir / "workspaces" / self.id)}
         if self.skills is not None:
             # An explicit list replaces inherited defaults; [] shows the agent no skill at all.
             entry["skills"] = list(self.skills)
         if self.host_exec is True:
             entry["tools"] = {"alsoAllow": list(HOST_EXEC_TOOLS)}
+        elif exec_denied_here:
+            entry["tools"] = {"deny": [RUNTIME_GROUP], "exec": {"mode": "deny"}}
         elif self.host_exec is False:
             entry["tools"] = {"deny": list(HOST_EXEC_TOOLS)}
         return entry
@@ -135,7 +141,10 @@ def gateway_config(
         # "0m" turns the cadence off: the worker decides when an agent runs, not a timer.
         "heartbeat": {"agentId": ids[0], "every": heartbeat_every},
     }
-    entries = {agent.id: agent.entry(state_dir) for agent in agents}
+    # An agent's own opt-in (its bridge skill runs a command) lifts the gateway-wide deny, which
+    # then moves into every other agent's entry: deny wins in either scope, so it cannot stay global.
+    per_agent = not allow_host_exec and any(agent.host_exec is True for agent in agents)
+    entries = {agent.id: agent.entry(state_dir, exec_denied_here=per_agent) for agent in agents}
     agents_block: dict[str, Any] = {"defaults": defaults, "entries": entries}
     if len(agents) > 1:
         # Required with more than one agent; every request then names its agent.
@@ -149,7 +158,7 @@ def gateway_config(
             "http": {"endpoints": {"chatCompletions": {"enabled": True}}},
         },
         "agents": agents_block,
-        "tools": tool_policy(allow_host_exec=allow_host_exec),
+        "tools": tool_policy(allow_host_exec=allow_host_exec or per_agent),
         # The bundled memory plugin schedules a daily "dreaming" agent turn: surprise model calls.
         "plugins": {"entries": {"memory-core": {"config": {"dreaming": {"enabled": False}}}}},
         # The default file log goes to /tmp/openclaw/, outside the state dir.
@@ -170,7 +179,7 @@ def tool_policy(*, allow_host_exec: bool) -> dict[str, Any]:
         "elevated": {"enabled": False},
     }
     if not allow_host_exec:
-        policy["deny"].insert(0, "group:runtime")
+        policy["deny"].insert(0, RUNTIME_GROUP)
         policy["exec"] = {"mode": "deny"}
     return policy
 

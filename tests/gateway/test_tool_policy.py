@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import CompatibleModel
+from gateway.config import AgentSpec, CompatibleModel
 from gateway.install import ensure_openclaw
 from gateway.runtime import GatewayRuntime
 from tests.gateway_fixture import OpenClawGateway
@@ -50,14 +50,24 @@ async def test_file_tools_stay_in_the_workspace(openclaw_gateway: OpenClawGatewa
     assert openclaw_gateway.token.get_secret_value() not in reply
 
 
-def test_the_real_gateway_accepts_the_opt_in_policy(tmp_path: Path) -> None:
-    """``openclaw config validate`` (strict about keys and values) on the config of an operator who
-    opted into exec; the default policy is the one the session's gateway runs with."""
+# An operator's gateway-wide opt-in; an agent's own (its bridge), which moves the deny into the others.
+OPT_INS: dict[str, tuple[bool, tuple[str | AgentSpec, ...]]] = {
+    "operator": (True, ("main",)),
+    "agent": (False, (AgentSpec(id="main", host_exec=True), AgentSpec(id="other"))),
+}
+
+
+@pytest.mark.parametrize("who", sorted(OPT_INS))
+def test_the_real_gateway_accepts_the_opt_in_policies(tmp_path: Path, who: str) -> None:
+    """``openclaw config validate`` (strict about keys and values) on the config of an operator or an
+    agent that opted into exec; the default policy is the one the session's gateway runs with."""
+    operator_opt_in, agents = OPT_INS[who]
     runtime = GatewayRuntime(
         ensure_openclaw(os.environ),
         tmp_path / "state",
         model=CompatibleModel(base_url="http://127.0.0.1:9/v1"),
-        allow_host_exec=True,
+        agents=agents,
+        allow_host_exec=operator_opt_in,
     )
     runtime.write_config()
 

@@ -73,5 +73,18 @@ def test_the_config_entry_carries_the_allowlist_and_the_exec_choice(tmp_path: Pa
     entries = config["agents"]["entries"]
     assert entries["main"]["skills"] == ["notes", "agent-bridge"]
     assert entries["main"]["tools"] == {"alsoAllow": ["exec", "process"]}
-    assert entries["quiet"]["skills"] == [] and entries["quiet"]["tools"] == {"deny": ["exec", "process"]}
-    assert "skills" not in entries["plain"] and "tools" not in entries["plain"]
+    # main's own opt-in lifts the gateway-wide deny; every other agent keeps it in its entry.
+    assert "group:runtime" not in config["tools"]["deny"] and "exec" not in config["tools"]
+    closed = {"deny": ["group:runtime"], "exec": {"mode": "deny"}}
+    assert entries["quiet"]["skills"] == [] and entries["quiet"]["tools"] == closed
+    assert "skills" not in entries["plain"] and entries["plain"]["tools"] == closed
+
+
+def test_without_an_agent_opt_in_the_deny_stays_gateway_wide(tmp_path: Path) -> None:
+    agents = (AgentSpec(id="main", skills=("notes",)), AgentSpec(id="quiet", host_exec=False))
+    config = gateway_config(
+        port=1, state_dir=tmp_path, agents=agents, model=CompatibleModel(base_url="http://127.0.0.1:9/v1")
+    )
+    assert config["tools"]["deny"][0] == "group:runtime" and config["tools"]["exec"] == {"mode": "deny"}
+    assert "tools" not in config["agents"]["entries"]["main"]
+    assert config["agents"]["entries"]["quiet"]["tools"] == {"deny": ["exec", "process"]}
