@@ -175,7 +175,9 @@ def test_unknown_redrive_fails_for_scripts_too(seeded: Path) -> None:
 # ------------------------------------------------------------------------------ stores
 
 
-@pytest.mark.parametrize("command", [["queue", "stats"], ["queue", "dead-letters"], ["conversation", "show", "c1"]])
+@pytest.mark.parametrize(
+    "command", [["queue", "stats"], ["queue", "dead-letters"], ["conversation", "show", "c1"], ["snapshots", "list"]]
+)
 def test_read_only_commands_never_create_a_store(tmp_path: Path, command: list[str]) -> None:
     one_line(invoke(command, cwd=tmp_path), 1, ".factory/factory.db", "no store file")
     one_line(invoke([*command, "--store", "new/x.db"], cwd=tmp_path), 1, "new/x.db")

@@ -38,6 +38,7 @@ from gateway.config import CompatibleModel
 from gateway.install import OpenClawInstall, ensure_openclaw
 from gateway.runtime import GatewayRuntime
 from gateway.stub_llm import StubLLMProcess
+from tests.contract.helpers import TEST_BOX
 from tests.fakes.bridge_app import SERVICE_ID, SERVICE_KEY, BridgeApp
 from tests.worker.harness import build_worker, eventually, message
 from worker.boot import BootReport, boot_machine, bridge_config_path
@@ -203,7 +204,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("machines")
     install = ensure_openclaw(os.environ)
     with StubLLMProcess.start(root / "stub.jsonl", output=root / "stub.out") as stub, BridgeApp() as app:
-        store = SqliteStore(root / "factory.db")
+        store = SqliteStore(root / "factory.db", secrets_box=TEST_BOX)
         yield World(install, stub, store, app, root)
         anyio.run(store.aclose)
 
