@@ -108,7 +108,9 @@ class AgentSpec(BaseModel):
             # An explicit list replaces inherited defaults; [] shows the agent no skill at all.
             entry["skills"] = list(self.skills)
         if self.host_exec is True:
-            entry["tools"] = {"alsoAllow": list(HOST_EXEC_TOOLS)}
+            # exec alone: without `process` it runs in the foreground to the end (no auto-background
+            # after yieldMs), so a slow bridge call still answers in the same turn.
+            entry["tools"] = {"alsoAllow": ["exec"], "deny": ["process"]}
         elif exec_denied_here:
             entry["tools"] = {"deny": [RUNTIME_GROUP], "exec": {"mode": "deny"}}
         elif self.host_exec is False:

@@ -72,7 +72,7 @@ def test_the_config_entry_carries_the_allowlist_and_the_exec_choice(tmp_path: Pa
     )
     entries = config["agents"]["entries"]
     assert entries["main"]["skills"] == ["notes", "agent-bridge"]
-    assert entries["main"]["tools"] == {"alsoAllow": ["exec", "process"]}
+    assert entries["main"]["tools"] == {"alsoAllow": ["exec"], "deny": ["process"]}
     # main's own opt-in lifts the gateway-wide deny; every other agent keeps it in its entry.
     assert "group:runtime" not in config["tools"]["deny"] and "exec" not in config["tools"]
     closed = {"deny": ["group:runtime"], "exec": {"mode": "deny"}}

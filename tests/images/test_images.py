@@ -130,9 +130,12 @@ def test_the_gateway_config_takes_the_prepared_agents_allowlist_and_exec_opt_in(
         [sys.executable, str(WORKER_IMAGE_DIR / "gateway_config.py")], env=env, check=True, timeout=30, cwd=ROOT
     )
 
-    entry = json.loads((state / "openclaw.json").read_text())["agents"]["entries"]["main"]
+    config = json.loads((state / "openclaw.json").read_text())
+    entry = config["agents"]["entries"]["main"]
     assert entry["skills"] == ["notes", "agent-bridge"]
-    assert entry["tools"] == {"alsoAllow": ["exec", "process"]}
+    assert entry["tools"] == {"alsoAllow": ["exec"], "deny": ["process"]}
+    # The agent's own opt-in lifts the gateway-wide exec deny (it would win over alsoAllow).
+    assert "group:runtime" not in config["tools"]["deny"]
 
 
 def test_the_gateway_config_names_a_missing_key() -> None:
