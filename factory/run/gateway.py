@@ -29,6 +29,8 @@ from gateway.stub_llm import StubLLMProcess
 
 AGENT = "main"
 WARM_UP_TIMEOUT_S = 120.0
+# A shared 2-core machine under load can take minutes to start a gateway (two in this demo).
+READY_TIMEOUT_S = 180.0
 
 
 async def _stop_blocking(outcome: Outcome, what: str, call: Callable[[], object]) -> None:
@@ -82,7 +84,7 @@ async def start_gateway(
         model = CompatibleModel(base_url=stub.base_url)
     else:
         model = plan.hosted
-    runtime = GatewayRuntime(install, demo / "gateway", model=model, agents=(AGENT,))
+    runtime = GatewayRuntime(install, demo / "gateway", model=model, agents=(AGENT,), ready_timeout_s=READY_TIMEOUT_S)
     stack.push_async_callback(stop_gateway, outcome, runtime)
     started = time.monotonic()
     try:

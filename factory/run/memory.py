@@ -24,7 +24,7 @@ from contracts.errors import FactoryError
 from factory.fleet import launch_specs, scaling_policy
 from factory.run.burst import BurstMessage
 from factory.run.fleet import fleet_settings, run_fleet
-from factory.run.gateway import stop_gateway
+from factory.run.gateway import READY_TIMEOUT_S, stop_gateway
 from factory.run.model import ModelPlan
 from factory.run.screen import Screen, excerpt
 from factory.run.state import Outcome, RunState
@@ -110,8 +110,9 @@ async def check_memory(
         f"memory: moving {conversation} ({turns} turns so far, answered by {check.first_worker}) to a fresh "
         f"machine; its snapshot: {_restore_words(check)}"
     )
-    # A second gateway starting beside the first on 2 cores needs more than the usual 90 s at times.
-    second = GatewayRuntime(install, machine, model=first.model, agents=(report.agent,), ready_timeout_s=180)
+    second = GatewayRuntime(
+        install, machine, model=first.model, agents=(report.agent,), ready_timeout_s=READY_TIMEOUT_S
+    )
     stack.push_async_callback(stop_gateway, outcome, second, "gateway of machine B")
     try:
         with screen.step("starting machine B's OpenClaw gateway…"):
