@@ -5,7 +5,8 @@ Each field is taken from the first of: the profile's ``bridgeConfig``, the secre
 worker's environment. The store does the first three while it builds the hydration bundle
 (:func:`resolve_bridge`); the worker adds its environment (:func:`complete_bridge`). When no base
 URL is found by then, it is looked up by app key in the ``appBaseUrlMapJson`` map, as upstream does.
-The Convex module implements the same order in ``factory/agents.ts``.
+Both stores use this module: the Convex module only sends the secrets of :func:`bridge_secret_refs`
+sealed (it holds no key), and its Python binding opens them and calls :func:`resolve_bridge`.
 """
 
 from __future__ import annotations
