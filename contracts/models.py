@@ -185,7 +185,7 @@ LeaseRefusal = Literal["lease_lost", "lease_expired", "unknown_message"]
 
 
 class LeaseResult(WireModel):
-    """The answer to a heartbeat or a complete: accepted, or refused with the reason."""
+    """The answer to a heartbeat, a complete or a release: accepted, or refused with the reason."""
 
     ok: bool
     refused: LeaseRefusal | None = None
@@ -194,16 +194,11 @@ class LeaseResult(WireModel):
     now: EpochMs | None = None
 
 
-class FailRequest(WireModel):
-    """``workerFail``: the lease it is fenced by, and what went wrong.
-
-    On the wire the lease's fields sit at the top level (``{workerId, messageId, leaseId,
-    errorMessage, retryable}``), as upstream's function takes them.
-    """
+class _Fenced(WireModel):
+    """A call fenced by a lease. On the wire the lease's fields sit at the top level
+    (``{workerId, messageId, leaseId, …}``), as upstream's functions take them."""
 
     lease: LeaseRef
-    error_message: str
-    retryable: bool = True
 
     @model_validator(mode="before")
     @classmethod
@@ -220,6 +215,27 @@ class FailRequest(WireModel):
     def _flat_lease(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
         return {**data.pop("lease"), **data}
+
+
+class FailRequest(_Fenced):
+    """``workerFail``: the lease it is fenced by, and what went wrong (a fault of the message)."""
+
+    error_message: str
+    retryable: bool = True
+
+
+class ReleaseRequest(_Fenced):
+    """``workerRelease``: give the message back without spending an attempt, because the fault was
+    not the message's (gateway, model or store unwell; the worker shutting down).
+
+    The attempt counted at its claim is undone and the message returns to its place at the head of
+    its conversation, due at once. A release is accepted while the lease is still the message's
+    current one, even after it ran out, as long as nobody took the message over: giving a message
+    back is always safe. A replay of an accepted release is accepted again. The answer is a
+    :class:`LeaseResult`.
+    """
+
+    reason: NonEmpty
 
 
 class FailResult(WireModel):

@@ -63,6 +63,12 @@ def out_of_attempts(attempts: int, max_attempts: int) -> bool:
     return attempts >= max_attempts
 
 
+def attempts_after_release(attempts: int) -> int:
+    """A released message was not at fault: the attempt its claim counted is given back, so an
+    outage of any length never brings a message nearer its dead letter."""
+    return max(0, attempts - 1)
+
+
 def backoff_ms(attempt: int, policy: QueuePolicy, rng: RandomSource) -> int:
     """Delay before delivery ``attempt + 1``: exponential from the base, capped, plus jitter.
 

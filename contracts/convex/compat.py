@@ -9,11 +9,18 @@ workerClaim                     mutation  {workerId, conversationId?} → job | 
 workerHeartbeat/Complete        mutation  {workerId, messageId, leaseId} → bool
 workerFail                      mutation  {workerId, messageId, leaseId, errorMessage} → {requeued, deadLettered,
                                           nextScheduledFor|null}; no ``retryable``: upstream retries until maxAttempts
+(workerRelease)                 —         upstream has none: nothing is sent (below)
 workerHydrationBundle           query     {messageId, workspaceId} → upstream bundle, mapped to ours
 workerControlState              query     {workerId} → {shouldStop}
 workerAppendConversationMessages mutation {conversationId, workspaceId?, messages} (no per-message dedupe upstream)
 enqueue                         mutation  flattened payload: {conversationId, agentKey, provider, …, priority?}
 ==============================  ========  ==============================================================
+
+Releasing (giving a message back after an infrastructure fault) is not an upstream function. Upstream
+counts an attempt only in ``workerFail``, never at claim or when a lease expires, so the release
+here sends nothing and lets the lease run out: upstream's sweep then re-queues the message with its
+attempts untouched, at the cost of its conversation waiting out the rest of the lease (up to 6
+minutes upstream). The worker stops heartbeating it either way.
 
 Registering is a no-op (upstream registers a worker by its first claim; note that upstream tells
 a worker it has no row for to stop). The store's clock is this machine's: upstream has no time
@@ -50,6 +57,7 @@ from contracts.models import (
     LeaseRef,
     LeaseResult,
     MessagePayload,
+    ReleaseRequest,
     WorkerRecord,
     WorkerRegistration,
     to_wire,
@@ -176,6 +184,11 @@ class AgentFactoryCompatStore:
         if not result.requeued and not result.dead_lettered:
             return result.model_copy(update={"refused": "lease_lost"})
         return result
+
+    async def worker_release(self, request: ReleaseRequest) -> LeaseResult:
+        """Nothing to call upstream: the lease runs out and upstream's sweep re-queues the message
+        without counting an attempt (see the module docstring). Accepted, as that is the outcome."""
+        return LeaseResult(ok=True, now=await self.now_ms())
 
     async def worker_hydration_bundle(self, message_id: str, workspace_id: str = "default") -> HydrationBundle | None:
         value = await self._query("workerHydrationBundle", {"messageId": message_id, "workspaceId": workspace_id})

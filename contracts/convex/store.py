@@ -121,6 +121,10 @@ class ConvexStore:
     async def worker_fail(self, request: models.FailRequest) -> models.FailResult:
         return models.FailResult.model_validate(await self._mutation("workerFail", to_wire(request), retry=True))
 
+    async def worker_release(self, request: models.ReleaseRequest) -> models.LeaseResult:
+        # Fenced by the lease, and a replay reports the first outcome: safe to retry.
+        return models.LeaseResult.model_validate(await self._mutation("workerRelease", to_wire(request), retry=True))
+
     async def worker_hydration_bundle(
         self, message_id: str, workspace_id: str = "default"
     ) -> models.HydrationBundle | None:

@@ -14,6 +14,7 @@ from contracts.models import (
     HydrationBundle,
     LeaseRef,
     LeaseResult,
+    ReleaseRequest,
     WorkerRecord,
     WorkerRegistration,
 )
@@ -42,6 +43,10 @@ class WorkerStore(StoreHandle, Protocol):
 
     async def worker_fail(self, request: FailRequest) -> FailResult:
         """Re-queue with backoff, or dead-letter when not retryable or out of attempts."""
+        ...
+
+    async def worker_release(self, request: ReleaseRequest) -> LeaseResult:
+        """Give the message back without spending an attempt: the fault was not the message's."""
         ...
 
     async def worker_hydration_bundle(

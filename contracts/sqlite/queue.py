@@ -1,4 +1,4 @@
-"""The queue's transactions: enqueue, claim, heartbeat, complete, fail, sweep, redrive.
+"""The queue's transactions: enqueue, claim, heartbeat, complete, fail, release, sweep, redrive.
 
 Each function runs inside a transaction its caller opened and takes ``now`` from the caller,
 so the rules in :mod:`contracts.rules` decide and this module only reads and writes rows.
@@ -27,9 +27,17 @@ from contracts.models import (
     LeaseRefusal,
     LeaseResult,
     MessagePayload,
+    ReleaseRequest,
     ReleaseResult,
 )
-from contracts.rules import QueuePolicy, RandomSource, backoff_ms, lease_expiry, out_of_attempts
+from contracts.rules import (
+    QueuePolicy,
+    RandomSource,
+    attempts_after_release,
+    backoff_ms,
+    lease_expiry,
+    out_of_attempts,
+)
 
 TokenSource = Callable[[], str]
 
@@ -365,6 +373,33 @@ def _fail_replay(conn: sqlite3.Connection, lease: LeaseRef, now: int) -> FailRes
     if row[0] == "dead_letter":
         return FailResult(requeued=False, dead_lettered=True)
     return FailResult(requeued=True, dead_lettered=False, next_scheduled_for=int(row[1]))
+
+
+def release(conn: sqlite3.Connection, request: ReleaseRequest, now: int) -> LeaseResult:
+    """Give a message back without spending an attempt (the fault was not the message's).
+
+    Fenced by the lease id and worker, but not by the expiry: a lease that ran out while its
+    worker could not reach the store is still nobody else's until a claim takes it over, and
+    giving it back is safe. The message keeps its place (arrival and schedule are untouched).
+    """
+    lease = request.lease
+    row = conn.execute(
+        "SELECT seq, conversation_id, attempts, status FROM messages"
+        " WHERE message_id = ? AND lease_id = ? AND claimed_by = ? AND status IN ('processing', 'queued')",
+        (lease.message_id, lease.lease_id, lease.worker_id),
+    ).fetchone()
+    if row is None:
+        return LeaseResult(ok=False, refused=refusal(conn, lease, now), now=now)
+    seq, conv, attempts, status = row
+    if status == "queued":
+        return LeaseResult(ok=True, now=now)  # a replay: the first call gave it back already
+    conn.execute(
+        "UPDATE messages SET status = 'queued', attempts = ?, lease_expires_at = NULL, last_error = ? WHERE seq = ?",
+        (attempts_after_release(attempts), f"released: {request.reason}"[:4000], seq),
+    )
+    refresh_head(conn, conv, settled=True)
+    _release_worker(conn, lease.worker_id, now)
+    return LeaseResult(ok=True, now=now)
 
 
 # --------------------------------------------------------------------------- sweep and redrive

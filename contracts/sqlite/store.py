@@ -146,6 +146,10 @@ class SqliteStore:
     async def worker_fail(self, request: models.FailRequest) -> models.FailResult:
         return await self._write(lambda c, now: queue.fail(c, request, now, self.policy, self._rng), ring=True)
 
+    async def worker_release(self, request: models.ReleaseRequest) -> models.LeaseResult:
+        # The message is due again at once: wake an idle worker whose gateway may be fine.
+        return await self._write(lambda c, now: queue.release(c, request, now), ring=True)
+
     async def worker_hydration_bundle(
         self, message_id: str, workspace_id: str = "default"
     ) -> models.HydrationBundle | None:

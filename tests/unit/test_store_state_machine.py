@@ -30,6 +30,7 @@ from contracts.models import (
     FailResult,
     LeaseRef,
     MessagePayload,
+    ReleaseRequest,
     WorkerRegistration,
 )
 from contracts.sqlite import SqliteStore
@@ -235,6 +236,24 @@ class StoreMachine(RuleBasedStateMachine):
             base = min(120_000, 1_000 * 2 ** (m.attempts - 1))
             assert base <= delay <= min(120_000, base * 1.1 + 1)
             m.status, m.scheduled_for = "queued", result.next_scheduled_for
+
+    @precondition(lambda self: bool(self.leases))
+    @rule(pick=st.integers(0, 10_000))
+    def release(self, pick: int) -> None:
+        lease = self.leases[pick % len(self.leases)]
+        m = self.model.messages[lease.message_id]
+        ours = m.lease == lease.lease_id and m.worker == lease.worker
+        before = self._snapshot()
+        answer = self.call(lambda: self.store.worker_release(ReleaseRequest(lease=self._ref(lease), reason="down")))
+        if ours and m.status == "processing":
+            # Expired or not: nobody took it over, so it is still this lease's to give back.
+            assert answer.ok
+            m.status, m.attempts, m.expires, m.settled_lease = "queued", max(0, m.attempts - 1), None, lease.lease_id
+            m.fail_result = FailResult(requeued=True, dead_lettered=False, next_scheduled_for=m.scheduled_for)
+            return
+        assert answer.ok == (ours and m.status == "queued")
+        assert answer.ok or answer.refused == "lease_lost"
+        assert self._snapshot() == before
 
     @rule(ms=st.sampled_from([1, 500, 1_000, 5_000, 20_000, 59_999, 60_000, 61_000]))
     def advance(self, ms: int) -> None:

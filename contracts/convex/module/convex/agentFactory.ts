@@ -12,6 +12,7 @@ export const workerClaim = mutation(api.guarded(api.workerClaim, authorize));
 export const workerHeartbeat = mutation(api.guarded(api.workerHeartbeat, authorize));
 export const workerComplete = mutation(api.guarded(api.workerComplete, authorize));
 export const workerFail = mutation(api.guarded(api.workerFail, authorize));
+export const workerRelease = mutation(api.guarded(api.workerRelease, authorize));
 export const workerAppendConversationMessages = mutation(api.guarded(api.workerAppendConversationMessages, authorize));
 export const workerRegister = mutation(api.guarded(api.workerRegister, authorize));
 export const workerControlState = mutation(api.guarded(api.workerControlState, authorize));

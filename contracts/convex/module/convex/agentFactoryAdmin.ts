@@ -11,6 +11,7 @@ export const workerClaim = internalMutation(api.workerClaim);
 export const workerHeartbeat = internalMutation(api.workerHeartbeat);
 export const workerComplete = internalMutation(api.workerComplete);
 export const workerFail = internalMutation(api.workerFail);
+export const workerRelease = internalMutation(api.workerRelease);
 export const workerAppendConversationMessages = internalMutation(api.workerAppendConversationMessages);
 export const workerRegister = internalMutation(api.workerRegister);
 export const workerControlState = internalMutation(api.workerControlState);

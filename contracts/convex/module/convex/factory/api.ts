@@ -79,6 +79,11 @@ export const workerFail = mutationSpec(
   async (ctx, a) => await queue.fail(ctx.db, a, Date.now(), currentPolicy(), Math.random),
 );
 
+export const workerRelease = mutationSpec(
+  { ...lease, reason: v.string() },
+  async (ctx, a) => await queue.release(ctx.db, a, Date.now()),
+);
+
 export const workerHydrationBundle = querySpec(
   { messageId: v.string(), workspaceId: v.optional(v.string()) },
   async (ctx, a) => await agents.hydrationBundle(ctx.db, a.messageId),

@@ -44,6 +44,11 @@ export function outOfAttempts(attempts: number, maxAttempts: number): boolean {
   return attempts >= maxAttempts;
 }
 
+/** A released message was not at fault: the attempt its claim counted is given back. */
+export function attemptsAfterRelease(attempts: number): number {
+  return Math.max(0, attempts - 1);
+}
+
 /** Delay before delivery attempt+1: exponential from the base, capped, plus up to
  * jitterRatio of it; the cap holds after the jitter. `random` returns [0, 1). */
 export function backoffMs(attempt: number, random: () => number, policy: Policy = DEFAULT_POLICY): number {

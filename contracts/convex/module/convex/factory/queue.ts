@@ -1,4 +1,4 @@
-// The queue's transactions: enqueue, claim, heartbeat, complete, fail, sweep, redrive. The same
+// The queue's transactions: enqueue, claim, heartbeat, complete, fail, release, sweep, redrive. The same
 // semantics as contracts/sqlite/queue.py (the reference), arranged for Convex's OCC:
 //
 // * A conversation's head is its one processing message if it has one, else its earliest
@@ -17,6 +17,7 @@ import type { DatabaseReader, DatabaseWriter } from "../_generated/server";
 import { agentUnavailable, conversationConflict } from "./errors";
 import { loadProfile } from "./agents";
 import {
+  attemptsAfterRelease,
   backoffMs,
   claimRank,
   DEFAULT_MAX_ATTEMPTS,
@@ -450,6 +451,29 @@ async function failReplay(db: DatabaseReader, lease: LeaseRef, now: number): Pro
     if (m.status === "queued") return { requeued: true, deadLettered: false, nextScheduledFor: m.scheduledFor };
   }
   return { requeued: false, deadLettered: false, refused: await refusal(db, lease, now) };
+}
+
+export type ReleaseArgs = LeaseRef & { reason: string };
+
+/** Give a message back without spending an attempt (the fault was not the message's). Fenced by
+ * the lease and worker but not by the expiry: a lease that ran out while its worker could not reach
+ * the store is still nobody else's until a claim takes it over. The message keeps its place. */
+export async function release(db: DatabaseWriter, a: ReleaseArgs, now: number): Promise<LeaseResult> {
+  nonEmpty("reason", a.reason);
+  const m = await getMessageDoc(db, a.messageId);
+  if (m === null || !sameLease(m, a) || (m.status !== "processing" && m.status !== "queued")) {
+    return { ok: false, refused: await refusal(db, a, now), now };
+  }
+  if (m.status === "queued") return { ok: true, now }; // a replay: the first call gave it back already
+  await db.patch(m._id, {
+    status: "queued",
+    attempts: attemptsAfterRelease(m.attempts),
+    leaseExpiresAt: undefined,
+    lastError: truncate(`released: ${a.reason}`),
+  });
+  await settleById(db, m.conversationId, { processing: -1, queued: 1 });
+  await releaseWorker(db, a.workerId, now);
+  return { ok: true, now };
 }
 
 // --------------------------------------------------------------------------- sweep and redrive
