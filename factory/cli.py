@@ -8,7 +8,7 @@ import typer
 
 from contracts.errors import FactoryError, InvalidInput
 from factory import cmd_queue, cmd_reconcile, cmd_run, cmd_worker
-from factory.console import err
+from factory.console import err, factory_error_in
 from factory.logging import configure
 from factory.settings import LogSettings, load
 
@@ -38,14 +38,15 @@ app.command("run")(cmd_run.run)
 
 
 def main() -> None:
-    """Run the CLI; our errors end as one line on stderr, never a traceback."""
+    """Run the CLI; our errors end as one line on stderr, never a traceback (not even from inside
+    a task group, which wraps them in an exception group)."""
     try:
         app()
-    except InvalidInput as exc:
-        err.print(f"error: {exc}", markup=False)
-        sys.exit(2)
-    except FactoryError as exc:
-        err.print(f"error: {exc}", markup=False)
-        sys.exit(1)
+    except (FactoryError, BaseExceptionGroup) as exc:
+        found = factory_error_in(exc)
+        if found is None:
+            raise
+        err.print(f"error: {found}", markup=False)
+        sys.exit(2 if isinstance(found, InvalidInput) else 1)
     except KeyboardInterrupt:
         sys.exit(130)

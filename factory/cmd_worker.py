@@ -12,25 +12,29 @@ import anyio
 import structlog
 import typer
 
-from contracts.errors import FactoryError
+from contracts.errors import FactoryError, InvalidInput
 from contracts.roles import WorkerStore
 from factory.console import StoreOption, err, store_settings
 from factory.logging import configure
 from factory.settings import LogSettings, WorkerSettings, load
 from factory.stores import open_store
 from worker.config import WorkerConfig
+from worker.errors import DeliveryAuthError
 from worker.health import HealthServer, Readiness
 from worker.job import JobRunner
-from worker.loop import Worker, WorkerExit
+from worker.loop import StartupRefused, Worker, WorkerExit
 from worker.metrics import WorkerMetrics
 from worker.openclaw.http import HttpDelivery
 from worker.openclaw.sessions import session_key
 from worker.openclaw.ws import WsDelivery
+from worker.outage import OutagePolicy
 from worker.telegram import TelegramChannel
 
 worker_app = typer.Typer(help="Run a worker.", no_args_is_help=True)
 log = structlog.get_logger("factory.worker")
 EXIT_SECOND_SIGNAL = 130
+# A one-shot run (`--once`, scripts and cron) does not wait for an outage for ever.
+ONCE_MAX_OUTAGE_S = 60.0
 
 
 def default_worker_id() -> str:
@@ -71,10 +75,10 @@ async def serve_worker(
             channels={"telegram": telegram},
             session_key=session_key,
             metrics=metrics,
-            readiness=readiness,
             workspace_id=config.workspace_id,
         )
-        worker = Worker(config, store, runner, metrics, readiness)
+        policy = OutagePolicy(max_outage_s=settings.max_outage_s or (ONCE_MAX_OUTAGE_S if config.once else None))
+        worker = Worker(config, store, runner, metrics, readiness, outage_policy=policy)
         async with anyio.create_task_group() as tg:
             if settings.health_port is not None:
                 server = HealthServer(
@@ -83,9 +87,21 @@ async def serve_worker(
                 await tg.start(server.serve)
                 log.info("health endpoint", url=server.url)
             tg.start_soon(_watch_signals, worker, tg.cancel_scope)
-            result = await worker.run()
-            tg.cancel_scope.cancel()
+            try:
+                result = await worker.run()
+            except StartupRefused as exc:
+                raise _setting_error(exc) from None
+            finally:
+                tg.cancel_scope.cancel()
     return result, worker
+
+
+def _setting_error(exc: StartupRefused) -> InvalidInput:
+    """A start-up refusal, named by the setting to fix."""
+    if exc.component == "store":
+        return InvalidInput("FACTORY_STORE", f"the store refused this worker: {exc.cause}")
+    setting = "OPENCLAW_GATEWAY_TOKEN" if isinstance(exc.cause, DeliveryAuthError) else "OPENCLAW_GATEWAY_URL"
+    return InvalidInput(setting, f"the gateway cannot be used: {exc.cause}")
 
 
 async def _watch_signals(worker: Worker, scope: anyio.CancelScope) -> None:
@@ -114,6 +130,14 @@ def run(
     health_port: Annotated[
         int | None, typer.Option("--health-port", help="Serve /healthz, /readyz, /metrics here (0: any port).")
     ] = None,
+    max_outage: Annotated[
+        float | None,
+        typer.Option(
+            "--max-outage",
+            help="Exit (status 1) after the gateway or the store stayed unavailable this many seconds. "
+            f"Default: wait as long as it lasts ({ONCE_MAX_OUTAGE_S:g} s with --once).",
+        ),
+    ] = None,
     store: StoreOption = None,
 ) -> None:
     """Claim messages, deliver them to the OpenClaw gateway, reply, complete; until stopped."""
@@ -125,6 +149,7 @@ def run(
         idle_exit_s=idle_exit,
         worker_id=worker_id,
         health_port=health_port,
+        max_outage_s=max_outage,
     )
     config = worker_config(settings, once=once)
     settings.require_gateway_token()

@@ -11,6 +11,7 @@ import typer
 from pydantic import BaseModel
 from rich.console import Console
 
+from contracts.errors import FactoryError
 from contracts.models import to_wire
 from contracts.roles import EnqueueStore
 from factory.settings import StoreSettings, load
@@ -65,6 +66,19 @@ def with_enqueue_store(store: str | None, action: Callable[[EnqueueStore], Await
             await opened.aclose()
 
     return anyio.run(run)
+
+
+def factory_error_in(exc: BaseException) -> FactoryError | None:
+    """The first of our errors in ``exc``, looking inside (nested) exception groups: a task group
+    wraps whatever ends it, and the user should see our one line, not the group's traceback."""
+    if isinstance(exc, FactoryError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = factory_error_in(inner)
+            if found is not None:
+                return found
+    return None
 
 
 def print_json(value: Any) -> None:

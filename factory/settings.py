@@ -8,6 +8,7 @@ Environment names follow the upstream projects where they exist (``OPENCLAW_GATE
 from __future__ import annotations
 
 from typing import Any, Literal, TypeVar, cast
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -111,6 +112,11 @@ class WorkerSettings(_Settings):
     poll_s: float = Field(1.0, gt=0, validation_alias=AliasChoices("FACTORY_POLL_S", "poll_s"))
     idle_exit_s: float | None = Field(None, gt=0, validation_alias=AliasChoices(ENV["idle_exit_s"], "idle_exit_s"))
     grace_s: float = Field(30.0, ge=0, validation_alias=AliasChoices(ENV["grace_s"], "grace_s"))
+    # How long an outage of the gateway or the store is waited out before the worker gives up and
+    # exits (non-zero); None: as long as it lasts, what a fleet worker wants.
+    max_outage_s: float | None = Field(
+        None, gt=0, allow_inf_nan=False, validation_alias=AliasChoices(ENV["max_outage_s"], "max_outage_s")
+    )
     health_host: str = Field("127.0.0.1", validation_alias=AliasChoices("FACTORY_HEALTH_HOST", "health_host"))
     health_port: int | None = Field(
         None, ge=0, le=65535, validation_alias=AliasChoices("FACTORY_HEALTH_PORT", "health_port")
@@ -119,9 +125,7 @@ class WorkerSettings(_Settings):
     @field_validator("gateway_url")
     @classmethod
     def _gateway_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://", "ws://", "wss://")):
-            raise ValueError("must be a URL such as http://127.0.0.1:18789")
-        return value.rstrip("/")
+        return check_gateway_url(value)
 
     @property
     def machine_ref(self) -> MachineRef | None:
@@ -135,6 +139,21 @@ class WorkerSettings(_Settings):
                 "OPENCLAW_GATEWAY_TOKEN", "is not set; set it to the gateway's auth token (gateway.auth.token)"
             )
         return self.gateway_token
+
+
+def check_gateway_url(value: str) -> str:
+    """An OpenClaw gateway URL that can work: http(s) or ws(s), a host, a port if any in range."""
+    problem = "must be a URL such as http://127.0.0.1:18789"
+    if not value.startswith(("http://", "https://", "ws://", "wss://")):
+        raise ValueError(problem)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - parsing the port is the check (out of range, not a number)
+    except ValueError as exc:
+        raise ValueError(f"{problem} ({exc})") from None
+    if not parts.hostname:
+        raise ValueError(f"{problem} (no host)")
+    return value.rstrip("/")
 
 
 class LogSettings(_Settings):
@@ -177,6 +196,11 @@ class ScaleSettings(_Settings):
     # Gateway settings handed to local workers (remote machines start their own gateway).
     gateway_url: str | None = Field(None, validation_alias=AliasChoices(ENV["gateway_url"], "gateway_url"))
     gateway_token: SecretStr | None = Field(None, validation_alias=AliasChoices(ENV["gateway_token"], "gateway_token"))
+
+    @field_validator("gateway_url")
+    @classmethod
+    def _gateway_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_gateway_url(value)
 
 
 class FlySettings(_Settings):

@@ -2,6 +2,11 @@
 
 The history is written after the reply has gone out, and keyed by the message id, so a
 redelivered message neither duplicates its turns nor records a reply the user never got.
+
+A delivery that fails in a way either side could cause (a failed agent run, a timeout: fault
+``unknown``) is judged here, while the job still holds its lease: one probe turn of the same agent
+tells whether the agent can run any turn now. If it cannot, the fault is the infrastructure's
+(:class:`ModelUnavailable`) and the message is given back; if it can, the message itself failed.
 """
 
 from __future__ import annotations
@@ -15,8 +20,7 @@ from contracts.models import AppendRequest, ClaimedJob, HistoryMessage
 from contracts.roles import WorkerStore
 from worker.channels import Channel
 from worker.delivery import Delivery, DeliveryRequest
-from worker.errors import DeliveryUnavailable, InvalidJob, JobError
-from worker.health import Readiness
+from worker.errors import DeliveryError, InvalidJob, JobError, ModelUnavailable
 from worker.metrics import WorkerMetrics
 
 log = structlog.get_logger("worker.job")
@@ -36,8 +40,11 @@ class JobRunner:
     channels: Mapping[str, Channel]
     session_key: SessionKeyFn
     metrics: WorkerMetrics
-    readiness: Readiness
     workspace_id: str = "default"
+
+    async def probe(self, agent_id: str | None = None) -> None:
+        """Raise unless the gateway takes requests (and, given ``agent_id``, that agent runs a turn)."""
+        await self.delivery.probe(agent_id)
 
     async def run(self, job: ClaimedJob) -> str:
         """Do the job; returns the reply. Raises a JobError (or a store error) on failure."""
@@ -55,10 +62,8 @@ class JobRunner:
         try:
             with self.metrics.delivery_seconds.time():
                 reply = await self.delivery.deliver(request)
-        except DeliveryUnavailable:
-            self.readiness.set_gateway_reachable(False)
-            raise
-        self.readiness.set_gateway_reachable(True)
+        except DeliveryError as exc:
+            raise await self._judged(exc, agent_id) from None
 
         provider = job.payload.provider
         channel = self.channels.get(provider)
@@ -80,3 +85,14 @@ class JobRunner:
             "delivered", message_id=job.message_id, conversation_id=job.conversation_id, reply_chars=len(reply.text)
         )
         return reply.text
+
+    async def _judged(self, error: DeliveryError, agent_id: str) -> DeliveryError:
+        """Decide an ``unknown`` fault with one probe turn of the same agent."""
+        if error.fault != "unknown":
+            return error
+        try:
+            await self.delivery.probe(agent_id)
+        except DeliveryError as probe_error:
+            log.warning("a probe turn failed too: not the message's fault", agent_id=agent_id, error=str(probe_error))
+            return ModelUnavailable(f"{error}; a probe turn of agent {agent_id} failed too: {probe_error}", agent_id)
+        return error.judged("message")

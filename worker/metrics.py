@@ -40,6 +40,16 @@ class WorkerMetrics:
         self.dead_letters = Counter(
             "dead_letters", "Failed jobs the store moved to the dead letter.", namespace=ns, registry=reg
         )
+        self.releases = Counter(
+            "releases",
+            "Jobs given back without spending an attempt (an infrastructure fault, or a shutdown).",
+            ["component"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.outages = Counter(
+            "outages", "Infrastructure faults that stopped the claims.", ["component"], namespace=ns, registry=reg
+        )
         self.lease_losses = Counter(
             "lease_losses", "Jobs abandoned because their lease was lost.", namespace=ns, registry=reg
         )
@@ -67,6 +77,10 @@ class WorkerMetrics:
             self.fails.labels(retryable=_label(retryable))
         for channel in channels:
             self.replies_sent.labels(channel=channel)
+        for component in ("gateway", "store", "shutdown"):
+            self.releases.labels(component=component)
+        for component in ("gateway", "store"):
+            self.outages.labels(component=component)
 
     # ------------------------------------------------------------------ the worker loop's API
 
@@ -81,6 +95,12 @@ class WorkerMetrics:
 
     def dead_lettered(self) -> None:
         self.dead_letters.inc()
+
+    def released(self, component: str) -> None:
+        self.releases.labels(component=component).inc()
+
+    def outage(self, component: str) -> None:
+        self.outages.labels(component=component).inc()
 
     def lease_lost(self) -> None:
         self.lease_losses.inc()

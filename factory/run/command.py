@@ -18,7 +18,7 @@ from autoscaler.providers.local import LocalConfig, LocalProvider
 from autoscaler.providers.local.config import process_env
 from autoscaler.reconciler import Reconciler
 from contracts.errors import FactoryError, InvalidInput
-from factory.console import err, out, print_json, store_settings
+from factory.console import err, factory_error_in, out, print_json, store_settings
 from factory.fleet import launch_specs, scaling_policy
 from factory.logging import configure
 from factory.run.burst import demo_burst
@@ -123,18 +123,6 @@ async def main(screen: Screen, opts: RunOptions, plan: ModelPlan, env: Mapping[s
             tg.cancel_scope.cancel()
 
 
-def _factory_error(exc: BaseException) -> FactoryError | None:
-    """The first of our errors inside (nested) exception groups, if that is what ended the run."""
-    if isinstance(exc, FactoryError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _factory_error(inner)
-            if found is not None:
-                return found
-    return None
-
-
 def run(
     conversations: Annotated[
         int, typer.Option("--conversations", min=1, max=100, help="Demo conversations (one user each).")
@@ -194,7 +182,7 @@ def run(
     try:
         anyio.run(main, screen, opts, plan, dict(os.environ), outcome)
     except BaseExceptionGroup as group:
-        found = _factory_error(group)
+        found = factory_error_in(group)
         if found is None:
             raise
         outcome.failure = str(found)

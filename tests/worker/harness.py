@@ -50,7 +50,6 @@ def build_worker(
         channels={"telegram": telegram} if telegram is not None else {},
         session_key=session_key,
         metrics=metrics,
-        readiness=readiness,
     )
     cfg = WorkerConfig.model_validate({"worker_id": worker_id, "poll_s": 0.2, **config})
     return Worker(cfg, store, runner, metrics, readiness), metrics

@@ -36,7 +36,9 @@ _log = structlog.get_logger(__name__)
 
 DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
+DEFAULT_PROBE_TIMEOUT_S = 120.0
 SESSION_HEADER = "x-openclaw-session-key"
+PROBE_TEXT = "ping"
 
 
 class _Message(BaseModel):
@@ -69,6 +71,7 @@ class HttpDelivery:
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+        probe_timeout_s: float = DEFAULT_PROBE_TIMEOUT_S,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
@@ -77,6 +80,7 @@ class HttpDelivery:
         self._url = base_url.rstrip("/") + "/v1/chat/completions"
         self._redact = Redactor(secret)
         self._timeout_s = timeout_s
+        self._probe_timeout_s = probe_timeout_s
         self._sessions = SessionLocks()
         self._client = httpx.AsyncClient(
             headers={"Authorization": f"Bearer {secret.get_secret_value()}"},
@@ -123,6 +127,26 @@ class HttpDelivery:
                 f"({response.headers.get('content-type', 'no content type')}, {len(response.content)} bytes)"
             ) from None
         return DeliveryReply(text=content or "", run_id=completion.id)
+
+    async def probe(self, agent_id: str | None = None) -> None:
+        """Raise a DeliveryError unless the gateway takes us now: reachable and the token accepted (a
+        request with no messages is refused as invalid only once it is authenticated); with
+        ``agent_id``, also unless that agent answers a turn in its ``factory-probe`` session."""
+        what = "probe" if agent_id is None else f"probe of agent {agent_id}"
+        messages = [] if agent_id is None else [{"role": "user", "content": PROBE_TEXT}]
+        body = {"model": f"openclaw/{agent_id or 'main'}", "messages": messages}
+        headers = {SESSION_HEADER: f"agent:{agent_id or 'main'}:factory-probe"}
+        try:
+            with anyio.fail_after(self._probe_timeout_s):
+                response = await self._post(body, headers, what)
+        except TimeoutError:
+            raise DeliveryTimeout(
+                f"gateway {self._url} failed no probe, but passed none in {self._probe_timeout_s:g} s"
+            ) from None
+        if response.status_code in {401, 403} or response.status_code >= 500 or response.status_code in {408, 429}:
+            raise _status_error(response, what).masked(self._redact)
+        if agent_id is not None and response.status_code != 200:
+            raise _status_error(response, what).masked(self._redact)
 
     async def _post(self, body: dict[str, Any], headers: dict[str, str], message_id: str) -> httpx.Response:
         try:
