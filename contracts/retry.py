@@ -90,11 +90,9 @@ def retrying(
         outcome = state.outcome
         exc = outcome.exception() if outcome is not None else None
         about = describe(exc) if exc is not None else {}
-        progress = {
-            "attempt": state.attempt_number,
-            "attempts": policy.attempts,
-            "sleep_s": round(state.upcoming_sleep, 3),
-        }
+        progress: dict[str, object] = {"attempt": state.attempt_number, "sleep_s": round(state.upcoming_sleep, 3)}
+        if policy.attempts is not None:
+            progress["attempts"] = policy.attempts
         _log.warning(event, **{**fields, **progress, **about})
 
     stop: tenacity.stop.stop_base = (

@@ -51,6 +51,9 @@ MAX_DELAY_MS = 600_000
 _LOGGED_TEXT_CHARS = 2_000
 
 _INTERNAL_CONTEXT = "<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT"
+# A turn the gateway resumes after a restart quotes the interrupted message between these two.
+_RESUMED_PREFIX = re.compile(r"^\[Queued user message from a previous active turn[^\]]*\]\n")
+_RESUMED_NOTICE = "\n\n[System] Your previous turn was interrupted by a gateway restart"
 # OpenClaw prefixes the user's turn with its arrival time, e.g. "[Fri 2026-11-20 23:56 UTC] ".
 _TIMESTAMP_PREFIX = re.compile(r"^\[[A-Z][a-z]{2} \d{4}-\d{2}-\d{2} \d{2}:\d{2}(?::\d{2})?(?: [A-Za-z0-9+:-]+)?\] ")
 _SLOW = re.compile(r"SLOW:(\d+)")
@@ -82,6 +85,8 @@ def user_text(messages: Sequence[object]) -> str:
 
     OpenClaw appends an internal-context user message after the real one (skipped here), wraps the
     real one in a timestamp prefix, and on a session's first turn adds a ``Runtime:`` paragraph.
+    A turn it resumes after a restart quotes the interrupted message before a ``[System]`` notice:
+    the stub answers the quoted message, as a model would.
     """
     for message in reversed(messages):
         if not isinstance(message, dict) or message.get("role") != "user":
@@ -90,7 +95,10 @@ def user_text(messages: Sequence[object]) -> str:
         if text.lstrip().startswith(_INTERNAL_CONTEXT):
             continue
         text = text.split("\n\nRuntime:", 1)[0]
-        return _TIMESTAMP_PREFIX.sub("", text.strip(), count=1)
+        text = _TIMESTAMP_PREFIX.sub("", text.strip(), count=1)
+        if _RESUMED_PREFIX.match(text) and _RESUMED_NOTICE in text:
+            text = _RESUMED_PREFIX.sub("", text, count=1).split(_RESUMED_NOTICE, 1)[0].strip()
+        return text
     return ""
 
 

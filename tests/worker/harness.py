@@ -14,12 +14,13 @@ from contracts.models import EnqueueRequest, MessagePayload
 from contracts.roles import WorkerStore
 from tests.gateway_fixture import OpenClawGateway
 from worker.config import WorkerConfig
+from worker.delivery import Delivery
 from worker.health import Readiness
 from worker.job import JobRunner
 from worker.loop import Worker
 from worker.metrics import WorkerMetrics
 from worker.openclaw.sessions import session_key
-from worker.openclaw.ws import WsDelivery
+from worker.outage import OutagePolicy
 from worker.telegram import TelegramChannel
 
 
@@ -36,10 +37,11 @@ def message(conversation: str, text: str, *, provider: str = "app", user: str = 
 
 def build_worker(
     store: WorkerStore,
-    delivery: WsDelivery,
+    delivery: Delivery,
     *,
     worker_id: str = "w1",
     telegram: TelegramChannel | None = None,
+    outage_policy: OutagePolicy | None = None,
     **config: object,
 ) -> tuple[Worker, WorkerMetrics]:
     metrics = WorkerMetrics()
@@ -52,7 +54,9 @@ def build_worker(
         metrics=metrics,
     )
     cfg = WorkerConfig.model_validate({"worker_id": worker_id, "poll_s": 0.2, **config})
-    return Worker(cfg, store, runner, metrics, readiness), metrics
+    # Outages are probed often in tests: an outage they end is noticed within a few tenths of a second.
+    policy = outage_policy or OutagePolicy(initial_s=0.05, max_s=0.2, jitter_s=0.05)
+    return Worker(cfg, store, runner, metrics, readiness, outage_policy=policy), metrics
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], *, timeout_s: float = 30.0, what: str = "condition") -> None:
