@@ -82,6 +82,7 @@ def launch_specs(
     provider: str,
     *,
     grace_s: float | None = None,
+    max_outage_s: float | None = None,
     log: LogSettings | None = None,
 ) -> SpecFactory:
     """What every launched worker is told (contracts.launch.WorkerEnvironment): where the store
@@ -103,6 +104,7 @@ def launch_specs(
         "convex_auth_token": store.convex_auth_token if convex else None,
         "idle_exit_s": scale.idle_timeout_s,
         "grace_s": grace_s,
+        "max_outage_s": max_outage_s,
         "log_level": log.level if log is not None else None,
         "log_format": log.format if log is not None else None,
         # Local workers share this machine's gateway; remote images start their own.

@@ -41,6 +41,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
 
+import anyio
+import anyio.to_thread
+
 from gateway.process import ManagedProcess
 
 READY_PREFIX = "STUB_LLM_READY"
@@ -405,10 +408,32 @@ class StubLLMProcess:
         """Spawn ``python -m gateway.stub_llm``; returns once it printed its ready line.
 
         ``env`` defaults to just enough to import this package (its ``PYTHONPATH``/``PATH``).
+        Call it from the main thread (see ``gateway.process``); :meth:`astart` is the async twin.
         """
+        process = cls._spawn(log_path, output, python, env, port)
+        return cls._ready(process, log_path, output, ready_timeout_s)
+
+    @classmethod
+    async def astart(
+        cls, log_path: Path, *, output: Path, python: str = sys.executable, ready_timeout_s: float = 20.0
+    ) -> Self:
+        """:meth:`start` for an anyio program: spawned from the event loop's (main) thread, so it lives
+        as long as we do and no longer; the wait for its ready line runs in a worker thread."""
+        process = cls._spawn(log_path, output, python, None, 0)
+        with anyio.CancelScope(shield=True):  # started means stopped: never lose the handle to a cancel
+            stub = await anyio.to_thread.run_sync(cls._ready, process, log_path, output, ready_timeout_s)
+        return stub
+
+    @classmethod
+    def _spawn(
+        cls, log_path: Path, output: Path, python: str, env: Mapping[str, str] | None, port: int
+    ) -> ManagedProcess:
         args = [python, "-m", "gateway.stub_llm", "--port", str(port), "--log", str(log_path)]
         child_env = dict(env) if env is not None else _import_env()
-        process = ManagedProcess.spawn("stub-llm", args, env=child_env, cwd=Path.cwd(), output=output, stdout_pipe=True)
+        return ManagedProcess.spawn("stub-llm", args, env=child_env, cwd=Path.cwd(), output=output, stdout_pipe=True)
+
+    @classmethod
+    def _ready(cls, process: ManagedProcess, log_path: Path, output: Path, ready_timeout_s: float) -> Self:
         try:
             ready = _read_line(process.stdout, ready_timeout_s)
             if not ready.startswith(READY_PREFIX + " port="):

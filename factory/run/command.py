@@ -40,6 +40,9 @@ from factory.run.summary import print_summary, summary_of
 from factory.settings import LogSettings, RunSettings, StoreSettings, load
 from factory.stores import open_full_store
 
+# Demo workers do not wait for ever on a gateway that is gone: if this command is killed outright
+# (its gateway and stub die with it), the workers it started exit on their own within a minute.
+DEMO_MAX_OUTAGE_S = 60.0
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
@@ -83,9 +86,8 @@ async def demo_run(screen: Screen, opts: RunOptions, plan: ModelPlan, env: Mappi
             state = RunState(outcome.t0, opts.messages, plan.label, opts.max_workers)
             outcome.state = state
             stack.push_async_callback(close_fleet, provider, state, outcome)
-            reconciler = Reconciler(
-                store, provider, scaling_policy(scale), launch_specs(scale, opts.store, "local", grace_s=10)
-            )
+            specs = launch_specs(scale, opts.store, "local", grace_s=10, max_outage_s=DEMO_MAX_OUTAGE_S)
+            reconciler = Reconciler(store, provider, scaling_policy(scale), specs)
             screen.line(
                 f"autoscaler: local provider, affinity (one worker per active conversation, max {opts.max_workers}), "
                 f"scale-down after {SCALE_DOWN_WINDOW_S:g} s idle, tick every {TICK_S:g} s; "
