@@ -15,7 +15,7 @@ from autoscaler.reconciler import Reconciler, TickResult
 from contracts.errors import FactoryError
 from contracts.roles import FleetStore
 from factory.console import JsonOption, StoreOption, err, out, print_json, store_settings
-from factory.fleet import launch_specs, make_provider, scaling_policy
+from factory.fleet import check_local_workers_can_start, launch_specs, make_provider, scaling_policy
 from factory.logging import configure
 from factory.settings import LogSettings, ScaleSettings, load
 from factory.stores import open_full_store
@@ -111,6 +111,8 @@ def reconcile(
         opened = open_full_store(store_cfg, role="fleet")
         results: list[TickResult] = []
         try:
+            if scale.provider == "local" and not dry_run:
+                await check_local_workers_can_start(scale)
             reconciler = Reconciler(opened, machines, policy, specs)
             while True:
                 try:

@@ -57,8 +57,12 @@ def make_delivery(settings: WorkerSettings) -> WsDelivery | HttpDelivery:
             token,
             timeout_s=settings.delivery_timeout_s,
         )
-    ws_url = url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
-    return WsDelivery(ws_url, token, timeout_s=settings.delivery_timeout_s)
+    return WsDelivery(ws_url(url), token, timeout_s=settings.delivery_timeout_s)
+
+
+def ws_url(url: str) -> str:
+    """The gateway's WebSocket URL: it serves WS and HTTP on one port."""
+    return url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
 
 
 async def serve_worker(

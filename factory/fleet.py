@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import structlog
 from pydantic import SecretStr, ValidationError
 
 from autoscaler.errors import ProviderConfigError
@@ -13,7 +14,18 @@ from autoscaler.provider import LaunchSpec, Provider
 from autoscaler.reconciler import SpecFactory
 from contracts.errors import InvalidInput
 from contracts.launch import WorkerEnvironment
-from factory.settings import DigitalOceanSettings, FlySettings, LogSettings, ScaleSettings, StoreSettings, load
+from factory.settings import (
+    DEFAULT_GATEWAY_URL,
+    DigitalOceanSettings,
+    FlySettings,
+    LogSettings,
+    ScaleSettings,
+    StoreSettings,
+    load,
+)
+from worker.errors import DeliveryAuthError, DeliveryError
+
+_log = structlog.get_logger("factory.fleet")
 
 
 def scaling_policy(settings: ScaleSettings) -> ScalingPolicy:
@@ -74,6 +86,31 @@ def make_provider(name: str, store: StoreSettings) -> Provider:
         )
         return DigitalOceanProvider(do_config)
     raise InvalidInput("--provider", f"unknown provider {name!r}; choose local, fly or digitalocean")
+
+
+async def check_local_workers_can_start(scale: ScaleSettings) -> None:
+    """Refuse to launch local workers that would exit at once: no gateway token, or a gateway that
+    refuses it (or whose URL cannot work). A gateway that is merely down is not refused: workers
+    wait for it, not ready meanwhile. Raises InvalidInput naming the setting."""
+    from factory.cmd_worker import ws_url
+    from worker.openclaw.ws import WsDelivery
+
+    token = scale.gateway_token
+    if token is None or not token.get_secret_value().strip():
+        raise InvalidInput(
+            "OPENCLAW_GATEWAY_TOKEN",
+            "is not set; local workers need the gateway's auth token (gateway.auth.token), none was launched",
+        )
+    url = scale.gateway_url or DEFAULT_GATEWAY_URL
+    async with WsDelivery(ws_url(url), token, connect_timeout_s=10, probe_timeout_s=15) as gateway:
+        try:
+            await gateway.probe()
+        except DeliveryError as exc:
+            if exc.retryable:
+                _log.warning("the gateway is not reachable now; launched workers will wait for it", error=str(exc))
+                return
+            setting = "OPENCLAW_GATEWAY_TOKEN" if isinstance(exc, DeliveryAuthError) else "OPENCLAW_GATEWAY_URL"
+            raise InvalidInput(setting, f"local workers could not use the gateway, none was launched: {exc}") from None
 
 
 def launch_specs(

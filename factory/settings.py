@@ -19,6 +19,7 @@ from contracts.models import MachineRef
 from contracts.rules import check_lease_ttl_ms
 
 DEFAULT_STORE = ".factory/factory.db"
+DEFAULT_GATEWAY_URL = "http://127.0.0.1:18789"
 S = TypeVar("S", bound=BaseSettings)
 
 
@@ -99,7 +100,7 @@ class WorkerSettings(_Settings):
     )
     workspace_id: str = Field("default", validation_alias=AliasChoices("FACTORY_WORKSPACE_ID", "workspace_id"))
 
-    gateway_url: str = Field("http://127.0.0.1:18789", validation_alias=AliasChoices(ENV["gateway_url"], "gateway_url"))
+    gateway_url: str = Field(DEFAULT_GATEWAY_URL, validation_alias=AliasChoices(ENV["gateway_url"], "gateway_url"))
     gateway_token: SecretStr | None = Field(None, validation_alias=AliasChoices(ENV["gateway_token"], "gateway_token"))
     delivery: Literal["ws", "http"] = Field("ws", validation_alias=AliasChoices("FACTORY_DELIVERY", "delivery"))
     delivery_timeout_s: float = Field(

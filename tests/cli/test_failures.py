@@ -6,6 +6,7 @@ import pytest
 
 from contracts.convex.standin import StandIn
 from tests.cli.conftest import Cli
+from tests.gateway_fixture import OpenClawGateway
 
 
 def _one_line(text: str) -> str:
@@ -83,3 +84,28 @@ def test_a_bad_setting_is_one_line(cli: Cli) -> None:
     result = cli("reconcile", "--dry-run")
     assert result.code != 0
     assert "FACTORY_SCALE_MAX" in _one_line(result.stderr)
+
+
+def test_reconcile_refuses_to_launch_local_workers_without_a_gateway_token(cli: Cli) -> None:
+    assert cli("enqueue", "hello", "--conversation", "c1").code == 0
+    result = cli("reconcile", "--provider", "local")
+    assert result.code == 2
+    assert "OPENCLAW_GATEWAY_TOKEN" in _one_line(result.stderr)
+    assert not list((cli.cwd / ".factory" / "local").glob("*.json"))  # nothing was launched
+
+
+@pytest.mark.gateway
+def test_a_gateway_token_the_gateway_refuses_is_refused_before_anything_runs(
+    cli: Cli, openclaw_gateway: OpenClawGateway
+) -> None:
+    assert cli("enqueue", "hello", "--conversation", "c1").code == 0
+    cli.env.update(OPENCLAW_GATEWAY_URL=openclaw_gateway.url, OPENCLAW_GATEWAY_TOKEN="not-the-token")
+    worker = cli("worker", "run", "--once")
+    assert worker.code == 2
+    line = _one_line(worker.stderr)
+    assert "OPENCLAW_GATEWAY_TOKEN" in line and "AUTH_TOKEN_MISMATCH" in line and "not-the-token" not in line
+    reconcile = cli("reconcile", "--provider", "local")
+    assert reconcile.code == 2 and "OPENCLAW_GATEWAY_TOKEN" in _one_line(reconcile.stderr)
+    assert not list((cli.cwd / ".factory" / "local").glob("*.json"))
+    stats = cli("queue", "stats", "--json").json()
+    assert (stats["readyConversations"], stats["processing"], stats["deadLetters"]) == (1, 0, 0)
