@@ -157,6 +157,7 @@ class Worker:
             if not exc.retryable:
                 raise StartupRefused(component, exc) from None
             log.warning("not available yet; waiting for it", component=component, error=str(exc))
+            self.metrics.outage(component)
             if not await self._unless_stopped(self._riding(Outage(component, str(exc)), probe)):
                 return False
         self.readiness.clear(component)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from bench.chaos.fleet import FleetPlan, run_fleet
 from bench.chaos.report import Report, print_reports
 from bench.chaos.store_storm import StormPlan, run_storm
 
 SCENARIOS: dict[str, Callable[[], Report]] = {
     "store": lambda: run_storm(StormPlan()),
+    "fleet": lambda: run_fleet(FleetPlan()),
 }
 
 

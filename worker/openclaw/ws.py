@@ -290,7 +290,7 @@ class WsDelivery:
         since = anyio.current_time()
         while True:
             connection = await self._connect()
-            history = await self._history(connection, request.session_key)
+            history = await self._history(connection, request.session_key, _HISTORY_LIMIT)
             state = turn_state(history, request.message_id, keys_used=self._failed_runs.get(request.message_id, 0))
             if state.reply_text is not None:
                 log.info("openclaw.ws.recovered", run_id=state.reply_run, how="transcript")
@@ -314,8 +314,12 @@ class WsDelivery:
             except DeliveryInterrupted:
                 continue  # restarted again meanwhile: read the session again
 
-    async def _history(self, connection: _Connection, session_key: str) -> SessionHistory:
-        params = {"sessionKey": session_key, "limit": _HISTORY_LIMIT}
+    async def history(self, session_key: str, limit: int = 100) -> SessionHistory:
+        """The newest ``limit`` entries of a session's transcript (``chat.history``), oldest first."""
+        return await self._history(await self._connect(), session_key, limit)
+
+    async def _history(self, connection: _Connection, session_key: str, limit: int) -> SessionHistory:
+        params = {"sessionKey": session_key, "limit": limit}
         async with connection.request("chat.history", params) as frames:
             frame = await connection.next_response(frames)
         if not frame.ok:
