@@ -7,12 +7,14 @@ import sys
 from collections.abc import Callable
 
 from bench.chaos.fleet import FleetPlan, run_fleet
+from bench.chaos.outages import OutagePlan, run_outages
 from bench.chaos.report import Report, print_reports
 from bench.chaos.store_storm import StormPlan, run_storm
 
-SCENARIOS: dict[str, Callable[[], Report]] = {
-    "store": lambda: run_storm(StormPlan()),
-    "fleet": lambda: run_fleet(FleetPlan()),
+SCENARIOS: dict[str, Callable[[], list[Report]]] = {
+    "store": lambda: [run_storm(StormPlan())],
+    "fleet": lambda: [run_fleet(FleetPlan())],
+    "outages": lambda: run_outages(OutagePlan()),
 }
 
 
@@ -24,7 +26,7 @@ def main(argv: list[str]) -> int:
     reports = []
     for name in chosen:
         print(f"chaos: {name}…", flush=True)
-        reports.append(SCENARIOS[name]())
+        reports.extend(SCENARIOS[name]())
     print_reports(reports)
     return 0 if all(report.ok for report in reports) else 1
 

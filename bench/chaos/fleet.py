@@ -25,8 +25,6 @@ import random
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -35,13 +33,11 @@ from pathlib import Path
 
 import anyio
 
+from bench.chaos.local import WorkerProcesses, local_gateway
 from bench.chaos.report import Report
 from contracts.models import EnqueueRequest, MessagePayload
 from contracts.sqlite import SqliteStore
-from gateway.config import CompatibleModel
-from gateway.install import ensure_openclaw
 from gateway.runtime import GatewayRuntime
-from gateway.stub_llm import StubLLMProcess
 from worker.openclaw.recovery import key_number
 from worker.openclaw.sessions import session_key
 from worker.openclaw.ws import WsDelivery
@@ -70,74 +66,44 @@ class FleetPlan:
 
 @dataclass
 class _Fleet:
-    root: Path
+    workers: WorkerProcesses
     db: Path
-    env: dict[str, str]
     rng: random.Random
-    workers: list[tuple[str, subprocess.Popen[bytes]]]
-    spawned: int = 0
     worker_kills: int = 0
     kills_mid_job: int = 0
     gateway_kills: int = 0
     gateway_down_s: float = 0.0
 
-    def spawn(self) -> tuple[str, subprocess.Popen[bytes]]:
-        self.spawned += 1
-        worker_id = f"chaos-worker-{self.spawned}"
-        log = self.root / f"worker-{self.spawned}.log"
-        command = [sys.executable, "-m", "factory", "worker", "run", "--store", str(self.db), "--worker-id", worker_id]
-        with open(log, "ab") as out:
-            return worker_id, subprocess.Popen(command, env=self.env, stdout=out, stderr=out)
-
     def kill(self, i: int) -> None:
         """Stop the worker, see whether it holds a job, then SIGKILL it and start another."""
-        worker_id, process = self.workers[i]
+        worker_id, process, _ = self.workers.running[i]
         process.send_signal(signal.SIGSTOP)
         held = _holding(self.db, worker_id)
         process.send_signal(signal.SIGKILL)
         process.wait(10)
         self.worker_kills += 1
         self.kills_mid_job += int(held)
-        self.workers[i] = self.spawn()
+        self.workers.running[i] = self.workers.spawn()
 
 
 def run_fleet(plan: FleetPlan, workdir: Path | None = None) -> Report:
     with tempfile.TemporaryDirectory(prefix="factory-chaos-fleet-") as tmp:
         root = workdir or Path(tmp)
-        install = ensure_openclaw(os.environ)
-        with StubLLMProcess.start(root / "stub.jsonl", output=root / "stub.out") as stub:
-            # A generous readiness budget: a 2-core machine under load needs minutes to start a gateway.
-            model = CompatibleModel(base_url=stub.base_url)
-            runtime = GatewayRuntime(install, root / "gateway", model=model, ready_timeout_s=plan.gateway_ready_s)
-            with runtime:
-                runtime.warm_up()
-                return _run(plan, root, runtime)
+        with local_gateway(root, ready_timeout_s=plan.gateway_ready_s) as runtime:
+            return _run(plan, root, runtime)
 
 
 def _run(plan: FleetPlan, root: Path, runtime: GatewayRuntime) -> Report:
     db = root / "fleet.db"
     texts = anyio.run(_fill, db, plan)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FACTORY_", "OPENCLAW_"))}
-    env.update(
-        OPENCLAW_GATEWAY_URL=runtime.url,
-        OPENCLAW_GATEWAY_TOKEN=runtime.token.get_secret_value(),
-        FACTORY_POLL_S="0.2",
-        FACTORY_LOG_LEVEL="info",
-    )
-    fleet = _Fleet(root, db, env, random.Random(plan.seed), [])
-    fleet.workers = [fleet.spawn() for _ in range(plan.workers)]
+    fleet = _Fleet(WorkerProcesses.for_gateway(root, str(db), runtime), db, random.Random(plan.seed))
+    fleet.workers.start(plan.workers)
     started = time.monotonic()
     drained = False
     try:
         drained = _drive(plan, fleet, runtime)
     finally:
-        for _, worker in fleet.workers:
-            worker.send_signal(signal.SIGTERM)
-        for _, worker in fleet.workers:
-            try:
-                worker.wait(60)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        fleet.workers.stop()
     drain_s = time.monotonic() - started
     return _check(plan, fleet, runtime, texts, drained, drain_s)
 
@@ -191,7 +157,7 @@ def _drive(plan: FleetPlan, fleet: _Fleet, runtime: GatewayRuntime) -> bool:
         if not fleet.gateway_kills and finished >= plan.messages * plan.gateway_kill_at and processing:
             _crash_gateway(fleet, runtime)
         if time.monotonic() >= next_kill:
-            fleet.kill(fleet.rng.randrange(len(fleet.workers)))
+            fleet.kill(fleet.rng.randrange(plan.workers))
             next_kill = time.monotonic() + plan.worker_kill_every_s * fleet.rng.uniform(0.5, 1.5)
         time.sleep(0.2)
     return False
@@ -226,8 +192,9 @@ def _check(
     redeliveries = sum(max(0, r[4] - 1) for r in rows)
     recorded, order = _recorded_once(rows, texts, turns)
     agent_turns = anyio.run(_agent_turns, runtime, rows)
-    completions = _completions(fleet.root)
-    calls = Counter(json.loads(line)["user_text"] for line in (fleet.root / "stub.jsonl").read_text().splitlines())
+    root = fleet.workers.root
+    completions = _completions(root)
+    calls = Counter(json.loads(line)["user_text"] for line in (root / "stub.jsonl").read_text().splitlines())
     report.add("messages", len(rows))
     report.add(
         "kills (SIGKILL)",
@@ -251,8 +218,7 @@ def _check(
     twice = sum(1 for n in agent_turns.values() if n != 1)
     report.add("agent turns ≠ 1 per message", twice, bad=twice > 0, why="the agent saw a message twice, or never")
     report.add("model calls per message (max)", max((calls[t] for t in texts.values()), default=0))
-    tracebacks = sum(1 for log in fleet.root.glob("worker-*.log") if "Traceback" in log.read_text(errors="replace"))
-    report.add("worker logs with a traceback", tracebacks, bad=tracebacks > 0)
+    report.add("worker logs with a traceback", n := fleet.workers.tracebacks(), bad=n > 0)
     report.add("integrity_check", integrity, bad=integrity != "ok")
     report.add("drain time", f"{drain_s:.1f} s")
     return report

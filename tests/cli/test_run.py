@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -55,6 +59,46 @@ def test_run_processes_a_burst_scales_to_zero_and_leaves_nothing_behind(cli: Cli
     # Worker logs stay for a post-mortem; the launch records are gone with their workers.
     local = cli.cwd / ".factory" / "run" / "local"
     assert list(local.glob("*.log")) and not list(local.glob("*.json"))
+
+
+@pytest.mark.gateway
+@pytest.mark.slow
+def test_kill_9_of_factory_run_takes_its_gateway_and_stub_with_it(cli: Cli) -> None:
+    run = subprocess.Popen(
+        [sys.executable, "-m", "factory", "run", "--conversations", "1", "--messages", "1"],
+        cwd=cli.cwd,
+        env=_offline(cli).env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        started = _until(lambda: _children_of_the_run(cli) == {"stub", "gateway"}, 300)
+        assert started, _processes_mentioning(str(cli.cwd))
+    finally:
+        run.kill()  # SIGKILL: no cleanup of its own can run
+        run.wait(30)
+    # The kernel tells both (PR_SET_PDEATHSIG): nothing of the run lives on.
+    gone = _until(lambda: not _processes_mentioning(str(cli.cwd)), 120)
+    assert gone, _processes_mentioning(str(cli.cwd))
+
+
+def _children_of_the_run(cli: Cli) -> set[str]:
+    found = set()
+    for command in _processes_mentioning(str(cli.cwd)):
+        if "gateway.stub_llm" in command:
+            found.add("stub")
+        elif "openclaw" in command:
+            found.add("gateway")
+    return found
+
+
+def _until(check: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def test_other_providers_are_refused_in_one_line(cli: Cli) -> None:

@@ -80,10 +80,11 @@ def worker_env(gateway: OpenClawGateway, **extra: str) -> dict[str, str]:
 
 
 def start_worker_process(
-    store_path: Path, env: dict[str, str], *args: str, log: Path | None = None
+    store: Path | str, env: dict[str, str], *args: str, log: Path | None = None
 ) -> subprocess.Popen[bytes]:
-    """``factory worker run`` as its own process, as an operator would start it."""
-    command = [sys.executable, "-m", "factory", "worker", "run", "--store", str(store_path), *args]
+    """``factory worker run`` as its own process, as an operator would start it (``store``: a
+    SQLite path or a Convex URL)."""
+    command = [sys.executable, "-m", "factory", "worker", "run", "--store", str(store), *args]
     if log is None:
         return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with open(log, "ab") as out:  # the child keeps its own descriptor
