@@ -86,3 +86,16 @@ async def test_nothing_listening_is_unavailable() -> None:
         with pytest.raises(DeliveryUnavailable, match="unreachable") as caught:
             await delivery.deliver(turn("hi", "conv"))
     assert "some-token-value" not in str(caught.value)
+
+
+@pytest.mark.gateway
+async def test_probes_tell_a_usable_gateway_and_agent_from_a_refused_token(openclaw_gateway: OpenClawGateway) -> None:
+    async with HttpDelivery(openclaw_gateway.url, openclaw_gateway.token, timeout_s=60) as delivery:
+        calls = openclaw_gateway.llm_call_count()
+        await delivery.probe()  # reachable and the token accepted: no model call for that
+        assert openclaw_gateway.llm_call_count() == calls
+        await delivery.probe("alpha")  # and the agent runs a turn
+        assert [c["user_text"] for c in openclaw_gateway.llm_calls()[calls:]] == ["ping"]
+    async with HttpDelivery(openclaw_gateway.url, "not-the-token", timeout_s=60) as refused:
+        with pytest.raises(DeliveryAuthError):
+            await refused.probe()

@@ -133,3 +133,16 @@ async def test_case_distinct_conversations_get_separate_sessions(openclaw_gatewa
         await delivery.deliver(turn(lower, base.lower()))
     [call] = openclaw_gateway.calls_for(lower)
     assert upper not in " ".join(t["text"] for t in call["turns"])
+
+
+@pytest.mark.gateway
+async def test_ws_probes_tell_a_usable_gateway_and_agent_from_a_refused_token(openclaw_gateway: OpenClawGateway) -> None:
+    async with WsDelivery(openclaw_gateway.ws_url, openclaw_gateway.token, timeout_s=60) as delivery:
+        calls = openclaw_gateway.llm_call_count()
+        await delivery.probe()
+        assert openclaw_gateway.llm_call_count() == calls
+        await delivery.probe("alpha")
+        assert [c["user_text"] for c in openclaw_gateway.llm_calls()[calls:]] == ["ping"]
+    async with WsDelivery(openclaw_gateway.ws_url, "not-the-token", timeout_s=60) as refused:
+        with pytest.raises(DeliveryAuthError):
+            await refused.probe()

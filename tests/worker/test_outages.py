@@ -136,3 +136,32 @@ async def test_a_locked_store_is_waited_out_and_nothing_is_lost(store: SqliteSto
     assert await _records(store, ids) == [("done", 1)] * 3
     assert _count(metrics, "outages", component="store") >= 1
     assert json.dumps(worker.readiness.reasons()) == '["draining"]'
+
+
+async def test_a_settle_the_store_cannot_take_is_sent_once_it_answers_again(store: SqliteStore) -> None:
+    holder = sqlite3.connect(store.path, isolation_level=None)
+    locked = False
+
+    async def lock_then_answer(ws: ServerConnection, request: dict[str, Any], connection: int) -> None:
+        nonlocal locked
+        if request["params"].get("message") == "lock the store" and not locked:
+            locked = True
+            holder.execute("BEGIN IMMEDIATE")  # taken while the turn runs: its history cannot be written
+        await answer_echo(ws, request, connection)
+
+    message_id = await store.enqueue(message("pend", "lock the store"))
+    try:
+        async with fake_gateway(lock_then_answer) as gateway, WsDelivery(gateway.url, TOKEN, timeout_s=5) as delivery:
+            worker, metrics = build_worker(store, delivery, once=True)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(worker.run)
+                await _until_reason(worker, f"could not release message {message_id}")
+                assert await _records(store, [message_id]) == [("processing", 1)]
+                holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+    # The job failed on the store (its history could not be written): given back unspent, then
+    # delivered again once the store answered; the gateway's idempotency key kept it one model run.
+    assert await _records(store, [message_id]) == [("done", 1)]
+    assert _count(metrics, "fails", retryable="true") == 0
+    assert sum(1 for r in gateway.requests if r["params"].get("message") == "lock the store") == 2
