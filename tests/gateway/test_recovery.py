@@ -49,7 +49,7 @@ def test_keys_of_a_message_are_its_id_then_numbered() -> None:
 
 def test_a_turn_the_gateway_is_about_to_resume_is_in_the_transcript_and_unanswered() -> None:
     state = turn_state(history(*EARLIER, user("SLOW:4000 crash", f"{MESSAGE}:user")), MESSAGE)
-    assert (state.in_transcript, state.reply_run, state.reply_text) == (True, None, None)
+    assert (state.taken, state.reply_run, state.reply_text) == (True, None, None)
     assert state.fresh_key == f"{MESSAGE}~1"
 
 
@@ -92,12 +92,22 @@ def test_a_later_turn_is_never_taken_for_the_answer() -> None:
         ),
         MESSAGE,
     )
-    assert (later.in_transcript, later.reply_run, later.reply_text) == (True, None, None)
+    assert (later.taken, later.reply_run, later.reply_text) == (True, None, None)
 
 
 def test_a_turn_held_as_an_interrupted_pending_input_is_resent_under_a_key_never_used() -> None:
     pending = [{"id": "f02d", "state": "interrupted", "runId": f"{MESSAGE}~1"}]
     state = turn_state(history(*EARLIER, pending=pending), MESSAGE, keys_used=1)
-    assert (state.in_transcript, state.reply_run) == (False, None)
+    assert (state.taken, state.reply_run) == (False, None)
     assert state.fresh_key == f"{MESSAGE}~2"
     assert turn_state(history(), MESSAGE).fresh_key == MESSAGE
+
+
+def test_a_run_still_going_under_another_key_is_waited_for_not_sent_again() -> None:
+    # A worker sent it under ~1 and died; the gateway lived on and runs it: not in the transcript yet.
+    pending = [
+        {"id": "a1", "state": "interrupted", "runId": MESSAGE},
+        {"id": "b2", "state": "running", "runId": f"{MESSAGE}~1"},
+    ]
+    state = turn_state(history(*EARLIER, pending=pending), MESSAGE)
+    assert (state.taken, state.reply_run, state.fresh_key) == (True, None, f"{MESSAGE}~2")

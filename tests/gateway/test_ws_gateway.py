@@ -136,7 +136,9 @@ async def test_case_distinct_conversations_get_separate_sessions(openclaw_gatewa
 
 
 @pytest.mark.gateway
-async def test_ws_probes_tell_a_usable_gateway_and_agent_from_a_refused_token(openclaw_gateway: OpenClawGateway) -> None:
+async def test_ws_probes_tell_a_usable_gateway_and_agent_from_a_refused_token(
+    openclaw_gateway: OpenClawGateway,
+) -> None:
     async with WsDelivery(openclaw_gateway.ws_url, openclaw_gateway.token, timeout_s=60) as delivery:
         calls = openclaw_gateway.llm_call_count()
         await delivery.probe()

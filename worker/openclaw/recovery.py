@@ -10,6 +10,8 @@ Observed on openclaw 2026.9.6 (gateway SIGKILLed mid-turn, then started again on
   adopt is the recovery run's; sending the message again would put it in the transcript twice.
 * If it had not (the gateway held it as a pending input, now ``state: interrupted``), a re-send of
   the key is refused ("Pending input ownership ended"), and a fresh key delivers it once.
+* A pending input of the message that is *not* interrupted is a run still going (sent under a
+  fresh key by a worker that died since): it reaches the transcript shortly; wait for it.
 
 A message's keys are its id and ``<id>~<n>`` (a fresh one after a failed run, see ``WsDelivery``).
 """
@@ -32,8 +34,9 @@ _RESTART_NOTICE = "[System]"
 class TurnState:
     """What the session says about one message's turn."""
 
-    # Its user message is in the transcript: the gateway owns the turn now, never send it again.
-    in_transcript: bool
+    # The gateway holds the turn (its user message is in the transcript, or it was accepted and is
+    # still running): never send it again, wait for its answer.
+    taken: bool
     # The run answering it (one of the message's own runs, or the gateway's recovery run), if any.
     reply_run: str | None
     # That run's final reply, when the transcript already holds it.
@@ -63,14 +66,17 @@ def turn_state(history: SessionHistory, message_id: str, *, keys_used: int = 0) 
         number = _user_key_number(entry, message_id)
         if number is not None:
             ours, used = i, max(used, number + 1)
+    live = False
     for pending in history.pending_inputs.items:
         number = key_number(pending.run_id or "", message_id)
         if number is not None:
             used = max(used, number + 1)
+            live = live or pending.state != "interrupted"
+    key = fresh_key(message_id, used)
     if ours < 0:
-        return TurnState(in_transcript=False, reply_run=None, reply_text=None, fresh_key=fresh_key(message_id, used))
+        return TurnState(taken=live, reply_run=None, reply_text=None, fresh_key=key)
     run, text = _answer(history.messages[ours + 1 :], message_id)
-    return TurnState(in_transcript=True, reply_run=run, reply_text=text, fresh_key=fresh_key(message_id, used))
+    return TurnState(taken=True, reply_run=run, reply_text=text, fresh_key=key)
 
 
 def _user_key_number(entry: HistoryEntry, message_id: str) -> int | None:

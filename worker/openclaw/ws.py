@@ -303,12 +303,12 @@ class WsDelivery:
                 else:
                     log.info("openclaw.ws.recovered", run_id=state.reply_run, how="recovery run")
                     return reply
-            elif state.in_transcript and anyio.current_time() - since < self._recovery_grace_s:
-                # The gateway has our turn and will resume it shortly after its start: wait, never re-send.
+            elif state.taken and anyio.current_time() - since < self._recovery_grace_s:
+                # The gateway holds our turn (resuming it after its start, or a run still going): wait.
                 await anyio.sleep(_RECOVERY_POLL_S)
                 continue
             self._remember_failure(request.message_id, at_least=key_number(state.fresh_key, request.message_id) or 0)
-            log.info("openclaw.ws.resending", key=state.fresh_key, in_transcript=state.in_transcript)
+            log.info("openclaw.ws.resending", key=state.fresh_key, taken=state.taken)
             try:
                 return await self._run(connection, {**params, "idempotencyKey": state.fresh_key}, request.message_id)
             except DeliveryInterrupted:
