@@ -55,10 +55,7 @@ class FleetPlan:
     gateway_kill_at: float = 0.4
     slow_ms: tuple[int, int] = (300, 2_000)
     lease_ttl_ms: int = 6_000
-    # Every worker killed mid-job spends an attempt of its message (attempts count at claim, so a
-    # message that keeps killing workers ends dead-lettered): allow more than 5, so a dead letter
-    # here means an attempt was lost to something else (the gateway crash) and not bad luck.
-    max_attempts: int = 20
+    max_attempts: int = 20  # more than 5, for the reason StormPlan.max_attempts gives
     timeout_s: float = 1_200.0
     gateway_ready_s: float = 300.0
     seed: int = 11

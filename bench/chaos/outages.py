@@ -182,16 +182,7 @@ def _gateway_down(plan: OutagePlan, root: Path, runtime: GatewayRuntime) -> Repo
     runtime.stop()
     workers = WorkerProcesses.for_gateway(root, str(db), runtime, health=True)
     workers.start(plan.workers)
-    readyz = _Readyz(workers, "gateway")
-    try:
-        _wait_out(plan.gateway_down_s, readyz)
-        exited = workers.exited()
-        runtime.start()
-        after = _until_settled(_all_done(db, plan), plan.settle_timeout_s)
-    finally:
-        workers.stop()
-    stats, spent = anyio.run(_stats, db), _attempts_spent(db)
-    return _report(f"gateway down {plan.gateway_down_s:g} s", plan, stats, spent, readyz, after, workers, exited)
+    return _ride_out(f"gateway down {plan.gateway_down_s:g} s", plan, db, workers, plan.gateway_down_s, runtime.start)
 
 
 def _wrong_token(plan: OutagePlan, root: Path, runtime: GatewayRuntime) -> Report:
@@ -205,18 +196,29 @@ def _wrong_token(plan: OutagePlan, root: Path, runtime: GatewayRuntime) -> Repor
     runtime.token = SecretStr("rotated-" + os.urandom(8).hex())  # an operator rotates it on the gateway only
     runtime.start()
     anyio.run(_enqueue, db, plan, "token")
-    readyz = _Readyz(workers, "gateway")
-    try:
-        _wait_out(plan.wrong_token_s, readyz)
-        exited = workers.exited()
+
+    def fix() -> None:
         runtime.stop()
         runtime.token = right  # …and puts the workers' token back
         runtime.start()
+
+    return _ride_out(f"wrong token {plan.wrong_token_s:g} s", plan, db, workers, plan.wrong_token_s, fix)
+
+
+def _ride_out(
+    name: str, plan: OutagePlan, db: Path, workers: WorkerProcesses, down_s: float, fix: Callable[[], object]
+) -> Report:
+    """Sample /readyz for ``down_s``, ``fix`` the gateway, then time the drain and report."""
+    readyz = _Readyz(workers, "gateway")
+    try:
+        _wait_out(down_s, readyz)
+        exited = workers.exited()
+        fix()
         after = _until_settled(_all_done(db, plan), plan.settle_timeout_s)
     finally:
         workers.stop()
     stats, spent = anyio.run(_stats, db), _attempts_spent(db)
-    return _report(f"wrong token {plan.wrong_token_s:g} s", plan, stats, spent, readyz, after, workers, exited)
+    return _report(name, plan, stats, spent, readyz, after, workers, exited)
 
 
 async def _store_down(plan: OutagePlan, root: Path, runtime: GatewayRuntime) -> Report:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from typing import Any
 
 from contracts.errors import AgentUnavailable, ConversationConflict
 from contracts.models import (
@@ -278,6 +279,17 @@ def _release_worker(conn: sqlite3.Connection, worker_id: str, now: int) -> None:
     )
 
 
+def _under_lease(conn: sqlite3.Connection, lease: LeaseRef, columns: str, *statuses: str) -> tuple[Any, ...] | None:
+    """The message as this lease left it, if it is in one of ``statuses`` (the replay checks)."""
+    marks = ", ".join("?" * len(statuses))
+    row: tuple[Any, ...] | None = conn.execute(
+        f"SELECT {columns} FROM messages WHERE message_id = ? AND lease_id = ? AND claimed_by = ?"
+        f" AND status IN ({marks})",
+        (lease.message_id, lease.lease_id, lease.worker_id, *statuses),
+    ).fetchone()
+    return row
+
+
 def refusal(conn: sqlite3.Connection, lease: LeaseRef, now: int) -> LeaseRefusal:
     """Why a fenced call found nothing to change (only asked on that cold path)."""
     row = conn.execute(
@@ -314,11 +326,7 @@ def complete(conn: sqlite3.Connection, lease: LeaseRef, now: int) -> LeaseResult
     ).fetchone()
     if row is None:
         # A retried call whose first try landed: same lease, already done. Report it, change nothing.
-        replay = conn.execute(
-            "SELECT 1 FROM messages WHERE message_id = ? AND lease_id = ? AND claimed_by = ? AND status = 'done'",
-            (lease.message_id, lease.lease_id, lease.worker_id),
-        ).fetchone()
-        if replay is not None:
+        if _under_lease(conn, lease, "1", "done") is not None:
             return LeaseResult(ok=True, now=now)
         return LeaseResult(ok=False, refused=refusal(conn, lease, now), now=now)
     refresh_head(conn, row[0], settled=True)
@@ -363,11 +371,7 @@ def fail(
 
 
 def _fail_replay(conn: sqlite3.Connection, lease: LeaseRef, now: int) -> FailResult:
-    row = conn.execute(
-        "SELECT status, scheduled_for FROM messages WHERE message_id = ? AND lease_id = ? AND claimed_by = ?"
-        " AND status IN ('queued', 'dead_letter')",
-        (lease.message_id, lease.lease_id, lease.worker_id),
-    ).fetchone()
+    row = _under_lease(conn, lease, "status, scheduled_for", "queued", "dead_letter")
     if row is None:
         return FailResult(requeued=False, dead_lettered=False, refused=refusal(conn, lease, now))
     if row[0] == "dead_letter":
@@ -383,11 +387,7 @@ def release(conn: sqlite3.Connection, request: ReleaseRequest, now: int) -> Leas
     giving it back is safe. The message keeps its place (arrival and schedule are untouched).
     """
     lease = request.lease
-    row = conn.execute(
-        "SELECT seq, conversation_id, attempts, status FROM messages"
-        " WHERE message_id = ? AND lease_id = ? AND claimed_by = ? AND status IN ('processing', 'queued')",
-        (lease.message_id, lease.lease_id, lease.worker_id),
-    ).fetchone()
+    row = _under_lease(conn, lease, "seq, conversation_id, attempts, status", "processing", "queued")
     if row is None:
         return LeaseResult(ok=False, refused=refusal(conn, lease, now), now=now)
     seq, conv, attempts, status = row

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from contracts.errors import AgentUnavailable, ConversationConflict
-from contracts.models import AgentProfile, FailRequest, LeaseRef
+from contracts.models import AgentProfile, ClaimedJob, FailRequest, LeaseRef
 from tests.contract.conftest import LEASE_TTL_MS, Harness
 from tests.contract.helpers import claim_text, fail_of, lease_of, register, release_of, request
 
@@ -188,7 +188,8 @@ async def test_an_expired_lease_is_dead_even_before_a_sweep(harness: Harness) ->
     assert taken.attempt == 2
 
 
-async def test_a_stale_lease_changes_nothing(harness: Harness) -> None:
+async def _taken_over(harness: Harness) -> tuple[ClaimedJob, ClaimedJob]:
+    """w1's lease on a message runs out and w2 claims it: (w1's job, w2's job)."""
     store = harness.store
     await register(store, "w1")
     await register(store, "w2")
@@ -197,7 +198,13 @@ async def test_a_stale_lease_changes_nothing(harness: Harness) -> None:
     assert old is not None
     await harness.advance(LEASE_TTL_MS)
     new = await store.worker_claim("w2")
-    assert new is not None
+    assert new is not None and new.attempt == 2
+    return old, new
+
+
+async def test_a_stale_lease_changes_nothing(harness: Harness) -> None:
+    store = harness.store
+    old, new = await _taken_over(harness)
     refused = await store.worker_complete(lease_of(old, "w1"))
     assert (refused.ok, refused.refused) == (False, "lease_lost")
     result = await store.worker_fail(fail_of(old, worker_id="w1"))
@@ -385,14 +392,7 @@ async def test_a_release_after_the_lease_ran_out_still_lands_if_nobody_took_over
 
 async def test_a_release_is_fenced_and_a_replay_reports_the_first_outcome(harness: Harness) -> None:
     store = harness.store
-    await register(store, "w1")
-    await register(store, "w2")
-    await store.enqueue(request("c", "x"))
-    old = await store.worker_claim("w1")
-    assert old is not None
-    await harness.advance(LEASE_TTL_MS)
-    new = await store.worker_claim("w2")
-    assert new is not None and new.attempt == 2
+    old, new = await _taken_over(harness)
     stale = await store.worker_release(release_of(old, worker_id="w1"))
     assert (stale.ok, stale.refused) == (False, "lease_lost")
     intruder = await store.worker_release(release_of(new, worker_id="w1"))
