@@ -54,8 +54,13 @@ def openclaw_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenC
     root = tmp_path_factory.mktemp("openclaw")
     stub_log = root / "stub-llm.jsonl"
     with StubLLMProcess.start(stub_log, output=root / "stub-llm.out") as stub:
+        # Minutes, not the default 90 s: a 2-core machine shared with other suites starts it slowly.
         runtime = GatewayRuntime(
-            install, root / "state", model=CompatibleModel(base_url=stub.base_url), agents=GATEWAY_AGENTS
+            install,
+            root / "state",
+            model=CompatibleModel(base_url=stub.base_url),
+            agents=GATEWAY_AGENTS,
+            ready_timeout_s=300,
         )
         with runtime:
             runtime.warm_up()
