@@ -15,6 +15,7 @@ from contracts.models import (
     HistoryMessage,
     LeaseRef,
     MessagePayload,
+    ReleaseRequest,
     WorkerRegistration,
 )
 from contracts.roles import EnqueueStore, FleetStore, OperatorStore, WorkerStore
@@ -128,6 +129,20 @@ async def test_fail_uses_upstream_args_and_result(store: AgentFactoryCompatStore
     replay = await store.worker_fail(fail)
     assert (replay.requeued, replay.dead_lettered, replay.next_scheduled_for) == (False, False, None)
     assert replay.refused == "lease_lost"
+
+
+async def test_a_release_sends_nothing_upstream_has_no_such_function(
+    store: AgentFactoryCompatStore, upstream: AgentFactoryApi
+) -> None:
+    await store.enqueue(message())
+    job = await store.worker_claim("w1")
+    assert job is not None
+    calls = len(upstream.calls)
+    lease = LeaseRef(worker_id="w1", message_id=job.message_id, lease_id=job.lease_id)
+    released = await store.worker_release(ReleaseRequest(lease=lease, reason="gateway down"))
+    # Accepted: upstream re-queues the message when its lease runs out, and counts no attempt for that.
+    assert released.ok
+    assert upstream.calls[calls:] == []
 
 
 async def test_control_is_not_asked_before_the_first_claim(
