@@ -44,6 +44,10 @@ def _die_with_parent() -> Callable[[], None] | None:
     return hook
 
 
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
+
+
 class ManagedProcess:
     def __init__(self, name: str, popen: subprocess.Popen[bytes]) -> None:
         self.name = name
@@ -61,11 +65,13 @@ class ManagedProcess:
         stdout_pipe: bool = False,
     ) -> ManagedProcess:
         """Start ``args``; stderr (and stdout, unless piped) are appended to ``output``. Call it from
-        the main thread: the child is ended when the thread that spawned it ends (see the module)."""
+        the main thread: the child is ended when the thread that spawned it ends (see the module).
+
+        ``output`` is created 0600 in a 0700 folder: a gateway's console holds conversation text."""
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError(f"spawn {name} from the main thread: the child dies with the thread that spawns it")
-        output.parent.mkdir(parents=True, exist_ok=True)
-        with output.open("ab") as sink:
+        output.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with open(output, "ab", opener=_private) as sink:
             popen = subprocess.Popen(
                 list(args),
                 env=dict(env),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from contracts.models import ClaimedJob, HydrationBundle
+from contracts.models import ClaimedJob, HydrationBundle, MessagePayload
+from contracts.push import SYSTEM_PUSH
 
 
 class Channel(Protocol):
@@ -13,3 +14,11 @@ class Channel(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+def channel_for(payload: MessagePayload) -> str:
+    """The channel a reply goes out on: the provider's own, except that an agent speaking first
+    (a push, a broadcast) in a Telegram conversation answers in that Telegram chat."""
+    if payload.provider == SYSTEM_PUSH and "telegramChatId" in (payload.metadata or {}):
+        return "telegram"
+    return payload.provider

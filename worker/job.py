@@ -13,18 +13,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 
-from contracts.models import AppendRequest, ClaimedJob, HistoryMessage
+from contracts.models import AppendRequest, ClaimedJob, HistoryMessage, HydrationBundle
 from contracts.roles import WorkerStore
-from worker.channels import Channel
+from worker.channels import Channel, channel_for
 from worker.delivery import Delivery, DeliveryRequest
 from worker.errors import DeliveryError, InvalidJob, JobError, ModelUnavailable
 from worker.metrics import WorkerMetrics
 
 log = structlog.get_logger("worker.job")
 SessionKeyFn = Callable[[str, str], str]
+
+
+class MediaEnricher(Protocol):
+    async def enrich(self, job: ClaimedJob, bundle: HydrationBundle) -> str:
+        """The text the agent sees for ``job``: its message plus where its files were put."""
+        ...
 
 
 class HydrationUnavailable(JobError):
@@ -41,6 +48,8 @@ class JobRunner:
     session_key: SessionKeyFn
     metrics: WorkerMetrics
     workspace_id: str = "default"
+    # Downloads Telegram attachments and tells the agent where they are (None: text only).
+    media: MediaEnricher | None = None
 
     async def probe(self, agent_id: str | None = None) -> None:
         """Raise unless the gateway takes requests (and, given ``agent_id``, that agent runs a turn)."""
@@ -56,16 +65,17 @@ class JobRunner:
             key = self.session_key(agent_id, job.conversation_id)
         except ValueError as exc:
             raise InvalidJob(f"agent {bundle.agent_key}: {exc}") from None
-        request = DeliveryRequest(
-            message_id=job.message_id, session_key=key, agent_id=agent_id, text=job.payload.message_text
-        )
+        text = job.payload.message_text
+        if self.media is not None and job.payload.attachments:
+            text = await self.media.enrich(job, bundle)
+        request = DeliveryRequest(message_id=job.message_id, session_key=key, agent_id=agent_id, text=text)
         try:
             with self.metrics.delivery_seconds.time():
                 reply = await self.delivery.deliver(request)
         except DeliveryError as exc:
             raise await self._judged(exc, agent_id) from None
 
-        provider = job.payload.provider
+        provider = channel_for(job.payload)
         channel = self.channels.get(provider)
         if channel is not None:
             await channel.send(job, bundle, reply.text)

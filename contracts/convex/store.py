@@ -26,14 +26,17 @@ from pydantic import SecretStr
 
 from contracts import models
 from contracts.convex.client import DEFAULT_RETRY, ConvexClient, as_int, auth_header
+from contracts.convex.frontdoor import FrontDoorFunctions
 from contracts.errors import InvalidInput
 from contracts.models import to_wire
+from contracts.push import Broadcast, BroadcastRequest, PushDispatch, PushDispatchRequest, PushJob, PushTemplate
 from contracts.retry import RetryPolicy
+from contracts.secrets import SecretBox
 
 DEFAULT_NAMESPACE = "agentFactory"
 
 
-class ConvexStore:
+class ConvexStore(FrontDoorFunctions):
     """Every store role on a Convex deployment running the factory module.
 
     ``url``           the deployment URL (``https://<name>.convex.cloud``; ``.convex.site`` is accepted)
@@ -43,6 +46,8 @@ class ConvexStore:
     ``namespace``     the module file the functions live in (default ``agentFactory``)
     ``timeout_s``     the timeout of every HTTP call
     ``retry``         the retry policy for calls that are safe to repeat
+    ``secrets_box``   the key secrets are sealed with here and opened with (the module keeps
+                      ciphertext only)
     """
 
     def __init__(
@@ -55,10 +60,12 @@ class ConvexStore:
         timeout_s: float = 10.0,
         retry: RetryPolicy = DEFAULT_RETRY,
         wait_poll_s: float = 1.0,
+        secrets_box: SecretBox | None = None,
     ) -> None:
         if wait_poll_s <= 0:
             raise InvalidInput("wait_poll_s", "must be positive")
         self.wait_poll_s = wait_poll_s
+        self.box = secrets_box
         self._client = ConvexClient(
             url,
             namespace=namespace,
@@ -129,7 +136,7 @@ class ConvexStore:
         self, message_id: str, workspace_id: str = "default"
     ) -> models.HydrationBundle | None:
         value = await self._query("workerHydrationBundle", {"messageId": message_id, "workspaceId": workspace_id})
-        return None if value is None else models.HydrationBundle.model_validate(value)
+        return None if value is None else self.open_bundle(value)
 
     async def worker_append_conversation_messages(self, request: models.AppendRequest) -> models.AppendResult:
         # With a messageId the append is idempotent; without one a retry could append twice.
@@ -211,11 +218,6 @@ class ConvexStore:
         value = await self._query("getAgentProfile", {"agentKey": agent_key})
         return None if value is None else models.AgentProfile.model_validate(value)
 
-    async def import_secret(self, secret_ref: str, value: SecretStr) -> int:
-        # Not retried: each call stores a new version.
-        args = {"secretRef": secret_ref, "value": value.get_secret_value()}
-        return as_int(await self._mutation("importSecret", args, retry=False), "version")
-
     # ---------------------------------------------------------------- autoscaler bookkeeping
 
     async def acquire_reconcile_lock(self, holder: str, ttl_ms: int) -> bool:
@@ -243,6 +245,45 @@ class ConvexStore:
             models.LaunchRecord.model_validate(r)
             async for r in self._pages("ledgerList", {"includeClosed": include_closed})
         ]
+
+    # ---------------------------------------------------------------- push schedules and broadcasts
+
+    async def push_template_put(self, template: PushTemplate) -> PushTemplate:
+        value = await self._mutation("pushTemplatePut", {"template": to_wire(template)}, retry=True)
+        return PushTemplate.model_validate(value)
+
+    async def push_template_delete(self, template_id: str) -> bool:
+        return bool(await self._mutation("pushTemplateDelete", {"templateId": template_id}, retry=True))
+
+    async def push_templates(self) -> list[PushTemplate]:
+        return [PushTemplate.model_validate(t) for t in await self._query("pushTemplates")]
+
+    async def push_job_put(self, job: PushJob) -> PushJob:
+        return PushJob.model_validate(await self._mutation("pushJobPut", {"job": to_wire(job)}, retry=True))
+
+    async def push_job_delete(self, job_id: str) -> bool:
+        return bool(await self._mutation("pushJobDelete", {"jobId": job_id}, retry=True))
+
+    async def push_jobs(self, *, due_at: int | None = None, limit: int = 500) -> list[PushJob]:
+        args: dict[str, Any] = {"limit": limit, **({"dueAt": due_at} if due_at is not None else {})}
+        return [PushJob.model_validate(j) for j in await self._query("pushJobs", args)]
+
+    async def push_dispatch(self, request: PushDispatchRequest) -> PushDispatch:
+        # Deduplicated by the run key and fenced by expectedNextRunAt: safe to retry.
+        return PushDispatch.model_validate(await self._mutation("pushDispatch", to_wire(request), retry=True))
+
+    async def push_dispatches(self, job_id: str, limit: int = 50) -> list[PushDispatch]:
+        rows = await self._query("pushDispatches", {"jobId": job_id, "limit": limit})
+        return [PushDispatch.model_validate(d) for d in rows]
+
+    async def broadcast(self, request: BroadcastRequest) -> Broadcast:
+        while True:  # a bounded batch of recipients per call; the broadcast id makes each call safe to repeat
+            value = await self._mutation("broadcast", to_wire(request), retry=True)
+            if not value.get("hasMore"):
+                return Broadcast.model_validate(value["broadcast"])
+
+    async def broadcasts(self, limit: int = 50) -> list[Broadcast]:
+        return [Broadcast.model_validate(b) for b in await self._query("broadcasts", {"limit": limit})]
 
     # ---------------------------------------------------------------- waiting and time
 

@@ -144,17 +144,166 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     INSERT INTO store_config (key, value) VALUES ('lease_ttl_ms', '60000');
     """,
+    # 3: push templates and jobs, the dispatch record of every slot, broadcasts and their audit.
+    """
+    CREATE TABLE push_templates (
+        template_id       TEXT PRIMARY KEY,
+        body              TEXT NOT NULL,       -- wire JSON of PushTemplate
+        created_at        INTEGER NOT NULL,
+        updated_at        INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE push_jobs (
+        job_id            TEXT PRIMARY KEY,
+        template_id       TEXT NOT NULL REFERENCES push_templates (template_id),
+        body              TEXT NOT NULL,       -- wire JSON of PushJob
+        enabled           INTEGER NOT NULL,
+        next_run_at       INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX push_jobs_due ON push_jobs (next_run_at) WHERE enabled = 1 AND next_run_at IS NOT NULL;
+
+    CREATE TABLE push_dispatches (
+        job_id            TEXT NOT NULL,
+        run_key           TEXT NOT NULL,       -- job:<jobId>:<slotMs> or manual:<jobId>:<ms>
+        slot_at           INTEGER NOT NULL,
+        status            TEXT NOT NULL CHECK (status IN ('enqueued', 'skipped', 'failed')),
+        message_id        TEXT,
+        error             TEXT,
+        created_at        INTEGER NOT NULL,
+        PRIMARY KEY (job_id, run_key)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE broadcasts (
+        broadcast_id      TEXT PRIMARY KEY,
+        requested_by      TEXT NOT NULL,
+        requested_at      INTEGER NOT NULL,
+        text_sha256       TEXT NOT NULL,
+        agents            TEXT,                -- JSON list, or NULL for every enabled agent
+        status            TEXT NOT NULL CHECK (status IN ('done', 'failed'))
+    ) WITHOUT ROWID;
+
+    CREATE TABLE broadcast_recipients (
+        broadcast_id      TEXT NOT NULL,
+        conversation_id   TEXT NOT NULL,
+        agent_key         TEXT NOT NULL,
+        status            TEXT NOT NULL CHECK (status IN ('enqueued', 'skipped', 'failed')),
+        message_id        TEXT,
+        error             TEXT,
+        PRIMARY KEY (broadcast_id, conversation_id)
+    ) WITHOUT ROWID;
+    """,
+    # 4: the front door. Secrets become ciphertext with the id of the key that sealed them (NULL: a
+    # value stored before encryption, sealed when the store is next opened with a key); Telegram
+    # update ids seen (dedupe that survives restarts), webhooks, pairing codes and their failed
+    # attempts, identity bindings, and the app API's bearer tokens (hashes only).
+    """
+    ALTER TABLE secrets ADD COLUMN key_id TEXT;
+
+    CREATE TABLE telegram_updates (
+        bot_id            TEXT NOT NULL,
+        update_id         INTEGER NOT NULL,
+        message_id        TEXT,
+        received_at       INTEGER NOT NULL,
+        PRIMARY KEY (bot_id, update_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX telegram_updates_age ON telegram_updates (received_at);
+
+    CREATE TABLE telegram_webhooks (
+        agent_key         TEXT PRIMARY KEY,
+        bot_id            TEXT NOT NULL,
+        secret_hash       TEXT NOT NULL UNIQUE,
+        bot_username      TEXT,
+        url               TEXT,
+        configured_at     INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE pairing_codes (
+        code              TEXT PRIMARY KEY,
+        agent_key         TEXT NOT NULL,
+        status            TEXT NOT NULL CHECK (status IN ('pending', 'used', 'expired')),
+        created_at        INTEGER NOT NULL,
+        expires_at        INTEGER NOT NULL,
+        consumer_user_id  TEXT,
+        used_at           INTEGER,
+        telegram_user_id  TEXT,
+        telegram_chat_id  TEXT
+    ) WITHOUT ROWID;
+
+    CREATE TABLE pairing_failures (
+        bot_id            TEXT NOT NULL,
+        telegram_user_id  TEXT NOT NULL,
+        window_started_at INTEGER NOT NULL,
+        failures          INTEGER NOT NULL,
+        PRIMARY KEY (bot_id, telegram_user_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE identity_bindings (
+        binding_id        TEXT PRIMARY KEY,
+        agent_key         TEXT NOT NULL,
+        bot_id            TEXT NOT NULL,
+        telegram_user_id  TEXT NOT NULL,
+        telegram_chat_id  TEXT,
+        consumer_user_id  TEXT,
+        conversation_id   TEXT NOT NULL,
+        status            TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
+        source            TEXT NOT NULL,
+        bound_at          INTEGER NOT NULL,
+        revoked_at        INTEGER
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX identity_bindings_active ON identity_bindings (bot_id, telegram_user_id)
+        WHERE status = 'active';
+
+    CREATE TABLE app_tokens (
+        token_id          TEXT PRIMARY KEY,
+        name              TEXT NOT NULL,
+        token_hash        TEXT NOT NULL UNIQUE,
+        created_at        INTEGER NOT NULL,
+        revoked_at        INTEGER
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
+# "FACT" in the file header's application id: this file is a factory store (sqlite.org/fileformat2).
+APPLICATION_ID = 0x46414354
+# Tables every version has: a file without an application id (made before we set it) that has
+# these and a schema version is one of ours.
+CORE_TABLES = frozenset({"messages", "conversations", "workers", "agent_profiles"})
 
 
-class SchemaTooNew(RuntimeError):
+class SchemaTooNew(Exception):
     def __init__(self, found: int) -> None:
         super().__init__(
             f"the store file has schema version {found}, newer than this factory ({SCHEMA_VERSION}); "
             "upgrade factory rather than opening it with an older release"
         )
+        self.found = found
+
+
+class NotOurs(Exception):
+    """A SQLite database that is not a factory store: we must not add tables or change its journal."""
+
+
+def check_ours(conn: sqlite3.Connection) -> None:
+    """Refuse a database another program made, or a newer release's store, before touching it.
+
+    Read-only: runs before the journal switch and the migration, so a foreign file stays as it was.
+    """
+    app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if app_id == APPLICATION_ID or (app_id == 0 and version == 0 and not tables):
+        pass  # ours, or a new empty file
+    elif app_id == 0 and version > 0 and tables >= CORE_TABLES:
+        pass  # ours, from before the application id was set; the migration sets it
+    else:
+        shown = ", ".join(sorted(tables)[:5]) + (", …" if len(tables) > 5 else "")
+        raise NotOurs(
+            f"is a SQLite database another program made (application id {app_id:#x}, "
+            f"tables: {shown or 'none'}); point the store at a new file or a factory store"
+        )
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(version)
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -168,6 +317,8 @@ def migrate(conn: sqlite3.Connection) -> int:
             for statement in _statements(MIGRATIONS[version - 1]):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {version}")
+        if int(conn.execute("PRAGMA application_id").fetchone()[0]) != APPLICATION_ID:
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

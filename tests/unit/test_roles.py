@@ -7,10 +7,29 @@ import inspect
 import pytest
 
 from contracts.convex import AgentFactoryCompatStore, ConvexStore
-from contracts.roles import AgentStore, EnqueueStore, FleetStore, OperatorStore, StoreHandle, WorkerStore
+from contracts.roles import (
+    AgentStore,
+    EnqueueStore,
+    FleetStore,
+    IngressStore,
+    OperatorStore,
+    ScheduleStore,
+    SecretStore,
+    StoreHandle,
+    WorkerStore,
+)
 from contracts.sqlite import SqliteStore
 
-ROLES = (WorkerStore, EnqueueStore, FleetStore, OperatorStore, AgentStore)
+ROLES = (
+    WorkerStore,
+    EnqueueStore,
+    FleetStore,
+    OperatorStore,
+    AgentStore,
+    ScheduleStore,
+    IngressStore,
+    SecretStore,
+)
 
 
 def _every_role(store: SqliteStore | ConvexStore) -> None:
@@ -20,6 +39,9 @@ def _every_role(store: SqliteStore | ConvexStore) -> None:
     _f: FleetStore = store
     _o: OperatorStore = store
     _a: AgentStore = store
+    _s: ScheduleStore = store
+    _i: IngressStore = store
+    _secrets: SecretStore = store
 
 
 def _compat_roles(store: AgentFactoryCompatStore) -> None:

@@ -12,7 +12,9 @@ from pydantic import SecretStr
 
 from contracts.clock import ManualClock
 from contracts.models import LeaseRef
+from contracts.push import PushDispatchRequest, PushJob, PushTemplate, Schedule
 from contracts.sqlite import SqliteStore
+from tests.contract.helpers import TEST_BOX
 from tests.fakes.telegram_api import run_telegram_fake
 from tests.gateway_fixture import OpenClawGateway
 from tests.worker.harness import build_worker, eventually, message
@@ -33,7 +35,7 @@ def _count(metrics: WorkerMetrics, name: str) -> float:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "w.db", clock=ManualClock(), rng=random.Random(1))
+    s = SqliteStore(tmp_path / "w.db", clock=ManualClock(), rng=random.Random(1), secrets_box=TEST_BOX)
     try:
         yield s
     finally:
@@ -122,7 +124,7 @@ async def test_lease_loss_mid_delivery_cancels_the_job_and_sends_nothing(
         message_id = await store.enqueue(message("w-lost", "SLOW:6000 lose my lease", provider="telegram", user="77"))
         # A 3 s lease (the store's, set for every process on the file): the worker heartbeats
         # every second, so the loss is noticed long before the slow reply arrives.
-        await SqliteStore(store.path, lease_ttl_ms=3_000).aclose()
+        await SqliteStore(store.path, lease_ttl_ms=3_000, secrets_box=TEST_BOX).aclose()
         worker, metrics = build_worker(store, delivery, telegram=telegram)
         async with anyio.create_task_group() as tg:
             tg.start_soon(worker.run)
@@ -165,6 +167,37 @@ async def test_a_telegram_message_is_answered_on_telegram(
         worker, _ = build_worker(store, delivery, telegram=telegram, once=True)
         assert (await worker.run()).processed == 1
         assert telegram_api.texts("555") == ["STUB-REPLY: <b>tags</b> & all"]
+
+
+async def test_a_push_in_a_telegram_conversation_is_sent_to_that_chat(
+    store: SqliteStore, delivery: WsDelivery, openclaw_gateway: OpenClawGateway
+) -> None:
+    async with (
+        run_telegram_fake(tokens=[BOT_TOKEN]) as telegram_api,
+        TelegramChannel(api_base=telegram_api.url) as telegram,
+    ):
+        await store.import_secret("telegram.botToken.default", SecretStr(BOT_TOKEN))
+        await store.push_template_put(PushTemplate(template_id="t", agent_key="default", text="daily check-in"))
+        await store.enqueue(message("telegram:777", "hello", provider="telegram", user="777"))
+        now = await store.now_ms()
+        job = await store.push_job_put(
+            PushJob(
+                job_id="j",
+                template_id="t",
+                conversation_id="telegram:777",
+                schedule=Schedule(kind="daily", at="09:00"),
+                next_run_at=now,
+            )
+        )
+        worker, _ = build_worker(store, delivery, telegram=telegram, once=True)
+        assert (await worker.run()).processed == 1  # the user's own message first
+        request = PushDispatchRequest(
+            job_id="j", run_key=f"job:j:{now}", slot_at=now, expected_next_run_at=job.next_run_at, next_run_at=now + 1
+        )
+        assert (await store.push_dispatch(request)).status == "enqueued"
+        worker, _ = build_worker(store, delivery, telegram=telegram, once=True)
+        assert (await worker.run()).processed == 1
+        assert telegram_api.texts("777") == ["STUB-REPLY: hello", "STUB-REPLY: daily check-in"]
 
 
 async def test_a_gateway_that_never_comes_up_is_waited_for_then_given_up_on_untouched(store: SqliteStore) -> None:

@@ -25,6 +25,23 @@ export const releaseReconcileLock = internalMutation(api.releaseReconcileLock);
 export const ledgerRecord = internalMutation(api.ledgerRecord);
 export const ledgerUpdate = internalMutation(api.ledgerUpdate);
 export const storeNow = internalMutation(api.storeNow);
+export const pushTemplatePut = internalMutation(api.pushTemplatePut);
+export const pushTemplateDelete = internalMutation(api.pushTemplateDelete);
+export const pushJobPut = internalMutation(api.pushJobPut);
+export const pushJobDelete = internalMutation(api.pushJobDelete);
+export const pushDispatch = internalMutation(api.pushDispatch);
+export const pushDispatchDue = internalMutation(api.pushDispatchDue);
+export const broadcast = internalMutation(api.broadcast);
+
+// ---- the front door and secrets (mutations; the webhook route calls these)
+export const resealSecret = internalMutation(api.resealSecret);
+export const createAppToken = internalMutation(api.createAppToken);
+export const revokeAppToken = internalMutation(api.revokeAppToken);
+export const ingestTelegramUpdate = internalMutation(api.ingestTelegramUpdate);
+export const setTelegramWebhook = internalMutation(api.setTelegramWebhook);
+export const createPairingCode = internalMutation(api.createPairingCode);
+export const consumePairingCode = internalMutation(api.consumePairingCode);
+export const revokeBinding = internalMutation(api.revokeBinding);
 
 // ---- queries
 export const workerHydrationBundle = internalQuery(api.workerHydrationBundle);
@@ -38,3 +55,21 @@ export const getMessage = internalQuery(api.getMessage);
 export const getConversation = internalQuery(api.getConversation);
 export const getAgentProfile = internalQuery(api.getAgentProfile);
 export const ledgerList = internalQuery(api.ledgerList);
+export const pushTemplates = internalQuery(api.pushTemplates);
+export const pushJobs = internalQuery(api.pushJobs);
+export const pushDispatches = internalQuery(api.pushDispatches);
+export const pushNextSlot = internalQuery(api.pushNextSlot);
+export const broadcasts = internalQuery(api.broadcasts);
+
+// ---- the front door and secrets (queries)
+export const resolveSecrets = internalQuery(api.resolveSecrets);
+export const secretStatus = internalQuery(api.secretStatus);
+export const sealedSecrets = internalQuery(api.sealedSecrets);
+export const findAppToken = internalQuery(api.findAppToken);
+export const listAppTokens = internalQuery(api.listAppTokens);
+export const getTelegramWebhook = internalQuery(api.getTelegramWebhook);
+export const findTelegramWebhook = internalQuery(api.findTelegramWebhook);
+export const getPairingCode = internalQuery(api.getPairingCode);
+export const resolveBinding = internalQuery(api.resolveBinding);
+export const listBindings = internalQuery(api.listBindings);
+export const conversationMessages = internalQuery(api.conversationMessages);

@@ -9,9 +9,24 @@ import { v, type ObjectType, type PropertyValidators } from "convex/values";
 import type { MutationCtx, QueryCtx } from "../_generated/server";
 import * as agents from "./agents";
 import * as fleet from "./fleet";
+import * as ingress from "./ingress";
 import { currentPolicy } from "./policy";
+import * as push from "./push";
 import * as queue from "./queue";
-import { agentProfile, historyMessage, launchState, machineRef, payload } from "./validators";
+import * as secrets from "./secrets";
+import { nextSlot, type Schedule } from "./slots";
+import {
+  agentProfile,
+  enqueueRequest,
+  historyMessage,
+  launchState,
+  machineRef,
+  payload,
+  pushJob,
+  pushTemplate,
+  schedule,
+  telegramWebhook,
+} from "./validators";
 
 type Spec<Ctx, Args extends PropertyValidators, R> = {
   args: Args;
@@ -181,9 +196,102 @@ export const getAgentProfile = querySpec(
   async (ctx, a) => await agents.loadProfile(ctx.db, a.agentKey),
 );
 
+// ---------------------------------------------------------------- secrets (ciphertext only) and app tokens
+
 export const importSecret = mutationSpec(
-  { secretRef: v.string(), value: v.string() },
-  async (ctx, a) => await agents.importSecret(ctx.db, a.secretRef, a.value, Date.now()),
+  { secretRef: v.string(), value: v.string(), keyId: v.optional(v.string()) },
+  async (ctx, a) => await secrets.importSecret(ctx.db, a.secretRef, a.value, a.keyId, Date.now()),
+);
+
+export const resolveSecrets = querySpec(
+  { refs: v.array(v.string()) },
+  async (ctx, a) => await secrets.resolveSecrets(ctx.db, a.refs),
+);
+
+export const secretStatus = querySpec({}, async (ctx) => await secrets.secretStatus(ctx.db));
+
+export const sealedSecrets = querySpec({}, async (ctx) => await secrets.sealedSecrets(ctx.db));
+
+export const resealSecret = mutationSpec(
+  { secretRef: v.string(), version: v.number(), expectKeyId: v.optional(v.string()), value: v.string(), keyId: v.string() },
+  async (ctx, a) => await secrets.resealSecret(ctx.db, a),
+);
+
+export const createAppToken = mutationSpec(
+  { tokenId: v.string(), name: v.string(), tokenHash: v.string(), createdAt: v.number(), revokedAt: v.optional(v.number()) },
+  async (ctx, a) => await secrets.createAppToken(ctx.db, a),
+);
+
+export const findAppToken = querySpec(
+  { tokenHash: v.string() },
+  async (ctx, a) => await secrets.findAppToken(ctx.db, a.tokenHash),
+);
+
+export const revokeAppToken = mutationSpec(
+  { tokenId: v.string() },
+  async (ctx, a) => await secrets.revokeAppToken(ctx.db, a.tokenId, Date.now()),
+);
+
+export const listAppTokens = querySpec({}, async (ctx) => await secrets.listAppTokens(ctx.db));
+
+// ---------------------------------------------------------------- the front door
+
+export const ingestTelegramUpdate = mutationSpec(
+  { botId: v.string(), updateId: v.number(), request: v.optional(enqueueRequest) },
+  async (ctx, a) => await ingress.ingestUpdate(ctx.db, a, Date.now()),
+);
+
+export const setTelegramWebhook = mutationSpec(
+  { webhook: telegramWebhook },
+  async (ctx, a) => {
+    const { configuredAt: _ignored, ...webhook } = a.webhook;
+    return await ingress.setWebhook(ctx.db, webhook, Date.now());
+  },
+);
+
+export const getTelegramWebhook = querySpec(
+  { agentKey: v.string() },
+  async (ctx, a) => await ingress.getWebhook(ctx.db, a.agentKey),
+);
+
+export const findTelegramWebhook = querySpec(
+  { secretHash: v.string() },
+  async (ctx, a) => await ingress.findWebhook(ctx.db, a.secretHash),
+);
+
+export const createPairingCode = mutationSpec(
+  { code: v.string(), agentKey: v.string(), ttlMs: v.optional(v.number()), consumerUserId: v.optional(v.string()) },
+  async (ctx, a) => await ingress.createPairingCode(ctx.db, a, Date.now()),
+);
+
+export const getPairingCode = querySpec(
+  { code: v.string(), now: v.optional(v.number()) },
+  async (ctx, a) => await ingress.getPairingCode(ctx.db, a.code, a.now ?? Date.now()),
+);
+
+export const consumePairingCode = mutationSpec(
+  { code: v.string(), botId: v.string(), telegramUserId: v.string(), telegramChatId: v.string() },
+  async (ctx, a) => await ingress.consumePairingCode(ctx.db, a, Date.now()),
+);
+
+export const resolveBinding = querySpec(
+  { botId: v.string(), telegramUserId: v.string() },
+  async (ctx, a) => await ingress.resolveBinding(ctx.db, a.botId, a.telegramUserId),
+);
+
+export const listBindings = querySpec(
+  { agentKey: v.optional(v.string()), includeRevoked: v.optional(v.boolean()) },
+  async (ctx, a) => await ingress.listBindings(ctx.db, a.agentKey, a.includeRevoked ?? false),
+);
+
+export const revokeBinding = mutationSpec(
+  { bindingId: v.string() },
+  async (ctx, a) => await ingress.revokeBinding(ctx.db, a.bindingId, Date.now()),
+);
+
+export const conversationMessages = querySpec(
+  { conversationId: v.string(), limit: v.optional(v.number()) },
+  async (ctx, a) => await ingress.conversationMessages(ctx.db, a.conversationId, Math.min(Math.max(a.limit ?? 100, 1), 500)),
 );
 
 // ---------------------------------------------------------------- autoscaler bookkeeping
@@ -219,6 +327,66 @@ export const ledgerUpdate = mutationSpec(
 export const ledgerList = querySpec(
   { includeClosed: v.optional(v.boolean()), ...cursor },
   async (ctx, a) => await fleet.ledgerList(ctx.db, a.includeClosed ?? false, page(a)),
+);
+
+// ---------------------------------------------------------------- push schedules and broadcasts
+
+export const pushTemplatePut = mutationSpec(
+  { template: pushTemplate },
+  async (ctx, a) => await push.templatePut(ctx.db, a.template, Date.now()),
+);
+
+export const pushTemplateDelete = mutationSpec(
+  { templateId: v.string() },
+  async (ctx, a) => await push.templateDelete(ctx.db, a.templateId),
+);
+
+export const pushTemplates = querySpec({}, async (ctx) => await push.templates(ctx.db));
+
+export const pushJobPut = mutationSpec({ job: pushJob }, async (ctx, a) => await push.jobPut(ctx.db, a.job, Date.now()));
+
+export const pushJobDelete = mutationSpec({ jobId: v.string() }, async (ctx, a) => await push.jobDelete(ctx.db, a.jobId));
+
+export const pushJobs = querySpec(
+  { dueAt: v.optional(v.number()), limit: v.optional(v.number()) },
+  async (ctx, a) => await push.jobs(ctx.db, a.dueAt, a.limit ?? 500),
+);
+
+export const pushDispatch = mutationSpec(
+  {
+    jobId: v.string(),
+    runKey: v.string(),
+    slotAt: v.number(),
+    mode: v.optional(v.union(v.literal("scheduled"), v.literal("manual"))),
+    expectedNextRunAt: v.optional(v.number()),
+    nextRunAt: v.optional(v.number()),
+    skipReason: v.optional(v.string()),
+  },
+  async (ctx, a) => await push.dispatch(ctx.db, a, Date.now()),
+);
+
+export const pushDispatches = querySpec(
+  { jobId: v.string(), limit: v.optional(v.number()) },
+  async (ctx, a) => await push.dispatches(ctx.db, a.jobId, a.limit ?? 50),
+);
+
+/** A dispatch pass computed inside Convex: what this module's cron runs (crons.ts). */
+export const pushDispatchDue = mutationSpec({}, async (ctx) => await push.dispatchDue(ctx.db, Date.now()));
+
+/** The slot math of this module, for checking it against the Python reference. */
+export const pushNextSlot = querySpec(
+  { schedule, afterMs: v.number() },
+  async (_ctx, a) => nextSlot(push.checkSchedule(a.schedule as Schedule), a.afterMs),
+);
+
+export const broadcast = mutationSpec(
+  { broadcastId: v.string(), text: v.string(), requestedBy: v.string(), agents: v.optional(v.array(v.string())) },
+  async (ctx, a) => await push.broadcast(ctx.db, a, Date.now()),
+);
+
+export const broadcasts = querySpec(
+  { limit: v.optional(v.number()) },
+  async (ctx, a) => await push.broadcasts(ctx.db, a.limit ?? 50),
 );
 
 // ---------------------------------------------------------------- time

@@ -38,3 +38,7 @@ export function conversationConflict(conversationId: string, owner: string, requ
 export function unauthorized(message: string): never {
   throw new ConvexError({ code: "UNAUTHORIZED", message });
 }
+
+export function notFound(what: string, key: string): never {
+  throw new ConvexError({ code: "NOT_FOUND", what, key, message: `${what} '${key}' not found` });
+}

@@ -14,7 +14,11 @@ import {
   launchState,
   machineRef,
   messageStatus,
+  pairingStatus,
   payload,
+  dispatchStatus,
+  pushJob,
+  pushTemplate,
   workerStatus,
 } from "./validators";
 
@@ -65,6 +69,7 @@ export const factoryTables = {
     lockWorker: v.optional(v.string()), // the worker holding the processing head
   })
     .index("by_conversationId", ["conversationId"])
+    .index("by_agent", ["agentKey", "conversationId"])
     .index("by_claim", ["headStatus", "claimRank", "headScheduledFor", "headSeq"])
     .index("by_available", ["headStatus", "availableAt"]),
 
@@ -106,10 +111,14 @@ export const factoryTables = {
     updatedAt: v.number(),
   }).index("by_agentKey", ["agentKey"]),
 
+  // `value` is ciphertext sealed by the Python side (AES-256-GCM) under the key `keyId` names; the
+  // key never reaches the deployment. No keyId: a value stored before encryption, sealed by the
+  // next `factory serve` / `factory secrets rotate-key` that has a key.
   factorySecrets: defineTable({
     secretRef: v.string(),
     version: v.number(),
     value: v.string(),
+    keyId: v.optional(v.string()),
     active: v.boolean(),
     createdAt: v.number(),
   })
@@ -134,6 +143,127 @@ export const factoryTables = {
     .index("by_launchId", ["launchId"])
     .index("by_requested", ["requestedAt", "launchId"])
     .index("by_state", ["state", "requestedAt", "launchId"]),
+
+  factoryPushTemplates: defineTable({
+    templateId: v.string(),
+    template: pushTemplate,
+  }).index("by_templateId", ["templateId"]),
+
+  factoryPushJobs: defineTable({
+    jobId: v.string(),
+    templateId: v.string(),
+    job: pushJob,
+    enabled: v.boolean(),
+    nextRunAt: v.optional(v.number()),
+  })
+    .index("by_jobId", ["jobId"])
+    .index("by_templateId", ["templateId"])
+    .index("by_due", ["enabled", "nextRunAt"]),
+
+  factoryPushDispatches: defineTable({
+    jobId: v.string(),
+    runKey: v.string(), // job:<jobId>:<slotMs> or manual:<jobId>:<ms>: unique per job
+    slotAt: v.number(),
+    status: dispatchStatus,
+    messageId: v.optional(v.string()),
+    error: v.optional(v.string()),
+    createdAt: v.number(),
+  })
+    .index("by_job_runKey", ["jobId", "runKey"])
+    .index("by_job_created", ["jobId", "createdAt"]),
+
+  factoryBroadcasts: defineTable({
+    broadcastId: v.string(),
+    requestedBy: v.string(),
+    requestedAt: v.number(),
+    textSha256: v.string(),
+    text: v.string(),
+    agents: v.optional(v.array(v.string())),
+    status: v.union(v.literal("running"), v.literal("done"), v.literal("failed")),
+    cursor: v.optional(v.string()), // where the next batch of recipients starts
+  })
+    .index("by_broadcastId", ["broadcastId"])
+    .index("by_requested", ["requestedAt"]),
+
+  factoryBroadcastRecipients: defineTable({
+    broadcastId: v.string(),
+    conversationId: v.string(),
+    agentKey: v.string(),
+    status: dispatchStatus,
+    messageId: v.optional(v.string()),
+    error: v.optional(v.string()),
+  }).index("by_broadcast", ["broadcastId", "conversationId"]),
+  // ---- the front door: Telegram update ids seen, webhooks, pairing, bindings, app tokens.
+  factoryTelegramUpdates: defineTable({
+    botId: v.string(),
+    updateId: v.number(),
+    messageId: v.optional(v.string()),
+    receivedAt: v.number(),
+  })
+    .index("by_update", ["botId", "updateId"])
+    .index("by_received", ["receivedAt"]),
+
+  factoryTelegramWebhooks: defineTable({
+    agentKey: v.string(),
+    botId: v.string(),
+    secretHash: v.string(), // SHA-256 hex of the secret token: the token itself is never stored
+    botUsername: v.optional(v.string()),
+    url: v.optional(v.string()),
+    configuredAt: v.number(),
+  })
+    .index("by_agentKey", ["agentKey"])
+    .index("by_secretHash", ["secretHash"]),
+
+  factoryPairingCodes: defineTable({
+    code: v.string(),
+    agentKey: v.string(),
+    status: pairingStatus,
+    createdAt: v.number(),
+    expiresAt: v.number(),
+    consumerUserId: v.optional(v.string()),
+    usedAt: v.optional(v.number()),
+    telegramUserId: v.optional(v.string()),
+    telegramChatId: v.optional(v.string()),
+  })
+    .index("by_code", ["code"])
+    .index("by_consumer", ["consumerUserId", "agentKey", "status"]),
+
+  factoryPairingFailures: defineTable({
+    botId: v.string(),
+    telegramUserId: v.string(),
+    windowStartedAt: v.number(),
+    failures: v.number(),
+  }).index("by_user", ["botId", "telegramUserId"]),
+
+  factoryBindings: defineTable({
+    bindingId: v.string(),
+    agentKey: v.string(),
+    botId: v.string(),
+    telegramUserId: v.string(),
+    telegramChatId: v.optional(v.string()),
+    consumerUserId: v.optional(v.string()),
+    conversationId: v.string(),
+    status: v.union(v.literal("active"), v.literal("revoked")),
+    source: v.union(v.literal("telegram_pairing"), v.literal("manual"), v.literal("api")),
+    boundAt: v.number(),
+    revokedAt: v.optional(v.number()),
+  })
+    .index("by_bindingId", ["bindingId"])
+    .index("by_user", ["botId", "telegramUserId", "status"])
+    .index("by_conversation", ["conversationId", "status"])
+    .index("by_agent", ["agentKey", "status", "boundAt"])
+    .index("by_status", ["status", "boundAt"]),
+
+  factoryAppTokens: defineTable({
+    tokenId: v.string(),
+    name: v.string(),
+    tokenHash: v.string(),
+    createdAt: v.number(),
+    revokedAt: v.optional(v.number()),
+  })
+    .index("by_tokenId", ["tokenId"])
+    .index("by_hash", ["tokenHash"])
+    .index("by_created", ["createdAt"]),
 
   factoryCounters: defineTable({
     name: v.string(),

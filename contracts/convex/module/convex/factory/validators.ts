@@ -87,3 +87,67 @@ export const launchState = v.union(
   v.literal("failed"),
 );
 export type LaunchState = Infer<typeof launchState>;
+
+// ---- push schedules and broadcasts (contracts/push.py)
+
+export const schedule = v.object({
+  kind: v.union(v.literal("daily"), v.literal("weekly"), v.literal("monthly")),
+  at: v.string(),
+  tz: v.optional(v.string()),
+  weekdays: v.optional(v.array(v.number())),
+  day: v.optional(v.union(v.number(), v.literal("last"))),
+});
+
+export const pushTemplate = v.object({
+  templateId: v.string(),
+  agentKey: v.string(),
+  text: v.string(),
+  title: v.optional(v.string()),
+  createdAt: v.optional(v.number()),
+  updatedAt: v.optional(v.number()),
+});
+export type PushTemplate = Infer<typeof pushTemplate>;
+
+export const catchUp = v.union(v.literal("latest"), v.literal("skip"));
+
+export const pushJob = v.object({
+  jobId: v.string(),
+  templateId: v.string(),
+  conversationId: v.optional(v.string()),
+  telegramUserId: v.optional(v.string()),
+  botId: v.optional(v.string()),
+  schedule,
+  providerUserId: v.optional(v.string()),
+  variables: v.optional(v.record(v.string(), v.string())),
+  catchUp: v.optional(catchUp),
+  skipAfterS: v.optional(v.number()),
+  enabled: v.optional(v.boolean()),
+  nextRunAt: v.optional(v.number()),
+  lastRunAt: v.optional(v.number()),
+  lastRunKey: v.optional(v.string()),
+  createdAt: v.optional(v.number()),
+  updatedAt: v.optional(v.number()),
+});
+export type PushJob = Infer<typeof pushJob>;
+
+export const dispatchStatus = v.union(v.literal("enqueued"), v.literal("skipped"), v.literal("failed"));
+export const pairingStatus = v.union(v.literal("pending"), v.literal("used"), v.literal("expired"));
+export type PairingStatus = Infer<typeof pairingStatus>;
+
+export const telegramWebhook = v.object({
+  agentKey: v.string(),
+  botId: v.string(),
+  secretHash: v.string(),
+  botUsername: v.optional(v.string()),
+  url: v.optional(v.string()),
+  configuredAt: v.optional(v.number()),
+});
+
+export const enqueueRequest = v.object({
+  conversationId: v.string(),
+  agentKey: v.string(),
+  payload,
+  priority: v.optional(v.number()),
+  scheduledFor: v.optional(v.number()),
+  maxAttempts: v.optional(v.number()),
+});
