@@ -112,10 +112,11 @@ async def serve_worker(
     return result, worker
 
 
-def _setting_error(exc: StartupRefused) -> InvalidInput:
-    """A start-up refusal, named by the setting to fix."""
+def _setting_error(exc: StartupRefused) -> FactoryError:
+    """A start-up refusal: the gateway's names the setting to fix (bad input, exit 2); the store's
+    is the store's own answer, which says what to change there (a failure, exit 1)."""
     if exc.component == "store":
-        return InvalidInput("FACTORY_STORE", f"the store refused this worker: {exc.cause}")
+        return exc.cause
     setting = "OPENCLAW_GATEWAY_TOKEN" if isinstance(exc.cause, DeliveryAuthError) else "OPENCLAW_GATEWAY_URL"
     return InvalidInput(setting, f"the gateway cannot be used: {exc.cause}")
 
