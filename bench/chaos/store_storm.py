@@ -66,7 +66,9 @@ class StormPlan:
     # storm's messages may take more than the default 5, so a dead letter means the store lost
     # track, not that the storm happened to hit one message five times.
     max_attempts: int = 25
-    timeout_s: float = 600.0
+    # A bound, not a target: a 2-core machine shared with other work drained 19,802 of the 20,000
+    # in 600 s (load average 15), so the storm gets 20 minutes, as the fleet does.
+    timeout_s: float = 1_200.0
     seed: int = 7
 
 
