@@ -47,6 +47,11 @@ class OpenClawGateway:
         """The model calls whose user text contains ``marker``."""
         return [call for call in self.llm_calls() if marker in call["user_text"]]
 
+    def calls_saying(self, text: str) -> int:
+        """How many model calls had exactly ``text`` as their user text. Other tests' turns may
+        still be reaching the shared gateway's model, so a test counts its own text, not all calls."""
+        return sum(1 for call in self.llm_calls() if call["user_text"] == text)
+
 
 @pytest.fixture(scope="session")
 def openclaw_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenClawGateway]:

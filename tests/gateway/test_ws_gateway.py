@@ -11,7 +11,7 @@ from tests.gateway_fixture import OpenClawGateway
 from worker.delivery import DeliveryRequest
 from worker.errors import DeliveryAuthError, DeliveryRejected, DeliveryServerError, DeliveryTimeout
 from worker.openclaw.sessions import session_key
-from worker.openclaw.ws import WsDelivery
+from worker.openclaw.ws import PROBE_TEXT, WsDelivery
 
 pytestmark = [pytest.mark.anyio, pytest.mark.gateway]
 
@@ -140,11 +140,11 @@ async def test_ws_probes_tell_a_usable_gateway_and_agent_from_a_refused_token(
     openclaw_gateway: OpenClawGateway,
 ) -> None:
     async with WsDelivery(openclaw_gateway.ws_url, openclaw_gateway.token, timeout_s=60) as delivery:
-        calls = openclaw_gateway.llm_call_count()
+        probes = openclaw_gateway.calls_saying(PROBE_TEXT)
         await delivery.probe()
-        assert openclaw_gateway.llm_call_count() == calls
+        assert openclaw_gateway.calls_saying(PROBE_TEXT) == probes
         await delivery.probe("alpha")
-        assert [c["user_text"] for c in openclaw_gateway.llm_calls()[calls:]] == ["ping"]
+        assert openclaw_gateway.calls_saying(PROBE_TEXT) == probes + 1
     async with WsDelivery(openclaw_gateway.ws_url, "not-the-token", timeout_s=60) as refused:
         with pytest.raises(DeliveryAuthError):
             await refused.probe()
