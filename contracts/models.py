@@ -329,6 +329,40 @@ class RedriveResult(WireModel):
     redriven: list[str]
 
 
+class ConversationSummary(WireModel):
+    """One conversation as a search result: who it belongs to and its messages by status."""
+
+    conversation_id: str
+    agent_key: str
+    created_at: EpochMs
+    queued: int
+    processing: int
+    done: int
+    dead_letters: int
+    # The provider user of its first message (the user who started it), when the store knows it.
+    user_id: str | None = None
+
+
+class SettledSample(WireModel):
+    """A message that finished (done or dead-lettered): when, how long after its enqueue, and in
+    how many deliveries (attempts are counted at claim, so they are its claims)."""
+
+    status: Literal["done", "dead_letter"]
+    enqueued_at: EpochMs
+    finished_at: EpochMs
+    attempts: int = Field(ge=0)
+
+
+class SettledWindow(WireModel):
+    """The newest messages settled since a moment, newest first; ``truncated`` says there were
+    more than the limit (figures drawn from it then cover the newest ``len(samples)`` only)."""
+
+    since: EpochMs
+    now: EpochMs
+    samples: list[SettledSample]
+    truncated: bool = False
+
+
 class ReleaseResult(WireModel):
     released: int
     dead_lettered: int
@@ -384,6 +418,29 @@ class DemandSnapshot(WireModel):
 
 
 LaunchState = Literal["requested", "running", "gone", "failed"]
+
+
+class ReconcileStep(WireModel):
+    """One action of a reconcile plan, as an operator reads it, with its outcome once applied."""
+
+    action: str
+    target: str
+    reason: str
+    ok: bool | None = None
+    detail: str | None = None
+
+
+class ReconcileRecord(WireModel):
+    """What one reconcile tick planned (and, unless a dry run, what applying it did)."""
+
+    at: EpochMs
+    provider: str
+    dry_run: bool
+    summary: str
+    desired: int
+    current: int
+    launching: int
+    steps: list[ReconcileStep] = Field(default_factory=list)
 
 
 class LaunchRecord(WireModel):

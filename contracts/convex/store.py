@@ -26,6 +26,7 @@ from pydantic import SecretStr
 
 from contracts import models
 from contracts.convex.client import DEFAULT_RETRY, ConvexClient, as_int, auth_header
+from contracts.convex.console import ConsoleFunctions
 from contracts.convex.frontdoor import FrontDoorFunctions
 from contracts.errors import InvalidInput
 from contracts.models import to_wire
@@ -36,7 +37,7 @@ from contracts.secrets import SecretBox
 DEFAULT_NAMESPACE = "agentFactory"
 
 
-class ConvexStore(FrontDoorFunctions):
+class ConvexStore(FrontDoorFunctions, ConsoleFunctions):
     """Every store role on a Convex deployment running the factory module.
 
     ``url``           the deployment URL (``https://<name>.convex.cloud``; ``.convex.site`` is accepted)

@@ -99,8 +99,8 @@ def enqueue(conn: sqlite3.Connection, request: EnqueueRequest, now: int, new_id:
     ).fetchone()
     if owner is None:
         conn.execute(
-            "INSERT INTO conversations (conversation_id, agent_key, created_at) VALUES (?, ?, ?)",
-            (request.conversation_id, request.agent_key, now),
+            "INSERT INTO conversations (conversation_id, agent_key, created_at, user_id) VALUES (?, ?, ?, ?)",
+            (request.conversation_id, request.agent_key, now, payload.provider_user_id),
         )
     elif owner[0] != request.agent_key:
         raise ConversationConflict(request.conversation_id, owner[0], request.agent_key)

@@ -261,6 +261,54 @@ MIGRATIONS: tuple[str, ...] = (
         revoked_at        INTEGER
     ) WITHOUT ROWID;
     """,
+    # 5: the operator console. Operator tokens and console sessions (hashes only); the latest
+    # reconcile tick; who started each conversation (its first message's provider user, filled in
+    # for conversations that already exist) so conversations can be found by user, agent or age;
+    # done messages by finish time, for throughput and enqueue→reply latency over the last hour
+    # (one index entry per completed message; dead letters already have theirs); a conversation's
+    # messages in order (the console's and the app API's conversation reads were a table scan; one
+    # index entry per enqueue, untouched by claims and settles); pairing codes by age.
+    """
+    CREATE TABLE operator_tokens (
+        token_id          TEXT PRIMARY KEY,
+        name              TEXT NOT NULL,
+        role              TEXT NOT NULL CHECK (role IN ('admin', 'read_only')),
+        token_hash        TEXT NOT NULL UNIQUE,
+        created_at        INTEGER NOT NULL,
+        revoked_at        INTEGER
+    ) WITHOUT ROWID;
+
+    CREATE TABLE console_sessions (
+        session_hash      TEXT PRIMARY KEY,
+        operator          TEXT NOT NULL,
+        role              TEXT NOT NULL CHECK (role IN ('admin', 'read_only')),
+        token_id          TEXT,
+        created_at        INTEGER NOT NULL,
+        expires_at        INTEGER NOT NULL,
+        ended_at          INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX console_sessions_expiry ON console_sessions (expires_at);
+
+    CREATE TABLE reconcile_last (
+        slot              INTEGER PRIMARY KEY CHECK (slot = 1),
+        body              TEXT NOT NULL          -- wire JSON of ReconcileRecord
+    );
+
+    ALTER TABLE conversations ADD COLUMN user_id TEXT;
+    UPDATE conversations SET user_id = first.user_id
+    FROM (
+        SELECT conversation_id, json_extract(payload, '$.providerUserId') AS user_id, min(seq)
+        FROM messages GROUP BY conversation_id
+    ) AS first
+    WHERE first.conversation_id = conversations.conversation_id;
+    CREATE INDEX conversations_created ON conversations (created_at);
+    CREATE INDEX conversations_agent ON conversations (agent_key, created_at);
+    CREATE INDEX conversations_user ON conversations (user_id, created_at) WHERE user_id IS NOT NULL;
+
+    CREATE INDEX messages_done ON messages (finished_at) WHERE status = 'done';
+    CREATE INDEX messages_conversation ON messages (conversation_id, seq);
+    CREATE INDEX pairing_codes_created ON pairing_codes (created_at);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

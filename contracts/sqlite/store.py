@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from contracts import models
 from contracts.clock import Clock, SystemClock
+from contracts.console import ConsoleSession, OperatorToken
 from contracts.errors import FactoryError, InvalidInput, StoreUnavailable
 from contracts.ingress import (
     AppToken,
@@ -37,7 +38,7 @@ from contracts.ingress import (
 from contracts.push import Broadcast, BroadcastRequest, PushDispatch, PushDispatchRequest, PushJob, PushTemplate
 from contracts.rules import QueuePolicy, RandomSource, check_lease_ttl_ms, system_random
 from contracts.secrets import Sealed, SecretBox, require
-from contracts.sqlite import agents, fleet, ingress, push, queue
+from contracts.sqlite import agents, console, fleet, ingress, push, queue
 from contracts.sqlite import secrets as sealed_secrets
 from contracts.sqlite.doorbell import Doorbell
 from contracts.sqlite.engine import Busy, Engine, Synchronous, connect
@@ -224,6 +225,41 @@ class SqliteStore:
     async def get_conversation(self, conversation_id: str, history_limit: int = 50) -> models.Conversation | None:
         return await self._read(lambda c, _: agents.get_conversation(c, conversation_id, history_limit))
 
+    async def search_conversations(self, query: str = "", limit: int = 50) -> list[models.ConversationSummary]:
+        return await self._read(lambda c, _: console.search_conversations(c, query.strip(), _bounded(limit)))
+
+    async def conversation_records(self, conversation_id: str, limit: int = 100) -> list[models.MessageRecord]:
+        return await self._read(lambda c, _: agents.conversation_records(c, conversation_id, _bounded(limit)))
+
+    async def settled_since(self, since_ms: int, limit: int = 10_000) -> models.SettledWindow:
+        return await self._read(lambda c, now: console.settled_since(c, since_ms, max(1, limit), now))
+
+    # ---------------------------------------------------------------- the operator console's sign-in
+
+    async def create_operator_token(self, token: OperatorToken) -> OperatorToken:
+        return await self._write(lambda c, _: console.create_operator_token(c, token))
+
+    async def find_operator_token(self, token_hash: str) -> OperatorToken | None:
+        return await self._read(lambda c, _: console.find_operator_token(c, token_hash))
+
+    async def list_operator_tokens(self) -> list[OperatorToken]:
+        return await self._read(lambda c, _: console.list_operator_tokens(c))
+
+    async def revoke_operator_token(self, token_id: str) -> bool:
+        return await self._write(lambda c, now: console.revoke_operator_token(c, token_id, now))
+
+    async def create_console_session(self, session: ConsoleSession) -> ConsoleSession:
+        return await self._write(lambda c, now: console.create_session(c, session, now))
+
+    async def find_console_session(self, session_hash: str) -> ConsoleSession | None:
+        return await self._read(lambda c, now: console.find_session(c, session_hash, now))
+
+    async def end_console_session(self, session_hash: str) -> bool:
+        return await self._write(lambda c, now: console.end_session(c, session_hash, now))
+
+    async def list_pairing_codes(self, limit: int = 100) -> list[PairingCode]:
+        return await self._read(lambda c, now: ingress.list_pairing_codes(c, _bounded(limit), now))
+
     # ---------------------------------------------------------------- agents and secrets
 
     async def upsert_agent_profile(self, profile: models.AgentProfile) -> models.AgentProfile:
@@ -231,6 +267,9 @@ class SqliteStore:
 
     async def get_agent_profile(self, agent_key: str) -> models.AgentProfile | None:
         return await self._read(lambda c, _: agents.get_profile(c, agent_key))
+
+    async def list_agent_profiles(self) -> list[models.AgentProfile]:
+        return await self._read(lambda c, _: agents.list_profiles(c))
 
     async def import_secret(self, secret_ref: str, value: SecretStr) -> int:
         if not secret_ref.strip():
@@ -322,6 +361,12 @@ class SqliteStore:
     async def ledger_list(self, include_closed: bool = False) -> list[models.LaunchRecord]:
         return await self._read(lambda c, _: fleet.ledger_list(c, include_closed))
 
+    async def record_reconcile(self, record: models.ReconcileRecord) -> None:
+        await self._write(lambda c, _: console.record_reconcile(c, record))
+
+    async def last_reconcile(self) -> models.ReconcileRecord | None:
+        return await self._read(lambda c, _: console.last_reconcile(c))
+
     # ---------------------------------------------------------------- push schedules and broadcasts
 
     async def push_template_put(self, template: PushTemplate) -> PushTemplate:
@@ -374,3 +419,8 @@ class SqliteStore:
         if self._bell is not None:
             self._bell.close()
         self._engine.close()
+
+
+def _bounded(limit: int) -> int:
+    """List reads answer between 1 and 1,000 rows, whatever was asked."""
+    return min(max(limit, 1), 1000)

@@ -158,7 +158,11 @@ export async function conversationView(db: DatabaseReader, conversationId: strin
 
 export async function messageView(db: DatabaseReader, messageId: string) {
   const m = await getMessageDoc(db, messageId);
-  if (m === null) return null;
+  return m === null ? null : messageRecord(m);
+}
+
+/** A message as operators see it: status, attempts, lease holder and timings. */
+export function messageRecord(m: Doc<"factoryMessages">) {
   return {
     messageId: m._id,
     conversationId: m.conversationId,

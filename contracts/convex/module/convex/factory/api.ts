@@ -8,6 +8,7 @@
 import { v, type ObjectType, type PropertyValidators } from "convex/values";
 import type { MutationCtx, QueryCtx } from "../_generated/server";
 import * as agents from "./agents";
+import * as console from "./console";
 import * as fleet from "./fleet";
 import * as ingress from "./ingress";
 import { currentPolicy } from "./policy";
@@ -21,9 +22,11 @@ import {
   historyMessage,
   launchState,
   machineRef,
+  operatorRole,
   payload,
   pushJob,
   pushTemplate,
+  reconcileRecord,
   schedule,
   telegramWebhook,
 } from "./validators";
@@ -382,6 +385,76 @@ export const broadcast = mutationSpec(
 export const broadcasts = querySpec(
   { limit: v.optional(v.number()) },
   async (ctx, a) => await push.broadcasts(ctx.db, a.limit ?? 50),
+);
+
+// ---------------------------------------------------------------- the operator console
+
+export const searchConversations = querySpec(
+  { query: v.optional(v.string()), limit: v.optional(v.number()) },
+  async (ctx, a) => await console.searchConversations(ctx.db, a.query ?? "", a.limit ?? 50),
+);
+
+export const conversationRecords = querySpec(
+  { conversationId: v.string(), limit: v.optional(v.number()) },
+  async (ctx, a) => await console.conversationRecords(ctx.db, a.conversationId, a.limit ?? 100),
+);
+
+export const settledPage = querySpec(
+  { status: v.union(v.literal("done"), v.literal("dead_letter")), since: v.number(), ...cursor },
+  async (ctx, a) => await console.settledPage(ctx.db, a.status, a.since, page(a)),
+);
+
+export const listAgentProfiles = querySpec({}, async (ctx) => await console.listAgentProfiles(ctx.db));
+
+export const listPairingCodes = querySpec(
+  { limit: v.optional(v.number()), now: v.optional(v.number()) },
+  async (ctx, a) => await console.listPairingCodes(ctx.db, a.limit ?? 100, a.now ?? Date.now()),
+);
+
+export const recordReconcile = mutationSpec(
+  { record: reconcileRecord },
+  async (ctx, a) => await console.recordReconcile(ctx.db, a.record),
+);
+
+export const lastReconcile = querySpec({}, async (ctx) => await console.lastReconcile(ctx.db));
+
+export const createOperatorToken = mutationSpec(
+  { tokenId: v.string(), name: v.string(), role: operatorRole, tokenHash: v.string(), createdAt: v.number() },
+  async (ctx, a) => await console.createOperatorToken(ctx.db, a),
+);
+
+export const findOperatorToken = querySpec(
+  { tokenHash: v.string() },
+  async (ctx, a) => await console.findOperatorToken(ctx.db, a.tokenHash),
+);
+
+export const listOperatorTokens = querySpec({}, async (ctx) => await console.listOperatorTokens(ctx.db));
+
+export const revokeOperatorToken = mutationSpec(
+  { tokenId: v.string() },
+  async (ctx, a) => await console.revokeOperatorToken(ctx.db, a.tokenId, Date.now()),
+);
+
+export const createConsoleSession = mutationSpec(
+  {
+    sessionHash: v.string(),
+    operator: v.string(),
+    role: operatorRole,
+    tokenId: v.optional(v.string()),
+    createdAt: v.number(),
+    expiresAt: v.number(),
+  },
+  async (ctx, a) => await console.createConsoleSession(ctx.db, a, Date.now()),
+);
+
+export const findConsoleSession = querySpec(
+  { sessionHash: v.string(), now: v.optional(v.number()) },
+  async (ctx, a) => await console.findConsoleSession(ctx.db, a.sessionHash, a.now ?? Date.now()),
+);
+
+export const endConsoleSession = mutationSpec(
+  { sessionHash: v.string() },
+  async (ctx, a) => await console.endConsoleSession(ctx.db, a.sessionHash, Date.now()),
 );
 
 // ---------------------------------------------------------------- time

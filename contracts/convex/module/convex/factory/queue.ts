@@ -164,6 +164,7 @@ export async function enqueue(db: DatabaseWriter, a: EnqueueArgs, now: number): 
       historyCount: 0,
       counts: { queued: 0, processing: 0, done: 0, deadLetter: 0 },
       headStatus: "idle",
+      userId: a.payload.providerUserId,
     });
     conv = (await db.get(id))!;
   } else if (conv.agentKey !== a.agentKey) {

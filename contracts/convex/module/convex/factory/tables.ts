@@ -14,11 +14,13 @@ import {
   launchState,
   machineRef,
   messageStatus,
+  operatorRole,
   pairingStatus,
   payload,
   dispatchStatus,
   pushJob,
   pushTemplate,
+  reconcileRecord,
   workerStatus,
 } from "./validators";
 
@@ -67,9 +69,13 @@ export const factoryTables = {
     headAttempts: v.optional(v.number()),
     availableAt: v.optional(v.number()), // queued head: scheduledFor; processing head: lease expiry
     lockWorker: v.optional(v.string()), // the worker holding the processing head
+    userId: v.optional(v.string()), // the provider user of its first message (who started it)
   })
     .index("by_conversationId", ["conversationId"])
     .index("by_agent", ["agentKey", "conversationId"])
+    .index("by_agent_created", ["agentKey", "createdAt"])
+    .index("by_user", ["userId", "createdAt"])
+    .index("by_created", ["createdAt"])
     .index("by_claim", ["headStatus", "claimRank", "headScheduledFor", "headSeq"])
     .index("by_available", ["headStatus", "availableAt"]),
 
@@ -226,7 +232,8 @@ export const factoryTables = {
     telegramChatId: v.optional(v.string()),
   })
     .index("by_code", ["code"])
-    .index("by_consumer", ["consumerUserId", "agentKey", "status"]),
+    .index("by_consumer", ["consumerUserId", "agentKey", "status"])
+    .index("by_created", ["createdAt"]),
 
   factoryPairingFailures: defineTable({
     botId: v.string(),
@@ -264,6 +271,37 @@ export const factoryTables = {
     .index("by_tokenId", ["tokenId"])
     .index("by_hash", ["tokenHash"])
     .index("by_created", ["createdAt"]),
+
+  // ---- the operator console: sign-in (hashes only) and the latest reconcile tick.
+  factoryOperatorTokens: defineTable({
+    tokenId: v.string(),
+    name: v.string(),
+    role: operatorRole,
+    tokenHash: v.string(), // SHA-256 hex of the operator token: the token itself is never stored
+    createdAt: v.number(),
+    revokedAt: v.optional(v.number()),
+  })
+    .index("by_tokenId", ["tokenId"])
+    .index("by_hash", ["tokenHash"])
+    .index("by_created", ["createdAt"]),
+
+  factoryConsoleSessions: defineTable({
+    sessionHash: v.string(), // SHA-256 hex of the session id (the cookie)
+    operator: v.string(),
+    role: operatorRole,
+    tokenId: v.optional(v.string()),
+    createdAt: v.number(),
+    expiresAt: v.number(),
+    endedAt: v.optional(v.number()),
+  })
+    .index("by_hash", ["sessionHash"])
+    .index("by_token", ["tokenId"])
+    .index("by_expires", ["expiresAt"]),
+
+  factoryReconciles: defineTable({
+    slot: v.literal("last"),
+    record: reconcileRecord,
+  }).index("by_slot", ["slot"]),
 
   factoryCounters: defineTable({
     name: v.string(),
