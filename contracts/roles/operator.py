@@ -12,8 +12,8 @@ from contracts.models import (
     QueueStats,
     RedriveResult,
     ReleaseResult,
-    SetWorkerStatusRequest,
     SettledWindow,
+    SetWorkerStatusRequest,
     WorkerRecord,
 )
 from contracts.roles.base import StoreHandle
