@@ -92,6 +92,15 @@ class Plan(BaseModel):
         return [a for a in self.actions if isinstance(a, kind)]
 
 
+def target(action: Action) -> str:
+    """What an action acts on, for a person: ``machine m1``, ``worker w1``, ``launch l1``, ``new machine``."""
+    for attr in ("machine_id", "worker_id", "launch_id"):
+        value = getattr(action, attr, None)
+        if value:
+            return f"{attr.removesuffix('_id')} {value}"
+    return "new machine"
+
+
 R = TypeVar("R", covariant=True)
 
 

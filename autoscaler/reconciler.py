@@ -28,7 +28,7 @@ from autoscaler.planner import plan
 from autoscaler.policy import ScalingPolicy
 from autoscaler.provider import LaunchSpec, Machine, Provider, find_launch
 from contracts.errors import FactoryError
-from contracts.models import DemandSnapshot, LaunchRecord, SetWorkerStatusRequest
+from contracts.models import DemandSnapshot, LaunchRecord, ReconcileRecord, ReconcileStep, SetWorkerStatusRequest
 from contracts.roles import FleetStore
 
 log = structlog.get_logger("autoscaler")
@@ -65,6 +65,32 @@ class TickResult:
     @property
     def errors(self) -> list[Outcome]:
         return [o for o in self.outcomes if not o.ok]
+
+    def record(self, provider: str, at: int) -> ReconcileRecord:
+        """The tick as operators read it (the console), each action with its outcome."""
+        outcomes = {id(o.action): o for o in self.outcomes}
+        steps = []
+        for action in self.plan.actions:
+            outcome = outcomes.get(id(action))
+            steps.append(
+                ReconcileStep(
+                    action=action.action,
+                    target=actions.target(action),
+                    reason=action.reason,
+                    ok=None if outcome is None else outcome.ok,
+                    detail=None if outcome is None else outcome.detail,
+                )
+            )
+        return ReconcileRecord(
+            at=at,
+            provider=provider,
+            dry_run=not self.applied,
+            summary=self.plan.summary,
+            desired=self.plan.desired,
+            current=self.plan.current,
+            launching=self.plan.launching,
+            steps=steps,
+        )
 
 
 class Reconciler:
@@ -109,10 +135,19 @@ class Reconciler:
             seen = await self.observe()
             planned = plan(seen.demand, seen.fleet, seen.ledger, self.policy, seen.demand.now)
             outcomes = await self._apply(planned.actions, seen.fleet)
-            return TickResult(planned, applied=True, outcomes=outcomes)
+            result = TickResult(planned, applied=True, outcomes=outcomes)
+            await self._keep(result, seen.demand.now)
+            return result
         finally:
             with anyio.CancelScope(shield=True):
                 await self.store.release_reconcile_lock(self.holder)
+
+    async def _keep(self, result: TickResult, now: int) -> None:
+        """Record the tick for operators; what it did is done either way, so a failure is only logged."""
+        try:
+            await self.store.record_reconcile(result.record(self.provider.name, now))
+        except FactoryError as exc:
+            log.warning("could not record the reconcile for operators", error=str(exc))
 
     async def _apply(self, planned: Sequence[actions.Action], fleet: Sequence[Machine]) -> list[Outcome]:
         tick = _TickActions(self, {m.machine_id: m for m in fleet})

@@ -64,13 +64,3 @@ def csrf_token(session_id: str) -> str:
     """The CSRF token of a session: only someone holding the session id can compute it, and it
     reveals nothing about the id (HMAC-SHA-256 keyed by the id)."""
     return hmac.new(session_id.encode(), b"factory-console-csrf", hashlib.sha256).hexdigest()
-
-
-def csrf_matches(session_id: str, presented: str | None) -> bool:
-    if not presented:
-        return False
-    return hmac.compare_digest(csrf_token(session_id), presented)
-
-
-def session_live(session: ConsoleSession, now: int) -> bool:
-    return session.ended_at is None and session.expires_at > now

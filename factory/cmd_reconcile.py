@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from autoscaler.errors import AutoscalerError
-from autoscaler.plan import Action
+from autoscaler.plan import target
 from autoscaler.reconciler import Reconciler, TickResult
 from contracts.errors import FactoryError
 from contracts.roles import FleetStore
@@ -22,14 +22,6 @@ from factory.stores import open_full_store
 
 log = structlog.get_logger("factory.reconcile")
 MIN_TICK_GAP_S = 2.0  # provider list calls are rate limited (Fly: 1 per second per action)
-
-
-def _target(action: Action) -> str:
-    for attr in ("machine_id", "worker_id", "launch_id"):
-        value = getattr(action, attr, None)
-        if value:
-            return f"{attr.removesuffix('_id')} {value}"
-    return "new machine"
 
 
 def _as_json(result: TickResult, provider: str, dry_run: bool) -> dict[str, Any]:
@@ -64,7 +56,7 @@ def _print_plan(result: TickResult, provider: str, dry_run: bool) -> None:
     outcomes = {id(o.action): o for o in result.outcomes}
     table = Table("action", "target", "reason", *([] if dry_run else ["result"]))
     for action in plan.actions:
-        row = [action.action, _target(action), action.reason]
+        row = [action.action, target(action), action.reason]
         if not dry_run:
             outcome = outcomes.get(id(action))
             row.append("-" if outcome is None else ("ok: " if outcome.ok else "FAILED: ") + outcome.detail)

@@ -14,8 +14,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from contracts.figures import percentile
 from factory.run.demo import OBSERVE_S
-from factory.run.state import RunState, percentile
+from factory.run.state import RunState
 
 REFRESH_S = 0.25  # the live view's refresh (4 per second)
 PLAIN_STATUS_S = 5.0  # a status line this often when stdout is not a terminal
