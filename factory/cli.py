@@ -7,7 +7,7 @@ import sys
 import typer
 
 from contracts.errors import FactoryError, InvalidInput
-from factory import cmd_frontdoor, cmd_push, cmd_queue, cmd_reconcile, cmd_run, cmd_serve, cmd_worker
+from factory import cmd_console, cmd_frontdoor, cmd_push, cmd_queue, cmd_reconcile, cmd_run, cmd_serve, cmd_worker
 from factory.console import err
 from factory.logging import configure
 from factory.settings import LogSettings, load
@@ -45,6 +45,7 @@ app.add_typer(cmd_frontdoor.pairing_app, name="pairing")
 app.add_typer(cmd_frontdoor.bindings_app, name="bindings")
 app.add_typer(cmd_frontdoor.secrets_app, name="secrets")
 app.add_typer(cmd_frontdoor.tokens_app, name="app-token")
+app.add_typer(cmd_console.console_app, name="console")
 
 
 def main() -> None:

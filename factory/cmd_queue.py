@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -13,6 +12,7 @@ from contracts.errors import InvalidInput
 from contracts.models import AgentProfile, EnqueueRequest, MessagePayload
 from contracts.roles import EnqueueStore
 from factory.console import JsonOption, StoreOption, out, print_json, with_enqueue_store, with_store
+from factory.console import when as _when
 
 queue_app = typer.Typer(help="Inspect and repair the queue.", no_args_is_help=True)
 conversation_app = typer.Typer(help="Look at conversations.", no_args_is_help=True)
@@ -29,12 +29,6 @@ _FLAGS = {
     "provider": "--provider",
     "externalMessageId": "--external-id",
 }
-
-
-def _when(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def enqueue(

@@ -10,10 +10,12 @@ from pydantic import SecretStr, ValidationError
 from autoscaler.errors import ProviderConfigError
 from autoscaler.policy import ScalingPolicy
 from autoscaler.provider import LaunchSpec, Provider
-from autoscaler.reconciler import SpecFactory
+from autoscaler.reconciler import Reconciler, SpecFactory
 from contracts.errors import InvalidInput
 from contracts.launch import WorkerEnvironment
+from contracts.models import ReconcileRecord
 from factory.settings import DigitalOceanSettings, FlySettings, LogSettings, ScaleSettings, StoreSettings, load
+from factory.stores import open_full_store
 
 
 def scaling_policy(settings: ScaleSettings) -> ScalingPolicy:
@@ -119,3 +121,29 @@ def launch_specs(
         return LaunchSpec(environment=environment)
 
     return spec
+
+
+def _launches_nothing(launch_id: str, worker_id: str) -> LaunchSpec:
+    raise AssertionError("a dry run launches nothing")
+
+
+class DryRunPlans:
+    """The console's reconcile dry run (``ingress.PlanSource``): what ``factory reconcile --dry-run``
+    would print, for the provider and policy FACTORY_PROVIDER and FACTORY_SCALE_* name. A provider
+    whose settings are missing says so in one line, on the page."""
+
+    def __init__(self, store: StoreSettings, scale: ScaleSettings) -> None:
+        self.store = store
+        self.scale = scale
+
+    async def dry_run(self) -> ReconcileRecord:
+        machines = make_provider(self.scale.provider, self.store)
+        opened = open_full_store(self.store, role="fleet")
+        try:
+            result = await Reconciler(opened, machines, scaling_policy(self.scale), _launches_nothing).tick(
+                dry_run=True
+            )
+            return result.record(machines.name, await opened.now_ms())
+        finally:
+            await machines.aclose()
+            await opened.aclose()

@@ -180,6 +180,20 @@ class ServeSettings(_Settings):
     )
 
 
+class ConsoleSettings(_Settings):
+    """The operator console under ``factory serve``'s /console: how operators sign in."""
+
+    auth: Literal["token", "header"] = Field("token", validation_alias=AliasChoices("FACTORY_CONSOLE_AUTH", "auth"))
+    trusted_header: str | None = Field(
+        None, validation_alias=AliasChoices("FACTORY_CONSOLE_TRUSTED_HEADER", "trusted_header")
+    )
+    admins: str = Field("", validation_alias=AliasChoices("FACTORY_CONSOLE_ADMINS", "admins"))
+    session_ttl_s: int = Field(
+        43_200, ge=60, le=30 * 86_400, validation_alias=AliasChoices("FACTORY_CONSOLE_SESSION_TTL_S", "session_ttl_s")
+    )
+    refresh_s: float = Field(3.0, gt=0, le=600, validation_alias=AliasChoices("FACTORY_CONSOLE_REFRESH_S", "refresh_s"))
+
+
 class LogSettings(_Settings):
     level: Literal["debug", "info", "warning", "error"] | None = Field(
         None, validation_alias=AliasChoices(ENV["log_level"], "level")

@@ -33,7 +33,7 @@ from factory.run.demo import (
     exclusive,
     reset_demo,
 )
-from factory.run.fleet import close_fleet, fleet_settings, run_fleet
+from factory.run.fleet import DemoPlans, close_fleet, fleet_settings, run_fleet
 from factory.run.gateway import install_openclaw, start_gateway
 from factory.run.model import ModelPlan, choose_model
 from factory.run.screen import Screen
@@ -77,8 +77,9 @@ async def demo_run(screen: Screen, opts: RunOptions, plan: ModelPlan, env: Mappi
             store = open_full_store(opts.store, role="demo")
             stack.push_async_callback(_shielded, store.aclose)
             outcome.phase = "opening the front door"
+            plans = DemoPlans()
             telegram, bot_api = await start_front_door(
-                stack, screen, store, lambda: open_full_store(opts.store, role="ingress")
+                stack, screen, store, lambda: open_full_store(opts.store, role="ingress"), plans
             )
             scale = fleet_settings(runtime, opts.max_workers)
             # Workers need the gateway, not the model: provider keys stay with the gateway, and
@@ -92,6 +93,7 @@ async def demo_run(screen: Screen, opts: RunOptions, plan: ModelPlan, env: Mappi
             stack.push_async_callback(close_fleet, provider, state, outcome)
             specs = launch_specs(scale, opts.store, "local", grace_s=10, telegram_api_base=bot_api)
             reconciler = Reconciler(store, provider, scaling_policy(scale), specs)
+            plans.reconciler = reconciler
             screen.line(
                 f"autoscaler: local provider, affinity (one worker per active conversation, max {opts.max_workers}), "
                 f"scale-down after {SCALE_DOWN_WINDOW_S:g} s idle, tick every {TICK_S:g} s; "
