@@ -65,13 +65,14 @@ class WorkerEnvironment(BaseModel):
     # Where replies to Telegram go (the Bot API; a local fake in `factory run`).
     telegram_api_base: str | None = None
 
-    def render(self) -> dict[str, str]:
+    def render(self, *, secrets: bool = True) -> dict[str, str]:
         """Name → value for every field that is set, secrets revealed: hand it to the platform
-        and drop it; never log it."""
+        and drop it; never log it. ``secrets=False`` leaves the secret fields out, for a platform
+        that carries secrets its own way (Fly app secrets)."""
         out: dict[str, str] = {}
         for field, name in ENV.items():
             value = getattr(self, field)
-            if value is None:
+            if value is None or (isinstance(value, SecretStr) and not secrets):
                 continue
             if isinstance(value, SecretStr):
                 out[name] = value.get_secret_value()
@@ -80,6 +81,11 @@ class WorkerEnvironment(BaseModel):
             else:
                 out[name] = str(value)
         return out
+
+    def secret_env(self) -> dict[str, str]:
+        """Name → value of the secret fields that are set (revealed): what ``render(secrets=False)`` left out."""
+        public = self.render(secrets=False)
+        return {name: value for name, value in self.render().items() if name not in public}
 
     def secret_values(self) -> list[str]:
         """The secret values it carries, so a platform's error text echoing one can be masked."""

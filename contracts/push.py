@@ -38,7 +38,8 @@ def _zone(value: str) -> str:
     return value
 
 
-def _id(value: str) -> str:
+def check_push_id(value: str) -> str:
+    """A template, job or broadcast id, or ValueError saying what one looks like."""
     if not _ID.fullmatch(value):
         raise ValueError(f"{value!r} is not an id: 1–128 of A-Z a-z 0-9 _ . : -, starting with a letter or digit")
     return value
@@ -46,7 +47,7 @@ def _id(value: str) -> str:
 
 HHMM = Annotated[str, AfterValidator(_hhmm)]
 Zone = Annotated[str, AfterValidator(_zone)]
-PushId = Annotated[str, AfterValidator(_id)]
+PushId = Annotated[str, AfterValidator(check_push_id)]
 
 
 class Schedule(WireModel):

@@ -34,7 +34,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import SecretStr
 
-from contracts.errors import FactoryError
+from contracts.errors import FactoryError, InvalidInput
+from contracts.models import require_id
 
 __all__ = [
     "ALGORITHM",
@@ -167,6 +168,14 @@ def open_value(box: SecretBox | None, secret_ref: str, value: str, key_id: str |
     if box is None:
         raise SecretsKeyMissing(f"open secret {secret_ref!r}")
     return box.open(secret_ref, Sealed(value, key_id))
+
+
+def seal_new(box: SecretBox | None, secret_ref: str, value: SecretStr) -> Sealed:
+    """A secret as the store keeps it, after the checks every binding makes the same way."""
+    require_id("secretRef", secret_ref)
+    if not value.get_secret_value().strip():
+        raise InvalidInput("value", "must not be empty; pass the secret's text")
+    return require(box, f"store secret {secret_ref!r}").seal(secret_ref, value.get_secret_value())
 
 
 def require(box: SecretBox | None, action: str) -> SecretBox:

@@ -13,9 +13,11 @@ from typing import Annotated
 import anyio
 import structlog
 import typer
+from anyio.abc import TaskStatus
 
 from contracts.errors import FactoryError
-from contracts.roles import WorkerStore
+from contracts.models import SetWorkerStatusRequest
+from contracts.roles import FleetStore, WorkerStore
 from factory.console import StoreOption, err, store_settings
 from factory.logging import configure
 from factory.settings import LogSettings, WorkerSettings, load
@@ -33,6 +35,7 @@ from worker.telegram import TelegramChannel, TelegramMedia
 worker_app = typer.Typer(help="Run a worker.", no_args_is_help=True)
 log = structlog.get_logger("factory.worker")
 EXIT_SECOND_SIGNAL = 130
+EXIT_RECORD_TIMEOUT_S = 5.0
 
 
 def default_worker_id() -> str:
@@ -90,7 +93,8 @@ async def serve_worker(
                 )
                 await tg.start(server.serve)
                 log.info("health endpoint", url=server.url)
-            tg.start_soon(_watch_signals, worker, tg.cancel_scope)
+            # Started, not scheduled: the handlers are in place before the first claim.
+            await tg.start(_watch_signals, worker, tg.cancel_scope)
             result = await worker.run()
             tg.cancel_scope.cancel()
     return result, worker
@@ -105,8 +109,11 @@ async def _closing(media: TelegramMedia) -> AsyncIterator[TelegramMedia]:
             await media.aclose()
 
 
-async def _watch_signals(worker: Worker, scope: anyio.CancelScope) -> None:
+async def _watch_signals(
+    worker: Worker, scope: anyio.CancelScope, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        task_status.started()
         async for signum in signals:
             if not worker.stopping:
                 log.info("signal received: finishing the job in flight, then exiting", signal=signum.name)
@@ -115,6 +122,19 @@ async def _watch_signals(worker: Worker, scope: anyio.CancelScope) -> None:
                 log.warning("second signal: exiting now", signal=signum.name)
                 scope.cancel()
                 return
+
+
+async def _record_exit(store: object, worker_id: str, result: WorkerExit) -> None:
+    """Tell the store this worker is gone, so views stop counting it as active. Best effort: a
+    worker that cannot say so (store down, compat mode) ages into "stale" instead."""
+    if not isinstance(store, FleetStore):
+        return
+    request = SetWorkerStatusRequest(worker_id=worker_id, status="stopped", reason=f"exited ({result.reason})")
+    try:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(EXIT_RECORD_TIMEOUT_S):
+            await store.fleet_set_worker_status(request)
+    except FactoryError as exc:
+        log.warning("could not record the exit", worker_id=worker_id, error=str(exc))
 
 
 @worker_app.command("run")
@@ -150,7 +170,10 @@ def run(
     async def main() -> tuple[WorkerExit | None, Worker]:
         opened = open_store(store_cfg)
         try:
-            return await serve_worker(config, settings, opened)
+            result, worker = await serve_worker(config, settings, opened)
+            if result is not None:
+                await _record_exit(opened, config.worker_id, result)
+            return result, worker
         finally:
             with anyio.CancelScope(shield=True):
                 await opened.aclose()

@@ -31,7 +31,7 @@ from contracts.ingress import (
     pick_telegram_token,
 )
 from contracts.models import to_wire
-from contracts.secrets import Sealed, SecretBox, open_value, require
+from contracts.secrets import Sealed, SecretBox, open_value, seal_new
 
 
 def _opt(**values: Any) -> dict[str, Any]:
@@ -62,9 +62,7 @@ class FrontDoorFunctions:
         }
 
     async def import_secret(self, secret_ref: str, value: SecretStr) -> int:
-        if not secret_ref.strip():
-            raise InvalidInput("secretRef", "must not be empty")
-        sealed = require(self.box, f"store secret {secret_ref!r}").seal(secret_ref, value.get_secret_value())
+        sealed = seal_new(self.box, secret_ref, value)
         args = {"secretRef": secret_ref, "value": sealed.value, "keyId": sealed.key_id}
         # Not retried: each call stores a new version.
         return as_int(await self._mutation("importSecret", args, retry=False), "version")

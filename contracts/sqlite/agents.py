@@ -7,6 +7,7 @@ from typing import Any
 
 from contracts.ingress import hydration_refs, pick_telegram_token
 from contracts.models import (
+    MAX_PAGE,
     AgentProfile,
     AppendRequest,
     AppendResult,
@@ -45,7 +46,7 @@ def get_profile(conn: sqlite3.Connection, agent_key: str) -> AgentProfile | None
 def _history(conn: sqlite3.Connection, conversation_id: str, limit: int) -> list[HistoryMessage]:
     rows = conn.execute(
         "SELECT role, content, at FROM history WHERE conversation_id = ? ORDER BY idx DESC LIMIT ?",
-        (conversation_id, limit),
+        (conversation_id, max(0, min(limit, MAX_PAGE))),
     ).fetchall()
     return [HistoryMessage(role=role, content=content, at=at) for role, content, at in reversed(rows)]
 

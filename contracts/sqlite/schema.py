@@ -312,14 +312,46 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
+# "FACT" in the file header's application id: this file is a factory store (sqlite.org/fileformat2).
+APPLICATION_ID = 0x46414354
+# Tables every version has: a file without an application id (made before we set it) that has
+# these and a schema version is one of ours.
+CORE_TABLES = frozenset({"messages", "conversations", "workers", "agent_profiles"})
 
 
-class SchemaTooNew(RuntimeError):
+class SchemaTooNew(Exception):
     def __init__(self, found: int) -> None:
         super().__init__(
             f"the store file has schema version {found}, newer than this factory ({SCHEMA_VERSION}); "
             "upgrade factory rather than opening it with an older release"
         )
+        self.found = found
+
+
+class NotOurs(Exception):
+    """A SQLite database that is not a factory store: we must not add tables or change its journal."""
+
+
+def check_ours(conn: sqlite3.Connection) -> None:
+    """Refuse a database another program made, or a newer release's store, before touching it.
+
+    Read-only: runs before the journal switch and the migration, so a foreign file stays as it was.
+    """
+    app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if app_id == APPLICATION_ID or (app_id == 0 and version == 0 and not tables):
+        pass  # ours, or a new empty file
+    elif app_id == 0 and version > 0 and tables >= CORE_TABLES:
+        pass  # ours, from before the application id was set; the migration sets it
+    else:
+        shown = ", ".join(sorted(tables)[:5]) + (", …" if len(tables) > 5 else "")
+        raise NotOurs(
+            f"is a SQLite database another program made (application id {app_id:#x}, "
+            f"tables: {shown or 'none'}); point the store at a new file or a factory store"
+        )
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(version)
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -333,6 +365,8 @@ def migrate(conn: sqlite3.Connection) -> int:
             for statement in _statements(MIGRATIONS[version - 1]):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {version}")
+        if int(conn.execute("PRAGMA application_id").fetchone()[0]) != APPLICATION_ID:
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

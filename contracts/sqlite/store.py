@@ -37,7 +37,7 @@ from contracts.ingress import (
 )
 from contracts.push import Broadcast, BroadcastRequest, PushDispatch, PushDispatchRequest, PushJob, PushTemplate
 from contracts.rules import QueuePolicy, RandomSource, check_lease_ttl_ms, system_random
-from contracts.secrets import Sealed, SecretBox, require
+from contracts.secrets import Sealed, SecretBox, seal_new
 from contracts.sqlite import agents, console, fleet, ingress, push, queue
 from contracts.sqlite import secrets as sealed_secrets
 from contracts.sqlite.doorbell import Doorbell
@@ -63,6 +63,9 @@ class SqliteStore:
     shares it; None keeps what the file says (60 s in a new store). A process never hands out a
     lease of its own length.
 
+    ``create=False`` refuses a missing file (:class:`~contracts.errors.StoreUnusable`) instead of
+    creating one: for commands that only read.
+
     ``doorbell=False`` makes the store poll-only: it neither rings nor listens for the
     cross-process doorbell, and ``wait_for_work`` just sleeps out its timeout. For processes
     that cannot reach each other's abstract sockets (separate network namespaces sharing the
@@ -83,6 +86,7 @@ class SqliteStore:
         new_lease: Callable[[], str] = new_lease_id,
         doorbell: bool = True,
         secrets_box: SecretBox | None = None,
+        create: bool = True,
     ) -> None:
         self.path = Path(path)
         self.policy = policy or QueuePolicy()
@@ -91,8 +95,9 @@ class SqliteStore:
         self._new_id = new_id
         self._new_lease = new_lease
         try:
-            conn = connect(self.path, synchronous=synchronous, open_timeout_s=busy_timeout_s)
+            conn = connect(self.path, synchronous=synchronous, open_timeout_s=busy_timeout_s, create=create)
         except sqlite3.Error as exc:
+            # Another process held the lock for the whole open timeout: a later try can succeed.
             raise StoreUnavailable(str(self.path), f"cannot open the SQLite file: {exc}") from exc
         self._engine = Engine(conn)
         if lease_ttl_ms is not None:
@@ -146,6 +151,11 @@ class SqliteStore:
                 delay_s = min(delay_s * 2, 0.01)
             except FactoryError:
                 raise
+            except UnicodeEncodeError:
+                # SQLite stores UTF-8: an argument holding bytes that were not UTF-8 cannot be bound.
+                raise InvalidInput("input", "is not UTF-8 text; send it in UTF-8") from None
+            except OverflowError:
+                raise InvalidInput("input", "a number is too large for the store") from None
             except sqlite3.Error as exc:
                 # Disk full, I/O error, a corrupt file: the store cannot answer now.
                 raise StoreUnavailable(self.name, str(exc)) from exc
@@ -272,9 +282,7 @@ class SqliteStore:
         return await self._read(lambda c, _: agents.list_profiles(c))
 
     async def import_secret(self, secret_ref: str, value: SecretStr) -> int:
-        if not secret_ref.strip():
-            raise InvalidInput("secretRef", "must not be empty")
-        sealed = require(self._box, f"store secret {secret_ref!r}").seal(secret_ref, value.get_secret_value())
+        sealed = seal_new(self._box, secret_ref, value)
         return await self._write(lambda c, now: sealed_secrets.import_secret(c, secret_ref, sealed, now))
 
     async def resolve_secret(self, refs: Sequence[str]) -> tuple[str, SecretStr] | None:

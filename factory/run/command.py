@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from autoscaler.providers.local import LocalConfig, LocalProvider
 from autoscaler.providers.local.config import process_env
 from autoscaler.reconciler import Reconciler
-from contracts.errors import FactoryError, InvalidInput
+from contracts.errors import FactoryError, InvalidInput, first_factory_error
 from contracts.secrets import new_key
 from factory.console import err, out, print_json, store_settings
 from factory.fleet import launch_specs, scaling_policy
@@ -70,12 +70,15 @@ async def demo_run(screen: Screen, opts: RunOptions, plan: ModelPlan, env: Mappi
             leftovers = await reset_demo(opts.demo, reset_store=opts.reset_store)
             if leftovers:
                 screen.line(f"stopped {leftovers} worker(s) an earlier run left behind")
+            # The store first: a store that cannot work fails the run in a second, not after the gateway.
+            outcome.phase = "opening the store"
+            store = open_full_store(opts.store, role="demo")
+            stack.push_async_callback(_shielded, store.aclose)
+            await store.now_ms()  # a Convex store answers (reachable, and the token is accepted)
             outcome.phase = "installing OpenClaw"
             install = await install_openclaw(screen, env, outcome, opts.timeout_s - (time.monotonic() - outcome.t0))
             outcome.phase = "starting the gateway"
             runtime = await start_gateway(screen, stack, install, opts.demo, plan, outcome)
-            store = open_full_store(opts.store, role="demo")
-            stack.push_async_callback(_shielded, store.aclose)
             outcome.phase = "opening the front door"
             plans = DemoPlans()
             telegram, bot_api = await start_front_door(
@@ -131,18 +134,6 @@ async def main(screen: Screen, opts: RunOptions, plan: ModelPlan, env: Mapping[s
         finally:
             outcome.wall_s = time.monotonic() - outcome.t0
             tg.cancel_scope.cancel()
-
-
-def _factory_error(exc: BaseException) -> FactoryError | None:
-    """The first of our errors inside (nested) exception groups, if that is what ended the run."""
-    if isinstance(exc, FactoryError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _factory_error(inner)
-            if found is not None:
-                return found
-    return None
 
 
 def run(
@@ -208,7 +199,7 @@ def run(
     try:
         anyio.run(main, screen, opts, plan, dict(os.environ), outcome)
     except BaseExceptionGroup as group:
-        found = _factory_error(group)
+        found = first_factory_error(group)
         if found is None:
             raise
         outcome.failure = str(found)

@@ -58,6 +58,7 @@ def test_store_option_and_environment(cli: Cli) -> None:
 
 
 def test_dead_letters_redrive_and_release(cli: Cli) -> None:
+    assert cli("enqueue", "x", "--conversation", "c").code == 0  # the store exists
     assert cli("queue", "dead-letters", "--json").json() == []
     assert cli("queue", "release-expired", "--json").json() == {"released": 0, "deadLettered": 0}
     missing = cli("queue", "redrive", "nope")

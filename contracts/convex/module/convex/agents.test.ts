@@ -31,6 +31,16 @@ describe("agents and secrets", () => {
     expect(await h.t.query(api.getAgentProfile, { agentKey: "default" })).toMatchObject({ enabled: false, secretsRef: [] });
   });
 
+  test("an empty secret or ref is refused, as the SQLite store refuses it", async () => {
+    const h = setup();
+    await expect(h.t.mutation(api.importSecret, { secretRef: "telegram.botToken.default", value: " " })).rejects.toMatchObject({
+      data: { code: "INVALID_INPUT", field: "value" },
+    });
+    await expect(h.t.mutation(api.importSecret, { secretRef: "", value: "x" })).rejects.toMatchObject({
+      data: { code: "INVALID_INPUT", field: "secretRef" },
+    });
+  });
+
   test("secrets get a new version on every import; hydration carries the active one, still sealed", async () => {
     const h = setup();
     const ref = "telegram.botToken.default";

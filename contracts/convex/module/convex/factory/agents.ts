@@ -5,7 +5,7 @@ import type { DatabaseReader, DatabaseWriter } from "../_generated/server";
 import { HISTORY_WINDOW } from "./policy";
 import { findConversation, getMessageDoc } from "./queue";
 import { resolveSecrets } from "./secrets";
-import { integer, nonEmpty } from "./validate";
+import { id, integer, nonEmpty } from "./validate";
 import type { AgentProfileInput } from "./validators";
 
 export type AgentProfile = {
@@ -55,7 +55,7 @@ export async function loadProfile(db: DatabaseReader, agentKey: string): Promise
 }
 
 export async function upsertProfile(db: DatabaseWriter, input: AgentProfileInput, now: number): Promise<AgentProfile> {
-  nonEmpty("agentKey", input.agentKey);
+  id("agentKey", input.agentKey);
   const profile = withDefaults(input);
   const doc = await profileDoc(db, profile.agentKey);
   if (doc === null) {
@@ -92,7 +92,7 @@ export async function appendHistory(
   a: AppendArgs,
   now: number,
 ): Promise<{ updated: boolean; messageCount: number }> {
-  nonEmpty("conversationId", a.conversationId);
+  id("conversationId", a.conversationId);
   if (a.messages.length === 0) integer("messages", 0, 1); // "must be at least 1"
   for (const [i, m] of a.messages.entries()) if (m.at !== undefined) integer(`messages.${i}.at`, m.at, 0);
   const conv = await findConversation(db, a.conversationId);
