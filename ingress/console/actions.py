@@ -35,7 +35,9 @@ class Actions:
         return self.site.page(request, "confirm.html", context, operator=operator)
 
     def done(self, request: Request, operator: Operator, title: str, **context: Any) -> HTMLResponse:
-        return self.site.page(request, "result.html", {"title": title, **context}, operator=operator)
+        # result.html shows whichever of these the action had (the environment's undefined is strict).
+        shown = {"error": None, "redriven": [], "code": None, "worker": None, **context}
+        return self.site.page(request, "result.html", {"title": title, **shown}, operator=operator)
 
     async def acting(self, request: Request, csrf: str | None) -> Operator:
         operator = await self.site.operator(request)
@@ -60,11 +62,13 @@ class Actions:
         if self.site.config.auth != "token":
             return self.site.login_page(request, error="This console signs in through its proxy, not with a token.")
         if not login_nonce_matches(request, nonce):
-            return self.site.login_page(request, error="The sign-in form expired. Try again.", status=403)
+            return self.site.login_page(
+                request, error="The sign-in form expired. Try again.", status=403, next_path=next
+            )
         opened = await self.site.signin.login(token)
         if opened is None:
             log.warning("console.login_refused")
-            return self.site.login_page(request, error="That operator token is not valid.")
+            return self.site.login_page(request, error="That operator token is not valid.", next_path=next)
         session_id, session = opened
         log.info("console.login", operator=session.operator, role=session.role)
         response = RedirectResponse(safe_next(next), status_code=303)

@@ -128,11 +128,16 @@ class Site:
             self.signin.session_cookie(response, request, new_session)
         return response
 
-    def login_page(self, request: Request, *, error: str | None = None, status: int = 401) -> HTMLResponse:
+    def login_page(
+        self, request: Request, *, error: str | None = None, status: int = 401, next_path: str | None = None
+    ) -> HTMLResponse:
+        """The sign-in form; afterwards the operator goes on to ``next_path`` (a refused sign-in
+        keeps the one its form carried), or to the page they asked for."""
         nonce = new_login_nonce()
-        next_path = request.url.path if request.method == "GET" else PREFIX
-        if request.url.query and request.method == "GET":
-            next_path += "?" + request.url.query
+        if next_path is None:
+            next_path = request.url.path if request.method == "GET" else PREFIX
+            if request.url.query and request.method == "GET":
+                next_path += "?" + request.url.query
         context = {"error": error, "nonce": nonce, "next": safe_next(next_path), "mode": self.config.auth}
         headers = {"HX-Redirect": f"{PREFIX}/login"} if request.headers.get("hx-request") else None
         response = self.page(request, "login.html", context, operator=None, status=status, headers=headers)
