@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Re-install when the dependency list changes; the stamp lives inside the venv.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install test lint typecheck pytest run bench clean
+.PHONY: install test lint typecheck pytest run bench screenshots clean
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ run: install
 
 bench: install
 	$(BIN)/python -m bench
+
+# A PNG of every operator console page in .factory/screenshots/ (Debian's chromium; apt-installed when missing).
+screenshots: install
+	$(BIN)/python -m tests.console.screenshots
 
 clean:
 	rm -rf $(VENV) .factory .mypy_cache .ruff_cache

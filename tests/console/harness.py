@@ -36,9 +36,11 @@ from contracts.models import (
     MessagePayload,
     WorkerRegistration,
 )
+from contracts.push import PushJob, PushTemplate, Schedule
 from contracts.secrets import SecretBox, SecretsKey, new_key
 from contracts.sqlite import SqliteStore
 from factory.cmd_console import mint
+from schedules.dispatcher import first_run_at
 
 CHROMIUM = Path("/usr/bin/chromium")
 # What works here: as root, without a GPU, without a network beyond loopback.
@@ -129,8 +131,9 @@ async def answer(store: SqliteStore, worker: str, conversation: str, reply: str)
 
 
 async def seed(db: Path, box: SecretBox) -> Seeded:
-    """A small fleet mid-afternoon: answered conversations, dead letters, ready and in-flight work,
-    two workers, a secret, an agent, a pairing code, and an admin and a read-only operator."""
+    """A small fleet at work: answered conversations, dead letters, ready and in-flight work, two
+    workers, a secret, a second agent, a pairing code, a daily push job, and an admin and a
+    read-only operator."""
     store = SqliteStore(db, secrets_box=box)
     try:
         default = await store.get_agent_profile("default")
@@ -165,6 +168,22 @@ async def seed(db: Path, box: SecretBox) -> Seeded:
         assert await store.worker_claim("w-beta", "telegram:4001") is not None  # in flight
         for n in range(3):
             await store.enqueue(_request(f"telegram:{3001 + n}", f"remind me at {9 + n}:00", f"u3{n}"))
+        await store.push_template_put(
+            PushTemplate(
+                template_id="morning", agent_key="support", title="Morning brief", text="Good morning, {name}!"
+            )
+        )
+        daily = Schedule(kind="daily", at="08:30", tz="Europe/Amsterdam")
+        await store.push_job_put(
+            PushJob(
+                job_id="brief-1001",
+                template_id="morning",
+                schedule=daily,
+                conversation_id="telegram:1001",
+                variables={"name": "Ana"},
+                next_run_at=first_run_at(daily, await store.now_ms()),
+            )
+        )
         admin, _ = await mint(store, "alice", "admin")
         reader, _ = await mint(store, "bob", "read_only")
         return Seeded(admin, reader, evil, tuple(dead), workers)
