@@ -216,9 +216,11 @@ class Served:
 
 
 @contextmanager
-def serve(folder: Path, *, refresh_s: float = 0.5) -> Iterator[tuple[Served, Seeded]]:
+def serve(
+    folder: Path, *, refresh_s: float = 0.5, settings: dict[str, str] | None = None
+) -> Iterator[tuple[Served, Seeded]]:
     """A seeded SQLite store in ``folder`` and ``factory serve`` on it, as a child process on a
-    loopback port (live parts refreshing every ``refresh_s``)."""
+    loopback port (live parts refreshing every ``refresh_s``; ``settings``: more FACTORY_* variables)."""
     db = folder / "factory.db"
     key = new_key()
     seeded = blocking(seed, db, SecretBox(SecretsKey.parse(key)))
@@ -228,6 +230,7 @@ def serve(folder: Path, *, refresh_s: float = 0.5) -> Iterator[tuple[Served, See
         "FACTORY_CONSOLE_REFRESH_S": str(refresh_s),
         "FACTORY_SERVE_PUSH_DISPATCH_S": "0",
         "FACTORY_LOG_LEVEL": "warning",
+        **(settings or {}),
     }
     port = _free_port()
     log = (folder / "serve.log").open("w")
