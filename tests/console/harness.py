@@ -203,6 +203,18 @@ class Served:
     db: Path
     env: dict[str, str]
 
+    def use(self, action: Callable[[SqliteStore], Awaitable[T]]) -> T:
+        """``action`` on the store, opened as another process would open it."""
+
+        async def run() -> T:
+            store = SqliteStore(self.db)
+            try:
+                return await action(store)
+            finally:
+                await store.aclose()
+
+        return blocking(run)
+
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """A ``factory`` command against the same store, as an operator would run it."""
         return subprocess.run(

@@ -14,7 +14,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 from contracts.models import WorkerRegistration
 from contracts.sqlite import SqliteStore
 from tests.console.conftest import sign_in
-from tests.console.harness import EVIL, SECRET_VALUE, Seeded, Served, answer, blocking
+from tests.console.harness import EVIL, SECRET_VALUE, Seeded, Served, answer
 
 STATS = (
     "queued",
@@ -30,16 +30,7 @@ PAGES = ("", "/conversations", "/dead-letters", "/workers", "/agents", "/pairing
 
 
 def workers_of(served: Served) -> dict[str, str]:
-    """Each worker's status, read from the store as another process would."""
-
-    async def read() -> dict[str, str]:
-        store = SqliteStore(served.db)
-        try:
-            return {w.worker_id: w.status for w in await store.list_workers()}
-        finally:
-            await store.aclose()
-
-    return blocking(read)
+    return {w.worker_id: w.status for w in served.use(lambda store: store.list_workers())}
 
 
 def test_unauthenticated_requests_get_the_login_page(context: BrowserContext) -> None:
@@ -117,15 +108,11 @@ def test_redrive_a_dead_letter_and_watch_it_complete(admin: Page, served: Served
     status = admin.locator(f"#conversation tr[data-message='{message}']")
     expect(status).to_have_attribute("data-status", "queued")
 
-    async def work() -> str:
-        store = SqliteStore(served.db)
-        try:
-            await store.worker_register(WorkerRegistration(worker_id="w-redrive", provider="local"))
-            return await answer(store, "w-redrive", "telegram:2001", "Your inbox: three bills, one invitation.")
-        finally:
-            await store.aclose()
+    async def work(store: SqliteStore) -> str:
+        await store.worker_register(WorkerRegistration(worker_id="w-redrive", provider="local"))
+        return await answer(store, "w-redrive", "telegram:2001", "Your inbox: three bills, one invitation.")
 
-    assert blocking(work) == message
+    assert served.use(work) == message
     expect(status).to_have_attribute("data-status", "done")
     expect(admin.locator("#conversation .history")).to_contain_text("three bills")
     admin.goto("/console/dead-letters")
@@ -146,16 +133,16 @@ def test_drain_a_worker(admin: Page, served: Served) -> None:
 
 
 def test_an_action_without_the_csrf_token_is_refused(admin: Page, served: Served, seeded: Seeded) -> None:
-    before = json.loads(served.cli("queue", "stats", "--json").stdout)
+    before = served.use(lambda store: store.queue_stats())
     forms: list[dict[str, str | float | bool]] = [{"all": "1"}, {"all": "1", "csrf": "forged"}]
     for form in forms:
         refused = admin.request.post("/console/dead-letters/redrive", form=form)  # the session's cookie, no token
         assert refused.status == 403 and "security token" in refused.text()
     drain = admin.request.post("/console/workers/drain", form={"worker": "w-beta"})
     assert drain.status == 403
-    after = json.loads(served.cli("queue", "stats", "--json").stdout)
+    after = served.use(lambda store: store.queue_stats())
     # (The seed's in-flight lease may expire meanwhile: that moves ready and in flight, not these.)
-    assert (after["deadLetters"], after["workers"]) == (before["deadLetters"], before["workers"]) != (0, {})
+    assert (after.dead_letters, after.workers) == (before.dead_letters, before.workers) != (0, {})
 
 
 def test_the_read_only_role_sees_everything_and_changes_nothing(
