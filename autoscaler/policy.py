@@ -1,4 +1,9 @@
-"""How the fleet should size itself: a frozen, validated scaling policy."""
+"""How the fleet should size itself: a frozen, validated scaling policy.
+
+The defaults are the ones ``make bench`` sweeps and checks over the trace set in ``bench/traces``
+(bursty, lunch rush, steady 8 h, sparse, a 1,000-conversation herd, slow turns), on Fly's and
+DigitalOcean's boot times; see ``bench/autoscaler_bench.py`` for why each value.
+"""
 
 from __future__ import annotations
 
@@ -15,23 +20,48 @@ class ScalingPolicy(BaseModel):
     mode: Literal["affinity", "pool"] = "affinity"
     conversations_per_worker: int = Field(4, ge=1)
     min_workers: int = Field(0, ge=0)
-    max_workers: int = Field(10, ge=0)
-    # Launches and drains per tick, each: a tick takes a bounded step, the next tick continues.
-    max_step: int = Field(5, ge=1)
+    max_workers: int = Field(200, ge=0)
+    # The most machines that may exist at once: running, launching and parked. The brake on a
+    # herd is this spending cap, not a per-tick step: a tick asks for all it needs and the
+    # provider's rate limits pace the creates.
+    budget_machines: int | None = Field(None, ge=0)
+    # An optional per-tick cap on launches and drains, each (None: no cap).
+    max_step: int | None = Field(None, ge=1)
     # A worker must have been idle this long before it counts as excess (scale-down stabilisation).
-    scale_down_window_s: float = Field(300.0, ge=0)
+    scale_down_window_s: float = Field(60.0, ge=0)
     # Launched workers exit on their own after this long idle (None: they wait to be drained).
     idle_timeout_s: float | None = Field(None, gt=0)
-    # The most machines that may exist at once, launching ones included (a spending cap).
-    budget_machines: int | None = Field(None, ge=0)
     # A launch that has shown neither a machine nor a worker after this long is looked up, then given up.
     launch_timeout_s: float = Field(300.0, gt=0)
+    # A launched or started machine seen stopped this soon is given time (the start is in flight,
+    # or the list has not caught up); after it, a machine that stopped before its worker registered
+    # is destroyed.
+    start_grace_s: float = Field(30.0, ge=0)
     # A draining worker that has not exited after this long is stopped and its machine destroyed.
     drain_deadline_s: float = Field(600.0, gt=0)
     # A worker whose heartbeat is older than this is gone (crashed, or its machine died).
     stale_worker_s: float = Field(300.0, gt=0)
     # A tagged machine nobody accounts for is collected after this long (covers slow registration).
     orphan_grace_s: float = Field(600.0, ge=0)
+
+    # Warm pool: stopped machines kept to be started (about a second on Fly) instead of created.
+    # A drained worker's stopped machine is parked while the pool has room, else destroyed.
+    pool_size: int = Field(0, ge=0)
+    # Fill the pool by creating machines stopped (Fly's skip_launch); off where the platform
+    # cannot (a DigitalOcean droplet boots when created), then only drained machines are parked.
+    pool_prefill: bool = True
+
+    # Keep-warm (autoscaler.keepwarm): idle workers held for conversations expected back. At most
+    # this many (the budget; 0 turns keep-warm off).
+    keep_warm_workers: int = Field(4, ge=0)
+    # A conversation is expected back while silent for less than this many of its typical gaps…
+    keep_warm_gap_factor: float = Field(1.5, gt=0)
+    # …and never longer than this.
+    keep_warm_max_s: float = Field(1800.0, ge=0)
+    # What a cold start costs a waiting user (create → worker ready), and a start from the pool:
+    # how many arrivals a warm worker must cover while a replacement starts.
+    cold_start_s: float = Field(10.0, ge=0)
+    warm_start_s: float = Field(5.0, ge=0)
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:

@@ -147,7 +147,14 @@ class DigitalOceanProvider:
 
     # -- the Provider protocol ------------------------------------------------------------------
 
-    async def create(self, spec: LaunchSpec) -> Machine:
+    async def create(self, spec: LaunchSpec, *, parked: bool = False) -> Machine:
+        if parked:
+            raise ProviderError(
+                PROVIDER,
+                "create",
+                "a droplet boots when it is created; the warm pool is filled with drained droplets instead "
+                "(FACTORY_SCALE_POOL_PREFILL=false)",
+            )
         config = self._config
         launch_tag = self._launch_tag("create", spec.launch_id)
         tags = [FLEET_TAG, launch_tag, *config.extra_tags]
@@ -205,6 +212,22 @@ class DigitalOceanProvider:
         found = [m for m in await self._list_tag("find", tag) if m.launch_id == launch_id]
         return found[0] if found else None
 
+    async def start(self, machine: Machine) -> None:
+        """Power a parked (off) droplet on: systemd starts the worker unit again."""
+        droplet_id = self._droplet_id("start", machine)
+
+        def call() -> None:
+            self._library(FactoryDroplet, id=droplet_id).power_on()
+
+        try:
+            await self._call("start", call)
+        except ProviderError as exc:
+            # DigitalOcean refuses to power on a droplet that already is: that is done, too.
+            if exc.status == 422 and await self._status(droplet_id, "start") == "active":
+                return
+            raise
+        _log.info("digitalocean droplet powered on", machine_id=machine.machine_id, launch_id=machine.launch_id)
+
     async def stop(self, machine: Machine) -> None:
         """Graceful shutdown (ACPI): systemd stops the worker unit, which SIGTERMs the worker."""
         droplet_id = self._droplet_id("stop", machine)
@@ -218,7 +241,7 @@ class DigitalOceanProvider:
             if exc.status == 404:
                 return
             # DigitalOcean refuses to shut down a droplet that is already off: that is done, too.
-            if exc.status == 422 and await self._status(droplet_id) in ("off", None):
+            if exc.status == 422 and await self._status(droplet_id, "stop") in ("off", None):
                 return
             raise
 
@@ -259,14 +282,14 @@ class DigitalOceanProvider:
             _log.warning("digitalocean list skipped unreadable droplets", count=skipped)
         return [self._machine(d) for d in droplets if d.status != ARCHIVED and FLEET_TAG in (d.tags or [FLEET_TAG])]
 
-    async def _status(self, droplet_id: int) -> str | None:
+    async def _status(self, droplet_id: int, operation: str) -> str | None:
         """The droplet's status now, or None when it no longer exists."""
 
         def call() -> Any:
             return self._library(FactoryManager).get_data(f"droplets/{droplet_id}")
 
         try:
-            data = await self._call("stop", call)
+            data = await self._call(operation, call)
         except ProviderError as exc:
             if exc.status == 404:
                 return None

@@ -84,6 +84,9 @@ class FlyConfig(BaseModel):
     request_timeout_s: float = Field(default=30.0, gt=0)
     api_base_url: str = "https://api.machines.dev"
     name_prefix: str = Field(default="factory-worker", pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=30)
+    # With a warm pool, a machine whose worker exits stays stopped (to be parked and started
+    # again) instead of destroying itself; the autoscaler destroys the ones the pool has no room for.
+    keep_stopped: bool = False
 
     @field_validator("api_token")
     @classmethod
@@ -132,8 +135,11 @@ class FlyProvider:
 
     # -- the Provider protocol ------------------------------------------------------------------
 
-    async def create(self, spec: LaunchSpec) -> Machine:
+    async def create(self, spec: LaunchSpec, *, parked: bool = False) -> Machine:
         body = self._create_body(spec)
+        if parked:
+            # Created, not booted: a pool member that costs its root filesystem until started.
+            body["skip_launch"] = True
         secrets = secret_values(spec)
 
         async def attempt() -> httpx.Response:
@@ -161,6 +167,13 @@ class FlyProvider:
         # Filter again here: a server that ignored the query must not hand us someone else's machine.
         matches = [machine for machine in found if machine.launch_id == launch_id]
         return matches[0] if matches else None
+
+    async def start(self, machine: Machine) -> None:
+        # Machine-scoped: Fly counts starts per machine, so a pool starts all at once.
+        await self._send(
+            "start", "POST", f"{self._base}/{machine.machine_id}/start", action="start", scope=machine.machine_id
+        )
+        _log.info("fly machine started", machine_id=machine.machine_id, launch_id=machine.launch_id)
 
     async def stop(self, machine: Machine) -> None:
         body = {"signal": "SIGTERM", "timeout": f"{self._config.stop_timeout_s}s"}
@@ -210,9 +223,9 @@ class FlyProvider:
                 "guest": {"cpu_kind": config.cpu_kind, "cpus": config.cpus, "memory_mb": config.memory_mb},
                 "env": worker_env(spec, self.name),
                 "metadata": metadata,
-                # The worker exits when idle or drained; the machine then destroys itself, which
-                # Fly only does with restart policy "no".
-                "auto_destroy": True,
+                # The worker exits when idle or drained; the machine then destroys itself (Fly only
+                # does with restart policy "no"), unless it is to be kept for the warm pool.
+                "auto_destroy": not config.keep_stopped,
                 "restart": {"policy": "no"},
                 "stop_config": {"signal": "SIGTERM", "timeout": f"{config.stop_timeout_s}s"},
             },
