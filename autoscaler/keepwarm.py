@@ -8,9 +8,11 @@ few minutes, a user who writes every twenty minutes is waited for most of an hou
 once is not waited for at all. That is the adaptive, per-conversation window.
 
 Warm workers are pooled (any idle worker takes any conversation), so the number kept is not one
-per expected conversation but what their arrivals need: the arrivals expected while a replacement
-worker would be starting (rate × cold start), at a 95 % Poisson quantile, at least one while any
-conversation is expected back, and at most ``keep_warm_workers`` (the budget).
+per expected conversation but what their arrivals need: enough that the arrivals expected while a
+replacement worker starts (rate × cold start) find an idle one 95 % of the time (a Poisson
+quantile), at least one while nothing is running at all, and at most ``keep_warm_workers`` (the
+budget). A worker busy with a turn covers the rest: it is free again long before a sparse
+conversation returns.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from autoscaler.policy import ScalingPolicy
 from contracts.models import RecentConversation
 
-_Z95 = 1.645  # one-sided 95 % normal quantile, for the Poisson upper bound
+_QUANTILE = 0.95
 
 
 @dataclass(frozen=True)
@@ -49,9 +51,10 @@ def typical_gap_s(conversation: RecentConversation) -> float | None:
 
 
 def warm_target(
-    recent: Sequence[RecentConversation], policy: ScalingPolicy, now: int, *, cold_start_s: float
+    recent: Sequence[RecentConversation], policy: ScalingPolicy, now: int, *, cold_start_s: float, active: int
 ) -> WarmTarget:
-    """Idle workers worth keeping for the conversations in ``recent`` that are silent but expected back."""
+    """Idle workers worth keeping for the conversations in ``recent`` that are silent but expected
+    back, given ``active`` conversations at work now."""
     if policy.keep_warm_workers == 0:
         return WarmTarget(0, 0, 0.0)
     expected, rate = 0, 0.0
@@ -67,6 +70,16 @@ def warm_target(
             rate += 1 / gap
     if not expected:
         return WarmTarget(0, 0, 0.0)
-    mean = rate * cold_start_s
-    needed = max(1, math.ceil(mean + _Z95 * math.sqrt(mean)))
+    needed = max(poisson_quantile(rate * cold_start_s, _QUANTILE), 0 if active else 1)
     return WarmTarget(min(needed, expected, policy.keep_warm_workers), expected, rate)
+
+
+def poisson_quantile(mean: float, q: float) -> int:
+    """The smallest k with P(Poisson(mean) <= k) >= q."""
+    term = total = math.exp(-mean)
+    k = 0
+    while total < q and k < 10_000:
+        k += 1
+        term *= mean / k
+        total += term
+    return k

@@ -117,7 +117,11 @@ def plan(
 
     active = demand.ready_conversations + demand.inflight_conversations
     warm = warm_target(
-        demand.recent, policy, now, cold_start_s=policy.warm_start_s if pool.members else policy.cold_start_s
+        demand.recent,
+        policy,
+        now,
+        cold_start_s=policy.warm_start_s if pool.members else policy.cold_start_s,
+        active=active,
     )
     desired = policy.desired(active + warm.workers)
     capacity = len(live) + pending
@@ -128,7 +132,7 @@ def plan(
         + (f"; {warm.why}" if warm.workers else "")
     )
     room = _budget_room(fleet, open_ledger, machines, actions, policy)
-    started = 0
+    started = launched = 0
     if desired > capacity:
         need = desired - capacity
         if policy.max_step is not None:
@@ -143,10 +147,16 @@ def plan(
             why += f"; budget {policy.budget_machines} machine(s)"
         actions += [Launch(reason=why) for _ in range(launches)]
         room -= launches
+        launched = launches
     elif capacity > desired:
         actions += _drains(live, machines, capacity - desired, policy, now, why)
     if policy.pool_prefill:
-        missing = policy.pool_size - (len(pool.members) - started + pool.parked_now)
+        # Live workers count: their machines are parked when they are done, so a pool in use is
+        # not refilled only to destroy what comes back to it.
+        settled = {a.machine_id for a in actions if isinstance(a, Destroy | CollectOrphan | Park)}
+        draining = sum(1 for w in demand.workers if w.status != "active" and _on_live_machine(w, machines, settled))
+        returning = len(live) + draining + pending + launched
+        missing = policy.pool_size - (len(pool.members) + pool.parked_now + returning)
         actions += [
             Launch(parked=True, reason=f"warm pool {policy.pool_size}") for _ in range(max(0, min(missing, room)))
         ]
@@ -158,6 +168,12 @@ def plan(
         parked=len(pool.members) - started + pool.parked_now,
         summary=why,
     )
+
+
+def _on_live_machine(worker: WorkerView, machines: _Fleet, settled: set[str]) -> bool:
+    """The worker's machine runs and this plan does not remove or park it."""
+    machine = machines.for_worker(worker)
+    return machine is not None and machine.state not in _ENDED and machine.machine_id not in settled
 
 
 def _pool_members(
@@ -311,8 +327,10 @@ def _settle_launch(
             return Destroy(machine_id=machine.machine_id, launch_id=launch, reason=f"parked launch {launch}: failed")
         return _Wait()  # stopping or unknown, or not listed yet: looked at again next tick
     if machine is None:
-        if age_s <= policy.launch_timeout_s:
+        if age_s <= policy.launch_hedge_s:
             return None  # created but not listed yet (provider lists are eventually consistent)
+        if age_s <= policy.launch_timeout_s:
+            return _Wait()
         if record.state == "requested":
             return ResolveLaunch(launch_id=launch, reason=f"launch {launch} never appeared")
         return CloseLaunch(launch_id=launch, reason=f"launch {launch}: machine gone")
@@ -320,6 +338,8 @@ def _settle_launch(
         why = f"machine {machine.state} before its worker registered"
     elif age_s > policy.launch_timeout_s:
         why = f"no worker registered within {policy.launch_timeout_s:g} s"
+    elif age_s > policy.launch_hedge_s:
+        return _Wait()  # slow to register: another is launched beside it
     else:
         return None
     return Destroy(machine_id=machine.machine_id, launch_id=launch, reason=f"launch {launch}: {why}")

@@ -20,11 +20,11 @@ class ScalingPolicy(BaseModel):
     mode: Literal["affinity", "pool"] = "affinity"
     conversations_per_worker: int = Field(4, ge=1)
     min_workers: int = Field(0, ge=0)
-    max_workers: int = Field(200, ge=0)
+    max_workers: int = Field(1000, ge=0)
     # The most machines that may exist at once: running, launching and parked. The brake on a
     # herd is this spending cap, not a per-tick step: a tick asks for all it needs and the
     # provider's rate limits pace the creates.
-    budget_machines: int | None = Field(None, ge=0)
+    budget_machines: int | None = Field(200, ge=0)
     # An optional per-tick cap on launches and drains, each (None: no cap).
     max_step: int | None = Field(None, ge=1)
     # A worker must have been idle this long before it counts as excess (scale-down stabilisation).
@@ -33,6 +33,10 @@ class ScalingPolicy(BaseModel):
     idle_timeout_s: float | None = Field(None, gt=0)
     # A launch that has shown neither a machine nor a worker after this long is looked up, then given up.
     launch_timeout_s: float = Field(300.0, gt=0)
+    # A launch (or start) whose worker has not registered after this long no longer counts as
+    # capacity: another is launched beside it (a boot that failed silently must not hold up the
+    # work for the whole launch timeout); it is still cleaned up at the timeout, or used if it registers.
+    launch_hedge_s: float = Field(60.0, gt=0)
     # A launched or started machine seen stopped this soon is given time (the start is in flight,
     # or the list has not caught up); after it, a machine that stopped before its worker registered
     # is destroyed.
@@ -82,3 +86,24 @@ class ScalingPolicy(BaseModel):
         else:
             wanted = -(-active_conversations // self.conversations_per_worker)
         return max(self.min_workers, min(self.max_workers, wanted))
+
+
+# What differs by platform: what a cold start costs there (create → worker ready), a start from
+# the pool, how big a pool pays, and whether it can be filled with machines created stopped. A
+# DigitalOcean droplet bills in full while powered off, so a pool there buys latency at full price.
+PROVIDER_DEFAULTS: dict[str, dict[str, object]] = {
+    "local": {"pool_size": 0, "pool_prefill": False, "cold_start_s": 3.0, "warm_start_s": 3.0, "launch_hedge_s": 30.0},
+    "fly": {"pool_size": 20, "pool_prefill": True, "cold_start_s": 8.0, "warm_start_s": 5.5, "launch_hedge_s": 30.0},
+    "digitalocean": {
+        "pool_size": 0,
+        "pool_prefill": False,
+        "cold_start_s": 57.0,
+        "warm_start_s": 25.0,
+        "launch_hedge_s": 120.0,
+    },
+}
+
+
+def shipped(provider: str, **settings: object) -> ScalingPolicy:
+    """The shipped policy for ``provider``: the defaults, the provider's own, then ``settings``."""
+    return ScalingPolicy.model_validate({**PROVIDER_DEFAULTS.get(provider, {}), **settings})

@@ -253,6 +253,8 @@ class World:
     _ids: itertools.count[int] = field(default_factory=itertools.count)
     _seq: itertools.count[int] = field(default_factory=itertools.count)
     _busy: dict[str, str] = field(default_factory=dict)  # conversation → worker in flight
+    _ready: set[str] = field(default_factory=set)  # conversations with a message and none in flight
+    _free: set[str] = field(default_factory=set)  # registered workers, not exited, not busy
     _rng: random.Random = field(init=False)
     _bucket: _Bucket = field(init=False)
 
@@ -266,14 +268,19 @@ class World:
         return set(self._busy)
 
     def ready(self) -> list[str]:
-        return [c for c, q in self.queues.items() if q and c not in self._busy]
+        return list(self._ready)
 
     def demand(self) -> DemandSnapshot:
         ready = self.ready()
         oldest = min((self.queues[c][0].arrived_ms for c in ready), default=None)
         horizon = self.now_ms - 2 * 3_600_000
         recent = [
-            r.model_copy(update={"active": bool(self.queues.get(c)) or c in self._busy})
+            RecentConversation.model_construct(
+                conversation_id=c,
+                last_arrival_at=r.last_arrival_at,
+                gaps_ms=r.gaps_ms,
+                active=bool(self.queues.get(c)) or c in self._busy,
+            )
             for c, r in self._recent.items()
             if r.last_arrival_at >= horizon
         ]
@@ -417,11 +424,9 @@ class World:
             if w.busy_conversation is not None and w.busy_message is not None:
                 self.busy_destroyed += 1
                 # The message goes back to the head of its queue (a lease would expire); its attempt is spent.
-                message = w.busy_message
-                self.queues[w.busy_conversation].appendleft(message)
-                self._busy.pop(w.busy_conversation, None)
-                w.busy_conversation = w.busy_until_ms = w.busy_message = None
+                self._requeue(w)
             w.exited = True
+            self._free.discard(w.worker_id)
             w.status = "stopped"
         self._bill_minimum(machine)
         record = self.ledger.get(machine.launch_id)
@@ -457,16 +462,17 @@ class World:
         for w in self.workers.values():
             if w.machine_id == machine_id and not w.exited:
                 w.exited, w.crashed_ms = True, self.now_ms
+                self._free.discard(w.worker_id)
                 if w.busy_conversation is not None and w.busy_message is not None:
-                    self.queues[w.busy_conversation].appendleft(w.busy_message)
-                    self._busy.pop(w.busy_conversation, None)
-                    w.busy_conversation = w.busy_until_ms = w.busy_message = None
+                    self._requeue(w)
         self._bill_minimum(machine)
 
     # ------------------------------------------------------------------ time
 
     def arrive(self, message: SimMessage) -> None:
         self.queues.setdefault(message.conversation, deque()).append(message)
+        if message.conversation not in self._busy:
+            self._ready.add(message.conversation)
         before = self._recent.get(message.conversation)
         gaps: list[int] = []
         if before is not None:
@@ -585,7 +591,10 @@ class World:
         w = self.workers.get(worker_id)
         if w is None or w.busy_until_ms != until or w.busy_conversation is None:
             return
-        self._busy.pop(w.busy_conversation, None)
+        conversation = w.busy_conversation
+        self._busy.pop(conversation, None)
+        if self.queues[conversation]:
+            self._ready.add(conversation)
         w.busy_conversation = w.busy_until_ms = w.busy_message = None
         self.done += 1
         self._idle(w)
@@ -604,13 +613,26 @@ class World:
         else:
             machine.state = "stopped"
 
+    def _requeue(self, w: SimWorker) -> None:
+        """The job of a worker whose machine went away goes back to the head of its queue (a lease
+        would expire); its attempt is spent."""
+        conversation, message = w.busy_conversation, w.busy_message
+        assert conversation is not None and message is not None
+        self.queues[conversation].appendleft(message)
+        self._busy.pop(conversation, None)
+        self._ready.add(conversation)
+        w.busy_conversation = w.busy_until_ms = w.busy_message = None
+
     def _idle(self, w: SimWorker) -> None:
         w.idle_since_ms = self.now_ms
+        if not w.exited:
+            self._free.add(w.worker_id)
         if self.idle_exit_s is not None:
             self._schedule(self.now_ms + math.ceil(self.idle_exit_s * 1000), "idle_exit", w.worker_id, self.now_ms)
 
     def _exit(self, w: SimWorker) -> None:
         w.exited = True
+        self._free.discard(w.worker_id)
         machine = self.machines.get(w.machine_id)
         if machine is not None and machine.state in ("running", "starting"):
             machine.state = "stopping"
@@ -624,35 +646,34 @@ class World:
 
     def _settle(self) -> None:
         """Idle workers take ready work (their last conversation first); drained idle workers exit."""
-        idle = [
-            w
-            for w in self.workers.values()
-            if not w.exited and w.busy_conversation is None and w.machine_id in self.machines
-        ]
-        for w in idle:
-            if w.status != "active":
+        if not self._free:
+            return
+        free = [self.workers[worker_id] for worker_id in sorted(self._free)]
+        for w in free:
+            if w.status != "active" or w.machine_id not in self.machines:
                 self._exit(w)
-        free = [w for w in idle if w.status == "active"]
-        if not free:
+        free = [w for w in free if not w.exited]
+        if not free or not self._ready:
             return
-        ready = self.ready()
-        if not ready:
-            return
-        ready.sort(key=lambda c: (self.queues[c][0].arrived_ms, c))
-        free.sort(key=lambda w: w.worker_id)
+        ready = sorted(self._ready, key=lambda c: (self.queues[c][0].arrived_ms, c))
         by_last = {w.last_conversation: w for w in free if w.last_conversation is not None}
+        by_pin = {w.pinned: w for w in free if w.pinned is not None}
+        unpinned = deque(w for w in free if w.pinned is None)
         taken: set[str] = set()
         for conversation in ready:
-            worker = by_last.get(conversation)
-            if worker is None or worker.worker_id in taken:
-                worker = next(
-                    (w for w in free if w.worker_id not in taken and (w.pinned is None or w.pinned == conversation)),
-                    None,
-                )
-            if worker is None or (worker.pinned is not None and worker.pinned != conversation):
+            worker = by_last.get(conversation) or by_pin.get(conversation)
+            if worker is not None and (worker.worker_id in taken or worker.pinned not in (None, conversation)):
+                worker = None
+            while worker is None and unpinned:
+                candidate = unpinned.popleft()
+                if candidate.worker_id not in taken:
+                    worker = candidate
+            if worker is None:
                 continue
             taken.add(worker.worker_id)
             self._take(worker, conversation)
+            if len(taken) == len(free):
+                return
 
     def _take(self, w: SimWorker, conversation: str) -> None:
         message = self.queues[conversation].popleft()
@@ -666,6 +687,8 @@ class World:
         if self.pinned and w.pinned is None:
             w.pinned = conversation
         self._busy[conversation] = w.worker_id
+        self._ready.discard(conversation)
+        self._free.discard(w.worker_id)
         self._schedule(w.busy_until_ms, "done", w.worker_id, w.busy_until_ms)
 
 
