@@ -327,10 +327,10 @@ def _settle_launch(
             return Destroy(machine_id=machine.machine_id, launch_id=launch, reason=f"parked launch {launch}: failed")
         return _Wait()  # stopping or unknown, or not listed yet: looked at again next tick
     if machine is None:
-        if age_s <= policy.launch_hedge_s:
+        if age_s <= min(policy.launch_hedge_s, policy.launch_timeout_s):
             return None  # created but not listed yet (provider lists are eventually consistent)
         if age_s <= policy.launch_timeout_s:
-            return _Wait()
+            return _Wait()  # slow: another is launched beside it
         if record.state == "requested":
             return ResolveLaunch(launch_id=launch, reason=f"launch {launch} never appeared")
         return CloseLaunch(launch_id=launch, reason=f"launch {launch}: machine gone")

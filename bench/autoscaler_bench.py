@@ -439,10 +439,10 @@ def run() -> dict[tuple[str, str], list[Result]]:
 
 SWEEP: dict[str, Sequence[object]] = {
     "scale_down_window_s": (30.0, 60.0, 120.0),
-    "keep_warm_workers": (0, 2, 4, 8),
-    "keep_warm_gap_factor": (1.0, 1.5, 2.5),
+    "keep_warm_workers": (0, 2, 4),
+    "keep_warm_gap_factor": (1.5, 2.5),
 }
-POOL_SIZES = (0, 10, 20, 40)
+POOL_SIZES = (0, 10, 20)
 
 
 def sweep() -> None:

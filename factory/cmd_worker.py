@@ -24,6 +24,7 @@ from worker.job import JobRunner
 from worker.loop import Worker, WorkerExit
 from worker.metrics import WorkerMetrics
 from worker.openclaw.http import HttpDelivery
+from worker.openclaw.ready import ReadyProbe
 from worker.openclaw.sessions import session_key
 from worker.openclaw.ws import WsDelivery
 from worker.telegram import TelegramChannel
@@ -74,7 +75,7 @@ async def serve_worker(
             readiness=readiness,
             workspace_id=config.workspace_id,
         )
-        worker = Worker(config, store, runner, metrics, readiness)
+        worker = Worker(config, store, runner, metrics, readiness, gateway_ready=ReadyProbe(settings.gateway_url))
         async with anyio.create_task_group() as tg:
             if settings.health_port is not None:
                 server = HealthServer(
