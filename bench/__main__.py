@@ -5,12 +5,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from bench import autoscaler_bench, store_bench, worker_bench
+from bench import autoscaler_bench, coldstart, store_bench, worker_bench
 
 SECTIONS: dict[str, Callable[[], object]] = {
     "store": store_bench.run,
     "worker": worker_bench.run,
     "autoscaler": autoscaler_bench.run,
+    "coldstart": coldstart.run,
 }
 # Run only when named: the sweep the autoscaler's defaults were chosen from (minutes).
 EXTRA: dict[str, Callable[[], object]] = {"sweep": autoscaler_bench.sweep}
