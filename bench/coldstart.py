@@ -7,8 +7,8 @@ printed with the ratio against the baseline measured in the same run.
    entrypoint as a local process (this machine's Python and Node, the cached OpenClaw, a SQLite
    store, the offline stub model), timed from its start: gateway ready (``/readyz``), worker
    registered, first claim, reply done.
-   * before: ``bench/entrypoint_before.sh`` (the entrypoint as it was: config, then the gateway
-     until ready, then the worker), no compile cache;
+   * before: the entrypoint as it was before the cold-start work (``BASELINE_COMMIT``, read from
+     git: config, then the gateway until ready, then the worker), no compile cache;
    * after: ``images/worker/entrypoint.sh`` (gateway and worker started together, the worker
      waiting for ``/readyz`` only before its first claim), Node's compile cache warm as the image
      build leaves it (``warm-cache.sh``).
@@ -46,7 +46,7 @@ from gateway.stub_llm import StubLLMProcess
 
 RUNS = 3
 ROOT = Path(__file__).resolve().parent.parent
-BEFORE = ROOT / "bench" / "entrypoint_before.sh"
+BASELINE_COMMIT = "991f52f"  # the last commit with the sequential entrypoint
 AFTER = ROOT / "images" / "worker" / "entrypoint.sh"
 WARM = ROOT / "images" / "worker" / "warm-cache.sh"
 TIMEOUT_S = 300.0
@@ -169,6 +169,20 @@ def warm_cache(cache: Path, stub: StubLLMProcess) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _baseline_entrypoint() -> str:
+    """The entrypoint as it was (its gateway_config.py sibling is unchanged, and is found by the
+    script in its own folder, so it is copied next to it by the caller's temp folder)."""
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{BASELINE_COMMIT}:images/worker/entrypoint.sh"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the baseline entrypoint needs the git history ({BASELINE_COMMIT}): {done.stderr.strip()}")
+    return done.stdout
+
+
 def _median(runs: list[Run], step: str) -> float:
     return statistics.median(r.marks[step] for r in runs)
 
@@ -191,10 +205,13 @@ def run() -> None:
         with StubLLMProcess.start(stub_dir / "stub.jsonl", output=stub_dir / "stub.out") as stub:
             cache = stub_dir / "compile-cache"
             warm_cache(cache, stub)
+            baseline = stub_dir / "entrypoint-before.sh"
+            baseline.write_text(_baseline_entrypoint())
+            shutil.copy(AFTER.parent / "gateway_config.py", stub_dir / "gateway_config.py")
             before: list[Run] = []
             after: list[Run] = []
             for _ in range(RUNS):
-                before.append(machine_boot(BEFORE, stub, None))
+                before.append(machine_boot(baseline, stub, None))
                 after.append(machine_boot(AFTER, stub, cache))
             _report(
                 "a machine's boot: the image entrypoint as a local process",
