@@ -13,7 +13,11 @@ eventually consistent (a machine just created may be missing from the next few l
   ledger keeps counting the launch until its grace period ends (``autoscaler.provider.find_launch`` polls).
 
 Requests are paced by per-action token buckets (1 req/s, burst 3; Get 5/s, burst 10), scoped per
-machine for machine actions as Fly counts them.
+machine for machine actions as Fly counts them: creates are app-wide (one a second), while a warm
+pool's machines are all started at once (``start``; a stopped machine boots in about a second and
+bills only its root filesystem while stopped). With ``keep_stopped`` (a pool) machines are created
+without ``auto_destroy``, so one whose worker exits stays stopped for the autoscaler to park or
+destroy; ``create(parked=True)`` creates a pool member with ``skip_launch``, not booted.
 """
 
 from __future__ import annotations
