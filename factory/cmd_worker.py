@@ -65,6 +65,7 @@ async def serve_worker(
     metrics = WorkerMetrics()
     readiness = Readiness()
     result: WorkerExit | None = None
+    refused: FactoryError | None = None
     async with make_delivery(settings) as delivery, TelegramChannel(api_base=settings.telegram_api_base) as telegram:
         runner = JobRunner(
             store=store,
@@ -84,8 +85,13 @@ async def serve_worker(
                 await tg.start(server.serve)
                 log.info("health endpoint", url=server.url)
             tg.start_soon(_watch_signals, worker, tg.cancel_scope)
-            result = await worker.run()
+            try:
+                result = await worker.run()
+            except FactoryError as exc:  # one clear line for the CLI, not a task group's traceback
+                refused = exc
             tg.cancel_scope.cancel()
+    if refused is not None:
+        raise refused
     return result, worker
 
 

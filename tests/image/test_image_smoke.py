@@ -25,7 +25,7 @@ from gateway.stub_llm import StubLLMProcess
 pytestmark = pytest.mark.image
 IMAGE = os.environ.get("FACTORY_IMAGE", "localhost/factory-worker:latest")
 BUILDAH = ("buildah", "--storage-driver", "vfs")
-BOOT_TIMEOUT_S = 240.0
+BOOT_TIMEOUT_S = 420.0  # a loaded 2-core machine has taken minutes to start the gateway
 
 
 def _buildah(*args: str) -> str:
@@ -94,6 +94,8 @@ def test_the_image_boots_processes_a_message_and_drains_on_sigterm(tmp_path: Pat
                         "FACTORY_WORKER_ID=smoke",
                         "--env",
                         "FACTORY_POLL_S=0.2",
+                        "--env",
+                        f"FACTORY_GATEWAY_READY_TIMEOUT_S={int(BOOT_TIMEOUT_S)}",
                         container,
                         "/usr/local/lib/factory/entrypoint.sh",
                     ],
