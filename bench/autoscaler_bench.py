@@ -438,7 +438,7 @@ def run() -> dict[tuple[str, str], list[Result]]:
 
 
 SWEEP: dict[str, Sequence[object]] = {
-    "scale_down_window_s": (30.0, 60.0, 120.0),
+    "scale_down_window_s": (0.0, 10.0, 30.0, 60.0, 120.0),
     "keep_warm_workers": (0, 2, 4),
     "keep_warm_gap_factor": (1.5, 2.5),
 }
