@@ -151,9 +151,9 @@ def machine_boot(script: Path, stub: StubLLMProcess, cache: Path | None) -> Run:
                     proc.kill()
                     proc.wait()
         if "reply done" not in run.marks:
-            raise RuntimeError(
-                f"{script.name}: no reply within {TIMEOUT_S:g} s:\n{(work / 'boot.log').read_text()[-2000:]}"
-            )
+            # Reported, not raised: a loaded machine can keep the gateway from starting at all.
+            tail = (work / "boot.log").read_text(errors="replace").strip().splitlines()[-1:]
+            print(f"  {script.name}: no reply within {TIMEOUT_S:g} s ({tail[0][:160] if tail else 'no output'})")
         return run
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -184,11 +184,13 @@ def _baseline_entrypoint() -> str:
 
 
 def _median(runs: list[Run], step: str) -> float:
-    return statistics.median(r.marks[step] for r in runs)
+    seen = [r.marks[step] for r in runs if step in r.marks]
+    return statistics.median(seen) if seen else float("nan")
 
 
 def _report(title: str, rows: dict[str, list[Run]], steps: tuple[str, ...], baseline: str) -> None:
-    print(f"\n{title} (median of {RUNS}; seconds from the start)")
+    done = {label: sum(1 for r in runs if "reply done" in r.marks) for label, runs in rows.items()}
+    print(f"\n{title} (median of the boots that replied, of {RUNS} each: {done}; seconds from the start)")
     print(f"  {'':<34}" + "".join(f"{s:>15}" for s in steps))
     for label, runs in rows.items():
         print(f"  {label:<34}" + "".join(f"{_median(runs, s):>15.2f}" for s in steps))
