@@ -91,6 +91,7 @@ def _machine_env(work: Path, stub: StubLLMProcess, cache: Path | None) -> dict[s
     env = {
         "PATH": f"{node.bin_dir}:{venv_bin}:/usr/local/bin:/usr/bin:/bin",
         "HOME": str(work / "home"),
+        "TMPDIR": str(work / "home"),  # its own: OpenClaw keeps staging locks in the temporary folder
         "LANG": "C.UTF-8",
         "OPENCLAW_ENTRY": str(install.entry),
         "OPENCLAW_STATE_DIR": str(work / "openclaw"),

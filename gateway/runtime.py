@@ -197,7 +197,7 @@ class GatewayRuntime:
     def write_config(self) -> Path:
         """Write ``openclaw.json`` (and the state layout) for this runtime; picks the port if unset."""
         self.port = self.port or _free_port()
-        for sub in ("home", "logs", "workspaces"):
+        for sub in ("home", "logs", "workspaces", "tmp"):
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
         for agent in self.agents:
             (agent.workspace or self.state_dir / "workspaces" / agent.id).mkdir(parents=True, exist_ok=True)
@@ -239,6 +239,9 @@ class GatewayRuntime:
             # Node 24 first: OpenClaw's helpers spawn `node`, and the system one may be too old.
             "PATH": f"{node_bin}:/usr/local/bin:/usr/bin:/bin",
             "HOME": str(self.state_dir / "home"),
+            # Its own temporary folder: OpenClaw keeps staging locks there, and gateways sharing
+            # one (other checkouts, test sessions) wait on each other's ("staging is busy").
+            "TMPDIR": str(self.state_dir / "tmp"),
             "LANG": "C.UTF-8",
             "NO_COLOR": "1",  # plain text in gateway.out and in start-error tails
             "OPENCLAW_HOME": str(self.state_dir / "home"),

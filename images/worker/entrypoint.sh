@@ -72,13 +72,26 @@ if [ "$stopping" = 1 ]; then
     kill -TERM "$worker_pid" 2>/dev/null || true  # a stop that arrived while we started it
 fi
 
+ready() {
+    python -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" \
+        "http://127.0.0.1:$port/readyz" 2>/dev/null
+}
+
 # Watch both until the worker has exited; `wait` on a short sleep returns at once for a signal.
+gateway_ready=0
 while kill -0 "$worker_pid" 2>/dev/null; do
     if [ "$gateway_gone" = 0 ] && ! kill -0 "$gateway_pid" 2>/dev/null; then
         gateway_gone=1
-        log "the gateway exited; stopping the worker. Last lines of its log:"
+        if [ "$gateway_ready" = 0 ]; then
+            log "the gateway exited before it was ready; stopping the worker. Last lines of its log:"
+        else
+            log "the gateway exited; stopping the worker. Last lines of its log:"
+        fi
         tail -n 40 "$OPENCLAW_STATE_DIR/logs/gateway.out" >&2 || true
         kill -TERM "$worker_pid" 2>/dev/null || true
+    elif [ "$gateway_ready" = 0 ] && ready; then
+        gateway_ready=1
+        log "gateway ready"
     fi
     sleep 1 &
     wait $! 2>/dev/null || true
@@ -89,7 +102,7 @@ status=$?
 set -e
 log "worker exited with status $status"
 stop_gateway
-if [ "$gateway_gone" = 1 ] && [ "$status" = 0 ]; then
-    status=1
+if [ "$gateway_gone" = 1 ]; then
+    status=1  # the worker was stopped because its gateway died: the machine failed
 fi
 exit "$status"
