@@ -234,6 +234,7 @@ class GatewayRuntime:
         _log.info("openclaw.gateway.spawned", pid=self._process.pid, port=self.port, state_dir=str(self.state_dir))
 
     def _env(self) -> dict[str, str]:
+        (self.state_dir / "tmp").mkdir(parents=True, exist_ok=True)
         node_bin = str(self.install.node.bin_dir)
         env = {
             # Node 24 first: OpenClaw's helpers spawn `node`, and the system one may be too old.
