@@ -70,12 +70,13 @@ async def _store_marks(db: Path, message_id: str) -> tuple[bool, bool, bool]:
         await store.aclose()
 
 
-async def _enqueue(db: Path) -> str:
+async def enqueue_one(db: Path, conversation: str = "cold:1") -> str:
+    """Queue one message in the SQLite store at ``db``; its id."""
     store = SqliteStore(db)
     try:
         return await store.enqueue(
             EnqueueRequest(
-                conversation_id="cold:1",
+                conversation_id=conversation,
                 agent_key="default",
                 payload=MessagePayload(provider="app", provider_user_id="u", message_text="hello, cold start"),
             )
@@ -121,7 +122,7 @@ def machine_boot(script: Path, stub: StubLLMProcess, cache: Path | None) -> Run:
     try:
         (work / "home").mkdir()
         env = _machine_env(work, stub, cache)
-        message_id = anyio.run(_enqueue, work / "factory.db")
+        message_id = anyio.run(enqueue_one, work / "factory.db")
         ready_url = f"http://127.0.0.1:{env['OPENCLAW_GATEWAY_PORT']}/readyz"
         run = Run()
         with (work / "boot.log").open("wb") as log:

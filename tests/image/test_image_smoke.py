@@ -18,7 +18,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from contracts.models import EnqueueRequest, MessagePayload
+from bench.coldstart import enqueue_one
 from contracts.sqlite import SqliteStore
 from gateway.stub_llm import StubLLMProcess
 
@@ -30,22 +30,6 @@ BOOT_TIMEOUT_S = 420.0  # a loaded 2-core machine has taken minutes to start the
 
 def _buildah(*args: str) -> str:
     return subprocess.run([*BUILDAH, *args], check=True, capture_output=True, text=True).stdout.strip()
-
-
-async def _enqueue(db: Path) -> str:
-    store = SqliteStore(db)
-    try:
-        return await store.enqueue(
-            EnqueueRequest(
-                conversation_id="smoke:1",
-                agent_key="default",
-                payload=MessagePayload(
-                    provider="app", provider_user_id="u-1", message_text="hello from the smoke test"
-                ),
-            )
-        )
-    finally:
-        await store.aclose()
 
 
 async def _status(db: Path, message_id: str) -> tuple[str, int]:
@@ -64,7 +48,7 @@ def test_the_image_boots_processes_a_message_and_drains_on_sigterm(tmp_path: Pat
     data = tmp_path / "store"
     data.mkdir()
     db = data / "factory.db"
-    message_id = anyio.run(_enqueue, db)
+    message_id = anyio.run(enqueue_one, db, "smoke:1")
     # The image runs as uid 10001: the store's folder and files must be writable by it.
     for path in (data, *data.iterdir()):
         path.chmod(0o777 if path.is_dir() else 0o666)
