@@ -70,6 +70,10 @@ export const factoryTables = {
     availableAt: v.optional(v.number()), // queued head: scheduledFor; processing head: lease expiry
     lockWorker: v.optional(v.string()), // the worker holding the processing head
     userId: v.optional(v.string()), // the provider user of its first message (who started it)
+    // Keep-warm evidence: when a message last arrived (not one scheduled for later), and the
+    // gaps between its latest arrivals, newest first (at most RECENT_GAPS).
+    lastArrivalAt: v.optional(v.number()),
+    arrivalGaps: v.optional(v.array(v.number())),
   })
     .index("by_conversationId", ["conversationId"])
     .index("by_agent", ["agentKey", "conversationId"])
@@ -77,7 +81,8 @@ export const factoryTables = {
     .index("by_user", ["userId", "createdAt"])
     .index("by_created", ["createdAt"])
     .index("by_claim", ["headStatus", "claimRank", "headScheduledFor", "headSeq"])
-    .index("by_available", ["headStatus", "availableAt"]),
+    .index("by_available", ["headStatus", "availableAt"])
+    .index("by_last_arrival", ["lastArrivalAt"]),
 
   factoryHistory: defineTable({
     conversationId: v.string(),
