@@ -116,6 +116,13 @@ def hydration_bundle(conn: sqlite3.Connection, message_id: str) -> HydrationBund
     if row is None:
         return None
     conversation_id, agent_key, payload = row
+    return bundle_for(conn, message_id, conversation_id, agent_key, MessagePayload.model_validate_json(payload))
+
+
+def bundle_for(
+    conn: sqlite3.Connection, message_id: str, conversation_id: str, agent_key: str, payload: MessagePayload
+) -> HydrationBundle | None:
+    """The bundle of a message the caller knows is processing; None when its agent profile is gone."""
     profile = get_profile(conn, agent_key)
     if profile is None:
         return None
@@ -132,7 +139,7 @@ def hydration_bundle(conn: sqlite3.Connection, message_id: str) -> HydrationBund
         message_id=message_id,
         conversation_id=conversation_id,
         agent_key=agent_key,
-        payload=MessagePayload.model_validate_json(payload),
+        payload=payload,
         profile=profile,
         history=_history(conn, conversation_id, HISTORY_WINDOW),
         telegram_bot_token=token,
