@@ -349,8 +349,11 @@ class ConvexStore:
             await self.now_ms()
         args = {} if conversation_id is None else {"conversationId": conversation_id}
         async with sync.watch(f"{self.namespace}:queueSignal", args) as watch:
-            with anyio.fail_after(self._client.timeout_s, shield=False):
-                seen = await self._first(watch)
+            try:
+                with anyio.fail_after(self._client.timeout_s):
+                    seen = await watch.next()
+            except TimeoutError as exc:
+                raise SyncUnavailable(self.name, "the subscription got no answer") from exc
             if seen != self._woke_for and self._due_in_s(seen) == 0:
                 return self._woke(seen)  # work arrived between two waits
             while (left := deadline - anyio.current_time()) > 0:
@@ -364,13 +367,6 @@ class ConvexStore:
                 if due_in is not None and due_in <= left:
                     return self._woke(seen)  # the head it names fell due
         return False
-
-    @staticmethod
-    async def _first(watch: Any) -> Any:
-        try:
-            return await watch.next()
-        except TimeoutError as exc:  # pragma: no cover - fail_after raises outside this frame
-            raise SyncUnavailable("sync", "no answer to the subscription") from exc
 
     def _due_in_s(self, signal: Any) -> float | None:
         """Seconds until the head a ``queueSignal`` value names falls due (0: it is due)."""

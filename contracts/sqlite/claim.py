@@ -22,6 +22,7 @@ from contracts.models import (
     ClaimedJob,
     ClaimResult,
     CompleteResult,
+    ControlState,
     HistoryMessage,
     LeaseRef,
     MessagePayload,
@@ -145,12 +146,12 @@ def _record(conn: sqlite3.Connection, worker: WorkerRow, now: int, job: ClaimedJ
 
 
 def _bundled(
-    conn: sqlite3.Connection, worker: WorkerRow, now: int, job: ClaimedJob | None, bundle: bool
+    conn: sqlite3.Connection, control: ControlState, now: int, job: ClaimedJob | None, bundle: bool
 ) -> ClaimResult:
     hydrated = None
     if job is not None and bundle:
         hydrated = agents.bundle_for(conn, job.message_id, job.conversation_id, job.agent_key, job.payload)
-    return ClaimResult(control=worker.control(), now=now, job=job, bundle=hydrated)
+    return ClaimResult(control=control, now=now, job=job, bundle=hydrated)
 
 
 def _claim(
@@ -175,7 +176,7 @@ def claim_with_bundle(
     """A claim answered with the job's hydration bundle and the worker's control state."""
     worker = _claimant(conn, worker_id, now)
     job = _claim(conn, worker, conversation_id, now, new_lease)
-    return _bundled(conn, worker, now, job, bundle=True)
+    return _bundled(conn, worker.control(), now, job, bundle=True)
 
 
 def _chained(conn: sqlite3.Connection, seq: int | None, worker_id: str, now: int) -> ClaimedJob | None:
@@ -231,10 +232,11 @@ def complete(
         ).fetchone()
     )
     worker = worker_row(conn, lease.worker_id)
-    nothing_next = None if claim_next is None else ClaimResult(control=control_of(worker), now=now)
+    control = control_of(worker)
+    nothing_next = None if claim_next is None else ClaimResult(control=control, now=now)
     if done is None:
         refused = refusal(conn, lease, now)
-        return CompleteResult(ok=False, refused=refused, now=now, control=control_of(worker), next=nothing_next)
+        return CompleteResult(ok=False, refused=refused, now=now, control=control, next=nothing_next)
     seq, conversation_id, chained_seq = done
     appended = None
     if history:
@@ -243,7 +245,7 @@ def complete(
     if settled is not None:
         refresh_head(conn, conversation_id, settled=True)
     if worker is None:
-        return CompleteResult(ok=True, now=now, control=control_of(worker), appended=appended, next=nothing_next)
+        return CompleteResult(ok=True, now=now, control=control, appended=appended, next=nothing_next)
     job = None
     if claim_next is not None:
         job = _chained(conn, chained_seq, lease.worker_id, now)
@@ -255,7 +257,7 @@ def complete(
     return CompleteResult(
         ok=True,
         now=now,
-        control=worker.control(),
+        control=control,
         appended=appended,
-        next=None if claim_next is None else _bundled(conn, worker, now, job, claim_next.with_bundle),
+        next=None if claim_next is None else _bundled(conn, control, now, job, claim_next.with_bundle),
     )

@@ -35,7 +35,11 @@ def connect(path: Path, *, synchronous: Synchronous = "FULL", open_timeout_s: fl
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     # Opening and migrating wait on other processes the ordinary way; afterwards we never block.
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=open_timeout_s)
+    # Every statement of the store is a constant string, so each is prepared once per connection and
+    # reused from sqlite3's statement cache; the cache holds them all (the default holds 128).
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=open_timeout_s, cached_statements=512
+    )
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         raise sqlite3.OperationalError(f"could not switch {path} to WAL mode (got {mode})")

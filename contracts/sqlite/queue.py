@@ -183,9 +183,10 @@ class WorkerRow:
 
     def control(self) -> ControlState:
         why = stop_reason(self.status, self.reason)
-        return ControlState(should_stop=why is not None, reason=why)
+        return CARRY_ON if why is None else ControlState(should_stop=True, reason=why)
 
 
+CARRY_ON = ControlState(should_stop=False)
 UNKNOWN_WORKER = ControlState(should_stop=True, reason="unknown worker: register before polling")
 
 
