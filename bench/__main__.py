@@ -1,14 +1,15 @@
-"""`python -m bench [store|worker|autoscaler ...]`: run the named benchmarks, or all of them."""
+"""`python -m bench [store|calls|worker|autoscaler ...]`: run the named benchmarks, or all of them."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
 
-from bench import autoscaler_bench, store_bench, worker_bench
+from bench import autoscaler_bench, calls_bench, store_bench, worker_bench
 
 SECTIONS: dict[str, Callable[[], object]] = {
     "store": store_bench.run,
+    "calls": calls_bench.run,
     "worker": worker_bench.run,
     "autoscaler": autoscaler_bench.run,
 }

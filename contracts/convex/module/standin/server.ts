@@ -15,6 +15,8 @@
 //                          the module's clock frozen at frozenAtMs, else the real clock
 //   POST /_standin/clock  {advanceMs: number}                            move the module's clock forward
 //   GET  /_standin/clock                                                 {now, frozen}
+//   GET  /_standin/calls                                                 function executions since the reset:
+//                          {query, mutation, action, subscription} (what a deployment bills)
 //   POST /_standin/faults {count, status?: 503, afterRun?: false}        answer the next `count` API calls
 //                          with `status` and Convex's error body, before running them; afterRun: run
 //                          them, then drop the connection without a reply (a reply lost after commit)
@@ -112,6 +114,9 @@ const FAULT_BODIES: Record<number, { code: string; message: string }> = {
   500: { code: "OperationalInternalServerError", message: "Internal server error" },
   503: { code: "Overloaded", message: "The deployment is overloaded; try again" },
 };
+
+const calls = { query: 0, mutation: 0, action: 0, subscription: 0 };
+const resetCalls = () => Object.assign(calls, { query: 0, mutation: 0, action: 0, subscription: 0 });
 
 function takeFault(afterRun: boolean): number | null {
   if (faults.count <= 0 || faults.afterRun !== afterRun) return null;
@@ -219,6 +224,7 @@ async function handle(req: http.IncomingMessage): Promise<Reply> {
   const route = url.pathname;
   if (req.method === "GET" && route === "/version") return { status: 200, body: "standin" };
   if (req.method === "GET" && route === "/_standin/clock") return { status: 200, body: { now: Date.now(), frozen: frozenAt !== null } };
+  if (req.method === "GET" && route === "/_standin/calls") return { status: 200, body: { ...calls } };
   if (req.method !== "POST") return { status: 404, body: { code: "NotFound", message: `No route ${req.method} ${route}` } };
   let body: Record<string, unknown>;
   try {
@@ -236,6 +242,7 @@ async function handle(req: http.IncomingMessage): Promise<Reply> {
       offsetMs = 0;
       faults = { count: 0, status: 503, afterRun: false };
       await refreshSubscriptions();
+      resetCalls();
       return { status: 200, body: { now: Date.now() } };
     }
     case "/_standin/clock": {
@@ -261,6 +268,7 @@ async function handle(req: http.IncomingMessage): Promise<Reply> {
       if (typeof body.path !== "string") return { status: 400, body: { code: "BadJsonBody", message: "missing field `path`" } };
       const who = caller(req.headers.authorization);
       if ("status" in who) return who;
+      calls[route.slice(5) as Kind]++;
       const result = await call(route.slice(5) as Kind, body as { path: string }, who);
       if (route !== "/api/query") await refreshSubscriptions();
       if (takeFault(true) !== null) return { status: 0, body: null, drop: true };
@@ -292,6 +300,7 @@ const b64ts = (n: bigint) => {
 /** The query's modification for a Transition, or null when its value did not change. */
 async function evaluate(sub: Subscriber, queryId: number, force: boolean): Promise<Record<string, unknown> | null> {
   const q = sub.queries.get(queryId)!;
+  calls.subscription++;
   const r = (await call("query", { path: q.udfPath, args: q.args, format: "convex_encoded_json" }, sub.who)) as {
     status: string;
     value?: unknown;
