@@ -35,6 +35,7 @@ from contracts.sqlite.queue import (
     LEASE_TTL_SQL,
     TokenSource,
     WorkerRow,
+    advance_head,
     control_of,
     dead_letter,
     fence_args,
@@ -58,6 +59,10 @@ _PINNED_SQL = f"""
 _LEASE_SQL = (
     "UPDATE messages SET status = 'processing', attempts = attempts + 1, lease_id = ?, lease_expires_at = ?,"
     " claimed_by = ? WHERE seq = ? RETURNING message_id, agent_key, payload, attempts"
+)
+_DONE_SQL = (
+    f"UPDATE messages SET status = 'done', lease_expires_at = NULL, finished_at = ? WHERE {FENCE}"
+    " RETURNING seq, conversation_id, NULL"
 )
 # The claimed message stays the head; only its state, lock and availability change.
 _LOCK_SQL = (
@@ -211,18 +216,16 @@ def complete(
     *,
     history: Sequence[HistoryMessage] | None = None,
     claim_next: NextClaim | None = None,
-) -> CompleteResult:
+) -> tuple[CompleteResult, bool]:
     """Mark the message done, append its history turns, and claim the worker's next job.
 
     A replay (same lease, already done) reports the first outcome and hands back the job that
     try claimed next. ``claim_next`` is honoured only by an accepted complete or its replay, so a
-    retried call never claims twice.
+    retried call never claims twice. Also says whether the complete left a message claimable
+    that was not before (the conversation's next head, unless this worker took it): only then
+    are idle workers worth waking.
     """
-    settled = conn.execute(
-        f"UPDATE messages SET status = 'done', lease_expires_at = NULL, finished_at = ? WHERE {FENCE}"
-        " RETURNING seq, conversation_id, NULL",
-        (now, *fence_args(lease, now)),
-    ).fetchone()
+    settled = conn.execute(_DONE_SQL, (now, *fence_args(lease, now))).fetchone()
     done = (
         settled
         or conn.execute(
@@ -236,16 +239,15 @@ def complete(
     nothing_next = None if claim_next is None else ClaimResult(control=control, now=now)
     if done is None:
         refused = refusal(conn, lease, now)
-        return CompleteResult(ok=False, refused=refused, now=now, control=control, next=nothing_next)
+        return CompleteResult(ok=False, refused=refused, now=now, control=control, next=nothing_next), False
     seq, conversation_id, chained_seq = done
     appended = None
     if history:
         request = AppendRequest(conversation_id=conversation_id, message_id=lease.message_id, messages=list(history))
         appended = agents.append_history(conn, request, now)
-    if settled is not None:
-        refresh_head(conn, conversation_id, settled=True)
+    freed = settled is not None and advance_head(conn, conversation_id, now)
     if worker is None:
-        return CompleteResult(ok=True, now=now, control=control, appended=appended, next=nothing_next)
+        return CompleteResult(ok=True, now=now, control=control, appended=appended, next=nothing_next), freed
     job = None
     if claim_next is not None:
         job = _chained(conn, chained_seq, lease.worker_id, now)
@@ -254,10 +256,11 @@ def complete(
             job, next_seq = taken
             conn.execute("UPDATE messages SET chained_seq = ? WHERE seq = ?", (next_seq, seq))
     _record(conn, worker, now, job, settled=settled is not None)
-    return CompleteResult(
+    result = CompleteResult(
         ok=True,
         now=now,
         control=control,
         appended=appended,
         next=None if claim_next is None else _bundled(conn, control, now, job, claim_next.with_bundle),
     )
+    return result, freed and (job is None or job.conversation_id != conversation_id)

@@ -67,7 +67,14 @@ _ADVANCE_HEAD_SQL = """
         ORDER BY arrival_at, seq
         LIMIT 1)
     WHERE conversation_id = ?1
+    RETURNING head_seq IS NOT NULL AND available_at <= ?2
 """
+
+
+def advance_head(conn: sqlite3.Connection, conversation_id: str, now: int) -> bool:
+    """The head after the conversation's processing message settled; True when it is due now."""
+    row = conn.execute(_ADVANCE_HEAD_SQL, (conversation_id, now)).fetchone()
+    return row is not None and bool(row[0])
 
 
 def refresh_head(conn: sqlite3.Connection, conversation_id: str, *, settled: bool = False) -> None:
@@ -77,7 +84,7 @@ def refresh_head(conn: sqlite3.Connection, conversation_id: str, *, settled: boo
     message of it can be processing now and the current head need not be checked.
     """
     if settled:
-        conn.execute(_ADVANCE_HEAD_SQL, (conversation_id,))
+        advance_head(conn, conversation_id, 0)
         return
     # A processing message is always the head; while it runs, the head does not move.
     row = conn.execute(

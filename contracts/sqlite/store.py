@@ -161,11 +161,13 @@ class SqliteStore:
         history: Sequence[models.HistoryMessage] | None = None,
         claim_next: models.NextClaim | None = None,
     ) -> models.CompleteResult:
-        # Completing a head unblocks the conversation's next message: wake idle workers.
-        return await self._write(
-            lambda c, now: claim.complete(c, lease, now, self._new_lease, history=history, claim_next=claim_next),
-            ring=True,
+        result, freed = await self._write(
+            lambda c, now: claim.complete(c, lease, now, self._new_lease, history=history, claim_next=claim_next)
         )
+        if freed and self._bell is not None:
+            # The conversation's next message became claimable and this worker did not take it.
+            self._bell.ring()
+        return result
 
     async def worker_fail(self, request: models.FailRequest) -> models.FailResult:
         return await self._write(lambda c, now: queue.fail(c, request, now, self.policy, self._rng), ring=True)
