@@ -113,17 +113,29 @@ def _take(
             _LEASE_SQL, (lease_id, expires, worker.worker_id, seq)
         ).fetchone()
         conn.execute(_LOCK_SQL, (attempts, expires, worker.worker_id, conv))
-        job = ClaimedJob(
-            message_id=message_id,
-            conversation_id=conv,
-            agent_key=agent_key,
-            lease_id=lease_id,
-            lease_expires_at=expires,
-            attempt=attempts,
-            payload=MessagePayload.model_validate_json(payload),
-            now=now,
-        )
-        return job, seq
+        return _job(message_id, conv, agent_key, payload, attempts, lease_id, expires, now), seq
+
+
+def _job(
+    message_id: str,
+    conversation_id: str,
+    agent_key: str,
+    payload: str,
+    attempts: int,
+    lease_id: str,
+    expires: int,
+    now: int,
+) -> ClaimedJob:
+    return ClaimedJob(
+        message_id=message_id,
+        conversation_id=conversation_id,
+        agent_key=agent_key,
+        lease_id=lease_id,
+        lease_expires_at=expires,
+        attempt=attempts,
+        payload=MessagePayload.model_validate_json(payload),
+        now=now,
+    )
 
 
 def _record(conn: sqlite3.Connection, worker: WorkerRow, now: int, job: ClaimedJob | None, *, settled: bool) -> None:
@@ -195,17 +207,8 @@ def _chained(conn: sqlite3.Connection, seq: int | None, worker_id: str, now: int
     ).fetchone()
     if row is None:
         return None
-    message_id, conv, agent_key, payload, attempts, lease_id, expires = row
-    return ClaimedJob(
-        message_id=message_id,
-        conversation_id=conv,
-        agent_key=agent_key,
-        lease_id=lease_id,
-        lease_expires_at=expires,
-        attempt=attempts,
-        payload=MessagePayload.model_validate_json(payload),
-        now=now,
-    )
+    message_id, conversation_id, agent_key, payload, attempts, lease_id, expires = row
+    return _job(message_id, conversation_id, agent_key, payload, attempts, lease_id, expires, now)
 
 
 def complete(

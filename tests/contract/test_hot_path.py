@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import pytest
 
-from contracts.models import HistoryMessage, NextClaim, SetWorkerStatusRequest
+from contracts.models import ClaimedJob, HistoryMessage, NextClaim, SetWorkerStatusRequest
 from tests.contract.conftest import LEASE_TTL_MS, Harness
 from tests.contract.helpers import lease_of, register, request
 
 pytestmark = pytest.mark.anyio
 
 TURNS = [HistoryMessage(role="user", content="question"), HistoryMessage(role="assistant", content="answer")]
+
+
+async def _claimed(harness: Harness, *messages: tuple[str, str]) -> ClaimedJob:
+    """Register w1, enqueue (conversation, text) pairs, and claim the first job for w1."""
+    await register(harness.store)
+    for conversation, text in messages:
+        await harness.store.enqueue(request(conversation, text))
+    job = await harness.store.worker_claim("w1")
+    assert job is not None
+    return job
 
 
 async def _drain(harness: Harness, worker_id: str = "w1") -> None:
@@ -49,10 +59,7 @@ async def test_an_idle_poll_is_one_claim_that_says_whether_to_stop(harness: Harn
 
 async def test_heartbeat_and_complete_answers_carry_the_control_state(harness: Harness) -> None:
     store = harness.store
-    await register(store)
-    await store.enqueue(request())
-    job = await store.worker_claim("w1")
-    assert job is not None
+    job = await _claimed(harness, ("conv-1", "hello"))
     assert (await store.worker_heartbeat(lease_of(job))).control == (await store.worker_control_state("w1"))
     await _drain(harness)
     beat = await store.worker_heartbeat(lease_of(job))
@@ -64,10 +71,7 @@ async def test_heartbeat_and_complete_answers_carry_the_control_state(harness: H
 
 async def test_complete_writes_the_history_once(harness: Harness) -> None:
     store = harness.store
-    await register(store)
-    await store.enqueue(request("c", "first"))
-    job = await store.worker_claim("w1")
-    assert job is not None
+    job = await _claimed(harness, ("c", "first"))
     done = await store.worker_complete(lease_of(job), history=TURNS)
     assert done.ok and done.appended is not None and (done.appended.updated, done.appended.message_count) == (True, 2)
     again = await store.worker_complete(lease_of(job), history=TURNS)  # a retried call whose first try landed
@@ -98,11 +102,7 @@ async def test_a_refused_complete_writes_no_history_and_claims_nothing(harness: 
 
 async def test_complete_claims_the_next_job_in_the_same_transaction(harness: Harness) -> None:
     store = harness.store
-    await register(store)
-    await store.enqueue(request("c", "first"))
-    await store.enqueue(request("c", "second"))
-    job = await store.worker_claim("w1")
-    assert job is not None
+    job = await _claimed(harness, ("c", "first"), ("c", "second"))
     done = await store.worker_complete(lease_of(job), history=TURNS, claim_next=NextClaim())
     assert done.ok and done.next is not None and not done.next.control.should_stop
     nxt, bundle = done.next.job, done.next.bundle
@@ -139,12 +139,7 @@ async def test_a_busy_worker_needs_one_call_per_message(harness: Harness) -> Non
 
 async def test_a_replayed_complete_hands_back_the_job_it_claimed(harness: Harness) -> None:
     store = harness.store
-    await register(store)
-    await store.enqueue(request("c", "one"))
-    await store.enqueue(request("d", "two"))
-    await store.enqueue(request("e", "three"))
-    job = await store.worker_claim("w1")
-    assert job is not None
+    job = await _claimed(harness, ("c", "one"), ("d", "two"), ("e", "three"))
     first = await store.worker_complete(lease_of(job), claim_next=NextClaim())
     replay = await store.worker_complete(lease_of(job), claim_next=NextClaim())
     assert first.next is not None and replay.next is not None
@@ -173,11 +168,7 @@ async def test_the_next_claim_can_be_pinned_to_a_conversation(harness: Harness) 
 
 async def test_a_draining_worker_claims_nothing_next(harness: Harness) -> None:
     store = harness.store
-    await register(store)
-    await store.enqueue(request("a", "one"))
-    await store.enqueue(request("b", "two"))
-    job = await store.worker_claim("w1")
-    assert job is not None
+    job = await _claimed(harness, ("a", "one"), ("b", "two"))
     await _drain(harness)
     done = await store.worker_complete(lease_of(job), claim_next=NextClaim())
     assert done.ok and done.next is not None and done.next.job is None and done.next.control.should_stop

@@ -3,6 +3,8 @@ poll it falls back to when the WebSocket cannot be used."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import anyio
 import pytest
 
@@ -13,6 +15,14 @@ from contracts.models import EnqueueRequest, MessagePayload
 
 pytestmark = [pytest.mark.anyio]
 convex = pytest.mark.convex
+
+
+@pytest.fixture
+async def writer(fresh: StandIn) -> AsyncIterator[ConvexStore]:
+    """A second client of the stand-in that enqueues while the store under test waits."""
+    store = ConvexStore(fresh.url)
+    yield store
+    await store.aclose()
 
 
 def request(conversation: str = "c1") -> EnqueueRequest:
@@ -50,32 +60,29 @@ def test_the_store_clock_is_estimated_from_the_last_answer() -> None:
 
 
 @convex
-async def test_a_subscribed_wait_wakes_on_new_work_without_polling(fresh: StandIn) -> None:
+async def test_a_subscribed_wait_wakes_on_new_work_without_polling(fresh: StandIn, writer: ConvexStore) -> None:
     # A poll every 30 s could not wake within the test: only the subscription can.
-    store, writer = ConvexStore(fresh.url, wait_poll_s=30), ConvexStore(fresh.url)
+    store = ConvexStore(fresh.url, wait_poll_s=30)
     woke, waited_s = await _wait_while(store, writer, 20)
     assert woke and waited_s < 10
     await store.aclose()
-    await writer.aclose()
 
 
 @convex
-async def test_a_pinned_wait_wakes_for_its_own_conversation_only(fresh: StandIn) -> None:
-    store, writer = ConvexStore(fresh.url, wait_poll_s=30), ConvexStore(fresh.url)
+async def test_a_pinned_wait_wakes_for_its_own_conversation_only(fresh: StandIn, writer: ConvexStore) -> None:
+    store = ConvexStore(fresh.url, wait_poll_s=30)
     woke, _ = await _wait_while(store, writer, 1.0, conversation_id="mine", to="other")
     assert not woke
     woke, waited_s = await _wait_while(store, writer, 20, conversation_id="mine", to="mine")
     assert woke and waited_s < 10
     await store.aclose()
-    await writer.aclose()
 
 
 @convex
-async def test_without_the_websocket_the_wait_polls(fresh: StandIn) -> None:
-    store, writer = ConvexStore(fresh.url, wait_poll_s=0.02), ConvexStore(fresh.url)
+async def test_without_the_websocket_the_wait_polls(fresh: StandIn, writer: ConvexStore) -> None:
+    store = ConvexStore(fresh.url, wait_poll_s=0.02)
     await store.now_ms()  # the store knows the deployment's clock: the next call is the upgrade
     fresh.fail_next(1, 503)  # the upgrade is refused
     woke, waited_s = await _wait_while(store, writer, 20)
     assert woke and waited_s < 10
     await store.aclose()
-    await writer.aclose()

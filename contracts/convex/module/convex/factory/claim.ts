@@ -167,14 +167,18 @@ async function lease(
   const wasQueued = message.status === "queued";
   await db.patch(message._id, { status: "processing", attempts: attempt, leaseId, leaseExpiresAt, claimedBy: workerId });
   await settle(db, conv, wasQueued ? { queued: -1, processing: 1 } : {});
+  return jobOf({ ...message, attempts: attempt, leaseId, leaseExpiresAt }, now);
+}
+
+function jobOf(m: Message, now: number): ClaimedJob {
   return {
-    messageId: message._id,
-    conversationId: conv.conversationId,
-    agentKey: message.agentKey,
-    leaseId,
-    leaseExpiresAt,
-    attempt,
-    payload: message.payload,
+    messageId: m._id,
+    conversationId: m.conversationId,
+    agentKey: m.agentKey,
+    leaseId: m.leaseId!,
+    leaseExpiresAt: m.leaseExpiresAt!,
+    attempt: m.attempts,
+    payload: m.payload,
     now,
   };
 }
@@ -258,16 +262,7 @@ async function chained(db: DatabaseReader, done: Message, workerId: string, now:
   if (done.chainedTo === undefined) return null;
   const m = await db.get(done.chainedTo);
   if (m === null || m.status !== "processing" || m.claimedBy !== workerId || !(now < m.leaseExpiresAt!)) return null;
-  return {
-    messageId: m._id,
-    conversationId: m.conversationId,
-    agentKey: m.agentKey,
-    leaseId: m.leaseId!,
-    leaseExpiresAt: m.leaseExpiresAt!,
-    attempt: m.attempts,
-    payload: m.payload,
-    now,
-  };
+  return jobOf(m, now);
 }
 
 /** Mark the message done, append its history turns, and claim the worker's next job.
