@@ -238,7 +238,9 @@ class StoreMachine(RuleBasedStateMachine):
         if owned is not None:
             m.status, m.expires, m.settled_lease, m.chained = "done", None, lease.lease_id, None
         chained = self.model.messages.get(m.chained or "")
-        again = replay and chained is not None and self.model.owns(self._lease_of(chained)) is not None
+        # A replay hands back the job its first try claimed while this worker still holds it.
+        held = chained is not None and self.model.owns(Lease(lease.worker, chained.message_id, chained.lease or ""))
+        again = replay and held
         expected = chained if again else (self.model.predict_claim() if owned or replay else None)
         answer = self.call(
             lambda: self.store.worker_complete(
@@ -343,9 +345,6 @@ class StoreMachine(RuleBasedStateMachine):
         assert stats.queued + stats.processing + stats.done + stats.dead_letters == len(self.model.messages)
 
     # ------------------------------------------------------------------ helpers
-
-    def _lease_of(self, m: Msg) -> Lease:
-        return Lease(m.worker or "", m.message_id, m.lease or "")
 
     def _ref(self, lease: Lease) -> LeaseRef:
         return LeaseRef(worker_id=lease.worker, message_id=lease.message_id, lease_id=lease.lease_id)
