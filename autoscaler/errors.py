@@ -48,6 +48,7 @@ class ProviderConfigError(AutoscalerError):
     def __init__(self, setting: str, problem: str) -> None:
         super().__init__(f"{setting}: {problem}")
         self.setting = setting
+        self.problem = problem
 
 
 class ReconcileBusy(AutoscalerError):

@@ -172,7 +172,8 @@ def _settle_launches(
                     Destroy(
                         machine_id=machine.machine_id,
                         launch_id=record.launch_id,
-                        reason=f"launch {record.launch_id}: machine {machine.state} before its worker registered",
+                        reason=f"launch {record.launch_id}: machine {machine.state}, no live worker "
+                        "(exited, or never registered)",
                     )
                 )
             elif age > timeout_ms:

@@ -9,6 +9,8 @@ The tree::
     ├── NotFound                      an operator action names something that does not exist
     └── StoreError                    the store could not answer
         ├── StoreUnavailable          connection refused, timeout, 429/5xx (retryable)
+        ├── StoreUnusable             no store there, not ours, too new, or cannot be created
+        │                             (not retryable: waiting does not fix it)
         └── StoreFunctionError        the store ran the function and it failed (not retryable)
 
 Messages never carry secrets: callers pass identifiers, never tokens.
@@ -91,7 +93,27 @@ class StoreUnavailable(StoreError):
     retryable = True
 
 
+class StoreUnusable(StoreError):
+    """The store named cannot be used: missing (for a command that only reads), not a factory
+    store, written by a newer release, or impossible to create where it is."""
+
+
 class StoreFunctionError(StoreError):
     def __init__(self, store: str, function: str, message: str) -> None:
         super().__init__(store, f"function {function} failed: {message}")
         self.function = function
+
+
+def first_factory_error(exc: BaseException) -> FactoryError | None:
+    """Our error, if that is what ``exc`` is or (in nested exception groups) holds; else None.
+
+    A task group wraps what ended it in an exception group; the one line a user sees names the
+    first of our errors inside, not the group."""
+    if isinstance(exc, FactoryError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = first_factory_error(inner)
+            if found is not None:
+                return found
+    return None

@@ -23,11 +23,13 @@ ENV: dict[str, str] = {
     "sqlite_synchronous": "FACTORY_SQLITE_SYNCHRONOUS",
     "convex_namespace": "FACTORY_CONVEX_NAMESPACE",
     "convex_auth_token": "CONVEX_AUTH_TOKEN",
+    "secrets_key": "FACTORY_SECRETS_KEY",
     "conversation_id": "FACTORY_CONVERSATION",
     "idle_exit_s": "FACTORY_IDLE_EXIT_S",
     "grace_s": "FACTORY_GRACE_S",
     "gateway_url": "OPENCLAW_GATEWAY_URL",
     "gateway_token": "OPENCLAW_GATEWAY_TOKEN",
+    "telegram_api_base": "TELEGRAM_API_BASE",
     "log_level": "FACTORY_LOG_LEVEL",
     "log_format": "FACTORY_LOG_FORMAT",
 }
@@ -49,6 +51,8 @@ class WorkerEnvironment(BaseModel):
     sqlite_synchronous: Literal["FULL", "NORMAL"] | None = None
     convex_namespace: str | None = None
     convex_auth_token: SecretStr | None = None
+    # Opens the secrets its hydration bundles carry (sealed at rest; see contracts.secrets).
+    secrets_key: SecretStr | None = None
     # How it behaves.
     conversation_id: str | None = None
     idle_exit_s: float | None = Field(None, gt=0)
@@ -58,14 +62,17 @@ class WorkerEnvironment(BaseModel):
     # Its gateway: local workers share this machine's; remote images start their own.
     gateway_url: str | None = None
     gateway_token: SecretStr | None = None
+    # Where replies to Telegram go (the Bot API; a local fake in `factory run`).
+    telegram_api_base: str | None = None
 
-    def render(self) -> dict[str, str]:
+    def render(self, *, secrets: bool = True) -> dict[str, str]:
         """Name → value for every field that is set, secrets revealed: hand it to the platform
-        and drop it; never log it."""
+        and drop it; never log it. ``secrets=False`` leaves the secret fields out, for a platform
+        that carries secrets its own way (Fly app secrets)."""
         out: dict[str, str] = {}
         for field, name in ENV.items():
             value = getattr(self, field)
-            if value is None:
+            if value is None or (isinstance(value, SecretStr) and not secrets):
                 continue
             if isinstance(value, SecretStr):
                 out[name] = value.get_secret_value()
@@ -74,6 +81,11 @@ class WorkerEnvironment(BaseModel):
             else:
                 out[name] = str(value)
         return out
+
+    def secret_env(self) -> dict[str, str]:
+        """Name → value of the secret fields that are set (revealed): what ``render(secrets=False)`` left out."""
+        public = self.render(secrets=False)
+        return {name: value for name, value in self.render().items() if name not in public}
 
     def secret_values(self) -> list[str]:
         """The secret values it carries, so a platform's error text echoing one can be masked."""

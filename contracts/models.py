@@ -9,6 +9,7 @@ ignored key. Every time is epoch milliseconds from the store's clock.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -18,15 +19,65 @@ from pydantic import (
     Field,
     SecretStr,
     SerializerFunctionWrapHandler,
+    ValidationInfo,
     field_serializer,
+    field_validator,
     model_serializer,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 
+from contracts.errors import InvalidInput
+
 MAX_MESSAGE_BYTES = 64 * 1024
+# Ids (conversation, agent, worker, external message, secret ref, …) are short, printable names.
+MAX_ID_CHARS = 256
 MIN_PRIORITY, MAX_PRIORITY, DEFAULT_PRIORITY = 0, 100, 50
 DEFAULT_MAX_ATTEMPTS = 5
+# The most rows one operator view returns (dead letters, history): the Convex module's page too.
+MAX_PAGE = 1000
+# 9999-12-31T23:59:59.999Z: a time no store, clock or SQLite integer chokes on.
+MAX_EPOCH_MS = 253_402_300_799_999
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_PLAIN_ID = re.compile("[^\x00-\x1f\x7f-\x9f\ud800-\udfff]+")
+
+
+def check_utf8(value: str) -> str:
+    """Refuse text that cannot be stored as UTF-8 (lone surrogates: bytes that were not UTF-8)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("is not UTF-8 text; send it in UTF-8") from None
+    return value
+
+
+def check_id(value: str) -> str:
+    """An id: 1-256 characters, not blank, no control characters, UTF-8."""
+    if len(value) <= MAX_ID_CHARS and _PLAIN_ID.fullmatch(value) and not value.isspace():
+        return value  # the common case, checked at C speed: ids are on every lease call
+    if not value.strip():
+        raise ValueError("must not be empty")
+    if len(value) > MAX_ID_CHARS:
+        raise ValueError(f"is {len(value)} characters long; the limit is {MAX_ID_CHARS}")
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters (newlines, tabs, escapes)")
+    return check_utf8(value)
+
+
+def require_id(field: str, value: str) -> str:
+    """:func:`check_id` for an argument outside a model: a refusal names ``field``."""
+    try:
+        return check_id(value)
+    except ValueError as exc:
+        raise InvalidInput(field, str(exc)) from None
+
+
+def require_page(field: str, value: int) -> int:
+    """A page size for an operator view: 0 to :data:`MAX_PAGE` rows."""
+    if isinstance(value, bool) or not 0 <= value <= MAX_PAGE:
+        raise InvalidInput(field, f"must be between 0 and {MAX_PAGE}, got {value}")
+    return value
 
 
 def _not_blank(value: str) -> str:
@@ -36,7 +87,10 @@ def _not_blank(value: str) -> str:
 
 
 def _within_64k(value: str) -> str:
-    size = len(value.encode("utf-8"))
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError("is not UTF-8 text; send it in UTF-8") from None
     if size > MAX_MESSAGE_BYTES:
         raise ValueError(
             f"is {size} bytes; the limit is {MAX_MESSAGE_BYTES} bytes (64 KiB): split the message or send a file"
@@ -45,9 +99,10 @@ def _within_64k(value: str) -> str:
 
 
 NonEmpty = Annotated[str, AfterValidator(_not_blank)]
+Id = Annotated[str, AfterValidator(check_id)]
 MessageText = Annotated[str, AfterValidator(_within_64k)]
 Priority = Annotated[int, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)]
-EpochMs = Annotated[int, Field(ge=0)]
+EpochMs = Annotated[int, Field(ge=0, le=MAX_EPOCH_MS)]
 
 MessageStatus = Literal["queued", "processing", "done", "dead_letter"]
 WorkerStatus = Literal["active", "draining", "stopping", "stopped"]
@@ -66,6 +121,8 @@ class WireModel(BaseModel):
         validate_by_name=True,
         validate_by_alias=True,
         ser_json_bytes="base64",
+        # An infinite or NaN float is never a value anyone meant.
+        allow_inf_nan=False,
     )
 
 
@@ -90,18 +147,28 @@ class Attachment(WireModel):
 
 
 class MessagePayload(WireModel):
-    provider: NonEmpty
-    provider_user_id: NonEmpty
+    provider: Id
+    provider_user_id: Id
+    # Declared before the text, which may be empty only when attachments carry the message (a
+    # photo without a caption): the text's validator reads them.
+    attachments: list[Attachment] | None = None
     message_text: MessageText
-    external_message_id: str | None = None
+    # Omit it to queue without dedupe; an empty one would dedupe every message against the first.
+    external_message_id: Id | None = None
     raw_update_json: str | None = None
     metadata: dict[str, str] | None = None
-    attachments: list[Attachment] | None = None
+
+    @field_validator("message_text")
+    @classmethod
+    def _says_something(cls, value: str, info: ValidationInfo) -> str:
+        if not value.strip() and not info.data.get("attachments"):
+            raise ValueError("must not be empty (a message without attachments needs text)")
+        return value
 
 
 class EnqueueRequest(WireModel):
-    conversation_id: NonEmpty
-    agent_key: NonEmpty
+    conversation_id: Id
+    agent_key: Id
     payload: MessagePayload
     priority: Priority = DEFAULT_PRIORITY
     scheduled_for: EpochMs | None = None
@@ -112,16 +179,16 @@ class EnqueueRequest(WireModel):
 
 
 class MachineRef(WireModel):
-    machine_id: NonEmpty
+    machine_id: Id
     app_name: str | None = None
     region: str | None = None
 
 
 class WorkerRegistration(WireModel):
-    worker_id: NonEmpty
-    provider: NonEmpty
+    worker_id: Id
+    provider: Id
     machine_ref: MachineRef | None = None
-    launch_id: str | None = None
+    launch_id: Id | None = None
     capabilities: list[str] | None = None
 
 
@@ -148,7 +215,7 @@ class ControlState(WireModel):
 
 
 class SetWorkerStatusRequest(WireModel):
-    worker_id: NonEmpty
+    worker_id: Id
     status: Literal["draining", "stopping", "stopped"]
     reason: NonEmpty
 
@@ -172,9 +239,9 @@ class ClaimedJob(WireModel):
 class LeaseRef(WireModel):
     """What fences heartbeat, complete and fail: the worker, the message, the current lease."""
 
-    worker_id: NonEmpty
-    message_id: NonEmpty
-    lease_id: NonEmpty
+    worker_id: Id
+    message_id: Id
+    lease_id: Id
 
 
 # Why the store refused a heartbeat, complete or fail:
@@ -243,7 +310,7 @@ class HistoryMessage(WireModel):
 
 
 class AppendRequest(WireModel):
-    conversation_id: NonEmpty
+    conversation_id: Id
     messages: list[HistoryMessage] = Field(min_length=1)
     # The queue message these turns answer: a redelivered job appends its turns only once.
     message_id: str | None = None
@@ -266,10 +333,10 @@ class Conversation(WireModel):
 
 
 class AgentProfile(WireModel):
-    agent_key: NonEmpty
+    agent_key: Id
     version: str = "1.0.0"
     enabled: bool = True
-    secrets_ref: list[str] = Field(default_factory=list)
+    secrets_ref: list[Id] = Field(default_factory=list)
     bot_identity: str | None = None
     # The OpenClaw agent id this profile runs as on the gateway ("main" by default).
     openclaw_agent_id: str = "main"
@@ -350,6 +417,7 @@ class QueueStats(WireModel):
     retrying_conversations: int
     scheduled_conversations: int
     oldest_ready_age_ms: int | None = None
+    # Workers by status; an active worker without a heartbeat for a while counts as "stale".
     workers: dict[str, int] = Field(default_factory=dict)
     # The lease length this store hands out (a property of the store, not of any process).
     lease_ttl_ms: int | None = None
@@ -432,8 +500,8 @@ LaunchState = Literal["requested", "running", "gone", "failed"]
 class LaunchRecord(WireModel):
     """A ledger row: written before a provider create call, so a retry looks it up instead."""
 
-    launch_id: NonEmpty
-    provider: NonEmpty
+    launch_id: Id
+    provider: Id
     requested_at: EpochMs
     state: LaunchState = "requested"
     machine_id: str | None = None

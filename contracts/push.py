@@ -38,7 +38,8 @@ def _zone(value: str) -> str:
     return value
 
 
-def _id(value: str) -> str:
+def check_push_id(value: str) -> str:
+    """A template, job or broadcast id, or ValueError saying what one looks like."""
     if not _ID.fullmatch(value):
         raise ValueError(f"{value!r} is not an id: 1–128 of A-Z a-z 0-9 _ . : -, starting with a letter or digit")
     return value
@@ -46,7 +47,7 @@ def _id(value: str) -> str:
 
 HHMM = Annotated[str, AfterValidator(_hhmm)]
 Zone = Annotated[str, AfterValidator(_zone)]
-PushId = Annotated[str, AfterValidator(_id)]
+PushId = Annotated[str, AfterValidator(check_push_id)]
 
 
 class Schedule(WireModel):
@@ -98,7 +99,8 @@ CatchUp = Literal["latest", "skip"]
 
 
 class PushJob(WireModel):
-    """A template on a schedule, for one conversation.
+    """A template on a schedule, for one conversation, or for a Telegram user through the binding
+    pairing made (their bound agent and chat, resolved at each slot; no binding: the slot fails).
 
     ``catch_up`` says what a dispatcher that was down does with missed slots: ``latest`` runs the
     latest missed slot once (however late); ``skip`` runs a slot only within ``skip_after_s`` of
@@ -107,8 +109,11 @@ class PushJob(WireModel):
 
     job_id: PushId
     template_id: PushId
-    conversation_id: NonEmpty
     schedule: Schedule
+    conversation_id: NonEmpty | None = None
+    # Or a Telegram user of a bot (its numeric id, from getMe), reached through their binding.
+    telegram_user_id: NonEmpty | None = None
+    bot_id: NonEmpty | None = None
     # Who the message is for on its channel (Telegram: the chat); defaults to the conversation id.
     provider_user_id: str | None = None
     variables: dict[str, str] = Field(default_factory=dict)
@@ -120,6 +125,18 @@ class PushJob(WireModel):
     last_run_key: str | None = None
     created_at: EpochMs | None = None
     updated_at: EpochMs | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Self:
+        if (self.conversation_id is None) == (self.telegram_user_id is None):
+            raise ValueError("conversationId: give a conversation, or a Telegram user (telegramUserId with botId)")
+        if (self.telegram_user_id is None) != (self.bot_id is None):
+            raise ValueError("botId: a Telegram user is reached through one bot; give botId with telegramUserId")
+        return self
+
+    @property
+    def target(self) -> str:
+        return self.conversation_id or f"telegram user {self.telegram_user_id} of bot {self.bot_id}"
 
 
 DispatchStatus = Literal["enqueued", "skipped", "failed"]

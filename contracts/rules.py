@@ -75,6 +75,13 @@ def stop_reason(status: str, reason: str | None) -> str | None:
     return f"status {status}" + (f": {reason}" if reason else "")
 
 
+def stale_after_ms(lease_ttl_ms: int) -> int:
+    """How long an active worker may go without a heartbeat before the views call it stale (gone
+    without saying so: killed, or its machine lost). A live worker heartbeats at least every idle
+    poll, and three times per lease while busy."""
+    return max(2 * lease_ttl_ms, 60_000)
+
+
 def out_of_attempts(attempts: int, max_attempts: int) -> bool:
     """Attempts are counted at claim: the delivery numbered ``max_attempts`` is the last one."""
     return attempts >= max_attempts

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from contracts.errors import InvalidInput, NotFound
 from contracts.models import to_wire
-from contracts.push import BroadcastRequest, PushJob, PushTemplate, Schedule
+from contracts.push import BroadcastRequest, PushJob, PushTemplate, Schedule, check_push_id
 from contracts.roles import ScheduleStore
 from factory.console import JsonOption, StoreOption, out, print_json, with_store
 from schedules.dispatcher import DispatchReport, dispatch_due, first_run_at, run_now
@@ -45,6 +45,14 @@ def _valid(build: type[M], **fields: object) -> M:
         raise InvalidInput.from_validation(exc) from None
 
 
+def _push_id(value: str) -> str:
+    """Checks an id argument before any store is opened, so a bad one is a usage line, not a traceback."""
+    try:
+        return check_push_id(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 def _overlay(current: Mapping[str, object], changes: Mapping[str, object]) -> dict[str, object]:
     """The current fields with the options the operator gave (None: not given, keep)."""
     return {**current, **{key: value for key, value in changes.items() if value is not None}}
@@ -68,7 +76,7 @@ def _at(value: str | None) -> int | None:
 
 @template_app.command("add")
 def template_add(
-    template_id: Annotated[str, typer.Argument(help="An id such as morning-checkin.")],
+    template_id: Annotated[str, typer.Argument(help="An id such as morning-checkin.", callback=_push_id)],
     agent: Annotated[str, typer.Option("--agent", help="The agent that sends it.")],
     text: Annotated[str, typer.Option("--text", help="The message; {name} takes the job's --var name=….")],
     title: Annotated[str | None, typer.Option("--title", help="A label for operators.")] = None,
@@ -83,7 +91,7 @@ def template_add(
 
 @template_app.command("edit")
 def template_edit(
-    template_id: Annotated[str, typer.Argument(help="The template to change.")],
+    template_id: Annotated[str, typer.Argument(help="The template to change.", callback=_push_id)],
     agent: Annotated[str | None, typer.Option("--agent", help="The agent that sends it.")] = None,
     text: Annotated[str | None, typer.Option("--text", help="The message.")] = None,
     title: Annotated[str | None, typer.Option("--title", help="A label for operators.")] = None,
@@ -100,14 +108,14 @@ def template_edit(
         changed = _valid(PushTemplate, **_overlay(current.model_dump(exclude_none=True), changes))
         return await s.push_template_put(changed)
 
-    saved = with_store(store, edit, role=ROLE)
+    saved = with_store(store, edit, role=ROLE, create=False)
     _done(saved, as_json, f"template {saved.template_id} saved")
 
 
 @template_app.command("list")
 def template_list(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Every push template."""
-    rows = with_store(store, lambda s: s.push_templates(), role=ROLE)
+    rows = with_store(store, lambda s: s.push_templates(), role=ROLE, create=False)
     if as_json:
         print_json(rows)
         return
@@ -119,12 +127,12 @@ def template_list(store: StoreOption = None, as_json: JsonOption = False) -> Non
 
 @template_app.command("delete")
 def template_delete(
-    template_id: Annotated[str, typer.Argument(help="The template to delete.")],
+    template_id: Annotated[str, typer.Argument(help="The template to delete.", callback=_push_id)],
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Delete a template that no job uses."""
-    deleted = with_store(store, lambda s: s.push_template_delete(template_id), role=ROLE)
+    deleted = with_store(store, lambda s: s.push_template_delete(template_id), role=ROLE, create=False)
     if not deleted:
         raise NotFound("push template", template_id)
     _done({"deleted": template_id}, as_json, f"template {template_id} deleted")
@@ -184,9 +192,15 @@ SkipAfterOpt = Annotated[int | None, typer.Option("--skip-after", help="With --c
 
 @job_app.command("add")
 def job_add(
-    job_id: Annotated[str, typer.Argument(help="An id such as alice-morning.")],
+    job_id: Annotated[str, typer.Argument(help="An id such as alice-morning.", callback=_push_id)],
     template: Annotated[str, typer.Option("--template", help="The template it sends.")],
-    conversation: Annotated[str, typer.Option("--conversation", "-c", help="The conversation it speaks in.")],
+    conversation: Annotated[
+        str | None, typer.Option("--conversation", "-c", help="The conversation it speaks in.")
+    ] = None,
+    telegram_user: Annotated[
+        str | None, typer.Option("--telegram-user", help="Or a Telegram user id, reached through their binding.")
+    ] = None,
+    bot: Annotated[str | None, typer.Option("--bot", help="With --telegram-user: the bot's numeric id.")] = None,
     daily: DailyOpt = None,
     weekly: WeeklyOpt = None,
     weekdays: WeekdaysOpt = None,
@@ -211,6 +225,8 @@ def job_add(
             job_id=job_id,
             template_id=template,
             conversation_id=conversation,
+            telegram_user_id=telegram_user,
+            bot_id=bot,
             schedule=schedule,
             provider_user_id=user_id,
             variables=_variables(var),
@@ -226,7 +242,7 @@ def job_add(
 
 @job_app.command("edit")
 def job_edit(
-    job_id: Annotated[str, typer.Argument(help="The job to change.")],
+    job_id: Annotated[str, typer.Argument(help="The job to change.", callback=_push_id)],
     template: Annotated[str | None, typer.Option("--template", help="The template it sends.")] = None,
     conversation: Annotated[str | None, typer.Option("--conversation", "-c", help="The conversation.")] = None,
     daily: DailyOpt = None,
@@ -262,7 +278,7 @@ def job_edit(
         changed = _valid(PushJob, **fields)
         return await s.push_job_put(changed)
 
-    saved = with_store(store, edit, role=ROLE)
+    saved = with_store(store, edit, role=ROLE, create=False)
     _done(saved, as_json, f"job {saved.job_id}: {describe(saved.schedule)}, next run {_when(saved.next_run_at)}")
 
 
@@ -280,13 +296,13 @@ def _set_enabled(job_id: str, enabled: bool, store: str | None, as_json: bool) -
         next_run = first_run_at(current.schedule, await s.now_ms()) if enabled else current.next_run_at
         return await s.push_job_put(current.model_copy(update={"enabled": enabled, "next_run_at": next_run}))
 
-    saved = with_store(store, toggle, role=ROLE)
+    saved = with_store(store, toggle, role=ROLE, create=False)
     _done(saved, as_json, f"job {job_id} {'enabled' if enabled else 'disabled'}")
 
 
 @job_app.command("enable")
 def job_enable(
-    job_id: Annotated[str, typer.Argument()], store: StoreOption = None, as_json: JsonOption = False
+    job_id: Annotated[str, typer.Argument(callback=_push_id)], store: StoreOption = None, as_json: JsonOption = False
 ) -> None:
     """Resume a job from its next slot."""
     _set_enabled(job_id, True, store, as_json)
@@ -294,7 +310,7 @@ def job_enable(
 
 @job_app.command("disable")
 def job_disable(
-    job_id: Annotated[str, typer.Argument()], store: StoreOption = None, as_json: JsonOption = False
+    job_id: Annotated[str, typer.Argument(callback=_push_id)], store: StoreOption = None, as_json: JsonOption = False
 ) -> None:
     """Stop a job without deleting it."""
     _set_enabled(job_id, False, store, as_json)
@@ -302,10 +318,10 @@ def job_disable(
 
 @job_app.command("delete")
 def job_delete(
-    job_id: Annotated[str, typer.Argument()], store: StoreOption = None, as_json: JsonOption = False
+    job_id: Annotated[str, typer.Argument(callback=_push_id)], store: StoreOption = None, as_json: JsonOption = False
 ) -> None:
     """Delete a job (its dispatch records stay for the audit)."""
-    if not with_store(store, lambda s: s.push_job_delete(job_id), role=ROLE):
+    if not with_store(store, lambda s: s.push_job_delete(job_id), role=ROLE, create=False):
         raise NotFound("push job", job_id)
     _done({"deleted": job_id}, as_json, f"job {job_id} deleted")
 
@@ -313,7 +329,7 @@ def job_delete(
 @job_app.command("list")
 def job_list(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Every push job with its schedule and next run."""
-    rows = with_store(store, lambda s: s.push_jobs(), role=ROLE)
+    rows = with_store(store, lambda s: s.push_jobs(), role=ROLE, create=False)
     if as_json:
         print_json(rows)
         return
@@ -322,7 +338,7 @@ def job_list(store: StoreOption = None, as_json: JsonOption = False) -> None:
         table.add_row(
             Text(j.job_id),
             Text(j.template_id),
-            Text(j.conversation_id),
+            Text(j.target),
             describe(j.schedule),
             j.catch_up,
             "yes" if j.enabled else "no",
@@ -334,13 +350,13 @@ def job_list(store: StoreOption = None, as_json: JsonOption = False) -> None:
 
 @job_app.command("dispatches")
 def job_dispatches(
-    job_id: Annotated[str, typer.Argument()],
+    job_id: Annotated[str, typer.Argument(callback=_push_id)],
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """A job's dispatch record: every slot with its run key and outcome."""
-    rows = with_store(store, lambda s: s.push_dispatches(job_id, limit), role=ROLE)
+    rows = with_store(store, lambda s: s.push_dispatches(job_id, limit), role=ROLE, create=False)
     if as_json:
         print_json(rows)
         return
@@ -352,12 +368,12 @@ def job_dispatches(
 
 @push_app.command("run-now")
 def push_run_now(
-    job_id: Annotated[str, typer.Argument(help="The job to run once, out of schedule.")],
+    job_id: Annotated[str, typer.Argument(help="The job to run once, out of schedule.", callback=_push_id)],
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Send a job's message now, under its own run key; its schedule is unchanged."""
-    result = with_store(store, lambda s: run_now(s, job_id), role=ROLE)
+    result = with_store(store, lambda s: run_now(s, job_id), role=ROLE, create=False)
     if result.status == "failed":
         raise InvalidInput(job_id, f"the push could not be enqueued: {result.error}")
     _done(result, as_json, f"{result.run_key}: {result.status} {result.message_id or ''}".rstrip())
@@ -376,7 +392,7 @@ def dispatch(
 ) -> None:
     """Enqueue every due push job's slot, exactly once (for cron: any interval)."""
     at = _at(now)
-    report: DispatchReport = with_store(store, lambda s: dispatch_due(s, now=at, limit=limit), role=ROLE)
+    report: DispatchReport = with_store(store, lambda s: dispatch_due(s, now=at, limit=limit), role=ROLE, create=False)
     summary = {key: report.count(key) for key in ("enqueued", "skipped", "failed", "raced")}
     if as_json:
         dispatched = [to_wire(d) for d in report.dispatches]
@@ -406,7 +422,7 @@ def broadcast(
         requested_by=by,
         agents=chosen,
     )
-    result = with_store(store, lambda s: s.broadcast(request), role=ROLE)
+    result = with_store(store, lambda s: s.broadcast(request), role=ROLE, create=False)
     if as_json:
         print_json(result)
         return
@@ -422,7 +438,7 @@ def broadcasts(
     as_json: JsonOption = False,
 ) -> None:
     """Past broadcasts: who, when, text hash, recipients and their outcome."""
-    rows = with_store(store, lambda s: s.broadcasts(limit), role=ROLE)
+    rows = with_store(store, lambda s: s.broadcasts(limit), role=ROLE, create=False)
     if as_json:
         print_json(rows)
         return

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 from pydantic import SecretStr, ValidationError
 from rich.table import Table
+from rich.text import Text
 
 from contracts.errors import InvalidInput
-from contracts.models import AgentProfile, EnqueueRequest, MessagePayload
+from contracts.models import MAX_PAGE, AgentProfile, EnqueueRequest, require_id
 from contracts.roles import EnqueueStore
-from factory.console import JsonOption, StoreOption, out, print_json, with_enqueue_store, with_store
+from factory.console import JsonOption, StoreOption, finite, out, print_json, with_enqueue_store, with_store
+from factory.safe_text import plain
 
 queue_app = typer.Typer(help="Inspect and repair the queue.", no_args_is_help=True)
 conversation_app = typer.Typer(help="Look at conversations.", no_args_is_help=True)
@@ -29,6 +32,7 @@ _FLAGS = {
     "provider": "--provider",
     "externalMessageId": "--external-id",
 }
+MAX_DELAY_S = 366 * 24 * 3600  # a year (and a day): later than that is a schedule, not a delay
 
 
 def _when(ms: int | None) -> str:
@@ -47,33 +51,46 @@ def enqueue(
     priority: Annotated[int, typer.Option("--priority", help="0–100; higher goes first.")] = 50,
     provider: Annotated[str, typer.Option("--provider", help="Where the reply goes: telegram, app, …")] = "app",
     user_id: Annotated[str | None, typer.Option("--user-id", help="Provider user id (default: conversation).")] = None,
-    delay_s: Annotated[float, typer.Option("--delay", help="Deliver no sooner than this many seconds.")] = 0.0,
+    delay_s: Annotated[
+        float,
+        typer.Option(
+            "--delay", min=0, max=MAX_DELAY_S, callback=finite, help="Deliver no sooner than this many seconds."
+        ),
+    ] = 0.0,
     max_attempts: Annotated[int, typer.Option("--max-attempts", help="Deliveries before the dead letter.")] = 5,
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Queue a message for an agent."""
 
+    # Checked before the store is opened: bad input never creates a store or changes one.
+    try:
+        # One validation, fields in order: the conversation is named before what defaults from it.
+        request = EnqueueRequest.model_validate(
+            {
+                "conversation_id": conversation,
+                "agent_key": agent,
+                "payload": {
+                    "provider": provider,
+                    "provider_user_id": user_id if user_id is not None else conversation or "-",
+                    "message_text": text,
+                    "external_message_id": external_id,
+                },
+                "priority": priority,
+                "max_attempts": max_attempts,
+            }
+        )
+    except ValidationError as exc:
+        problem = InvalidInput.from_validation(exc)
+        field = problem.field.removeprefix("payload.")
+        flag = _FLAGS.get(field)
+        raise InvalidInput(f"{field} ({flag})" if flag else field, problem.problem) from None
+
     async def run(opened: EnqueueStore) -> str:
-        scheduled = None if delay_s <= 0 else await opened.now_ms() + int(delay_s * 1000)
-        try:
-            request = EnqueueRequest(
-                conversation_id=conversation,
-                agent_key=agent,
-                payload=MessagePayload(
-                    provider=provider,
-                    provider_user_id=user_id if user_id is not None else conversation or "-",
-                    message_text=text,
-                    external_message_id=external_id,
-                ),
-                priority=priority,
-                scheduled_for=scheduled,
-                max_attempts=max_attempts,
-            )
-        except ValidationError as exc:
-            problem = InvalidInput.from_validation(exc)
-            flag = _FLAGS.get(problem.field)
-            raise InvalidInput(f"{problem.field} ({flag})" if flag else problem.field, problem.problem) from None
+        if delay_s > 0:
+            # The store's clock, not ours; a delay within a year keeps the time in bounds.
+            scheduled = await opened.now_ms() + int(delay_s * 1000)
+            return await opened.enqueue(request.model_copy(update={"scheduled_for": scheduled}))
         return await opened.enqueue(request)
 
     message_id = with_enqueue_store(store, run)
@@ -86,7 +103,7 @@ def enqueue(
 @queue_app.command("stats")
 def stats(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Counts of messages, conversations and workers."""
-    result = with_store(store, lambda s: s.queue_stats())
+    result = with_store(store, lambda s: s.queue_stats(), create=False)
     if as_json:
         print_json(result)
         return
@@ -112,12 +129,12 @@ def stats(store: StoreOption = None, as_json: JsonOption = False) -> None:
 
 @queue_app.command("dead-letters")
 def dead_letters(
-    limit: Annotated[int, typer.Option("--limit", min=1, help="How many, newest first.")] = 100,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_PAGE, help="How many, newest first.")] = 100,
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Messages that will not be retried, with the reason."""
-    rows = with_store(store, lambda s: s.list_dead_letters(limit))
+    rows = with_store(store, lambda s: s.list_dead_letters(limit), create=False)
     if as_json:
         print_json(rows)
         return
@@ -144,11 +161,12 @@ def redrive(
     """Put dead letters back in the queue with fresh attempts."""
     if (message_id is None) == (not all_):
         raise InvalidInput("MESSAGE_ID", "give one message id, or --all (not both)")
-    result = with_store(store, lambda s: s.redrive(None if all_ else message_id))
+    result = with_store(store, lambda s: s.redrive(None if all_ else message_id), create=False)
+    if message_id is not None and not result.redriven:
+        # With --json too: a script must see that nothing was redriven.
+        raise InvalidInput("MESSAGE_ID", f"{message_id!r} is not a dead letter; see `factory queue dead-letters`")
     if as_json:
         print_json(result)
-    elif message_id is not None and not result.redriven:
-        raise InvalidInput("MESSAGE_ID", f"{message_id!r} is not a dead letter; see `factory queue dead-letters`")
     else:
         out.print(f"redriven {len(result.redriven)} message(s)")
 
@@ -156,7 +174,7 @@ def redrive(
 @queue_app.command("release-expired")
 def release_expired(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Return messages whose lease expired to the queue (or the dead letter when out of attempts)."""
-    result = with_store(store, lambda s: s.release_expired())
+    result = with_store(store, lambda s: s.release_expired(), create=False)
     if as_json:
         print_json(result)
     else:
@@ -166,23 +184,28 @@ def release_expired(store: StoreOption = None, as_json: JsonOption = False) -> N
 @conversation_app.command("show")
 def show_conversation(
     conversation_id: Annotated[str, typer.Argument(help="The conversation id.")],
-    limit: Annotated[int, typer.Option("--limit", min=1, help="History entries to show.")] = 50,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_PAGE, help="History entries to show.")] = 50,
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """A conversation's history and queue counts."""
-    conv = with_store(store, lambda s: s.get_conversation(conversation_id, limit))
+    conv = with_store(store, lambda s: s.get_conversation(conversation_id, limit), create=False)
     if conv is None:
         raise InvalidInput("CONVERSATION_ID", f"no conversation {conversation_id!r} in this store")
     if as_json:
         print_json(conv)
         return
     out.print(
-        f"[bold]{conv.conversation_id}[/] agent={conv.agent_key} queued={conv.queued} "
-        f"processing={conv.processing} done={conv.done} dead={conv.dead_letters} history={conv.message_count}"
+        Text.assemble(
+            plain(conv.conversation_id, style="bold"),
+            plain(
+                f" agent={conv.agent_key} queued={conv.queued} processing={conv.processing} done={conv.done} "
+                f"dead={conv.dead_letters} history={conv.message_count}"
+            ),
+        )
     )
     for m in conv.history:
-        out.print(f"[dim]{_when(m.at)}[/] [bold]{m.role}[/]: {m.content}", markup=True)
+        out.print(Text.assemble((_when(m.at), "dim"), " ", (m.role, "bold"), ": ", plain(m.content, multiline=True)))
 
 
 @agent_app.command("set")
@@ -213,8 +236,10 @@ def set_secret(
     store: StoreOption = None,
 ) -> None:
     """Store a secret, read from the prompt or stdin (never from the command line)."""
-    value = typer.prompt("value", hide_input=True)
+    require_id("SECRET_REF", secret_ref)
+    # From a pipe, one line as it is (no prompt, no echo warning); at a terminal, a hidden prompt.
+    value = typer.prompt("value", hide_input=True) if sys.stdin.isatty() else sys.stdin.readline()
     if not value.strip():
-        raise InvalidInput("value", "must not be empty")
+        raise InvalidInput("value", "must not be empty: type the secret, or pipe it on stdin")
     version = with_store(store, lambda s: s.import_secret(secret_ref, SecretStr(value.strip())), role="agents")
     out.print(f"{secret_ref} stored (version {version})")

@@ -8,6 +8,7 @@ import anyio
 import structlog
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from autoscaler.errors import AutoscalerError
 from autoscaler.plan import Action
@@ -17,6 +18,7 @@ from contracts.roles import FleetStore
 from factory.console import JsonOption, StoreOption, err, out, print_json, store_settings
 from factory.fleet import launch_specs, make_provider, scaling_policy
 from factory.logging import configure
+from factory.safe_text import one_line, plain
 from factory.settings import LogSettings, ScaleSettings, load
 from factory.stores import open_full_store
 
@@ -57,7 +59,7 @@ def _as_json(result: TickResult, provider: str, dry_run: bool) -> dict[str, Any]
 
 def _print_plan(result: TickResult, provider: str, dry_run: bool) -> None:
     plan = result.plan
-    out.print(f"[bold]{provider}[/]: {plan.summary}")
+    out.print(Text.assemble(plain(provider, style="bold"), ": ", plain(plan.summary)))
     if plan.empty:
         out.print("No changes. The fleet matches the demand.")
         return
@@ -108,7 +110,7 @@ def reconcile(
         raise
 
     async def main() -> list[TickResult]:
-        opened = open_full_store(store_cfg, role="fleet")
+        opened = open_full_store(store_cfg, role="fleet", create=not dry_run)  # a dry run changes nothing
         results: list[TickResult] = []
         try:
             reconciler = Reconciler(opened, machines, policy, specs)
@@ -119,7 +121,7 @@ def reconcile(
                     if watch is None:
                         raise
                     # Watching is for the long run: one failed tick is reported, the next one retries.
-                    err.print(f"error: {exc}", markup=False)
+                    err.print(f"error: {one_line(exc)}")
                     await anyio.sleep(watch)
                     continue
                 results.append(result)

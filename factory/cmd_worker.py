@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
 import socket
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 import anyio
 import structlog
 import typer
+from anyio.abc import TaskStatus
 
 from contracts.errors import FactoryError
-from contracts.roles import WorkerStore
+from contracts.models import SetWorkerStatusRequest
+from contracts.roles import FleetStore, WorkerStore
 from factory.console import StoreOption, err, store_settings
 from factory.logging import configure
 from factory.settings import LogSettings, WorkerSettings, load
@@ -26,11 +30,12 @@ from worker.metrics import WorkerMetrics
 from worker.openclaw.http import HttpDelivery
 from worker.openclaw.sessions import session_key
 from worker.openclaw.ws import WsDelivery
-from worker.telegram import TelegramChannel
+from worker.telegram import TelegramChannel, TelegramMedia
 
 worker_app = typer.Typer(help="Run a worker.", no_args_is_help=True)
 log = structlog.get_logger("factory.worker")
 EXIT_SECOND_SIGNAL = 130
+EXIT_RECORD_TIMEOUT_S = 5.0
 
 
 def default_worker_id() -> str:
@@ -64,7 +69,12 @@ async def serve_worker(
     metrics = WorkerMetrics()
     readiness = Readiness()
     result: WorkerExit | None = None
-    async with make_delivery(settings) as delivery, TelegramChannel(api_base=settings.telegram_api_base) as telegram:
+    media = TelegramMedia(settings.attachments_path, api_base=settings.telegram_api_base)
+    async with (
+        make_delivery(settings) as delivery,
+        TelegramChannel(api_base=settings.telegram_api_base) as telegram,
+        _closing(media),
+    ):
         runner = JobRunner(
             store=store,
             delivery=delivery,
@@ -73,6 +83,7 @@ async def serve_worker(
             metrics=metrics,
             readiness=readiness,
             workspace_id=config.workspace_id,
+            media=media,
         )
         worker = Worker(config, store, runner, metrics, readiness)
         async with anyio.create_task_group() as tg:
@@ -82,14 +93,27 @@ async def serve_worker(
                 )
                 await tg.start(server.serve)
                 log.info("health endpoint", url=server.url)
-            tg.start_soon(_watch_signals, worker, tg.cancel_scope)
+            # Started, not scheduled: the handlers are in place before the first claim.
+            await tg.start(_watch_signals, worker, tg.cancel_scope)
             result = await worker.run()
             tg.cancel_scope.cancel()
     return result, worker
 
 
-async def _watch_signals(worker: Worker, scope: anyio.CancelScope) -> None:
+@contextlib.asynccontextmanager
+async def _closing(media: TelegramMedia) -> AsyncIterator[TelegramMedia]:
+    try:
+        yield media
+    finally:
+        with anyio.CancelScope(shield=True):
+            await media.aclose()
+
+
+async def _watch_signals(
+    worker: Worker, scope: anyio.CancelScope, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        task_status.started()
         async for signum in signals:
             if not worker.stopping:
                 log.info("signal received: finishing the job in flight, then exiting", signal=signum.name)
@@ -98,6 +122,19 @@ async def _watch_signals(worker: Worker, scope: anyio.CancelScope) -> None:
                 log.warning("second signal: exiting now", signal=signum.name)
                 scope.cancel()
                 return
+
+
+async def _record_exit(store: object, worker_id: str, result: WorkerExit) -> None:
+    """Tell the store this worker is gone, so views stop counting it as active. Best effort: a
+    worker that cannot say so (store down, compat mode) ages into "stale" instead."""
+    if not isinstance(store, FleetStore):
+        return
+    request = SetWorkerStatusRequest(worker_id=worker_id, status="stopped", reason=f"exited ({result.reason})")
+    try:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(EXIT_RECORD_TIMEOUT_S):
+            await store.fleet_set_worker_status(request)
+    except FactoryError as exc:
+        log.warning("could not record the exit", worker_id=worker_id, error=str(exc))
 
 
 @worker_app.command("run")
@@ -133,7 +170,10 @@ def run(
     async def main() -> tuple[WorkerExit | None, Worker]:
         opened = open_store(store_cfg)
         try:
-            return await serve_worker(config, settings, opened)
+            result, worker = await serve_worker(config, settings, opened)
+            if result is not None:
+                await _record_exit(opened, config.worker_id, result)
+            return result, worker
         finally:
             with anyio.CancelScope(shield=True):
                 await opened.aclose()

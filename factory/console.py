@@ -1,25 +1,40 @@
-"""Output at the edge: rich for people, one JSON document for scripts, one line for errors."""
+"""Output at the edge: rich for people, one JSON document for scripts, one line for errors.
+
+What commands share: the ``--store`` and ``--json`` options, opening the store around an action,
+and option checks that turn a bad number into one line before anything runs. Everything printed
+goes through :mod:`factory.safe_text` (``out`` and ``err`` are its inert consoles).
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import anyio
 import typer
 from pydantic import BaseModel
-from rich.console import Console
 
 from contracts.models import to_wire
 from contracts.roles import EnqueueStore
+from factory.safe_text import err, out, visible
 from factory.settings import StoreSettings, load
 from factory.stores import FullStore, open_full_store, open_store
 
-T = TypeVar("T")
+__all__ = [
+    "JsonOption",
+    "StoreOption",
+    "err",
+    "finite",
+    "out",
+    "print_json",
+    "store_settings",
+    "with_enqueue_store",
+    "with_store",
+]
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+T = TypeVar("T")
 
 StoreOption = Annotated[
     str | None,
@@ -33,18 +48,33 @@ StoreOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON document.")]
 
 
+def finite(value: float | None) -> float | None:
+    """An option callback: NaN slips past a range check (every comparison with it is false)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a number of seconds")
+    return value
+
+
 def store_settings(store: str | None) -> StoreSettings:
     return load(StoreSettings, store=store)
 
 
-def with_store(store: str | None, action: Callable[[FullStore], Awaitable[T]], *, role: str = "operator") -> T:
+def with_store(
+    store: str | None,
+    action: Callable[[FullStore], Awaitable[T]],
+    *,
+    role: str = "operator",
+    create: bool = True,
+) -> T:
     """Open the store the options name, run ``action`` on it, and close it.
 
-    ``role`` names what the command needs, for the one-line refusal in compat mode."""
+    ``role`` names what the command needs, for the one-line refusal in compat mode. A command
+    that only reads passes ``create=False``: it never creates a store, and a missing SQLite file
+    is one line (exit 1)."""
     settings = store_settings(store)
 
     async def run() -> T:
-        opened = open_full_store(settings, role=role)
+        opened = open_full_store(settings, role=role, create=create)
         try:
             return await action(opened)
         finally:
@@ -54,7 +84,7 @@ def with_store(store: str | None, action: Callable[[FullStore], Awaitable[T]], *
 
 
 def with_enqueue_store(store: str | None, action: Callable[[EnqueueStore], Awaitable[T]]) -> T:
-    """As :func:`with_store`, for commands that only enqueue (compat mode can)."""
+    """As :func:`with_store`, for commands that only enqueue (compat mode can); creates the store."""
     settings = store_settings(store)
 
     async def run() -> T:
@@ -67,12 +97,18 @@ def with_enqueue_store(store: str | None, action: Callable[[EnqueueStore], Await
     return anyio.run(run)
 
 
+def plain(text: str | None) -> str:
+    """Stored or user-supplied text, shown as written: the consoles interpret no markup, and
+    control characters become visible escapes."""
+    return visible(text or "")
+
+
 def print_json(value: Any) -> None:
     if isinstance(value, BaseModel):
         value = to_wire(value)
     elif isinstance(value, list):
         value = [to_wire(v) if isinstance(v, BaseModel) else v for v in value]
-    text = json.dumps(value)
+    text = json.dumps(value)  # ASCII: every control character in a value is a \u escape
     if out.is_terminal:
         out.print_json(text, highlight=False)
     else:

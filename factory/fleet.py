@@ -13,7 +13,16 @@ from autoscaler.provider import LaunchSpec, Provider
 from autoscaler.reconciler import SpecFactory
 from contracts.errors import InvalidInput
 from contracts.launch import WorkerEnvironment
-from factory.settings import DigitalOceanSettings, FlySettings, LogSettings, ScaleSettings, StoreSettings, load
+from contracts.urls import check_token_url
+from factory.settings import (
+    DigitalOceanSettings,
+    FlySettings,
+    LogSettings,
+    ScaleSettings,
+    StoreSettings,
+    load,
+    settings_error,
+)
 
 
 def scaling_policy(settings: ScaleSettings) -> ScalingPolicy:
@@ -44,35 +53,45 @@ def make_provider(name: str, store: StoreSettings) -> Provider:
 
         fly = load(FlySettings)
         token = _required(fly.api_token, "FLY_API_TOKEN", "create one with `fly tokens create deploy -a <app>`")
-        config = FlyConfig(
-            api_token=SecretStr(token),
-            app=_required(fly.app, "FLY_APP", "the Fly app the worker machines belong to"),
-            image=_required(fly.image, "FLY_IMAGE", "the worker image, e.g. registry.fly.io/<app>:<tag>"),
-            region=fly.region,
-            cpu_kind=fly.cpu_kind,
-            cpus=fly.cpus,
-            memory_mb=fly.memory_mb,
-            stop_timeout_s=fly.stop_timeout_s,
-            api_base_url=fly.api_base_url,
-        )
+        try:
+            config = FlyConfig(
+                api_token=SecretStr(token),
+                app=_required(fly.app, "FLY_APP", "the Fly app the worker machines belong to"),
+                image=_required(fly.image, "FLY_IMAGE", "the worker image, e.g. registry.fly.io/<app>:<tag>"),
+                region=fly.region,
+                cpu_kind=fly.cpu_kind,
+                cpus=fly.cpus,
+                memory_mb=fly.memory_mb,
+                stop_timeout_s=fly.stop_timeout_s,
+                api_base_url=fly.api_base_url,
+            )
+        except ValidationError as exc:
+            raise settings_error(FlySettings, exc) from None
         return FlyProvider(config)
     if name == "digitalocean":
         from autoscaler.providers.digitalocean import DigitalOceanConfig, DigitalOceanProvider
 
         do = load(DigitalOceanSettings)
         token = _required(do.token, "DIGITALOCEAN_TOKEN", "create a personal access token with droplet scopes")
-        keys = tuple(int(k) for k in do.ssh_key_ids.split(",") if k.strip())
-        do_config = DigitalOceanConfig(
-            token=SecretStr(token),
-            worker_image=_required(do.worker_image, "DIGITALOCEAN_WORKER_IMAGE", "the worker container image"),
-            region=do.region,
-            size=do.size,
-            image=do.image,
-            ssh_key_ids=keys,
-            api_base_url=do.api_base_url,
-            cloud_init_template=Path(do.cloud_init_template) if do.cloud_init_template else None,
-        )
-        return DigitalOceanProvider(do_config)
+        try:
+            do_config = DigitalOceanConfig(
+                token=SecretStr(token),
+                worker_image=_required(do.worker_image, "DIGITALOCEAN_WORKER_IMAGE", "the worker container image"),
+                region=do.region,
+                size=do.size,
+                image=do.image,
+                ssh_key_ids=do.ssh_keys,
+                api_base_url=do.api_base_url,
+                cloud_init_template=Path(do.cloud_init_template) if do.cloud_init_template else None,
+            )
+        except ValidationError as exc:
+            raise settings_error(DigitalOceanSettings, exc) from None
+        try:
+            return DigitalOceanProvider(do_config)
+        except ProviderConfigError as exc:
+            if exc.setting != "cloud_init_template":
+                raise
+            raise ProviderConfigError("DIGITALOCEAN_CLOUD_INIT_TEMPLATE", exc.problem) from None
     raise InvalidInput("--provider", f"unknown provider {name!r}; choose local, fly or digitalocean")
 
 
@@ -83,6 +102,7 @@ def launch_specs(
     *,
     grace_s: float | None = None,
     log: LogSettings | None = None,
+    telegram_api_base: str | None = None,
 ) -> SpecFactory:
     """What every launched worker is told (contracts.launch.WorkerEnvironment): where the store
     is, how to behave, and for local workers this machine's gateway. Nothing else."""
@@ -96,11 +116,18 @@ def launch_specs(
     if provider == "local" and not worker_store.startswith(("http://", "https://")):
         worker_store = str(Path(worker_store).expanduser().resolve())
     convex = worker_store.startswith(("http://", "https://"))
+    if convex and store.convex_auth_token is not None:
+        try:
+            check_token_url(worker_store)  # the workers would refuse to send it; refuse to launch them
+        except ValueError as exc:
+            raise InvalidInput("FACTORY_WORKER_STORE", str(exc)) from None
     shared = {
         "store": worker_store,
         "sqlite_synchronous": None if convex else store.sqlite_synchronous,
         "convex_namespace": store.convex_namespace if convex else None,
         "convex_auth_token": store.convex_auth_token if convex else None,
+        # Workers open the sealed secrets their bundles carry with the same key.
+        "secrets_key": store.secrets_key,
         "idle_exit_s": scale.idle_timeout_s,
         "grace_s": grace_s,
         "log_level": log.level if log is not None else None,
@@ -108,6 +135,7 @@ def launch_specs(
         # Local workers share this machine's gateway; remote images start their own.
         "gateway_url": scale.gateway_url if provider == "local" else None,
         "gateway_token": scale.gateway_token if provider == "local" else None,
+        "telegram_api_base": telegram_api_base,
     }
 
     def spec(launch_id: str, worker_id: str) -> LaunchSpec:

@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 
+from factory.safe_text import visible
 from factory.settings import LogSettings
 
 _SENSITIVE = ("token", "secret", "password", "authorization", "api_key", "apikey")
@@ -25,12 +26,19 @@ def _mask(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[st
     return event
 
 
+def _inert(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    # Values can be stored text or a remote's error body: on a terminal they are shown, not obeyed.
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = visible(value)
+    return event
+
+
 def configure(settings: LogSettings, *, default_level: str = "info") -> None:
     level = getattr(logging, (settings.level or default_level).upper())
+    json = settings.format == "json"  # JSON escapes control characters itself
     renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if settings.format == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     structlog.configure(
         processors=[
@@ -38,6 +46,7 @@ def configure(settings: LogSettings, *, default_level: str = "info") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _mask,
+            *([] if json else [_inert]),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),

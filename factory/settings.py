@@ -7,22 +7,64 @@ Environment names follow the upstream projects where they exist (``OPENCLAW_GATE
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar, cast
+import re
+from pathlib import Path
+from typing import Any, Literal, Self, TypeVar, cast
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.errors import InvalidInput
 from contracts.launch import ENV
-from contracts.models import MachineRef
+from contracts.models import MachineRef, check_utf8
 from contracts.rules import check_lease_ttl_ms
+from contracts.urls import check_token_url
 
 DEFAULT_STORE = ".factory/factory.db"
+ENV_LEASE_TTL = "FACTORY_LEASE_TTL_MS"
+# The longest wait, timeout or window any setting may ask for: a week. Anything longer is a typo,
+# and unbounded values overflow timers (an infinite timeout cannot be given to a socket).
+MAX_SECONDS = 7 * 24 * 3600.0
 S = TypeVar("S", bound=BaseSettings)
+# "ftp:", "HTTPS:", "https:" … : a value that starts like a URL is treated as one, never as a file name.
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def store_location(value: str) -> str:
+    """A SQLite path as given, or a Convex deployment URL normalised (``HTTPS://…`` → ``https://…``,
+    ``.convex.site`` → ``.convex.cloud``); any other scheme, or a malformed URL, is refused."""
+    value = check_utf8(value.strip())
+    if not value:
+        raise ValueError("must be a SQLite file path or a Convex URL (https://NAME.convex.cloud)")
+    if not _SCHEME.match(value):
+        return value
+    scheme = value.split(":", 1)[0].lower()
+    if scheme not in ("http", "https"):
+        raise ValueError(
+            f"{value!r} is neither a SQLite file path nor a Convex URL: {scheme}:// is not supported; "
+            f"use https://NAME.convex.cloud, or ./{value} for a file of that name"
+        )
+    from contracts.convex.client import normalize_url  # only Convex users load httpx
+
+    try:
+        return normalize_url(value)
+    except InvalidInput as exc:
+        raise ValueError(exc.problem) from None
 
 
 class _Settings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+    # No infinite or NaN floats: nobody means them, and timers overflow on them.
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True, allow_inf_nan=False)
+
+    @field_validator("*")
+    @classmethod
+    def _utf8(cls, value: object) -> object:
+        # An environment value holding bytes that are not UTF-8 can be neither stored nor sent.
+        if isinstance(value, str):
+            check_utf8(value)
+        elif isinstance(value, SecretStr):
+            check_utf8(value.get_secret_value())
+        return value
 
 
 class StoreSettings(_Settings):
@@ -48,23 +90,39 @@ class StoreSettings(_Settings):
         "", validation_alias=AliasChoices("FACTORY_CONVEX_COMPAT", "convex_compat")
     )
     store_timeout_s: float = Field(
-        20.0, gt=0, validation_alias=AliasChoices("FACTORY_STORE_TIMEOUT_S", "store_timeout_s")
+        20.0, gt=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_STORE_TIMEOUT_S", "store_timeout_s")
     )
     # The lease length the store hands out. The store keeps it (SQLite: in the file, for every
     # process; Convex: the deployment's own FACTORY_LEASE_TTL_MS), so workers never read it.
-    lease_ttl_ms: int | None = Field(None, validation_alias=AliasChoices("FACTORY_LEASE_TTL_MS", "lease_ttl_ms"))
+    lease_ttl_ms: int | None = Field(None, validation_alias=AliasChoices(ENV_LEASE_TTL, "lease_ttl_ms"))
+    # The AES-256-GCM key secrets are sealed with (`factory secrets keygen`), and keys still
+    # accepted for opening while a rotation is under way (comma-separated).
+    secrets_key: SecretStr | None = Field(None, validation_alias=AliasChoices(ENV["secrets_key"], "secrets_key"))
+    secrets_previous_keys: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("FACTORY_SECRETS_PREVIOUS_KEYS", "secrets_previous_keys")
+    )
 
     @field_validator("lease_ttl_ms")
     @classmethod
     def _lease_ttl(cls, value: int | None) -> int | None:
-        return None if value is None else check_lease_ttl_ms(value)
+        try:
+            return None if value is None else check_lease_ttl_ms(value)
+        except ValueError as exc:  # the error line names the variable once
+            raise ValueError(str(exc).removeprefix(f"{ENV_LEASE_TTL}: ")) from None
 
     @field_validator("store")
     @classmethod
-    def _store_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must be a SQLite file path or a Convex URL (https://NAME.convex.cloud)")
-        return value.strip()
+    def _store(cls, value: str) -> str:
+        return store_location(value)
+
+    @model_validator(mode="after")
+    def _token_over_tls(self) -> Self:
+        if self.is_convex and (self.convex_auth_token is not None or self.convex_deploy_key is not None):
+            try:
+                check_token_url(self.store)
+            except ValueError as exc:
+                raise InvalidInput(ENV["store"], str(exc)) from None
+        return self
 
     @property
     def is_convex(self) -> bool:
@@ -78,7 +136,25 @@ def load(cls: type[S], **overrides: object) -> S:
         build = cast(Any, cls)
         return cast(S, build(**{k: v for k, v in overrides.items() if v is not None}))
     except ValidationError as exc:
-        raise InvalidInput.from_validation(exc) from None
+        raise settings_error(cls, exc) from None
+
+
+def env_names(cls: type[BaseSettings]) -> dict[str, str]:
+    """Field name → the environment variable that sets it (the first of its aliases)."""
+    names: dict[str, str] = {}
+    for field, info in cls.model_fields.items():
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+            names[field] = alias.choices[0]
+    return names
+
+
+def settings_error(cls: type[BaseSettings], exc: ValidationError) -> InvalidInput:
+    """One line naming the environment variable behind the first bad field of ``cls`` (or of a
+    config built from it, whose fields share its names)."""
+    problem = InvalidInput.from_validation(exc)
+    loc = exc.errors()[0]["loc"]
+    return InvalidInput(env_names(cls).get(str(loc[0]), problem.field) if loc else problem.field, problem.problem)
 
 
 class WorkerSettings(_Settings):
@@ -102,15 +178,22 @@ class WorkerSettings(_Settings):
     gateway_token: SecretStr | None = Field(None, validation_alias=AliasChoices(ENV["gateway_token"], "gateway_token"))
     delivery: Literal["ws", "http"] = Field("ws", validation_alias=AliasChoices("FACTORY_DELIVERY", "delivery"))
     delivery_timeout_s: float = Field(
-        300.0, gt=0, validation_alias=AliasChoices("FACTORY_DELIVERY_TIMEOUT_S", "delivery_timeout_s")
+        300.0, gt=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_DELIVERY_TIMEOUT_S", "delivery_timeout_s")
     )
     telegram_api_base: str = Field(
-        "https://api.telegram.org", validation_alias=AliasChoices("TELEGRAM_API_BASE", "telegram_api_base")
+        "https://api.telegram.org", validation_alias=AliasChoices(ENV["telegram_api_base"], "telegram_api_base")
     )
 
-    poll_s: float = Field(1.0, gt=0, validation_alias=AliasChoices("FACTORY_POLL_S", "poll_s"))
-    idle_exit_s: float | None = Field(None, gt=0, validation_alias=AliasChoices(ENV["idle_exit_s"], "idle_exit_s"))
-    grace_s: float = Field(30.0, ge=0, validation_alias=AliasChoices(ENV["grace_s"], "grace_s"))
+    # Where Telegram attachments are downloaded for the agent (a folder its gateway can read).
+    attachments_dir: str = Field(
+        ".factory/attachments", validation_alias=AliasChoices("FACTORY_ATTACHMENTS_DIR", "attachments_dir")
+    )
+
+    poll_s: float = Field(1.0, gt=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_POLL_S", "poll_s"))
+    idle_exit_s: float | None = Field(
+        None, gt=0, le=MAX_SECONDS, validation_alias=AliasChoices(ENV["idle_exit_s"], "idle_exit_s")
+    )
+    grace_s: float = Field(30.0, ge=0, le=MAX_SECONDS, validation_alias=AliasChoices(ENV["grace_s"], "grace_s"))
     health_host: str = Field("127.0.0.1", validation_alias=AliasChoices("FACTORY_HEALTH_HOST", "health_host"))
     health_port: int | None = Field(
         None, ge=0, le=65535, validation_alias=AliasChoices("FACTORY_HEALTH_PORT", "health_port")
@@ -122,6 +205,16 @@ class WorkerSettings(_Settings):
         if not value.startswith(("http://", "https://", "ws://", "wss://")):
             raise ValueError("must be a URL such as http://127.0.0.1:18789")
         return value.rstrip("/")
+
+    @field_validator("telegram_api_base")
+    @classmethod
+    def _telegram_base(cls, value: str) -> str:
+        # The bot token travels in the path of every Bot API call.
+        return check_token_url(value).rstrip("/")
+
+    @property
+    def attachments_path(self) -> Path:
+        return Path(self.attachments_dir).expanduser().absolute()
 
     @property
     def machine_ref(self) -> MachineRef | None:
@@ -135,6 +228,33 @@ class WorkerSettings(_Settings):
                 "OPENCLAW_GATEWAY_TOKEN", "is not set; set it to the gateway's auth token (gateway.auth.token)"
             )
         return self.gateway_token
+
+
+class ServeSettings(_Settings):
+    """``factory serve``: where it listens and how the Telegram webhook treats unknown users."""
+
+    host: str = Field("127.0.0.1", validation_alias=AliasChoices("FACTORY_SERVE_HOST", "host"))
+    port: int = Field(8080, ge=0, le=65535, validation_alias=AliasChoices("FACTORY_SERVE_PORT", "port"))
+    grace_s: float = Field(10.0, ge=0, validation_alias=AliasChoices("FACTORY_SERVE_GRACE_S", "grace_s"))
+    require_binding_for_telegram: bool = Field(
+        False, validation_alias=AliasChoices("FACTORY_TELEGRAM_REQUIRE_BINDING", "require_binding_for_telegram")
+    )
+    fallback_agent_key: str | None = Field(
+        None, validation_alias=AliasChoices("FACTORY_TELEGRAM_FALLBACK_AGENT", "fallback_agent_key")
+    )
+    max_body_bytes: int = Field(
+        1_000_000, ge=1024, validation_alias=AliasChoices("FACTORY_SERVE_MAX_BODY_BYTES", "max_body_bytes")
+    )
+    webhook_cache_s: float = Field(
+        5.0, ge=0, validation_alias=AliasChoices("FACTORY_SERVE_WEBHOOK_CACHE_S", "webhook_cache_s")
+    )
+    telegram_api_base: str = Field(
+        "https://api.telegram.org", validation_alias=AliasChoices("TELEGRAM_API_BASE", "telegram_api_base")
+    )
+    # How often the push dispatcher inside `factory serve` runs (0: not at all, leave it to cron).
+    push_dispatch_s: float = Field(
+        30.0, ge=0, le=3_600, validation_alias=AliasChoices("FACTORY_SERVE_PUSH_DISPATCH_S", "push_dispatch_s")
+    )
 
 
 class LogSettings(_Settings):
@@ -158,25 +278,30 @@ class ScaleSettings(_Settings):
     max_workers: int = Field(10, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_MAX", "max_workers"))
     max_step: int = Field(5, ge=1, validation_alias=AliasChoices("FACTORY_SCALE_MAX_STEP", "max_step"))
     scale_down_window_s: float = Field(
-        300.0, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_DOWN_WINDOW_S", "scale_down_window_s")
+        300.0, ge=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_DOWN_WINDOW_S", "scale_down_window_s")
     )
     idle_timeout_s: float | None = Field(
-        None, gt=0, validation_alias=AliasChoices("FACTORY_SCALE_IDLE_TIMEOUT_S", "idle_timeout_s")
+        None, gt=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_IDLE_TIMEOUT_S", "idle_timeout_s")
     )
     budget_machines: int | None = Field(
         None, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_BUDGET", "budget_machines")
     )
     launch_timeout_s: float = Field(
-        300.0, gt=0, validation_alias=AliasChoices("FACTORY_SCALE_LAUNCH_TIMEOUT_S", "launch_timeout_s")
+        300.0, gt=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_LAUNCH_TIMEOUT_S", "launch_timeout_s")
     )
     drain_deadline_s: float = Field(
-        600.0, gt=0, validation_alias=AliasChoices("FACTORY_SCALE_DRAIN_DEADLINE_S", "drain_deadline_s")
+        600.0, gt=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_DRAIN_DEADLINE_S", "drain_deadline_s")
     )
     # The store as launched workers should reach it (default: FACTORY_STORE itself).
     worker_store: str | None = Field(None, validation_alias=AliasChoices("FACTORY_WORKER_STORE", "worker_store"))
     # Gateway settings handed to local workers (remote machines start their own gateway).
     gateway_url: str | None = Field(None, validation_alias=AliasChoices(ENV["gateway_url"], "gateway_url"))
     gateway_token: SecretStr | None = Field(None, validation_alias=AliasChoices(ENV["gateway_token"], "gateway_token"))
+
+    @field_validator("worker_store")
+    @classmethod
+    def _worker_store(cls, value: str | None) -> str | None:
+        return None if value is None else store_location(value)
 
 
 class FlySettings(_Settings):
@@ -211,6 +336,18 @@ class DigitalOceanSettings(_Settings):
         None, validation_alias=AliasChoices("DIGITALOCEAN_CLOUD_INIT_TEMPLATE", "cloud_init_template")
     )
 
+    @field_validator("ssh_key_ids")
+    @classmethod
+    def _numeric_ids(cls, value: str) -> str:
+        for key in (k.strip() for k in value.split(",")):
+            if key and not re.fullmatch(r"[0-9]+", key):
+                raise ValueError(f"{key!r} is not a key id: list the numeric ids of your SSH keys, comma-separated")
+        return value
+
+    @property
+    def ssh_keys(self) -> tuple[int, ...]:
+        return tuple(int(k) for k in self.ssh_key_ids.split(",") if k.strip())
+
 
 class RunSettings(_Settings):
     """``factory run``: which model the demo gateway uses, read from the usual provider variables.
@@ -224,7 +361,9 @@ class RunSettings(_Settings):
         None, validation_alias=AliasChoices("ANTHROPIC_API_KEY", "anthropic_api_key")
     )
     model: str | None = Field(None, validation_alias=AliasChoices("FACTORY_RUN_MODEL", "model"))
-    timeout_s: float = Field(480.0, gt=0, validation_alias=AliasChoices("FACTORY_RUN_TIMEOUT_S", "timeout_s"))
+    timeout_s: float = Field(
+        480.0, gt=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_RUN_TIMEOUT_S", "timeout_s")
+    )
 
     @field_validator("openai_api_key", "anthropic_api_key", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
+from contracts.secrets import SecretBox
 from contracts.sqlite import SqliteStore
 from factory.settings import StoreSettings
 
@@ -24,8 +25,10 @@ FullStore: TypeAlias = "SqliteStore | ConvexStore"
 AnyStore: TypeAlias = "SqliteStore | ConvexStore | AgentFactoryCompatStore"
 
 
-def open_store(settings: StoreSettings) -> AnyStore:
-    """The binding the settings name; in compat mode, the worker role and enqueue only."""
+def open_store(settings: StoreSettings, *, create: bool = True) -> AnyStore:
+    """The binding the settings name; in compat mode, the worker role and enqueue only.
+
+    ``create=False``: a SQLite file that does not exist is refused, not created (read-only commands)."""
     if settings.is_convex and settings.convex_compat:
         from contracts.convex.compat import AgentFactoryCompatStore
 
@@ -37,10 +40,10 @@ def open_store(settings: StoreSettings) -> AnyStore:
             namespace=settings.convex_namespace,
             timeout_s=settings.store_timeout_s,
         )
-    return open_full_store(settings, role="every")
+    return open_full_store(settings, role="every", create=create)
 
 
-def open_full_store(settings: StoreSettings, *, role: str) -> FullStore:
+def open_full_store(settings: StoreSettings, *, role: str, create: bool = True) -> FullStore:
     """A binding with every role; ``role`` names what the command needs, for the refusal."""
     if settings.is_convex:
         if settings.convex_compat:
@@ -55,10 +58,18 @@ def open_full_store(settings: StoreSettings, *, role: str) -> FullStore:
             deploy_key=settings.convex_deploy_key,
             namespace=settings.convex_namespace,
             timeout_s=settings.store_timeout_s,
+            secrets_box=secrets_box(settings),
         )
     return SqliteStore(
         Path(settings.store).expanduser(),
         synchronous=settings.sqlite_synchronous,
         doorbell=settings.sqlite_doorbell,
         lease_ttl_ms=settings.lease_ttl_ms,
+        secrets_box=secrets_box(settings),
+        create=create,
     )
+
+
+def secrets_box(settings: StoreSettings) -> SecretBox | None:
+    """The key secrets are sealed with (FACTORY_SECRETS_KEY), if set; a malformed key is one line."""
+    return SecretBox.from_settings(settings.secrets_key, settings.secrets_previous_keys)

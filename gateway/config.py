@@ -6,11 +6,23 @@ resolves from its own process environment at load time. The state directory can 
 
 Config keys follow the docs shipped inside openclaw 2026.9.6 (``node_modules/openclaw/docs``);
 several changed during 2026 (``agents.entries`` replaced ``agents.list``), so re-check on a bump.
+
+Tool policy: an agent is talked to by strangers (Telegram users), so by default it gets no host
+execution at all. ``tools.deny`` removes ``group:runtime`` (``exec``, ``process``,
+``code_execution``) from what the model is offered, and ``group:automation`` and ``group:nodes``
+with it (the ``gateway`` tool could rewrite this very policy, ``openclaw`` runs setup on the host,
+``cron`` would start turns the queue never sees, nodes run commands on paired devices);
+``tools.exec.mode`` is ``deny`` should anything reach exec anyway; elevated exec is off; and file
+tools stay inside the agent's workspace (``tools.fs.workspaceOnly``: no reading
+``/proc/self/environ`` or a store file next door). OpenClaw's own default is host exec without
+approval (docs ``tools/exec.md``); an operator who wants exec opts in with ``allow_host_exec`` (the
+worker image: ``FACTORY_OPENCLAW_ALLOW_EXEC=1``), which lifts the runtime group only.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -84,8 +96,11 @@ def gateway_config(
     agents: tuple[AgentSpec, ...],
     model: ModelChoice,
     heartbeat_every: str = "0m",
+    allow_host_exec: bool = False,
 ) -> dict[str, Any]:
-    """The config document (plain JSON) for one gateway on loopback; no secret values inside."""
+    """The config document (plain JSON) for one gateway on loopback; no secret values inside.
+
+    ``allow_host_exec`` opts into OpenClaw's host exec tools (see the module docstring)."""
     if not agents:
         raise ValueError("agents: at least one agent is required")
     ids = [agent.id for agent in agents]
@@ -113,6 +128,7 @@ def gateway_config(
             "http": {"endpoints": {"chatCompletions": {"enabled": True}}},
         },
         "agents": agents_block,
+        "tools": tool_policy(allow_host_exec=allow_host_exec),
         # The bundled memory plugin schedules a daily "dreaming" agent turn: surprise model calls.
         "plugins": {"entries": {"memory-core": {"config": {"dreaming": {"enabled": False}}}}},
         # The default file log goes to /tmp/openclaw/, outside the state dir.
@@ -123,6 +139,52 @@ def gateway_config(
         models["providers"] = {model.provider_id: _compatible_provider(model)}
     config["models"] = models
     return config
+
+
+def tool_policy(*, allow_host_exec: bool) -> dict[str, Any]:
+    """``tools``: no host execution unless the operator opted in; files stay in the workspace."""
+    policy: dict[str, Any] = {
+        "deny": ["group:automation", "group:nodes"],
+        "fs": {"workspaceOnly": True},
+        "elevated": {"enabled": False},
+    }
+    if not allow_host_exec:
+        policy["deny"].insert(0, "group:runtime")
+        policy["exec"] = {"mode": "deny"}
+    return policy
+
+
+# What a gateway process takes from the environment it is started from, besides its secrets:
+# process basics, Node's options and OpenClaw's own switches. Nothing else: a container's store
+# token, cloud credentials or other model keys never reach the gateway (nor an agent's tools).
+GATEWAY_BASICS = (
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "NODE_OPTIONS",
+    "NO_COLOR",
+    "OPENCLAW_STATE_DIR",
+    "OPENCLAW_CONFIG_PATH",
+    "OPENCLAW_HOME",
+    "OPENCLAW_GATEWAY_PORT",
+    "OPENCLAW_OFFLINE",
+    "OPENCLAW_DISABLE_BONJOUR",
+    "OPENCLAW_NO_AUTO_UPDATE",
+    "OPENCLAW_NO_RESPAWN",
+    "OPENCLAW_SKIP_CHANNELS",
+)
+
+
+def gateway_env(environ: Mapping[str, str], token: SecretStr, model: ModelChoice) -> dict[str, str]:
+    """The whole environment of a gateway started from ``environ``: the basics it names, HOME in
+    OpenClaw's home, and the secrets the config refers to (:func:`secret_env`)."""
+    env = {name: environ[name] for name in GATEWAY_BASICS if name in environ}
+    if "OPENCLAW_HOME" in environ:
+        env["HOME"] = environ["OPENCLAW_HOME"]
+    env.update(secret_env(token, model))
+    return env
 
 
 def secret_env(token: SecretStr, model: ModelChoice) -> dict[str, str]:

@@ -19,6 +19,10 @@ import structlog
 _log = structlog.get_logger(__name__)
 
 
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
+
+
 class ManagedProcess:
     def __init__(self, name: str, popen: subprocess.Popen[bytes]) -> None:
         self.name = name
@@ -35,9 +39,11 @@ class ManagedProcess:
         output: Path,
         stdout_pipe: bool = False,
     ) -> ManagedProcess:
-        """Start ``args``; stderr (and stdout, unless piped) are appended to ``output``."""
-        output.parent.mkdir(parents=True, exist_ok=True)
-        with output.open("ab") as sink:
+        """Start ``args``; stderr (and stdout, unless piped) are appended to ``output``.
+
+        ``output`` is created 0600 in a 0700 folder: a gateway's console holds conversation text."""
+        output.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with open(output, "ab", opener=_private) as sink:
             popen = subprocess.Popen(
                 list(args),
                 env=dict(env),

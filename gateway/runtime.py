@@ -48,6 +48,7 @@ class GatewayRuntime:
     which otherwise holds only what the gateway needs (nothing inherited from ours: no stray
     provider keys or proxy settings). ``heap_mb`` caps V8's old space; without a cap the gateway's
     memory keeps growing under load (lazy GC), with 512 MB it plateaus near 1.3 GB RSS.
+    ``allow_host_exec`` opts into OpenClaw's host exec tools (off: see ``gateway.config``).
     """
 
     def __init__(
@@ -64,6 +65,7 @@ class GatewayRuntime:
         heap_mb: int = 512,
         heartbeat_every: str = "0m",
         extra_env: Mapping[str, str] | None = None,
+        allow_host_exec: bool = False,
     ) -> None:
         self.install = install
         self.state_dir = state_dir.resolve()
@@ -76,6 +78,7 @@ class GatewayRuntime:
         self.heap_mb = heap_mb
         self.heartbeat_every = heartbeat_every
         self.extra_env = dict(extra_env or {})
+        self.allow_host_exec = allow_host_exec
         self._process: ManagedProcess | None = None
 
     # -- where things are -------------------------------------------------------------------
@@ -197,8 +200,10 @@ class GatewayRuntime:
     def write_config(self) -> Path:
         """Write ``openclaw.json`` (and the state layout) for this runtime; picks the port if unset."""
         self.port = self.port or _free_port()
+        # 0700: sessions, transcripts and logs below hold conversation text.
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         for sub in ("home", "logs", "workspaces"):
-            (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
+            (self.state_dir / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
         for agent in self.agents:
             (agent.workspace or self.state_dir / "workspaces" / agent.id).mkdir(parents=True, exist_ok=True)
         config = gateway_config(
@@ -207,6 +212,7 @@ class GatewayRuntime:
             agents=self.agents,
             model=self.model,
             heartbeat_every=self.heartbeat_every,
+            allow_host_exec=self.allow_host_exec,
         )
         self.config_path.write_text(json.dumps(config, indent=2) + "\n")
         return self.config_path

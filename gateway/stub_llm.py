@@ -251,9 +251,14 @@ class _CallLog:
         with self._lock:
             self._seq += 1
             if self._path is not None:
-                with self._path.open("a", encoding="utf-8") as handle:
+                # 0600: the log holds conversation text.
+                with open(self._path, "a", encoding="utf-8", opener=_private) as handle:
                     handle.write(json.dumps({"seq": self._seq, "ts": time.time(), **entry}) + "\n")
             return self._seq
+
+
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
 
 
 def _turns_for_log(messages: Sequence[object]) -> list[dict[str, str]]:

@@ -19,7 +19,9 @@ connection under ``anyio``'s listener; no threads and no module-level state.
 
 from __future__ import annotations
 
+import errno
 import json
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,6 +30,7 @@ import h11
 import structlog
 from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 
+from contracts.errors import InvalidInput
 from worker.metrics import WorkerMetrics
 
 _log = structlog.get_logger("worker.health")
@@ -121,7 +124,10 @@ class HealthServer:
 
     async def serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
         """Listen, report the bound port through ``task_status``, and serve until cancelled."""
-        listener = await anyio.create_tcp_listener(local_host=self._host, local_port=self._requested_port)
+        try:
+            listener = await anyio.create_tcp_listener(local_host=self._host, local_port=self._requested_port)
+        except OSError as exc:
+            raise _cannot_listen(self._host, self._requested_port, exc) from None
         async with listener:
             self._port = int(listener.extra(SocketAttribute.local_port))
             _log.info("health.listening", host=self._host, port=self._port)
@@ -180,6 +186,14 @@ class HealthServer:
         accept = next((value.decode("latin-1") for name, value in request.headers if name == b"accept"), None)
         body, content_type = self._metrics.exposition(accept)
         return _Reply(200, body, content_type)
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> InvalidInput:
+    """One line naming the setting to change: a host that is not a local address, or a port in use."""
+    reason = (exc.strerror or str(exc)).lower()
+    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+        return InvalidInput("FACTORY_HEALTH_HOST", f"cannot listen on {host!r} ({reason}); use a local address")
+    return InvalidInput("FACTORY_HEALTH_PORT", f"cannot listen on {host}:{port} ({reason}); choose a free port")
 
 
 async def _read_request(conn: h11.Connection, stream: SocketStream) -> h11.Request | None:

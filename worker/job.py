@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 
-from contracts.models import AppendRequest, ClaimedJob, HistoryMessage
+from contracts.models import AppendRequest, ClaimedJob, HistoryMessage, HydrationBundle
 from contracts.roles import WorkerStore
 from worker.channels import Channel, channel_for
 from worker.delivery import Delivery, DeliveryRequest
@@ -21,6 +22,12 @@ from worker.metrics import WorkerMetrics
 
 log = structlog.get_logger("worker.job")
 SessionKeyFn = Callable[[str, str], str]
+
+
+class MediaEnricher(Protocol):
+    async def enrich(self, job: ClaimedJob, bundle: HydrationBundle) -> str:
+        """The text the agent sees for ``job``: its message plus where its files were put."""
+        ...
 
 
 class HydrationUnavailable(JobError):
@@ -38,6 +45,8 @@ class JobRunner:
     metrics: WorkerMetrics
     readiness: Readiness
     workspace_id: str = "default"
+    # Downloads Telegram attachments and tells the agent where they are (None: text only).
+    media: MediaEnricher | None = None
 
     async def run(self, job: ClaimedJob) -> str:
         """Do the job; returns the reply. Raises a JobError (or a store error) on failure."""
@@ -49,9 +58,10 @@ class JobRunner:
             key = self.session_key(agent_id, job.conversation_id)
         except ValueError as exc:
             raise InvalidJob(f"agent {bundle.agent_key}: {exc}") from None
-        request = DeliveryRequest(
-            message_id=job.message_id, session_key=key, agent_id=agent_id, text=job.payload.message_text
-        )
+        text = job.payload.message_text
+        if self.media is not None and job.payload.attachments:
+            text = await self.media.enrich(job, bundle)
+        request = DeliveryRequest(message_id=job.message_id, session_key=key, agent_id=agent_id, text=text)
         try:
             with self.metrics.delivery_seconds.time():
                 reply = await self.delivery.deliver(request)

@@ -24,10 +24,11 @@ _MAX_NAME = 63
 REDACTED = "[redacted]"
 
 
-def worker_env(spec: LaunchSpec, provider: str) -> dict[str, str]:
+def worker_env(spec: LaunchSpec, provider: str, *, secrets: bool = True) -> dict[str, str]:
     """The environment a new worker boots with: the spec's allow-listed environment, told which
-    provider started it. Holds secret values in clear: hand it to the platform and drop it."""
-    return spec.environment.model_copy(update={"provider": provider}).render()
+    provider started it. Holds secret values in clear (unless ``secrets=False``, for a platform
+    that delivers them its own way): hand it to the platform and drop it."""
+    return spec.environment.model_copy(update={"provider": provider}).render(secrets=secrets)
 
 
 def secret_values(spec: LaunchSpec) -> list[str]:

@@ -15,7 +15,14 @@ from pathlib import Path
 
 from autoscaler.errors import ProviderConfigError
 
-__all__ = ["DEFAULT_TEMPLATE_PATH", "USER_DATA_LIMIT", "env_file", "load_template", "render_cloud_init"]
+__all__ = [
+    "DEFAULT_TEMPLATE_PATH",
+    "USER_DATA_LIMIT",
+    "check_template",
+    "env_file",
+    "load_template",
+    "render_cloud_init",
+]
 
 # The repository's template. An installed wheel does not carry images/: the composition root then
 # passes a path (DigitalOceanConfig.cloud_init_template) to a copy shipped next to the autoscaler.
@@ -32,12 +39,35 @@ _FORBIDDEN_IN_VALUE = re.compile(r"[\n\r\x00]")
 _UNIT_STOP_MARGIN_S = 30
 
 
+_KNOWN = frozenset({"worker_image", "env_file_b64", "stop_timeout_s", "unit_stop_timeout_s"})
+# Without these the droplet would boot nothing, or a worker that knows nothing.
+_REQUIRED = ("worker_image", "env_file_b64")
+
+
 def load_template(path: Path | None = None) -> str:
+    """The template's text, checked: a garbage file is refused here, before any droplet is paid for."""
     target = path or DEFAULT_TEMPLATE_PATH
     try:
-        return target.read_text(encoding="utf-8")
+        template = target.read_text(encoding="utf-8")
     except OSError as exc:
         raise ProviderConfigError("cloud_init_template", f"cannot read {target}: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise ProviderConfigError("cloud_init_template", f"{target} is not UTF-8 text") from None
+    return check_template(template, str(target))
+
+
+def check_template(template: str, where: str = "the template") -> str:
+    """A cloud-config document whose placeholders are ours, including the ones a worker needs."""
+    if not template.startswith("#cloud-config"):
+        raise ProviderConfigError("cloud_init_template", f"{where} does not start with #cloud-config")
+    found = {match.group(1) for match in _PLACEHOLDER.finditer(template)}
+    unknown = sorted(found - _KNOWN)
+    if unknown:
+        raise ProviderConfigError("cloud_init_template", f"{where} has unknown placeholder {{{{ {unknown[0]} }}}}")
+    missing = [name for name in _REQUIRED if name not in found]
+    if missing:
+        raise ProviderConfigError("cloud_init_template", f"{where} never uses {{{{ {missing[0]} }}}}")
+    return template
 
 
 def env_file(env: Mapping[str, str]) -> str:

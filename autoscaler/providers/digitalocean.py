@@ -50,6 +50,7 @@ from autoscaler.providers.cloud_init import load_template, render_cloud_init
 from autoscaler.ratelimit import Clock, KeyedRateLimiter, Limit
 from autoscaler.retry import PLATFORM_RETRY, call_with_retry
 from contracts.retry import RetryPolicy, Sleep
+from contracts.urls import check_token_url
 
 __all__ = ["DO_LIMITS", "DigitalOceanConfig", "DigitalOceanProvider"]
 
@@ -109,6 +110,8 @@ class DigitalOceanConfig(BaseModel):
     @field_validator("api_base_url")
     @classmethod
     def _trailing_slash(cls, value: str) -> str:
+        # Every call carries the token: https, or plain http to a loopback fake only.
+        check_token_url(value)
         # urljoin drops the last path segment of a base without one ("/v2" + "droplets" = "/droplets").
         return value if value.endswith("/") else value + "/"
 

@@ -12,6 +12,12 @@ eventually consistent (a machine just created may be missing from the next few l
 - ``find`` returning None means "not visible yet" as much as "never created": the reconciler's
   ledger keeps counting the launch until its grace period ends (``autoscaler.provider.find_launch`` polls).
 
+Secrets never go into a machine's ``config.env`` (readable by anyone who can read the machine's
+config through the API or ``fly machine status``): they are set as Fly app secrets
+(``POST /v1/apps/{app}/secrets/{name}``), which Fly injects into every machine of the app as
+environment variables at boot, and each create asks for ``min_secrets_version`` so a machine
+never boots before the secrets it needs. A provider sets them once per value it has not set yet.
+
 Requests are paced by per-action token buckets (1 req/s, burst 3; Get 5/s, burst 10), scoped per
 machine for machine actions as Fly counts them.
 """
@@ -19,6 +25,8 @@ machine for machine actions as Fly counts them.
 from __future__ import annotations
 
 import builtins
+import hashlib
+import json
 from typing import Any, Literal
 
 import anyio
@@ -52,6 +60,7 @@ from autoscaler.providers._fly_wire import (
 from autoscaler.ratelimit import KeyedRateLimiter, Limit
 from autoscaler.retry import PLATFORM_RETRY, call_with_retry
 from contracts.retry import RetryPolicy, Sleep
+from contracts.urls import check_token_url
 
 __all__ = ["FLY_LIMITS", "FlyConfig", "FlyProvider"]
 
@@ -92,6 +101,12 @@ class FlyConfig(BaseModel):
             raise ValueError("is empty; set FLY_API_TOKEN")
         return value
 
+    @field_validator("api_base_url")
+    @classmethod
+    def _api_over_tls(cls, value: str) -> str:
+        # Every call carries the API token: https, or plain http to a loopback fake only.
+        return check_token_url(value)
+
     @field_validator("metadata")
     @classmethod
     def _metadata_not_ours(cls, value: dict[str, str]) -> dict[str, str]:
@@ -120,7 +135,11 @@ class FlyProvider:
         self._limiter = limiter if limiter is not None else KeyedRateLimiter(FLY_DEFAULT_LIMIT, FLY_LIMITS, sleep=sleep)
         self._retry = retry if retry is not None else PLATFORM_RETRY
         self._sleep = sleep
-        self._base = f"{config.api_base_url.rstrip('/')}/v1/apps/{config.app}/machines"
+        self._app_base = f"{config.api_base_url.rstrip('/')}/v1/apps/{config.app}"
+        self._base = f"{self._app_base}/machines"
+        self._secrets_lock = anyio.Lock()
+        self._secrets_digest: str | None = None
+        self._secrets_version: int | None = None
 
     @property
     def name(self) -> str:
@@ -135,6 +154,9 @@ class FlyProvider:
     async def create(self, spec: LaunchSpec) -> Machine:
         body = self._create_body(spec)
         secrets = secret_values(spec)
+        version = await self._app_secrets(spec)
+        if version is not None:
+            body["min_secrets_version"] = version
 
         async def attempt() -> httpx.Response:
             return await self._send(
@@ -208,7 +230,7 @@ class FlyProvider:
             "config": {
                 "image": config.image,
                 "guest": {"cpu_kind": config.cpu_kind, "cpus": config.cpus, "memory_mb": config.memory_mb},
-                "env": worker_env(spec, self.name),
+                "env": worker_env(spec, self.name, secrets=False),
                 "metadata": metadata,
                 # The worker exits when idle or drained; the machine then destroys itself, which
                 # Fly only does with restart policy "no".
@@ -220,6 +242,33 @@ class FlyProvider:
         if config.region:
             body["region"] = config.region
         return body
+
+    async def _app_secrets(self, spec: LaunchSpec) -> int | None:
+        """Set the spec's secrets as app secrets (unless this provider already set these values);
+        the secrets version a machine must wait for, if Fly said."""
+        wanted = spec.environment.secret_env()
+        if not wanted:
+            return None
+        digest = hashlib.sha256(json.dumps(sorted(wanted.items())).encode()).hexdigest()
+        async with self._secrets_lock:
+            if self._secrets_digest == digest:
+                return self._secrets_version
+            versions: builtins.list[int] = []
+            for name, value in sorted(wanted.items()):
+                url = f"{self._app_base}/secrets/{name}"
+
+                async def attempt(url: str = url, value: str = value) -> httpx.Response:
+                    # Setting the same value again is harmless: safe to retry.
+                    payload = {"value": value}
+                    return await self._send("set secret", "POST", url, action="secrets", json=payload, secrets=[value])
+
+                answer = self._json("set secret", await call_with_retry(attempt, policy=self._retry, sleep=self._sleep))
+                version = answer.get("version", answer.get("Version")) if isinstance(answer, dict) else None
+                if isinstance(version, int) and not isinstance(version, bool):
+                    versions.append(version)
+            self._secrets_digest, self._secrets_version = digest, max(versions, default=None)
+            _log.info("fly app secrets set", names=sorted(wanted), version=self._secrets_version)
+            return self._secrets_version
 
     async def _adopt(self, exc: NameTaken, spec: LaunchSpec) -> Machine:
         """Our deterministic name is taken: an earlier create of this launch got through."""

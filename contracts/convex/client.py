@@ -48,6 +48,7 @@ from contracts.errors import (
     StoreUnavailable,
 )
 from contracts.retry import RetryPolicy, retrying
+from contracts.urls import check_token_url
 
 _log = structlog.get_logger("contracts.convex")
 
@@ -123,6 +124,11 @@ class ConvexClient:
         if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_/.-]*", namespace):
             raise InvalidInput("namespace", f"{namespace!r} is not a Convex module path such as 'agentFactory'")
         self.url = normalize_url(url)
+        if authorization:
+            try:
+                check_token_url(self.url)
+            except ValueError as exc:
+                raise InvalidInput("url", str(exc)) from None
         self.namespace = namespace
         self.timeout_s = timeout_s
         self.retry = retry

@@ -29,11 +29,13 @@ from pydantic import SecretStr
 
 from contracts import models
 from contracts.convex.client import DEFAULT_RETRY, ConvexClient, as_int, auth_header
+from contracts.convex.frontdoor import FrontDoorFunctions
 from contracts.convex.sync import ConvexSync, StoreClock, SyncUnavailable
 from contracts.errors import InvalidInput
 from contracts.models import to_wire
 from contracts.push import Broadcast, BroadcastRequest, PushDispatch, PushDispatchRequest, PushJob, PushTemplate
 from contracts.retry import RetryPolicy
+from contracts.secrets import SecretBox
 
 DEFAULT_NAMESPACE = "agentFactory"
 SYNC_RETRY_S = 30.0  # after the WebSocket failed, poll this long before trying it again
@@ -41,7 +43,7 @@ _log = structlog.get_logger("contracts.convex")
 Answer = TypeVar("Answer", models.ClaimedJob, models.ClaimResult, models.LeaseResult, models.CompleteResult)
 
 
-class ConvexStore:
+class ConvexStore(FrontDoorFunctions):
     """Every store role on a Convex deployment running the factory module.
 
     ``url``           the deployment URL (``https://<name>.convex.cloud``; ``.convex.site`` is accepted)
@@ -53,6 +55,8 @@ class ConvexStore:
     ``retry``         the retry policy for calls that are safe to repeat
     ``wait_poll_s``   how often a wait polls when the sync WebSocket cannot be used
     ``subscribe``     wait on a ``/api/sync`` subscription (False: always poll)
+    ``secrets_box``   the key secrets are sealed with here and opened with (the module keeps
+                      ciphertext only)
     """
 
     def __init__(
@@ -66,10 +70,12 @@ class ConvexStore:
         retry: RetryPolicy = DEFAULT_RETRY,
         wait_poll_s: float = 1.0,
         subscribe: bool = True,
+        secrets_box: SecretBox | None = None,
     ) -> None:
         if wait_poll_s <= 0:
             raise InvalidInput("wait_poll_s", "must be positive")
         self.wait_poll_s = wait_poll_s
+        self.box = secrets_box
         authorization = auth_header(token=auth_token, deploy_key=deploy_key)
         self._client = ConvexClient(
             url, namespace=namespace, authorization=authorization, timeout_s=timeout_s, retry=retry
@@ -144,7 +150,7 @@ class ConvexStore:
         # unknown: a lease nobody holds then expires, with its attempt counted.
         value = await self._mutation("workerClaim", args, retry=False)
         if with_bundle:
-            return self._clocked(models.ClaimResult.model_validate(value))
+            return self._clocked(self._claim_result(value))
         return None if value is None else self._clocked(models.ClaimedJob.model_validate(value))
 
     async def worker_heartbeat(self, lease: models.LeaseRef) -> models.LeaseResult:
@@ -166,7 +172,17 @@ class ConvexStore:
         # A replay with the same lease reports the first outcome, the job it claimed next included,
         # and appends no turn twice: safe to retry.
         value = await self._mutation("workerComplete", args, retry=True)
-        return self._clocked(models.CompleteResult.model_validate(value))
+        next_claim = value.pop("next", None)
+        result = models.CompleteResult.model_validate(value)
+        if next_claim is not None:
+            result = result.model_copy(update={"next": self._claim_result(next_claim)})
+        return self._clocked(result)
+
+    def _claim_result(self, value: dict[str, Any]) -> models.ClaimResult:
+        """A claim's answer, its bundle's sealed secrets opened here (the module never sees the key)."""
+        bundle = value.pop("bundle", None)
+        result = models.ClaimResult.model_validate(value)
+        return result if bundle is None else result.model_copy(update={"bundle": self.open_bundle(bundle)})
 
     async def worker_fail(self, request: models.FailRequest) -> models.FailResult:
         return models.FailResult.model_validate(await self._mutation("workerFail", to_wire(request), retry=True))
@@ -175,7 +191,7 @@ class ConvexStore:
         self, message_id: str, workspace_id: str = "default"
     ) -> models.HydrationBundle | None:
         value = await self._query("workerHydrationBundle", {"messageId": message_id, "workspaceId": workspace_id})
-        return None if value is None else models.HydrationBundle.model_validate(value)
+        return None if value is None else self.open_bundle(value)
 
     async def worker_append_conversation_messages(self, request: models.AppendRequest) -> models.AppendResult:
         # With a messageId the append is idempotent; without one a retry could append twice.
@@ -256,11 +272,6 @@ class ConvexStore:
     async def get_agent_profile(self, agent_key: str) -> models.AgentProfile | None:
         value = await self._query("getAgentProfile", {"agentKey": agent_key})
         return None if value is None else models.AgentProfile.model_validate(value)
-
-    async def import_secret(self, secret_ref: str, value: SecretStr) -> int:
-        # Not retried: each call stores a new version.
-        args = {"secretRef": secret_ref, "value": value.get_secret_value()}
-        return as_int(await self._mutation("importSecret", args, retry=False), "version")
 
     # ---------------------------------------------------------------- autoscaler bookkeeping
 

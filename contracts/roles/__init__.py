@@ -13,16 +13,20 @@ from contracts.roles.agents import AgentStore
 from contracts.roles.base import StoreHandle
 from contracts.roles.enqueue import EnqueueStore
 from contracts.roles.fleet import FleetStore
+from contracts.roles.ingress import IngressStore
 from contracts.roles.operator import OperatorStore
 from contracts.roles.schedule import ScheduleStore
+from contracts.roles.secrets import SecretStore
 from contracts.roles.worker import WorkerStore
 
 __all__ = [
     "AgentStore",
     "EnqueueStore",
     "FleetStore",
+    "IngressStore",
     "OperatorStore",
     "ScheduleStore",
+    "SecretStore",
     "StoreHandle",
     "WorkerStore",
 ]

@@ -1,12 +1,12 @@
-"""Agent profiles, secrets, conversation history and the hydration bundle."""
+"""Agent profiles, conversation history and the hydration bundle."""
 
 from __future__ import annotations
 
 import sqlite3
 
-from pydantic import SecretStr
-
+from contracts.ingress import hydration_refs, pick_telegram_token
 from contracts.models import (
+    MAX_PAGE,
     AgentProfile,
     AppendRequest,
     AppendResult,
@@ -16,9 +16,10 @@ from contracts.models import (
     MessagePayload,
     MessageRecord,
 )
+from contracts.secrets import SecretBox
+from contracts.sqlite import secrets
 
 HISTORY_WINDOW = 64
-TELEGRAM_TOKEN_REF = "telegram.botToken"
 
 
 def upsert_profile(conn: sqlite3.Connection, profile: AgentProfile, now: int) -> AgentProfile:
@@ -41,32 +42,10 @@ def get_profile(conn: sqlite3.Connection, agent_key: str) -> AgentProfile | None
     return None if row is None else AgentProfile.model_validate_json(row[0])
 
 
-def import_secret(conn: sqlite3.Connection, secret_ref: str, value: SecretStr, now: int) -> int:
-    """A new active version; earlier versions stay for audit but stop resolving."""
-    row = conn.execute("SELECT max(version) FROM secrets WHERE secret_ref = ?", (secret_ref,)).fetchone()
-    version = int(row[0] or 0) + 1
-    conn.execute("UPDATE secrets SET active = 0 WHERE secret_ref = ?", (secret_ref,))
-    conn.execute(
-        "INSERT INTO secrets (secret_ref, version, value, active, created_at) VALUES (?, ?, ?, 1, ?)",
-        (secret_ref, version, value.get_secret_value(), now),
-    )
-    return version
-
-
-def _resolve_secrets(conn: sqlite3.Connection, refs: list[str]) -> dict[str, SecretStr]:
-    if not refs:
-        return {}
-    marks = ",".join("?" * len(refs))
-    rows = conn.execute(
-        f"SELECT secret_ref, value FROM secrets WHERE active = 1 AND secret_ref IN ({marks})", refs
-    ).fetchall()
-    return {ref: SecretStr(value) for ref, value in rows}
-
-
 def _history(conn: sqlite3.Connection, conversation_id: str, limit: int) -> list[HistoryMessage]:
     rows = conn.execute(
         "SELECT role, content, at FROM history WHERE conversation_id = ? ORDER BY idx DESC LIMIT ?",
-        (conversation_id, limit),
+        (conversation_id, max(0, min(limit, MAX_PAGE))),
     ).fetchall()
     return [HistoryMessage(role=role, content=content, at=at) for role, content, at in reversed(rows)]
 
@@ -107,7 +86,7 @@ def append_history(conn: sqlite3.Connection, request: AppendRequest, now: int) -
     return AppendResult(updated=True, message_count=count)
 
 
-def hydration_bundle(conn: sqlite3.Connection, message_id: str) -> HydrationBundle | None:
+def hydration_bundle(conn: sqlite3.Connection, message_id: str, box: SecretBox | None) -> HydrationBundle | None:
     """What a worker needs to run a claimed message; None unless the message is processing."""
     row = conn.execute(
         "SELECT conversation_id, agent_key, payload FROM messages WHERE message_id = ? AND status = 'processing'",
@@ -116,25 +95,22 @@ def hydration_bundle(conn: sqlite3.Connection, message_id: str) -> HydrationBund
     if row is None:
         return None
     conversation_id, agent_key, payload = row
-    return bundle_for(conn, message_id, conversation_id, agent_key, MessagePayload.model_validate_json(payload))
+    return bundle_for(conn, message_id, conversation_id, agent_key, MessagePayload.model_validate_json(payload), box)
 
 
 def bundle_for(
-    conn: sqlite3.Connection, message_id: str, conversation_id: str, agent_key: str, payload: MessagePayload
+    conn: sqlite3.Connection,
+    message_id: str,
+    conversation_id: str,
+    agent_key: str,
+    payload: MessagePayload,
+    box: SecretBox | None,
 ) -> HydrationBundle | None:
     """The bundle of a message the caller knows is processing; None when its agent profile is gone."""
     profile = get_profile(conn, agent_key)
     if profile is None:
         return None
-    secrets = _resolve_secrets(conn, profile.secrets_ref)
-    token = next(
-        (
-            secret
-            for ref, secret in secrets.items()
-            if ref == TELEGRAM_TOKEN_REF or ref.startswith(TELEGRAM_TOKEN_REF + ".")
-        ),
-        None,
-    )
+    resolved = secrets.resolve(conn, hydration_refs(agent_key, profile.secrets_ref), box)
     return HydrationBundle(
         message_id=message_id,
         conversation_id=conversation_id,
@@ -142,8 +118,8 @@ def bundle_for(
         payload=payload,
         profile=profile,
         history=_history(conn, conversation_id, HISTORY_WINDOW),
-        telegram_bot_token=token,
-        secrets=secrets,
+        telegram_bot_token=pick_telegram_token(agent_key, profile.secrets_ref, resolved),
+        secrets=resolved,
     )
 
 

@@ -29,6 +29,7 @@ from contracts.models import (
     NextClaim,
 )
 from contracts.rules import heartbeat_due, lease_expiry, out_of_attempts
+from contracts.secrets import SecretBox
 from contracts.sqlite import agents
 from contracts.sqlite.queue import (
     FENCE,
@@ -163,11 +164,17 @@ def _record(conn: sqlite3.Connection, worker: WorkerRow, now: int, job: ClaimedJ
 
 
 def _bundled(
-    conn: sqlite3.Connection, control: ControlState, now: int, job: ClaimedJob | None, bundle: bool
+    conn: sqlite3.Connection,
+    control: ControlState,
+    now: int,
+    job: ClaimedJob | None,
+    box: SecretBox | None,
+    *,
+    bundle: bool,
 ) -> ClaimResult:
     hydrated = None
     if job is not None and bundle:
-        hydrated = agents.bundle_for(conn, job.message_id, job.conversation_id, job.agent_key, job.payload)
+        hydrated = agents.bundle_for(conn, job.message_id, job.conversation_id, job.agent_key, job.payload, box)
     return ClaimResult(control=control, now=now, job=job, bundle=hydrated)
 
 
@@ -188,12 +195,17 @@ def claim(
 
 
 def claim_with_bundle(
-    conn: sqlite3.Connection, worker_id: str, conversation_id: str | None, now: int, new_lease: TokenSource
+    conn: sqlite3.Connection,
+    worker_id: str,
+    conversation_id: str | None,
+    now: int,
+    new_lease: TokenSource,
+    box: SecretBox | None,
 ) -> ClaimResult:
     """A claim answered with the job's hydration bundle and the worker's control state."""
     worker = _claimant(conn, worker_id, now)
     job = _claim(conn, worker, conversation_id, now, new_lease)
-    return _bundled(conn, worker.control(), now, job, bundle=True)
+    return _bundled(conn, worker.control(), now, job, box, bundle=True)
 
 
 def _chained(conn: sqlite3.Connection, seq: int | None, worker_id: str, now: int) -> ClaimedJob | None:
@@ -219,6 +231,7 @@ def complete(
     *,
     history: Sequence[HistoryMessage] | None = None,
     claim_next: NextClaim | None = None,
+    box: SecretBox | None = None,
 ) -> tuple[CompleteResult, bool]:
     """Mark the message done, append its history turns, and claim the worker's next job.
 
@@ -264,6 +277,6 @@ def complete(
         now=now,
         control=control,
         appended=appended,
-        next=None if claim_next is None else _bundled(conn, control, now, job, claim_next.with_bundle),
+        next=None if claim_next is None else _bundled(conn, control, now, job, box, bundle=claim_next.with_bundle),
     )
     return result, freed and (job is None or job.conversation_id != conversation_id)

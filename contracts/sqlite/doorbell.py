@@ -55,12 +55,13 @@ class Doorbell:
         if not _SUPPORTED:
             return None
         if self._sock is None:
-            self._dir.mkdir(parents=True, exist_ok=True)
+            # Only the store's owner may list (and so ring) the workers waiting on it.
+            self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             name = f"factory-bell-{os.getpid()}-{secrets.token_hex(6)}"
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             sock.bind(b"\0" + name.encode())
             sock.setblocking(False)
-            (self._dir / name).touch()
+            (self._dir / name).touch(mode=0o600)
             self._sock, self._name = sock, name
         return self._sock
 

@@ -9,44 +9,121 @@ short (tens of microseconds), so they run inline on the event loop; no thread ho
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, TypeVar
+from urllib.parse import quote
 
-from contracts.sqlite.schema import migrate
+from contracts.errors import StoreUnusable
+from contracts.sqlite.schema import NotOurs, SchemaTooNew, check_ours, migrate
 
 Synchronous = Literal["FULL", "NORMAL"]
 T = TypeVar("T")
 _BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+_NAME_MAX = 255  # bytes in one file name on every file system we run on
 
 
 class Busy(Exception):
     """Another connection holds the lock this transaction needs; nothing was changed."""
 
 
-def connect(path: Path, *, synchronous: Synchronous = "FULL", open_timeout_s: float = 30.0) -> sqlite3.Connection:
+def connect(
+    path: Path, *, synchronous: Synchronous = "FULL", open_timeout_s: float = 30.0, create: bool = True
+) -> sqlite3.Connection:
     """Open ``path`` with WAL and the chosen durability, migrating it if needed.
 
     ``synchronous=FULL`` (the default) fsyncs the WAL on every commit: an acknowledged enqueue
     survives power loss. ``NORMAL`` skips that fsync and is faster; it is still safe against
     process crashes, but a power cut can roll back the last commits.
+
+    A new store is created 0600 in a 0700 folder (SQLite gives the WAL and SHM files the
+    database file's mode): it holds bot tokens, so only its owner may read it. ``create=False``
+    refuses a missing file instead (commands that only read never leave a store behind). A file
+    that is not a SQLite database, a database another program made, or a newer release's store
+    is refused before anything in it changes (:class:`StoreUnusable`); a lock held by another
+    process stays a retryable ``sqlite3.OperationalError``.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Opening and migrating wait on other processes the ordinary way; afterwards we never block.
-    # Every statement of the store is a constant string, so each is prepared once per connection and
-    # reused from sqlite3's statement cache; the cache holds them all (the default holds 128).
-    conn = sqlite3.connect(
-        path, isolation_level=None, check_same_thread=False, timeout=open_timeout_s, cached_statements=512
-    )
-    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-    if str(mode).lower() != "wal":
-        raise sqlite3.OperationalError(f"could not switch {path} to WAL mode (got {mode})")
-    conn.execute(f"PRAGMA synchronous = {synchronous}")
-    migrate(conn)
-    conn.execute("PRAGMA busy_timeout = 0")
+    if len(os.fsencode(path.name)) > _NAME_MAX:
+        raise StoreUnusable(
+            str(path), f"the file name is {len(os.fsencode(path.name))} bytes; the limit is {_NAME_MAX}"
+        )
+    if create:
+        _create_file(path)
+    elif not _is_file(path):
+        raise StoreUnusable(
+            str(path), "no store file here; check --store or FACTORY_STORE (enqueue a message to create a store)"
+        )
+    try:
+        # mode=rw: SQLite itself never creates the file, so _create_file decides its mode.
+        conn = sqlite3.connect(
+            f"file:{quote(str(path))}?mode=rw",
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=open_timeout_s,
+            # Every statement of the store is a constant string, so each is prepared once per
+            # connection and reused from sqlite3's statement cache; it holds them all (default 128).
+            cached_statements=512,
+        )
+    except sqlite3.Error as exc:
+        raise _unusable(path, exc) from exc
+    try:
+        check_ours(conn)
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreUnusable(str(path), f"could not switch to WAL mode (got {mode}); is the file system read-only?")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        migrate(conn)
+        conn.execute("PRAGMA busy_timeout = 0")
+    except (NotOurs, SchemaTooNew) as exc:
+        conn.close()
+        raise StoreUnusable(str(path), str(exc)) from None
+    except sqlite3.Error as exc:
+        conn.close()
+        raise _unusable(path, exc) from exc
+    except BaseException:
+        conn.close()
+        raise
     return conn
+
+
+def _create_file(path: Path) -> None:
+    """Make the store's folder (0700) and an empty file (0600) unless they exist; one line if not."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise StoreUnusable(str(path), f"cannot create its folder: {path.parent} is a file, not a folder") from None
+    except OSError as exc:
+        raise StoreUnusable(str(path), f"cannot create its folder {path.parent}: {_reason(exc)}") from None
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass  # an existing store (or another process made it a moment ago)
+    except OSError as exc:
+        raise StoreUnusable(str(path), f"cannot create the file: {_reason(exc)}") from None
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError as exc:  # a name too long, a folder we may not enter
+        raise StoreUnusable(str(path), f"cannot look for the file: {_reason(exc)}") from None
+
+
+def _reason(exc: OSError) -> str:
+    return (exc.strerror or str(exc)).lower()
+
+
+def _unusable(path: Path, exc: sqlite3.Error) -> Exception:
+    """What a SQLite error at open means: a lock is retryable (returned as it is); else one line."""
+    if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
+        return exc
+    if getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+        return StoreUnusable(str(path), f"is not a usable SQLite database ({exc}); restore it from a backup")
+    return StoreUnusable(str(path), f"cannot open the SQLite file: {exc}")
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:

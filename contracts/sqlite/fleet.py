@@ -19,7 +19,9 @@ from contracts.models import (
     WorkerRecord,
     WorkerRegistration,
     WorkerView,
+    require_page,
 )
+from contracts.rules import stale_after_ms
 from contracts.sqlite.queue import control_of, lease_ttl_ms, refresh_heartbeat, worker_row
 
 _STATUS_ORDER = {"active": 0, "draining": 1, "stopping": 2, "stopped": 3}
@@ -191,11 +193,19 @@ def demand(conn: sqlite3.Connection, now: int) -> DemandSnapshot:
 
 def stats(conn: sqlite3.Connection, now: int) -> QueueStats:
     by_status = dict(conn.execute("SELECT status, count(*) FROM messages GROUP BY status").fetchall())
-    workers = dict(conn.execute("SELECT status, count(*) FROM workers GROUP BY status").fetchall())
+    ttl = lease_ttl_ms(conn)
+    # An active worker that stopped heartbeating exited without saying so: "stale", not "active".
+    workers = dict(
+        conn.execute(
+            "SELECT CASE WHEN status = 'active' AND heartbeat_at < ? THEN 'stale' ELSE status END, count(*)"
+            " FROM workers GROUP BY 1",
+            (now - stale_after_ms(ttl),),
+        ).fetchall()
+    )
     counts = _conversation_counts(conn, now)
     counts.pop("next_ready_at")
     return QueueStats(
-        lease_ttl_ms=lease_ttl_ms(conn),
+        lease_ttl_ms=ttl,
         queued=by_status.get("queued", 0),
         processing=by_status.get("processing", 0),
         done=by_status.get("done", 0),
@@ -206,6 +216,7 @@ def stats(conn: sqlite3.Connection, now: int) -> QueueStats:
 
 
 def dead_letters(conn: sqlite3.Connection, limit: int) -> list[DeadLetter]:
+    require_page("limit", limit)
     rows = conn.execute(
         "SELECT message_id, conversation_id, agent_key, attempts, max_attempts, last_error, finished_at, payload,"
         " external_message_id"

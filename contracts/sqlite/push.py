@@ -105,6 +105,16 @@ def jobs(conn: sqlite3.Connection, due_at: int | None, limit: int) -> list[PushJ
 # --------------------------------------------------------------------------- dispatch
 
 
+def _binding(conn: sqlite3.Connection, bot_id: str, telegram_user_id: str) -> tuple[str, str, str] | None:
+    """(conversation, agent, chat) of a Telegram user's active binding to a bot."""
+    row = conn.execute(
+        "SELECT conversation_id, agent_key, coalesce(telegram_chat_id, telegram_user_id) FROM identity_bindings"
+        " WHERE bot_id = ? AND telegram_user_id = ? AND status = 'active'",
+        (bot_id, telegram_user_id),
+    ).fetchone()
+    return None if row is None else (str(row[0]), str(row[1]), str(row[2]))
+
+
 def _route(conn: sqlite3.Connection, conversation_id: str, default_user: str) -> tuple[str, dict[str, str]]:
     """Where a reply in this conversation goes: a Telegram chat keeps receiving in its chat."""
     row = conn.execute(
@@ -132,8 +142,11 @@ def _enqueue_push(
     metadata: dict[str, str],
     now: int,
     new_id: queue.TokenSource,
+    chat: str | None = None,
 ) -> str:
     provider_user, route = _route(conn, conversation_id, user or conversation_id)
+    if chat is not None:
+        route = {"telegramChatId": chat}
     request = EnqueueRequest(
         conversation_id=conversation_id,
         agent_key=agent_key,
@@ -195,12 +208,20 @@ def dispatch(
             template = template_get(conn, job.template_id)
             if template is None:
                 raise NotFound("push template", job.template_id)
+            conversation_id, agent_key, chat = job.conversation_id, template.agent_key, None
+            if job.telegram_user_id is not None and job.bot_id is not None:
+                bound = _binding(conn, job.bot_id, job.telegram_user_id)
+                if bound is None:
+                    raise NotFound("active binding for", f"{job.bot_id}:{job.telegram_user_id}")
+                conversation_id, agent_key, chat = bound  # the user's bound agent speaks, as upstream
+            assert conversation_id is not None  # a job has a conversation or a Telegram user
             message_id = _enqueue_push(
                 conn,
-                conversation_id=job.conversation_id,
-                agent_key=template.agent_key,
+                conversation_id=conversation_id,
+                agent_key=agent_key,
+                chat=chat,
                 text=render_text(template.text, job.variables),
-                user=job.provider_user_id,
+                user=job.provider_user_id or job.telegram_user_id,
                 key=request.run_key,
                 metadata={"pushJobId": job.job_id, "runKey": request.run_key, "pushMode": request.mode},
                 now=now,
@@ -244,13 +265,22 @@ def dispatches(conn: sqlite3.Connection, job_id: str, limit: int) -> list[PushDi
 # --------------------------------------------------------------------------- broadcasts
 
 
-def _recipients(conn: sqlite3.Connection, agents: list[str] | None) -> list[tuple[str, str]]:
+def _recipients(conn: sqlite3.Connection, agents: list[str] | None) -> list[tuple[str, str, str | None, str | None]]:
+    """(conversation, agent, user, chat): every conversation of the enabled agents, and every
+    conversation an active binding made for them (a user who paired but never wrote is reached)."""
     rows = conn.execute(
-        "SELECT c.conversation_id, c.agent_key FROM conversations AS c"
-        " JOIN agent_profiles AS p ON p.agent_key = c.agent_key WHERE p.enabled = 1"
-        " ORDER BY c.agent_key, c.conversation_id"
+        "SELECT c.conversation_id, c.agent_key, b.telegram_user_id, coalesce(b.telegram_chat_id, b.telegram_user_id)"
+        " FROM conversations AS c JOIN agent_profiles AS p ON p.agent_key = c.agent_key"
+        " LEFT JOIN identity_bindings AS b ON b.conversation_id = c.conversation_id AND b.status = 'active'"
+        " WHERE p.enabled = 1"
+        " UNION"
+        " SELECT b.conversation_id, b.agent_key, b.telegram_user_id, coalesce(b.telegram_chat_id, b.telegram_user_id)"
+        " FROM identity_bindings AS b JOIN agent_profiles AS p ON p.agent_key = b.agent_key"
+        " WHERE p.enabled = 1 AND b.status = 'active'"
+        " AND NOT EXISTS (SELECT 1 FROM conversations AS c WHERE c.conversation_id = b.conversation_id)"
+        " ORDER BY 2, 1"
     ).fetchall()
-    return [(conv, agent) for conv, agent in rows if agents is None or agent in agents]
+    return [(conv, agent, user, chat) for conv, agent, user, chat in rows if agents is None or agent in agents]
 
 
 def _load_broadcast(conn: sqlite3.Connection, broadcast_id: str, fresh: bool) -> Broadcast | None:
@@ -286,7 +316,7 @@ def broadcast(conn: sqlite3.Connection, request: BroadcastRequest, now: int, new
     if existing is not None:
         return existing
     failed = False
-    for conversation_id, agent_key in _recipients(conn, request.agents):
+    for conversation_id, agent_key, user, chat in _recipients(conn, request.agents):
         key = f"broadcast:{request.broadcast_id}:{conversation_id}"
         status, message_id, error = "enqueued", None, None
         try:
@@ -295,7 +325,8 @@ def broadcast(conn: sqlite3.Connection, request: BroadcastRequest, now: int, new
                 conversation_id=conversation_id,
                 agent_key=agent_key,
                 text=request.text,
-                user=None,
+                user=user,
+                chat=chat,
                 key=key,
                 metadata={"broadcastId": request.broadcast_id, "runKey": key, "pushMode": "broadcast"},
                 now=now,

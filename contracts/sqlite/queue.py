@@ -107,7 +107,7 @@ def refresh_head(conn: sqlite3.Connection, conversation_id: str, *, settled: boo
 # --------------------------------------------------------------------------- enqueue
 
 
-def _check_agent(conn: sqlite3.Connection, agent_key: str) -> None:
+def check_agent(conn: sqlite3.Connection, agent_key: str) -> None:
     row = conn.execute("SELECT enabled FROM agent_profiles WHERE agent_key = ?", (agent_key,)).fetchone()
     if row is None:
         raise AgentUnavailable(agent_key, "not defined")
@@ -125,7 +125,7 @@ def enqueue(conn: sqlite3.Connection, request: EnqueueRequest, now: int, new_id:
         ).fetchone()
         if existing is not None:
             return str(existing[0]), False
-    _check_agent(conn, request.agent_key)
+    check_agent(conn, request.agent_key)
     owner = conn.execute(
         "SELECT agent_key FROM conversations WHERE conversation_id = ?", (request.conversation_id,)
     ).fetchone()

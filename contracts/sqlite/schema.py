@@ -192,7 +192,76 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (broadcast_id, conversation_id)
     ) WITHOUT ROWID;
     """,
-    # 4: the hot path. A complete that claims the worker's next job records it on the completed
+    # 4: the front door. Secrets become ciphertext with the id of the key that sealed them (NULL: a
+    # value stored before encryption, sealed when the store is next opened with a key); Telegram
+    # update ids seen (dedupe that survives restarts), webhooks, pairing codes and their failed
+    # attempts, identity bindings, and the app API's bearer tokens (hashes only).
+    """
+    ALTER TABLE secrets ADD COLUMN key_id TEXT;
+
+    CREATE TABLE telegram_updates (
+        bot_id            TEXT NOT NULL,
+        update_id         INTEGER NOT NULL,
+        message_id        TEXT,
+        received_at       INTEGER NOT NULL,
+        PRIMARY KEY (bot_id, update_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX telegram_updates_age ON telegram_updates (received_at);
+
+    CREATE TABLE telegram_webhooks (
+        agent_key         TEXT PRIMARY KEY,
+        bot_id            TEXT NOT NULL,
+        secret_hash       TEXT NOT NULL UNIQUE,
+        bot_username      TEXT,
+        url               TEXT,
+        configured_at     INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE pairing_codes (
+        code              TEXT PRIMARY KEY,
+        agent_key         TEXT NOT NULL,
+        status            TEXT NOT NULL CHECK (status IN ('pending', 'used', 'expired')),
+        created_at        INTEGER NOT NULL,
+        expires_at        INTEGER NOT NULL,
+        consumer_user_id  TEXT,
+        used_at           INTEGER,
+        telegram_user_id  TEXT,
+        telegram_chat_id  TEXT
+    ) WITHOUT ROWID;
+
+    CREATE TABLE pairing_failures (
+        bot_id            TEXT NOT NULL,
+        telegram_user_id  TEXT NOT NULL,
+        window_started_at INTEGER NOT NULL,
+        failures          INTEGER NOT NULL,
+        PRIMARY KEY (bot_id, telegram_user_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE identity_bindings (
+        binding_id        TEXT PRIMARY KEY,
+        agent_key         TEXT NOT NULL,
+        bot_id            TEXT NOT NULL,
+        telegram_user_id  TEXT NOT NULL,
+        telegram_chat_id  TEXT,
+        consumer_user_id  TEXT,
+        conversation_id   TEXT NOT NULL,
+        status            TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
+        source            TEXT NOT NULL,
+        bound_at          INTEGER NOT NULL,
+        revoked_at        INTEGER
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX identity_bindings_active ON identity_bindings (bot_id, telegram_user_id)
+        WHERE status = 'active';
+
+    CREATE TABLE app_tokens (
+        token_id          TEXT PRIMARY KEY,
+        name              TEXT NOT NULL,
+        token_hash        TEXT NOT NULL UNIQUE,
+        created_at        INTEGER NOT NULL,
+        revoked_at        INTEGER
+    ) WITHOUT ROWID;
+    """,
+    # 5: the hot path. A complete that claims the worker's next job records it on the completed
     # message (chained_seq), so a replayed complete hands back that job instead of claiming another.
     # Open messages are indexed while finished_at is NULL, which holds exactly while queued or
     # processing: a claim changes a status, not its openness, and leaves that index alone. Claims
@@ -209,14 +278,46 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
+# "FACT" in the file header's application id: this file is a factory store (sqlite.org/fileformat2).
+APPLICATION_ID = 0x46414354
+# Tables every version has: a file without an application id (made before we set it) that has
+# these and a schema version is one of ours.
+CORE_TABLES = frozenset({"messages", "conversations", "workers", "agent_profiles"})
 
 
-class SchemaTooNew(RuntimeError):
+class SchemaTooNew(Exception):
     def __init__(self, found: int) -> None:
         super().__init__(
             f"the store file has schema version {found}, newer than this factory ({SCHEMA_VERSION}); "
             "upgrade factory rather than opening it with an older release"
         )
+        self.found = found
+
+
+class NotOurs(Exception):
+    """A SQLite database that is not a factory store: we must not add tables or change its journal."""
+
+
+def check_ours(conn: sqlite3.Connection) -> None:
+    """Refuse a database another program made, or a newer release's store, before touching it.
+
+    Read-only: runs before the journal switch and the migration, so a foreign file stays as it was.
+    """
+    app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if app_id == APPLICATION_ID or (app_id == 0 and version == 0 and not tables):
+        pass  # ours, or a new empty file
+    elif app_id == 0 and version > 0 and tables >= CORE_TABLES:
+        pass  # ours, from before the application id was set; the migration sets it
+    else:
+        shown = ", ".join(sorted(tables)[:5]) + (", …" if len(tables) > 5 else "")
+        raise NotOurs(
+            f"is a SQLite database another program made (application id {app_id:#x}, "
+            f"tables: {shown or 'none'}); point the store at a new file or a factory store"
+        )
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(version)
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -230,6 +331,8 @@ def migrate(conn: sqlite3.Connection) -> int:
             for statement in _statements(MIGRATIONS[version - 1]):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {version}")
+        if int(conn.execute("PRAGMA application_id").fetchone()[0]) != APPLICATION_ID:
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -19,10 +19,26 @@ from pydantic import SecretStr
 
 from contracts import models
 from contracts.clock import Clock, SystemClock
-from contracts.errors import FactoryError, StoreUnavailable
+from contracts.errors import FactoryError, InvalidInput, StoreUnavailable
+from contracts.ingress import (
+    AppToken,
+    ConversationMessage,
+    IdentityBinding,
+    IngestResult,
+    PairingAttempt,
+    PairingCode,
+    PairingCodeRequest,
+    PairingResult,
+    SecretInfo,
+    StoredSecret,
+    TelegramUpdateRecord,
+    TelegramWebhook,
+)
 from contracts.push import Broadcast, BroadcastRequest, PushDispatch, PushDispatchRequest, PushJob, PushTemplate
 from contracts.rules import QueuePolicy, RandomSource, check_lease_ttl_ms, system_random
-from contracts.sqlite import agents, claim, fleet, push, queue
+from contracts.secrets import Sealed, SecretBox, seal_new
+from contracts.sqlite import agents, claim, fleet, ingress, push, queue
+from contracts.sqlite import secrets as sealed_secrets
 from contracts.sqlite.doorbell import Doorbell
 from contracts.sqlite.engine import Busy, Engine, Synchronous, connect
 
@@ -46,6 +62,9 @@ class SqliteStore:
     shares it; None keeps what the file says (60 s in a new store). A process never hands out a
     lease of its own length.
 
+    ``create=False`` refuses a missing file (:class:`~contracts.errors.StoreUnusable`) instead of
+    creating one: for commands that only read.
+
     ``doorbell=False`` makes the store poll-only: it neither rings nor listens for the
     cross-process doorbell, and ``wait_for_work`` just sleeps out its timeout. For processes
     that cannot reach each other's abstract sockets (separate network namespaces sharing the
@@ -65,6 +84,8 @@ class SqliteStore:
         new_id: Callable[[], str] = new_message_id,
         new_lease: Callable[[], str] = new_lease_id,
         doorbell: bool = True,
+        secrets_box: SecretBox | None = None,
+        create: bool = True,
     ) -> None:
         self.path = Path(path)
         self.policy = policy or QueuePolicy()
@@ -73,14 +94,18 @@ class SqliteStore:
         self._new_id = new_id
         self._new_lease = new_lease
         try:
-            conn = connect(self.path, synchronous=synchronous, open_timeout_s=busy_timeout_s)
+            conn = connect(self.path, synchronous=synchronous, open_timeout_s=busy_timeout_s, create=create)
         except sqlite3.Error as exc:
+            # Another process held the lock for the whole open timeout: a later try can succeed.
             raise StoreUnavailable(str(self.path), f"cannot open the SQLite file: {exc}") from exc
         self._engine = Engine(conn)
         if lease_ttl_ms is not None:
             self._configure_lease_ttl(check_lease_ttl_ms(lease_ttl_ms), busy_timeout_s)
         self._bell = Doorbell(self.path) if doorbell else None
         self._busy_timeout_s = busy_timeout_s
+        self._box = secrets_box
+        if secrets_box is not None:
+            self._seal_plaintext(busy_timeout_s)
 
     @property
     def name(self) -> str:
@@ -95,6 +120,16 @@ class SqliteStore:
             self._engine.conn.execute("PRAGMA busy_timeout = 0")
         if previous != ttl_ms:
             log.info("lease TTL changed", store=self.name, lease_ttl_ms=ttl_ms, previous_ms=previous)
+
+    def _seal_plaintext(self, timeout_s: float) -> None:
+        """Values stored before encryption existed are sealed the first time a key is at hand."""
+        self._engine.conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+        try:
+            sealed = self._engine.write(lambda c: sealed_secrets.seal_plaintext(c, self._box))
+        finally:
+            self._engine.conn.execute("PRAGMA busy_timeout = 0")
+        if sealed:
+            log.info("sealed plain-text secrets", store=self.name, count=sealed)
 
     async def _retry_busy(self, attempt: Callable[[], T]) -> T:
         """Run one transaction; while another process holds the lock, wait (async) and retry."""
@@ -115,6 +150,11 @@ class SqliteStore:
                 delay_s = min(delay_s * 2, 0.01)
             except FactoryError:
                 raise
+            except UnicodeEncodeError:
+                # SQLite stores UTF-8: an argument holding bytes that were not UTF-8 cannot be bound.
+                raise InvalidInput("input", "is not UTF-8 text; send it in UTF-8") from None
+            except OverflowError:
+                raise InvalidInput("input", "a number is too large for the store") from None
             except sqlite3.Error as exc:
                 # Disk full, I/O error, a corrupt file: the store cannot answer now.
                 raise StoreUnavailable(self.name, str(exc)) from exc
@@ -147,7 +187,7 @@ class SqliteStore:
     ) -> models.ClaimedJob | models.ClaimResult | None:
         if with_bundle:
             return await self._write(
-                lambda c, now: claim.claim_with_bundle(c, worker_id, conversation_id, now, self._new_lease)
+                lambda c, now: claim.claim_with_bundle(c, worker_id, conversation_id, now, self._new_lease, self._box)
             )
         return await self._write(lambda c, now: claim.claim(c, worker_id, conversation_id, now, self._new_lease))
 
@@ -162,7 +202,9 @@ class SqliteStore:
         claim_next: models.NextClaim | None = None,
     ) -> models.CompleteResult:
         result, freed = await self._write(
-            lambda c, now: claim.complete(c, lease, now, self._new_lease, history=history, claim_next=claim_next)
+            lambda c, now: claim.complete(
+                c, lease, now, self._new_lease, history=history, claim_next=claim_next, box=self._box
+            )
         )
         if freed and self._bell is not None:
             # The conversation's next message became claimable and this worker did not take it.
@@ -175,7 +217,7 @@ class SqliteStore:
     async def worker_hydration_bundle(
         self, message_id: str, workspace_id: str = "default"
     ) -> models.HydrationBundle | None:
-        return await self._read(lambda c, _: agents.hydration_bundle(c, message_id))
+        return await self._read(lambda c, _: agents.hydration_bundle(c, message_id, self._box))
 
     async def worker_append_conversation_messages(self, request: models.AppendRequest) -> models.AppendResult:
         return await self._write(lambda c, now: agents.append_history(c, request, now))
@@ -228,7 +270,73 @@ class SqliteStore:
         return await self._read(lambda c, _: agents.get_profile(c, agent_key))
 
     async def import_secret(self, secret_ref: str, value: SecretStr) -> int:
-        return await self._write(lambda c, now: agents.import_secret(c, secret_ref, value, now))
+        sealed = seal_new(self._box, secret_ref, value)
+        return await self._write(lambda c, now: sealed_secrets.import_secret(c, secret_ref, sealed, now))
+
+    async def resolve_secret(self, refs: Sequence[str]) -> tuple[str, SecretStr] | None:
+        found = await self._read(lambda c, _: sealed_secrets.resolve(c, refs, self._box))
+        return next(((ref, found[ref]) for ref in refs if ref in found), None)
+
+    async def secret_status(self) -> list[SecretInfo]:
+        return await self._read(lambda c, _: sealed_secrets.status(c))
+
+    async def sealed_secrets(self) -> list[StoredSecret]:
+        return await self._read(lambda c, _: sealed_secrets.stored(c))
+
+    async def reseal_secret(self, secret_ref: str, version: int, expect_key_id: str | None, sealed: Sealed) -> bool:
+        return await self._write(lambda c, _: sealed_secrets.reseal(c, secret_ref, version, expect_key_id, sealed))
+
+    # ---------------------------------------------------------------- app tokens
+
+    async def create_app_token(self, token: AppToken) -> AppToken:
+        return await self._write(lambda c, _: sealed_secrets.create_app_token(c, token))
+
+    async def find_app_token(self, token_hash: str) -> AppToken | None:
+        return await self._read(lambda c, _: sealed_secrets.find_app_token(c, token_hash))
+
+    async def revoke_app_token(self, token_id: str) -> bool:
+        return await self._write(lambda c, now: sealed_secrets.revoke_app_token(c, token_id, now))
+
+    async def list_app_tokens(self) -> list[AppToken]:
+        return await self._read(lambda c, _: sealed_secrets.list_app_tokens(c))
+
+    # ---------------------------------------------------------------- the front door
+
+    async def ingest_telegram_updates(self, records: Sequence[TelegramUpdateRecord]) -> list[IngestResult]:
+        results = await self._write(lambda c, now: ingress.ingest_updates(c, records, now, self._new_id))
+        if self._bell is not None and any(r.message_id and not r.duplicate for r in results):
+            self._bell.ring()
+        return results
+
+    async def set_telegram_webhook(self, webhook: TelegramWebhook) -> TelegramWebhook:
+        return await self._write(lambda c, now: ingress.set_webhook(c, webhook, now))
+
+    async def get_telegram_webhook(self, agent_key: str) -> TelegramWebhook | None:
+        return await self._read(lambda c, _: ingress.get_webhook(c, agent_key))
+
+    async def find_telegram_webhook(self, secret_hash: str) -> TelegramWebhook | None:
+        return await self._read(lambda c, _: ingress.find_webhook(c, secret_hash))
+
+    async def create_pairing_code(self, request: PairingCodeRequest) -> PairingCode:
+        return await self._write(lambda c, now: ingress.create_pairing_code(c, request, now))
+
+    async def get_pairing_code(self, code: str) -> PairingCode | None:
+        return await self._read(lambda c, now: ingress.get_pairing_code(c, code, now))
+
+    async def consume_pairing_code(self, attempt: PairingAttempt) -> PairingResult:
+        return await self._write(lambda c, now: ingress.consume_pairing_code(c, attempt, now, self._new_id))
+
+    async def resolve_binding(self, bot_id: str, telegram_user_id: str) -> IdentityBinding | None:
+        return await self._read(lambda c, _: ingress.resolve_binding(c, bot_id, telegram_user_id))
+
+    async def list_bindings(self, agent_key: str | None = None, include_revoked: bool = False) -> list[IdentityBinding]:
+        return await self._read(lambda c, _: ingress.list_bindings(c, agent_key, include_revoked))
+
+    async def revoke_binding(self, binding_id: str) -> bool:
+        return await self._write(lambda c, now: ingress.revoke_binding(c, binding_id, now))
+
+    async def conversation_messages(self, conversation_id: str, limit: int = 100) -> list[ConversationMessage]:
+        return await self._read(lambda c, _: ingress.conversation_messages(c, conversation_id, limit))
 
     # ---------------------------------------------------------------- autoscaler bookkeeping
 

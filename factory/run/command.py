@@ -13,11 +13,13 @@ from typing import Annotated
 
 import anyio
 import typer
+from pydantic import SecretStr
 
 from autoscaler.providers.local import LocalConfig, LocalProvider
 from autoscaler.providers.local.config import process_env
 from autoscaler.reconciler import Reconciler
-from contracts.errors import FactoryError, InvalidInput
+from contracts.errors import FactoryError, InvalidInput, first_factory_error
+from contracts.secrets import new_key
 from factory.console import err, out, print_json, store_settings
 from factory.fleet import launch_specs, scaling_policy
 from factory.logging import configure
@@ -37,6 +39,7 @@ from factory.run.model import ModelPlan, choose_model
 from factory.run.screen import Screen
 from factory.run.state import Outcome, RunState
 from factory.run.summary import print_summary, summary_of
+from factory.run.telegram import say_hello, show_replies, start_front_door
 from factory.settings import LogSettings, RunSettings, StoreSettings, load
 from factory.stores import open_full_store
 
@@ -67,12 +70,19 @@ async def demo_run(screen: Screen, opts: RunOptions, plan: ModelPlan, env: Mappi
             leftovers = await reset_demo(opts.demo, reset_store=opts.reset_store)
             if leftovers:
                 screen.line(f"stopped {leftovers} worker(s) an earlier run left behind")
+            # The store first: a store that cannot work fails the run in a second, not after the gateway.
+            outcome.phase = "opening the store"
+            store = open_full_store(opts.store, role="demo")
+            stack.push_async_callback(_shielded, store.aclose)
+            await store.now_ms()  # a Convex store answers (reachable, and the token is accepted)
             outcome.phase = "installing OpenClaw"
             install = await install_openclaw(screen, env, outcome, opts.timeout_s - (time.monotonic() - outcome.t0))
             outcome.phase = "starting the gateway"
             runtime = await start_gateway(screen, stack, install, opts.demo, plan, outcome)
-            store = open_full_store(opts.store, role="demo")
-            stack.push_async_callback(_shielded, store.aclose)
+            outcome.phase = "opening the front door"
+            telegram, bot_api = await start_front_door(
+                stack, screen, store, lambda: open_full_store(opts.store, role="ingress")
+            )
             scale = fleet_settings(runtime, opts.max_workers)
             # Workers need the gateway, not the model: provider keys stay with the gateway, and
             # workers get only the process basics and what contracts.launch lists.
@@ -83,9 +93,8 @@ async def demo_run(screen: Screen, opts: RunOptions, plan: ModelPlan, env: Mappi
             state = RunState(outcome.t0, opts.messages, plan.label, opts.max_workers)
             outcome.state = state
             stack.push_async_callback(close_fleet, provider, state, outcome)
-            reconciler = Reconciler(
-                store, provider, scaling_policy(scale), launch_specs(scale, opts.store, "local", grace_s=10)
-            )
+            specs = launch_specs(scale, opts.store, "local", grace_s=10, telegram_api_base=bot_api)
+            reconciler = Reconciler(store, provider, scaling_policy(scale), specs)
             screen.line(
                 f"autoscaler: local provider, affinity (one worker per active conversation, max {opts.max_workers}), "
                 f"scale-down after {SCALE_DOWN_WINDOW_S:g} s idle, tick every {TICK_S:g} s; "
@@ -93,7 +102,9 @@ async def demo_run(screen: Screen, opts: RunOptions, plan: ModelPlan, env: Mappi
             )
             outcome.setup_s = time.monotonic() - outcome.t0
             outcome.phase = "running the fleet"
+            await say_hello(telegram, store, state)
             await run_fleet(screen, state, store, provider, reconciler, demo_burst(opts.conversations, opts.messages))
+            show_replies(screen, telegram)
             outcome.failure = state.failure
             outcome.phase = "cleaning up"
     if overall.cancelled_caught:
@@ -121,18 +132,6 @@ async def main(screen: Screen, opts: RunOptions, plan: ModelPlan, env: Mapping[s
         finally:
             outcome.wall_s = time.monotonic() - outcome.t0
             tg.cancel_scope.cancel()
-
-
-def _factory_error(exc: BaseException) -> FactoryError | None:
-    """The first of our errors inside (nested) exception groups, if that is what ended the run."""
-    if isinstance(exc, FactoryError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _factory_error(inner)
-            if found is not None:
-                return found
-    return None
 
 
 def run(
@@ -175,11 +174,15 @@ def run(
         raise InvalidInput("--messages", f"must be at least --conversations ({conversations}): one per conversation")
     settings = load(RunSettings)
     plan = choose_model(settings)
+    demo_store = store_settings(store if store is not None else str(DEMO_STORE))
+    if demo_store.secrets_key is None:
+        # The demo seals its bot token like any store; workers get the key with their launch.
+        demo_store = demo_store.model_copy(update={"secrets_key": SecretStr(new_key())})
     opts = RunOptions(
         conversations=conversations,
         messages=messages,
         max_workers=max_workers,
-        store=store_settings(store if store is not None else str(DEMO_STORE)),
+        store=demo_store,
         reset_store=store is None,
         demo=DEMO_DIR,
         timeout_s=settings.timeout_s,
@@ -194,7 +197,7 @@ def run(
     try:
         anyio.run(main, screen, opts, plan, dict(os.environ), outcome)
     except BaseExceptionGroup as group:
-        found = _factory_error(group)
+        found = first_factory_error(group)
         if found is None:
             raise
         outcome.failure = str(found)

@@ -25,8 +25,11 @@ WORKER_STOP_TIMEOUT_S = 15.0  # destroy: SIGTERM, then SIGKILL after this long
 
 @contextmanager
 def exclusive(demo: Path) -> Iterator[None]:
-    """One ``factory run`` per demo folder: a second one fails at once instead of resetting ours."""
-    demo.mkdir(parents=True, exist_ok=True)
+    """One ``factory run`` per demo folder: a second one fails at once instead of resetting ours.
+
+    The folder is ours alone (0700): the store, the gateway's state and the logs hold conversations."""
+    demo.mkdir(mode=0o700, parents=True, exist_ok=True)
+    demo.chmod(0o700)  # a folder an older release made 0755
     with (demo / ".lock").open("a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from factory.run.demo import OBSERVE_S
 from factory.run.state import RunState, percentile
+from factory.safe_text import one_line, plain
 
 REFRESH_S = 0.25  # the live view's refresh (4 per second)
 PLAIN_STATUS_S = 5.0  # a status line this often when stdout is not a terminal
@@ -42,8 +43,8 @@ class Screen:
 
 
 def excerpt(text: str | None, limit: int) -> str:
-    flat = " ".join((text or "").split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    """Replies, errors and log lines on one line, inert (they are model output and worker logs)."""
+    return one_line(" ".join((text or "").split()), limit)
 
 
 def seconds(value: float | None) -> str:
@@ -129,7 +130,7 @@ def _plan_table(state: RunState, rows: int) -> Table:
     plan.add_column("reason", no_wrap=True, overflow="ellipsis", ratio=3)
     plan.add_column("result", no_wrap=True, overflow="ellipsis", ratio=2)
     for line in state.plan_lines[-rows:]:
-        result = Text(line.result, style="" if line.ok else "red")
+        result = plain(line.result, style="" if line.ok else "red")
         plan.add_row(f"{line.at_s:.1f}s", line.action, line.target, line.reason, result)
     return plan
 

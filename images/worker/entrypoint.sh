@@ -2,7 +2,9 @@
 # factory worker container: OpenClaw gateway on loopback + one `factory worker run`.
 #
 #   1. write the gateway config (gateway_config.py; secrets stay in the environment),
-#   2. start the gateway, its console output to a file (it prints reply text),
+#   2. start the gateway with only what it needs (gateway_config.py exec: its token and model key,
+#      never the store token or other credentials the container holds), its console output to a
+#      file (it prints reply text),
 #   3. wait for GET /readyz = 200 (FACTORY_GATEWAY_READY_TIMEOUT_S, default 120 s),
 #   4. run the worker; SIGTERM/SIGINT go to the worker, which finishes or fails its job
 #      within its grace period and exits; we wait for it, then stop the gateway,
@@ -12,8 +14,15 @@
 # The platform's stop timeout (Fly stop_config / kill_timeout, systemd TimeoutStopSec) must exceed
 # the worker's grace period, or the job is killed mid-flight.
 set -eu
+# Everything this container writes (gateway config, state, logs with conversation text) is private.
+umask 077
 
-# fly.toml's [processes] passes the process name as the command; "worker" is the only one.
+# fly.toml's [processes] passes the process name as the command: "worker" (the default) or
+# "serve", the front door (`factory serve`: no gateway, just the webhook and the app API).
+if [ "${1:-}" = "serve" ]; then
+    shift
+    exec factory serve --host "${FACTORY_SERVE_HOST:-0.0.0.0}" "$@"
+fi
 if [ "${1:-}" = "worker" ]; then
     shift
 fi
@@ -63,7 +72,8 @@ stop_gateway() {
 python "$here/gateway_config.py"
 mkdir -p "$OPENCLAW_STATE_DIR/logs" "$OPENCLAW_HOME"
 
-node "${OPENCLAW_ENTRY:-/opt/openclaw/node_modules/openclaw/openclaw.mjs}" gateway run \
+python "$here/gateway_config.py" exec \
+    node "${OPENCLAW_ENTRY:-/opt/openclaw/node_modules/openclaw/openclaw.mjs}" gateway run \
     >>"$OPENCLAW_STATE_DIR/logs/gateway.out" 2>&1 &
 gateway_pid=$!
 

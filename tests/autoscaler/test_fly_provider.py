@@ -85,11 +85,12 @@ async def test_create_sends_the_documented_body(fly: FlyProvider, fly_api: FakeF
     assert cfg["guest"] == {"cpu_kind": "shared", "cpus": 1, "memory_mb": 2048}
     assert cfg["env"] == {
         "FACTORY_STORE": "https://example.convex.cloud",
-        "CONVEX_AUTH_TOKEN": SECRET_VALUE,
         "FACTORY_WORKER_ID": "worker-a",
         "FACTORY_LAUNCH_ID": "01JLAUNCHA",
         "FACTORY_WORKER_PROVIDER": "fly",
     }
+    # The store token is an app secret, and the machine waits for the version that holds it.
+    assert body["min_secrets_version"] == fly_api.secrets_version == 1
     assert cfg["metadata"] == {
         "factory_pool": "default",
         "factory_role": "worker",
@@ -100,6 +101,28 @@ async def test_create_sends_the_documented_body(fly: FlyProvider, fly_api: FakeF
     assert cfg["restart"] == {"policy": "no"}
     assert cfg["stop_config"] == {"signal": "SIGTERM", "timeout": "120s"}
     assert fly_api.auth_headers[-1] == f"FlyV1 {FLY_TOKEN}"
+
+
+async def test_secrets_reach_the_machine_as_app_secrets_never_in_its_config(
+    fly: FlyProvider, fly_api: FakeFlyApi
+) -> None:
+    first = await fly.create(SPEC)
+    second = await fly.create(
+        SPEC.model_copy(
+            update={
+                "environment": SPEC.environment.model_copy(update={"launch_id": "01JLAUNCHB", "worker_id": "worker-b"})
+            }
+        )
+    )
+
+    assert fly_api.app_secrets == {"CONVEX_AUTH_TOKEN": SECRET_VALUE}
+    assert fly_api.count("set_secret") == 1  # set once, not per machine
+    for machine in (first, second):
+        assert fly_api.machine_env(machine.machine_id)["CONVEX_AUTH_TOKEN"] == SECRET_VALUE
+    for body in fly_api.create_bodies:
+        assert SECRET_VALUE not in str(body)
+    for listed in await fly.list():
+        assert listed.machine_id in (first.machine_id, second.machine_id)
 
 
 async def test_list_returns_only_fleet_machines_and_tolerates_schema_drift(

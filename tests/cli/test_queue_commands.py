@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contracts.secrets import new_key
 from tests.cli.conftest import Cli
 
 
@@ -57,6 +58,7 @@ def test_store_option_and_environment(cli: Cli) -> None:
 
 
 def test_dead_letters_redrive_and_release(cli: Cli) -> None:
+    assert cli("enqueue", "x", "--conversation", "c").code == 0  # the store exists
     assert cli("queue", "dead-letters", "--json").json() == []
     assert cli("queue", "release-expired", "--json").json() == {"released": 0, "deadLettered": 0}
     missing = cli("queue", "redrive", "nope")
@@ -77,6 +79,9 @@ def test_conversation_show(cli: Cli) -> None:
 def test_agent_profile_and_secret_from_stdin(cli: Cli) -> None:
     assert cli("agent", "set", "helper", "--openclaw-agent", "alpha").code == 0
     assert cli("enqueue", "x", "--conversation", "h", "--agent", "helper").code == 0
+    keyless = cli("agent", "secret", "telegram.botToken.helper", input="123:abc\n")
+    assert keyless.code != 0 and "FACTORY_SECRETS_KEY" in keyless.stderr and "secrets keygen" in keyless.stderr
+    cli.env["FACTORY_SECRETS_KEY"] = new_key()
     stored = cli("agent", "secret", "telegram.botToken.helper", input="123:abc\n")
     assert stored.code == 0 and "123:abc" not in stored.stdout + stored.stderr
     assert cli("agent", "set", "helper", "--disabled").code == 0

@@ -45,7 +45,9 @@ def test_run_processes_a_burst_scales_to_zero_and_leaves_nothing_behind(cli: Cli
     assert "model: offline stub (no OPENAI_API_KEY / ANTHROPIC_API_KEY set)" in result.stdout
     summary = _SUMMARY.search(result.stdout)
     assert summary is not None, result.stdout[-3000:]
-    assert (summary.group(1), summary.group(2)) == ("6", "0")
+    # The burst's six, and the demo user's message that came in through the Telegram webhook.
+    assert (summary.group(1), summary.group(2)) == ("7", "0")
+    assert "telegram reply to chat" in result.stdout, result.stdout[-3000:]
     assert float(summary.group(3)) <= float(summary.group(4))
     assert "Traceback" not in result.stderr
     # Scaled back to zero and cleaned up: no worker, gateway or stub of this run is still running.

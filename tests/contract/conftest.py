@@ -17,7 +17,7 @@ import pytest
 
 from contracts.clock import ManualClock
 from contracts.sqlite import SqliteStore
-from tests.contract.helpers import Store
+from tests.contract.helpers import TEST_BOX, Store
 
 if TYPE_CHECKING:
     from contracts.convex.standin import StandIn
@@ -41,7 +41,13 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     kind = request.param
     if kind == "sqlite":
         clock = ManualClock()
-        store = SqliteStore(tmp_path / "contract.db", clock=clock, rng=random.Random(7), lease_ttl_ms=LEASE_TTL_MS)
+        store = SqliteStore(
+            tmp_path / "contract.db",
+            clock=clock,
+            rng=random.Random(7),
+            lease_ttl_ms=LEASE_TTL_MS,
+            secrets_box=TEST_BOX,
+        )
 
         async def advance(ms: int) -> None:
             clock.advance(ms)
@@ -56,7 +62,7 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         standin: StandIn = request.getfixturevalue("convex_standin")
         # Fresh module state per test, its clock frozen where the SQLite harness's starts.
         standin.reset(env={"FACTORY_AUTH": "open"}, frozen_at_ms=ManualClock().now_ms())
-        convex = ConvexStore(standin.url, wait_poll_s=0.05)
+        convex = ConvexStore(standin.url, wait_poll_s=0.05, secrets_box=TEST_BOX)
 
         async def advance_convex(ms: int) -> None:
             await anyio.to_thread.run_sync(standin.advance, ms)

@@ -11,10 +11,13 @@ from contracts.models import (
     MessagePayload,
     WorkerRegistration,
 )
+from contracts.secrets import SecretBox, SecretsKey, new_key
 from contracts.sqlite import SqliteStore
 
 # Every binding the contract suite runs against implements every role.
 Store = SqliteStore | ConvexStore
+# The key every store in the suite seals its secrets with (a fresh one per test session).
+TEST_BOX = SecretBox(SecretsKey.parse(new_key()))
 
 
 def request(

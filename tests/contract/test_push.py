@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from contracts.errors import InvalidInput, NotFound
+from contracts.ingress import PairingAttempt, PairingCodeRequest
 from contracts.models import AgentProfile
 from contracts.push import BroadcastRequest, PushDispatchRequest, PushJob, PushTemplate, Schedule
 from tests.contract.conftest import Harness
@@ -160,3 +161,45 @@ async def test_a_push_that_fails_dead_letters_with_its_run_key(harness: Harness)
     await store.worker_fail(fail_of(pushed, "the agent refused", retryable=False))
     (dead,) = await store.list_dead_letters()
     assert (dead.message_id, dead.external_message_id) == (dispatched.message_id, f"job:alice-morning:{now}")
+
+
+async def _pair(harness: Harness, agent: str, user: str) -> str:
+    store = harness.store
+    code = await store.create_pairing_code(PairingCodeRequest(code=f"PAIR{user}2345", agent_key=agent))
+    attempt = PairingAttempt(code=code.code, bot_id="900", telegram_user_id=user, telegram_chat_id=f"chat-{user}")
+    paired = await store.consume_pairing_code(attempt)
+    assert paired.binding is not None
+    return paired.binding.conversation_id
+
+
+async def test_a_job_for_a_telegram_user_follows_their_binding(harness: Harness) -> None:
+    store = harness.store
+    await register(store)
+    await store.upsert_agent_profile(AgentProfile(agent_key="coach"))
+    now = await store.now_ms()
+    await store.push_template_put(PushTemplate(template_id="nudge", agent_key="default", text="time to stretch"))
+    job = await store.push_job_put(
+        PushJob(job_id="u77", template_id="nudge", telegram_user_id="77", bot_id="900", schedule=DAILY, next_run_at=now)
+    )
+    unbound = await store.push_dispatch(_slot(job, now, now + 1))
+    assert unbound.status == "failed" and unbound.error is not None and "binding" in unbound.error
+    bound_conversation = await _pair(harness, "coach", "77")
+    (moved,) = await store.push_jobs()
+    sent = await store.push_dispatch(_slot(moved, now + 1, now + 2))
+    assert sent.status == "enqueued"
+    pushed = await store.worker_claim("w1")
+    assert pushed is not None
+    assert (pushed.conversation_id, pushed.agent_key) == (bound_conversation, "coach")  # the bound agent speaks
+    assert pushed.payload.metadata is not None and pushed.payload.metadata["telegramChatId"] == "chat-77"
+    assert pushed.payload.provider_user_id == "77"
+
+
+async def test_a_broadcast_reaches_a_user_who_paired_but_never_wrote(harness: Harness) -> None:
+    store = harness.store
+    await store.enqueue(request("chatty", "hello"))
+    silent = await _pair(harness, "default", "55")
+    result = await store.broadcast(BroadcastRequest(broadcast_id="b-pair", text="news", requested_by="ops"))
+    assert sorted(r.conversation_id for r in result.recipients) == sorted(["chatty", silent])
+    assert all(r.status == "enqueued" for r in result.recipients)
+    conversation = await store.get_conversation(silent)
+    assert conversation is not None and conversation.queued == 1

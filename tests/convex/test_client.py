@@ -19,6 +19,7 @@ from contracts.convex.standin import StandIn
 from contracts.errors import InvalidInput, StoreFunctionError, StoreUnavailable
 from contracts.models import EnqueueRequest, FailRequest, LeaseRef, MessagePayload
 from contracts.retry import RetryPolicy
+from tests.contract.helpers import TEST_BOX
 from tests.convex.conftest import T0
 from tests.fakes._server import FaultyServer, Request, Response
 
@@ -132,7 +133,7 @@ async def test_optional_arguments_are_omitted_never_null() -> None:
 
 async def test_json_integers_and_floats_are_both_accepted() -> None:
     with ConvexEcho(value=3) as echo:
-        store = ConvexStore(echo.url)
+        store = ConvexStore(echo.url, secrets_box=TEST_BOX)
         assert await store.import_secret("x", value=SecretStr("v")) == 3
         echo.value = 3.0
         assert await store.import_secret("x", value=SecretStr("v")) == 3

@@ -8,13 +8,19 @@ started machine (else 412) and is 404 once gone; wait answers 200 or 408; errors
 ``{"error": ..., "status"?: ...}``; responses carry fields the provider does not read (events,
 services with ``autostop`` as bool or string, image_ref...) to prove tolerant parsing.
 
+App secrets: ``POST /v1/apps/{app}/secrets/{name}`` with ``{"value"}`` sets one (each set bumps the
+app's secrets version, which the answer carries); Fly injects them into every machine's environment
+at boot (``machine_env`` shows what a machine would see); a create whose ``min_secrets_version`` is
+above the app's version is refused with 412.
+
 Faults (see ``tests.fakes._server``) are keyed by endpoint: ``create``, ``list``, ``get``,
-``stop``, ``delete``, ``wait``. ``list_lag(n)`` hides machines created afterwards from the next
+``stop``, ``delete``, ``wait``, ``set_secret``. ``list_lag(n)`` hides machines created afterwards from the next
 ``n`` list calls, as Fly's eventually consistent list does.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 import secrets
@@ -25,6 +31,7 @@ from typing import Any
 from tests.fakes._server import FaultyServer, Request, Response
 
 _MACHINES = re.compile(r"^/v1/apps/(?P<app>[^/]+)/machines(?:/(?P<id>[^/]+)(?:/(?P<verb>stop|wait))?)?$")
+_SECRET = re.compile(r"^/v1/apps/(?P<app>[^/]+)/secrets/(?P<name>[A-Za-z_][A-Za-z0-9_]*)$")
 
 
 def _now_iso() -> str:
@@ -42,6 +49,8 @@ class FakeFlyApi(FaultyServer):
         self.create_bodies: list[Any] = []
         self.stop_bodies: list[Any] = []
         self.delete_queries: list[dict[str, list[str]]] = []
+        self.app_secrets: dict[str, str] = {}
+        self.secrets_version = 0
         self._lag = 0
         self._ids = itertools.count(1)
 
@@ -68,6 +77,12 @@ class FakeFlyApi(FaultyServer):
             machine.update(extra or {})
             return str(machine["id"])
 
+    def machine_env(self, machine_id: str) -> dict[str, str]:
+        """What the machine's processes see: its config env, then the app's secrets (as Fly injects them)."""
+        with self.lock:
+            machine = self.machines[machine_id]
+            return {**(machine["config"].get("env") or {}), **machine["_secrets"]}
+
     def live(self) -> list[dict[str, Any]]:
         with self.lock:
             return [m for m in self.machines.values() if m["state"] != "destroyed"]
@@ -75,6 +90,8 @@ class FakeFlyApi(FaultyServer):
     # -- FaultyServer ---------------------------------------------------------------------------
 
     def endpoint(self, method: str, path: str) -> str | None:
+        if _SECRET.match(path):
+            return "set_secret" if method == "POST" else None
         match = _MACHINES.match(path)
         if match is None:
             return None
@@ -100,6 +117,8 @@ class FakeFlyApi(FaultyServer):
         return {"fly-request-id": secrets.token_hex(8)}
 
     def route(self, endpoint: str, request: Request) -> Response:
+        if endpoint == "set_secret":
+            return self._set_secret(request)
         match = _MACHINES.match(request.path)
         assert match is not None
         if match.group("app") != self.app:
@@ -119,9 +138,29 @@ class FakeFlyApi(FaultyServer):
 
     # -- endpoints (called under the lock) ------------------------------------------------------
 
+    def _set_secret(self, request: Request) -> Response:
+        match = _SECRET.match(request.path)
+        assert match is not None
+        if match.group("app") != self.app:
+            return Response(404, {"error": "app not found"})
+        body = request.body if isinstance(request.body, dict) else {}
+        if not isinstance(body.get("value"), str):
+            return Response(400, {"error": "value is required"})
+        name = match.group("name")
+        self.app_secrets[name] = body["value"]
+        self.secrets_version += 1
+        digest = hashlib.sha256(body["value"].encode()).hexdigest()[:16]
+        now = _now_iso()
+        return Response(
+            201, {"name": name, "digest": digest, "created_at": now, "updated_at": now, "version": self.secrets_version}
+        )
+
     def _create(self, request: Request) -> Response:
         body = request.body if isinstance(request.body, dict) else {}
         self.create_bodies.append(body)
+        wanted = body.get("min_secrets_version")
+        if isinstance(wanted, int) and wanted > self.secrets_version:
+            return Response(412, {"error": f"min_secrets_version {wanted} is not yet available on this app"})
         config = body.get("config")
         if not isinstance(config, dict) or not config.get("image"):
             return Response(422, {"error": "invalid config: image is required"})
@@ -196,6 +235,7 @@ class FakeFlyApi(FaultyServer):
             "host_status": "ok",
             "config": config,
             "_metadata": dict(config.get("metadata") or {}),
+            "_secrets": dict(self.app_secrets),
             "_born": time.monotonic(),
         }
         self.machines[machine_id] = machine

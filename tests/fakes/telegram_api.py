@@ -1,4 +1,13 @@
-"""A loopback fake of the Telegram Bot API ``sendMessage``: a real HTTP server on 127.0.0.1.
+"""A loopback fake of the Telegram Bot API: a real HTTP server on 127.0.0.1.
+
+Methods: ``sendMessage``, ``getMe``, ``setWebhook``, ``deleteWebhook``, ``getWebhookInfo``, ``getFile``
+and file downloads (``GET /file/bot<token>/<file_path>``); and the other direction, Telegram calling
+us: :meth:`TelegramApiFake.deliver` POSTs an update to the webhook that ``setWebhook`` registered, with
+its ``X-Telegram-Bot-Api-Secret-Token``, counts failed deliveries as pending (``getWebhookInfo``), and
+performs a Bot API call the webhook answers with (``{"method": "sendMessage", …}``), as Telegram does.
+
+``setWebhook`` follows the documentation: an HTTPS URL (this fake also accepts ``http://127.0.0.1``:
+there is no TLS on loopback), a ``secret_token`` of 1–256 characters from ``A-Za-z0-9_-``.
 
 It does what the Bot API documents for ``POST /bot<token>/sendMessage`` with a JSON body:
 
@@ -24,16 +33,18 @@ Usage::
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import anyio
 import h11
+import httpx
 from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 
 MAX_TEXT = 4096
@@ -61,6 +72,10 @@ _TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)(\s[^<>]*)?>")
 _ENTITY = re.compile(r"&(lt|gt|amp|quot|#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6});")
 _NAMED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
 _PATH = re.compile(r"/bot([^/]+)/([A-Za-z]+)")
+_FILE_PATH = re.compile(r"/file/bot([^/]+)/(.+)")
+_SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+# Update ids increase across every fake in the process, as one bot's do across a session.
+_UPDATE_IDS = itertools.count(1001)
 
 
 @dataclass(frozen=True)
@@ -88,6 +103,7 @@ class _Fault:
 class _Answer:
     status: int
     body: dict[str, Any]
+    raw: bytes | None = None  # a file download's bytes instead of a JSON body
 
 
 class _ParseError(Exception):
@@ -161,6 +177,12 @@ class TelegramApiFake:
         self.request_paths: list[str] = []  # as received, token included (only the fake sees it)
         self._faults: deque[_Fault] = deque()
         self._port: int | None = None
+        # Webhooks by token: what setWebhook registered; pending/last error as getWebhookInfo reports.
+        self.webhooks: dict[str, dict[str, Any]] = {}
+        self.webhook_calls: list[tuple[str, dict[str, Any]]] = []  # (method, params) of setWebhook & co.
+        self.files: dict[str, tuple[str, bytes]] = {}  # file_id → (file_path, content)
+        # Telegram's side of the webhook: one pooled client, closed with the fake.
+        self.client = httpx.AsyncClient(timeout=60.0, limits=httpx.Limits(max_connections=200))
 
     # ------------------------------------------------------------------ test controls
 
@@ -226,6 +248,9 @@ class TelegramApiFake:
     async def _handle(self, head: h11.Request, body: bytes) -> _Answer | None:
         path = head.target.decode("latin-1").split("?", 1)[0]
         self.request_paths.append(path)
+        download = _FILE_PATH.fullmatch(path)
+        if download is not None and head.method == b"GET":
+            return self._download(*download.groups())
         match = _PATH.fullmatch(path)
         if match is None or head.method != b"POST":
             return _error(404, "Not Found")
@@ -239,20 +264,29 @@ class TelegramApiFake:
         if fault is not None and fault.kind == "status":
             parameters = {"retry_after": fault.retry_after} if fault.retry_after is not None else None
             return _error(fault.status, fault.description, parameters)
-        if method != "sendMessage":
-            return _error(404, "Not Found: method not found")
-        answer = self._send_message(token, body)
-        if fault is not None and fault.kind == "slow":
-            await anyio.sleep(fault.seconds)  # accepted already: a late answer, not a lost message
-        return answer
-
-    def _send_message(self, token: str, body: bytes) -> _Answer:
         try:
             params = json.loads(body or b"{}")
         except ValueError:
             return _error(400, "Bad Request: can't parse JSON")
-        if not isinstance(params, dict):
-            return _error(400, "Bad Request: can't parse JSON")
+        handler = self._methods().get(method)
+        if handler is None or not isinstance(params, dict):
+            return _error(404, "Not Found: method not found") if handler is None else _error(400, "Bad Request")
+        answer = handler(token, params)
+        if fault is not None and fault.kind == "slow":
+            await anyio.sleep(fault.seconds)  # accepted already: a late answer, not a lost message
+        return answer
+
+    def _methods(self) -> dict[str, Callable[[str, dict[str, Any]], _Answer]]:
+        return {
+            "sendMessage": self._send_message,
+            "getMe": self._get_me,
+            "setWebhook": self._set_webhook,
+            "deleteWebhook": self._delete_webhook,
+            "getWebhookInfo": self._get_webhook_info,
+            "getFile": self._get_file,
+        }
+
+    def _send_message(self, token: str, params: dict[str, Any]) -> _Answer:
         chat = params.get("chat_id")
         if chat is None or str(chat) == "":
             return _error(400, "Bad Request: chat_id is empty")
@@ -293,6 +327,118 @@ class TelegramApiFake:
         }
         return _Answer(200, {"ok": True, "result": result})
 
+    # ------------------------------------------------------------------ more methods
+
+    def _get_me(self, token: str, params: dict[str, Any]) -> _Answer:
+        bot_id = int(token.split(":", 1)[0])
+        me = {"id": bot_id, "is_bot": True, "first_name": "Fake", "username": f"fake{bot_id}_bot"}
+        return _Answer(200, {"ok": True, "result": me})
+
+    def _set_webhook(self, token: str, params: dict[str, Any]) -> _Answer:
+        self.webhook_calls.append(("setWebhook", params))
+        url = str(params.get("url") or "")
+        if not url:
+            return self._delete_webhook(token, params)
+        if not url.startswith(("https://", "http://127.0.0.1")):
+            return _error(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook")
+        secret = params.get("secret_token")
+        if secret is not None and not _SECRET_TOKEN.fullmatch(str(secret)):
+            return _error(400, "Bad Request: secret token contains unallowed characters")
+        previous = self.webhooks.get(token, {})
+        pending = 0 if params.get("drop_pending_updates") else previous.get("pending_update_count", 0)
+        self.webhooks[token] = {
+            "url": url,
+            "secret_token": secret,
+            "allowed_updates": params.get("allowed_updates"),
+            "pending_update_count": pending,
+        }
+        return _Answer(200, {"ok": True, "result": True, "description": "Webhook was set"})
+
+    def _delete_webhook(self, token: str, params: dict[str, Any]) -> _Answer:
+        self.webhooks.pop(token, None)
+        return _Answer(200, {"ok": True, "result": True, "description": "Webhook was deleted"})
+
+    def _get_webhook_info(self, token: str, params: dict[str, Any]) -> _Answer:
+        hook = self.webhooks.get(token)
+        info: dict[str, Any] = {"url": "", "has_custom_certificate": False, "pending_update_count": 0}
+        if hook is not None:
+            info.update(url=hook["url"], pending_update_count=hook["pending_update_count"])
+            for key in ("allowed_updates", "last_error_date", "last_error_message"):
+                if hook.get(key) is not None:
+                    info[key] = hook[key]
+        return _Answer(200, {"ok": True, "result": info})
+
+    def _get_file(self, token: str, params: dict[str, Any]) -> _Answer:
+        found = self.files.get(str(params.get("file_id") or ""))
+        if found is None:
+            return _error(400, "Bad Request: invalid file_id")
+        path, content = found
+        file_id = str(params["file_id"])
+        result = {"file_id": file_id, "file_unique_id": file_id[-8:], "file_size": len(content), "file_path": path}
+        return _Answer(200, {"ok": True, "result": result})
+
+    def _download(self, token: str, path: str) -> _Answer:
+        if token not in self.tokens:
+            return _error(401, "Unauthorized")
+        for file_path, content in self.files.values():
+            if file_path == path:
+                return _Answer(200, {}, raw=content)
+        return _error(404, "Not Found")
+
+    # ------------------------------------------------------------------ Telegram calling the webhook
+
+    def add_file(self, content: bytes, name: str) -> str:
+        """Make a file downloadable through getFile; returns its file_id."""
+        file_id = f"file-{len(self.files) + 1}-{name}"
+        self.files[file_id] = (f"documents/{len(self.files) + 1}_{name}", content)
+        return file_id
+
+    def message_update(self, *, chat_id: int, user_id: int, text: str | None = None, **message: Any) -> dict[str, Any]:
+        """An update carrying a new message, with a fresh update_id, as Telegram builds it."""
+        update_id = next(_UPDATE_IDS)
+        body: dict[str, Any] = {
+            "message_id": update_id,
+            "date": 0,
+            "from": {"id": user_id, "is_bot": False, "first_name": "User"},
+            "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"},
+            **message,
+        }
+        if text is not None:
+            body["text"] = text
+        return {"update_id": update_id, "message": body}
+
+    async def deliver(self, token: str, update: dict[str, Any], *, secret: str | None = None) -> httpx.Response:
+        """POST one update to the bot's webhook as Telegram does; returns the httpx response.
+
+        ``secret`` overrides the registered secret token (to send a wrong one). A non-2xx answer or
+        a connection error counts as a pending update with ``last_error_*``; a 2xx answer naming a
+        Bot API method is performed (``sendMessage`` lands in ``messages``)."""
+        hook = self.webhooks[token]
+        token_header = secret if secret is not None else hook.get("secret_token")
+        headers = {"X-Telegram-Bot-Api-Secret-Token": token_header} if token_header else {}
+        try:
+            response = await self.client.post(hook["url"], json=update, headers=headers)
+        except httpx.HTTPError as exc:
+            self._pending(hook, f"Connection failed: {type(exc).__name__}")
+            raise
+        if response.status_code >= 300:
+            self._pending(hook, f"Wrong response from the webhook: {response.status_code} {response.reason_phrase}")
+            return response
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if isinstance(answer, dict) and isinstance(answer.get("method"), str):
+            params = {k: v for k, v in answer.items() if k != "method"}
+            self._methods()[answer["method"]](token, params)
+        return response
+
+    @staticmethod
+    def _pending(hook: dict[str, Any], message: str) -> None:
+        hook["pending_update_count"] += 1
+        hook["last_error_date"] = 0
+        hook["last_error_message"] = message
+
 
 def _error(status: int, description: str, parameters: dict[str, Any] | None = None) -> _Answer:
     body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
@@ -322,8 +468,9 @@ async def _read(conn: h11.Connection, stream: SocketStream) -> tuple[h11.Request
 
 
 async def _write(conn: h11.Connection, stream: SocketStream, answer: _Answer) -> None:
-    payload = json.dumps(answer.body).encode()
-    headers = [("content-type", "application/json"), ("content-length", str(len(payload)))]
+    payload = answer.raw if answer.raw is not None else json.dumps(answer.body).encode()
+    kind = "application/octet-stream" if answer.raw is not None else "application/json"
+    headers = [("content-type", kind), ("content-length", str(len(payload)))]
     parts = [
         conn.send(h11.Response(status_code=answer.status, headers=headers)),
         conn.send(h11.Data(data=payload)),
@@ -349,4 +496,5 @@ async def run_telegram_fake(
         try:
             yield fake
         finally:
+            await fake.client.aclose()
             tg.cancel_scope.cancel()

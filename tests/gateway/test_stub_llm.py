@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,6 +109,7 @@ def test_json_completion_and_call_log(stub: StubLLMServer, tmp_path: Path) -> No
     assert response.status_code == 200
     assert response.json()["choices"][0]["message"]["content"] == "STUB-REPLY: what is the plan?"
     [logged] = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
+    assert stat.S_IMODE((tmp_path / "calls.jsonl").stat().st_mode) == 0o600  # it holds conversation text
     assert logged["seq"] == 1
     assert logged["user_text"] == "what is the plan?"
     assert [t["role"] for t in logged["turns"]] == ["user", "user"]  # no system prompt in the log

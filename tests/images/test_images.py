@@ -62,9 +62,11 @@ def test_fly_toml_has_what_the_fly_provider_relies_on() -> None:
     assert fly["kill_signal"] == "SIGTERM"
     # The provider's stop_config and the app's kill_timeout are the same drain window (Fly caps it at 300 s).
     assert fly["kill_timeout"] == FlyConfig.model_fields["stop_timeout_s"].default <= 300
-    assert "worker" in fly["processes"]
+    assert {"worker", "serve"} <= set(fly["processes"])
     assert (ROOT / fly["build"]["dockerfile"]).is_file()
-    assert "http_service" not in fly and "services" not in fly  # pull workers take no traffic
+    # Pull workers take no traffic; only the front door is a service, checked on /healthz.
+    assert "services" not in fly and fly["http_service"]["processes"] == ["serve"]
+    assert fly["http_service"]["checks"][0]["path"] == "/healthz"
 
 
 def test_fly_toml_carries_no_secrets() -> None:
@@ -135,9 +137,12 @@ def test_the_entrypoint_is_valid_posix_sh() -> None:
 
 _FAKE_GATEWAY = """\
 #!{python}
-# Stand-in for `node openclaw.mjs gateway run`: serves /readyz on the configured port.
+# Stand-in for `node openclaw.mjs gateway run`: serves /readyz on the configured port, and notes the
+# names in its environment (it is given no MARKS: the marks file sits next to its state folder).
 import http.server, json, os, signal, sys
-marks = open(os.environ["MARKS"], "a", buffering=1)
+marks = open(os.path.join(os.path.dirname(os.environ["OPENCLAW_STATE_DIR"]), "marks"), "a", buffering=1)
+marks.write("gateway:env " + " ".join(sorted(os.environ)) + "\\n")
+marks.write("gateway:values " + json.dumps(sorted(os.environ.values())) + "\\n")
 port = json.load(open(os.environ["OPENCLAW_CONFIG_PATH"]))["gateway"]["port"]
 class Ready(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -209,6 +214,31 @@ def _container_env(tmp_path: Path, port: int) -> dict[str, str]:
         "FACTORY_GATEWAY_READY_TIMEOUT_S": "20",
         "PYTHONPATH": str(ROOT),
     }
+
+
+def test_the_gateway_starts_with_only_what_it_needs(tmp_path: Path) -> None:
+    """The container's store token and other credentials reach the worker, never the gateway
+    (an agent that reads its environment would hand them out)."""
+    leaked = {"CONVEX_AUTH_TOKEN": SECRET, "AWS_SECRET_ACCESS_KEY": SECRET + "-aws", "ANTHROPIC_API_KEY": SECRET + "-a"}
+    env = {**_container_env(tmp_path, _free_port()), **leaked, "WORKER_EXIT": "0"}
+
+    result = subprocess.run(
+        ["sh", str(WORKER_IMAGE_DIR / "entrypoint.sh")], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+
+    assert result.returncode == 0, result.stderr
+    lines = (tmp_path / "marks").read_text().splitlines()
+    names = next(line for line in lines if line.startswith("gateway:env ")).split()[1:]
+    values = next(line for line in lines if line.startswith("gateway:values "))
+    assert "FACTORY_OPENCLAW_GATEWAY_TOKEN" in names and "FACTORY_OPENCLAW_MODEL_API_KEY" in names
+    assert not set(leaked) & set(names) and SECRET not in values
+    assert not {"MARKS", "FACTORY_OPENCLAW_MODEL", "PYTHONPATH"} & set(names)  # the worker's, not the gateway's
+    # What the container writes is its own alone (umask 077): config, state, the gateway's log.
+    for path in (tmp_path / "state" / "openclaw.json", tmp_path / "state" / "logs" / "gateway.out"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert stat.S_IMODE((tmp_path / "state" / "logs").stat().st_mode) == 0o700
+    # Host exec is off unless the operator opts in.
+    assert "group:runtime" in json.loads((tmp_path / "state" / "openclaw.json").read_text())["tools"]["deny"]
 
 
 def test_sigterm_reaches_the_worker_and_the_gateway_stops_after_it(tmp_path: Path) -> None:

@@ -116,12 +116,16 @@ def test_secrets_are_hidden_in_reprs_but_present_on_the_wire() -> None:
     assert HydrationBundle.model_validate(wire).telegram_bot_token == SecretStr("123:secret")
 
 
+# Ids are printable: no control characters (Cc), no lone surrogates (Cs).
+_ID_CHARS = st.characters(exclude_categories=["Cc", "Cs"])
+
+
 @given(
-    conversation=st.text(min_size=1, max_size=40).filter(str.strip),
-    text=st.text(max_size=200),
+    conversation=st.text(_ID_CHARS, min_size=1, max_size=40).filter(str.strip),
+    text=st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=200).filter(str.strip),
     priority=st.integers(0, 100),
     attempts=st.integers(1, 50),
-    external=st.none() | st.text(max_size=20),
+    external=st.none() | st.text(_ID_CHARS, min_size=1, max_size=20).filter(str.strip),
 )
 def test_enqueue_round_trips_through_the_wire(
     conversation: str, text: str, priority: int, attempts: int, external: str | None

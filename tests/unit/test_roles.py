@@ -11,14 +11,25 @@ from contracts.roles import (
     AgentStore,
     EnqueueStore,
     FleetStore,
+    IngressStore,
     OperatorStore,
     ScheduleStore,
+    SecretStore,
     StoreHandle,
     WorkerStore,
 )
 from contracts.sqlite import SqliteStore
 
-ROLES = (WorkerStore, EnqueueStore, FleetStore, OperatorStore, AgentStore, ScheduleStore)
+ROLES = (
+    WorkerStore,
+    EnqueueStore,
+    FleetStore,
+    OperatorStore,
+    AgentStore,
+    ScheduleStore,
+    IngressStore,
+    SecretStore,
+)
 
 
 def _every_role(store: SqliteStore | ConvexStore) -> None:
@@ -29,6 +40,8 @@ def _every_role(store: SqliteStore | ConvexStore) -> None:
     _o: OperatorStore = store
     _a: AgentStore = store
     _s: ScheduleStore = store
+    _i: IngressStore = store
+    _secrets: SecretStore = store
 
 
 def _compat_roles(store: AgentFactoryCompatStore) -> None:

@@ -192,6 +192,8 @@ class StoreMachine(RuleBasedStateMachine):
                 if o.conversation == m.conversation
             )
         m.status, m.attempts, m.lease, m.worker = "processing", m.attempts + 1, job.lease_id, worker
+        # A new delivery ends the old one: a late replay of its fail no longer reports the old outcome.
+        m.settled_lease, m.fail_result = None, None
         m.expires = self.model.now + LEASE_TTL_MS
         assert job.attempt == m.attempts and job.lease_expires_at == m.expires
         self.leases.append(Lease(worker, job.message_id, job.lease_id))

@@ -14,6 +14,7 @@ from contracts.clock import ManualClock
 from contracts.models import LeaseRef
 from contracts.push import PushDispatchRequest, PushJob, PushTemplate, Schedule
 from contracts.sqlite import SqliteStore
+from tests.contract.helpers import TEST_BOX
 from tests.fakes.telegram_api import run_telegram_fake
 from tests.gateway_fixture import OpenClawGateway
 from tests.worker.harness import build_worker, eventually, message
@@ -33,7 +34,7 @@ def _count(metrics: WorkerMetrics, name: str) -> float:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "w.db", clock=ManualClock(), rng=random.Random(1))
+    s = SqliteStore(tmp_path / "w.db", clock=ManualClock(), rng=random.Random(1), secrets_box=TEST_BOX)
     try:
         yield s
     finally:
@@ -122,7 +123,7 @@ async def test_lease_loss_mid_delivery_cancels_the_job_and_sends_nothing(
         message_id = await store.enqueue(message("w-lost", "SLOW:6000 lose my lease", provider="telegram", user="77"))
         # A 3 s lease (the store's, set for every process on the file): the worker heartbeats
         # every second, so the loss is noticed long before the slow reply arrives.
-        await SqliteStore(store.path, lease_ttl_ms=3_000).aclose()
+        await SqliteStore(store.path, lease_ttl_ms=3_000, secrets_box=TEST_BOX).aclose()
         worker, metrics = build_worker(store, delivery, telegram=telegram)
         async with anyio.create_task_group() as tg:
             tg.start_soon(worker.run)

@@ -34,6 +34,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 from contracts.models import ClaimedJob, HydrationBundle
 from contracts.redact import mask, url_forms
 from contracts.retry import Sleep
+from contracts.urls import check_token_url
 from worker.channels import channel_for
 from worker.errors import ChannelError
 from worker.telegram.text import TELEGRAM_MAX_TEXT, escape_html, split_message
@@ -146,9 +147,11 @@ class TelegramChannel:
         :param remember_replies: how many (message, reply) send records to keep so a redelivery of the
             same reply resumes after the chunks already delivered (see ``send``).
         """
-        url = httpx.URL(api_base)
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ValueError(f"api_base: {api_base!r} is not an http(s) URL")
+        # The bot token rides in every request's path: https, or plain http to loopback only.
+        try:
+            url = httpx.URL(check_token_url(api_base))
+        except ValueError as exc:
+            raise ValueError(f"api_base: {exc}") from None
         for name, value in (
             ("timeout", timeout),
             ("backoff_initial", backoff_initial),

@@ -33,6 +33,16 @@ export const pushDispatch = mutation(api.guarded(api.pushDispatch, authorize));
 export const pushDispatchDue = mutation(api.guarded(api.pushDispatchDue, authorize));
 export const broadcast = mutation(api.guarded(api.broadcast, authorize));
 
+// ---- the front door and secrets (mutations)
+export const resealSecret = mutation(api.guarded(api.resealSecret, authorize));
+export const createAppToken = mutation(api.guarded(api.createAppToken, authorize));
+export const revokeAppToken = mutation(api.guarded(api.revokeAppToken, authorize));
+export const ingestTelegramUpdate = mutation(api.guarded(api.ingestTelegramUpdate, authorize));
+export const setTelegramWebhook = mutation(api.guarded(api.setTelegramWebhook, authorize));
+export const createPairingCode = mutation(api.guarded(api.createPairingCode, authorize));
+export const consumePairingCode = mutation(api.guarded(api.consumePairingCode, authorize));
+export const revokeBinding = mutation(api.guarded(api.revokeBinding, authorize));
+
 // ---- queries
 export const workerHydrationBundle = query(api.guarded(api.workerHydrationBundle, authorize));
 export const fleetDemand = query(api.guarded(api.fleetDemand, authorize));
@@ -51,3 +61,16 @@ export const pushJobs = query(api.guarded(api.pushJobs, authorize));
 export const pushDispatches = query(api.guarded(api.pushDispatches, authorize));
 export const pushNextSlot = query(api.guarded(api.pushNextSlot, authorize));
 export const broadcasts = query(api.guarded(api.broadcasts, authorize));
+
+// ---- the front door and secrets (queries)
+export const resolveSecrets = query(api.guarded(api.resolveSecrets, authorize));
+export const secretStatus = query(api.guarded(api.secretStatus, authorize));
+export const sealedSecrets = query(api.guarded(api.sealedSecrets, authorize));
+export const findAppToken = query(api.guarded(api.findAppToken, authorize));
+export const listAppTokens = query(api.guarded(api.listAppTokens, authorize));
+export const getTelegramWebhook = query(api.guarded(api.getTelegramWebhook, authorize));
+export const findTelegramWebhook = query(api.guarded(api.findTelegramWebhook, authorize));
+export const getPairingCode = query(api.guarded(api.getPairingCode, authorize));
+export const resolveBinding = query(api.guarded(api.resolveBinding, authorize));
+export const listBindings = query(api.guarded(api.listBindings, authorize));
+export const conversationMessages = query(api.guarded(api.conversationMessages, authorize));

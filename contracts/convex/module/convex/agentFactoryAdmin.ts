@@ -32,6 +32,16 @@ export const pushDispatch = internalMutation(api.pushDispatch);
 export const pushDispatchDue = internalMutation(api.pushDispatchDue);
 export const broadcast = internalMutation(api.broadcast);
 
+// ---- the front door and secrets (mutations; the webhook route calls these)
+export const resealSecret = internalMutation(api.resealSecret);
+export const createAppToken = internalMutation(api.createAppToken);
+export const revokeAppToken = internalMutation(api.revokeAppToken);
+export const ingestTelegramUpdate = internalMutation(api.ingestTelegramUpdate);
+export const setTelegramWebhook = internalMutation(api.setTelegramWebhook);
+export const createPairingCode = internalMutation(api.createPairingCode);
+export const consumePairingCode = internalMutation(api.consumePairingCode);
+export const revokeBinding = internalMutation(api.revokeBinding);
+
 // ---- queries
 export const workerHydrationBundle = internalQuery(api.workerHydrationBundle);
 export const fleetDemand = internalQuery(api.fleetDemand);
@@ -50,3 +60,16 @@ export const pushJobs = internalQuery(api.pushJobs);
 export const pushDispatches = internalQuery(api.pushDispatches);
 export const pushNextSlot = internalQuery(api.pushNextSlot);
 export const broadcasts = internalQuery(api.broadcasts);
+
+// ---- the front door and secrets (queries)
+export const resolveSecrets = internalQuery(api.resolveSecrets);
+export const secretStatus = internalQuery(api.secretStatus);
+export const sealedSecrets = internalQuery(api.sealedSecrets);
+export const findAppToken = internalQuery(api.findAppToken);
+export const listAppTokens = internalQuery(api.listAppTokens);
+export const getTelegramWebhook = internalQuery(api.getTelegramWebhook);
+export const findTelegramWebhook = internalQuery(api.findTelegramWebhook);
+export const getPairingCode = internalQuery(api.getPairingCode);
+export const resolveBinding = internalQuery(api.resolveBinding);
+export const listBindings = internalQuery(api.listBindings);
+export const conversationMessages = internalQuery(api.conversationMessages);

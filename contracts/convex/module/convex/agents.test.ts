@@ -31,10 +31,21 @@ describe("agents and secrets", () => {
     expect(await h.t.query(api.getAgentProfile, { agentKey: "default" })).toMatchObject({ enabled: false, secretsRef: [] });
   });
 
-  test("secrets get a new version on every import; hydration resolves the active one", async () => {
+  test("an empty secret or ref is refused, as the SQLite store refuses it", async () => {
     const h = setup();
-    expect(await h.t.mutation(api.importSecret, { secretRef: "telegram.botToken.default", value: "old" })).toBe(1);
-    expect(await h.t.mutation(api.importSecret, { secretRef: "telegram.botToken.default", value: "new" })).toBe(2);
+    await expect(h.t.mutation(api.importSecret, { secretRef: "telegram.botToken.default", value: " " })).rejects.toMatchObject({
+      data: { code: "INVALID_INPUT", field: "value" },
+    });
+    await expect(h.t.mutation(api.importSecret, { secretRef: "", value: "x" })).rejects.toMatchObject({
+      data: { code: "INVALID_INPUT", field: "secretRef" },
+    });
+  });
+
+  test("secrets get a new version on every import; hydration carries the active one, still sealed", async () => {
+    const h = setup();
+    const ref = "telegram.botToken.default";
+    expect(await h.t.mutation(api.importSecret, { secretRef: ref, value: "v1.old", keyId: "k1" })).toBe(1);
+    expect(await h.t.mutation(api.importSecret, { secretRef: ref, value: "v1.new", keyId: "k1" })).toBe(2);
     const m = await send(h, "c1", "hello");
     expect(await h.t.query(api.workerHydrationBundle, { messageId: m, workspaceId: "default" })).toBeNull(); // not claimed
     await claim(h);
@@ -46,9 +57,9 @@ describe("agents and secrets", () => {
       payload: { messageText: "hello" },
       profile: { agentKey: "default" },
       history: [],
-      telegramBotToken: "new",
-      secrets: { "telegram.botToken.default": "new" },
+      sealedSecrets: [{ secretRef: "telegram.botToken.default", value: "v1.new", keyId: "k1" }],
     });
+    expect(bundle).not.toHaveProperty("telegramBotToken"); // only the worker, holding the key, opens it
   });
 });
 

@@ -123,6 +123,14 @@ describe("demand and stats", () => {
     });
   });
 
+  test("an active worker without a heartbeat for two leases counts as stale, as in SQLite", async () => {
+    const h = setup();
+    await h.t.mutation(api.workerRegister, { workerId: "gone", provider: "local" });
+    h.advance(120_001);
+    await h.t.mutation(api.workerRegister, { workerId: "alive", provider: "local" });
+    expect(await h.t.query(api.queueStats, {})).toMatchObject({ workers: { active: 1, stale: 1 } });
+  });
+
   test("queue readiness tells an idle worker whether to claim and when to look again", async () => {
     const h = setup();
     expect(await h.t.query(api.queueReadiness, {})).toEqual({ readyConversations: 0 });

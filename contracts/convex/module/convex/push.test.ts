@@ -44,7 +44,13 @@ describe("dispatch", () => {
     const h = setup();
     const slot = T0 + 60_000;
     await templateAndJob(h, slot);
-    const request = { jobId: "j1", runKey: `job:j1:${slot}`, slotAt: slot, expectedNextRunAt: slot, nextRunAt: slot + 86_400_000 };
+    const request = {
+      jobId: "j1",
+      runKey: `job:j1:${slot}`,
+      slotAt: slot,
+      expectedNextRunAt: slot,
+      nextRunAt: slot + 86_400_000,
+    };
     const first = await h.t.mutation(api.pushDispatch, request);
     expect(first).toMatchObject({ status: "enqueued", fresh: true });
     expect(await h.t.mutation(api.pushDispatch, request)).toMatchObject({ status: "enqueued", fresh: false });

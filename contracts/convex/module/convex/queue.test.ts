@@ -19,12 +19,24 @@ describe("enqueue", () => {
       [{ maxAttempts: 0 }, "maxAttempts"],
       [{ payload: { provider: "telegram", providerUserId: "", messageText: "hi" } }, "payload.providerUserId"],
       [{ payload: { provider: "telegram", providerUserId: "u", messageText: "x".repeat(65 * 1024) } }, "payload.messageText"],
+      // The bounds contracts/models.py sets: ids are short and printable, text is not blank.
+      [{ conversationId: "c".repeat(257) }, "conversationId"],
+      [{ agentKey: "a\u001b[2J" }, "agentKey"],
+      [{ payload: { provider: "telegram", providerUserId: "u", messageText: "  " } }, "payload.messageText"],
+      [{ payload: { provider: "telegram", providerUserId: "u", messageText: "hi", externalMessageId: "" } }, "payload.externalMessageId"],
+      [{ scheduledFor: 253_402_300_800_000 }, "scheduledFor"],
     ];
     for (const [override, field] of cases) {
       const args = { conversationId: "c1", agentKey: "default", payload: { provider: "telegram", providerUserId: "u", messageText: "hi" }, ...override };
       await expect(h.t.mutation(api.enqueue, args)).rejects.toMatchObject({ data: { code: "INVALID_INPUT", field } });
     }
     expect(await claim(h)).toBeNull(); // nothing was stored
+  });
+
+  test("a message may be only attachments; an id of 256 characters is accepted", async () => {
+    const h = setup();
+    const photo = { provider: "telegram", providerUserId: "u", messageText: "", attachments: [{ kind: "photo" as const }] };
+    expect(typeof (await h.t.mutation(api.enqueue, { conversationId: "c".repeat(256), agentKey: "default", payload: photo }))).toBe("string");
   });
 
   test("needs an enabled agent; 'default' exists out of the box", async () => {

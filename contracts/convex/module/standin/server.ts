@@ -10,6 +10,9 @@
 // and a Bearer JWT's claims as the caller's identity (NOT verified: a stand-in, not a gate).
 // Floats are written the way the Rust backend writes them ("1.0").
 //
+// Any other POST path goes to the module's HTTP actions (convex/http.ts: the Telegram webhook), as a
+// deployment's .convex.site origin would serve them.
+//
 // Test-only endpoints (never on a real deployment):
 //   POST /_standin/reset  {env?: {NAME: value}, frozenAtMs?: number}   fresh state; env for the module;
 //                          the module's clock frozen at frozenAtMs, else the real clock
@@ -160,7 +163,7 @@ function writeJson(value: unknown): string {
 // ---------------------------------------------------------------- function calls
 
 type Caller = { admin: boolean; identity?: Record<string, JSONValue> };
-type Reply = { status: number; body: unknown; drop?: boolean };
+type Reply = { status: number; body: unknown; drop?: boolean; contentType?: string };
 
 function caller(header: string | undefined): Caller | Reply {
   if (header === undefined || header === "") return { admin: false };
@@ -226,9 +229,15 @@ async function handle(req: http.IncomingMessage): Promise<Reply> {
   if (req.method === "GET" && route === "/_standin/clock") return { status: 200, body: { now: Date.now(), frozen: frozenAt !== null } };
   if (req.method === "GET" && route === "/_standin/calls") return { status: 200, body: { ...calls } };
   if (req.method !== "POST") return { status: 404, body: { code: "NotFound", message: `No route ${req.method} ${route}` } };
+  const rawBody = await readBody(req);
+  if (!route.startsWith("/api/") && !route.startsWith("/_standin/")) {
+    const reply = await backend.fetch(route + url.search, { method: "POST", headers: headersOf(req), body: rawBody });
+    await refreshSubscriptions(); // an HTTP action may have enqueued (the Telegram webhook does)
+    return { status: reply.status, body: await reply.text(), contentType: reply.headers.get("content-type") ?? "text/plain" };
+  }
   let body: Record<string, unknown>;
   try {
-    const raw = await readBody(req);
+    const raw = rawBody;
     body = raw.trim() === "" ? {} : JSON.parse(raw);
     if (body === null || typeof body !== "object" || Array.isArray(body)) throw new Error("not an object");
   } catch {
@@ -398,16 +407,22 @@ function attach(ws: WebSocket) {
   });
 }
 
+function headersOf(req: http.IncomingMessage): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(req.headers)) if (typeof v === "string") out[k] = v;
+  return out;
+}
+
 // One request at a time, like convex-test's own transaction lock: faults and resets apply in order.
 let queue: Promise<unknown> = Promise.resolve();
 const server = http.createServer((req, res) => {
   const turn = queue.then(() => handle(req));
   queue = turn.catch(() => undefined);
   turn
-    .then(({ status, body, drop }) => {
+    .then(({ status, body, drop, contentType }) => {
       if (drop) return void req.socket.destroy();
       const text = typeof body === "string" ? body : writeJson(body);
-      res.writeHead(status, { "content-type": typeof body === "string" ? "text/plain" : "application/json" });
+      res.writeHead(status, { "content-type": contentType ?? (typeof body === "string" ? "text/plain" : "application/json") });
       res.end(text);
     })
     .catch((error: unknown) => {

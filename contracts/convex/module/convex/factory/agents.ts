@@ -1,10 +1,11 @@
-// Agent profiles, secrets, conversation history, the hydration bundle and the read views of
+// Agent profiles, conversation history, the hydration bundle and the read views of
 // messages and conversations.
 import type { Doc, Id } from "../_generated/dataModel";
 import type { DatabaseReader, DatabaseWriter } from "../_generated/server";
 import { HISTORY_WINDOW } from "./policy";
 import { findConversation, getMessageDoc } from "./queue";
-import { integer, nonEmpty } from "./validate";
+import { resolveSecrets } from "./secrets";
+import { id, integer, nonEmpty } from "./validate";
 import type { AgentProfileInput, Payload } from "./validators";
 
 export type AgentProfile = {
@@ -54,7 +55,7 @@ export async function loadProfile(db: DatabaseReader, agentKey: string): Promise
 }
 
 export async function upsertProfile(db: DatabaseWriter, input: AgentProfileInput, now: number): Promise<AgentProfile> {
-  nonEmpty("agentKey", input.agentKey);
+  id("agentKey", input.agentKey);
   const profile = withDefaults(input);
   const doc = await profileDoc(db, profile.agentKey);
   if (doc === null) {
@@ -63,38 +64,6 @@ export async function upsertProfile(db: DatabaseWriter, input: AgentProfileInput
     await db.replace(doc._id, { agentKey: profile.agentKey, profile, enabled: profile.enabled, updatedAt: now });
   }
   return profile;
-}
-
-// --------------------------------------------------------------------------- secrets
-
-/** Store a new active version; earlier versions stay for audit but stop resolving. */
-export async function importSecret(db: DatabaseWriter, secretRef: string, value: string, now: number): Promise<number> {
-  nonEmpty("secretRef", secretRef);
-  const latest = await db
-    .query("factorySecrets")
-    .withIndex("by_ref_version", (q) => q.eq("secretRef", secretRef))
-    .order("desc")
-    .first();
-  const active = await db
-    .query("factorySecrets")
-    .withIndex("by_ref_active", (q) => q.eq("secretRef", secretRef).eq("active", true))
-    .collect(); // at most one row: only this function activates a version
-  for (const row of active) await db.patch(row._id, { active: false });
-  const version = (latest?.version ?? 0) + 1;
-  await db.insert("factorySecrets", { secretRef, version, value, active: true, createdAt: now });
-  return version;
-}
-
-async function resolveSecrets(db: DatabaseReader, refs: string[]): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  for (const ref of refs) {
-    const row = await db
-      .query("factorySecrets")
-      .withIndex("by_ref_active", (q) => q.eq("secretRef", ref).eq("active", true))
-      .first();
-    if (row !== null) out[ref] = row.value;
-  }
-  return out;
 }
 
 // --------------------------------------------------------------------------- history
@@ -120,7 +89,7 @@ export async function appendHistory(
   a: AppendArgs,
   now: number,
 ): Promise<{ updated: boolean; messageCount: number }> {
-  nonEmpty("conversationId", a.conversationId);
+  id("conversationId", a.conversationId);
   if (a.messages.length === 0) integer("messages", 0, 1); // "must be at least 1"
   for (const [i, m] of a.messages.entries()) if (m.at !== undefined) integer(`messages.${i}.at`, m.at, 0);
   const conv = await findConversation(db, a.conversationId);
@@ -167,10 +136,8 @@ export async function bundleFor(
 ) {
   const profile = await loadProfile(db, agentKey);
   if (profile === null) return null;
-  const secrets = await resolveSecrets(db, profile.secretsRef);
-  const tokenRef = Object.keys(secrets).find(
-    (ref) => ref === TELEGRAM_TOKEN_REF || ref.startsWith(TELEGRAM_TOKEN_REF + "."),
-  );
+  // Sealed: the worker opens them (and picks the bot token) with the key only it holds.
+  const refs = [...profile.secretsRef, `${TELEGRAM_TOKEN_REF}.${agentKey}`, TELEGRAM_TOKEN_REF];
   return {
     messageId,
     conversationId,
@@ -178,8 +145,7 @@ export async function bundleFor(
     payload,
     profile,
     history: await history(db, conversationId, HISTORY_WINDOW),
-    ...(tokenRef !== undefined ? { telegramBotToken: secrets[tokenRef] } : {}),
-    secrets,
+    sealedSecrets: await resolveSecrets(db, refs),
   };
 }
 

@@ -10,11 +10,24 @@ import type { MutationCtx, QueryCtx } from "../_generated/server";
 import * as agents from "./agents";
 import * as claim from "./claim";
 import * as fleet from "./fleet";
+import * as ingress from "./ingress";
 import { currentPolicy } from "./policy";
 import * as push from "./push";
 import * as queue from "./queue";
+import * as secrets from "./secrets";
 import { nextSlot, type Schedule } from "./slots";
-import { agentProfile, historyMessage, launchState, machineRef, payload, pushJob, pushTemplate, schedule } from "./validators";
+import {
+  agentProfile,
+  enqueueRequest,
+  historyMessage,
+  launchState,
+  machineRef,
+  payload,
+  pushJob,
+  pushTemplate,
+  schedule,
+  telegramWebhook,
+} from "./validators";
 
 type Spec<Ctx, Args extends PropertyValidators, R> = {
   args: Args;
@@ -199,9 +212,102 @@ export const getAgentProfile = querySpec(
   async (ctx, a) => await agents.loadProfile(ctx.db, a.agentKey),
 );
 
+// ---------------------------------------------------------------- secrets (ciphertext only) and app tokens
+
 export const importSecret = mutationSpec(
-  { secretRef: v.string(), value: v.string() },
-  async (ctx, a) => await agents.importSecret(ctx.db, a.secretRef, a.value, Date.now()),
+  { secretRef: v.string(), value: v.string(), keyId: v.optional(v.string()) },
+  async (ctx, a) => await secrets.importSecret(ctx.db, a.secretRef, a.value, a.keyId, Date.now()),
+);
+
+export const resolveSecrets = querySpec(
+  { refs: v.array(v.string()) },
+  async (ctx, a) => await secrets.resolveSecrets(ctx.db, a.refs),
+);
+
+export const secretStatus = querySpec({}, async (ctx) => await secrets.secretStatus(ctx.db));
+
+export const sealedSecrets = querySpec({}, async (ctx) => await secrets.sealedSecrets(ctx.db));
+
+export const resealSecret = mutationSpec(
+  { secretRef: v.string(), version: v.number(), expectKeyId: v.optional(v.string()), value: v.string(), keyId: v.string() },
+  async (ctx, a) => await secrets.resealSecret(ctx.db, a),
+);
+
+export const createAppToken = mutationSpec(
+  { tokenId: v.string(), name: v.string(), tokenHash: v.string(), createdAt: v.number(), revokedAt: v.optional(v.number()) },
+  async (ctx, a) => await secrets.createAppToken(ctx.db, a),
+);
+
+export const findAppToken = querySpec(
+  { tokenHash: v.string() },
+  async (ctx, a) => await secrets.findAppToken(ctx.db, a.tokenHash),
+);
+
+export const revokeAppToken = mutationSpec(
+  { tokenId: v.string() },
+  async (ctx, a) => await secrets.revokeAppToken(ctx.db, a.tokenId, Date.now()),
+);
+
+export const listAppTokens = querySpec({}, async (ctx) => await secrets.listAppTokens(ctx.db));
+
+// ---------------------------------------------------------------- the front door
+
+export const ingestTelegramUpdate = mutationSpec(
+  { botId: v.string(), updateId: v.number(), request: v.optional(enqueueRequest) },
+  async (ctx, a) => await ingress.ingestUpdate(ctx.db, a, Date.now()),
+);
+
+export const setTelegramWebhook = mutationSpec(
+  { webhook: telegramWebhook },
+  async (ctx, a) => {
+    const { configuredAt: _ignored, ...webhook } = a.webhook;
+    return await ingress.setWebhook(ctx.db, webhook, Date.now());
+  },
+);
+
+export const getTelegramWebhook = querySpec(
+  { agentKey: v.string() },
+  async (ctx, a) => await ingress.getWebhook(ctx.db, a.agentKey),
+);
+
+export const findTelegramWebhook = querySpec(
+  { secretHash: v.string() },
+  async (ctx, a) => await ingress.findWebhook(ctx.db, a.secretHash),
+);
+
+export const createPairingCode = mutationSpec(
+  { code: v.string(), agentKey: v.string(), ttlMs: v.optional(v.number()), consumerUserId: v.optional(v.string()) },
+  async (ctx, a) => await ingress.createPairingCode(ctx.db, a, Date.now()),
+);
+
+export const getPairingCode = querySpec(
+  { code: v.string(), now: v.optional(v.number()) },
+  async (ctx, a) => await ingress.getPairingCode(ctx.db, a.code, a.now ?? Date.now()),
+);
+
+export const consumePairingCode = mutationSpec(
+  { code: v.string(), botId: v.string(), telegramUserId: v.string(), telegramChatId: v.string() },
+  async (ctx, a) => await ingress.consumePairingCode(ctx.db, a, Date.now()),
+);
+
+export const resolveBinding = querySpec(
+  { botId: v.string(), telegramUserId: v.string() },
+  async (ctx, a) => await ingress.resolveBinding(ctx.db, a.botId, a.telegramUserId),
+);
+
+export const listBindings = querySpec(
+  { agentKey: v.optional(v.string()), includeRevoked: v.optional(v.boolean()) },
+  async (ctx, a) => await ingress.listBindings(ctx.db, a.agentKey, a.includeRevoked ?? false),
+);
+
+export const revokeBinding = mutationSpec(
+  { bindingId: v.string() },
+  async (ctx, a) => await ingress.revokeBinding(ctx.db, a.bindingId, Date.now()),
+);
+
+export const conversationMessages = querySpec(
+  { conversationId: v.string(), limit: v.optional(v.number()) },
+  async (ctx, a) => await ingress.conversationMessages(ctx.db, a.conversationId, Math.min(Math.max(a.limit ?? 100, 1), 500)),
 );
 
 // ---------------------------------------------------------------- autoscaler bookkeeping

@@ -12,9 +12,9 @@ import type { PaginationOptions, PaginationResult } from "convex/server";
 import type { Doc } from "../_generated/dataModel";
 import type { DatabaseReader, DatabaseWriter } from "../_generated/server";
 import { controlOf } from "./claim";
-import { heartbeatDue } from "./policy";
+import { heartbeatDue, staleAfterMs } from "./policy";
 import { findConversation, findWorker } from "./queue";
-import { integer, nonEmpty } from "./validate";
+import { id, integer, nonEmpty } from "./validate";
 import type { LaunchState, WorkerStatus } from "./validators";
 
 export const OPEN_SCAN = 10_000;
@@ -58,8 +58,8 @@ export type Registration = {
 
 /** Insert or refresh a worker. A worker already told to stop keeps its status. */
 export async function register(db: DatabaseWriter, r: Registration, now: number) {
-  nonEmpty("workerId", r.workerId);
-  nonEmpty("provider", r.provider);
+  id("workerId", r.workerId);
+  id("provider", r.provider);
   if (r.machineRef !== undefined) nonEmpty("machineRef.machineId", r.machineRef.machineId);
   const existing = await findWorker(db, r.workerId);
   if (existing === null) {
@@ -259,14 +259,17 @@ export async function queueTotals(db: DatabaseReader, cursor: string) {
 export async function stats(db: DatabaseReader, now: number, leaseTtlMs: number) {
   const { busy: _busy, nextReadyAt: _next, ...counts } = await readiness(db, now);
   const workers: Record<string, number> = {};
+  const cutoff = now - staleAfterMs(leaseTtlMs);
   for (const status of ["active", "draining", "stopping", "stopped"] as const) {
-    const n = (
-      await db
-        .query("factoryWorkers")
-        .withIndex("by_status", (q) => q.eq("status", status))
-        .take(OPEN_SCAN)
-    ).length;
-    if (n > 0) workers[status] = n;
+    const rows = await db
+      .query("factoryWorkers")
+      .withIndex("by_status", (q) => q.eq("status", status))
+      .take(OPEN_SCAN);
+    for (const w of rows) {
+      // An active worker that stopped heartbeating exited without saying so.
+      const shown = status === "active" && w.heartbeatAt < cutoff ? "stale" : status;
+      workers[shown] = (workers[shown] ?? 0) + 1;
+    }
   }
   return { ...(await queueTotalsPage(db, null)), ...counts, workers, leaseTtlMs };
 }

@@ -53,6 +53,12 @@ export function stopReason(status: string, reason: string | undefined): string |
   return `status ${status}` + (reason ? `: ${reason}` : "");
 }
 
+/** How long an active worker may go without a heartbeat before the views call it stale (as
+ * contracts/rules.py stale_after_ms): killed, or its machine lost, without saying so. */
+export function staleAfterMs(leaseTtlMs: number): number {
+  return Math.max(2 * leaseTtlMs, 60_000);
+}
+
 /** Attempts are counted at claim: the delivery numbered maxAttempts is the last one. */
 export function outOfAttempts(attempts: number, maxAttempts: number): boolean {
   return attempts >= maxAttempts;

@@ -9,7 +9,7 @@ import type { Doc } from "../_generated/dataModel";
 import type { DatabaseReader, DatabaseWriter } from "../_generated/server";
 import { DEFAULT_AGENT } from "./agents";
 import { invalidInput, notFound } from "./errors";
-import { enqueue } from "./queue";
+import { enqueue, findConversation } from "./queue";
 import { knownZone, latestSlot, nextSlot, type Schedule } from "./slots";
 import { maxBytes, nonEmpty } from "./validate";
 import type { Payload, PushJob, PushTemplate } from "./validators";
@@ -99,7 +99,13 @@ export async function templates(db: DatabaseReader): Promise<PushTemplate[]> {
 
 export async function jobPut(db: DatabaseWriter, job: PushJob, now: number): Promise<PushJob> {
   checkId("jobId", job.jobId);
-  nonEmpty("conversationId", job.conversationId);
+  if ((job.conversationId === undefined) === (job.telegramUserId === undefined)) {
+    invalidInput("conversationId", "give a conversation, or a Telegram user (telegramUserId with botId)");
+  }
+  if ((job.telegramUserId === undefined) !== (job.botId === undefined)) {
+    invalidInput("botId", "a Telegram user is reached through one bot; give botId with telegramUserId");
+  }
+  if (job.conversationId !== undefined) nonEmpty("conversationId", job.conversationId);
   if ((await templateDoc(db, job.templateId)) === null) notFound("push template", job.templateId);
   const schedule = checkSchedule(job.schedule);
   const doc = await jobDoc(db, job.jobId);
@@ -113,7 +119,13 @@ export async function jobPut(db: DatabaseWriter, job: PushJob, now: number): Pro
     createdAt: doc?.job.createdAt ?? now,
     updatedAt: now,
   };
-  const fields = { jobId: job.jobId, templateId: job.templateId, job: stored, enabled: stored.enabled!, nextRunAt: stored.nextRunAt };
+  const fields = {
+    jobId: job.jobId,
+    templateId: job.templateId,
+    job: stored,
+    enabled: stored.enabled!,
+    nextRunAt: stored.nextRunAt,
+  };
   if (doc === null) await db.insert("factoryPushJobs", fields);
   else await db.replace(doc._id, fields);
   return stored;
@@ -152,7 +164,10 @@ async function route(db: DatabaseReader, conversationId: string, fallback: strin
   if (latest === null) return { user: fallback, route: {} as Record<string, string> };
   const meta = latest.payload.metadata ?? {};
   if (latest.payload.provider === "telegram") {
-    return { user: latest.payload.providerUserId, route: { telegramChatId: meta.telegramChatId ?? latest.payload.providerUserId } };
+    return {
+      user: latest.payload.providerUserId,
+      route: { telegramChatId: meta.telegramChatId ?? latest.payload.providerUserId },
+    };
   }
   if (meta.telegramChatId !== undefined) {
     return { user: latest.payload.providerUserId, route: { telegramChatId: meta.telegramChatId } };
@@ -160,12 +175,28 @@ async function route(db: DatabaseReader, conversationId: string, fallback: strin
   return { user: fallback, route: {} as Record<string, string> };
 }
 
+async function activeBinding(db: DatabaseReader, botId: string, telegramUserId: string) {
+  return await db
+    .query("factoryBindings")
+    .withIndex("by_user", (q) => q.eq("botId", botId).eq("telegramUserId", telegramUserId).eq("status", "active"))
+    .first();
+}
+
 async function enqueuePush(
   db: DatabaseWriter,
-  a: { conversationId: string; agentKey: string; text: string; user?: string; key: string; metadata: Record<string, string> },
+  a: {
+    conversationId: string;
+    agentKey: string;
+    text: string;
+    user?: string;
+    chat?: string;
+    key: string;
+    metadata: Record<string, string>;
+  },
   now: number,
 ): Promise<string> {
   const target = await route(db, a.conversationId, a.user ?? a.conversationId);
+  if (a.chat !== undefined) target.route = { telegramChatId: a.chat };
   const payload: Payload = {
     provider: SYSTEM_PUSH,
     providerUserId: a.user ?? target.user,
@@ -207,7 +238,16 @@ type DispatchView = {
 
 function view(d: Doc<"factoryPushDispatches">, fresh: boolean): DispatchView {
   const { jobId, runKey, slotAt, status, createdAt, messageId, error } = d;
-  return { jobId, runKey, slotAt, status, createdAt, fresh, ...(messageId ? { messageId } : {}), ...(error ? { error } : {}) };
+  return {
+    jobId,
+    runKey,
+    slotAt,
+    status,
+    createdAt,
+    fresh,
+    ...(messageId ? { messageId } : {}),
+    ...(error ? { error } : {}),
+  };
 }
 
 export async function dispatch(db: DatabaseWriter, a: DispatchArgs, now: number): Promise<DispatchView> {
@@ -220,7 +260,15 @@ export async function dispatch(db: DatabaseWriter, a: DispatchArgs, now: number)
   if (doc === null) notFound("push job", a.jobId);
   const mode = a.mode ?? "scheduled";
   if (mode === "scheduled" && doc.job.nextRunAt !== a.expectedNextRunAt) {
-    return { jobId: a.jobId, runKey: a.runKey, slotAt: a.slotAt, status: "skipped", createdAt: now, fresh: false, error: "another dispatcher handled this slot" };
+    return {
+      jobId: a.jobId,
+      runKey: a.runKey,
+      slotAt: a.slotAt,
+      status: "skipped",
+      createdAt: now,
+      fresh: false,
+      error: "another dispatcher handled this slot",
+    };
   }
   let status: "enqueued" | "skipped" | "failed" = "skipped";
   let messageId: string | undefined;
@@ -229,13 +277,26 @@ export async function dispatch(db: DatabaseWriter, a: DispatchArgs, now: number)
     try {
       const template = await templateDoc(db, doc.job.templateId);
       if (template === null) notFound("push template", doc.job.templateId);
+      let conversationId = doc.job.conversationId;
+      let agentKey = template.template.agentKey;
+      let chat: string | undefined;
+      if (doc.job.telegramUserId !== undefined && doc.job.botId !== undefined) {
+        const bound = await activeBinding(db, doc.job.botId, doc.job.telegramUserId);
+        if (bound === null) notFound("active binding for", `${doc.job.botId}:${doc.job.telegramUserId}`);
+        // The user's bound agent speaks, in the bound chat, as upstream does.
+        conversationId = bound.conversationId;
+        agentKey = bound.agentKey;
+        chat = bound.telegramChatId ?? bound.telegramUserId;
+      }
+      const user = doc.job.providerUserId ?? doc.job.telegramUserId;
       messageId = await enqueuePush(
         db,
         {
-          conversationId: doc.job.conversationId,
-          agentKey: template.template.agentKey,
+          conversationId: conversationId!,
+          agentKey,
+          ...(chat !== undefined ? { chat } : {}),
           text: renderText(template.template.text, doc.job.variables ?? {}),
-          ...(doc.job.providerUserId ? { user: doc.job.providerUserId } : {}),
+          ...(user ? { user } : {}),
           key: a.runKey,
           metadata: { pushJobId: a.jobId, runKey: a.runKey, pushMode: mode },
         },
@@ -332,7 +393,9 @@ async function broadcastView(db: DatabaseReader, b: Doc<"factoryBroadcasts">, fr
     .query("factoryBroadcastRecipients")
     .withIndex("by_broadcast", (q) => q.eq("broadcastId", b.broadcastId))
     .take(10_000);
-  recipients.sort((x, y) => (x.agentKey === y.agentKey ? (x.conversationId < y.conversationId ? -1 : 1) : x.agentKey < y.agentKey ? -1 : 1));
+  recipients.sort((x, y) =>
+    x.agentKey === y.agentKey ? (x.conversationId < y.conversationId ? -1 : 1) : x.agentKey < y.agentKey ? -1 : 1,
+  );
   return {
     broadcastId: b.broadcastId,
     requestedBy: b.requestedBy,
@@ -373,45 +436,87 @@ export async function broadcast(db: DatabaseWriter, a: BroadcastArgs, now: numbe
     });
     b = (await db.get(id))!;
   }
-  const [fromAgent, fromConversation] = b.cursor ? (JSON.parse(b.cursor) as [string, string]) : ["", ""];
+  // The cursor: [agent, phase, after]. Phase "c" walks the agent's conversations by id; phase "b"
+  // its active bindings whose conversation has no document yet (a user who paired but never wrote).
+  const [fromAgent, fromPhase, fromAfter] = b.cursor
+    ? (JSON.parse(b.cursor) as [string, "c" | "b", string])
+    : ["", "c" as const, ""];
   let budget = BROADCAST_BATCH;
-  let cursor: [string, string] | null = null;
+  const send = async (conversationId: string, agentKey: string, user?: string, chat?: string) => {
+    const key = `broadcast:${b!.broadcastId}:${conversationId}`;
+    let status: "enqueued" | "failed" = "enqueued";
+    let messageId: string | undefined;
+    let error: string | undefined;
+    try {
+      messageId = await enqueuePush(
+        db,
+        {
+          conversationId,
+          agentKey,
+          text: b!.text,
+          key,
+          ...(user !== undefined ? { user } : {}),
+          ...(chat !== undefined ? { chat } : {}),
+          metadata: { broadcastId: b!.broadcastId, runKey: key, pushMode: "broadcast" },
+        },
+        now,
+      );
+    } catch (err) {
+      status = "failed";
+      error = failure(err);
+    }
+    await db.insert("factoryBroadcastRecipients", {
+      broadcastId: b!.broadcastId,
+      conversationId,
+      agentKey,
+      status,
+      ...(messageId ? { messageId } : {}),
+      ...(error ? { error } : {}),
+    });
+    budget--;
+  };
+  const pause = async (cursor: [string, "c" | "b", string]) => {
+    await db.patch(b!._id, { cursor: JSON.stringify(cursor) });
+    return { hasMore: true as const };
+  };
   for (const agentKey of await enabledAgents(db, b.agents)) {
     if (agentKey < fromAgent) continue;
-    const after = agentKey === fromAgent ? fromConversation : "";
-    const conversations = await db
-      .query("factoryConversations")
-      .withIndex("by_agent", (q) => q.eq("agentKey", agentKey).gt("conversationId", after))
-      .take(budget + 1);
-    for (const conv of conversations.slice(0, budget)) {
-      const key = `broadcast:${b.broadcastId}:${conv.conversationId}`;
-      let status: "enqueued" | "failed" = "enqueued";
-      let messageId: string | undefined;
-      let error: string | undefined;
-      try {
-        messageId = await enqueuePush(
-          db,
-          { conversationId: conv.conversationId, agentKey, text: b.text, key, metadata: { broadcastId: b.broadcastId, runKey: key, pushMode: "broadcast" } },
-          now,
+    const resuming = agentKey === fromAgent;
+    if (!(resuming && fromPhase === "b")) {
+      const after = resuming ? fromAfter : "";
+      const conversations = await db
+        .query("factoryConversations")
+        .withIndex("by_agent", (q) => q.eq("agentKey", agentKey).gt("conversationId", after))
+        .take(budget + 1);
+      for (const conv of conversations.slice(0, budget)) {
+        const bound = await db
+          .query("factoryBindings")
+          .withIndex("by_conversation", (q) => q.eq("conversationId", conv.conversationId).eq("status", "active"))
+          .first();
+        await send(
+          conv.conversationId,
+          agentKey,
+          bound?.telegramUserId,
+          bound ? (bound.telegramChatId ?? bound.telegramUserId) : undefined,
         );
-      } catch (err) {
-        status = "failed";
-        error = failure(err);
+        if (budget === 0) return await pause([agentKey, "c", conv.conversationId]);
       }
-      await db.insert("factoryBroadcastRecipients", {
-        broadcastId: b.broadcastId,
-        conversationId: conv.conversationId,
-        agentKey,
-        status,
-        ...(messageId ? { messageId } : {}),
-        ...(error ? { error } : {}),
-      });
-      budget--;
-      cursor = [agentKey, conv.conversationId];
     }
-    if (budget === 0) {
-      await db.patch(b._id, { cursor: JSON.stringify(cursor) });
-      return { hasMore: true };
+    const bindings = await db
+      .query("factoryBindings")
+      .withIndex("by_agent", (q) => q.eq("agentKey", agentKey).eq("status", "active"))
+      .take(1000);
+    for (const bound of bindings) {
+      const known = await findConversation(db, bound.conversationId);
+      const sent = await db
+        .query("factoryBroadcastRecipients")
+        .withIndex("by_broadcast", (q) =>
+          q.eq("broadcastId", b!.broadcastId).eq("conversationId", bound.conversationId),
+        )
+        .first();
+      if (known !== null || sent !== null) continue;
+      await send(bound.conversationId, agentKey, bound.telegramUserId, bound.telegramChatId ?? bound.telegramUserId);
+      if (budget === 0) return await pause([agentKey, "b", bound.bindingId]);
     }
   }
   const anyFailed = await db

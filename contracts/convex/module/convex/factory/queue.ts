@@ -26,7 +26,7 @@ import {
   truncate,
   type Policy,
 } from "./policy";
-import { integer, maxBytes, nonEmpty } from "./validate";
+import { id, integer, MAX_EPOCH_MS, maxBytes, nonEmpty } from "./validate";
 import type { Payload } from "./validators";
 
 type Conversation = Doc<"factoryConversations">;
@@ -106,13 +106,16 @@ export type EnqueueArgs = {
 };
 
 function checkEnqueue(a: EnqueueArgs): void {
-  nonEmpty("conversationId", a.conversationId);
-  nonEmpty("agentKey", a.agentKey);
-  nonEmpty("payload.provider", a.payload.provider);
-  nonEmpty("payload.providerUserId", a.payload.providerUserId);
+  id("conversationId", a.conversationId);
+  id("agentKey", a.agentKey);
+  id("payload.provider", a.payload.provider);
+  id("payload.providerUserId", a.payload.providerUserId);
+  // Omitted means "no dedupe"; an empty one would dedupe every message against the first.
+  if (a.payload.externalMessageId !== undefined) id("payload.externalMessageId", a.payload.externalMessageId);
+  if ((a.payload.attachments ?? []).length === 0) nonEmpty("payload.messageText", a.payload.messageText);
   maxBytes("payload.messageText", a.payload.messageText, MAX_MESSAGE_BYTES);
   if (a.priority !== undefined) integer("priority", a.priority, MIN_PRIORITY, MAX_PRIORITY);
-  if (a.scheduledFor !== undefined) integer("scheduledFor", a.scheduledFor, 0);
+  if (a.scheduledFor !== undefined) integer("scheduledFor", a.scheduledFor, 0, MAX_EPOCH_MS);
   if (a.maxAttempts !== undefined) integer("maxAttempts", a.maxAttempts, 1, MAX_ATTEMPTS_LIMIT);
   for (const [i, att] of (a.payload.attachments ?? []).entries()) {
     if (att.sizeBytes !== undefined) integer(`payload.attachments.${i}.sizeBytes`, att.sizeBytes, 0);

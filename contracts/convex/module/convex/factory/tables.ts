@@ -14,6 +14,7 @@ import {
   launchState,
   machineRef,
   messageStatus,
+  pairingStatus,
   payload,
   dispatchStatus,
   pushJob,
@@ -114,10 +115,14 @@ export const factoryTables = {
     updatedAt: v.number(),
   }).index("by_agentKey", ["agentKey"]),
 
+  // `value` is ciphertext sealed by the Python side (AES-256-GCM) under the key `keyId` names; the
+  // key never reaches the deployment. No keyId: a value stored before encryption, sealed by the
+  // next `factory serve` / `factory secrets rotate-key` that has a key.
   factorySecrets: defineTable({
     secretRef: v.string(),
     version: v.number(),
     value: v.string(),
+    keyId: v.optional(v.string()),
     active: v.boolean(),
     createdAt: v.number(),
   })
@@ -192,6 +197,77 @@ export const factoryTables = {
     messageId: v.optional(v.string()),
     error: v.optional(v.string()),
   }).index("by_broadcast", ["broadcastId", "conversationId"]),
+  // ---- the front door: Telegram update ids seen, webhooks, pairing, bindings, app tokens.
+  factoryTelegramUpdates: defineTable({
+    botId: v.string(),
+    updateId: v.number(),
+    messageId: v.optional(v.string()),
+    receivedAt: v.number(),
+  })
+    .index("by_update", ["botId", "updateId"])
+    .index("by_received", ["receivedAt"]),
+
+  factoryTelegramWebhooks: defineTable({
+    agentKey: v.string(),
+    botId: v.string(),
+    secretHash: v.string(), // SHA-256 hex of the secret token: the token itself is never stored
+    botUsername: v.optional(v.string()),
+    url: v.optional(v.string()),
+    configuredAt: v.number(),
+  })
+    .index("by_agentKey", ["agentKey"])
+    .index("by_secretHash", ["secretHash"]),
+
+  factoryPairingCodes: defineTable({
+    code: v.string(),
+    agentKey: v.string(),
+    status: pairingStatus,
+    createdAt: v.number(),
+    expiresAt: v.number(),
+    consumerUserId: v.optional(v.string()),
+    usedAt: v.optional(v.number()),
+    telegramUserId: v.optional(v.string()),
+    telegramChatId: v.optional(v.string()),
+  })
+    .index("by_code", ["code"])
+    .index("by_consumer", ["consumerUserId", "agentKey", "status"]),
+
+  factoryPairingFailures: defineTable({
+    botId: v.string(),
+    telegramUserId: v.string(),
+    windowStartedAt: v.number(),
+    failures: v.number(),
+  }).index("by_user", ["botId", "telegramUserId"]),
+
+  factoryBindings: defineTable({
+    bindingId: v.string(),
+    agentKey: v.string(),
+    botId: v.string(),
+    telegramUserId: v.string(),
+    telegramChatId: v.optional(v.string()),
+    consumerUserId: v.optional(v.string()),
+    conversationId: v.string(),
+    status: v.union(v.literal("active"), v.literal("revoked")),
+    source: v.union(v.literal("telegram_pairing"), v.literal("manual"), v.literal("api")),
+    boundAt: v.number(),
+    revokedAt: v.optional(v.number()),
+  })
+    .index("by_bindingId", ["bindingId"])
+    .index("by_user", ["botId", "telegramUserId", "status"])
+    .index("by_conversation", ["conversationId", "status"])
+    .index("by_agent", ["agentKey", "status", "boundAt"])
+    .index("by_status", ["status", "boundAt"]),
+
+  factoryAppTokens: defineTable({
+    tokenId: v.string(),
+    name: v.string(),
+    tokenHash: v.string(),
+    createdAt: v.number(),
+    revokedAt: v.optional(v.number()),
+  })
+    .index("by_tokenId", ["tokenId"])
+    .index("by_hash", ["tokenHash"])
+    .index("by_created", ["createdAt"]),
 
   factoryCounters: defineTable({
     name: v.string(),

@@ -113,7 +113,9 @@ export const catchUp = v.union(v.literal("latest"), v.literal("skip"));
 export const pushJob = v.object({
   jobId: v.string(),
   templateId: v.string(),
-  conversationId: v.string(),
+  conversationId: v.optional(v.string()),
+  telegramUserId: v.optional(v.string()),
+  botId: v.optional(v.string()),
   schedule,
   providerUserId: v.optional(v.string()),
   variables: v.optional(v.record(v.string(), v.string())),
@@ -129,3 +131,23 @@ export const pushJob = v.object({
 export type PushJob = Infer<typeof pushJob>;
 
 export const dispatchStatus = v.union(v.literal("enqueued"), v.literal("skipped"), v.literal("failed"));
+export const pairingStatus = v.union(v.literal("pending"), v.literal("used"), v.literal("expired"));
+export type PairingStatus = Infer<typeof pairingStatus>;
+
+export const telegramWebhook = v.object({
+  agentKey: v.string(),
+  botId: v.string(),
+  secretHash: v.string(),
+  botUsername: v.optional(v.string()),
+  url: v.optional(v.string()),
+  configuredAt: v.optional(v.number()),
+});
+
+export const enqueueRequest = v.object({
+  conversationId: v.string(),
+  agentKey: v.string(),
+  payload,
+  priority: v.optional(v.number()),
+  scheduledFor: v.optional(v.number()),
+  maxAttempts: v.optional(v.number()),
+});
