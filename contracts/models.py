@@ -480,6 +480,22 @@ class WorkerView(WireModel):
     conversation_id: str | None = None
 
 
+RECENT_GAPS = 8  # arrival gaps a conversation keeps for the planner's keep-warm estimate
+RECENT_HORIZON_MS = 2 * 3_600_000  # conversations with an arrival this recent are in the snapshot
+RECENT_LIMIT = 1_000  # at most this many of them, the most recent first
+
+
+class RecentConversation(WireModel):
+    """A conversation that had a message arrive lately: the evidence for keeping workers warm."""
+
+    conversation_id: str
+    last_arrival_at: EpochMs
+    # The latest gaps between its arrivals, newest first (at most RECENT_GAPS): how soon it returns.
+    gaps_ms: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
+    # A message of it is queued or in flight now (it is counted in the demand already).
+    active: bool = False
+
+
 class DemandSnapshot(WireModel):
     """Everything the autoscaler learns from the store, taken in one read."""
 
@@ -492,9 +508,13 @@ class DemandSnapshot(WireModel):
     # The soonest future moment a waiting conversation becomes ready (retry or schedule).
     next_ready_at: EpochMs | None = None
     workers: list[WorkerView] = Field(default_factory=list)
+    # Conversations with an arrival within RECENT_HORIZON_MS, most recent first (RECENT_LIMIT at most).
+    recent: list[RecentConversation] = Field(default_factory=list)
 
 
-LaunchState = Literal["requested", "running", "gone", "failed"]
+# parked: the machine exists, stopped, kept for a fast start (a warm pool member).
+LaunchState = Literal["requested", "running", "parked", "gone", "failed"]
+OPEN_LAUNCH_STATES: tuple[LaunchState, ...] = ("requested", "running", "parked")
 
 
 class LaunchRecord(WireModel):

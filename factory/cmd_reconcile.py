@@ -102,7 +102,7 @@ def reconcile(
     policy = scaling_policy(scale)
     store_cfg = store_settings(store)
     # The provider's own settings are checked first: a missing token is the error users meet first.
-    machines = make_provider(scale.provider, store_cfg)
+    machines = make_provider(scale.provider, store_cfg, keep_stopped=policy.pool_size > 0)
     try:
         specs = launch_specs(scale, store_cfg, scale.provider)
     except FactoryError:

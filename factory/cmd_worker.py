@@ -28,6 +28,7 @@ from worker.job import JobRunner
 from worker.loop import Worker, WorkerExit
 from worker.metrics import WorkerMetrics
 from worker.openclaw.http import HttpDelivery
+from worker.openclaw.ready import ReadyProbe
 from worker.openclaw.sessions import session_key
 from worker.openclaw.ws import WsDelivery
 from worker.telegram import TelegramChannel, TelegramMedia
@@ -69,6 +70,7 @@ async def serve_worker(
     metrics = WorkerMetrics()
     readiness = Readiness()
     result: WorkerExit | None = None
+    refused: FactoryError | None = None
     media = TelegramMedia(settings.attachments_path, api_base=settings.telegram_api_base)
     async with (
         make_delivery(settings) as delivery,
@@ -85,7 +87,7 @@ async def serve_worker(
             workspace_id=config.workspace_id,
             media=media,
         )
-        worker = Worker(config, store, runner, metrics, readiness)
+        worker = Worker(config, store, runner, metrics, readiness, gateway_ready=ReadyProbe(settings.gateway_url))
         async with anyio.create_task_group() as tg:
             if settings.health_port is not None:
                 server = HealthServer(
@@ -95,8 +97,13 @@ async def serve_worker(
                 log.info("health endpoint", url=server.url)
             # Started, not scheduled: the handlers are in place before the first claim.
             await tg.start(_watch_signals, worker, tg.cancel_scope)
-            result = await worker.run()
+            try:
+                result = await worker.run()
+            except FactoryError as exc:  # one clear line for the CLI, not a task group's traceback
+                refused = exc
             tg.cancel_scope.cancel()
+    if refused is not None:
+        raise refused
     return result, worker
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import SecretStr, ValidationError
 
 from autoscaler.errors import ProviderConfigError
-from autoscaler.policy import ScalingPolicy
+from autoscaler.policy import ScalingPolicy, shipped
 from autoscaler.provider import LaunchSpec, Provider
 from autoscaler.reconciler import SpecFactory
 from contracts.errors import InvalidInput
@@ -26,9 +26,12 @@ from factory.settings import (
 
 
 def scaling_policy(settings: ScaleSettings) -> ScalingPolicy:
-    """The policy the settings describe (FACTORY_SCALE_*); what they leave out keeps its default."""
+    """The policy the settings describe (FACTORY_SCALE_*); what they leave out takes the shipped
+    default for the provider."""
     try:
-        return ScalingPolicy.model_validate(settings.model_dump(include=set(ScalingPolicy.model_fields)))
+        return shipped(
+            settings.provider, **settings.model_dump(include=set(ScalingPolicy.model_fields), exclude_none=True)
+        )
     except ValidationError as exc:
         raise InvalidInput.from_validation(exc) from None
 
@@ -40,8 +43,11 @@ def _required(value: str | SecretStr | None, setting: str, hint: str) -> str:
     return text.strip()
 
 
-def make_provider(name: str, store: StoreSettings) -> Provider:
-    """The provider ``name`` configured from its settings; a missing setting is one clear error."""
+def make_provider(name: str, store: StoreSettings, *, keep_stopped: bool = False) -> Provider:
+    """The provider ``name`` configured from its settings; a missing setting is one clear error.
+
+    ``keep_stopped``: the policy keeps a warm pool, so machines stay stopped when their worker exits.
+    """
     if name == "local":
         from autoscaler.providers.local import LocalConfig, LocalProvider
         from autoscaler.providers.local.config import process_env
@@ -64,6 +70,7 @@ def make_provider(name: str, store: StoreSettings) -> Provider:
                 memory_mb=fly.memory_mb,
                 stop_timeout_s=fly.stop_timeout_s,
                 api_base_url=fly.api_base_url,
+                keep_stopped=keep_stopped,
             )
         except ValidationError as exc:
             raise settings_error(FlySettings, exc) from None

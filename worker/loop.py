@@ -7,6 +7,7 @@ fail) runs shielded, so a shutdown cannot cut a settle in half.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,6 +33,13 @@ class ShutdownCut(JobError):
     retryable = True
 
 
+class GatewayNotReady(FactoryError):
+    """The gateway starting beside the worker did not become ready in time; nothing was claimed."""
+
+
+_GATEWAY_POLL_S = 0.1
+
+
 @dataclass(frozen=True)
 class WorkerExit:
     reason: ExitReason
@@ -47,7 +55,10 @@ class Worker:
         runner: JobRunner,
         metrics: WorkerMetrics,
         readiness: Readiness,
+        gateway_ready: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
+        """``gateway_ready`` probes the gateway; with ``config.gateway_wait_s`` the first claim waits for it."""
+        self.gateway_ready = gateway_ready
         self.config = config
         self.store = store
         self.runner = runner
@@ -79,9 +90,32 @@ class Worker:
         self.readiness.mark_registered()
         log.info("worker registered", worker_id=cfg.worker_id, provider=cfg.provider)
         try:
+            if not await self._await_gateway():
+                return WorkerExit("signal", 0, "stopped before the gateway was ready")
             return await self._loop()
         finally:
             self.readiness.mark_draining()
+
+    async def _await_gateway(self) -> bool:
+        """Before the first claim, wait for a gateway that is starting beside us; False if told to stop.
+
+        Raises ``GatewayNotReady`` when it is not ready in time: nothing has been claimed then.
+        """
+        wait_s = self.config.gateway_wait_s
+        if wait_s is None or self.gateway_ready is None:
+            return True
+        started = anyio.current_time()
+        with anyio.move_on_after(wait_s):
+            while not self.stopping:
+                if await self.gateway_ready():
+                    log.info("gateway ready", waited_s=round(anyio.current_time() - started, 2))
+                    return True
+                with anyio.move_on_after(_GATEWAY_POLL_S):
+                    await self._stop.wait()
+            return False
+        raise GatewayNotReady(
+            f"the gateway was not ready within {wait_s:g} s (FACTORY_GATEWAY_WAIT_S); nothing was claimed"
+        )
 
     async def _loop(self) -> WorkerExit:
         cfg = self.config

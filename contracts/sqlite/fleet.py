@@ -7,6 +7,9 @@ import sqlite3
 from typing import Any
 
 from contracts.models import (
+    OPEN_LAUNCH_STATES,
+    RECENT_HORIZON_MS,
+    RECENT_LIMIT,
     ControlState,
     DeadLetter,
     DemandSnapshot,
@@ -15,6 +18,7 @@ from contracts.models import (
     MachineRef,
     MessagePayload,
     QueueStats,
+    RecentConversation,
     SetWorkerStatusRequest,
     WorkerRecord,
     WorkerRegistration,
@@ -188,7 +192,25 @@ def demand(conn: sqlite3.Connection, now: int) -> DemandSnapshot:
         for w in list_workers(conn)
         if w.status != "stopped"
     ]
-    return DemandSnapshot(now=now, workers=views, **counts)
+    return DemandSnapshot(now=now, workers=views, recent=recent_conversations(conn, now), **counts)
+
+
+def recent_conversations(conn: sqlite3.Connection, now: int) -> list[RecentConversation]:
+    """Conversations with an arrival within the horizon, most recent first: keep-warm's evidence."""
+    rows = conn.execute(
+        "SELECT conversation_id, last_arrival_at, arrival_gaps, head_seq IS NOT NULL FROM conversations"
+        " INDEXED BY conversations_recent WHERE last_arrival_at >= ? ORDER BY last_arrival_at DESC LIMIT ?",
+        (now - RECENT_HORIZON_MS, RECENT_LIMIT),
+    ).fetchall()
+    return [
+        RecentConversation(
+            conversation_id=conversation_id,
+            last_arrival_at=last,
+            gaps_ms=json.loads(gaps) if gaps else [],
+            active=bool(active),
+        )
+        for conversation_id, last, gaps, active in rows
+    ]
 
 
 def stats(conn: sqlite3.Connection, now: int) -> QueueStats:
@@ -308,6 +330,6 @@ def ledger_update(
 
 
 def ledger_list(conn: sqlite3.Connection, include_closed: bool) -> list[LaunchRecord]:
-    where = "" if include_closed else " WHERE state IN ('requested', 'running')"
+    where = "" if include_closed else f" WHERE state IN ({', '.join(repr(s) for s in OPEN_LAUNCH_STATES)})"
     rows = conn.execute(f"SELECT {_LAUNCH_COLUMNS} FROM launches{where} ORDER BY requested_at, launch_id").fetchall()
     return [_launch(row) for row in rows]

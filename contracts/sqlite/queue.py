@@ -18,12 +18,14 @@ Invariants kept here (the state-machine test checks them after every step):
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from contracts.errors import AgentUnavailable, ConversationConflict
 from contracts.models import (
+    RECENT_GAPS,
     ControlState,
     EnqueueRequest,
     FailRequest,
@@ -155,6 +157,8 @@ def enqueue(conn: sqlite3.Connection, request: EnqueueRequest, now: int, new_id:
             request.max_attempts,
         ),
     )
+    if request.scheduled_for is None or request.scheduled_for <= now:
+        note_arrival(conn, request.conversation_id, now)
     # The new message may arrive before a head that is only scheduled for later.
     refresh_head(conn, request.conversation_id)
     return message_id, True
@@ -360,3 +364,17 @@ def redrive(conn: sqlite3.Connection, message_id: str | None, now: int) -> list[
     for conv in {row[2] for row in found}:
         refresh_head(conn, conv)
     return [str(row[1]) for row in found]
+
+
+def note_arrival(conn: sqlite3.Connection, conversation_id: str, now: int) -> None:
+    """Remember a message arriving now (not one scheduled for later): the keep-warm evidence."""
+    last, gaps = conn.execute(
+        "SELECT last_arrival_at, arrival_gaps FROM conversations WHERE conversation_id = ?", (conversation_id,)
+    ).fetchone()
+    recent: list[int] = json.loads(gaps) if gaps else []
+    if last is not None:
+        recent = [max(0, now - last), *recent][:RECENT_GAPS]
+    conn.execute(
+        "UPDATE conversations SET last_arrival_at = ?, arrival_gaps = ? WHERE conversation_id = ?",
+        (now, json.dumps(recent), conversation_id),
+    )

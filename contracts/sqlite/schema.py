@@ -261,7 +261,28 @@ MIGRATIONS: tuple[str, ...] = (
         revoked_at        INTEGER
     ) WITHOUT ROWID;
     """,
-    # 5: the hot path. A complete that claims the worker's next job records it on the completed
+    # 5: the warm pool and keep-warm. Launches may be 'parked' (a stopped machine kept to be
+    # started again; SQLite cannot change a CHECK, so the table is rebuilt), and a conversation
+    # keeps when a message last arrived and the gaps before it (JSON, newest first).
+    """
+    CREATE TABLE launches_v5 (
+        launch_id         TEXT PRIMARY KEY,
+        provider          TEXT NOT NULL,
+        requested_at      INTEGER NOT NULL,
+        state             TEXT NOT NULL CHECK (state IN ('requested', 'running', 'parked', 'gone', 'failed')),
+        machine_id        TEXT,
+        updated_at        INTEGER,
+        detail            TEXT
+    ) WITHOUT ROWID;
+    INSERT INTO launches_v5 (launch_id, provider, requested_at, state, machine_id, updated_at, detail)
+        SELECT launch_id, provider, requested_at, state, machine_id, updated_at, detail FROM launches;
+    DROP TABLE launches;
+    ALTER TABLE launches_v5 RENAME TO launches;
+    ALTER TABLE conversations ADD COLUMN last_arrival_at INTEGER;
+    ALTER TABLE conversations ADD COLUMN arrival_gaps TEXT;
+    CREATE INDEX conversations_recent ON conversations (last_arrival_at) WHERE last_arrival_at IS NOT NULL;
+    """,
+    # 6: the hot path. A complete that claims the worker's next job records it on the completed
     # message (chained_seq), so a replayed complete hands back that job instead of claiming another.
     # Open messages are indexed while finished_at is NULL, which holds exactly while queued or
     # processing: a claim changes a status, not its openness, and leaves that index alone. Claims

@@ -5,7 +5,7 @@ import type { DatabaseReader, DatabaseWriter } from "../_generated/server";
 import { HISTORY_WINDOW } from "./policy";
 import { findConversation, getMessageDoc } from "./queue";
 import { resolveSecrets } from "./secrets";
-import { id, integer, nonEmpty } from "./validate";
+import { id, integer } from "./validate";
 import type { AgentProfileInput, Payload } from "./validators";
 
 export type AgentProfile = {

@@ -22,6 +22,8 @@ export const READY_CAP = 50;
 export const LIVE_WORKERS = 1_000;
 export const QUEUE_TOTALS_PAGE = 2_000;
 export const OPEN_LAUNCHES = 1_000;
+export const RECENT_HORIZON_MS = 2 * 3_600_000;
+export const RECENT_LIMIT = 1_000;
 export const RECONCILE_LOCK = "reconcile";
 
 type Worker = Doc<"factoryWorkers">;
@@ -199,7 +201,22 @@ export async function demand(db: DatabaseReader, now: number) {
       conversationId,
     };
   });
-  return { now, ...counts, workers };
+  return { now, ...counts, workers, recent: await recentConversations(db, now) };
+}
+
+/** Conversations with an arrival within the horizon, most recent first: keep-warm's evidence. */
+async function recentConversations(db: DatabaseReader, now: number) {
+  const rows = await db
+    .query("factoryConversations")
+    .withIndex("by_last_arrival", (q) => q.gte("lastArrivalAt", now - RECENT_HORIZON_MS))
+    .order("desc")
+    .take(RECENT_LIMIT);
+  return rows.map((c) => ({
+    conversationId: c.conversationId,
+    lastArrivalAt: c.lastArrivalAt!,
+    gapsMs: c.arrivalGaps ?? [],
+    active: c.headStatus !== "idle",
+  }));
 }
 
 /** A cheap view for an idle worker's poll: how many conversations are claimable (counted up to
@@ -391,14 +408,14 @@ export async function ledgerUpdate(
   return true;
 }
 
-/** Open launches (requested or running) at once; with closed ones, a page at a time. */
+/** Open launches (requested, running or parked) at once; with closed ones, a page at a time. */
 export async function ledgerList(db: DatabaseReader, includeClosed: boolean, page: PaginationOptions) {
   if (includeClosed) {
     const result = await db.query("factoryLaunches").withIndex("by_requested").paginate(page);
     return { page: result.page.map(launchRecord), isDone: result.isDone, continueCursor: result.continueCursor };
   }
   const open: Launch[] = [];
-  for (const state of ["requested", "running"] as const) {
+  for (const state of ["requested", "running", "parked"] as const) {
     open.push(
       ...(await db
         .query("factoryLaunches")

@@ -181,10 +181,17 @@ export async function enqueue(db: DatabaseWriter, a: EnqueueArgs, now: number): 
     attempts: 0,
     maxAttempts: a.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
   });
+  if (a.scheduledFor === undefined || a.scheduledFor <= now) {
+    const gaps = conv.lastArrivalAt === undefined ? [] : [Math.max(0, now - conv.lastArrivalAt), ...(conv.arrivalGaps ?? [])];
+    await db.patch(conv._id, { lastArrivalAt: now, arrivalGaps: gaps.slice(0, RECENT_GAPS) });
+  }
   // The new message may arrive before a head that is only scheduled for later.
   await settle(db, conv, { queued: 1 });
   return messageId;
 }
+
+/** Arrival gaps a conversation keeps for the autoscaler's keep-warm estimate. */
+export const RECENT_GAPS = 8;
 
 // --------------------------------------------------------------------------- workers
 

@@ -70,12 +70,17 @@ export const factoryTables = {
     headAttempts: v.optional(v.number()),
     availableAt: v.optional(v.number()), // queued head: scheduledFor; processing head: lease expiry
     lockWorker: v.optional(v.string()), // the worker holding the processing head
+    // Keep-warm evidence: when a message last arrived (not one scheduled for later), and the
+    // gaps between its latest arrivals, newest first (at most RECENT_GAPS).
+    lastArrivalAt: v.optional(v.number()),
+    arrivalGaps: v.optional(v.array(v.number())),
   })
     .index("by_conversationId", ["conversationId"])
     .index("by_agent", ["agentKey", "conversationId"])
     // Claim order within a head status: priority, then claimable longest (availableAt), then seq.
     .index("by_claim", ["headStatus", "claimRank", "availableAt", "headSeq"])
-    .index("by_available", ["headStatus", "availableAt"]),
+    .index("by_available", ["headStatus", "availableAt"])
+    .index("by_last_arrival", ["lastArrivalAt"]),
 
   factoryHistory: defineTable({
     conversationId: v.string(),

@@ -83,6 +83,7 @@ export type AgentProfileInput = Infer<typeof agentProfile>;
 export const launchState = v.union(
   v.literal("requested"),
   v.literal("running"),
+  v.literal("parked"), // the machine exists, stopped, kept for a fast start (warm pool)
   v.literal("gone"),
   v.literal("failed"),
 );
