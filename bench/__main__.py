@@ -1,14 +1,18 @@
-"""`python -m bench [store|worker|autoscaler|ingress|validation ...]`: run the named benchmarks, or all of them."""
+"""`python -m bench [store|calls|worker|autoscaler|ingress|validation ...]`: run the named benchmarks.
+
+No names: all of them.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
 
-from bench import autoscaler_bench, coldstart, ingress_bench, store_bench, validation_bench, worker_bench
+from bench import autoscaler_bench, calls_bench, coldstart, ingress_bench, store_bench, validation_bench, worker_bench
 
 SECTIONS: dict[str, Callable[[], object]] = {
     "store": store_bench.run,
+    "calls": calls_bench.run,
     "worker": worker_bench.run,
     "autoscaler": autoscaler_bench.run,
     "ingress": ingress_bench.run,

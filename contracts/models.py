@@ -259,6 +259,9 @@ class LeaseResult(WireModel):
     # A heartbeat's renewed expiry, and the store's clock when it answered.
     lease_expires_at: EpochMs | None = None
     now: EpochMs | None = None
+    # Whether the worker must stop, on every heartbeat and complete answer, so a busy worker needs
+    # no control call of its own. None: the store did not say (upstream answers a bare boolean).
+    control: ControlState | None = None
 
 
 class FailRequest(WireModel):
@@ -359,6 +362,46 @@ class HydrationBundle(WireModel):
     @field_serializer("secrets", when_used="json")
     def _reveal_secrets(self, value: dict[str, SecretStr]) -> dict[str, str]:
         return {ref: secret.get_secret_value() for ref, secret in value.items()}
+
+
+# --------------------------------------------------------------------------- the hot path in one call
+#
+# A busy worker's steady state is one store call per message: the complete that settles a job
+# carries its history turns and claims the next job, with its bundle, in the same transaction
+# (plus heartbeats). The separate calls stay for compat mode and for callers that want them.
+
+
+class ClaimResult(WireModel):
+    """``workerClaim`` with ``withBundle``: the job, if any, what the worker needs to run it, and
+    whether the worker must stop. An idle poll, a claim and its hydration are one call."""
+
+    control: ControlState
+    # The store's clock when it answered.
+    now: EpochMs
+    job: ClaimedJob | None = None
+    # None with a job when its agent profile is gone (the job then fails, as hydration would).
+    bundle: HydrationBundle | None = None
+
+
+class NextClaim(WireModel):
+    """``claimNext`` on ``workerComplete``: claim the worker's next job in the same transaction."""
+
+    # Pin the next claim to one conversation (a sticky worker), as ``workerClaim`` does.
+    conversation_id: NonEmpty | None = None
+    with_bundle: bool = True
+
+
+class CompleteResult(LeaseResult):
+    """``workerComplete``'s answer: the lease answer, plus what the complete carried.
+
+    ``appended`` is set when history turns rode along and the complete was accepted (turns a
+    redelivered message already wrote are not written twice). ``next`` is set when ``claimNext``
+    was asked, whether or not this complete was accepted: the worker is free either way. A replay
+    of an accepted complete answers as the first call did, and hands back the job it claimed.
+    """
+
+    appended: AppendResult | None = None
+    next: ClaimResult | None = None
 
 
 # --------------------------------------------------------------------------- operator views

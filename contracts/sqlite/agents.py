@@ -96,6 +96,18 @@ def hydration_bundle(conn: sqlite3.Connection, message_id: str, box: SecretBox |
     if row is None:
         return None
     conversation_id, agent_key, payload = row
+    return bundle_for(conn, message_id, conversation_id, agent_key, MessagePayload.model_validate_json(payload), box)
+
+
+def bundle_for(
+    conn: sqlite3.Connection,
+    message_id: str,
+    conversation_id: str,
+    agent_key: str,
+    payload: MessagePayload,
+    box: SecretBox | None,
+) -> HydrationBundle | None:
+    """The bundle of a message the caller knows is processing; None when its agent profile is gone."""
     profile = get_profile(conn, agent_key)
     if profile is None:
         return None
@@ -104,7 +116,7 @@ def hydration_bundle(conn: sqlite3.Connection, message_id: str, box: SecretBox |
         message_id=message_id,
         conversation_id=conversation_id,
         agent_key=agent_key,
-        payload=MessagePayload.model_validate_json(payload),
+        payload=payload,
         profile=profile,
         history=_history(conn, conversation_id, HISTORY_WINDOW),
         telegram_bot_token=pick_telegram_token(agent_key, profile.secrets_ref, resolved),

@@ -282,7 +282,21 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE conversations ADD COLUMN arrival_gaps TEXT;
     CREATE INDEX conversations_recent ON conversations (last_arrival_at) WHERE last_arrival_at IS NOT NULL;
     """,
-    # 6: the operator console. Operator tokens and console sessions (hashes only); the latest
+    # 6: the hot path. A complete that claims the worker's next job records it on the completed
+    # message (chained_seq), so a replayed complete hands back that job instead of claiming another.
+    # Open messages are indexed while finished_at is NULL, which holds exactly while queued or
+    # processing: a claim changes a status, not its openness, and leaves that index alone. Claims
+    # order due heads by when they became claimable (available_at), so the claim index says so.
+    """
+    ALTER TABLE messages ADD COLUMN chained_seq INTEGER;
+    DROP INDEX messages_open;
+    CREATE INDEX messages_open ON messages (conversation_id, arrival_at, seq) WHERE finished_at IS NULL;
+    DROP INDEX conversations_claim;
+    CREATE INDEX conversations_claim
+        ON conversations (head_priority DESC, available_at, head_seq)
+        WHERE head_seq IS NOT NULL;
+    """,
+    # 7: the operator console. Operator tokens and console sessions (hashes only); the latest
     # reconcile tick; who started each conversation (its first message's provider user, filled in
     # for conversations that already exist) so conversations can be found by user, agent or age;
     # done messages by finish time, for throughput and enqueue→reply latency over the last hour

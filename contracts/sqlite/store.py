@@ -11,7 +11,7 @@ import secrets
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar, overload
 
 import anyio
 import structlog
@@ -38,7 +38,7 @@ from contracts.ingress import (
 from contracts.push import Broadcast, BroadcastRequest, PushDispatch, PushDispatchRequest, PushJob, PushTemplate
 from contracts.rules import QueuePolicy, RandomSource, check_lease_ttl_ms, system_random
 from contracts.secrets import Sealed, SecretBox, seal_new
-from contracts.sqlite import agents, console, fleet, ingress, push, queue
+from contracts.sqlite import agents, claim, console, fleet, ingress, push, queue
 from contracts.sqlite import secrets as sealed_secrets
 from contracts.sqlite.doorbell import Doorbell
 from contracts.sqlite.engine import Busy, Engine, Synchronous, connect
@@ -175,15 +175,42 @@ class SqliteStore:
         message_id, _ = await self._write(lambda c, now: queue.enqueue(c, request, now, self._new_id), ring=True)
         return message_id
 
-    async def worker_claim(self, worker_id: str, conversation_id: str | None = None) -> models.ClaimedJob | None:
-        return await self._write(lambda c, now: queue.claim(c, worker_id, conversation_id, now, self._new_lease))
+    @overload
+    async def worker_claim(self, worker_id: str, conversation_id: str | None = None) -> models.ClaimedJob | None: ...
+
+    @overload
+    async def worker_claim(
+        self, worker_id: str, conversation_id: str | None = None, *, with_bundle: Literal[True]
+    ) -> models.ClaimResult: ...
+
+    async def worker_claim(
+        self, worker_id: str, conversation_id: str | None = None, *, with_bundle: bool = False
+    ) -> models.ClaimedJob | models.ClaimResult | None:
+        if with_bundle:
+            return await self._write(
+                lambda c, now: claim.claim_with_bundle(c, worker_id, conversation_id, now, self._new_lease, self._box)
+            )
+        return await self._write(lambda c, now: claim.claim(c, worker_id, conversation_id, now, self._new_lease))
 
     async def worker_heartbeat(self, lease: models.LeaseRef) -> models.LeaseResult:
         return await self._write(lambda c, now: queue.heartbeat(c, lease, now))
 
-    async def worker_complete(self, lease: models.LeaseRef) -> models.LeaseResult:
-        # Completing a head unblocks the conversation's next message: wake idle workers.
-        return await self._write(lambda c, now: queue.complete(c, lease, now), ring=True)
+    async def worker_complete(
+        self,
+        lease: models.LeaseRef,
+        *,
+        history: Sequence[models.HistoryMessage] | None = None,
+        claim_next: models.NextClaim | None = None,
+    ) -> models.CompleteResult:
+        result, freed = await self._write(
+            lambda c, now: claim.complete(
+                c, lease, now, self._new_lease, history=history, claim_next=claim_next, box=self._box
+            )
+        )
+        if freed and self._bell is not None:
+            # The conversation's next message became claimable and this worker did not take it.
+            self._bell.ring()
+        return result
 
     async def worker_fail(self, request: models.FailRequest) -> models.FailResult:
         return await self._write(lambda c, now: queue.fail(c, request, now, self.policy, self._rng), ring=True)
@@ -409,8 +436,8 @@ class SqliteStore:
 
     # ---------------------------------------------------------------- waiting and time
 
-    async def wait_for_work(self, timeout_s: float) -> bool:
-        upcoming = await self._read(fleet.next_ready_at)
+    async def wait_for_work(self, timeout_s: float, conversation_id: str | None = None) -> bool:
+        upcoming = await self._read(lambda c, now: fleet.next_ready_at(c, now, conversation_id))
         if upcoming is not None:
             # A retry or a scheduled message falls due before the timeout: wake for it.
             until_due_s = max(0.0, (upcoming - self.clock.now_ms()) / 1000)

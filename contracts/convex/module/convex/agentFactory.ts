@@ -50,6 +50,7 @@ export const listWorkers = query(api.guarded(api.listWorkers, authorize));
 export const queueStats = query(api.guarded(api.queueStats, authorize));
 export const queueTotals = query(api.guarded(api.queueTotals, authorize));
 export const queueReadiness = query(api.guarded(api.queueReadiness, authorize));
+export const queueSignal = query(api.guarded(api.queueSignal, authorize));
 export const listDeadLetters = query(api.guarded(api.listDeadLetters, authorize));
 export const getMessage = query(api.guarded(api.getMessage, authorize));
 export const getConversation = query(api.guarded(api.getConversation, authorize));

@@ -8,6 +8,7 @@
 import { v, type ObjectType, type PropertyValidators } from "convex/values";
 import type { MutationCtx, QueryCtx } from "../_generated/server";
 import * as agents from "./agents";
+import * as claim from "./claim";
 import * as console from "./console";
 import * as fleet from "./fleet";
 import * as ingress from "./ingress";
@@ -80,17 +81,31 @@ export const enqueue = mutationSpec(
   async (ctx, a) => await queue.enqueue(ctx.db, a, Date.now()),
 );
 
+/** `withBundle: true` answers {control, now, job?, bundle?} (an idle poll, a claim and its
+ * hydration in one call); without it, the job or null, as upstream's workerClaim does. */
 export const workerClaim = mutationSpec(
-  { workerId: v.string(), conversationId: v.optional(v.string()) },
-  async (ctx, a) => await queue.claim(ctx.db, a.workerId, a.conversationId, Date.now(), currentPolicy()),
+  { workerId: v.string(), conversationId: v.optional(v.string()), withBundle: v.optional(v.boolean()) },
+  async (ctx, a) =>
+    a.withBundle === true
+      ? await claim.claimWithBundle(ctx.db, a.workerId, a.conversationId, Date.now(), currentPolicy())
+      : await claim.claim(ctx.db, a.workerId, a.conversationId, Date.now(), currentPolicy()),
 );
 
 export const workerHeartbeat = mutationSpec(
   lease,
-  async (ctx, a) => await queue.heartbeat(ctx.db, a, Date.now(), currentPolicy()),
+  async (ctx, a) => await claim.heartbeat(ctx.db, a, Date.now(), currentPolicy()),
 );
 
-export const workerComplete = mutationSpec(lease, async (ctx, a) => await queue.complete(ctx.db, a, Date.now()));
+/** `history`: turns appended in the same transaction (once per message); `claimNext`: also claim
+ * the worker's next job, answered in `next`. */
+export const workerComplete = mutationSpec(
+  {
+    ...lease,
+    history: v.optional(v.array(historyMessage)),
+    claimNext: v.optional(v.object({ conversationId: v.optional(v.string()), withBundle: v.optional(v.boolean()) })),
+  },
+  async (ctx, a) => await claim.complete(ctx.db, a, Date.now(), currentPolicy()),
+);
 
 export const workerFail = mutationSpec(
   { ...lease, errorMessage: v.string(), retryable: v.optional(v.boolean()) },
@@ -158,6 +173,12 @@ export const queueTotals = querySpec({ cursor: v.string() }, async (ctx, a) => a
 export const queueReadiness = querySpec(
   { now: v.optional(v.number()) },
   async (ctx, a) => await fleet.queueReadiness(ctx.db, a.now ?? Date.now()),
+);
+
+/** An idle worker's subscription (see fleet.queueSignal). */
+export const queueSignal = querySpec(
+  { conversationId: v.optional(v.string()) },
+  async (ctx, a) => await fleet.queueSignal(ctx.db, a.conversationId),
 );
 
 export const listDeadLetters = querySpec(

@@ -11,8 +11,9 @@
 import type { PaginationOptions, PaginationResult } from "convex/server";
 import type { Doc } from "../_generated/dataModel";
 import type { DatabaseReader, DatabaseWriter } from "../_generated/server";
-import { staleAfterMs } from "./policy";
-import { findWorker } from "./queue";
+import { controlOf } from "./claim";
+import { heartbeatDue, staleAfterMs } from "./policy";
+import { findConversation, findWorker } from "./queue";
 import { id, integer, nonEmpty } from "./validate";
 import type { LaunchState, WorkerStatus } from "./validators";
 
@@ -91,12 +92,8 @@ export async function register(db: DatabaseWriter, r: Registration, now: number)
 export async function controlState(db: DatabaseWriter, workerId: string, now: number) {
   nonEmpty("workerId", workerId);
   const w = await findWorker(db, workerId);
-  if (w === null) return { shouldStop: true, reason: "unknown worker: register before polling" };
-  if (w.status !== "active") {
-    return { shouldStop: true, reason: `status ${w.status}` + (w.statusReason ? `: ${w.statusReason}` : "") };
-  }
-  await db.patch(w._id, { heartbeatAt: now });
-  return { shouldStop: false };
+  if (w !== null && w.status === "active" && heartbeatDue(w.heartbeatAt, now)) await db.patch(w._id, { heartbeatAt: now });
+  return controlOf(w);
 }
 
 /** Move a worker forward through active → draining → stopping → stopped; never backwards. */
@@ -242,6 +239,22 @@ export async function queueReadiness(db: DatabaseReader, now: number) {
     }
   }
   return { readyConversations: Math.min(ready, READY_CAP), nextReadyAt };
+}
+
+/** What an idle worker subscribes to over /api/sync: the head that falls due first among queued
+ * heads (or, for a worker pinned to a conversation, that conversation's head). Nothing in it
+ * depends on the clock, so the subscription re-runs only when those documents change; the worker
+ * wakes on a change, or at `nextReadyAt` when that is still to come. Two index reads. */
+export async function queueSignal(db: DatabaseReader, conversationId: string | undefined) {
+  const head =
+    conversationId !== undefined
+      ? await findConversation(db, conversationId)
+      : await db
+          .query("factoryConversations")
+          .withIndex("by_available", (q) => q.eq("headStatus", "queued"))
+          .first();
+  if (head === null || head.headStatus === "idle") return {};
+  return { nextReadyAt: head.availableAt!, headSeq: head.headSeq! };
 }
 
 async function queueTotalsPage(db: DatabaseReader, cursor: string | null) {

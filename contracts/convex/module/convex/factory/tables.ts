@@ -3,8 +3,8 @@
 //
 // Why conversations carry their head: a claim must find, across all conversations, the best
 // *due head* without a scan window. Each conversation keeps its head (the processing message,
-// else the earliest queued one) denormalised next to two indexes, so a claim reads a handful
-// of index ranges instead of the message table (see queue.ts).
+// else the earliest queued one) denormalised next to two indexes, so a claim reads one index
+// entry per priority in use instead of the message table (see queue.ts).
 import { defineTable } from "convex/server";
 import { v } from "convex/values";
 import {
@@ -50,6 +50,9 @@ export const factoryTables = {
     claimedBy: v.optional(v.string()),
     lastError: v.optional(v.string()),
     finishedAt: v.optional(v.number()),
+    // The message a complete of this one claimed next for the same worker: a replayed complete
+    // hands that job back instead of claiming another.
+    chainedTo: v.optional(v.id("factoryMessages")),
   })
     .index("by_conversation_status", ["conversationId", "status", "arrivalAt", "seq"])
     .index("by_dedupe", ["conversationId", "externalMessageId"])
@@ -80,7 +83,8 @@ export const factoryTables = {
     .index("by_agent_created", ["agentKey", "createdAt"])
     .index("by_user", ["userId", "createdAt"])
     .index("by_created", ["createdAt"])
-    .index("by_claim", ["headStatus", "claimRank", "headScheduledFor", "headSeq"])
+    // Claim order within a head status: priority, then claimable longest (availableAt), then seq.
+    .index("by_claim", ["headStatus", "claimRank", "availableAt", "headSeq"])
     .index("by_available", ["headStatus", "availableAt"])
     .index("by_last_arrival", ["lastArrivalAt"]),
 
