@@ -120,8 +120,9 @@ def test_the_package_holds_what_a_host_needs_and_nothing_else(packed: Path) -> N
 
 
 def test_a_host_app_installs_the_packed_component_and_bundles(packed: Path, tmp_path: Path) -> None:
-    """The example app, importing the package by name from node_modules, goes through the Convex
-    CLI's component graph and bundling (`deploy --dry-run`, offline) as a real host's would."""
+    """The example app, importing the package by name from node_modules, type-checks against the
+    package's declarations and goes through the Convex CLI's component graph and bundling
+    (`deploy --dry-run`, offline) as a real host's would."""
     node = find_node()
     host = tmp_path / "host"
     modules = host / "node_modules"
@@ -141,6 +142,17 @@ def test_a_host_app_installs_the_packed_component_and_bundles(packed: Path, tmp_
     (host / "package.json").write_text(
         json.dumps({"name": "host", "private": True, "dependencies": {"convex": "1.48.0", PACKAGE: "*"}})
     )
+    shutil.copy(MODULE_DIR / "convex" / "tsconfig.json", host / "convex" / "tsconfig.json")
+    typed = subprocess.run(  # the host's code against the package's published types (dist/*.d.ts)
+        [str(node.node), str(modules / "typescript" / "bin" / "tsc"), "--noEmit", "-p", "convex"],
+        cwd=host,
+        env=node.env(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert typed.returncode == 0, f"the host does not type-check against the package:\n{typed.stdout}\n{typed.stderr}"
     bundle = tmp_path / "bundle"
     env = {"CI": "1", "CONVEX_SELF_HOSTED_URL": "http://127.0.0.1:9", "CONVEX_SELF_HOSTED_ADMIN_KEY": "offline"}
     env["CONVEX_VERBOSE"] = "1"
