@@ -44,6 +44,7 @@ export const {
   queueStats,
   queueTotals,
   queueReadiness,
+  queueSignal,
   listDeadLetters,
   getMessage,
   getConversation,
