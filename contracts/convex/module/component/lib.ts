@@ -47,12 +47,12 @@ export const endConsoleSession = mutation(api.endConsoleSession);
 
 // ---- queries
 export const workerHydrationBundle = query(api.workerHydrationBundle);
-export const queueSignal = query(api.queueSignal);
 export const fleetDemand = query(api.fleetDemand);
 export const listWorkers = query(api.listWorkers);
 export const queueStats = query(api.queueStats);
 export const queueTotals = query(api.queueTotals);
 export const queueReadiness = query(api.queueReadiness);
+export const queueSignal = query(api.queueSignal);
 export const listDeadLetters = query(api.listDeadLetters);
 export const getMessage = query(api.getMessage);
 export const getConversation = query(api.getConversation);

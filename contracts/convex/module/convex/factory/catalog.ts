@@ -14,8 +14,7 @@ export const MUTATIONS = [
 ] as const;
 
 export const QUERIES = [
-  "workerHydrationBundle", "queueSignal", "fleetDemand", "listWorkers", "queueStats", "queueTotals",
-  "queueReadiness",
+  "workerHydrationBundle", "fleetDemand", "listWorkers", "queueStats", "queueTotals", "queueReadiness", "queueSignal",
   "listDeadLetters", "getMessage", "getConversation", "getAgentProfile", "ledgerList", "pushTemplates",
   "pushJobs", "pushDispatches", "pushNextSlot", "broadcasts", "resolveSecrets", "secretStatus",
   "sealedSecrets", "findAppToken", "listAppTokens", "getTelegramWebhook", "findTelegramWebhook",
