@@ -14,7 +14,7 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError  # typer vendors click: its one help-as-error
 
 from contracts.errors import FactoryError, InvalidInput, first_factory_error
-from factory import cmd_frontdoor, cmd_push, cmd_queue, cmd_reconcile, cmd_run, cmd_serve, cmd_worker
+from factory import cmd_console, cmd_frontdoor, cmd_push, cmd_queue, cmd_reconcile, cmd_run, cmd_serve, cmd_worker
 from factory.logging import configure
 from factory.safe_text import err, one_line, visible
 from factory.settings import LogSettings, load
@@ -56,6 +56,7 @@ app.add_typer(cmd_frontdoor.pairing_app, name="pairing")
 app.add_typer(cmd_frontdoor.bindings_app, name="bindings")
 app.add_typer(cmd_frontdoor.secrets_app, name="secrets")
 app.add_typer(cmd_frontdoor.tokens_app, name="app-token")
+app.add_typer(cmd_console.console_app, name="console")
 
 
 def _fail(message: str, code: int) -> int:

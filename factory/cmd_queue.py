@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -15,6 +14,7 @@ from contracts.errors import InvalidInput
 from contracts.models import MAX_PAGE, AgentProfile, EnqueueRequest, require_id
 from contracts.roles import EnqueueStore
 from factory.console import JsonOption, StoreOption, finite, out, print_json, with_enqueue_store, with_store
+from factory.console import when as _when
 from factory.safe_text import plain
 
 queue_app = typer.Typer(help="Inspect and repair the queue.", no_args_is_help=True)
@@ -33,12 +33,6 @@ _FLAGS = {
     "externalMessageId": "--external-id",
 }
 MAX_DELAY_S = 366 * 24 * 3600  # a year (and a day): later than that is a schedule, not a delay
-
-
-def _when(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def enqueue(

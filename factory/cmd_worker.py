@@ -29,6 +29,7 @@ from worker.job import JobRunner
 from worker.loop import StartupRefused, Worker, WorkerExit
 from worker.metrics import WorkerMetrics
 from worker.openclaw.http import HttpDelivery
+from worker.openclaw.ready import ReadyProbe
 from worker.openclaw.sessions import session_key
 from worker.openclaw.ws import WsDelivery
 from worker.outage import OutagePolicy
@@ -77,6 +78,7 @@ async def serve_worker(
     metrics = WorkerMetrics()
     readiness = Readiness()
     result: WorkerExit | None = None
+    refused: FactoryError | None = None
     media = TelegramMedia(settings.attachments_path, api_base=settings.telegram_api_base)
     async with (
         make_delivery(settings) as delivery,
@@ -93,7 +95,15 @@ async def serve_worker(
             media=media,
         )
         policy = OutagePolicy(max_outage_s=settings.max_outage_s or (ONCE_MAX_OUTAGE_S if config.once else None))
-        worker = Worker(config, store, runner, metrics, readiness, outage_policy=policy)
+        worker = Worker(
+            config,
+            store,
+            runner,
+            metrics,
+            readiness,
+            outage_policy=policy,
+            gateway_ready=ReadyProbe(settings.gateway_url),
+        )
         async with anyio.create_task_group() as tg:
             if settings.health_port is not None:
                 server = HealthServer(
@@ -106,9 +116,12 @@ async def serve_worker(
             try:
                 result = await worker.run()
             except StartupRefused as exc:
-                raise _setting_error(exc) from None
-            finally:
-                tg.cancel_scope.cancel()
+                refused = _setting_error(exc)
+            except FactoryError as exc:  # one clear line for the CLI, not a task group's traceback
+                refused = exc
+            tg.cancel_scope.cancel()
+    if refused is not None:
+        raise refused
     return result, worker
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import anyio
@@ -95,6 +96,13 @@ def with_enqueue_store(store: str | None, action: Callable[[EnqueueStore], Await
             await opened.aclose()
 
     return anyio.run(run)
+
+
+def when(ms: int | None) -> str:
+    """An epoch-milliseconds time as operators read it (UTC), or "-"."""
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def plain(text: str | None) -> str:

@@ -9,11 +9,12 @@ import structlog
 from pydantic import SecretStr, ValidationError
 
 from autoscaler.errors import ProviderConfigError
-from autoscaler.policy import ScalingPolicy
+from autoscaler.policy import ScalingPolicy, shipped
 from autoscaler.provider import LaunchSpec, Provider
-from autoscaler.reconciler import SpecFactory
+from autoscaler.reconciler import Reconciler, SpecFactory
 from contracts.errors import InvalidInput
 from contracts.launch import WorkerEnvironment
+from contracts.models import ReconcileRecord
 from contracts.urls import check_token_url
 from factory.settings import (
     DEFAULT_GATEWAY_URL,
@@ -25,15 +26,19 @@ from factory.settings import (
     load,
     settings_error,
 )
+from factory.stores import open_full_store
 from worker.errors import DeliveryAuthError, DeliveryError
 
 _log = structlog.get_logger("factory.fleet")
 
 
 def scaling_policy(settings: ScaleSettings) -> ScalingPolicy:
-    """The policy the settings describe (FACTORY_SCALE_*); what they leave out keeps its default."""
+    """The policy the settings describe (FACTORY_SCALE_*); what they leave out takes the shipped
+    default for the provider."""
     try:
-        return ScalingPolicy.model_validate(settings.model_dump(include=set(ScalingPolicy.model_fields)))
+        return shipped(
+            settings.provider, **settings.model_dump(include=set(ScalingPolicy.model_fields), exclude_none=True)
+        )
     except ValidationError as exc:
         raise InvalidInput.from_validation(exc) from None
 
@@ -45,8 +50,11 @@ def _required(value: str | SecretStr | None, setting: str, hint: str) -> str:
     return text.strip()
 
 
-def make_provider(name: str, store: StoreSettings) -> Provider:
-    """The provider ``name`` configured from its settings; a missing setting is one clear error."""
+def make_provider(name: str, store: StoreSettings, *, keep_stopped: bool = False) -> Provider:
+    """The provider ``name`` configured from its settings; a missing setting is one clear error.
+
+    ``keep_stopped``: the policy keeps a warm pool, so machines stay stopped when their worker exits.
+    """
     if name == "local":
         from autoscaler.providers.local import LocalConfig, LocalProvider
         from autoscaler.providers.local.config import process_env
@@ -69,6 +77,7 @@ def make_provider(name: str, store: StoreSettings) -> Provider:
                 memory_mb=fly.memory_mb,
                 stop_timeout_s=fly.stop_timeout_s,
                 api_base_url=fly.api_base_url,
+                keep_stopped=keep_stopped,
             )
         except ValidationError as exc:
             raise settings_error(FlySettings, exc) from None
@@ -175,3 +184,29 @@ def launch_specs(
         return LaunchSpec(environment=environment)
 
     return spec
+
+
+def _launches_nothing(launch_id: str, worker_id: str) -> LaunchSpec:
+    raise AssertionError("a dry run launches nothing")
+
+
+class DryRunPlans:
+    """The console's reconcile dry run (``ingress.PlanSource``): what ``factory reconcile --dry-run``
+    would print, for the provider and policy FACTORY_PROVIDER and FACTORY_SCALE_* name. A provider
+    whose settings are missing says so in one line, on the page."""
+
+    def __init__(self, store: StoreSettings, scale: ScaleSettings) -> None:
+        self.store = store
+        self.scale = scale
+
+    async def dry_run(self) -> ReconcileRecord:
+        machines = make_provider(self.scale.provider, self.store)
+        opened = open_full_store(self.store, role="fleet")
+        try:
+            result = await Reconciler(opened, machines, scaling_policy(self.scale), _launches_nothing).tick(
+                dry_run=True
+            )
+            return result.record(machines.name, await opened.now_ms())
+        finally:
+            await machines.aclose()
+            await opened.aclose()

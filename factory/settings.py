@@ -205,6 +205,10 @@ class WorkerSettings(_Settings):
         allow_inf_nan=False,
         validation_alias=AliasChoices(ENV["max_outage_s"], "max_outage_s"),
     )
+    # Set by the worker image, which starts the gateway and the worker together.
+    gateway_wait_s: float | None = Field(
+        None, gt=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_GATEWAY_WAIT_S", "gateway_wait_s")
+    )
     health_host: str = Field("127.0.0.1", validation_alias=AliasChoices("FACTORY_HEALTH_HOST", "health_host"))
     health_port: int | None = Field(
         None, ge=0, le=65535, validation_alias=AliasChoices("FACTORY_HEALTH_PORT", "health_port")
@@ -281,6 +285,20 @@ class ServeSettings(_Settings):
     )
 
 
+class ConsoleSettings(_Settings):
+    """The operator console under ``factory serve``'s /console: how operators sign in."""
+
+    auth: Literal["token", "header"] = Field("token", validation_alias=AliasChoices("FACTORY_CONSOLE_AUTH", "auth"))
+    trusted_header: str | None = Field(
+        None, validation_alias=AliasChoices("FACTORY_CONSOLE_TRUSTED_HEADER", "trusted_header")
+    )
+    admins: str = Field("", validation_alias=AliasChoices("FACTORY_CONSOLE_ADMINS", "admins"))
+    session_ttl_s: int = Field(
+        43_200, ge=60, le=30 * 86_400, validation_alias=AliasChoices("FACTORY_CONSOLE_SESSION_TTL_S", "session_ttl_s")
+    )
+    refresh_s: float = Field(3.0, gt=0, le=600, validation_alias=AliasChoices("FACTORY_CONSOLE_REFRESH_S", "refresh_s"))
+
+
 class LogSettings(_Settings):
     level: Literal["debug", "info", "warning", "error"] | None = Field(
         None, validation_alias=AliasChoices(ENV["log_level"], "level")
@@ -289,20 +307,24 @@ class LogSettings(_Settings):
 
 
 class ScaleSettings(_Settings):
-    """``factory reconcile``: which provider, and the scaling policy (FACTORY_SCALE_*)."""
+    """``factory reconcile``: which provider, and the scaling policy (FACTORY_SCALE_*).
+
+    A policy setting left unset takes the shipped default for the provider
+    (``autoscaler.policy.shipped``): the values ``make bench`` chose from its sweep.
+    """
 
     provider: Literal["local", "fly", "digitalocean"] = Field(
         "local", validation_alias=AliasChoices("FACTORY_PROVIDER", "provider")
     )
-    mode: Literal["affinity", "pool"] = Field("affinity", validation_alias=AliasChoices("FACTORY_SCALE_MODE", "mode"))
-    conversations_per_worker: int = Field(
-        4, ge=1, validation_alias=AliasChoices("FACTORY_SCALE_CONVERSATIONS_PER_WORKER", "conversations_per_worker")
+    mode: Literal["affinity", "pool"] | None = Field(None, validation_alias=AliasChoices("FACTORY_SCALE_MODE", "mode"))
+    conversations_per_worker: int | None = Field(
+        None, ge=1, validation_alias=AliasChoices("FACTORY_SCALE_CONVERSATIONS_PER_WORKER", "conversations_per_worker")
     )
-    min_workers: int = Field(0, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_MIN", "min_workers"))
-    max_workers: int = Field(10, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_MAX", "max_workers"))
-    max_step: int = Field(5, ge=1, validation_alias=AliasChoices("FACTORY_SCALE_MAX_STEP", "max_step"))
-    scale_down_window_s: float = Field(
-        300.0, ge=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_DOWN_WINDOW_S", "scale_down_window_s")
+    min_workers: int | None = Field(None, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_MIN", "min_workers"))
+    max_workers: int | None = Field(None, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_MAX", "max_workers"))
+    max_step: int | None = Field(None, ge=1, validation_alias=AliasChoices("FACTORY_SCALE_MAX_STEP", "max_step"))
+    scale_down_window_s: float | None = Field(
+        None, ge=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_DOWN_WINDOW_S", "scale_down_window_s")
     )
     idle_timeout_s: float | None = Field(
         None, gt=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_IDLE_TIMEOUT_S", "idle_timeout_s")
@@ -310,11 +332,31 @@ class ScaleSettings(_Settings):
     budget_machines: int | None = Field(
         None, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_BUDGET", "budget_machines")
     )
-    launch_timeout_s: float = Field(
-        300.0, gt=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_LAUNCH_TIMEOUT_S", "launch_timeout_s")
+    launch_timeout_s: float | None = Field(
+        None, gt=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_LAUNCH_TIMEOUT_S", "launch_timeout_s")
     )
-    drain_deadline_s: float = Field(
-        600.0, gt=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_DRAIN_DEADLINE_S", "drain_deadline_s")
+    launch_hedge_s: float | None = Field(
+        None, gt=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_LAUNCH_HEDGE_S", "launch_hedge_s")
+    )
+    drain_deadline_s: float | None = Field(
+        None, gt=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_DRAIN_DEADLINE_S", "drain_deadline_s")
+    )
+    pool_size: int | None = Field(None, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_POOL_SIZE", "pool_size"))
+    pool_prefill: bool | None = Field(None, validation_alias=AliasChoices("FACTORY_SCALE_POOL_PREFILL", "pool_prefill"))
+    keep_warm_workers: int | None = Field(
+        None, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_KEEP_WARM", "keep_warm_workers")
+    )
+    keep_warm_gap_factor: float | None = Field(
+        None, gt=0, validation_alias=AliasChoices("FACTORY_SCALE_KEEP_WARM_GAP_FACTOR", "keep_warm_gap_factor")
+    )
+    keep_warm_max_s: float | None = Field(
+        None, ge=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_KEEP_WARM_MAX_S", "keep_warm_max_s")
+    )
+    cold_start_s: float | None = Field(
+        None, ge=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_COLD_START_S", "cold_start_s")
+    )
+    warm_start_s: float | None = Field(
+        None, ge=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_WARM_START_S", "warm_start_s")
     )
     # The store as launched workers should reach it (default: FACTORY_STORE itself).
     worker_store: str | None = Field(None, validation_alias=AliasChoices("FACTORY_WORKER_STORE", "worker_store"))

@@ -59,6 +59,13 @@ class StartupRefused(FactoryError):
         self.cause = cause
 
 
+class GatewayNotReady(FactoryError):
+    """The gateway starting beside the worker did not become ready in time; nothing was claimed."""
+
+
+_GATEWAY_POLL_S = 0.1
+
+
 @dataclass(frozen=True)
 class WorkerExit:
     reason: ExitReason
@@ -92,7 +99,10 @@ class Worker:
         *,
         outage_policy: OutagePolicy | None = None,
         sleep: Sleep = anyio.sleep,
+        gateway_ready: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
+        """``gateway_ready`` probes the gateway; with ``config.gateway_wait_s`` the first claim waits for it."""
+        self.gateway_ready = gateway_ready
         self.config = config
         self.store = store
         self.runner = runner
@@ -118,12 +128,9 @@ class Worker:
         return self._stop.is_set()
 
     async def run(self) -> WorkerExit:
-        cfg = self.config
         try:
             if not await self._start():
-                return WorkerExit("signal", 0)
-            self.readiness.mark_registered()
-            log.info("worker registered", worker_id=cfg.worker_id, provider=cfg.provider)
+                return WorkerExit("signal", 0, "stopped before the first claim")
             return await self._loop()
         finally:
             self.readiness.mark_draining()
@@ -131,7 +138,8 @@ class Worker:
     # ------------------------------------------------------------------ start
 
     async def _start(self) -> bool:
-        """Check the store and the gateway, then register. False if asked to stop meanwhile."""
+        """Check the store and register at once (a gateway starting beside us may still be coming
+        up), wait for that gateway, then check it can take a turn. False if asked to stop meanwhile."""
         cfg = self.config
         registration = WorkerRegistration(
             worker_id=cfg.worker_id,
@@ -144,11 +152,11 @@ class Worker:
         async def register() -> None:
             await self.store.worker_register(registration)
 
-        return (
-            await self._check("store", self.store.now_ms)
-            and await self._check("gateway", self.runner.probe)
-            and await self._check("store", register)
-        )
+        if not (await self._check("store", self.store.now_ms) and await self._check("store", register)):
+            return False
+        self.readiness.mark_registered()
+        log.info("worker registered", worker_id=cfg.worker_id, provider=cfg.provider)
+        return await self._await_gateway() and await self._check("gateway", self.runner.probe)
 
     async def _check(self, component: Component, probe: Callable[[], Awaitable[object]]) -> bool:
         try:
@@ -162,6 +170,27 @@ class Worker:
                 return False
         self.readiness.clear(component)
         return True
+
+    async def _await_gateway(self) -> bool:
+        """Before the first claim, wait for a gateway that is starting beside us; False if told to stop.
+
+        Raises ``GatewayNotReady`` when it is not ready in time: nothing has been claimed then.
+        """
+        wait_s = self.config.gateway_wait_s
+        if wait_s is None or self.gateway_ready is None:
+            return True
+        started = anyio.current_time()
+        with anyio.move_on_after(wait_s):
+            while not self.stopping:
+                if await self.gateway_ready():
+                    log.info("gateway ready", waited_s=round(anyio.current_time() - started, 2))
+                    return True
+                with anyio.move_on_after(_GATEWAY_POLL_S):
+                    await self._stop.wait()
+            return False
+        raise GatewayNotReady(
+            f"the gateway was not ready within {wait_s:g} s (FACTORY_GATEWAY_WAIT_S); nothing was claimed"
+        )
 
     # ------------------------------------------------------------------ the loop
 

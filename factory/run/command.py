@@ -33,7 +33,7 @@ from factory.run.demo import (
     exclusive,
     reset_demo,
 )
-from factory.run.fleet import close_fleet, fleet_settings, run_fleet
+from factory.run.fleet import DemoPlans, close_fleet, fleet_settings, run_fleet
 from factory.run.gateway import install_openclaw, start_gateway
 from factory.run.model import ModelPlan, choose_model
 from factory.run.screen import Screen
@@ -83,8 +83,9 @@ async def demo_run(screen: Screen, opts: RunOptions, plan: ModelPlan, env: Mappi
             outcome.phase = "starting the gateway"
             runtime = await start_gateway(screen, stack, install, opts.demo, plan, outcome)
             outcome.phase = "opening the front door"
+            plans = DemoPlans()
             telegram, bot_api = await start_front_door(
-                stack, screen, store, lambda: open_full_store(opts.store, role="ingress")
+                stack, screen, store, lambda: open_full_store(opts.store, role="ingress"), plans
             )
             scale = fleet_settings(runtime, opts.max_workers)
             # Workers need the gateway, not the model: provider keys stay with the gateway, and
@@ -100,6 +101,7 @@ async def demo_run(screen: Screen, opts: RunOptions, plan: ModelPlan, env: Mappi
                 scale, opts.store, "local", grace_s=10, max_outage_s=DEMO_MAX_OUTAGE_S, telegram_api_base=bot_api
             )
             reconciler = Reconciler(store, provider, scaling_policy(scale), specs)
+            plans.reconciler = reconciler
             screen.line(
                 f"autoscaler: local provider, affinity (one worker per active conversation, max {opts.max_workers}), "
                 f"scale-down after {SCALE_DOWN_WINDOW_S:g} s idle, tick every {TICK_S:g} s; "

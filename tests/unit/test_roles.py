@@ -9,6 +9,7 @@ import pytest
 from contracts.convex import AgentFactoryCompatStore, ConvexStore
 from contracts.roles import (
     AgentStore,
+    ConsoleStore,
     EnqueueStore,
     FleetStore,
     IngressStore,
@@ -29,6 +30,7 @@ ROLES = (
     ScheduleStore,
     IngressStore,
     SecretStore,
+    ConsoleStore,
 )
 
 
@@ -42,6 +44,7 @@ def _every_role(store: SqliteStore | ConvexStore) -> None:
     _s: ScheduleStore = store
     _i: IngressStore = store
     _secrets: SecretStore = store
+    _console: ConsoleStore = store
 
 
 def _compat_roles(store: AgentFactoryCompatStore) -> None:
