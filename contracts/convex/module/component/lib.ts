@@ -11,6 +11,7 @@ export const workerClaim = mutation(api.workerClaim);
 export const workerHeartbeat = mutation(api.workerHeartbeat);
 export const workerComplete = mutation(api.workerComplete);
 export const workerFail = mutation(api.workerFail);
+export const workerRelease = mutation(api.workerRelease);
 export const workerAppendConversationMessages = mutation(api.workerAppendConversationMessages);
 export const workerRegister = mutation(api.workerRegister);
 export const workerControlState = mutation(api.workerControlState);

@@ -3,7 +3,7 @@
 // namespace files (agentFactory.ts, agentFactoryAdmin.ts) register. catalog.test.ts keeps the
 // three in step.
 export const MUTATIONS = [
-  "enqueue", "workerClaim", "workerHeartbeat", "workerComplete", "workerFail",
+  "enqueue", "workerClaim", "workerHeartbeat", "workerComplete", "workerFail", "workerRelease",
   "workerAppendConversationMessages", "workerRegister", "workerControlState", "fleetSetWorkerStatus",
   "redrive", "releaseExpired", "upsertAgentProfile", "importSecret", "acquireReconcileLock",
   "releaseReconcileLock", "ledgerRecord", "ledgerUpdate", "storeNow", "pushTemplatePut",

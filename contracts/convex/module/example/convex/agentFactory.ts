@@ -10,6 +10,7 @@ export const {
   workerHeartbeat,
   workerComplete,
   workerFail,
+  workerRelease,
   workerAppendConversationMessages,
   workerRegister,
   workerControlState,
