@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Re-install when the dependency list changes; the stamp lives inside the venv.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install test lint typecheck pytest run bench clean
+.PHONY: install test lint typecheck pytest run bench bench-sweep chaos screenshots image image-smoke clean
 
 install: $(STAMP)
 
@@ -33,6 +33,33 @@ run: install
 
 bench: install
 	$(BIN)/python -m bench
+
+# A PNG of every operator console page in .factory/screenshots/ (Debian's chromium; apt-installed when missing).
+screenshots: install
+	$(BIN)/python -m tests.console.screenshots
+
+# The sweep the autoscaler's shipped defaults were chosen from (minutes; not part of `make bench`).
+bench-sweep: install
+	$(BIN)/python -m bench sweep
+
+# The worker image, built without a Docker engine: buildah (vfs storage, chroot isolation) on a
+# Python 3.11 base made from Debian packages (images/base/build-base.sh, cached). Needs root and
+# `apt-get install -y buildah debootstrap`.
+IMAGE      ?= localhost/factory-worker:latest
+BASE_IMAGE ?= localhost/factory-python:3.11-bookworm
+
+image:
+	images/base/build-base.sh $(BASE_IMAGE)
+	buildah --storage-driver vfs bud --isolation chroot --layers=false -f images/worker/Dockerfile \
+		--build-arg PYTHON_IMAGE=$(BASE_IMAGE) -t $(IMAGE) .
+
+# Boot the built image's entrypoint against a SQLite store and the stub model (not in `make test`:
+# building the image takes minutes): gateway ready, one message processed, SIGTERM drains, exit 0.
+image-smoke: install
+	FACTORY_IMAGE=$(IMAGE) $(BIN)/pytest -m image tests/image
+# Kills and outages with the figures printed; exits non-zero if an invariant breaks (minutes).
+chaos: install
+	$(BIN)/python -m bench.chaos
 
 clean:
 	rm -rf $(VENV) .factory .mypy_cache .ruff_cache

@@ -8,7 +8,8 @@ The tree::
         │                         ``retryable``: a later try may succeed (429, 5xx, timeouts)
         │                         ``ambiguous``: a create may have happened anyway: look it up
         ├── ProviderConfigError   a required setting is missing or invalid (names the setting)
-        └── ReconcileBusy         another reconcile holds the lock
+        ├── ReconcileBusy         another reconcile holds the lock
+        └── ReconcileLockLost     the lock was taken over while a tick ran (its rest was not applied)
 """
 
 from __future__ import annotations
@@ -52,4 +53,8 @@ class ProviderConfigError(AutoscalerError):
 
 
 class ReconcileBusy(AutoscalerError):
+    retryable = True
+
+
+class ReconcileLockLost(AutoscalerError):
     retryable = True

@@ -19,11 +19,32 @@ class _Action(BaseModel):
 
 
 class Launch(_Action):
-    """Create one worker machine. The reconciler names it (launch id) and records it first."""
+    """Create one worker machine. The reconciler names it (launch id) and records it first.
+
+    ``parked``: create it stopped, as a warm-pool member (Fly's ``skip_launch``), not booted.
+    """
 
     action: Literal["launch"] = "launch"
     # Affinity: the conversation the new worker serves (it claims only that one).
     conversation_id: str | None = None
+    parked: bool = False
+
+
+class Start(_Action):
+    """Start a parked (stopped) pool machine: a worker boots on it, far sooner than on a new one."""
+
+    action: Literal["start"] = "start"
+    machine_id: str
+    launch_id: str
+
+
+class Park(_Action):
+    """Keep a stopped machine whose worker has exited as a warm-pool member instead of destroying it."""
+
+    action: Literal["park"] = "park"
+    machine_id: str
+    launch_id: str
+    worker_id: str | None = None
 
 
 class Drain(_Action):
@@ -51,10 +72,12 @@ class CollectOrphan(_Action):
 
 
 class RetireWorker(_Action):
-    """Mark a worker stopped in the store: its machine is gone, or it never had one we manage."""
+    """Mark a worker stopped in the store: its machine is gone, or it never had one we manage.
+    Its launch, if it named one, is closed with it (nothing is left for a later tick to settle)."""
 
     action: Literal["retire_worker"] = "retire_worker"
     worker_id: str
+    launch_id: str | None = None
 
 
 class ResolveLaunch(_Action):
@@ -72,7 +95,7 @@ class CloseLaunch(_Action):
 
 
 Action = Annotated[
-    Launch | Drain | Destroy | CollectOrphan | RetireWorker | ResolveLaunch | CloseLaunch,
+    Launch | Start | Park | Drain | Destroy | CollectOrphan | RetireWorker | ResolveLaunch | CloseLaunch,
     Field(discriminator="action"),
 ]
 
@@ -84,6 +107,7 @@ class Plan(BaseModel):
     desired: int
     current: int
     launching: int
+    parked: int = 0
     summary: str
 
     @property
@@ -94,6 +118,15 @@ class Plan(BaseModel):
         return [a for a in self.actions if isinstance(a, kind)]
 
 
+def target(action: Action) -> str:
+    """What an action acts on, for a person: ``machine m1``, ``worker w1``, ``launch l1``, ``new machine``."""
+    for attr in ("machine_id", "worker_id", "launch_id"):
+        value = getattr(action, attr, None)
+        if value:
+            return f"{attr.removesuffix('_id')} {value}"
+    return "new machine"
+
+
 R = TypeVar("R", covariant=True)
 
 
@@ -101,6 +134,8 @@ class PlanHandler(Protocol[R]):
     """Carries out each kind of action; ``R`` is what one action yields (an awaitable, for async handlers)."""
 
     def on_launch(self, action: Launch) -> R: ...
+    def on_start(self, action: Start) -> R: ...
+    def on_park(self, action: Park) -> R: ...
     def on_drain(self, action: Drain) -> R: ...
     def on_destroy(self, action: Destroy) -> R: ...
     def on_collect_orphan(self, action: CollectOrphan) -> R: ...
@@ -114,6 +149,10 @@ def dispatch(action: Action, handler: PlanHandler[R]) -> R:
     match action:
         case Launch():
             return handler.on_launch(action)
+        case Start():
+            return handler.on_start(action)
+        case Park():
+            return handler.on_park(action)
         case Drain():
             return handler.on_drain(action)
         case Destroy():

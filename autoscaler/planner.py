@@ -7,20 +7,28 @@ it can be tested exhaustively. The reconciler carries the plan out.
 Rules, in the order applied:
 
 1. Workers that are gone (stale heartbeat, or their machine stopped) lose their machine and are
-   retired; draining workers are destroyed once they have exited, or once they overstay the drain
-   deadline while idle. A busy worker (one holding a live lease) is never destroyed.
-2. Launches in the ledger count as capacity until their worker registers; one that never shows
-   up is looked up by its tag, then given up; one whose machine died is cleaned up.
+   retired; draining workers are done with once they have exited, or once they overstay the drain
+   deadline while idle. A busy worker (one holding a live lease) is never destroyed. A worker
+   with no machine is retired together with its launch. A stopped machine whose worker is done
+   is parked in the warm pool while the pool has room (``policy.pool_size``), else destroyed.
+2. Launches in the ledger count as capacity until their worker registers (a worker is matched to
+   its machine by launch id, worker id or machine id); one that never shows up is looked up by
+   its tag, then given up; one whose machine died is cleaned up. Parked launches are the pool.
 3. Machines that no worker and no launch account for are collected after a grace period.
 4. Desired = ready + in-flight conversations (affinity) or that over ``conversations_per_worker``
-   (pool), clamped to [min, max] and the budget. Scale up at once, by at most ``max_step``.
-   Scale down only idle managed workers that have been idle for the stabilisation window,
-   longest-idle first, at most ``max_step``, by draining.
+   (pool), plus the idle workers kept warm for conversations expected back (autoscaler.keepwarm),
+   clamped to [min, max]. Scale up at once: parked machines are started first (cheap and quick),
+   new ones created for the rest, within the machine budget. Scale down only idle managed workers
+   that have been idle for the stabilisation window, longest-idle first, by draining. The pool is
+   then topped up with machines created stopped.
 5. Affinity pins: each launch in affinity mode is for one ready conversation that no worker
    covers. A pinned worker covers its conversation while it lives, draining included (it may be
    uploading the snapshot the next machine restores), so nothing is launched for that conversation
    until it has exited. Unpinned workers (started by hand) take any conversation and are counted
-   as such. A pinned idle worker whose conversation has work is never drained.
+   as such. A pinned idle worker whose conversation has work is never drained. Parked pool
+   machines are still started first; only a new machine can be told its conversation, so those
+   start unpinned (their worker seeds the session from the stored history) and the launches
+   created beyond them are pinned.
 6. A draining worker whose snapshot upload is in progress is not destroyed for a stale heartbeat
    (uploading does not poll); the drain deadline still applies.
 """
@@ -28,8 +36,9 @@ Rules, in the order applied:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from autoscaler.keepwarm import warm_target
 from autoscaler.plan import (
     Action,
     CloseLaunch,
@@ -37,35 +46,62 @@ from autoscaler.plan import (
     Destroy,
     Drain,
     Launch,
+    Park,
     Plan,
     ResolveLaunch,
     RetireWorker,
+    Start,
 )
 from autoscaler.policy import ScalingPolicy
 from autoscaler.provider import Machine
-from contracts.models import DemandSnapshot, LaunchRecord, WorkerView
+from contracts.models import OPEN_LAUNCH_STATES, DemandSnapshot, LaunchRecord, WorkerView
 
 _ENDED = ("stopped", "failed")
+# A parked machine is stopped, or (Fly, created with skip_launch) was never started.
+_PARKABLE = ("stopped", "starting")
 
 
-@dataclass(frozen=True)
 class _Fleet:
     """Indexes over the observed machines so each worker and launch finds its machine."""
 
-    machines: Sequence[Machine]
+    def __init__(self, machines: Sequence[Machine]) -> None:
+        self.machines = machines
+        self._by_launch: dict[str, Machine] = {}
+        self._by_worker: dict[str, Machine] = {}
+        self._by_id: dict[str, Machine] = {}
+        for m in machines:
+            if m.launch_id is not None:
+                self._by_launch.setdefault(m.launch_id, m)
+            if m.worker_id is not None:
+                self._by_worker.setdefault(m.worker_id, m)
+            self._by_id.setdefault(m.machine_id, m)
 
     def for_worker(self, worker: WorkerView) -> Machine | None:
-        for m in self.machines:
-            if worker.launch_id is not None and m.launch_id == worker.launch_id:
-                return m
-            if m.worker_id is not None and m.worker_id == worker.worker_id:
-                return m
-            if worker.machine_ref is not None and worker.machine_ref.machine_id == m.machine_id:
-                return m
-        return None
+        """The worker's machine: by launch id, else by the worker id the machine was told, else by machine id."""
+        found = self.for_launch(worker.launch_id) if worker.launch_id is not None else None
+        if found is None:
+            found = self._by_worker.get(worker.worker_id)
+        if found is None and worker.machine_ref is not None:
+            found = self._by_id.get(worker.machine_ref.machine_id)
+        return found
 
     def for_launch(self, launch_id: str) -> Machine | None:
-        return next((m for m in self.machines if m.launch_id == launch_id), None)
+        return self._by_launch.get(launch_id)
+
+
+@dataclass
+class _Pool:
+    """Parked machines: those found in the pool, and room for the ones this plan parks."""
+
+    size: int
+    members: list[tuple[LaunchRecord, Machine]] = field(default_factory=list)
+    parked_now: int = 0
+
+    def take(self) -> bool:
+        if len(self.members) + self.parked_now >= self.size:
+            return False
+        self.parked_now += 1
+        return True
 
 
 def plan(
@@ -78,47 +114,118 @@ def plan(
     machines = _Fleet(fleet)
     actions: list[Action] = []
     accounted: set[str] = set()  # machine ids some worker or launch explains
+    open_ledger = [r for r in ledger if r.state in OPEN_LAUNCH_STATES]
+    pool = _Pool(policy.pool_size, _pool_members(open_ledger, machines, demand.workers))
+    accounted |= {m.machine_id for _, m in pool.members}
 
-    live = _settle_workers(demand.workers, machines, policy, now, actions, accounted)
-    launch_ids_with_workers = {w.launch_id for w in demand.workers if w.launch_id is not None}
-    open_launches = _settle_launches(ledger, launch_ids_with_workers, machines, policy, now, actions, accounted)
+    known = {r.launch_id: r for r in open_ledger}
+    live = _settle_workers(demand.workers, machines, known, policy, now, actions, accounted, pool)
+    open_launches = _settle_launches(
+        open_ledger, _registered(demand.workers, machines), machines, pool, policy, now, actions, accounted
+    )
     pending = len(open_launches)
-    _collect_orphans(fleet, accounted, {r.launch_id for r in ledger}, policy, now, actions)
+    _collect_orphans(fleet, accounted, set(known), policy, now, actions)
 
     active = demand.ready_conversations + demand.inflight_conversations
-    desired = policy.desired(active)
+    warm = warm_target(
+        demand.recent,
+        policy,
+        now,
+        cold_start_s=policy.warm_start_s if pool.members else policy.cold_start_s,
+        active=active,
+    )
+    desired = policy.desired(active + warm.workers)
     capacity = len(live) + pending
     why = (
         f"{demand.ready_conversations} ready + {demand.inflight_conversations} in-flight conversations "
         f"→ {desired} worker(s) ({policy.mode}); {len(live)} live, {pending} launching"
+        + (f", {len(pool.members)} parked" if pool.members else "")
+        + (f"; {warm.why}" if warm.workers else "")
     )
+    room = _budget_room(fleet, open_ledger, machines, actions, policy)
+    started = launched = 0
     targets: list[str] = []
     if policy.mode == "affinity":
         # Coverage, not counts: a pinned worker serves only its conversation. Ready conversations
         # beyond the listed ids get unpinned launches.
         targets, spare = _uncovered(demand, live, open_launches, machines, actions)
         overflow = max(0, demand.ready_conversations - len(demand.ready_conversation_ids) - spare)
-        wanted = max(len(targets) + overflow, policy.min_workers - capacity)
+        need = max(len(targets) + overflow, policy.min_workers - capacity)
     else:
-        wanted = desired - capacity
+        need = desired - capacity
     # Never past max_workers: a pinned launch beyond it waits for an idle pinned worker to drain.
-    wanted = min(wanted, max(0, policy.max_workers - capacity))
-    if wanted > 0:
-        room = policy.max_step
-        if policy.budget_machines is not None:
-            # Machines that exist or are on their way, minus those this plan removes.
-            going = {a.machine_id for a in actions if isinstance(a, Destroy | CollectOrphan)}
-            existing = sum(1 for m in fleet if m.machine_id not in going)
-            room = min(room, policy.budget_machines - existing - _launches_without_machine(ledger, machines))
-            if room < wanted:
-                why += f"; budget {policy.budget_machines} machine(s)"
-        count = max(0, min(wanted, room))
-        pins: list[str | None] = [*targets[:count], *[None] * max(0, count - len(targets))]
-        actions += [Launch(reason=why, conversation_id=pin) for pin in pins]
+    need = min(need, max(0, policy.max_workers - capacity))
+    if need > 0:
+        if policy.max_step is not None:
+            need = min(need, policy.max_step)
+        # Parked pool machines first (started, far sooner than created). Only a new machine can be
+        # told its conversation, so a started one is unpinned (it seeds the session from history);
+        # the launches created for the rest are pinned to the conversations still uncovered.
+        for record, machine in pool.members[:need]:
+            actions.append(
+                Start(machine_id=machine.machine_id, launch_id=record.launch_id, reason=f"from the pool; {why}")
+            )
+            started += 1
+        launches = max(0, min(need - started, room))
+        if launches < need - started:
+            why += f"; budget {policy.budget_machines} machine(s)"
+        pins = targets[started:]
+        slots: list[str | None] = [*pins[:launches], *[None] * max(0, launches - len(pins))]
+        actions += [Launch(reason=why, conversation_id=pin) for pin in slots]
+        room -= launches
+        launched = launches
     if capacity > desired:
         busy_pins = set(demand.ready_conversation_ids)
         actions += _drains(live, machines, capacity - desired, policy, now, why, busy_pins)
-    return Plan(actions=tuple(actions), desired=desired, current=len(live), launching=pending, summary=why)
+    if policy.pool_prefill:
+        # Live workers count: their machines are parked when they are done, so a pool in use is
+        # not refilled only to destroy what comes back to it.
+        settled = {a.machine_id for a in actions if isinstance(a, Destroy | CollectOrphan | Park)}
+        draining = sum(1 for w in demand.workers if w.status != "active" and _on_live_machine(w, machines, settled))
+        returning = len(live) + draining + pending + launched
+        missing = policy.pool_size - (len(pool.members) + pool.parked_now + returning)
+        actions += [
+            Launch(parked=True, reason=f"warm pool {policy.pool_size}") for _ in range(max(0, min(missing, room)))
+        ]
+    return Plan(
+        actions=tuple(actions),
+        desired=desired,
+        current=len(live),
+        launching=pending,
+        parked=len(pool.members) - started + pool.parked_now,
+        summary=why,
+    )
+
+
+def _on_live_machine(worker: WorkerView, machines: _Fleet, settled: set[str]) -> bool:
+    """The worker's machine runs and this plan does not remove or park it."""
+    machine = machines.for_worker(worker)
+    return machine is not None and machine.state not in _ENDED and machine.machine_id not in settled
+
+
+def _pool_members(
+    ledger: Sequence[LaunchRecord], machines: _Fleet, workers: Sequence[WorkerView]
+) -> list[tuple[LaunchRecord, Machine]]:
+    """Parked launches whose machine is listed and still parked, oldest first."""
+    booted = {w.launch_id for w in workers if w.status != "stopped" and w.launch_id is not None}
+    members = []
+    for record in ledger:
+        if record.state != "parked" or record.launch_id in booted:
+            continue
+        machine = machines.for_launch(record.launch_id)
+        if machine is not None and machine.state in _PARKABLE:
+            members.append((record, machine))
+    return members
+
+
+def _registered(workers: Sequence[WorkerView], machines: _Fleet) -> set[str]:
+    """Launch ids that a registered worker stands for: the one it reports, or its machine's."""
+    launches = {w.launch_id for w in workers if w.launch_id is not None}
+    for w in workers:
+        machine = machines.for_worker(w)
+        if machine is not None and machine.launch_id is not None:
+            launches.add(machine.launch_id)
+    return launches
 
 
 def _uncovered(
@@ -147,60 +254,102 @@ def _uncovered(
 def _settle_workers(
     workers: Sequence[WorkerView],
     machines: _Fleet,
+    known: dict[str, LaunchRecord],
     policy: ScalingPolicy,
     now: int,
     actions: list[Action],
     accounted: set[str],
+    pool: _Pool,
 ) -> list[WorkerView]:
     """Handle gone and draining workers; return the live, active ones (the capacity)."""
     live: list[WorkerView] = []
+    parked = {m.machine_id for _, m in pool.members}
     for w in workers:
         machine = machines.for_worker(w)
         if machine is not None:
-            accounted.add(machine.machine_id)
+            if machine.machine_id in parked:
+                machine = None  # an earlier worker of a pool machine: the machine is the pool's now
+            else:
+                accounted.add(machine.machine_id)
         stale = w.heartbeat_age_ms > policy.stale_worker_s * 1000
         if w.status == "active" and not stale:
             if machine is not None and machine.state in _ENDED:
-                _end(w, machine, "its machine stopped under it", actions)
+                _end(w, machine, "its machine stopped under it", known, actions, pool)
             else:
                 live.append(w)
             continue
         if w.busy:
             continue  # a live lease: the job is still running somewhere; never cut it short
+        launch = known.get(w.launch_id) if w.launch_id is not None else None
+        gone = machine is None and launch is not None and launch.machine_id is not None
         overstayed = (
             w.status != "active"
             and w.status_since is not None
             and now - w.status_since > policy.drain_deadline_s * 1000
         )
-        if stale and w.snapshot_pending and not overstayed and (machine is None or machine.state not in _ENDED):
+        if (
+            stale
+            and w.snapshot_pending
+            and not overstayed
+            and not gone
+            and (machine is None or machine.state not in _ENDED)
+        ):
             continue  # uploading its snapshot, which does not poll: the next machine needs it
         if stale:
-            _end(w, machine, f"no heartbeat for {w.heartbeat_age_ms // 1000} s", actions)
+            _end(w, machine, f"no heartbeat for {w.heartbeat_age_ms // 1000} s", known, actions, pool)
         elif machine is not None and machine.state in _ENDED:
-            _end(w, machine, f"drained worker exited ({w.status})", actions)
+            _end(w, machine, f"drained worker exited ({w.status})", known, actions, pool)
+        elif gone:
+            _end(w, None, f"{w.status} worker's machine is gone", known, actions, pool)
         elif overstayed:
-            _end(w, machine, f"still {w.status} after the {policy.drain_deadline_s:g} s drain deadline", actions)
+            _end(
+                w,
+                machine,
+                f"still {w.status} after the {policy.drain_deadline_s:g} s drain deadline",
+                known,
+                actions,
+                pool,
+            )
     return live
 
 
-def _end(worker: WorkerView, machine: Machine | None, why: str, actions: list[Action]) -> None:
+def _end(
+    worker: WorkerView,
+    machine: Machine | None,
+    why: str,
+    known: dict[str, LaunchRecord],
+    actions: list[Action],
+    pool: _Pool,
+) -> None:
+    reason = f"worker {worker.worker_id}: {why}"
     if machine is None:
-        actions.append(RetireWorker(worker_id=worker.worker_id, reason=f"worker {worker.worker_id}: {why}; no machine"))
-    else:
+        launch = worker.launch_id if worker.launch_id in known else None
+        actions.append(RetireWorker(worker_id=worker.worker_id, launch_id=launch, reason=f"{reason}; no machine"))
+        return
+    launch_id = machine.launch_id or worker.launch_id
+    # A machine pinned to a conversation (affinity) would serve only that one if started again:
+    # it is not a pool member for others, so it goes.
+    pinned = launch_id in known and known[launch_id].conversation_id is not None
+    if machine.state == "stopped" and launch_id in known and not pinned and pool.take():
         actions.append(
-            Destroy(
+            Park(
                 machine_id=machine.machine_id,
+                launch_id=launch_id,
                 worker_id=worker.worker_id,
-                launch_id=machine.launch_id or worker.launch_id,
-                reason=f"worker {worker.worker_id}: {why}",
+                reason=f"{reason}; parked",
             )
         )
+        return
+    actions.append(
+        Destroy(machine_id=machine.machine_id, worker_id=worker.worker_id, launch_id=launch_id, reason=reason)
+    )
 
 
 def _settle_launches(
     ledger: Sequence[LaunchRecord],
     registered: set[str],
     machines: _Fleet,
+    pool: _Pool,
     policy: ScalingPolicy,
     now: int,
     actions: list[Action],
@@ -208,45 +357,59 @@ def _settle_launches(
 ) -> list[LaunchRecord]:
     """Account for open launches; return those that still count as capacity on their way."""
     pending: list[LaunchRecord] = []
-    timeout_ms = policy.launch_timeout_s * 1000
+    members = {r.launch_id for r, _ in pool.members}
     for record in ledger:
-        if record.state not in ("requested", "running"):
+        if record.launch_id in members:
             continue
         machine = machines.for_launch(record.launch_id)
         if machine is not None:
             accounted.add(machine.machine_id)
         if record.launch_id in registered:
             continue  # its worker is in the snapshot and is handled there
-        age = now - record.requested_at
-        if machine is not None:
-            if machine.state in _ENDED:
-                actions.append(
-                    Destroy(
-                        machine_id=machine.machine_id,
-                        launch_id=record.launch_id,
-                        reason=f"launch {record.launch_id}: machine {machine.state}, no live worker "
-                        "(exited, or never registered)",
-                    )
-                )
-            elif age > timeout_ms:
-                actions.append(
-                    Destroy(
-                        machine_id=machine.machine_id,
-                        launch_id=record.launch_id,
-                        reason=f"launch {record.launch_id}: no worker registered within {policy.launch_timeout_s:g} s",
-                    )
-                )
-            else:
-                pending.append(record)
-        elif age <= timeout_ms:
-            pending.append(record)  # created but not listed yet (provider lists are eventually consistent)
-        elif record.state == "requested":
-            actions.append(
-                ResolveLaunch(launch_id=record.launch_id, reason=f"launch {record.launch_id} never appeared")
-            )
-        else:
-            actions.append(CloseLaunch(launch_id=record.launch_id, reason=f"launch {record.launch_id}: machine gone"))
+        # Timed from the last change: a pool machine's clock restarts when it is started.
+        age_s = (now - (record.updated_at or record.requested_at)) / 1000
+        action = _settle_launch(record, machine, age_s, policy)
+        if action is None:
+            pending.append(record)
+        elif not isinstance(action, _Wait):
+            actions.append(action)
     return pending
+
+
+@dataclass(frozen=True)
+class _Wait:
+    """Nothing to do about a launch this tick, and it is not capacity either."""
+
+
+def _settle_launch(
+    record: LaunchRecord, machine: Machine | None, age_s: float, policy: ScalingPolicy
+) -> Action | _Wait | None:
+    """What one open launch without a registered worker needs; None: it is capacity on its way."""
+    launch = record.launch_id
+    if record.state == "parked" and (machine is None or machine.state != "running"):
+        if machine is None:
+            if age_s > policy.launch_timeout_s:
+                return CloseLaunch(launch_id=launch, reason=f"parked launch {launch}: machine gone")
+        elif machine.state == "failed":
+            return Destroy(machine_id=machine.machine_id, launch_id=launch, reason=f"parked launch {launch}: failed")
+        return _Wait()  # stopping or unknown, or not listed yet: looked at again next tick
+    if machine is None:
+        if age_s <= min(policy.launch_hedge_s, policy.launch_timeout_s):
+            return None  # created but not listed yet (provider lists are eventually consistent)
+        if age_s <= policy.launch_timeout_s:
+            return _Wait()  # slow: another is launched beside it
+        if record.state == "requested":
+            return ResolveLaunch(launch_id=launch, reason=f"launch {launch} never appeared")
+        return CloseLaunch(launch_id=launch, reason=f"launch {launch}: machine gone")
+    if machine.state in _ENDED and age_s > policy.start_grace_s:
+        why = f"machine {machine.state}, no live worker (exited, or never registered)"
+    elif age_s > policy.launch_timeout_s:
+        why = f"no worker registered within {policy.launch_timeout_s:g} s"
+    elif age_s > policy.launch_hedge_s:
+        return _Wait()  # slow to register: another is launched beside it
+    else:
+        return None
+    return Destroy(machine_id=machine.machine_id, launch_id=launch, reason=f"launch {launch}: {why}")
 
 
 def _collect_orphans(
@@ -271,8 +434,22 @@ def _collect_orphans(
             )
 
 
-def _launches_without_machine(ledger: Sequence[LaunchRecord], machines: _Fleet) -> int:
-    return sum(1 for r in ledger if r.state in ("requested", "running") and machines.for_launch(r.launch_id) is None)
+def _budget_room(
+    fleet: Sequence[Machine],
+    ledger: Sequence[LaunchRecord],
+    machines: _Fleet,
+    actions: Sequence[Action],
+    policy: ScalingPolicy,
+) -> int:
+    """How many machines may still be created: the budget minus those that exist or are on their way."""
+    if policy.budget_machines is None:
+        return 1 << 30
+    going = {a.machine_id for a in actions if isinstance(a, Destroy | CollectOrphan)}
+    existing = sum(1 for m in fleet if m.machine_id not in going)
+    unlisted = sum(
+        1 for r in ledger if r.state in ("requested", "running") and machines.for_launch(r.launch_id) is None
+    )
+    return max(0, policy.budget_machines - existing - unlisted)
 
 
 def _drains(
@@ -295,7 +472,8 @@ def _drains(
         and not (w.pinned and w.conversation_id in ready)  # about to take its conversation's next message
     ]
     idle.sort(key=lambda w: (w.idle_since or 0, w.worker_id))
+    count = excess if policy.max_step is None else min(excess, policy.max_step)
     return [
         Drain(worker_id=w.worker_id, reason=f"idle {(now - (w.idle_since or now)) // 1000} s; {why}")
-        for w in idle[: min(excess, policy.max_step)]
+        for w in idle[:count]
     ]

@@ -1,4 +1,25 @@
-"""How the fleet should size itself: a frozen, validated scaling policy."""
+"""How the fleet should size itself: a frozen, validated scaling policy.
+
+The defaults come from the sweep in ``bench/autoscaler_bench.py`` (``make bench-sweep``) over the
+published trace set in ``bench/traces`` (bursty, lunch rush, steady 8 h, sparse, a
+1,000-conversation herd, slow turns) on Fly's and DigitalOcean's terms: the setting that meets the
+most targets (≤ 0.5× upstream's machine-seconds, p95 wait ≤ upstream's + 2 s, ≤ 2× the floor), then
+costs least. What it found:
+
+* a short stabilisation window wins everywhere (Fly 0 s with its pool, DigitalOcean 30 s):
+  upstream's own p95 already includes cold starts wherever traffic is not sparse, so idle time
+  buys cost, not targets;
+* keep-warm never met a target the plain policy missed, and cost 30–50 % more machine-seconds: on
+  the sparse trace it cannot reach upstream's p95 (0 s) anyway, since each conversation's first
+  message and any two arriving together still start a worker; it ships off (``keep_warm_workers``
+  0) and stays available;
+* on Fly a pool of 10 parked machines serves the herd sooner and turns a create (2–5 s) into a
+  start (about a second; the gateway's own start follows either way) for ~0.1 machine of cost; on
+  DigitalOcean a powered-off droplet bills in full: no pool.
+
+The sweep ran with a 3–6 s gateway start; ``make bench`` now charges the 6–17 s measured here,
+and these defaults still meet the same targets there (see the bench's summary).
+"""
 
 from __future__ import annotations
 
@@ -15,23 +36,52 @@ class ScalingPolicy(BaseModel):
     mode: Literal["affinity", "pool"] = "affinity"
     conversations_per_worker: int = Field(4, ge=1)
     min_workers: int = Field(0, ge=0)
-    max_workers: int = Field(10, ge=0)
-    # Launches and drains per tick, each: a tick takes a bounded step, the next tick continues.
-    max_step: int = Field(5, ge=1)
+    max_workers: int = Field(1000, ge=0)
+    # The most machines that may exist at once: running, launching and parked. The brake on a
+    # herd is this spending cap, not a per-tick step: a tick asks for all it needs and the
+    # provider's rate limits pace the creates.
+    budget_machines: int | None = Field(200, ge=0)
+    # An optional per-tick cap on launches and drains, each (None: no cap).
+    max_step: int | None = Field(None, ge=1)
     # A worker must have been idle this long before it counts as excess (scale-down stabilisation).
-    scale_down_window_s: float = Field(300.0, ge=0)
+    scale_down_window_s: float = Field(30.0, ge=0)
     # Launched workers exit on their own after this long idle (None: they wait to be drained).
     idle_timeout_s: float | None = Field(None, gt=0)
-    # The most machines that may exist at once, launching ones included (a spending cap).
-    budget_machines: int | None = Field(None, ge=0)
     # A launch that has shown neither a machine nor a worker after this long is looked up, then given up.
     launch_timeout_s: float = Field(300.0, gt=0)
+    # A launch (or start) whose worker has not registered after this long no longer counts as
+    # capacity: another is launched beside it (a boot that failed silently must not hold up the
+    # work for the whole launch timeout); it is still cleaned up at the timeout, or used if it registers.
+    launch_hedge_s: float = Field(60.0, gt=0)
+    # A launched or started machine seen stopped this soon is given time (the start is in flight,
+    # or the list has not caught up); after it, a machine that stopped before its worker registered
+    # is destroyed.
+    start_grace_s: float = Field(30.0, ge=0)
     # A draining worker that has not exited after this long is stopped and its machine destroyed.
     drain_deadline_s: float = Field(600.0, gt=0)
     # A worker whose heartbeat is older than this is gone (crashed, or its machine died).
     stale_worker_s: float = Field(300.0, gt=0)
     # A tagged machine nobody accounts for is collected after this long (covers slow registration).
     orphan_grace_s: float = Field(600.0, ge=0)
+
+    # Warm pool: stopped machines kept to be started (about a second on Fly) instead of created.
+    # A drained worker's stopped machine is parked while the pool has room, else destroyed.
+    pool_size: int = Field(0, ge=0)
+    # Fill the pool by creating machines stopped (Fly's skip_launch); off where the platform
+    # cannot (a DigitalOcean droplet boots when created), then only drained machines are parked.
+    pool_prefill: bool = True
+
+    # Keep-warm (autoscaler.keepwarm): idle workers held for conversations expected back. At most
+    # this many (the budget; 0 turns keep-warm off).
+    keep_warm_workers: int = Field(0, ge=0)
+    # A conversation is expected back while silent for less than this many of its typical gaps…
+    keep_warm_gap_factor: float = Field(1.5, gt=0)
+    # …and never longer than this.
+    keep_warm_max_s: float = Field(1800.0, ge=0)
+    # What a cold start costs a waiting user (create → worker ready), and a start from the pool:
+    # how many arrivals a warm worker must cover while a replacement starts.
+    cold_start_s: float = Field(10.0, ge=0)
+    warm_start_s: float = Field(5.0, ge=0)
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:
@@ -52,3 +102,31 @@ class ScalingPolicy(BaseModel):
         else:
             wanted = -(-active_conversations // self.conversations_per_worker)
         return max(self.min_workers, min(self.max_workers, wanted))
+
+
+# What differs by platform: what a cold start costs there (create → worker ready), a start from
+# the pool, how big a pool pays, and whether it can be filled with machines created stopped. A
+# DigitalOcean droplet bills in full while powered off, so a pool there buys latency at full price.
+PROVIDER_DEFAULTS: dict[str, dict[str, object]] = {
+    "local": {"pool_size": 0, "pool_prefill": False, "cold_start_s": 3.0, "warm_start_s": 3.0, "launch_hedge_s": 30.0},
+    "fly": {
+        "pool_size": 10,
+        "pool_prefill": True,
+        "scale_down_window_s": 0.0,
+        "cold_start_s": 15.0,
+        "warm_start_s": 12.5,
+        "launch_hedge_s": 30.0,
+    },
+    "digitalocean": {
+        "pool_size": 0,
+        "pool_prefill": False,
+        "cold_start_s": 64.0,
+        "warm_start_s": 32.0,
+        "launch_hedge_s": 120.0,
+    },
+}
+
+
+def shipped(provider: str, **settings: object) -> ScalingPolicy:
+    """The shipped policy for ``provider``: the defaults, the provider's own, then ``settings``."""
+    return ScalingPolicy.model_validate({**PROVIDER_DEFAULTS.get(provider, {}), **settings})

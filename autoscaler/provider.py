@@ -57,8 +57,9 @@ class Provider(Protocol):
     @property
     def name(self) -> str: ...
 
-    async def create(self, spec: LaunchSpec) -> Machine:
-        """Create one machine tagged with ``spec.launch_id``.
+    async def create(self, spec: LaunchSpec, *, parked: bool = False) -> Machine:
+        """Create one machine tagged with ``spec.launch_id``; ``parked``: created stopped, for the
+        warm pool (a provider that cannot raises a non-retryable ``ProviderError``).
 
         Raises ``autoscaler.errors.ProviderError``; ``ambiguous=True`` on it means the
         machine may exist anyway (timeout, 5xx, lost response): look it up with ``find``.
@@ -70,6 +71,10 @@ class Provider(Protocol):
         ...
 
     async def find(self, launch_id: str) -> Machine | None: ...
+
+    async def start(self, machine: Machine) -> None:
+        """Start a stopped (parked) machine: its worker boots again. A running machine is left as it is."""
+        ...
 
     async def stop(self, machine: Machine) -> None:
         """Ask the machine to shut down gracefully (SIGTERM to the worker). Idempotent."""

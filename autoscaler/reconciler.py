@@ -8,7 +8,14 @@ state the next tick can read:
 * a launch is written to the ledger *before* the provider is asked, so a create whose answer is
   lost is found again by its launch tag instead of being repeated;
 * a worker is drained through the store (it stops claiming and exits by itself); its machine is
-  destroyed on a later tick, once it has exited.
+  destroyed (or parked in the warm pool) on a later tick, once it has exited;
+* a pool machine is marked running in the ledger before it is started, so its launch timeout
+  runs from the start.
+
+A tick holds the lock for as long as it runs: a keeper renews it every third of its TTL, and the
+tick stops (the actions in flight finish, the rest are left to the next tick) if a renewal
+fails. Actions run concurrently, a few at a time; the provider's rate limiter paces them, and a
+tick starts no new action after ``tick_budget_s`` (what is left is replanned by the next tick).
 """
 
 from __future__ import annotations
@@ -22,13 +29,13 @@ import anyio
 import structlog
 
 from autoscaler import plan as actions
-from autoscaler.errors import ProviderError, ReconcileBusy
+from autoscaler.errors import ProviderError, ReconcileBusy, ReconcileLockLost
 from autoscaler.plan import Plan
 from autoscaler.planner import plan
 from autoscaler.policy import ScalingPolicy
 from autoscaler.provider import LaunchSpec, Machine, Provider, find_launch
 from contracts.errors import FactoryError
-from contracts.models import DemandSnapshot, LaunchRecord, SetWorkerStatusRequest
+from contracts.models import DemandSnapshot, LaunchRecord, ReconcileRecord, ReconcileStep, SetWorkerStatusRequest
 from contracts.roles import FleetStore
 
 log = structlog.get_logger("autoscaler")
@@ -67,6 +74,32 @@ class TickResult:
     def errors(self) -> list[Outcome]:
         return [o for o in self.outcomes if not o.ok]
 
+    def record(self, provider: str, at: int) -> ReconcileRecord:
+        """The tick as operators read it (the console), each action with its outcome."""
+        outcomes = {id(o.action): o for o in self.outcomes}
+        steps = []
+        for action in self.plan.actions:
+            outcome = outcomes.get(id(action))
+            steps.append(
+                ReconcileStep(
+                    action=action.action,
+                    target=actions.target(action),
+                    reason=action.reason,
+                    ok=None if outcome is None else outcome.ok,
+                    detail=None if outcome is None else outcome.detail,
+                )
+            )
+        return ReconcileRecord(
+            at=at,
+            provider=provider,
+            dry_run=not self.applied,
+            summary=self.plan.summary,
+            desired=self.plan.desired,
+            current=self.plan.current,
+            launching=self.plan.launching,
+            steps=steps,
+        )
+
 
 class Reconciler:
     def __init__(
@@ -81,6 +114,8 @@ class Reconciler:
         new_id: Callable[[], str] = new_launch_id,
         find_attempts: int = 3,
         find_interval_s: float = 2.0,
+        concurrency: int = 8,
+        tick_budget_s: float = 90.0,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -91,6 +126,8 @@ class Reconciler:
         self.new_id = new_id
         self.find_attempts = find_attempts
         self.find_interval_s = find_interval_s
+        self.concurrency = concurrency
+        self.tick_budget_s = tick_budget_s
 
     async def observe(self) -> Observation:
         demand = await self.store.fleet_demand()
@@ -102,35 +139,85 @@ class Reconciler:
         if dry_run:
             seen = await self.observe()
             return TickResult(plan(seen.demand, seen.fleet, seen.ledger, self.policy, seen.demand.now), applied=False)
-        if not await self.store.acquire_reconcile_lock(self.holder, int(self.lock_ttl_s * 1000)):
+        ttl_ms = int(self.lock_ttl_s * 1000)
+        if not await self.store.acquire_reconcile_lock(self.holder, ttl_ms):
             raise ReconcileBusy("another reconcile holds the lock; try again when it has finished")
+        lost: list[str] = []
+        result: TickResult | None = None
+        error: Exception | None = None
         try:
-            # Keep the views honest first: expired leases back to the queue (claims don't need it).
-            await self.store.release_expired()
-            seen = await self.observe()
-            planned = plan(seen.demand, seen.fleet, seen.ledger, self.policy, seen.demand.now)
-            outcomes = await self._apply(planned.actions, seen.fleet)
-            return TickResult(planned, applied=True, outcomes=outcomes)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._keep_lock, ttl_ms, tg.cancel_scope, lost)
+                try:
+                    result = await self._observe_plan_apply()
+                except Exception as exc:  # kept whole, not wrapped in the task group's ExceptionGroup
+                    error = exc
+                tg.cancel_scope.cancel()
+            if error is not None:
+                raise error
+            if lost or result is None:
+                raise ReconcileLockLost(lost[0] if lost else "the tick was stopped before it finished")
+            return result
         finally:
             with anyio.CancelScope(shield=True):
                 await self.store.release_reconcile_lock(self.holder)
 
+    async def _keep(self, result: TickResult, now: int) -> None:
+        """Record the tick for operators; what it did is done either way, so a failure is only logged."""
+        try:
+            await self.store.record_reconcile(result.record(self.provider.name, now))
+        except FactoryError as exc:
+            log.warning("could not record the reconcile for operators", error=str(exc))
+
+    async def _keep_lock(self, ttl_ms: int, scope: anyio.CancelScope, lost: list[str]) -> None:
+        """Renew the lock every third of its TTL while the tick runs; stop the tick if it is lost."""
+        while True:
+            await anyio.sleep(self.lock_ttl_s / 3)
+            try:
+                renewed = await self.store.acquire_reconcile_lock(self.holder, ttl_ms)
+            except FactoryError as exc:
+                log.warning("reconcile lock renewal failed", error=str(exc))
+                continue  # the lock still has two thirds of its TTL; try again
+            if not renewed:
+                lost.append(
+                    "the reconcile lock was taken over while this tick ran; its remaining actions were not applied"
+                )
+                scope.cancel()
+                return
+
+    async def _observe_plan_apply(self) -> TickResult:
+        # Keep the views honest first: expired leases back to the queue (claims don't need it).
+        await self.store.release_expired()
+        seen = await self.observe()
+        planned = plan(seen.demand, seen.fleet, seen.ledger, self.policy, seen.demand.now)
+        outcomes = await self._apply(planned.actions, seen.fleet)
+        result = TickResult(planned, applied=True, outcomes=outcomes)
+        await self._keep(result, seen.demand.now)
+        return result
+
     async def _apply(self, planned: Sequence[actions.Action], fleet: Sequence[Machine]) -> list[Outcome]:
         tick = _TickActions(self, {m.machine_id: m for m in fleet})
-        outcomes: list[Outcome] = []
-        launches_blocked: str | None = None
-        for action in planned:
-            if isinstance(action, actions.Launch) and launches_blocked is not None:
-                outcomes.append(Outcome(action, False, f"skipped: {launches_blocked}"))
-                continue
-            try:
-                outcome = await actions.dispatch(action, tick)
-            except FactoryError as exc:
-                outcome = Outcome(action, False, str(exc))
-                if isinstance(action, actions.Launch) and not exc.retryable:
-                    # The same create would fail the same way (bad token, bad config, quota).
-                    launches_blocked = str(exc)
-            outcomes.append(outcome)
+        outcomes: list[Outcome | None] = [None] * len(planned)
+        blocked: list[str] = []  # why launches stopped (a create that cannot succeed)
+        limiter = anyio.CapacityLimiter(max(1, self.concurrency))
+        deadline = anyio.current_time() + self.tick_budget_s
+
+        async def one(index: int, action: actions.Action) -> None:
+            async with limiter:
+                if anyio.current_time() > deadline:
+                    outcomes[index] = Outcome(action, True, f"deferred: past the tick's {self.tick_budget_s:g} s")
+                    return
+                if isinstance(action, actions.Launch) and blocked:
+                    outcomes[index] = Outcome(action, False, f"skipped: {blocked[0]}")
+                    return
+                try:
+                    outcome = await actions.dispatch(action, tick)
+                except FactoryError as exc:
+                    outcome = Outcome(action, False, str(exc))
+                    if isinstance(action, actions.Launch) and not exc.retryable:
+                        # The same create would fail the same way (bad token, bad config, quota).
+                        blocked.append(str(exc))
+                outcomes[index] = outcome
             log.info(
                 "applied" if outcome.ok else "failed",
                 action=action.action,
@@ -138,7 +225,11 @@ class Reconciler:
                 detail=outcome.detail,
                 reason=action.reason,
             )
-        return outcomes
+
+        async with anyio.create_task_group() as tg:
+            for index, action in enumerate(planned):
+                tg.start_soon(one, index, action)
+        return [o for o in outcomes if o is not None]
 
 
 @dataclass(frozen=True)
@@ -158,7 +249,7 @@ class _TickActions:
             LaunchRecord(launch_id=launch_id, provider=r.provider.name, requested_at=now, conversation_id=pin)
         )
         try:
-            machine = await r.provider.create(r.spec_for(launch_id, worker_id, pin))
+            machine = await r.provider.create(r.spec_for(launch_id, worker_id, pin), parked=action.parked)
         except ProviderError as exc:
             if not exc.ambiguous:
                 await r.store.ledger_update(launch_id, "failed", detail=str(exc)[:500])
@@ -169,14 +260,39 @@ class _TickActions:
                 # Left "requested": it counts as capacity until the launch timeout, then is resolved.
                 return Outcome(action, False, f"create outcome unknown ({exc}); will look again", launch_id=launch_id)
             machine = found
-        await r.store.ledger_update(launch_id, "running", machine_id=machine.machine_id)
+        await r.store.ledger_update(launch_id, "parked" if action.parked else "running", machine_id=machine.machine_id)
         return Outcome(
             action,
             True,
-            f"machine {machine.machine_id} ({worker_id}{f', for {pin}' if pin else ''})",
+            f"machine {machine.machine_id} ({worker_id}{f', for {pin}' if pin else ''})"
+            + (", parked" if action.parked else ""),
             machine_id=machine.machine_id,
             launch_id=launch_id,
         )
+
+    async def on_start(self, action: actions.Start) -> Outcome:
+        r = self.reconciler
+        machine = self.machines.get(action.machine_id)
+        if machine is None:
+            return Outcome(
+                action, False, f"machine {action.machine_id} is no longer listed", launch_id=action.launch_id
+            )
+        # Running in the ledger first: its launch timeout runs from now, and a start whose answer
+        # is lost is covered by it (the worker registers, or the timeout cleans the machine up).
+        await r.store.ledger_update(action.launch_id, "running", detail="started from the warm pool")
+        try:
+            await r.provider.start(machine)
+        except ProviderError as exc:
+            if not exc.ambiguous:
+                await r.store.ledger_update(action.launch_id, "parked", detail=str(exc)[:500])
+            raise
+        return Outcome(action, True, f"machine {action.machine_id} started", machine_id=action.machine_id)
+
+    async def on_park(self, action: actions.Park) -> Outcome:
+        if action.worker_id is not None:
+            await self._set_status(action.worker_id, "stopped", action.reason)
+        await self.reconciler.store.ledger_update(action.launch_id, "parked", detail=action.reason[:500])
+        return Outcome(action, True, f"machine {action.machine_id} parked", machine_id=action.machine_id)
 
     async def on_drain(self, action: actions.Drain) -> Outcome:
         await self._set_status(action.worker_id, "draining", action.reason)
@@ -190,7 +306,9 @@ class _TickActions:
 
     async def on_retire_worker(self, action: actions.RetireWorker) -> Outcome:
         await self._set_status(action.worker_id, "stopped", action.reason)
-        return Outcome(action, True, f"worker {action.worker_id} retired")
+        if action.launch_id is not None:
+            await self.reconciler.store.ledger_update(action.launch_id, "gone", detail=action.reason[:500])
+        return Outcome(action, True, f"worker {action.worker_id} retired", launch_id=action.launch_id)
 
     async def on_resolve_launch(self, action: actions.ResolveLaunch) -> Outcome:
         store = self.reconciler.store

@@ -1,25 +1,157 @@
-"""A simulated fleet on a simulated clock: conversations, workers, machines and a launch ledger.
+"""A simulated fleet on a simulated clock, honest about what a platform costs and how it behaves.
 
 The property tests drive the real planner against it (does the fleet converge? is a busy worker
 ever destroyed?) and ``make bench`` replays traffic traces through it to compare policies.
 
-The world is deliberately simple and explicit: a machine boots for ``boot_s`` before its worker
-registers; an active idle worker takes the oldest ready conversation's next message (or, when
-pinned, only its own conversation's); a job takes the duration the trace gives it; a draining
-worker exits as soon as it is idle; a worker with an idle timeout exits on its own.
+What it models, per provider (``ProviderProfile``; ``FLY`` and ``DIGITALOCEAN`` below):
+
+* **boot**: a created machine runs after a time drawn from ``create_s``, a parked (stopped) one
+  after ``start_s``; then its worker registers after ``ready_s`` more (the gateway start);
+* **rate limits and 429s**: creates go through the platform's token bucket (Fly: 1/s, burst 3 per
+  app; DigitalOcean: 250/min for every call). A client that paces itself (ours) waits for its
+  slot, and still meets a 429 now and then (``rate_429_p``: one ``retry_after_s`` more); a client
+  that does not (upstream's) has a create refused when the bucket is empty, and that spawn is lost;
+* **failures**: a create refused outright (``create_fail_p``), a machine whose worker never
+  registers (``boot_fail_p``: it runs, billed, until the launch timeout);
+* **list lag**: a new machine is missing from lists for ``list_lag_s``;
+* **drain latency**: a worker that exits leaves its machine ``stopping`` for ``stop_s``;
+* **billing**: per second from create to destroy, with the platform's minimum per machine
+  (``min_billed_s``); a parked or stopped machine costs ``parked_cost`` of a running one (Fly:
+  its root filesystem only; DigitalOcean: all of it, a powered-off droplet bills in full); with
+  ``auto_destroy`` (Fly machines created with it) a machine is gone once its worker has exited;
+* **switching**: a worker taking a conversation it did not serve last (or its first one) spends
+  ``switch_s`` on a fresh session and the history load before the turn starts.
+
+Everything random is drawn from one ``random.Random(seed)``, so a run is reproducible. Time moves
+from event to event (``advance``); nothing happens between events. The wait of a message is from
+its arrival to the start of its turn (boot, queueing, a session switch: all included).
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
+import random
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from autoscaler import plan as actions
-from autoscaler.provider import Machine
-from contracts.models import DemandSnapshot, LaunchRecord, WorkerView
+from autoscaler.provider import Machine, MachineState
+from contracts.models import (
+    RECENT_GAPS,
+    DemandSnapshot,
+    LaunchRecord,
+    MachineRef,
+    RecentConversation,
+    WorkerView,
+)
+
+Range = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class ProviderProfile:
+    """How one platform behaves and bills, as the simulator charges it (see the module docstring)."""
+
+    name: str
+    create_s: Range
+    start_s: Range
+    ready_s: Range
+    stop_s: Range
+    create_rate_per_s: float
+    create_burst: int
+    # Every other call shares the create bucket (DigitalOcean counts all calls per token);
+    # False: machine actions have their own per-machine buckets (Fly), never the bottleneck here.
+    calls_share_bucket: bool
+    rate_429_p: float
+    retry_after_s: float
+    create_fail_p: float
+    boot_fail_p: float
+    list_lag_s: float
+    parked_cost: float
+    min_billed_s: float
+    switch_s: Range
+    can_prefill: bool
+
+    def draw(self, rng: random.Random, span: Range) -> int:
+        return int(1000 * rng.uniform(*span))
+
+
+# Fly Machines (reference fleet-apis §1): create 2–5 s, start from stopped about a second; 1 create/s
+# with a burst of 3 per app; per-second billing; a stopped machine bills its root filesystem only
+# ($0.15/GB-month against ~$11.8/month for shared-cpu-1x with 2 GB: ~1 % for a 0.8 GB image).
+# ready_s is the gateway's start before the first claim as measured on this 2-core machine before
+# the cold-start work (6–17 s); bench/coldstart.py measures it again, before and after.
+FLY = ProviderProfile(
+    name="fly",
+    create_s=(2.0, 5.0),
+    start_s=(0.8, 1.5),
+    ready_s=(6.0, 17.0),
+    stop_s=(1.0, 3.0),
+    create_rate_per_s=1.0,
+    create_burst=3,
+    calls_share_bucket=False,
+    rate_429_p=0.02,
+    retry_after_s=1.0,
+    create_fail_p=0.01,
+    boot_fail_p=0.005,
+    list_lag_s=2.0,
+    parked_cost=0.01,
+    min_billed_s=0.0,
+    switch_s=(0.5, 1.5),
+    can_prefill=True,
+)
+# DigitalOcean (§3): a droplet boots and pulls the worker image in 45–60 s; a powered-off one boots
+# again in 15–25 s (its image is on disk; estimate, unverified); 250 calls per minute per token for
+# everything; per-second billing with a 60 s minimum; powered off still bills in full.
+DIGITALOCEAN = ProviderProfile(
+    name="digitalocean",
+    create_s=(45.0, 60.0),
+    start_s=(15.0, 25.0),
+    ready_s=(6.0, 17.0),
+    stop_s=(5.0, 15.0),
+    create_rate_per_s=250 / 60,
+    create_burst=10,
+    calls_share_bucket=True,
+    rate_429_p=0.01,
+    retry_after_s=2.0,
+    create_fail_p=0.01,
+    boot_fail_p=0.005,
+    list_lag_s=5.0,
+    parked_cost=1.0,
+    min_billed_s=60.0,
+    switch_s=(0.5, 1.5),
+    can_prefill=False,
+)
+PROFILES = {p.name: p for p in (FLY, DIGITALOCEAN)}
+
+
+def ideal(boot_s: float = 20.0, **changes: Any) -> ProviderProfile:
+    """A platform without surprises, for tests of the planner's own rules: a fixed boot of
+    ``boot_s`` (ready at once after it), no limits, failures, lag, minimums or switching cost."""
+    fields: dict[str, Any] = {
+        "name": "ideal",
+        "create_s": (boot_s, boot_s),
+        "start_s": (1.0, 1.0),
+        "ready_s": (0.0, 0.0),
+        "stop_s": (0.0, 0.0),
+        "create_rate_per_s": 1e9,
+        "create_burst": 1_000_000,
+        "calls_share_bucket": False,
+        "rate_429_p": 0.0,
+        "retry_after_s": 0.0,
+        "create_fail_p": 0.0,
+        "boot_fail_p": 0.0,
+        "list_lag_s": 0.0,
+        "parked_cost": 0.01,
+        "min_billed_s": 0.0,
+        "switch_s": (0.0, 0.0),
+        "can_prefill": True,
+    }
+    return ProviderProfile(**{**fields, **changes})
 
 
 @dataclass
@@ -40,8 +172,13 @@ class SimWorker:
     idle_since_ms: int = 0
     busy_until_ms: int | None = None
     busy_conversation: str | None = None
+    busy_message: SimMessage | None = None
+    last_conversation: str | None = None
     pinned: str | None = None
     exited: bool = False
+    # Reports its launch id when registering (a worker started by hand, or an old image, may not).
+    reports_launch: bool = True
+    crashed_ms: int | None = None  # its machine died under it: its heartbeat ages from here
 
 
 @dataclass
@@ -49,153 +186,152 @@ class SimMachine:
     machine_id: str
     launch_id: str
     created_ms: int
-    state: str = "starting"
+    state: str = "starting"  # starting, running, stopping, stopped
+    booted: bool = False  # the worker boot on it has registered
+    generation: int = 0  # bumps on every (re)start and stop: stale events are dropped
+    running_ms: int = 0
+    parked_ms: int = 0
+
+
+class _Bucket:
+    """A token bucket on the simulated clock (ms): the platform's own limit, server side."""
+
+    def __init__(self, rate_per_s: float, burst: int) -> None:
+        self.rate_per_ms = rate_per_s / 1000
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = 0
+
+    def _refill(self, now: int) -> None:
+        if now > self.stamp:
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate_per_ms)
+            self.stamp = now
+
+    def reserve(self, now: int) -> int:
+        """Take a token (going into debt); when it may be used."""
+        self._refill(now)
+        self.tokens -= 1
+        if self.tokens >= 0:
+            return now
+        return now + math.ceil(-self.tokens / self.rate_per_ms)
+
+    def try_take(self, now: int) -> bool:
+        """A call that does not wait: refused (a 429) when no token is at hand."""
+        self._refill(now)
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
 
 
 @dataclass
 class World:
-    boot_s: float = 20.0
+    profile: ProviderProfile = FLY
+    seed: int = 0
     idle_exit_s: float | None = None
     # Pinned workers serve one conversation each, like upstream's sticky workers.
     pinned: bool = False
+    # Fly's auto_destroy: a machine whose worker exited is gone (no pool); else it stays stopped.
+    auto_destroy: bool = True
+    # Creates wait for their slot in the platform's bucket (ours); False: refused when it is empty.
+    paced: bool = True
     now_ms: int = 0
     queues: dict[str, deque[SimMessage]] = field(default_factory=dict)
     workers: dict[str, SimWorker] = field(default_factory=dict)
     machines: dict[str, SimMachine] = field(default_factory=dict)
     ledger: dict[str, LaunchRecord] = field(default_factory=dict)
-    waits_ms: list[int] = field(default_factory=list)
-    machine_ms: int = 0
-    busy_destroyed: int = 0
-    done: int = 0
     pins: dict[str, str | None] = field(default_factory=dict)
+    waits_ms: list[int] = field(default_factory=list)
+    done: int = 0
+    busy_destroyed: int = 0
+    creates: int = 0  # create calls that made a machine
+    refused: int = 0  # create calls refused (429 when not paced, or a platform failure)
+    starts: int = 0
+    billed_ms: float = 0.0
+    first_reply_ms: dict[str, int] = field(default_factory=dict)
+    _recent: dict[str, RecentConversation] = field(default_factory=dict)
+    _events: list[tuple[int, int, str, tuple[Any, ...]]] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
+    _seq: itertools.count[int] = field(default_factory=itertools.count)
+    _busy: dict[str, str] = field(default_factory=dict)  # conversation → worker in flight
+    _ready: set[str] = field(default_factory=set)  # conversations with a message and none in flight
+    _free: set[str] = field(default_factory=set)  # registered workers, not exited, not busy
+    _rng: random.Random = field(init=False)
+    _bucket: _Bucket = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+        self._bucket = _Bucket(self.profile.create_rate_per_s, self.profile.create_burst)
 
     # ------------------------------------------------------------------ observation
 
     def inflight(self) -> set[str]:
-        return {w.busy_conversation for w in self.workers.values() if w.busy_conversation is not None}
+        return set(self._busy)
 
     def ready(self) -> list[str]:
-        busy = self.inflight()
-        return [c for c, q in self.queues.items() if q and c not in busy]
+        return list(self._ready)
 
     def demand(self) -> DemandSnapshot:
         ready = sorted(self.ready(), key=lambda c: (self.queues[c][0].arrived_ms, c))
         oldest = min((self.queues[c][0].arrived_ms for c in ready), default=None)
+        horizon = self.now_ms - 2 * 3_600_000
+        recent = [
+            RecentConversation.model_construct(
+                conversation_id=c,
+                last_arrival_at=r.last_arrival_at,
+                gaps_ms=r.gaps_ms,
+                active=bool(self.queues.get(c)) or c in self._busy,
+            )
+            for c, r in self._recent.items()
+            if r.last_arrival_at >= horizon
+        ]
         return DemandSnapshot(
             now=self.now_ms,
             ready_conversations=len(ready),
-            inflight_conversations=len(self.inflight()),
+            inflight_conversations=len(self._busy),
             retrying_conversations=0,
             scheduled_conversations=0,
             oldest_ready_age_ms=None if oldest is None else self.now_ms - oldest,
             workers=[self._view(w) for w in self.workers.values() if w.status != "stopped"],
             ready_conversation_ids=ready,
+            recent=recent,
         )
 
     def _view(self, w: SimWorker) -> WorkerView:
         busy = w.busy_conversation is not None
+        age = 0 if w.crashed_ms is None else self.now_ms - w.crashed_ms
         return WorkerView(
             worker_id=w.worker_id,
             provider="sim",
             status=w.status,  # type: ignore[arg-type]  # one of the WorkerStatus literals by construction
-            heartbeat_age_ms=0,
+            heartbeat_age_ms=age,
             busy=busy,
             busy_since=None,
             idle_since=None if busy else w.idle_since_ms,
             status_since=w.status_since_ms,
-            launch_id=w.launch_id,
+            launch_id=w.launch_id if w.reports_launch else None,
+            machine_ref=MachineRef(machine_id=w.machine_id),
             conversation_id=w.pinned or w.busy_conversation,
             pinned=w.pinned is not None,
         )
 
     def fleet(self) -> list[Machine]:
+        """The platform's list: machines created within the list lag are not in it yet."""
+        lag_ms = int(self.profile.list_lag_s * 1000)
         return [
             Machine(
                 machine_id=m.machine_id,
                 provider="sim",
-                state=m.state,  # type: ignore[arg-type]  # one of the MachineState literals by construction
+                state=_STATES[m.state],
                 launch_id=m.launch_id,
                 created_at_ms=m.created_ms,
             )
             for m in self.machines.values()
+            if self.now_ms - m.created_ms >= lag_ms
         ]
 
     def open_launches(self) -> list[LaunchRecord]:
-        return [r for r in self.ledger.values() if r.state in ("requested", "running")]
-
-    # ------------------------------------------------------------------ actions
-
-    def apply(self, planned: Sequence[actions.Action]) -> None:
-        for action in planned:
-            actions.dispatch(action, self)
-
-    # The world's side of autoscaler.plan.PlanHandler: each action takes effect at once.
-
-    def on_launch(self, action: actions.Launch) -> None:
-        self.launch(pinned=action.conversation_id)
-
-    def on_drain(self, action: actions.Drain) -> None:
-        w = self.workers[action.worker_id]
-        w.status, w.status_since_ms = "draining", self.now_ms
-
-    def on_destroy(self, action: actions.Destroy) -> None:
-        self.destroy(action.machine_id)
-        if action.worker_id is not None:
-            self.workers[action.worker_id].status = "stopped"
-
-    def on_collect_orphan(self, action: actions.CollectOrphan) -> None:
-        self.destroy(action.machine_id)
-
-    def on_retire_worker(self, action: actions.RetireWorker) -> None:
-        self.workers[action.worker_id].status = "stopped"
-
-    def on_resolve_launch(self, action: actions.ResolveLaunch) -> None:
-        self._close_launch(action.launch_id)
-
-    def on_close_launch(self, action: actions.CloseLaunch) -> None:
-        self._close_launch(action.launch_id)
-
-    def _close_launch(self, launch_id: str) -> None:
-        record = self.ledger[launch_id]
-        self.ledger[launch_id] = record.model_copy(update={"state": "gone"})
-
-    def launch(self, pinned: str | None = None) -> str:
-        n = next(self._ids)
-        launch_id, machine_id = f"L{n}", f"m{n}"
-        self.ledger[launch_id] = LaunchRecord(
-            launch_id=launch_id,
-            provider="sim",
-            requested_at=self.now_ms,
-            state="running",
-            machine_id=machine_id,
-            conversation_id=pinned,
-        )
-        self.machines[machine_id] = SimMachine(machine_id, launch_id, self.now_ms)
-        self.pins[launch_id] = pinned
-        return launch_id
-
-    def destroy(self, machine_id: str) -> None:
-        machine = self.machines.pop(machine_id, None)
-        if machine is None:
-            return
-        for w in self.workers.values():
-            if w.machine_id == machine_id and w.busy_conversation is not None:
-                self.busy_destroyed += 1
-                # The message goes back to its conversation's queue (a lease would expire).
-                self.queues[w.busy_conversation].appendleft(
-                    SimMessage(w.busy_conversation, self.now_ms, int(w.busy_until_ms or self.now_ms) - self.now_ms)
-                )
-                w.busy_conversation = w.busy_until_ms = None
-            if w.machine_id == machine_id:
-                w.status = "stopped"
-        record = self.ledger.get(machine.launch_id)
-        if record is not None:
-            self.ledger[machine.launch_id] = record.model_copy(update={"state": "gone"})
-
-    # ------------------------------------------------------------------ for drivers other than the planner
-    # The benchmark (bench/autoscaler_bench.py) also drives the world with policies that do not
-    # go through plan(): these read what such policies look at and act the way they act.
+        return [r for r in self.ledger.values() if r.state in ("requested", "running", "parked")]
 
     def queued_messages(self) -> int:
         """Messages waiting in every conversation's queue, the in-flight ones not counted (a queue-length metric)."""
@@ -203,7 +339,104 @@ class World:
 
     def active_conversations(self) -> set[str]:
         """Conversations with a message queued or in flight (what upstream calls active)."""
-        return {c for c, q in self.queues.items() if q} | self.inflight()
+        return {c for c, q in self.queues.items() if q} | set(self._busy)
+
+    def parked(self) -> int:
+        return sum(1 for r in self.ledger.values() if r.state == "parked")
+
+    # ------------------------------------------------------------------ the planner's actions
+    # The world's side of autoscaler.plan.PlanHandler: each call is paced as the platform paces it.
+
+    def apply(self, planned: Sequence[actions.Action]) -> None:
+        self._call()  # the list call the tick made
+        for action in planned:
+            actions.dispatch(action, self)
+        self._settle()
+
+    def on_launch(self, action: actions.Launch) -> None:
+        self.launch(pinned=action.conversation_id, parked=action.parked and self.profile.can_prefill)
+
+    def on_start(self, action: actions.Start) -> None:
+        self._set_launch(action.launch_id, "running")
+        at = self._call()
+        if at <= self.now_ms:
+            self._on_start(action.machine_id)  # the API call returns with the machine starting
+        else:
+            self._schedule(at, "start", action.machine_id)
+
+    def on_park(self, action: actions.Park) -> None:
+        if action.worker_id is not None and action.worker_id in self.workers:
+            self.workers[action.worker_id].status = "stopped"
+        self._set_launch(action.launch_id, "parked")
+
+    def on_drain(self, action: actions.Drain) -> None:
+        w = self.workers[action.worker_id]
+        w.status, w.status_since_ms = "draining", self.now_ms
+
+    def on_destroy(self, action: actions.Destroy) -> None:
+        self.destroy(action.machine_id)
+        if action.worker_id is not None and action.worker_id in self.workers:
+            self.workers[action.worker_id].status = "stopped"
+        if action.launch_id is not None:
+            self._set_launch(action.launch_id, "gone")
+
+    def on_collect_orphan(self, action: actions.CollectOrphan) -> None:
+        self.destroy(action.machine_id)
+
+    def on_retire_worker(self, action: actions.RetireWorker) -> None:
+        self.workers[action.worker_id].status = "stopped"
+        if action.launch_id is not None:
+            self._set_launch(action.launch_id, "gone")
+
+    def on_resolve_launch(self, action: actions.ResolveLaunch) -> None:
+        self._set_launch(action.launch_id, "failed")
+
+    def on_close_launch(self, action: actions.CloseLaunch) -> None:
+        self._set_launch(action.launch_id, "gone")
+
+    # ------------------------------------------------------------------ acting directly (other policies, tests)
+
+    def launch(self, pinned: str | None = None, *, parked: bool = False) -> str | None:
+        """Ask for a machine; its launch id, or None when the platform refused at once (unpaced 429)."""
+        n = next(self._ids)
+        launch_id = f"L{n}"
+        if self.paced:
+            at = self._bucket.reserve(self.now_ms)
+            if self._rng.random() < self.profile.rate_429_p:
+                at += int(self.profile.retry_after_s * 1000)  # refused once, sent again after Retry-After
+        elif self._bucket.try_take(self.now_ms):
+            at = self.now_ms
+        else:
+            self.refused += 1
+            return None
+        self.ledger[launch_id] = LaunchRecord(
+            launch_id=launch_id, provider="sim", requested_at=self.now_ms, conversation_id=pinned
+        )
+        self.pins[launch_id] = pinned
+        if at <= self.now_ms:
+            self._on_create(launch_id, parked)  # the API call returns with the machine
+        else:
+            self._schedule(at, "create", launch_id, parked)
+        return launch_id
+
+    def destroy(self, machine_id: str) -> None:
+        machine = self.machines.pop(machine_id, None)
+        if machine is None:
+            return
+        for w in self.workers.values():
+            if w.machine_id != machine_id:
+                continue
+            if w.busy_conversation is not None and w.busy_message is not None:
+                self.busy_destroyed += 1
+                # The message goes back to the head of its queue (a lease would expire); its attempt is spent.
+                self._requeue(w)
+            w.exited = True
+            self._free.discard(w.worker_id)
+            w.status = "stopped"
+        self._bill_minimum(machine)
+        record = self.ledger.get(machine.launch_id)
+        if record is not None and record.state in ("requested", "running", "parked"):
+            self._set_launch(machine.launch_id, "gone")
 
     def reap_exited(self) -> int:
         """Destroy every machine whose worker has exited on its own; return how many."""
@@ -217,89 +450,256 @@ class World:
 
         Machines still booting go first, then the newest; whether the worker is busy plays no
         part (a busy one's message goes back to its queue and counts in ``busy_destroyed``).
-        Return how many were destroyed.
         """
         victims = sorted(
             self.machines.values(),
-            key=lambda m: (m.state != "starting", -m.created_ms, m.machine_id),
+            key=lambda m: (m.booted, -m.created_ms, m.machine_id),
         )[: max(0, count)]
         for m in victims:
             self.destroy(m.machine_id)
         return len(victims)
 
-    def next_change_ms(self) -> int | None:
-        """The soonest moment (``now_ms`` at the earliest) at which the world changes by itself, or None.
-
-        That is a machine finishing its boot, a job finishing, or an idle worker reaching
-        ``idle_exit_s``. Nothing happens on its own before it, so a driver may ``step`` straight
-        there instead of in small fixed steps (then ``step(0)`` after it adds messages or applies
-        actions, so idle workers take the new work and drained ones exit at once).
-        """
-        times: list[int] = []
-        for m in self.machines.values():
-            if m.state == "starting":
-                times.append(m.created_ms + math.ceil(self.boot_s * 1000))
+    def crash(self, machine_id: str) -> None:
+        """The machine dies under its worker (a host failure): the worker's heartbeat stops."""
+        machine = self.machines.pop(machine_id, None)
+        if machine is None:
+            return
         for w in self.workers.values():
-            if w.exited or w.machine_id not in self.machines:
-                continue
-            if w.busy_until_ms is not None:
-                times.append(w.busy_until_ms)
-            elif self.idle_exit_s is not None and w.status == "active":
-                times.append(w.idle_since_ms + math.ceil(self.idle_exit_s * 1000))
-        return max(min(times), self.now_ms) if times else None
+            if w.machine_id == machine_id and not w.exited:
+                w.exited, w.crashed_ms = True, self.now_ms
+                self._free.discard(w.worker_id)
+                if w.busy_conversation is not None and w.busy_message is not None:
+                    self._requeue(w)
+        self._bill_minimum(machine)
 
     # ------------------------------------------------------------------ time
 
     def arrive(self, message: SimMessage) -> None:
         self.queues.setdefault(message.conversation, deque()).append(message)
+        if message.conversation not in self._busy:
+            self._ready.add(message.conversation)
+        before = self._recent.get(message.conversation)
+        gaps: list[int] = []
+        if before is not None:
+            gaps = [message.arrived_ms - before.last_arrival_at, *before.gaps_ms][:RECENT_GAPS]
+        self._recent[message.conversation] = RecentConversation(
+            conversation_id=message.conversation, last_arrival_at=message.arrived_ms, gaps_ms=gaps
+        )
+        self._settle()
+
+    def next_change_ms(self) -> int | None:
+        """The soonest moment at which the world changes by itself (``now_ms`` at the earliest), or None."""
+        return max(self._events[0][0], self.now_ms) if self._events else None
+
+    def advance(self, to_ms: int) -> None:
+        """Run every event up to ``to_ms`` and move the clock there."""
+        while self._events and self._events[0][0] <= to_ms:
+            at, _, kind, args = heapq.heappop(self._events)
+            self._bill(max(at, self.now_ms) - self.now_ms)
+            self.now_ms = max(at, self.now_ms)
+            getattr(self, f"_on_{kind}")(*args)
+            self._settle()
+        self._bill(max(to_ms, self.now_ms) - self.now_ms)
+        self.now_ms = max(to_ms, self.now_ms)
 
     def step(self, dt_ms: int) -> None:
-        """Advance the clock by ``dt_ms``, running boots, jobs, drains and idle exits."""
-        # Every machine that exists costs time, booting or stopped, until it is destroyed.
-        self.machine_ms += dt_ms * len(self.machines)
-        self.now_ms += dt_ms
-        for m in self.machines.values():
-            if m.state == "starting" and self.now_ms - m.created_ms >= self.boot_s * 1000:
-                m.state = "running"
-                self._register(m)
-        for w in self.workers.values():
-            if w.busy_until_ms is not None and w.busy_until_ms <= self.now_ms:
-                w.busy_conversation, w.busy_until_ms, w.idle_since_ms = None, None, self.now_ms
-                self.done += 1
-        for w in sorted(self.workers.values(), key=lambda w: w.worker_id):
-            self._work(w)
+        self.advance(self.now_ms + dt_ms)
 
-    def _register(self, m: SimMachine) -> None:
-        worker_id = f"w-{m.launch_id}"
+    # ------------------------------------------------------------------ internals
+
+    def _schedule(self, at: int, kind: str, *args: Any) -> None:
+        heapq.heappush(self._events, (max(at, self.now_ms), next(self._seq), kind, args))
+
+    def _call(self) -> int:
+        """One API call besides a create: when it takes effect."""
+        if not self.profile.calls_share_bucket:
+            return self.now_ms
+        return self._bucket.reserve(self.now_ms)
+
+    def _set_launch(self, launch_id: str, state: str) -> None:
+        record = self.ledger.get(launch_id)
+        if record is not None:
+            self.ledger[launch_id] = record.model_copy(update={"state": state, "updated_at": self.now_ms})
+
+    def _bill(self, dt_ms: int) -> None:
+        if dt_ms <= 0:
+            return
+        for m in self.machines.values():
+            if m.state == "stopped":
+                m.parked_ms += dt_ms
+                self.billed_ms += dt_ms * self.profile.parked_cost
+            else:
+                m.running_ms += dt_ms
+                self.billed_ms += dt_ms
+
+    def _bill_minimum(self, machine: SimMachine) -> None:
+        billed = machine.running_ms + machine.parked_ms * self.profile.parked_cost
+        self.billed_ms += max(0.0, self.profile.min_billed_s * 1000 - billed)
+
+    def _on_create(self, launch_id: str, parked: bool) -> None:
+        record = self.ledger.get(launch_id)
+        if record is None or record.state != "requested":
+            return
+        if self._rng.random() < self.profile.create_fail_p:
+            self.refused += 1
+            self._set_launch(launch_id, "failed")
+            return
+        self.creates += 1
+        machine_id = f"m{launch_id[1:]}"
+        machine = SimMachine(machine_id, launch_id, self.now_ms, state="stopped" if parked else "starting")
+        self.machines[machine_id] = machine
+        self.ledger[launch_id] = record.model_copy(
+            update={"state": "parked" if parked else "running", "machine_id": machine_id, "updated_at": self.now_ms}
+        )
+        if not parked:
+            self._boot(machine, self.profile.create_s)
+
+    def _on_start(self, machine_id: str) -> None:
+        machine = self.machines.get(machine_id)
+        if machine is None or machine.state != "stopped":
+            return
+        self.starts += 1
+        machine.state, machine.booted = "starting", False
+        self._boot(machine, self.profile.start_s)
+
+    def _boot(self, machine: SimMachine, span: Range) -> None:
+        machine.generation += 1
+        running = self.now_ms + self.profile.draw(self._rng, span)
+        self._schedule(running, "running", machine.machine_id, machine.generation)
+        if self._rng.random() >= self.profile.boot_fail_p:
+            ready = running + self.profile.draw(self._rng, self.profile.ready_s)
+            self._schedule(ready, "registered", machine.machine_id, machine.generation)
+
+    def _on_running(self, machine_id: str, generation: int) -> None:
+        machine = self.machines.get(machine_id)
+        if machine is not None and machine.generation == generation and machine.state == "starting":
+            machine.state = "running"
+
+    def _on_registered(self, machine_id: str, generation: int) -> None:
+        machine = self.machines.get(machine_id)
+        if machine is None or machine.generation != generation or machine.state != "running":
+            return
+        machine.booted = True
+        worker_id = f"w-{machine.launch_id}-{machine.generation}"
         self.workers[worker_id] = SimWorker(
             worker_id=worker_id,
-            launch_id=m.launch_id,
-            machine_id=m.machine_id,
+            launch_id=machine.launch_id,
+            machine_id=machine_id,
             registered_ms=self.now_ms,
             status_since_ms=self.now_ms,
             idle_since_ms=self.now_ms,
-            pinned=self.pins.get(m.launch_id),
+            pinned=self.pins.get(machine.launch_id),
         )
+        self._idle(self.workers[worker_id])
 
-    def _work(self, w: SimWorker) -> None:
-        machine = self.machines.get(w.machine_id)
-        if w.exited or machine is None or w.busy_conversation is not None:
+    def _on_done(self, worker_id: str, until: int) -> None:
+        w = self.workers.get(worker_id)
+        if w is None or w.busy_until_ms != until or w.busy_conversation is None:
             return
-        if w.status != "active":
-            self._exit(w, machine)
-            return
-        ready = [c for c in self.ready() if w.pinned is None or c == w.pinned]
-        if ready:
-            conv = min(ready, key=lambda c: (self.queues[c][0].arrived_ms, c))
-            msg = self.queues[conv].popleft()
-            self.waits_ms.append(self.now_ms - msg.arrived_ms)
-            w.busy_conversation, w.busy_until_ms = conv, self.now_ms + msg.duration_ms
-            if self.pinned and w.pinned is None:
-                w.pinned = conv
-            return
-        if self.idle_exit_s is not None and self.now_ms - w.idle_since_ms >= self.idle_exit_s * 1000:
-            self._exit(w, machine)
+        conversation = w.busy_conversation
+        self._busy.pop(conversation, None)
+        if self.queues[conversation]:
+            self._ready.add(conversation)
+        w.busy_conversation = w.busy_until_ms = w.busy_message = None
+        self.done += 1
+        self._idle(w)
 
-    def _exit(self, w: SimWorker, machine: SimMachine) -> None:
+    def _on_idle_exit(self, worker_id: str, since: int) -> None:
+        w = self.workers.get(worker_id)
+        if w is not None and not w.exited and w.busy_conversation is None and w.idle_since_ms == since:
+            self._exit(w)
+
+    def _on_stopped(self, machine_id: str, generation: int) -> None:
+        machine = self.machines.get(machine_id)
+        if machine is None or machine.generation != generation or machine.state != "stopping":
+            return
+        if self.auto_destroy:
+            self.destroy(machine_id)
+        else:
+            machine.state = "stopped"
+
+    def _requeue(self, w: SimWorker) -> None:
+        """The job of a worker whose machine went away goes back to the head of its queue (a lease
+        would expire); its attempt is spent."""
+        conversation, message = w.busy_conversation, w.busy_message
+        assert conversation is not None and message is not None
+        self.queues[conversation].appendleft(message)
+        self._busy.pop(conversation, None)
+        self._ready.add(conversation)
+        w.busy_conversation = w.busy_until_ms = w.busy_message = None
+
+    def _idle(self, w: SimWorker) -> None:
+        w.idle_since_ms = self.now_ms
+        if not w.exited:
+            self._free.add(w.worker_id)
+        if self.idle_exit_s is not None:
+            self._schedule(self.now_ms + math.ceil(self.idle_exit_s * 1000), "idle_exit", w.worker_id, self.now_ms)
+
+    def _exit(self, w: SimWorker) -> None:
         w.exited = True
-        machine.state = "stopped"
+        self._free.discard(w.worker_id)
+        machine = self.machines.get(w.machine_id)
+        if machine is not None and machine.state in ("running", "starting"):
+            machine.state = "stopping"
+            machine.generation += 1
+            self._schedule(
+                self.now_ms + self.profile.draw(self._rng, self.profile.stop_s),
+                "stopped",
+                machine.machine_id,
+                machine.generation,
+            )
+
+    def _settle(self) -> None:
+        """Idle workers take ready work (their last conversation first); drained idle workers exit."""
+        if not self._free:
+            return
+        free = [self.workers[worker_id] for worker_id in sorted(self._free)]
+        for w in free:
+            if w.status != "active" or w.machine_id not in self.machines:
+                self._exit(w)
+        free = [w for w in free if not w.exited]
+        if not free or not self._ready:
+            return
+        ready = sorted(self._ready, key=lambda c: (self.queues[c][0].arrived_ms, c))
+        by_last = {w.last_conversation: w for w in free if w.last_conversation is not None}
+        by_pin = {w.pinned: w for w in free if w.pinned is not None}
+        unpinned = deque(w for w in free if w.pinned is None)
+        taken: set[str] = set()
+        for conversation in ready:
+            worker = by_last.get(conversation) or by_pin.get(conversation)
+            if worker is not None and (worker.worker_id in taken or worker.pinned not in (None, conversation)):
+                worker = None
+            while worker is None and unpinned:
+                candidate = unpinned.popleft()
+                if candidate.worker_id not in taken:
+                    worker = candidate
+            if worker is None:
+                continue
+            taken.add(worker.worker_id)
+            self._take(worker, conversation)
+            if len(taken) == len(free):
+                return
+
+    def _take(self, w: SimWorker, conversation: str) -> None:
+        message = self.queues[conversation].popleft()
+        switch = 0 if w.last_conversation == conversation else self.profile.draw(self._rng, self.profile.switch_s)
+        start = self.now_ms + switch
+        self.waits_ms.append(start - message.arrived_ms)
+        self.first_reply_ms.setdefault(conversation, start + message.duration_ms)
+        w.busy_conversation, w.busy_message = conversation, message
+        w.busy_until_ms = start + message.duration_ms
+        w.last_conversation = conversation
+        if self.pinned and w.pinned is None:
+            w.pinned = conversation
+        self._busy[conversation] = w.worker_id
+        self._ready.discard(conversation)
+        self._free.discard(w.worker_id)
+        self._schedule(w.busy_until_ms, "done", w.worker_id, w.busy_until_ms)
+
+
+_STATES: dict[str, MachineState] = {
+    "starting": "starting",
+    "running": "running",
+    "stopping": "stopping",
+    "stopped": "stopped",
+}

@@ -129,6 +129,9 @@ class InstantDelivery:
     async def deliver(self, request: DeliveryRequest) -> DeliveryReply:
         return DeliveryReply(text="ok")
 
+    async def probe(self, agent_id: str | None = None) -> None:
+        return None
+
     async def aclose(self) -> None:
         return None
 
@@ -181,7 +184,6 @@ async def _drain_with_worker(db: Path, messages: int) -> float:
         channels={},
         session_key=session_key,
         metrics=metrics,
-        readiness=readiness,
     )
     # Exits at the first empty claim: one control check + claim after the last message.
     worker = Worker(WorkerConfig(worker_id="bench-loop", idle_exit_s=1e-6), store, runner, metrics, readiness)

@@ -2,7 +2,8 @@
 
 The tree::
 
-    FactoryError                      root; ``retryable`` says whether trying again can help
+    FactoryError                      root; ``retryable`` says whether trying again can help,
+                                      ``fault`` whose fault it is (below)
     ├── InvalidInput                  a field is wrong; names the field and the fix
     ├── AgentUnavailable              enqueue to an unknown or disabled agent profile
     ├── ConversationConflict          a conversation already belongs to another agent
@@ -13,19 +14,30 @@ The tree::
         │                             (not retryable: waiting does not fix it)
         └── StoreFunctionError        the store ran the function and it failed (not retryable)
 
+Whose fault a failure is travels on the error too (``fault``): a ``"message"`` fault is the
+message's own (bad input, an agent that rejects it) and spends one of its attempts; an
+``"infrastructure"`` fault is the machinery's (store, gateway or model unreachable or refusing us)
+and never does: the worker gives the message back and waits for the fault to clear. ``"unknown"``
+is for failures either could cause (a failed agent run, a timeout); the worker asks a probe.
+
 Messages never carry secrets: callers pass identifiers, never tokens.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
+
+Fault = Literal["message", "infrastructure", "unknown"]
 
 
 class FactoryError(Exception):
     """Root of our errors. ``retryable`` is part of the contract, not a guess at the call site."""
 
     retryable: bool = False
+    fault: Fault = "message"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -91,6 +103,7 @@ class StoreError(FactoryError):
 
 class StoreUnavailable(StoreError):
     retryable = True
+    fault: Fault = "infrastructure"
 
 
 class StoreUnusable(StoreError):

@@ -27,6 +27,7 @@ ENV: dict[str, str] = {
     "conversation_id": "FACTORY_CONVERSATION",
     "idle_exit_s": "FACTORY_IDLE_EXIT_S",
     "grace_s": "FACTORY_GRACE_S",
+    "max_outage_s": "FACTORY_MAX_OUTAGE_S",
     "gateway_url": "OPENCLAW_GATEWAY_URL",
     "gateway_token": "OPENCLAW_GATEWAY_TOKEN",
     "openclaw_state_dir": "FACTORY_OPENCLAW_STATE_DIR",
@@ -58,6 +59,8 @@ class WorkerEnvironment(BaseModel):
     conversation_id: str | None = None
     idle_exit_s: float | None = Field(None, gt=0)
     grace_s: float | None = Field(None, ge=0)
+    # How long it waits out its gateway or store being unavailable before it exits (unset: forever).
+    max_outage_s: float | None = Field(None, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] | None = None
     log_format: Literal["console", "json"] | None = None
     # Its gateway: local workers share this machine's; remote images start their own.

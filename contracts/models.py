@@ -258,25 +258,23 @@ LeaseRefusal = Literal["lease_lost", "lease_expired", "unknown_message"]
 
 
 class LeaseResult(WireModel):
-    """The answer to a heartbeat or a complete: accepted, or refused with the reason."""
+    """The answer to a heartbeat, a complete or a release: accepted, or refused with the reason."""
 
     ok: bool
     refused: LeaseRefusal | None = None
     # A heartbeat's renewed expiry, and the store's clock when it answered.
     lease_expires_at: EpochMs | None = None
     now: EpochMs | None = None
+    # Whether the worker must stop, on every heartbeat and complete answer, so a busy worker needs
+    # no control call of its own. None: the store did not say (upstream answers a bare boolean).
+    control: ControlState | None = None
 
 
-class FailRequest(WireModel):
-    """``workerFail``: the lease it is fenced by, and what went wrong.
-
-    On the wire the lease's fields sit at the top level (``{workerId, messageId, leaseId,
-    errorMessage, retryable}``), as upstream's function takes them.
-    """
+class _Fenced(WireModel):
+    """A call fenced by a lease. On the wire the lease's fields sit at the top level
+    (``{workerId, messageId, leaseId, …}``), as upstream's functions take them."""
 
     lease: LeaseRef
-    error_message: str
-    retryable: bool = True
 
     @model_validator(mode="before")
     @classmethod
@@ -293,6 +291,27 @@ class FailRequest(WireModel):
     def _flat_lease(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
         return {**data.pop("lease"), **data}
+
+
+class FailRequest(_Fenced):
+    """``workerFail``: the lease it is fenced by, and what went wrong (a fault of the message)."""
+
+    error_message: str
+    retryable: bool = True
+
+
+class ReleaseRequest(_Fenced):
+    """``workerRelease``: give the message back without spending an attempt, because the fault was
+    not the message's (gateway, model or store unwell; the worker shutting down).
+
+    The attempt counted at its claim is undone and the message returns to its place at the head of
+    its conversation, due at once. A release is accepted while the lease is still the message's
+    current one, even after it ran out, as long as nobody took the message over: giving a message
+    back is always safe. A replay of an accepted release is accepted again. The answer is a
+    :class:`LeaseResult`.
+    """
+
+    reason: NonEmpty
 
 
 class FailResult(WireModel):
@@ -550,6 +569,46 @@ class BootBundle(WireModel):
     snapshot: SnapshotRestore | None = None
 
 
+# --------------------------------------------------------------------------- the hot path in one call
+#
+# A busy worker's steady state is one store call per message: the complete that settles a job
+# carries its history turns and claims the next job, with its bundle, in the same transaction
+# (plus heartbeats). The separate calls stay for compat mode and for callers that want them.
+
+
+class ClaimResult(WireModel):
+    """``workerClaim`` with ``withBundle``: the job, if any, what the worker needs to run it, and
+    whether the worker must stop. An idle poll, a claim and its hydration are one call."""
+
+    control: ControlState
+    # The store's clock when it answered.
+    now: EpochMs
+    job: ClaimedJob | None = None
+    # None with a job when its agent profile is gone (the job then fails, as hydration would).
+    bundle: HydrationBundle | None = None
+
+
+class NextClaim(WireModel):
+    """``claimNext`` on ``workerComplete``: claim the worker's next job in the same transaction."""
+
+    # Pin the next claim to one conversation (a sticky worker), as ``workerClaim`` does.
+    conversation_id: NonEmpty | None = None
+    with_bundle: bool = True
+
+
+class CompleteResult(LeaseResult):
+    """``workerComplete``'s answer: the lease answer, plus what the complete carried.
+
+    ``appended`` is set when history turns rode along and the complete was accepted (turns a
+    redelivered message already wrote are not written twice). ``next`` is set when ``claimNext``
+    was asked, whether or not this complete was accepted: the worker is free either way. A replay
+    of an accepted complete answers as the first call did, and hands back the job it claimed.
+    """
+
+    appended: AppendResult | None = None
+    next: ClaimResult | None = None
+
+
 # --------------------------------------------------------------------------- operator views
 
 
@@ -584,6 +643,40 @@ class DeadLetter(WireModel):
 
 class RedriveResult(WireModel):
     redriven: list[str]
+
+
+class ConversationSummary(WireModel):
+    """One conversation as a search result: who it belongs to and its messages by status."""
+
+    conversation_id: str
+    agent_key: str
+    created_at: EpochMs
+    queued: int
+    processing: int
+    done: int
+    dead_letters: int
+    # The provider user of its first message (the user who started it), when the store knows it.
+    user_id: str | None = None
+
+
+class SettledSample(WireModel):
+    """A message that finished (done or dead-lettered): when, how long after its enqueue, and in
+    how many deliveries (attempts are counted at claim, so they are its claims)."""
+
+    status: Literal["done", "dead_letter"]
+    enqueued_at: EpochMs
+    finished_at: EpochMs
+    attempts: int = Field(ge=0)
+
+
+class SettledWindow(WireModel):
+    """The newest messages settled since a moment, newest first; ``truncated`` says there were
+    more than the limit (figures drawn from it then cover the newest ``len(samples)`` only)."""
+
+    since: EpochMs
+    now: EpochMs
+    samples: list[SettledSample]
+    truncated: bool = False
 
 
 class ReleaseResult(WireModel):
@@ -630,6 +723,22 @@ class WorkerView(WireModel):
     snapshot_pending: bool = False
 
 
+RECENT_GAPS = 8  # arrival gaps a conversation keeps for the planner's keep-warm estimate
+RECENT_HORIZON_MS = 2 * 3_600_000  # conversations with an arrival this recent are in the snapshot
+RECENT_LIMIT = 1_000  # at most this many of them, the most recent first
+
+
+class RecentConversation(WireModel):
+    """A conversation that had a message arrive lately: the evidence for keeping workers warm."""
+
+    conversation_id: str
+    last_arrival_at: EpochMs
+    # The latest gaps between its arrivals, newest first (at most RECENT_GAPS): how soon it returns.
+    gaps_ms: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
+    # A message of it is queued or in flight now (it is counted in the demand already).
+    active: bool = False
+
+
 class DemandSnapshot(WireModel):
     """Everything the autoscaler learns from the store, taken in one read."""
 
@@ -644,12 +753,38 @@ class DemandSnapshot(WireModel):
     workers: list[WorkerView] = Field(default_factory=list)
     # Ready conversations in claim order (at most READY_IDS_LIMIT): where affinity launches go.
     ready_conversation_ids: list[str] = Field(default_factory=list)
+    # Conversations with an arrival within RECENT_HORIZON_MS, most recent first (RECENT_LIMIT at most).
+    recent: list[RecentConversation] = Field(default_factory=list)
 
 
 READY_IDS_LIMIT = 200
 
+# parked: the machine exists, stopped, kept for a fast start (a warm pool member).
+LaunchState = Literal["requested", "running", "parked", "gone", "failed"]
+OPEN_LAUNCH_STATES: tuple[LaunchState, ...] = ("requested", "running", "parked")
 
-LaunchState = Literal["requested", "running", "gone", "failed"]
+
+class ReconcileStep(WireModel):
+    """One action of a reconcile plan, as an operator reads it, with its outcome once applied."""
+
+    action: str
+    target: str
+    reason: str
+    ok: bool | None = None
+    detail: str | None = None
+
+
+class ReconcileRecord(WireModel):
+    """What one reconcile tick planned (and, unless a dry run, what applying it did)."""
+
+    at: EpochMs
+    provider: str
+    dry_run: bool
+    summary: str
+    desired: int
+    current: int
+    launching: int
+    steps: list[ReconcileStep] = Field(default_factory=list)
 
 
 class LaunchRecord(WireModel):

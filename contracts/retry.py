@@ -28,7 +28,10 @@ class RetryPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    attempts: int = Field(default=4, ge=1)
+    # None: no limit on the number of tries (then ``give_up_after_s`` usually bounds them).
+    attempts: int | None = Field(default=4, ge=1)
+    # Stop retrying once this long has passed since the first try (None: no time limit).
+    give_up_after_s: float | None = Field(default=None, gt=0)
     initial_s: float = Field(default=0.5, ge=0)
     max_s: float = Field(default=8.0, ge=0)
     jitter_s: float = Field(default=0.5, ge=0)
@@ -88,16 +91,19 @@ def retrying(
         outcome = state.outcome
         exc = outcome.exception() if outcome is not None else None
         about = describe(exc) if exc is not None else {}
-        progress = {
-            "attempt": state.attempt_number,
-            "attempts": policy.attempts,
-            "sleep_s": round(state.upcoming_sleep, 3),
-        }
+        progress: dict[str, object] = {"attempt": state.attempt_number, "sleep_s": round(state.upcoming_sleep, 3)}
+        if policy.attempts is not None:
+            progress["attempts"] = policy.attempts
         _log.warning(event, **{**fields, **progress, **about})
 
+    stop: tenacity.stop.stop_base = (
+        tenacity.stop_never if policy.attempts is None else tenacity.stop_after_attempt(policy.attempts)
+    )
+    if policy.give_up_after_s is not None:
+        stop = stop | tenacity.stop_after_delay(policy.give_up_after_s)
     return tenacity.AsyncRetrying(
         sleep=sleep,
-        stop=tenacity.stop_after_attempt(policy.attempts),
+        stop=stop,
         wait=_Wait(policy, server_delay),
         retry=tenacity.retry_if_exception(retry),
         before_sleep=log_retry,

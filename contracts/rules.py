@@ -58,6 +58,23 @@ def heartbeat_interval_ms(lease_remaining_ms: int) -> int:
     return max(1, lease_remaining_ms // 3)
 
 
+# A worker's recorded heartbeat is rewritten only once it is this old. Liveness is judged in tens
+# of seconds, so a busy worker's row is written about once a second instead of on every call.
+HEARTBEAT_REFRESH_MS = 1_000
+
+
+def heartbeat_due(heartbeat_at: int, now: int) -> bool:
+    """Whether a call from a worker should rewrite its recorded heartbeat."""
+    return now - heartbeat_at >= HEARTBEAT_REFRESH_MS
+
+
+def stop_reason(status: str, reason: str | None) -> str | None:
+    """Why a worker must stop (None: it may carry on): any status but active, with its reason."""
+    if status == "active":
+        return None
+    return f"status {status}" + (f": {reason}" if reason else "")
+
+
 def stale_after_ms(lease_ttl_ms: int) -> int:
     """How long an active worker may go without a heartbeat before the views call it stale (gone
     without saying so: killed, or its machine lost). A live worker heartbeats at least every idle
@@ -68,6 +85,12 @@ def stale_after_ms(lease_ttl_ms: int) -> int:
 def out_of_attempts(attempts: int, max_attempts: int) -> bool:
     """Attempts are counted at claim: the delivery numbered ``max_attempts`` is the last one."""
     return attempts >= max_attempts
+
+
+def attempts_after_release(attempts: int) -> int:
+    """A released message was not at fault: the attempt its claim counted is given back, so an
+    outage of any length never brings a message nearer its dead letter."""
+    return max(0, attempts - 1)
 
 
 def backoff_ms(attempt: int, policy: QueuePolicy, rng: RandomSource) -> int:

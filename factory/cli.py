@@ -16,6 +16,7 @@ from typer._click.exceptions import NoArgsIsHelpError  # typer vendors click: it
 from contracts.errors import FactoryError, InvalidInput, first_factory_error
 from factory import (
     cmd_bridge,
+    cmd_console,
     cmd_frontdoor,
     cmd_push,
     cmd_queue,
@@ -68,6 +69,7 @@ app.add_typer(cmd_frontdoor.pairing_app, name="pairing")
 app.add_typer(cmd_frontdoor.bindings_app, name="bindings")
 app.add_typer(cmd_frontdoor.secrets_app, name="secrets")
 app.add_typer(cmd_frontdoor.tokens_app, name="app-token")
+app.add_typer(cmd_console.console_app, name="console")
 
 
 def _fail(message: str, code: int) -> int:

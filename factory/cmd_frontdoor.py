@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import secrets as random_tokens
 import sys
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -19,16 +18,13 @@ from contracts.ingress import AppToken, PairingCode, PairingCodeRequest, new_pai
 from contracts.models import to_wire
 from contracts.secrets import new_key, require, reseal_all
 from factory.console import JsonOption, StoreOption, out, plain, print_json, store_settings, with_store
+from factory.console import when as _when
 from factory.stores import FullStore, secrets_box
 
 pairing_app = typer.Typer(help="One-time codes that bind a Telegram user to an agent.", no_args_is_help=True)
 bindings_app = typer.Typer(help="Which Telegram users talk to which agent.", no_args_is_help=True)
 secrets_app = typer.Typer(help="Secrets, sealed at rest with FACTORY_SECRETS_KEY.", no_args_is_help=True)
 tokens_app = typer.Typer(help="Bearer tokens for the app API.", no_args_is_help=True)
-
-
-def _when(ms: int | None) -> str:
-    return "-" if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 # --------------------------------------------------------------------------- pairing

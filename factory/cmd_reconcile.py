@@ -11,12 +11,12 @@ from rich.table import Table
 from rich.text import Text
 
 from autoscaler.errors import AutoscalerError
-from autoscaler.plan import Action
+from autoscaler.plan import target
 from autoscaler.reconciler import Reconciler, TickResult
 from contracts.errors import FactoryError
 from contracts.roles import FleetStore
 from factory.console import JsonOption, StoreOption, err, out, print_json, store_settings
-from factory.fleet import launch_specs, make_provider, scaling_policy
+from factory.fleet import check_local_workers_can_start, launch_specs, make_provider, scaling_policy
 from factory.logging import configure
 from factory.safe_text import one_line, plain
 from factory.settings import LogSettings, ScaleSettings, load
@@ -24,14 +24,6 @@ from factory.stores import open_full_store
 
 log = structlog.get_logger("factory.reconcile")
 MIN_TICK_GAP_S = 2.0  # provider list calls are rate limited (Fly: 1 per second per action)
-
-
-def _target(action: Action) -> str:
-    for attr in ("machine_id", "worker_id", "launch_id"):
-        value = getattr(action, attr, None)
-        if value:
-            return f"{attr.removesuffix('_id')} {value}"
-    return "new machine"
 
 
 def _as_json(result: TickResult, provider: str, dry_run: bool) -> dict[str, Any]:
@@ -66,7 +58,7 @@ def _print_plan(result: TickResult, provider: str, dry_run: bool) -> None:
     outcomes = {id(o.action): o for o in result.outcomes}
     table = Table("action", "target", "reason", *([] if dry_run else ["result"]))
     for action in plan.actions:
-        row = [action.action, _target(action), action.reason]
+        row = [action.action, target(action), action.reason]
         if not dry_run:
             outcome = outcomes.get(id(action))
             row.append("-" if outcome is None else ("ok: " if outcome.ok else "FAILED: ") + outcome.detail)
@@ -102,7 +94,7 @@ def reconcile(
     policy = scaling_policy(scale)
     store_cfg = store_settings(store)
     # The provider's own settings are checked first: a missing token is the error users meet first.
-    machines = make_provider(scale.provider, store_cfg)
+    machines = make_provider(scale.provider, store_cfg, keep_stopped=policy.pool_size > 0)
     try:
         specs = launch_specs(scale, store_cfg, scale.provider)
     except FactoryError:
@@ -113,6 +105,8 @@ def reconcile(
         opened = open_full_store(store_cfg, role="fleet", create=not dry_run)  # a dry run changes nothing
         results: list[TickResult] = []
         try:
+            if scale.provider == "local" and not dry_run:
+                await check_local_workers_can_start(scale)
             reconciler = Reconciler(opened, machines, policy, specs)
             while True:
                 try:

@@ -10,12 +10,13 @@ import structlog
 import typer
 
 from contracts.secrets import SecretBox, reseal_all
+from factory.cmd_console import console_config
 from factory.console import JsonOption, StoreOption, out, print_json, store_settings, with_store
+from factory.fleet import DryRunPlans
 from factory.logging import configure
-from factory.settings import LogSettings, ServeSettings, StoreSettings, load
+from factory.settings import ConsoleSettings, LogSettings, ScaleSettings, ServeSettings, StoreSettings, load
 from factory.stores import open_full_store, secrets_box
-from ingress import IngressConfig, IngressServer, create_app
-from ingress.app import FrontDoorStore
+from ingress import IngressConfig, IngressServer, ServedStore, create_app
 from ingress.configure import configure_webhook
 from schedules.dispatcher import dispatch_forever
 
@@ -27,7 +28,7 @@ def ingress_config(settings: ServeSettings) -> IngressConfig:
     return IngressConfig.model_validate(settings.model_dump(include=set(IngressConfig.model_fields)))
 
 
-def opener(settings: StoreSettings) -> FrontDoorStore:
+def opener(settings: StoreSettings) -> ServedStore:
     return open_full_store(settings, role="ingress")
 
 
@@ -66,20 +67,23 @@ def serve(
     port: Annotated[int | None, typer.Option("--port", help="Port (0: any free one). Env: FACTORY_SERVE_PORT.")] = None,
     store: StoreOption = None,
 ) -> None:
-    """Serve the Telegram webhook, the app API and /healthz until SIGTERM (then finish what is in flight)."""
+    """Serve the Telegram webhook, the app API, the operator console (/console) and /healthz until
+    SIGTERM (then finish what is in flight)."""
     configure(load(LogSettings), default_level="info")
     settings = load(ServeSettings, host=host, port=port)
+    console = console_config(load(ConsoleSettings))
     store_cfg = store_settings(store)
     # Refuse at start what can never work (a bad store URL, a malformed key), and seal values
     # stored before encryption existed, before the first request.
     box = secrets_box(store_cfg)
     with_store(store, lambda opened: _seal_on_open(opened, box), role="ingress")
-    app = create_app(lambda: opener(store_cfg), ingress_config(settings))
+    plans = DryRunPlans(store_cfg, load(ScaleSettings))
+    app = create_app(lambda: opener(store_cfg), ingress_config(settings), console, plans)
     server = IngressServer(app, host=settings.host, port=settings.port, grace_s=settings.grace_s)
     anyio.run(serve_until_signalled, server, store_cfg, settings.push_dispatch_s)
 
 
-async def _seal_on_open(opened: FrontDoorStore, box: SecretBox | None) -> None:
+async def _seal_on_open(opened: ServedStore, box: SecretBox | None) -> None:
     await opened.now_ms()
     if box is not None and any(s.key_id is None for s in await opened.secret_status()):
         await reseal_all(opened, box)

@@ -35,20 +35,25 @@ from gateway.config import AgentSpec
 from gateway.snapshots import Limits
 from worker.boot import BootReport, boot_machine, bridge_config_path, provision
 from worker.config import WorkerConfig
+from worker.errors import DeliveryAuthError
 from worker.health import HealthServer, Readiness
 from worker.job import JobRunner
-from worker.loop import Worker, WorkerExit
+from worker.loop import StartupRefused, Worker, WorkerExit
 from worker.memory import AgentMemory
 from worker.metrics import WorkerMetrics
 from worker.openclaw.http import HttpDelivery
+from worker.openclaw.ready import ReadyProbe
 from worker.openclaw.sessions import session_key
 from worker.openclaw.ws import WsDelivery
+from worker.outage import OutagePolicy
 from worker.telegram import TelegramChannel, TelegramMedia
 
 worker_app = typer.Typer(help="Run a worker.", no_args_is_help=True)
 log = structlog.get_logger("factory.worker")
 EXIT_SECOND_SIGNAL = 130
 AGENTS_FILE = "factory-agents.json"
+# A one-shot run (`--once`, scripts and cron) does not wait for an outage for ever.
+ONCE_MAX_OUTAGE_S = 60.0
 EXIT_RECORD_TIMEOUT_S = 5.0
 
 
@@ -72,8 +77,12 @@ def make_delivery(settings: WorkerSettings) -> WsDelivery | HttpDelivery:
             token,
             timeout_s=settings.delivery_timeout_s,
         )
-    ws_url = url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
-    return WsDelivery(ws_url, token, timeout_s=settings.delivery_timeout_s)
+    return WsDelivery(ws_url(url), token, timeout_s=settings.delivery_timeout_s)
+
+
+def ws_url(url: str) -> str:
+    """The gateway's WebSocket URL: it serves WS and HTTP on one port."""
+    return url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
 
 
 def bridge_call(settings: WorkerSettings, agent_id: str) -> list[str]:
@@ -115,6 +124,7 @@ async def serve_worker(
     readiness = Readiness()
     result: WorkerExit | None = None
     bridge_env = load(BridgeEnvSettings)
+    refused: FactoryError | None = None
     media = TelegramMedia(settings.attachments_path, api_base=settings.telegram_api_base)
     async with (
         make_delivery(settings) as delivery,
@@ -127,7 +137,6 @@ async def serve_worker(
             channels={"telegram": telegram},
             session_key=session_key,
             metrics=metrics,
-            readiness=readiness,
             workspace_id=config.workspace_id,
             sessions=delivery if settings.seed_history else None,
             bridge_dir=settings.bridge_dir,
@@ -135,7 +144,17 @@ async def serve_worker(
             media=media,
         )
         memory = agent_memory(settings, config, store, metrics)
-        worker = Worker(config, store, runner, metrics, readiness, memory)
+        policy = OutagePolicy(max_outage_s=settings.max_outage_s or (ONCE_MAX_OUTAGE_S if config.once else None))
+        worker = Worker(
+            config,
+            store,
+            runner,
+            metrics,
+            readiness,
+            memory,
+            outage_policy=policy,
+            gateway_ready=ReadyProbe(settings.gateway_url),
+        )
         async with anyio.create_task_group() as tg:
             if settings.health_port is not None:
                 server = HealthServer(
@@ -145,9 +164,25 @@ async def serve_worker(
                 log.info("health endpoint", url=server.url)
             # Started, not scheduled: the handlers are in place before the first claim.
             await tg.start(_watch_signals, worker, tg.cancel_scope)
-            result = await worker.run()
+            try:
+                result = await worker.run()
+            except StartupRefused as exc:
+                refused = _setting_error(exc)
+            except FactoryError as exc:  # one clear line for the CLI, not a task group's traceback
+                refused = exc
             tg.cancel_scope.cancel()
+    if refused is not None:
+        raise refused
     return result, worker
+
+
+def _setting_error(exc: StartupRefused) -> FactoryError:
+    """A start-up refusal: the gateway's names the setting to fix (bad input, exit 2); the store's
+    is the store's own answer, which says what to change there (a failure, exit 1)."""
+    if exc.component == "store":
+        return exc.cause
+    setting = "OPENCLAW_GATEWAY_TOKEN" if isinstance(exc.cause, DeliveryAuthError) else "OPENCLAW_GATEWAY_URL"
+    return InvalidInput(setting, f"the gateway cannot be used: {exc.cause}")
 
 
 @contextlib.asynccontextmanager
@@ -201,6 +236,14 @@ def run(
     health_port: Annotated[
         int | None, typer.Option("--health-port", help="Serve /healthz, /readyz, /metrics here (0: any port).")
     ] = None,
+    max_outage: Annotated[
+        float | None,
+        typer.Option(
+            "--max-outage",
+            help="Exit (status 1) after the gateway or the store stayed unavailable this many seconds. "
+            f"Default: wait as long as it lasts ({ONCE_MAX_OUTAGE_S:g} s with --once).",
+        ),
+    ] = None,
     store: StoreOption = None,
 ) -> None:
     """Claim messages, deliver them to the OpenClaw gateway, reply, complete; until stopped."""
@@ -212,6 +255,7 @@ def run(
         idle_exit_s=idle_exit,
         worker_id=worker_id,
         health_port=health_port,
+        max_outage_s=max_outage,
     )
     config = worker_config(settings, once=once)
     settings.require_gateway_token()

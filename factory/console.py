@@ -49,13 +49,6 @@ StoreOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON document.")]
 
 
-def when(ms: int | None) -> str:
-    """An epoch-ms store time as UTC, for tables."""
-    if ms is None:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def finite(value: float | None) -> float | None:
     """An option callback: NaN slips past a range check (every comparison with it is false)."""
     if value is not None and not math.isfinite(value):
@@ -103,6 +96,13 @@ def with_enqueue_store(store: str | None, action: Callable[[EnqueueStore], Await
             await opened.aclose()
 
     return anyio.run(run)
+
+
+def when(ms: int | None) -> str:
+    """An epoch-milliseconds time as operators read it (UTC), or "-"."""
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def plain(text: str | None) -> str:

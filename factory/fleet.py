@@ -5,16 +5,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import structlog
 from pydantic import SecretStr, ValidationError
 
 from autoscaler.errors import ProviderConfigError
-from autoscaler.policy import ScalingPolicy
+from autoscaler.policy import ScalingPolicy, shipped
 from autoscaler.provider import LaunchSpec, Provider
-from autoscaler.reconciler import SpecFactory
+from autoscaler.reconciler import Reconciler, SpecFactory
 from contracts.errors import InvalidInput
 from contracts.launch import WorkerEnvironment
+from contracts.models import ReconcileRecord
 from contracts.urls import check_token_url
 from factory.settings import (
+    DEFAULT_GATEWAY_URL,
     DigitalOceanSettings,
     FlySettings,
     LogSettings,
@@ -23,12 +26,19 @@ from factory.settings import (
     load,
     settings_error,
 )
+from factory.stores import open_full_store
+from worker.errors import DeliveryAuthError, DeliveryError
+
+_log = structlog.get_logger("factory.fleet")
 
 
 def scaling_policy(settings: ScaleSettings) -> ScalingPolicy:
-    """The policy the settings describe (FACTORY_SCALE_*); what they leave out keeps its default."""
+    """The policy the settings describe (FACTORY_SCALE_*); what they leave out takes the shipped
+    default for the provider."""
     try:
-        return ScalingPolicy.model_validate(settings.model_dump(include=set(ScalingPolicy.model_fields)))
+        return shipped(
+            settings.provider, **settings.model_dump(include=set(ScalingPolicy.model_fields), exclude_none=True)
+        )
     except ValidationError as exc:
         raise InvalidInput.from_validation(exc) from None
 
@@ -40,8 +50,11 @@ def _required(value: str | SecretStr | None, setting: str, hint: str) -> str:
     return text.strip()
 
 
-def make_provider(name: str, store: StoreSettings) -> Provider:
-    """The provider ``name`` configured from its settings; a missing setting is one clear error."""
+def make_provider(name: str, store: StoreSettings, *, keep_stopped: bool = False) -> Provider:
+    """The provider ``name`` configured from its settings; a missing setting is one clear error.
+
+    ``keep_stopped``: the policy keeps a warm pool, so machines stay stopped when their worker exits.
+    """
     if name == "local":
         from autoscaler.providers.local import LocalConfig, LocalProvider
         from autoscaler.providers.local.config import process_env
@@ -64,6 +77,7 @@ def make_provider(name: str, store: StoreSettings) -> Provider:
                 memory_mb=fly.memory_mb,
                 stop_timeout_s=fly.stop_timeout_s,
                 api_base_url=fly.api_base_url,
+                keep_stopped=keep_stopped,
             )
         except ValidationError as exc:
             raise settings_error(FlySettings, exc) from None
@@ -95,12 +109,38 @@ def make_provider(name: str, store: StoreSettings) -> Provider:
     raise InvalidInput("--provider", f"unknown provider {name!r}; choose local, fly or digitalocean")
 
 
+async def check_local_workers_can_start(scale: ScaleSettings) -> None:
+    """Refuse to launch local workers that would exit at once: no gateway token, or a gateway that
+    refuses it (or whose URL cannot work). A gateway that is merely down is not refused: workers
+    wait for it, not ready meanwhile. Raises InvalidInput naming the setting."""
+    from factory.cmd_worker import ws_url
+    from worker.openclaw.ws import WsDelivery
+
+    token = scale.gateway_token
+    if token is None or not token.get_secret_value().strip():
+        raise InvalidInput(
+            "OPENCLAW_GATEWAY_TOKEN",
+            "is not set; local workers need the gateway's auth token (gateway.auth.token), none was launched",
+        )
+    url = scale.gateway_url or DEFAULT_GATEWAY_URL
+    async with WsDelivery(ws_url(url), token, connect_timeout_s=10, probe_timeout_s=15) as gateway:
+        try:
+            await gateway.probe()
+        except DeliveryError as exc:
+            if exc.retryable:
+                _log.warning("the gateway is not reachable now; launched workers will wait for it", error=str(exc))
+                return
+            setting = "OPENCLAW_GATEWAY_TOKEN" if isinstance(exc, DeliveryAuthError) else "OPENCLAW_GATEWAY_URL"
+            raise InvalidInput(setting, f"local workers could not use the gateway, none was launched: {exc}") from None
+
+
 def launch_specs(
     scale: ScaleSettings,
     store: StoreSettings,
     provider: str,
     *,
     grace_s: float | None = None,
+    max_outage_s: float | None = None,
     log: LogSettings | None = None,
     telegram_api_base: str | None = None,
 ) -> SpecFactory:
@@ -131,6 +171,7 @@ def launch_specs(
         "secrets_key": store.secrets_key,
         "idle_exit_s": scale.idle_timeout_s,
         "grace_s": grace_s,
+        "max_outage_s": max_outage_s,
         "log_level": log.level if log is not None else None,
         "log_format": log.format if log is not None else None,
         # Local workers share this machine's gateway; remote images start their own.
@@ -148,3 +189,29 @@ def launch_specs(
         return LaunchSpec(environment=environment)
 
     return spec
+
+
+def _launches_nothing(launch_id: str, worker_id: str, conversation_id: str | None) -> LaunchSpec:
+    raise AssertionError("a dry run launches nothing")
+
+
+class DryRunPlans:
+    """The console's reconcile dry run (``ingress.PlanSource``): what ``factory reconcile --dry-run``
+    would print, for the provider and policy FACTORY_PROVIDER and FACTORY_SCALE_* name. A provider
+    whose settings are missing says so in one line, on the page."""
+
+    def __init__(self, store: StoreSettings, scale: ScaleSettings) -> None:
+        self.store = store
+        self.scale = scale
+
+    async def dry_run(self) -> ReconcileRecord:
+        machines = make_provider(self.scale.provider, self.store)
+        opened = open_full_store(self.store, role="fleet")
+        try:
+            result = await Reconciler(opened, machines, scaling_policy(self.scale), _launches_nothing).tick(
+                dry_run=True
+            )
+            return result.record(machines.name, await opened.now_ms())
+        finally:
+            await machines.aclose()
+            await opened.aclose()

@@ -12,7 +12,8 @@ be interpreted: it is shown, visibly and literally.
   :class:`rich.text.Text`, never with markup in a string.
 * :func:`visible` shows control characters (C0, DEL, C1), the bidirectional controls and
   undecodable bytes (lone surrogates from non-UTF-8 arguments) as escapes such as ``\\x1b``,
-  ``\\u202e`` and ``\\xff``; a backslash is left alone.
+  ``\\u202e`` and ``\\xff``; a backslash is left alone (the rule lives in :mod:`contracts.inert`,
+  shared with the operator console's pages).
 * :func:`one_line` is :func:`visible` with newlines escaped and a length cap: for error lines and
   table cells.
 * :func:`plain` wraps a value in a :class:`~rich.text.Text` for :class:`~rich.table.Table` cells and
@@ -23,38 +24,16 @@ Text rich renders itself (JSON documents, our own tables) needs nothing more.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from rich.console import Console
 from rich.text import Text
 
+from contracts.inert import visible
+
 __all__ = ["ERROR_LINE_LIMIT", "err", "one_line", "out", "plain", "visible"]
 
 ERROR_LINE_LIMIT = 2_000
-
-# C0 controls, DEL and C1 controls; the bidirectional embeddings, overrides and isolates (they
-# reorder how a line reads); lone surrogates (bytes that were not UTF-8, from surrogateescape).
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
-_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
-
-
-def _escape(char: str) -> str:
-    if char in _NAMED:
-        return _NAMED[char]
-    code = ord(char)
-    if 0xDC80 <= code <= 0xDCFF:
-        return f"\\x{code - 0xDC00:02x}"  # the byte surrogateescape stood in for
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
-
-
-def visible(text: object, *, keep: str = "") -> str:
-    """``text`` with every character a terminal would act on shown as an escape instead.
-
-    ``keep`` names harmless layout characters to leave as they are (``"\\n\\t"`` for bodies of text).
-    """
-    value = str(text)
-    return _UNSAFE.sub(lambda m: m.group() if m.group() in keep else _escape(m.group()), value)
 
 
 def one_line(text: object, limit: int = ERROR_LINE_LIMIT) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any, Literal, Self, TypeVar, cast
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +22,7 @@ from contracts.rules import check_lease_ttl_ms
 from contracts.urls import check_token_url
 
 DEFAULT_STORE = ".factory/factory.db"
+DEFAULT_GATEWAY_URL = "http://127.0.0.1:18789"
 ENV_LEASE_TTL = "FACTORY_LEASE_TTL_MS"
 # The longest wait, timeout or window any setting may ask for: a week. Anything longer is a typo,
 # and unbounded values overflow timers (an infinite timeout cannot be given to a socket).
@@ -203,7 +205,7 @@ class WorkerSettings(_Settings):
     )
     workspace_id: str = Field("default", validation_alias=AliasChoices("FACTORY_WORKSPACE_ID", "workspace_id"))
 
-    gateway_url: str = Field("http://127.0.0.1:18789", validation_alias=AliasChoices(ENV["gateway_url"], "gateway_url"))
+    gateway_url: str = Field(DEFAULT_GATEWAY_URL, validation_alias=AliasChoices(ENV["gateway_url"], "gateway_url"))
     gateway_token: SecretStr | None = Field(None, validation_alias=AliasChoices(ENV["gateway_token"], "gateway_token"))
     delivery: Literal["ws", "http"] = Field("ws", validation_alias=AliasChoices("FACTORY_DELIVERY", "delivery"))
     delivery_timeout_s: float = Field(
@@ -223,6 +225,19 @@ class WorkerSettings(_Settings):
         None, gt=0, le=MAX_SECONDS, validation_alias=AliasChoices(ENV["idle_exit_s"], "idle_exit_s")
     )
     grace_s: float = Field(30.0, ge=0, le=MAX_SECONDS, validation_alias=AliasChoices(ENV["grace_s"], "grace_s"))
+    # How long an outage of the gateway or the store is waited out before the worker gives up and
+    # exits (non-zero); None: as long as it lasts, what a fleet worker wants.
+    max_outage_s: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_SECONDS,
+        allow_inf_nan=False,
+        validation_alias=AliasChoices(ENV["max_outage_s"], "max_outage_s"),
+    )
+    # Set by the worker image, which starts the gateway and the worker together.
+    gateway_wait_s: float | None = Field(
+        None, gt=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_GATEWAY_WAIT_S", "gateway_wait_s")
+    )
     health_host: str = Field("127.0.0.1", validation_alias=AliasChoices("FACTORY_HEALTH_HOST", "health_host"))
     health_port: int | None = Field(
         None, ge=0, le=65535, validation_alias=AliasChoices("FACTORY_HEALTH_PORT", "health_port")
@@ -244,9 +259,7 @@ class WorkerSettings(_Settings):
     @field_validator("gateway_url")
     @classmethod
     def _gateway_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://", "ws://", "wss://")):
-            raise ValueError("must be a URL such as http://127.0.0.1:18789")
-        return value.rstrip("/")
+        return check_gateway_url(value)
 
     @field_validator("telegram_api_base")
     @classmethod
@@ -277,6 +290,21 @@ class WorkerSettings(_Settings):
         return self.gateway_token
 
 
+def check_gateway_url(value: str) -> str:
+    """An OpenClaw gateway URL that can work: http(s) or ws(s), a host, a port if any in range."""
+    problem = "must be a URL such as http://127.0.0.1:18789"
+    if not value.startswith(("http://", "https://", "ws://", "wss://")):
+        raise ValueError(problem)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - parsing the port is the check (out of range, not a number)
+    except ValueError as exc:
+        raise ValueError(f"{problem} ({exc})") from None
+    if not parts.hostname:
+        raise ValueError(f"{problem} (no host)")
+    return value.rstrip("/")
+
+
 class ServeSettings(_Settings):
     """``factory serve``: where it listens and how the Telegram webhook treats unknown users."""
 
@@ -304,6 +332,20 @@ class ServeSettings(_Settings):
     )
 
 
+class ConsoleSettings(_Settings):
+    """The operator console under ``factory serve``'s /console: how operators sign in."""
+
+    auth: Literal["token", "header"] = Field("token", validation_alias=AliasChoices("FACTORY_CONSOLE_AUTH", "auth"))
+    trusted_header: str | None = Field(
+        None, validation_alias=AliasChoices("FACTORY_CONSOLE_TRUSTED_HEADER", "trusted_header")
+    )
+    admins: str = Field("", validation_alias=AliasChoices("FACTORY_CONSOLE_ADMINS", "admins"))
+    session_ttl_s: int = Field(
+        43_200, ge=60, le=30 * 86_400, validation_alias=AliasChoices("FACTORY_CONSOLE_SESSION_TTL_S", "session_ttl_s")
+    )
+    refresh_s: float = Field(3.0, gt=0, le=600, validation_alias=AliasChoices("FACTORY_CONSOLE_REFRESH_S", "refresh_s"))
+
+
 class LogSettings(_Settings):
     level: Literal["debug", "info", "warning", "error"] | None = Field(
         None, validation_alias=AliasChoices(ENV["log_level"], "level")
@@ -312,20 +354,24 @@ class LogSettings(_Settings):
 
 
 class ScaleSettings(_Settings):
-    """``factory reconcile``: which provider, and the scaling policy (FACTORY_SCALE_*)."""
+    """``factory reconcile``: which provider, and the scaling policy (FACTORY_SCALE_*).
+
+    A policy setting left unset takes the shipped default for the provider
+    (``autoscaler.policy.shipped``): the values ``make bench`` chose from its sweep.
+    """
 
     provider: Literal["local", "fly", "digitalocean"] = Field(
         "local", validation_alias=AliasChoices("FACTORY_PROVIDER", "provider")
     )
-    mode: Literal["affinity", "pool"] = Field("affinity", validation_alias=AliasChoices("FACTORY_SCALE_MODE", "mode"))
-    conversations_per_worker: int = Field(
-        4, ge=1, validation_alias=AliasChoices("FACTORY_SCALE_CONVERSATIONS_PER_WORKER", "conversations_per_worker")
+    mode: Literal["affinity", "pool"] | None = Field(None, validation_alias=AliasChoices("FACTORY_SCALE_MODE", "mode"))
+    conversations_per_worker: int | None = Field(
+        None, ge=1, validation_alias=AliasChoices("FACTORY_SCALE_CONVERSATIONS_PER_WORKER", "conversations_per_worker")
     )
-    min_workers: int = Field(0, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_MIN", "min_workers"))
-    max_workers: int = Field(10, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_MAX", "max_workers"))
-    max_step: int = Field(5, ge=1, validation_alias=AliasChoices("FACTORY_SCALE_MAX_STEP", "max_step"))
-    scale_down_window_s: float = Field(
-        300.0, ge=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_DOWN_WINDOW_S", "scale_down_window_s")
+    min_workers: int | None = Field(None, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_MIN", "min_workers"))
+    max_workers: int | None = Field(None, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_MAX", "max_workers"))
+    max_step: int | None = Field(None, ge=1, validation_alias=AliasChoices("FACTORY_SCALE_MAX_STEP", "max_step"))
+    scale_down_window_s: float | None = Field(
+        None, ge=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_DOWN_WINDOW_S", "scale_down_window_s")
     )
     idle_timeout_s: float | None = Field(
         None, gt=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_IDLE_TIMEOUT_S", "idle_timeout_s")
@@ -333,11 +379,31 @@ class ScaleSettings(_Settings):
     budget_machines: int | None = Field(
         None, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_BUDGET", "budget_machines")
     )
-    launch_timeout_s: float = Field(
-        300.0, gt=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_LAUNCH_TIMEOUT_S", "launch_timeout_s")
+    launch_timeout_s: float | None = Field(
+        None, gt=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_LAUNCH_TIMEOUT_S", "launch_timeout_s")
     )
-    drain_deadline_s: float = Field(
-        600.0, gt=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_DRAIN_DEADLINE_S", "drain_deadline_s")
+    launch_hedge_s: float | None = Field(
+        None, gt=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_LAUNCH_HEDGE_S", "launch_hedge_s")
+    )
+    drain_deadline_s: float | None = Field(
+        None, gt=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_DRAIN_DEADLINE_S", "drain_deadline_s")
+    )
+    pool_size: int | None = Field(None, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_POOL_SIZE", "pool_size"))
+    pool_prefill: bool | None = Field(None, validation_alias=AliasChoices("FACTORY_SCALE_POOL_PREFILL", "pool_prefill"))
+    keep_warm_workers: int | None = Field(
+        None, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_KEEP_WARM", "keep_warm_workers")
+    )
+    keep_warm_gap_factor: float | None = Field(
+        None, gt=0, validation_alias=AliasChoices("FACTORY_SCALE_KEEP_WARM_GAP_FACTOR", "keep_warm_gap_factor")
+    )
+    keep_warm_max_s: float | None = Field(
+        None, ge=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_KEEP_WARM_MAX_S", "keep_warm_max_s")
+    )
+    cold_start_s: float | None = Field(
+        None, ge=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_COLD_START_S", "cold_start_s")
+    )
+    warm_start_s: float | None = Field(
+        None, ge=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_WARM_START_S", "warm_start_s")
     )
     # The store as launched workers should reach it (default: FACTORY_STORE itself).
     worker_store: str | None = Field(None, validation_alias=AliasChoices("FACTORY_WORKER_STORE", "worker_store"))
@@ -348,6 +414,11 @@ class ScaleSettings(_Settings):
     gateway_state_dir: Path | None = Field(
         None, validation_alias=AliasChoices(ENV["openclaw_state_dir"], "gateway_state_dir")
     )
+
+    @field_validator("gateway_url")
+    @classmethod
+    def _gateway_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_gateway_url(value)
 
     @field_validator("worker_store")
     @classmethod

@@ -3,20 +3,45 @@
 The gateway forks helper processes (spawn broker, SQLite workers). Its own SIGTERM handling
 takes them down, and a final SIGKILL to the group (whose id is the child's pid, because the child
 leads a new session) catches any helper a crash left behind. Only that group is ever signalled.
+
+If *we* die without stopping it (``kill -9``, an OOM kill), the child must not live on as an
+orphan: on Linux it is told to take SIGTERM when its parent dies (``PR_SET_PDEATHSIG``), set in
+the child between fork and exec, so no window exists in which our death goes unnoticed. The
+kernel ties that to the *thread* that forked: spawn from a thread that lives as long as the
+process (the main thread), never from a worker thread that may exit early.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import structlog
 
 _log = structlog.get_logger(__name__)
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec hook asking the kernel to SIGTERM the child when this process dies (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = os.getpid()
+
+    def hook() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # we died before the hook ran: the signal would never come
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return hook
 
 
 def _private(path: str, flags: int) -> int:
@@ -39,9 +64,12 @@ class ManagedProcess:
         output: Path,
         stdout_pipe: bool = False,
     ) -> ManagedProcess:
-        """Start ``args``; stderr (and stdout, unless piped) are appended to ``output``.
+        """Start ``args``; stderr (and stdout, unless piped) are appended to ``output``. Call it from
+        the main thread: the child is ended when the thread that spawned it ends (see the module).
 
         ``output`` is created 0600 in a 0700 folder: a gateway's console holds conversation text."""
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError(f"spawn {name} from the main thread: the child dies with the thread that spawns it")
         output.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with open(output, "ab", opener=_private) as sink:
             popen = subprocess.Popen(
@@ -53,6 +81,7 @@ class ManagedProcess:
                 stderr=sink,
                 # Its own group: a Ctrl-C at our terminal reaches us, and we stop it in order.
                 start_new_session=True,
+                preexec_fn=_die_with_parent(),
             )
         _log.debug("openclaw.process.spawned", name=name, pid=popen.pid)
         return cls(name, popen)

@@ -60,7 +60,7 @@ class GatewayRuntime:
         agents: Sequence[str | AgentSpec] = ("main",),
         token: SecretStr | None = None,
         port: int | None = None,
-        ready_timeout_s: float = 90.0,
+        ready_timeout_s: float = 180.0,
         stop_grace_s: float = 15.0,
         heap_mb: int = 512,
         heartbeat_every: str = "0m",
@@ -202,7 +202,7 @@ class GatewayRuntime:
         self.port = self.port or _free_port()
         # 0700: sessions, transcripts and logs below hold conversation text.
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for sub in ("home", "logs", "workspaces", "tmpdir"):
+        for sub in ("home", "logs", "workspaces", "tmp"):
             (self.state_dir / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
         for agent in self.agents:
             (agent.workspace or self.state_dir / "workspaces" / agent.id).mkdir(parents=True, exist_ok=True)
@@ -240,14 +240,15 @@ class GatewayRuntime:
         _log.info("openclaw.gateway.spawned", pid=self._process.pid, port=self.port, state_dir=str(self.state_dir))
 
     def _env(self) -> dict[str, str]:
+        (self.state_dir / "tmp").mkdir(parents=True, exist_ok=True)
         node_bin = str(self.install.node.bin_dir)
         env = {
             # Node 24 first: OpenClaw's helpers spawn `node`, and the system one may be too old.
             "PATH": f"{node_bin}:/usr/local/bin:/usr/bin:/bin",
             "HOME": str(self.state_dir / "home"),
-            # Its own temporary folder: gateways on one host would otherwise share OpenClaw's
-            # staging locks in /tmp (a second gateway then waits for the first one's lock).
-            "TMPDIR": str(self.state_dir / "tmpdir"),
+            # Its own temporary folder: OpenClaw keeps staging locks there, and gateways sharing
+            # one (other checkouts, test sessions) wait on each other's ("staging is busy").
+            "TMPDIR": str(self.state_dir / "tmp"),
             "LANG": "C.UTF-8",
             "NO_COLOR": "1",  # plain text in gateway.out and in start-error tails
             "OPENCLAW_HOME": str(self.state_dir / "home"),

@@ -42,6 +42,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
 
+import anyio
+import anyio.to_thread
+
 from gateway.history import split_history
 from gateway.process import ManagedProcess
 
@@ -53,6 +56,9 @@ MAX_DELAY_MS = 600_000
 _LOGGED_TEXT_CHARS = 2_000
 
 _INTERNAL_CONTEXT = "<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT"
+# A turn the gateway resumes after a restart quotes the interrupted message between these two.
+_RESUMED_PREFIX = re.compile(r"^\[Queued user message from a previous active turn[^\]]*\]\n")
+_RESUMED_NOTICE = "\n\n[System] Your previous turn was interrupted by a gateway restart"
 # OpenClaw prefixes the user's turn with its arrival time, e.g. "[Fri 2026-11-20 23:56 UTC] ".
 _TIMESTAMP_PREFIX = re.compile(r"^\[[A-Z][a-z]{2} \d{4}-\d{2}-\d{2} \d{2}:\d{2}(?::\d{2})?(?: [A-Za-z0-9+:-]+)?\] ")
 _SLOW = re.compile(r"SLOW:(\d+)")
@@ -84,6 +90,8 @@ def user_text(messages: Sequence[object]) -> str:
 
     OpenClaw appends an internal-context user message after the real one (skipped here), wraps the
     real one in a timestamp prefix, and on a session's first turn adds a ``Runtime:`` paragraph.
+    A turn it resumes after a restart quotes the interrupted message before a ``[System]`` notice:
+    the stub answers the quoted message, as a model would.
     """
     for message in reversed(messages):
         if not isinstance(message, dict) or message.get("role") != "user":
@@ -92,7 +100,10 @@ def user_text(messages: Sequence[object]) -> str:
         if text.lstrip().startswith(_INTERNAL_CONTEXT):
             continue
         text = text.split("\n\nRuntime:", 1)[0]
-        return _TIMESTAMP_PREFIX.sub("", text.strip(), count=1)
+        text = _TIMESTAMP_PREFIX.sub("", text.strip(), count=1)
+        if _RESUMED_PREFIX.match(text) and _RESUMED_NOTICE in text:
+            text = _RESUMED_PREFIX.sub("", text, count=1).split(_RESUMED_NOTICE, 1)[0].strip()
+        return text
     return ""
 
 
@@ -411,10 +422,32 @@ class StubLLMProcess:
         """Spawn ``python -m gateway.stub_llm``; returns once it printed its ready line.
 
         ``env`` defaults to just enough to import this package (its ``PYTHONPATH``/``PATH``).
+        Call it from the main thread (see ``gateway.process``); :meth:`astart` is the async twin.
         """
+        process = cls._spawn(log_path, output, python, env, port)
+        return cls._ready(process, log_path, output, ready_timeout_s)
+
+    @classmethod
+    async def astart(
+        cls, log_path: Path, *, output: Path, python: str = sys.executable, ready_timeout_s: float = 20.0
+    ) -> Self:
+        """:meth:`start` for an anyio program: spawned from the event loop's (main) thread, so it lives
+        as long as we do and no longer; the wait for its ready line runs in a worker thread."""
+        process = cls._spawn(log_path, output, python, None, 0)
+        with anyio.CancelScope(shield=True):  # started means stopped: never lose the handle to a cancel
+            stub = await anyio.to_thread.run_sync(cls._ready, process, log_path, output, ready_timeout_s)
+        return stub
+
+    @classmethod
+    def _spawn(
+        cls, log_path: Path, output: Path, python: str, env: Mapping[str, str] | None, port: int
+    ) -> ManagedProcess:
         args = [python, "-m", "gateway.stub_llm", "--port", str(port), "--log", str(log_path)]
         child_env = dict(env) if env is not None else _import_env()
-        process = ManagedProcess.spawn("stub-llm", args, env=child_env, cwd=Path.cwd(), output=output, stdout_pipe=True)
+        return ManagedProcess.spawn("stub-llm", args, env=child_env, cwd=Path.cwd(), output=output, stdout_pipe=True)
+
+    @classmethod
+    def _ready(cls, process: ManagedProcess, log_path: Path, output: Path, ready_timeout_s: float) -> Self:
         try:
             ready = _read_line(process.stdout, ready_timeout_s)
             if not ready.startswith(READY_PREFIX + " port="):

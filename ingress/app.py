@@ -1,4 +1,4 @@
-"""The ASGI application of ``factory serve``: health, the Telegram webhook, the app API.
+"""The ASGI application of ``factory serve``: health, the Telegram webhook, the app API, the console.
 
 ``create_app(open_store, config)`` builds it; the store is opened in the app's lifespan (on the
 server's event loop) and closed when the server stops. Errors our code can name become one JSON
@@ -22,6 +22,7 @@ from contracts.roles import EnqueueStore, IngressStore, SecretStore
 from ingress import app_api, webhook
 from ingress.batcher import UpdateBatcher
 from ingress.config import IngressConfig
+from ingress.console import ConsoleConfig, ConsoleStores, PlanSource, mount_console
 
 log = structlog.get_logger("ingress")
 
@@ -30,11 +31,15 @@ class FrontDoorStore(IngressStore, SecretStore, EnqueueStore, Protocol):
     """What the front door uses of the store: the ingress and secrets roles, and enqueue."""
 
 
+class ServedStore(FrontDoorStore, ConsoleStores, Protocol):
+    """What ``factory serve`` uses: the front door's roles and the console's."""
+
+
 class _Lazy:
     """The store, reachable by the routes before the lifespan has opened it."""
 
     def __init__(self) -> None:
-        self.store: FrontDoorStore | None = None
+        self.store: ServedStore | None = None
 
     def __getattr__(self, name: str) -> object:
         if self.store is None:
@@ -42,7 +47,13 @@ class _Lazy:
         return getattr(self.store, name)
 
 
-def create_app(open_store: Callable[[], FrontDoorStore], config: IngressConfig | None = None) -> FastAPI:
+def create_app(
+    open_store: Callable[[], ServedStore],
+    config: IngressConfig | None = None,
+    console: ConsoleConfig | None = None,
+    plans: PlanSource | None = None,
+) -> FastAPI:
+    """The app; ``plans`` gives the console's workers page a reconcile dry run on demand."""
     config = config or IngressConfig()
     holder = _Lazy()
 
@@ -62,12 +73,12 @@ def create_app(open_store: Callable[[], FrontDoorStore], config: IngressConfig |
 
     app = FastAPI(
         title="factory",
-        summary="The front door of a factory fleet: the Telegram webhook and the app API.",
+        summary="The front door of a factory fleet: the Telegram webhook, the app API and the operator console.",
         version="1",
         lifespan=lifespan,
     )
     # The routes see the store through the holder; mypy sees the protocol.
-    store: FrontDoorStore = holder  # type: ignore[assignment]  # reason: _Lazy forwards every attribute
+    store: ServedStore = holder  # type: ignore[assignment]  # reason: _Lazy forwards every attribute
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> JSONResponse:
@@ -99,4 +110,5 @@ def create_app(open_store: Callable[[], FrontDoorStore], config: IngressConfig |
 
     app.include_router(webhook.build_router(store, config, batcher))
     app.include_router(app_api.build_router(store, config))
+    mount_console(app, store, console or ConsoleConfig(), plans)
     return app

@@ -47,6 +47,11 @@ class OpenClawGateway:
         """The model calls whose user text contains ``marker``."""
         return [call for call in self.llm_calls() if marker in call["user_text"]]
 
+    def calls_saying(self, text: str) -> int:
+        """How many model calls had exactly ``text`` as their user text. Other tests' turns may
+        still be reaching the shared gateway's model, so a test counts its own text, not all calls."""
+        return sum(1 for call in self.llm_calls() if call["user_text"] == text)
+
 
 @pytest.fixture(scope="session")
 def openclaw_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenClawGateway]:
@@ -54,8 +59,13 @@ def openclaw_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenC
     root = tmp_path_factory.mktemp("openclaw")
     stub_log = root / "stub-llm.jsonl"
     with StubLLMProcess.start(stub_log, output=root / "stub-llm.out") as stub:
+        # Minutes, not the default 90 s: a 2-core machine shared with other suites starts it slowly.
         runtime = GatewayRuntime(
-            install, root / "state", model=CompatibleModel(base_url=stub.base_url), agents=GATEWAY_AGENTS
+            install,
+            root / "state",
+            model=CompatibleModel(base_url=stub.base_url),
+            agents=GATEWAY_AGENTS,
+            ready_timeout_s=300,
         )
         with runtime:
             runtime.warm_up()

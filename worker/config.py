@@ -24,4 +24,7 @@ class WorkerConfig(BaseModel):
     idle_exit_s: float | None = Field(None, gt=0)
     # On shutdown, how long the job in flight may keep running before it is failed as retryable.
     grace_s: float = Field(30.0, ge=0)
+    # The gateway starts beside the worker (a machine image): register at once, then wait up to
+    # this long for it to be ready before the first claim (None: it is already up).
+    gateway_wait_s: float | None = Field(None, gt=0)
     once: bool = False

@@ -35,6 +35,11 @@ class Delivery(Protocol):
         """Run one agent turn. Raises a ``worker.errors.DeliveryError`` subclass on failure."""
         ...
 
+    async def probe(self, agent_id: str | None = None) -> None:
+        """Raise a ``DeliveryError`` unless the gateway takes requests now (reachable, our token
+        accepted); with ``agent_id``, also unless that agent runs a turn (one model call)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

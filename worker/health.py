@@ -8,12 +8,15 @@ Usage::
         port = await tg.start(server.serve)
         ...
         readiness.mark_registered()
-        readiness.set_gateway_reachable(True)   # now /readyz says 200
-        readiness.mark_draining()               # and 503 again
+        readiness.clear("gateway")                  # checked at start: now /readyz says 200
+        readiness.fault("store", "connection refused")  # 503 while the store is out of reach
+        readiness.clear("store")
+        readiness.mark_draining()                   # and 503 again, for good
 
 ``/healthz`` is liveness: it answers 200 whenever the event loop can run this handler, so a wedged
-loop fails the probe. ``/readyz`` is 200 only while the worker is registered, its gateway is reachable
-and it is not draining; 503 otherwise, with the reasons. HTTP parsing is h11's, one task per
+loop fails the probe (an outage does not: the worker is alive and waiting it out). ``/readyz`` is
+200 only while the worker is registered, nothing it depends on is at fault and it is not draining;
+503 otherwise, with the reasons. HTTP parsing is h11's, one task per
 connection under ``anyio``'s listener; no threads and no module-level state.
 """
 
@@ -41,18 +44,23 @@ _JSON = "application/json"
 
 
 class Readiness:
-    """The worker's readiness, from the three facts the worker loop knows."""
+    """The worker's readiness, from what the worker loop knows: registered, the faults of what it
+    depends on (the gateway until its first check passes), draining."""
 
     def __init__(self) -> None:
         self._registered = False
-        self._gateway_reachable = False
+        self._faults: dict[str, str] = {"gateway": "not checked yet"}
         self._draining = False
 
     def mark_registered(self) -> None:
         self._registered = True
 
-    def set_gateway_reachable(self, reachable: bool) -> None:
-        self._gateway_reachable = reachable
+    def fault(self, component: str, reason: str) -> None:
+        """``component`` (the gateway, the store) is unwell: not ready until it is cleared."""
+        self._faults[component] = reason
+
+    def clear(self, component: str) -> None:
+        self._faults.pop(component, None)
 
     def mark_draining(self) -> None:
         # One way: a draining worker never becomes ready again, it exits.
@@ -67,8 +75,7 @@ class Readiness:
         reasons: list[str] = []
         if not self._registered:
             reasons.append("not registered with the store")
-        if not self._gateway_reachable:
-            reasons.append("OpenClaw gateway not reachable")
+        reasons.extend(f"{component}: {reason}" for component, reason in self._faults.items())
         if self._draining:
             reasons.append("draining")
         return reasons

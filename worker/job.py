@@ -9,6 +9,11 @@ machine without a snapshot, a pooled worker new to the conversation) the message
 stored history as a preamble on this first turn (:mod:`gateway.history`). The turn creates the
 session, so the history is never seeded twice. An agent with a bridge gets its resolved bridge
 settings written for ``factory bridge call`` (:mod:`worker.bridge`).
+
+A delivery that fails in a way either side could cause (a failed agent run, a timeout: fault
+``unknown``) is judged here, while the job still holds its lease: one probe turn of the same agent
+tells whether the agent can run any turn now. If it cannot, the fault is the infrastructure's
+(:class:`ModelUnavailable`) and the message is given back; if it can, the message itself failed.
 """
 
 from __future__ import annotations
@@ -29,8 +34,7 @@ from worker.boot import bridge_config_path
 from worker.bridge import write_bridge_config
 from worker.channels import Channel, channel_for
 from worker.delivery import Delivery, DeliveryRequest, SessionProbe
-from worker.errors import DeliveryUnavailable, InvalidJob, JobError
-from worker.health import Readiness
+from worker.errors import DeliveryError, InvalidJob, JobError, ModelUnavailable
 from worker.metrics import WorkerMetrics
 
 log = structlog.get_logger("worker.job")
@@ -56,7 +60,6 @@ class JobRunner:
     channels: Mapping[str, Channel]
     session_key: SessionKeyFn
     metrics: WorkerMetrics
-    readiness: Readiness
     workspace_id: str = "default"
     # Seeds a session the gateway does not have from the stored history (None: never seeds).
     sessions: SessionProbe | None = None
@@ -68,6 +71,10 @@ class JobRunner:
     last_agent: tuple[str, str] | None = None
     # Downloads Telegram attachments and tells the agent where they are (None: text only).
     media: MediaEnricher | None = None
+
+    async def probe(self, agent_id: str | None = None) -> None:
+        """Raise unless the gateway takes requests (and, given ``agent_id``, that agent runs a turn)."""
+        await self.delivery.probe(agent_id)
 
     async def run(self, job: ClaimedJob) -> str:
         """Do the job; returns the reply. Raises a JobError (or a store error) on failure."""
@@ -86,10 +93,8 @@ class JobRunner:
         try:
             with self.metrics.delivery_seconds.time():
                 reply = await self.delivery.deliver(request)
-        except DeliveryUnavailable:
-            self.readiness.set_gateway_reachable(False)
-            raise
-        self.readiness.set_gateway_reachable(True)
+        except DeliveryError as exc:
+            raise await self._judged(exc, agent_id) from None
 
         provider = channel_for(job.payload)
         channel = self.channels.get(provider)
@@ -120,11 +125,11 @@ class JobRunner:
             text = await self.media.enrich(job, bundle)
         if self.sessions is None or not bundle.history:
             return text
+        agent_id = bundle.profile.openclaw_agent_id
         try:
-            known = await self.sessions.has_session(bundle.profile.openclaw_agent_id, key)
-        except DeliveryUnavailable:
-            self.readiness.set_gateway_reachable(False)
-            raise
+            known = await self.sessions.has_session(agent_id, key)
+        except DeliveryError as exc:
+            raise await self._judged(exc, agent_id) from None
         if known is not False:
             return text
         self.metrics.seeded_session()
@@ -140,3 +145,14 @@ class JobRunner:
         settings = await anyio.to_thread.run_sync(partial(write_bridge_config, path, bundle.bridge, self.bridge_env))
         if settings.missing:
             log.warning("the agent's bridge is incomplete", agent_key=bundle.agent_key, missing=settings.missing)
+
+    async def _judged(self, error: DeliveryError, agent_id: str) -> DeliveryError:
+        """Decide an ``unknown`` fault with one probe turn of the same agent."""
+        if error.fault != "unknown":
+            return error
+        try:
+            await self.delivery.probe(agent_id)
+        except DeliveryError as probe_error:
+            log.warning("a probe turn failed too: not the message's fault", agent_id=agent_id, error=str(probe_error))
+            return ModelUnavailable(f"{error}; a probe turn of agent {agent_id} failed too: {probe_error}", agent_id)
+        return error.judged("message")

@@ -4,7 +4,9 @@ A job never outlives its lease. The lease's length is the store's: the keeper pa
 what the store answered (the claim's ``leaseExpiresAt``, then each heartbeat's), heartbeating three
 times per lease (:func:`contracts.rules.heartbeat_interval_ms`). When the store refuses a heartbeat,
 or none succeeds before the lease would expire, it cancels the job's scope; the job's owner then
-sends nothing more for it: no reply, no complete, no fail.
+sends no reply, no complete and no fail for it. When the store merely did not answer (an outage,
+``LeaseState.unanswered``), nobody may have taken the message over yet, and the owner gives it back
+once the store answers again: a fenced release, refused if someone did.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class LeaseState:
 
     lost: bool = False
     reason: str = ""
+    # Lost because the store did not answer in time, rather than refused the lease.
+    unanswered: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ async def keep_lease(
         await anyio.sleep_until(min(next_beat, deadline))
         now = anyio.current_time()
         if now >= deadline:
+            state.unanswered = True
             _lose(state, job_scope, lease, "no successful heartbeat before the lease expired")
             return
         sent = now

@@ -1,8 +1,20 @@
-"""The worker loop: register, then control check → claim → run the job → complete or fail.
+"""The worker loop: check the store and the gateway, register, then control check → claim → run the
+job → complete, fail or release.
 
-Structured concurrency throughout: each job runs in its own cancel scope beside its lease
-keeper and a shutdown watch; when the job ends, both end with it. Settling a job (complete or
-fail) runs shielded, so a shutdown cannot cut a settle in half.
+Structured concurrency throughout: each job runs in its own cancel scope beside its lease keeper and
+a shutdown watch; when the job ends, both end with it. Settling a job (complete, fail or release)
+runs shielded, so a shutdown cannot cut a settle in half.
+
+Whose fault a failure is decides what happens to the message (``fault``, :mod:`contracts.errors`):
+
+* the message's: fail it (retry with backoff; in the end, the dead letter);
+* the infrastructure's (gateway, model or store unwell): release it (back in its place, no attempt
+  spent), stop claiming, report not ready, and probe what failed until it answers
+  (:mod:`worker.outage`), then carry on. A settle the store could not take is sent once it answers.
+
+What can never work is refused at start, before anything is claimed (:class:`StartupRefused`): a
+gateway that refuses our token or is no URL at all, a store that refuses our credentials. What may
+clear by itself (nothing listening yet) is waited out, not ready meanwhile.
 
 A worker pinned to a conversation with a memory (``worker.memory``) snapshots its agent's state
 when it stops for good (drained, told to stop, SIGTERM, idle exit) after it has processed a
@@ -11,22 +23,25 @@ message; a second signal interrupts the snapshot like anything else.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import anyio
 import structlog
 
-from contracts.errors import FactoryError
-from contracts.models import ClaimedJob, FailRequest, LeaseRef, SnapshotReason, WorkerRegistration
+from contracts.errors import FactoryError, Fault, StoreUnavailable
+from contracts.models import ClaimedJob, FailRequest, LeaseRef, ReleaseRequest, SnapshotReason, WorkerRegistration
+from contracts.retry import Sleep
 from contracts.roles import WorkerStore
 from worker.config import WorkerConfig
-from worker.errors import JobError
+from worker.errors import JobError, ModelUnavailable
 from worker.health import Readiness
 from worker.job import JobRunner
 from worker.lease_keeper import Grant, LeaseState, keep_lease
 from worker.memory import AgentMemory, MemoryOutcome
 from worker.metrics import WorkerMetrics
+from worker.outage import Component, Outage, OutagePolicy, component_of, ride_out
 
 log = structlog.get_logger("worker")
 ExitReason = Literal["once", "idle", "signal", "control"]
@@ -35,7 +50,26 @@ _SNAPSHOT_REASONS: dict[str, SnapshotReason] = {"control": "drain", "signal": "s
 
 
 class ShutdownCut(JobError):
+    """The worker is leaving before the job finished: not the message's fault, so it is given back."""
+
     retryable = True
+    fault: Fault = "infrastructure"
+
+
+class StartupRefused(FactoryError):
+    """The store or the gateway refused us at start in a way waiting cannot fix."""
+
+    def __init__(self, component: Component, cause: FactoryError) -> None:
+        super().__init__(f"the {component} cannot be used with these settings: {cause}")
+        self.component = component
+        self.cause = cause
+
+
+class GatewayNotReady(FactoryError):
+    """The gateway starting beside the worker did not become ready in time; nothing was claimed."""
+
+
+_GATEWAY_POLL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -44,6 +78,21 @@ class WorkerExit:
     processed: int
     detail: str = ""
     snapshot: MemoryOutcome | None = None
+
+
+@dataclass(frozen=True)
+class _Settle:
+    """How one job ends: complete (no error), fail (the message's fault) or release (not its fault)."""
+
+    job: ClaimedJob
+    lease: LeaseRef
+    error: BaseException | None
+
+    @property
+    def kind(self) -> Literal["complete", "fail", "release"]:
+        if self.error is None:
+            return "complete"
+        return "release" if _fault(self.error) == "infrastructure" else "fail"
 
 
 class Worker:
@@ -55,45 +104,107 @@ class Worker:
         metrics: WorkerMetrics,
         readiness: Readiness,
         memory: AgentMemory | None = None,
+        *,
+        outage_policy: OutagePolicy | None = None,
+        sleep: Sleep = anyio.sleep,
+        gateway_ready: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
+        """``gateway_ready`` probes the gateway; with ``config.gateway_wait_s`` the first claim waits for it."""
+        self.gateway_ready = gateway_ready
         self.config = config
         self.store = store
         self.runner = runner
         self.metrics = metrics
         self.readiness = readiness
         self.memory = memory
+        self.outage_policy = outage_policy or OutagePolicy()
+        self._sleep = sleep
         self._stop = anyio.Event()
+        self._on_stop: anyio.CancelScope | None = None
         self._processed = 0
+        self._outage: Outage | None = None
+        self._pending: _Settle | None = None
         self.last_failure: str | None = None
 
     def request_stop(self) -> None:
         """Stop claiming; the job in flight gets ``grace_s`` to finish. Safe to call twice."""
         self._stop.set()
+        if self._on_stop is not None:
+            self._on_stop.cancel()
 
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
 
     async def run(self) -> WorkerExit:
-        cfg = self.config
-        await self.store.worker_register(
-            WorkerRegistration(
-                worker_id=cfg.worker_id,
-                provider=cfg.provider,
-                machine_ref=cfg.machine_ref,
-                launch_id=cfg.launch_id,
-                capabilities=list(cfg.capabilities),
-                conversation_id=cfg.conversation_id,
-            )
-        )
-        self.readiness.mark_registered()
-        log.info("worker registered", worker_id=cfg.worker_id, provider=cfg.provider, pinned=cfg.conversation_id)
         try:
+            if not await self._start():
+                return WorkerExit("signal", 0, "stopped before the first claim")
             done = await self._loop()
             self.readiness.mark_draining()
             return await self._snapshot(done)
         finally:
             self.readiness.mark_draining()
+
+    # ------------------------------------------------------------------ start
+
+    async def _start(self) -> bool:
+        """Check the store and register at once (a gateway starting beside us may still be coming
+        up), wait for that gateway, then check it can take a turn. False if asked to stop meanwhile."""
+        cfg = self.config
+        registration = WorkerRegistration(
+            worker_id=cfg.worker_id,
+            provider=cfg.provider,
+            machine_ref=cfg.machine_ref,
+            launch_id=cfg.launch_id,
+            capabilities=list(cfg.capabilities),
+            conversation_id=cfg.conversation_id,
+        )
+
+        async def register() -> None:
+            await self.store.worker_register(registration)
+
+        if not (await self._check("store", self.store.now_ms) and await self._check("store", register)):
+            return False
+        self.readiness.mark_registered()
+        log.info("worker registered", worker_id=cfg.worker_id, provider=cfg.provider, pinned=cfg.conversation_id)
+        return await self._await_gateway() and await self._check("gateway", self.runner.probe)
+
+    async def _check(self, component: Component, probe: Callable[[], Awaitable[object]]) -> bool:
+        try:
+            await probe()
+        except FactoryError as exc:
+            if not exc.retryable:
+                raise StartupRefused(component, exc) from None
+            log.warning("not available yet; waiting for it", component=component, error=str(exc))
+            self.metrics.outage(component)
+            if not await self._unless_stopped(self._riding(Outage(component, str(exc)), probe)):
+                return False
+        self.readiness.clear(component)
+        return True
+
+    async def _await_gateway(self) -> bool:
+        """Before the first claim, wait for a gateway that is starting beside us; False if told to stop.
+
+        Raises ``GatewayNotReady`` when it is not ready in time: nothing has been claimed then.
+        """
+        wait_s = self.config.gateway_wait_s
+        if wait_s is None or self.gateway_ready is None:
+            return True
+        started = anyio.current_time()
+        with anyio.move_on_after(wait_s):
+            while not self.stopping:
+                if await self.gateway_ready():
+                    log.info("gateway ready", waited_s=round(anyio.current_time() - started, 2))
+                    return True
+                with anyio.move_on_after(_GATEWAY_POLL_S):
+                    await self._stop.wait()
+            return False
+        raise GatewayNotReady(
+            f"the gateway was not ready within {wait_s:g} s (FACTORY_GATEWAY_WAIT_S); nothing was claimed"
+        )
+
+    # ------------------------------------------------------------------ the loop
 
     async def _snapshot(self, done: WorkerExit) -> WorkerExit:
         """The pinned conversation's agent state, once the worker stops for good."""
@@ -108,45 +219,87 @@ class Worker:
         cfg = self.config
         idle_since = anyio.current_time()
         while not self.stopping:
-            control = await self.store.worker_control_state(cfg.worker_id)
-            if control.should_stop:
-                log.info("told to stop; draining", worker_id=cfg.worker_id, reason=control.reason)
-                return WorkerExit("control", self._processed, control.reason or "")
-            claimed_at = anyio.current_time()
-            job = await self.store.worker_claim(cfg.worker_id, cfg.conversation_id)
-            if job is None:
-                if cfg.once:
-                    return WorkerExit("once", self._processed, "nothing to do")
-                if cfg.idle_exit_s is not None and anyio.current_time() - idle_since >= cfg.idle_exit_s:
-                    return WorkerExit("idle", self._processed, f"idle for {cfg.idle_exit_s:g} s")
-                await self._wait_for_work()
+            if self._outage is not None:
+                if not await self._recover():
+                    break
+                continue
+            if cfg.once and self._processed:
+                return WorkerExit("once", self._processed)
+            try:
+                control = await self.store.worker_control_state(cfg.worker_id)
+                if control.should_stop:
+                    log.info("told to stop; draining", worker_id=cfg.worker_id, reason=control.reason)
+                    return WorkerExit("control", self._processed, control.reason or "")
+                claimed_at = anyio.current_time()
+                job = await self.store.worker_claim(cfg.worker_id, cfg.conversation_id)
+                if job is None:
+                    if cfg.once:
+                        return WorkerExit("once", self._processed, "nothing to do")
+                    if cfg.idle_exit_s is not None and anyio.current_time() - idle_since >= cfg.idle_exit_s:
+                        return WorkerExit("idle", self._processed, f"idle for {cfg.idle_exit_s:g} s")
+                    await self._unless_stopped(lambda: self.store.wait_for_work(cfg.poll_s))
+                    continue
+            except FactoryError as exc:
+                if _fault(exc) != "infrastructure":
+                    raise
+                self._open(Outage("store", str(exc)))
                 continue
             self.metrics.claimed()
-            await self._process(job, claimed_at)
-            self._processed += 1
-            idle_since = anyio.current_time()
-            if cfg.once:
-                return WorkerExit("once", self._processed)
+            if await self._process(job, claimed_at):
+                self._processed += 1
+                idle_since = anyio.current_time()
         return WorkerExit("signal", self._processed)
 
-    async def _wait_for_work(self) -> None:
-        """Sleep until the store rings, the poll interval passes, or we are asked to stop."""
-        async with anyio.create_task_group() as tg:
+    async def _unless_stopped(self, work: Callable[[], Awaitable[object]]) -> bool:
+        """Run ``work`` unless asked to stop first; True if it finished. Its errors propagate as they
+        are (no task group in between to wrap them)."""
+        with anyio.CancelScope() as scope:
+            self._on_stop = scope
+            try:
+                if self.stopping:
+                    return False
+                await work()
+            finally:
+                self._on_stop = None
+        return not scope.cancelled_caught
 
-            async def bell() -> None:
-                await self.store.wait_for_work(self.config.poll_s)
-                tg.cancel_scope.cancel()
+    # ------------------------------------------------------------------ outages
 
-            async def stop() -> None:
-                await self._stop.wait()
-                tg.cancel_scope.cancel()
+    def _open(self, outage: Outage) -> None:
+        # One outage at a time, the first one seen: once it clears, the next claim meets any other.
+        if self._outage is None:
+            self.metrics.outage(outage.component)
+            self._outage = outage
 
-            tg.start_soon(bell)
-            tg.start_soon(stop)
+    def _riding(self, outage: Outage, probe: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+        return lambda: ride_out(outage, probe, policy=self.outage_policy, readiness=self.readiness, sleep=self._sleep)
+
+    async def _recover(self) -> bool:
+        """Wait for the open outage to end, then send the settle it held up. False if stopped."""
+        outage = self._outage
+        assert outage is not None
+        if outage.component == "store":
+
+            async def probe() -> None:
+                await self.store.worker_control_state(self.config.worker_id)
+
+        else:
+
+            async def probe() -> None:
+                await self.runner.probe(outage.agent_id)
+
+        if not await self._unless_stopped(self._riding(outage, probe)):
+            return False
+        self._outage = None
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            await self._settle(pending)
+        return True
 
     # ------------------------------------------------------------------ one job
 
-    async def _process(self, job: ClaimedJob, claimed_at: float) -> None:
+    async def _process(self, job: ClaimedJob, claimed_at: float) -> bool:
+        """Run one job and settle it; True if it ended here, False if it was given back."""
         lease = LeaseRef(worker_id=self.config.worker_id, message_id=job.message_id, lease_id=job.lease_id)
         state = LeaseState()
         cut = _Cut()
@@ -170,13 +323,20 @@ class Worker:
             self.metrics.set_busy(False)
             self.metrics.job_seconds.observe(anyio.current_time() - started)
         if state.lost:
-            # Someone else may own this message now: say nothing more about it.
             self.metrics.lease_lost()
-            return
-        if cut.happened:
+            if not state.unanswered:
+                return True  # someone else may own this message now: say nothing more about it
+            # The store did not answer: nobody may have taken it over. Give it back (fenced).
+            error = StoreUnavailable(self.store.name, f"no heartbeat answered in time ({state.reason})")
+        elif cut.happened:
             error = ShutdownCut(f"worker shut down before the job finished (grace {self.config.grace_s:g} s)")
-        with anyio.CancelScope(shield=True), anyio.move_on_after(SETTLE_TIMEOUT_S):
-            await self._settle(job, lease, error)
+        settle = _Settle(job, lease, error)
+        ended = await self._settle(settle)
+        given_back = settle.kind == "release" and isinstance(error, FactoryError) and not isinstance(error, ShutdownCut)
+        if given_back and isinstance(error, FactoryError) and component_of(error) == "gateway":
+            agent = error.agent_id if isinstance(error, ModelUnavailable) else None
+            self._open(Outage("gateway", _one_line(error), agent))
+        return ended
 
     async def _watch_shutdown(self, job_scope: anyio.CancelScope, cut: _Cut) -> None:
         await self._stop.wait()
@@ -185,40 +345,73 @@ class Worker:
         log.warning("grace period over; cancelling the job in flight", grace_s=self.config.grace_s)
         job_scope.cancel()
 
-    async def _settle(self, job: ClaimedJob, lease: LeaseRef, error: BaseException | None) -> None:
+    async def _settle(self, settle: _Settle) -> bool:
+        """Complete, fail or release; if the store cannot take it now, hold it until it answers.
+        True unless the message was given back."""
         try:
-            if error is None:
-                answer = await self.store.worker_complete(lease)
-                if answer.ok:
-                    self.metrics.completed()
-                    log.info("completed", message_id=job.message_id, attempt=job.attempt)
-                else:
-                    self.metrics.lease_lost()
-                    log.warning("complete refused", message_id=job.message_id, refused=answer.refused)
-                return
-            retryable = error.retryable if isinstance(error, FactoryError) else True
-            message = _one_line(error)
-            result = await self.store.worker_fail(FailRequest(lease=lease, error_message=message, retryable=retryable))
-            self.metrics.failed(retryable=retryable)
-            if result.dead_lettered:
-                self.metrics.dead_lettered()
-            self.last_failure = _describe_failure(job, result.dead_lettered, result.next_scheduled_for, message)
+            with anyio.CancelScope(shield=True):
+                with anyio.move_on_after(SETTLE_TIMEOUT_S) as waited:
+                    await self._send(settle)
+                if waited.cancelled_caught:
+                    raise StoreUnavailable(self.store.name, f"no answer within {SETTLE_TIMEOUT_S:g} s")
+        except FactoryError as exc:
+            if _fault(exc) != "infrastructure":
+                # The store ran the call and refused it: the lease runs out and the message comes back.
+                log.error("could not settle the job", message_id=settle.job.message_id, error=str(exc))
+                return settle.kind != "release"
+            log.warning("store unavailable; the settle waits", message_id=settle.job.message_id, kind=settle.kind)
+            self._pending = settle
+            self._open(Outage("store", f"could not {settle.kind} message {settle.job.message_id}: {exc}"))
+        return settle.kind != "release"
+
+    async def _send(self, settle: _Settle) -> None:
+        job, lease, error = settle.job, settle.lease, settle.error
+        if error is None:
+            answer = await self.store.worker_complete(lease)
+            if answer.ok:
+                self.metrics.completed()
+                log.info("completed", message_id=job.message_id, attempt=job.attempt)
+            else:
+                self.metrics.lease_lost()
+                log.warning("complete refused", message_id=job.message_id, refused=answer.refused)
+            return
+        message = _one_line(error)
+        if settle.kind == "release":
+            assert isinstance(error, FactoryError)  # only our errors carry an infrastructure fault
+            released = await self.store.worker_release(ReleaseRequest(lease=lease, reason=message))
+            self.metrics.released("shutdown" if isinstance(error, ShutdownCut) else component_of(error))
             log.warning(
-                "failed",
+                "released: not the message's fault",
                 message_id=job.message_id,
-                attempt=job.attempt,
-                retryable=retryable,
-                dead_lettered=result.dead_lettered,
+                ok=released.ok,
+                refused=released.refused,
                 error=message,
             )
-        except FactoryError as exc:
-            # The store did not answer: the lease runs out and the message is delivered again.
-            log.error("could not settle the job", message_id=job.message_id, error=str(exc))
+            return
+        retryable = error.retryable if isinstance(error, FactoryError) else True
+        result = await self.store.worker_fail(FailRequest(lease=lease, error_message=message, retryable=retryable))
+        self.metrics.failed(retryable=retryable)
+        if result.dead_lettered:
+            self.metrics.dead_lettered()
+        self.last_failure = _describe_failure(job, result.dead_lettered, result.next_scheduled_for, message)
+        log.warning(
+            "failed",
+            message_id=job.message_id,
+            attempt=job.attempt,
+            retryable=retryable,
+            dead_lettered=result.dead_lettered,
+            error=message,
+        )
 
 
 @dataclass
 class _Cut:
     happened: bool = False
+
+
+def _fault(error: BaseException) -> Fault:
+    # Anything that is not one of our errors is a bug met while running the message: its fault.
+    return error.fault if isinstance(error, FactoryError) else "message"
 
 
 def _describe_failure(job: ClaimedJob, dead: bool, next_at: int | None, message: str) -> str:

@@ -42,6 +42,16 @@ class WorkerMetrics:
         self.dead_letters = Counter(
             "dead_letters", "Failed jobs the store moved to the dead letter.", namespace=ns, registry=reg
         )
+        self.releases = Counter(
+            "releases",
+            "Jobs given back without spending an attempt (an infrastructure fault, or a shutdown).",
+            ["component"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.outages = Counter(
+            "outages", "Infrastructure faults that stopped the claims.", ["component"], namespace=ns, registry=reg
+        )
         self.lease_losses = Counter(
             "lease_losses", "Jobs abandoned because their lease was lost.", namespace=ns, registry=reg
         )
@@ -82,6 +92,10 @@ class WorkerMetrics:
             self.restores.labels(outcome=outcome)
         for outcome in SNAPSHOT_OUTCOMES:
             self.snapshots.labels(outcome=outcome)
+        for component in ("gateway", "store", "shutdown"):
+            self.releases.labels(component=component)
+        for component in ("gateway", "store"):
+            self.outages.labels(component=component)
 
     # ------------------------------------------------------------------ the worker loop's API
 
@@ -96,6 +110,12 @@ class WorkerMetrics:
 
     def dead_lettered(self) -> None:
         self.dead_letters.inc()
+
+    def released(self, component: str) -> None:
+        self.releases.labels(component=component).inc()
+
+    def outage(self, component: str) -> None:
+        self.outages.labels(component=component).inc()
 
     def lease_lost(self) -> None:
         self.lease_losses.inc()

@@ -150,7 +150,14 @@ class DigitalOceanProvider:
 
     # -- the Provider protocol ------------------------------------------------------------------
 
-    async def create(self, spec: LaunchSpec) -> Machine:
+    async def create(self, spec: LaunchSpec, *, parked: bool = False) -> Machine:
+        if parked:
+            raise ProviderError(
+                PROVIDER,
+                "create",
+                "a droplet boots when it is created; the warm pool is filled with drained droplets instead "
+                "(FACTORY_SCALE_POOL_PREFILL=false)",
+            )
         config = self._config
         launch_tag = self._launch_tag("create", spec.launch_id)
         tags = [FLEET_TAG, launch_tag, *config.extra_tags]
@@ -208,22 +215,14 @@ class DigitalOceanProvider:
         found = [m for m in await self._list_tag("find", tag) if m.launch_id == launch_id]
         return found[0] if found else None
 
+    async def start(self, machine: Machine) -> None:
+        """Power a parked (off) droplet on: systemd starts the worker unit again."""
+        await self._power("start", machine, "power_on", done=("active",))
+        _log.info("digitalocean droplet powered on", machine_id=machine.machine_id, launch_id=machine.launch_id)
+
     async def stop(self, machine: Machine) -> None:
         """Graceful shutdown (ACPI): systemd stops the worker unit, which SIGTERMs the worker."""
-        droplet_id = self._droplet_id("stop", machine)
-
-        def call() -> None:
-            self._library(FactoryDroplet, id=droplet_id).shutdown()
-
-        try:
-            await self._call("stop", call)
-        except ProviderError as exc:
-            if exc.status == 404:
-                return
-            # DigitalOcean refuses to shut down a droplet that is already off: that is done, too.
-            if exc.status == 422 and await self._status(droplet_id) in ("off", None):
-                return
-            raise
+        await self._power("stop", machine, "shutdown", done=("off", None))
 
     async def destroy(self, machine: Machine) -> None:
         droplet_id = self._droplet_id("destroy", machine)
@@ -262,14 +261,31 @@ class DigitalOceanProvider:
             _log.warning("digitalocean list skipped unreadable droplets", count=skipped)
         return [self._machine(d) for d in droplets if d.status != ARCHIVED and FLEET_TAG in (d.tags or [FLEET_TAG])]
 
-    async def _status(self, droplet_id: int) -> str | None:
+    async def _power(self, operation: str, machine: Machine, action: str, *, done: tuple[str | None, ...]) -> None:
+        """A power action on the droplet. DigitalOcean refuses (422) one that would change nothing;
+        a droplet already in a ``done`` status (None: gone, 404) counts as done."""
+        droplet_id = self._droplet_id(operation, machine)
+
+        def call() -> None:
+            getattr(self._library(FactoryDroplet, id=droplet_id), action)()
+
+        try:
+            await self._call(operation, call)
+        except ProviderError as exc:
+            if exc.status == 404 and None in done:
+                return
+            if exc.status == 422 and await self._status(droplet_id, operation) in done:
+                return
+            raise
+
+    async def _status(self, droplet_id: int, operation: str) -> str | None:
         """The droplet's status now, or None when it no longer exists."""
 
         def call() -> Any:
             return self._library(FactoryManager).get_data(f"droplets/{droplet_id}")
 
         try:
-            data = await self._call("stop", call)
+            data = await self._call(operation, call)
         except ProviderError as exc:
             if exc.status == 404:
                 return None

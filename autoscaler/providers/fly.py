@@ -19,7 +19,11 @@ environment variables at boot, and each create asks for ``min_secrets_version`` 
 never boots before the secrets it needs. A provider sets them once per value it has not set yet.
 
 Requests are paced by per-action token buckets (1 req/s, burst 3; Get 5/s, burst 10), scoped per
-machine for machine actions as Fly counts them.
+machine for machine actions as Fly counts them: creates are app-wide (one a second), while a warm
+pool's machines are all started at once (``start``; a stopped machine boots in about a second and
+bills only its root filesystem while stopped). With ``keep_stopped`` (a pool) machines are created
+without ``auto_destroy``, so one whose worker exits stays stopped for the autoscaler to park or
+destroy; ``create(parked=True)`` creates a pool member with ``skip_launch``, not booted.
 """
 
 from __future__ import annotations
@@ -93,6 +97,9 @@ class FlyConfig(BaseModel):
     request_timeout_s: float = Field(default=30.0, gt=0)
     api_base_url: str = "https://api.machines.dev"
     name_prefix: str = Field(default="factory-worker", pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=30)
+    # With a warm pool, a machine whose worker exits stays stopped (to be parked and started
+    # again) instead of destroying itself; the autoscaler destroys the ones the pool has no room for.
+    keep_stopped: bool = False
 
     @field_validator("api_token")
     @classmethod
@@ -151,8 +158,11 @@ class FlyProvider:
 
     # -- the Provider protocol ------------------------------------------------------------------
 
-    async def create(self, spec: LaunchSpec) -> Machine:
+    async def create(self, spec: LaunchSpec, *, parked: bool = False) -> Machine:
         body = self._create_body(spec)
+        if parked:
+            # Created, not booted: a pool member that costs its root filesystem until started.
+            body["skip_launch"] = True
         secrets = secret_values(spec)
         version = await self._app_secrets(spec)
         if version is not None:
@@ -183,6 +193,13 @@ class FlyProvider:
         # Filter again here: a server that ignored the query must not hand us someone else's machine.
         matches = [machine for machine in found if machine.launch_id == launch_id]
         return matches[0] if matches else None
+
+    async def start(self, machine: Machine) -> None:
+        # Machine-scoped: Fly counts starts per machine, so a pool starts all at once.
+        await self._send(
+            "start", "POST", f"{self._base}/{machine.machine_id}/start", action="start", scope=machine.machine_id
+        )
+        _log.info("fly machine started", machine_id=machine.machine_id, launch_id=machine.launch_id)
 
     async def stop(self, machine: Machine) -> None:
         body = {"signal": "SIGTERM", "timeout": f"{self._config.stop_timeout_s}s"}
@@ -232,9 +249,9 @@ class FlyProvider:
                 "guest": {"cpu_kind": config.cpu_kind, "cpus": config.cpus, "memory_mb": config.memory_mb},
                 "env": worker_env(spec, self.name, secrets=False),
                 "metadata": metadata,
-                # The worker exits when idle or drained; the machine then destroys itself, which
-                # Fly only does with restart policy "no".
-                "auto_destroy": True,
+                # The worker exits when idle or drained; the machine then destroys itself (Fly only
+                # does with restart policy "no"), unless it is to be kept for the warm pool.
+                "auto_destroy": not config.keep_stopped,
                 "restart": {"policy": "no"},
                 "stop_config": {"signal": "SIGTERM", "timeout": f"{config.stop_timeout_s}s"},
             },

@@ -9,11 +9,22 @@ workerClaim                     mutation  {workerId, conversationId?} → job | 
 workerHeartbeat/Complete        mutation  {workerId, messageId, leaseId} → bool
 workerFail                      mutation  {workerId, messageId, leaseId, errorMessage} → {requeued, deadLettered,
                                           nextScheduledFor|null}; no ``retryable``: upstream retries until maxAttempts
+(workerRelease)                 —         upstream has none: nothing is sent (below)
 workerHydrationBundle           query     {messageId, workspaceId} → upstream bundle, mapped to ours
 workerControlState              query     {workerId} → {shouldStop}
 workerAppendConversationMessages mutation {conversationId, workspaceId?, messages} (no per-message dedupe upstream)
 enqueue                         mutation  flattened payload: {conversationId, agentKey, provider, …, priority?}
 ==============================  ========  ==============================================================
+
+Releasing (giving a message back after an infrastructure fault) is not an upstream function. Upstream
+counts an attempt only in ``workerFail``, never at claim or when a lease expires, so the release
+here sends nothing and lets the lease run out: upstream's sweep then re-queues the message with its
+attempts untouched, at the cost of its conversation waiting out the rest of the lease (up to 6
+minutes upstream). The worker stops heartbeating it either way.
+The one-call hot path is emulated with upstream's separate calls: a claim ``with_bundle`` is a
+claim, then the hydration bundle and the control state; a complete with ``history`` and
+``claim_next`` is a complete, then (when accepted) the append and the next claim. Heartbeat and
+complete answers carry no control state (upstream's are bare booleans).
 
 Registering is a no-op (upstream registers a worker by its first claim; note that upstream tells
 a worker it has no row for to stop). The store's clock is this machine's: upstream has no time
@@ -26,8 +37,8 @@ chosen.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, overload
 
 import anyio
 from pydantic import SecretStr
@@ -42,6 +53,8 @@ from contracts.models import (
     Attachment,
     BridgeConfig,
     ClaimedJob,
+    ClaimResult,
+    CompleteResult,
     ControlState,
     EnqueueRequest,
     FailRequest,
@@ -51,6 +64,8 @@ from contracts.models import (
     LeaseRef,
     LeaseResult,
     MessagePayload,
+    NextClaim,
+    ReleaseRequest,
     ResolvedBridge,
     WorkerRecord,
     WorkerRegistration,
@@ -117,6 +132,9 @@ class AgentFactoryCompatStore:
         self.workspace_id = workspace_id
         self._client = ConvexClient(url, namespace=namespace, timeout_s=timeout_s, retry=retry)
         self._claimed_once: set[str] = set()
+        # The conversation of each message claimed here and not yet completed: upstream's
+        # complete does not name it, and the history a complete carries needs it.
+        self._in_flight: dict[str, str] = {}
 
     @property
     def name(self) -> str:
@@ -148,12 +166,31 @@ class AgentFactoryCompatStore:
         # Upstream does not deduplicate enqueues: never retried.
         return str(await self._mutation("enqueue", args, retry=False))
 
-    async def worker_claim(self, worker_id: str, conversation_id: str | None = None) -> ClaimedJob | None:
+    @overload
+    async def worker_claim(self, worker_id: str, conversation_id: str | None = None) -> ClaimedJob | None: ...
+
+    @overload
+    async def worker_claim(
+        self, worker_id: str, conversation_id: str | None = None, *, with_bundle: Literal[True]
+    ) -> ClaimResult: ...
+
+    async def worker_claim(
+        self, worker_id: str, conversation_id: str | None = None, *, with_bundle: bool = False
+    ) -> ClaimedJob | ClaimResult | None:
+        job = await self._claim(worker_id, conversation_id)
+        if not with_bundle:
+            return job
+        bundle = None if job is None else await self.worker_hydration_bundle(job.message_id, self.workspace_id)
+        control = await self.worker_control_state(worker_id)
+        return ClaimResult(control=control, now=await self.now_ms(), job=job, bundle=bundle)
+
+    async def _claim(self, worker_id: str, conversation_id: str | None) -> ClaimedJob | None:
         args = {"workerId": worker_id, **({"conversationId": conversation_id} if conversation_id is not None else {})}
         job = await self._mutation("workerClaim", args, retry=False)
         if job is None:
             return None
         self._claimed_once.add(worker_id)
+        self._in_flight[job["messageId"]] = job["conversationId"]
         return ClaimedJob(
             message_id=job["messageId"],
             conversation_id=job["conversationId"],
@@ -167,10 +204,34 @@ class AgentFactoryCompatStore:
     async def worker_heartbeat(self, lease: LeaseRef) -> LeaseResult:
         return _lease_answer(await self._mutation("workerHeartbeat", to_wire(lease), retry=True))
 
-    async def worker_complete(self, lease: LeaseRef) -> LeaseResult:
-        return _lease_answer(await self._mutation("workerComplete", to_wire(lease), retry=True))
+    async def worker_complete(
+        self,
+        lease: LeaseRef,
+        *,
+        history: Sequence[HistoryMessage] | None = None,
+        claim_next: NextClaim | None = None,
+    ) -> CompleteResult:
+        done = _lease_answer(await self._mutation("workerComplete", to_wire(lease), retry=True))
+        result = CompleteResult(ok=done.ok, refused=done.refused)
+        if not done.ok:
+            return result
+        conversation_id = self._in_flight.pop(lease.message_id, None)
+        if history:
+            if conversation_id is None:
+                raise InvalidInput("history", "compat mode carries history only for a message this store claimed")
+            request = AppendRequest(
+                conversation_id=conversation_id, messages=list(history), message_id=lease.message_id
+            )
+            result = result.model_copy(update={"appended": await self.worker_append_conversation_messages(request)})
+        if claim_next is not None:
+            claimed = await self.worker_claim(lease.worker_id, claim_next.conversation_id, with_bundle=True)
+            if not claim_next.with_bundle:
+                claimed = claimed.model_copy(update={"bundle": None})
+            result = result.model_copy(update={"next": claimed})
+        return result
 
     async def worker_fail(self, request: FailRequest) -> FailResult:
+        self._in_flight.pop(request.lease.message_id, None)
         args = {**to_wire(request.lease), "errorMessage": request.error_message}
         # Fenced by the lease upstream too: a replay changes nothing (it reports neither outcome).
         value = await self._mutation("workerFail", args, retry=True)
@@ -178,6 +239,11 @@ class AgentFactoryCompatStore:
         if not result.requeued and not result.dead_lettered:
             return result.model_copy(update={"refused": "lease_lost"})
         return result
+
+    async def worker_release(self, request: ReleaseRequest) -> LeaseResult:
+        """Nothing to call upstream: the lease runs out and upstream's sweep re-queues the message
+        without counting an attempt (see the module docstring). Accepted, as that is the outcome."""
+        return LeaseResult(ok=True, now=await self.now_ms())
 
     async def worker_hydration_bundle(self, message_id: str, workspace_id: str = "default") -> HydrationBundle | None:
         value = await self._query("workerHydrationBundle", {"messageId": message_id, "workspaceId": workspace_id})
@@ -210,7 +276,7 @@ class AgentFactoryCompatStore:
         value = await self._query("workerControlState", {"workerId": worker_id})
         return ControlState(should_stop=bool(value["shouldStop"]))
 
-    async def wait_for_work(self, timeout_s: float) -> bool:
+    async def wait_for_work(self, timeout_s: float, conversation_id: str | None = None) -> bool:
         await anyio.sleep(max(0.0, min(timeout_s, self.wait_poll_s)))  # upstream polls every 2 s
         return False
 

@@ -212,6 +212,10 @@ class StandIn:
     def now_ms(self) -> int:
         return int(self._http.get("/_standin/clock").json()["now"])
 
+    def calls(self) -> dict[str, int]:
+        """Function executions since the last reset: query, mutation, action, subscription."""
+        return {k: int(v) for k, v in self._http.get("/_standin/calls").json().items()}
+
     def fail_next(self, count: int, status: int = 503, *, after_run: bool = False) -> None:
         """Answer the next ``count`` API calls with ``status`` and Convex's error body, without running
         them; with ``after_run``, run them and then drop the connection (a reply lost after commit)."""

@@ -11,23 +11,28 @@ An unmodified agent-factory 3.1.x deployment is spoken to by
 The lease length is the deployment's (``FACTORY_LEASE_TTL_MS`` in its environment:
 ``npx convex env set FACTORY_LEASE_TTL_MS 60000``), never this process's.
 
-Waiting for work polls a cheap readiness query (``wait_poll_s``, default 1 s), waking early when
-more conversations become claimable. A ``/api/sync`` WebSocket subscription could replace the
-poll later; the Store protocol does not change for it.
+Waiting for work is a subscription over the deployment's ``/api/sync`` WebSocket to the module's
+``queueSignal`` query (:mod:`contracts.convex.sync`): the wait ends when a head appears or moves,
+or when the head it names falls due, with no call while nothing changes. When the WebSocket cannot
+be used (a proxy that refuses upgrades, say), the wait polls a cheap readiness query every
+``wait_poll_s`` (default 1 s) instead, and tries the WebSocket again after ``SYNC_RETRY_S``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar, overload
 
 import anyio
+import structlog
 from pydantic import SecretStr
 
 from contracts import models
 from contracts.convex.client import DEFAULT_RETRY, ConvexClient, as_int, auth_header
+from contracts.convex.console import ConsoleFunctions
 from contracts.convex.frontdoor import FrontDoorFunctions
+from contracts.convex.sync import ConvexSync, StoreClock, SyncUnavailable
 from contracts.errors import InvalidInput
 from contracts.models import to_wire
 from contracts.push import Broadcast, BroadcastRequest, PushDispatch, PushDispatchRequest, PushJob, PushTemplate
@@ -35,9 +40,12 @@ from contracts.retry import RetryPolicy
 from contracts.secrets import SecretBox
 
 DEFAULT_NAMESPACE = "agentFactory"
+SYNC_RETRY_S = 30.0  # after the WebSocket failed, poll this long before trying it again
+_log = structlog.get_logger("contracts.convex")
+Answer = TypeVar("Answer", models.ClaimedJob, models.ClaimResult, models.LeaseResult, models.CompleteResult)
 
 
-class ConvexStore(FrontDoorFunctions):
+class ConvexStore(FrontDoorFunctions, ConsoleFunctions):
     """Every store role on a Convex deployment running the factory module.
 
     ``url``           the deployment URL (``https://<name>.convex.cloud``; ``.convex.site`` is accepted)
@@ -47,6 +55,8 @@ class ConvexStore(FrontDoorFunctions):
     ``namespace``     the module file the functions live in (default ``agentFactory``)
     ``timeout_s``     the timeout of every HTTP call
     ``retry``         the retry policy for calls that are safe to repeat
+    ``wait_poll_s``   how often a wait polls when the sync WebSocket cannot be used
+    ``subscribe``     wait on a ``/api/sync`` subscription (False: always poll)
     ``secrets_box``   the key secrets are sealed with here and opened with (the module keeps
                       ciphertext only)
     """
@@ -61,19 +71,23 @@ class ConvexStore(FrontDoorFunctions):
         timeout_s: float = 10.0,
         retry: RetryPolicy = DEFAULT_RETRY,
         wait_poll_s: float = 1.0,
+        subscribe: bool = True,
         secrets_box: SecretBox | None = None,
     ) -> None:
         if wait_poll_s <= 0:
             raise InvalidInput("wait_poll_s", "must be positive")
         self.wait_poll_s = wait_poll_s
         self.box = secrets_box
+        authorization = auth_header(token=auth_token, deploy_key=deploy_key)
         self._client = ConvexClient(
-            url,
-            namespace=namespace,
-            authorization=auth_header(token=auth_token, deploy_key=deploy_key),
-            timeout_s=timeout_s,
-            retry=retry,
+            url, namespace=namespace, authorization=authorization, timeout_s=timeout_s, retry=retry
         )
+        self._sync = (
+            ConvexSync(self._client.url, authorization=authorization, timeout_s=timeout_s) if subscribe else None
+        )
+        self._sync_retry_at = 0.0
+        self._clock = StoreClock()
+        self._woke_for: object = None
 
     @property
     def name(self) -> str:
@@ -86,6 +100,12 @@ class ConvexStore(FrontDoorFunctions):
     @property
     def namespace(self) -> str:
         return self._client.namespace
+
+    def _clocked(self, answer: Answer) -> Answer:
+        """Remember the deployment's clock from an answer that carries it (for waits)."""
+        if answer.now is not None:
+            self._clock.saw(answer.now)
+        return answer
 
     async def _query(self, function: str, args: Mapping[str, Any] | None = None) -> Any:
         return await self._client.query(function, args or {})
@@ -112,22 +132,66 @@ class ConvexStore(FrontDoorFunctions):
         deduped = request.payload.external_message_id is not None
         return str(await self._mutation("enqueue", to_wire(request), retry=deduped))
 
-    async def worker_claim(self, worker_id: str, conversation_id: str | None = None) -> models.ClaimedJob | None:
-        args = {"workerId": worker_id, **({"conversationId": conversation_id} if conversation_id is not None else {})}
+    @overload
+    async def worker_claim(self, worker_id: str, conversation_id: str | None = None) -> models.ClaimedJob | None: ...
+
+    @overload
+    async def worker_claim(
+        self, worker_id: str, conversation_id: str | None = None, *, with_bundle: Literal[True]
+    ) -> models.ClaimResult: ...
+
+    async def worker_claim(
+        self, worker_id: str, conversation_id: str | None = None, *, with_bundle: bool = False
+    ) -> models.ClaimedJob | models.ClaimResult | None:
+        args: dict[str, Any] = {"workerId": worker_id}
+        if conversation_id is not None:
+            args["conversationId"] = conversation_id
+        if with_bundle:
+            args["withBundle"] = True
         # Retried only when Convex refused it before committing. After a lost reply the outcome is
         # unknown: a lease nobody holds then expires, with its attempt counted.
         value = await self._mutation("workerClaim", args, retry=False)
-        return None if value is None else models.ClaimedJob.model_validate(value)
+        if with_bundle:
+            return self._clocked(self._claim_result(value))
+        return None if value is None else self._clocked(models.ClaimedJob.model_validate(value))
 
     async def worker_heartbeat(self, lease: models.LeaseRef) -> models.LeaseResult:
-        return models.LeaseResult.model_validate(await self._mutation("workerHeartbeat", to_wire(lease), retry=True))
+        value = await self._mutation("workerHeartbeat", to_wire(lease), retry=True)
+        return self._clocked(models.LeaseResult.model_validate(value))
 
-    async def worker_complete(self, lease: models.LeaseRef) -> models.LeaseResult:
-        # A replay with the same lease reports the first outcome: safe to retry.
-        return models.LeaseResult.model_validate(await self._mutation("workerComplete", to_wire(lease), retry=True))
+    async def worker_complete(
+        self,
+        lease: models.LeaseRef,
+        *,
+        history: Sequence[models.HistoryMessage] | None = None,
+        claim_next: models.NextClaim | None = None,
+    ) -> models.CompleteResult:
+        args = to_wire(lease)
+        if history:
+            args["history"] = [to_wire(turn) for turn in history]
+        if claim_next is not None:
+            args["claimNext"] = to_wire(claim_next)
+        # A replay with the same lease reports the first outcome, the job it claimed next included,
+        # and appends no turn twice: safe to retry.
+        value = await self._mutation("workerComplete", args, retry=True)
+        next_claim = value.pop("next", None)
+        result = models.CompleteResult.model_validate(value)
+        if next_claim is not None:
+            result = result.model_copy(update={"next": self._claim_result(next_claim)})
+        return self._clocked(result)
+
+    def _claim_result(self, value: dict[str, Any]) -> models.ClaimResult:
+        """A claim's answer, its bundle's sealed secrets opened here (the module never sees the key)."""
+        bundle = value.pop("bundle", None)
+        result = models.ClaimResult.model_validate(value)
+        return result if bundle is None else result.model_copy(update={"bundle": self.open_bundle(bundle)})
 
     async def worker_fail(self, request: models.FailRequest) -> models.FailResult:
         return models.FailResult.model_validate(await self._mutation("workerFail", to_wire(request), retry=True))
+
+    async def worker_release(self, request: models.ReleaseRequest) -> models.LeaseResult:
+        # Fenced by the lease, and a replay reports the first outcome: safe to retry.
+        return models.LeaseResult.model_validate(await self._mutation("workerRelease", to_wire(request), retry=True))
 
     async def worker_hydration_bundle(
         self, message_id: str, workspace_id: str = "default"
@@ -333,10 +397,58 @@ class ConvexStore(FrontDoorFunctions):
 
     # ---------------------------------------------------------------- waiting and time
 
-    async def wait_for_work(self, timeout_s: float) -> bool:
+    async def wait_for_work(self, timeout_s: float, conversation_id: str | None = None) -> bool:
+        """Wait until a head appears or moves (True, like the SQLite store's doorbell), the head the
+        wait knows of falls due (True), or the timeout passes (False). ``conversation_id``: a
+        pinned worker waits on its conversation alone."""
+        if self._sync is not None and anyio.current_time() >= self._sync_retry_at:
+            try:
+                return await self._wait_subscribed(self._sync, timeout_s, conversation_id)
+            except SyncUnavailable as exc:
+                _log.warning("convex subscription unavailable; polling meanwhile", store=self.name, error=str(exc))
+                self._sync_retry_at = anyio.current_time() + SYNC_RETRY_S
+        return await self._wait_polling(timeout_s)
+
+    async def _wait_subscribed(self, sync: ConvexSync, timeout_s: float, conversation_id: str | None) -> bool:
+        deadline = anyio.current_time() + max(0.0, timeout_s)
+        if self._clock.now_ms() is None:
+            await self.now_ms()
+        args = {} if conversation_id is None else {"conversationId": conversation_id}
+        async with sync.watch(f"{self.namespace}:queueSignal", args) as watch:
+            try:
+                with anyio.fail_after(self._client.timeout_s):
+                    seen = await watch.next()
+            except TimeoutError as exc:
+                raise SyncUnavailable(self.name, "the subscription got no answer") from exc
+            if seen != self._woke_for and self._due_in_s(seen) == 0:
+                return self._woke(seen)  # work arrived between two waits
+            while (left := deadline - anyio.current_time()) > 0:
+                due_in = self._due_in_s(seen)
+                with anyio.move_on_after(left if due_in is None else min(left, due_in)):
+                    value = await watch.next()
+                    if value != seen and self._due_in_s(value) == 0:
+                        return self._woke(value)
+                    seen = value
+                    continue
+                if due_in is not None and due_in <= left:
+                    return self._woke(seen)  # the head it names fell due
+        return False
+
+    def _due_in_s(self, signal: Any) -> float | None:
+        """Seconds until the head a ``queueSignal`` value names falls due (0: it is due)."""
+        at = signal.get("nextReadyAt") if isinstance(signal, dict) else None
+        now = self._clock.now_ms()
+        if at is None or now is None:
+            return None
+        return max(0.0, (as_int(at, "nextReadyAt") - now) / 1000)
+
+    def _woke(self, signal: Any) -> bool:
+        self._woke_for = signal
+        return True
+
+    async def _wait_polling(self, timeout_s: float) -> bool:
         """Poll readiness until more conversations are claimable than at the quietest moment seen
-        (True, like the SQLite store's doorbell), or the timeout passes (False). As in the SQLite
-        store, the wait ends no later than the moment the next retry, schedule or lease falls due."""
+        (True), or the timeout passes (False); no later than the next retry, schedule or lease."""
 
         async def ready_now() -> tuple[int, int | None, int]:
             now = await self.now_ms()
@@ -358,7 +470,11 @@ class ConvexStore(FrontDoorFunctions):
         return False
 
     async def now_ms(self) -> int:
-        return as_int(await self._mutation("storeNow", {}, retry=True), "now")
+        now = as_int(await self._mutation("storeNow", {}, retry=True), "now")
+        self._clock.saw(now)
+        return now
 
     async def aclose(self) -> None:
+        if self._sync is not None:
+            await self._sync.aclose()
         await self._client.aclose()

@@ -11,6 +11,7 @@ Every time is epoch milliseconds from the store's clock (``now_ms``).
 
 from contracts.roles.agents import AgentStore
 from contracts.roles.base import StoreHandle
+from contracts.roles.console import ConsoleStore
 from contracts.roles.enqueue import EnqueueStore
 from contracts.roles.fleet import FleetStore
 from contracts.roles.ingress import IngressStore
@@ -22,6 +23,7 @@ from contracts.roles.worker import WorkerStore
 
 __all__ = [
     "AgentStore",
+    "ConsoleStore",
     "EnqueueStore",
     "FleetStore",
     "IngressStore",

@@ -16,6 +16,10 @@ class AgentStore(StoreHandle, Protocol):
 
     async def get_agent_profile(self, agent_key: str) -> AgentProfile | None: ...
 
+    async def list_agent_profiles(self) -> list[AgentProfile]:
+        """Every agent profile (the built-in ``default`` included), by key."""
+        ...
+
     async def import_secret(self, secret_ref: str, value: SecretStr) -> int:
         """Store a new active version of a secret and return its version number."""
         ...

@@ -8,6 +8,7 @@ from contracts.models import (
     DemandSnapshot,
     LaunchRecord,
     LaunchState,
+    ReconcileRecord,
     ReleaseResult,
     SetWorkerStatusRequest,
 )
@@ -47,6 +48,12 @@ class FleetStore(StoreHandle, Protocol):
     ) -> bool: ...
 
     async def ledger_list(self, include_closed: bool = False) -> list[LaunchRecord]: ...
+
+    async def record_reconcile(self, record: ReconcileRecord) -> None:
+        """Keep what the latest applied reconcile tick did, for operators (the console)."""
+        ...
+
+    async def last_reconcile(self) -> ReconcileRecord | None: ...
 
     async def wait_for_work(self, timeout_s: float) -> bool:
         """Sleep until the store may have work (a watch loop ticks early), or the timeout passes."""

@@ -6,11 +6,13 @@ from typing import Protocol, runtime_checkable
 
 from contracts.models import (
     Conversation,
+    ConversationSummary,
     DeadLetter,
     MessageRecord,
     QueueStats,
     RedriveResult,
     ReleaseResult,
+    SettledWindow,
     SetWorkerStatusRequest,
     WorkerRecord,
 )
@@ -37,4 +39,18 @@ class OperatorStore(StoreHandle, Protocol):
 
     async def fleet_set_worker_status(self, request: SetWorkerStatusRequest) -> bool:
         """Drain (or stop) a worker by hand; the same action the autoscaler takes."""
+        ...
+
+    async def search_conversations(self, query: str = "", limit: int = 50) -> list[ConversationSummary]:
+        """Conversations whose id starts with ``query``, of the agent ``query`` names, or started by
+        the provider user ``query``; an empty query lists the newest. Newest first."""
+        ...
+
+    async def conversation_records(self, conversation_id: str, limit: int = 100) -> list[MessageRecord]:
+        """The conversation's latest messages, oldest first, with attempts, lease holder and timings."""
+        ...
+
+    async def settled_since(self, since_ms: int, limit: int = 10_000) -> SettledWindow:
+        """Messages that finished (done or dead-lettered) at or after ``since_ms``, newest first, at
+        most ``limit``: the raw material of throughput and enqueue→reply latency."""
         ...

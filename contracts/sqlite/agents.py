@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 from contracts.bridge import bridge_secret_refs, resolve_bridge
 from contracts.ingress import hydration_refs, pick_telegram_token
@@ -96,6 +97,18 @@ def hydration_bundle(conn: sqlite3.Connection, message_id: str, box: SecretBox |
     if row is None:
         return None
     conversation_id, agent_key, payload = row
+    return bundle_for(conn, message_id, conversation_id, agent_key, MessagePayload.model_validate_json(payload), box)
+
+
+def bundle_for(
+    conn: sqlite3.Connection,
+    message_id: str,
+    conversation_id: str,
+    agent_key: str,
+    payload: MessagePayload,
+    box: SecretBox | None,
+) -> HydrationBundle | None:
+    """The bundle of a message the caller knows is processing; None when its agent profile is gone."""
     profile = get_profile(conn, agent_key)
     if profile is None:
         return None
@@ -109,7 +122,7 @@ def hydration_bundle(conn: sqlite3.Connection, message_id: str, box: SecretBox |
         message_id=message_id,
         conversation_id=conversation_id,
         agent_key=agent_key,
-        payload=MessagePayload.model_validate_json(payload),
+        payload=payload,
         profile=profile,
         history=_history(conn, conversation_id, HISTORY_WINDOW),
         telegram_bot_token=pick_telegram_token(agent_key, profile.secrets_ref, resolved),
@@ -142,44 +155,34 @@ def get_conversation(conn: sqlite3.Connection, conversation_id: str, history_lim
     )
 
 
+_MESSAGE_COLUMNS = (
+    "message_id, conversation_id, agent_key, status, priority, scheduled_for, enqueued_at, attempts,"
+    " max_attempts, payload, last_error, lease_expires_at, claimed_by, finished_at"
+)
+
+
+def _record(row: tuple[Any, ...]) -> MessageRecord:
+    names = [name.strip() for name in _MESSAGE_COLUMNS.split(",")]
+    fields = dict(zip(names, row, strict=True))
+    fields["payload"] = MessagePayload.model_validate_json(fields["payload"])
+    if fields["status"] != "processing":
+        fields["lease_expires_at"] = None  # a settled message's old expiry means nothing
+    return MessageRecord.model_validate(fields)
+
+
 def get_message(conn: sqlite3.Connection, message_id: str) -> MessageRecord | None:
-    row = conn.execute(
-        "SELECT message_id, conversation_id, agent_key, status, priority, scheduled_for, enqueued_at, attempts,"
-        " max_attempts, payload, last_error, lease_expires_at, claimed_by, finished_at"
-        " FROM messages WHERE message_id = ?",
-        (message_id,),
-    ).fetchone()
-    if row is None:
-        return None
-    (
-        mid,
-        conv,
-        agent,
-        status,
-        priority,
-        sched,
-        enq,
-        attempts,
-        max_attempts,
-        payload,
-        err,
-        lease_exp,
-        by,
-        fin,
-    ) = row
-    return MessageRecord(
-        message_id=mid,
-        conversation_id=conv,
-        agent_key=agent,
-        status=status,
-        priority=priority,
-        scheduled_for=sched,
-        enqueued_at=enq,
-        attempts=attempts,
-        max_attempts=max_attempts,
-        payload=MessagePayload.model_validate_json(payload),
-        last_error=err,
-        lease_expires_at=lease_exp if status == "processing" else None,
-        claimed_by=by,
-        finished_at=fin,
-    )
+    row = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE message_id = ?", (message_id,)).fetchone()
+    return None if row is None else _record(row)
+
+
+def conversation_records(conn: sqlite3.Connection, conversation_id: str, limit: int) -> list[MessageRecord]:
+    rows = conn.execute(
+        f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?",
+        (conversation_id, limit),
+    ).fetchall()
+    return [_record(row) for row in reversed(rows)]
+
+
+def list_profiles(conn: sqlite3.Connection) -> list[AgentProfile]:
+    rows = conn.execute("SELECT profile FROM agent_profiles ORDER BY agent_key").fetchall()
+    return [AgentProfile.model_validate_json(row[0]) for row in rows]

@@ -64,6 +64,9 @@ def connect(
             isolation_level=None,
             check_same_thread=False,
             timeout=open_timeout_s,
+            # Every statement of the store is a constant string, so each is prepared once per
+            # connection and reused from sqlite3's statement cache; it holds them all (default 128).
+            cached_statements=512,
         )
     except sqlite3.Error as exc:
         raise _unusable(path, exc) from exc

@@ -7,7 +7,10 @@ import sqlite3
 from typing import Any
 
 from contracts.models import (
+    OPEN_LAUNCH_STATES,
     READY_IDS_LIMIT,
+    RECENT_HORIZON_MS,
+    RECENT_LIMIT,
     ControlState,
     DeadLetter,
     DemandSnapshot,
@@ -16,6 +19,7 @@ from contracts.models import (
     MachineRef,
     MessagePayload,
     QueueStats,
+    RecentConversation,
     SetWorkerStatusRequest,
     WorkerRecord,
     WorkerRegistration,
@@ -24,7 +28,7 @@ from contracts.models import (
 )
 from contracts.rules import stale_after_ms
 from contracts.sqlite import snapshots
-from contracts.sqlite.queue import lease_ttl_ms
+from contracts.sqlite.queue import control_of, lease_ttl_ms, refresh_heartbeat, worker_row
 
 _STATUS_ORDER = {"active": 0, "draining": 1, "stopping": 2, "stopped": 3}
 _WORKER_COLUMNS = (
@@ -102,14 +106,10 @@ def list_workers(conn: sqlite3.Connection) -> list[WorkerRecord]:
 
 
 def control_state(conn: sqlite3.Connection, worker_id: str, now: int) -> ControlState:
-    row = conn.execute("SELECT status, status_reason FROM workers WHERE worker_id = ?", (worker_id,)).fetchone()
-    if row is None:
-        return ControlState(should_stop=True, reason="unknown worker: register before polling")
-    status, reason = row
-    if status != "active":
-        return ControlState(should_stop=True, reason=f"status {status}" + (f": {reason}" if reason else ""))
-    conn.execute("UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?", (now, worker_id))
-    return ControlState(should_stop=False)
+    worker = worker_row(conn, worker_id)
+    if worker is not None and worker.status == "active":
+        refresh_heartbeat(conn, worker, now)
+    return control_of(worker)
 
 
 def set_status(conn: sqlite3.Connection, request: SetWorkerStatusRequest, now: int) -> bool:
@@ -154,8 +154,16 @@ def _conversation_counts(conn: sqlite3.Connection, now: int) -> dict[str, Any]:
     }
 
 
-def next_ready_at(conn: sqlite3.Connection, now: int) -> int | None:
-    """When the next waiting conversation (retry, schedule, running lease) becomes claimable."""
+def next_ready_at(conn: sqlite3.Connection, now: int, conversation_id: str | None = None) -> int | None:
+    """When the next waiting conversation (retry, schedule, running lease), or the one named,
+    becomes claimable."""
+    if conversation_id is not None:
+        row = conn.execute(
+            "SELECT available_at FROM conversations WHERE conversation_id = ? AND head_seq IS NOT NULL"
+            " AND available_at > ?",
+            (conversation_id, now),
+        ).fetchone()
+        return None if row is None else int(row[0])
     row = conn.execute(
         "SELECT min(available_at) FROM conversations INDEXED BY conversations_claim"
         " WHERE head_seq IS NOT NULL AND available_at > ?",
@@ -198,11 +206,31 @@ def demand(conn: sqlite3.Connection, now: int) -> DemandSnapshot:
         for row in conn.execute(
             "SELECT conversation_id FROM conversations INDEXED BY conversations_claim"
             " WHERE head_seq IS NOT NULL AND available_at <= ?"
-            " ORDER BY head_priority DESC, head_scheduled_for, head_seq LIMIT ?",
+            " ORDER BY head_priority DESC, available_at, head_seq LIMIT ?",
             (now, READY_IDS_LIMIT),
         )
     ]
-    return DemandSnapshot(now=now, workers=views, ready_conversation_ids=ready, **counts)
+    return DemandSnapshot(
+        now=now, workers=views, ready_conversation_ids=ready, recent=recent_conversations(conn, now), **counts
+    )
+
+
+def recent_conversations(conn: sqlite3.Connection, now: int) -> list[RecentConversation]:
+    """Conversations with an arrival within the horizon, most recent first: keep-warm's evidence."""
+    rows = conn.execute(
+        "SELECT conversation_id, last_arrival_at, arrival_gaps, head_seq IS NOT NULL FROM conversations"
+        " INDEXED BY conversations_recent WHERE last_arrival_at >= ? ORDER BY last_arrival_at DESC LIMIT ?",
+        (now - RECENT_HORIZON_MS, RECENT_LIMIT),
+    ).fetchall()
+    return [
+        RecentConversation(
+            conversation_id=conversation_id,
+            last_arrival_at=last,
+            gaps_ms=json.loads(gaps) if gaps else [],
+            active=bool(active),
+        )
+        for conversation_id, last, gaps, active in rows
+    ]
 
 
 def stats(conn: sqlite3.Connection, now: int) -> QueueStats:
@@ -324,6 +352,6 @@ def ledger_update(
 
 
 def ledger_list(conn: sqlite3.Connection, include_closed: bool) -> list[LaunchRecord]:
-    where = "" if include_closed else " WHERE state IN ('requested', 'running')"
+    where = "" if include_closed else f" WHERE state IN ({', '.join(repr(s) for s in OPEN_LAUNCH_STATES)})"
     rows = conn.execute(f"SELECT {_LAUNCH_COLUMNS} FROM launches{where} ORDER BY requested_at, launch_id").fetchall()
     return [_launch(row) for row in rows]

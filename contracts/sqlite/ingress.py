@@ -172,6 +172,13 @@ def get_pairing_code(conn: sqlite3.Connection, code: str, now: int) -> PairingCo
     return None if row is None else _code(row, now)
 
 
+def list_pairing_codes(conn: sqlite3.Connection, limit: int, now: int) -> list[PairingCode]:
+    rows = conn.execute(
+        f"SELECT {_CODE_COLUMNS} FROM pairing_codes ORDER BY created_at DESC, code LIMIT ?", (limit,)
+    ).fetchall()
+    return [_code(row, now) for row in rows]
+
+
 def _record_failure(
     conn: sqlite3.Connection, attempt: PairingAttempt, outcome: PairingOutcome, now: int
 ) -> PairingResult:

@@ -1,4 +1,5 @@
-"""The queue's transactions: enqueue, claim, heartbeat, complete, fail, sweep, redrive.
+"""The queue's transactions: enqueue, heartbeat, fail, release, sweep, redrive (claims and
+completes are in :mod:`contracts.sqlite.claim`), and the conversation heads they keep.
 
 Each function runs inside a transaction its caller opened and takes ``now`` from the caller,
 so the rules in :mod:`contracts.rules` decide and this module only reads and writes rows.
@@ -10,33 +11,50 @@ Invariants kept here (the state-machine test checks them after every step):
   in flight and delivery follows enqueue order.
 * Heartbeat, complete and fail change a row only when status, lease id, worker and expiry
   all match; anything else changes nothing.
+* A message is open (queued or processing) exactly while ``finished_at`` is NULL: the index of
+  open messages is keyed on that, so a claim, which changes a status but not its openness,
+  leaves the index alone.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from contracts.errors import AgentUnavailable, ConversationConflict
 from contracts.models import (
-    ClaimedJob,
+    RECENT_GAPS,
+    ControlState,
     EnqueueRequest,
     FailRequest,
     FailResult,
     LeaseRef,
     LeaseRefusal,
     LeaseResult,
-    MessagePayload,
+    ReleaseRequest,
     ReleaseResult,
 )
-from contracts.rules import QueuePolicy, RandomSource, backoff_ms, lease_expiry, out_of_attempts
+from contracts.rules import (
+    QueuePolicy,
+    RandomSource,
+    attempts_after_release,
+    backoff_ms,
+    heartbeat_due,
+    lease_expiry,
+    out_of_attempts,
+    stop_reason,
+)
 
 TokenSource = Callable[[], str]
+LEASE_TTL_SQL = "SELECT value FROM store_config WHERE key = 'lease_ttl_ms'"
 
 _HEAD_COLUMNS = "seq, status, priority, scheduled_for, attempts, lease_expires_at, claimed_by"
 _NEXT_SQL = f"""
     SELECT {_HEAD_COLUMNS} FROM messages
-    WHERE conversation_id = ? AND status IN ('queued', 'processing')
+    WHERE conversation_id = ? AND finished_at IS NULL
     ORDER BY arrival_at, seq
     LIMIT 1
 """
@@ -44,6 +62,24 @@ _SET_HEAD_SQL = (
     "UPDATE conversations SET head_seq = ?, head_status = ?, head_priority = ?, head_scheduled_for = ?,"
     " head_attempts = ?, available_at = ?, lock_worker = ? WHERE conversation_id = ?"
 )
+# The head after the conversation's processing message settled, written in one statement: its
+# earliest open message (none processing now), or nothing.
+_ADVANCE_HEAD_SQL = """
+    UPDATE conversations SET (head_seq, head_status, head_priority, head_scheduled_for, head_attempts,
+                              available_at, lock_worker) = (
+        SELECT seq, status, priority, scheduled_for, attempts, scheduled_for, NULL FROM messages
+        WHERE conversation_id = ?1 AND finished_at IS NULL
+        ORDER BY arrival_at, seq
+        LIMIT 1)
+    WHERE conversation_id = ?1
+    RETURNING head_seq IS NOT NULL AND available_at <= ?2
+"""
+
+
+def advance_head(conn: sqlite3.Connection, conversation_id: str, now: int) -> bool:
+    """The head after the conversation's processing message settled; True when it is due now."""
+    row = conn.execute(_ADVANCE_HEAD_SQL, (conversation_id, now)).fetchone()
+    return row is not None and bool(row[0])
 
 
 def refresh_head(conn: sqlite3.Connection, conversation_id: str, *, settled: bool = False) -> None:
@@ -52,14 +88,15 @@ def refresh_head(conn: sqlite3.Connection, conversation_id: str, *, settled: boo
     ``settled`` says the caller just finished the conversation's processing message, so no
     message of it can be processing now and the current head need not be checked.
     """
-    row = None
-    if not settled:
-        # A processing message is always the head; while it runs, the head does not move.
-        row = conn.execute(
-            f"SELECT {_HEAD_COLUMNS} FROM messages WHERE status = 'processing' AND seq ="
-            " (SELECT head_seq FROM conversations WHERE conversation_id = ? AND head_status = 'processing')",
-            (conversation_id,),
-        ).fetchone()
+    if settled:
+        advance_head(conn, conversation_id, 0)
+        return
+    # A processing message is always the head; while it runs, the head does not move.
+    row = conn.execute(
+        f"SELECT {_HEAD_COLUMNS} FROM messages WHERE status = 'processing' AND seq ="
+        " (SELECT head_seq FROM conversations WHERE conversation_id = ? AND head_status = 'processing')",
+        (conversation_id,),
+    ).fetchone()
     if row is None:
         row = conn.execute(_NEXT_SQL, (conversation_id,)).fetchone()
     if row is None:
@@ -99,8 +136,8 @@ def enqueue(conn: sqlite3.Connection, request: EnqueueRequest, now: int, new_id:
     ).fetchone()
     if owner is None:
         conn.execute(
-            "INSERT INTO conversations (conversation_id, agent_key, created_at) VALUES (?, ?, ?)",
-            (request.conversation_id, request.agent_key, now),
+            "INSERT INTO conversations (conversation_id, agent_key, created_at, user_id) VALUES (?, ?, ?, ?)",
+            (request.conversation_id, request.agent_key, now, payload.provider_user_id),
         )
     elif owner[0] != request.agent_key:
         raise ConversationConflict(request.conversation_id, owner[0], request.agent_key)
@@ -123,43 +160,19 @@ def enqueue(conn: sqlite3.Connection, request: EnqueueRequest, now: int, new_id:
             request.max_attempts,
         ),
     )
+    if request.scheduled_for is None or request.scheduled_for <= now:
+        note_arrival(conn, request.conversation_id, now)
     # The new message may arrive before a head that is only scheduled for later.
     refresh_head(conn, request.conversation_id)
     return message_id, True
 
 
-# --------------------------------------------------------------------------- claim
-
-_CANDIDATE_SQL = """
-    SELECT conversation_id, head_seq, head_status, head_attempts
-    FROM conversations INDEXED BY conversations_claim
-    WHERE head_seq IS NOT NULL AND available_at <= ?
-    ORDER BY head_priority DESC, head_scheduled_for, head_seq
-    LIMIT 1
-"""
-_PINNED_SQL = """
-    SELECT conversation_id, head_seq, head_status, head_attempts
-    FROM conversations
-    WHERE conversation_id = ? AND head_seq IS NOT NULL AND available_at <= ?
-"""
-
-
-def _may_claim(conn: sqlite3.Connection, worker_id: str, now: int) -> bool:
-    row = conn.execute("SELECT status FROM workers WHERE worker_id = ?", (worker_id,)).fetchone()
-    if row is None:
-        # A worker that never registered (an upstream-style worker) registers by claiming.
-        conn.execute(
-            "INSERT INTO workers (worker_id, provider, status, status_since, registered_at, heartbeat_at, idle_since)"
-            " VALUES (?, 'unknown', 'active', ?, ?, ?, ?)",
-            (worker_id, now, now, now, now),
-        )
-        return True
-    return bool(row[0] == "active")
+# --------------------------------------------------------------------------- store settings
 
 
 def lease_ttl_ms(conn: sqlite3.Connection) -> int:
     """The store's lease length (``store_config``): one value for every process on the file."""
-    return int(conn.execute("SELECT value FROM store_config WHERE key = 'lease_ttl_ms'").fetchone()[0])
+    return int(conn.execute(LEASE_TTL_SQL).fetchone()[0])
 
 
 def set_lease_ttl_ms(conn: sqlite3.Connection, ttl_ms: int) -> int:
@@ -169,97 +182,52 @@ def set_lease_ttl_ms(conn: sqlite3.Connection, ttl_ms: int) -> int:
     return previous
 
 
-def claim(
-    conn: sqlite3.Connection,
-    worker_id: str,
-    conversation_id: str | None,
-    now: int,
-    new_lease: TokenSource,
-) -> ClaimedJob | None:
-    """Lease the best due head, taking over an expired lease if that is the best one.
-
-    Any claim, empty or not, counts as the worker's heartbeat.
-    """
-    job = _claim(conn, worker_id, conversation_id, now, new_lease)
-    if job is None:
-        conn.execute("UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?", (now, worker_id))
-    else:
-        conn.execute(
-            "UPDATE workers SET heartbeat_at = ?, last_claim_at = ?, busy_since = ?, idle_since = NULL,"
-            " conversation_id = ? WHERE worker_id = ?",
-            (now, now, now, job.conversation_id, worker_id),
-        )
-    return job
+# --------------------------------------------------------------------------- the worker's row
 
 
-def _claim(
-    conn: sqlite3.Connection,
-    worker_id: str,
-    conversation_id: str | None,
-    now: int,
-    new_lease: TokenSource,
-) -> ClaimedJob | None:
-    if not _may_claim(conn, worker_id, now):
-        return None
-    while True:
-        if conversation_id is None:
-            row = conn.execute(_CANDIDATE_SQL, (now,)).fetchone()
-        else:
-            row = conn.execute(_PINNED_SQL, (conversation_id, now)).fetchone()
-        if row is None:
-            return None
-        conv, seq, head_status, head_attempts = row
-        if head_status == "processing":
-            # The lease expired: that delivery is over. Its attempt was counted at claim.
-            max_attempts = conn.execute("SELECT max_attempts FROM messages WHERE seq = ?", (seq,)).fetchone()[0]
-            if out_of_attempts(head_attempts, max_attempts):
-                reason = f"lease expired on attempt {head_attempts} of {max_attempts}"
-                _dead_letter(conn, seq, now, reason, clear_lease=True)
-                refresh_head(conn, conv, settled=True)
-                continue
-        return _lease(conn, seq, conv, worker_id, now, new_lease)
+@dataclass(frozen=True, slots=True)
+class WorkerRow:
+    """What a worker's calls need of its row: whether it may claim, and whether to rewrite it."""
+
+    worker_id: str
+    status: str
+    reason: str | None
+    heartbeat_at: int
+    busy: bool
+
+    def control(self) -> ControlState:
+        why = stop_reason(self.status, self.reason)
+        return CARRY_ON if why is None else ControlState(should_stop=True, reason=why)
 
 
-def _lease(
-    conn: sqlite3.Connection,
-    seq: int,
-    conversation_id: str,
-    worker_id: str,
-    now: int,
-    new_lease: TokenSource,
-) -> ClaimedJob:
-    lease_id = new_lease()
-    expires = lease_expiry(now, lease_ttl_ms(conn))
-    message_id, agent_key, payload, attempts = conn.execute(
-        "UPDATE messages SET status = 'processing', attempts = attempts + 1, lease_id = ?,"
-        " lease_expires_at = ?, claimed_by = ? WHERE seq = ?"
-        " RETURNING message_id, agent_key, payload, attempts",
-        (lease_id, expires, worker_id, seq),
+CARRY_ON = ControlState(should_stop=False)
+UNKNOWN_WORKER = ControlState(should_stop=True, reason="unknown worker: register before polling")
+
+
+def worker_row(conn: sqlite3.Connection, worker_id: str) -> WorkerRow | None:
+    row = conn.execute(
+        "SELECT status, status_reason, heartbeat_at, busy_since IS NOT NULL FROM workers WHERE worker_id = ?",
+        (worker_id,),
     ).fetchone()
-    # The claimed message stays the head; only its state, lock and availability change.
-    conn.execute(
-        "UPDATE conversations SET head_status = 'processing', head_attempts = ?, available_at = ?, lock_worker = ?"
-        " WHERE conversation_id = ?",
-        (attempts, expires, worker_id, conversation_id),
-    )
-    return ClaimedJob(
-        message_id=message_id,
-        conversation_id=conversation_id,
-        agent_key=agent_key,
-        lease_id=lease_id,
-        lease_expires_at=expires,
-        attempt=attempts,
-        payload=MessagePayload.model_validate_json(payload),
-        now=now,
-    )
+    return None if row is None else WorkerRow(worker_id, row[0], row[1], row[2], bool(row[3]))
+
+
+def control_of(worker: WorkerRow | None) -> ControlState:
+    return UNKNOWN_WORKER if worker is None else worker.control()
+
+
+def refresh_heartbeat(conn: sqlite3.Connection, worker: WorkerRow | None, now: int) -> None:
+    """Rewrite a worker's heartbeat when it is due (rules.heartbeat_due), else leave the row be."""
+    if worker is not None and heartbeat_due(worker.heartbeat_at, now):
+        conn.execute("UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?", (now, worker.worker_id))
 
 
 # --------------------------------------------------------------------------- settle
 
-_FENCE = "message_id = ? AND lease_id = ? AND claimed_by = ? AND status = 'processing' AND lease_expires_at > ?"
+FENCE = "message_id = ? AND lease_id = ? AND claimed_by = ? AND status = 'processing' AND lease_expires_at > ?"
 
 
-def _fence_args(lease: LeaseRef, now: int) -> tuple[str, str, str, int]:
+def fence_args(lease: LeaseRef, now: int) -> tuple[str, str, str, int]:
     return (lease.message_id, lease.lease_id, lease.worker_id, now)
 
 
@@ -268,6 +236,17 @@ def _release_worker(conn: sqlite3.Connection, worker_id: str, now: int) -> None:
         "UPDATE workers SET heartbeat_at = ?, busy_since = NULL, idle_since = ? WHERE worker_id = ?",
         (now, now, worker_id),
     )
+
+
+def _under_lease(conn: sqlite3.Connection, lease: LeaseRef, columns: str, *statuses: str) -> tuple[Any, ...] | None:
+    """The message as this lease left it, if it is in one of ``statuses`` (the replay checks)."""
+    marks = ", ".join("?" * len(statuses))
+    row: tuple[Any, ...] | None = conn.execute(
+        f"SELECT {columns} FROM messages WHERE message_id = ? AND lease_id = ? AND claimed_by = ?"
+        f" AND status IN ({marks})",
+        (lease.message_id, lease.lease_id, lease.worker_id, *statuses),
+    ).fetchone()
+    return row
 
 
 def refusal(conn: sqlite3.Connection, lease: LeaseRef, now: int) -> LeaseRefusal:
@@ -288,37 +267,18 @@ def refusal(conn: sqlite3.Connection, lease: LeaseRef, now: int) -> LeaseRefusal
 def heartbeat(conn: sqlite3.Connection, lease: LeaseRef, now: int) -> LeaseResult:
     expires = lease_expiry(now, lease_ttl_ms(conn))
     row = conn.execute(
-        f"UPDATE messages SET lease_expires_at = ? WHERE {_FENCE} RETURNING conversation_id",
-        (expires, *_fence_args(lease, now)),
+        f"UPDATE messages SET lease_expires_at = ? WHERE {FENCE} RETURNING conversation_id",
+        (expires, *fence_args(lease, now)),
     ).fetchone()
+    worker = worker_row(conn, lease.worker_id)
     if row is None:
-        return LeaseResult(ok=False, refused=refusal(conn, lease, now), now=now)
+        return LeaseResult(ok=False, refused=refusal(conn, lease, now), now=now, control=control_of(worker))
     conn.execute("UPDATE conversations SET available_at = ? WHERE conversation_id = ?", (expires, row[0]))
-    conn.execute("UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?", (now, lease.worker_id))
-    return LeaseResult(ok=True, lease_expires_at=expires, now=now)
+    refresh_heartbeat(conn, worker, now)
+    return LeaseResult(ok=True, lease_expires_at=expires, now=now, control=control_of(worker))
 
 
-def complete(conn: sqlite3.Connection, lease: LeaseRef, now: int) -> LeaseResult:
-    row = conn.execute(
-        f"UPDATE messages SET status = 'done', lease_expires_at = NULL, finished_at = ? WHERE {_FENCE}"
-        " RETURNING conversation_id",
-        (now, *_fence_args(lease, now)),
-    ).fetchone()
-    if row is None:
-        # A retried call whose first try landed: same lease, already done. Report it, change nothing.
-        replay = conn.execute(
-            "SELECT 1 FROM messages WHERE message_id = ? AND lease_id = ? AND claimed_by = ? AND status = 'done'",
-            (lease.message_id, lease.lease_id, lease.worker_id),
-        ).fetchone()
-        if replay is not None:
-            return LeaseResult(ok=True, now=now)
-        return LeaseResult(ok=False, refused=refusal(conn, lease, now), now=now)
-    refresh_head(conn, row[0], settled=True)
-    _release_worker(conn, lease.worker_id, now)
-    return LeaseResult(ok=True, now=now)
-
-
-def _dead_letter(conn: sqlite3.Connection, seq: int, now: int, reason: str, *, clear_lease: bool) -> None:
+def dead_letter(conn: sqlite3.Connection, seq: int, now: int, reason: str, *, clear_lease: bool) -> None:
     conn.execute(
         "UPDATE messages SET status = 'dead_letter', last_error = ?, finished_at = ?, lease_expires_at = NULL"
         + (", lease_id = NULL" if clear_lease else "")
@@ -332,7 +292,7 @@ def fail(
 ) -> FailResult:
     lease = request.lease
     owned = conn.execute(
-        f"SELECT seq, conversation_id, attempts, max_attempts FROM messages WHERE {_FENCE}", _fence_args(lease, now)
+        f"SELECT seq, conversation_id, attempts, max_attempts FROM messages WHERE {FENCE}", fence_args(lease, now)
     ).fetchone()
     if owned is None:
         return _fail_replay(conn, lease, now)
@@ -341,7 +301,7 @@ def fail(
     _release_worker(conn, lease.worker_id, now)
     if not request.retryable or out_of_attempts(attempts, max_attempts):
         why = "not retryable" if not request.retryable else f"out of attempts ({attempts}/{max_attempts})"
-        _dead_letter(conn, seq, now, f"{why}: {error}", clear_lease=False)
+        dead_letter(conn, seq, now, f"{why}: {error}", clear_lease=False)
         refresh_head(conn, conv, settled=True)
         return FailResult(requeued=False, dead_lettered=True)
     next_at = now + backoff_ms(attempts, policy, rng)
@@ -355,16 +315,35 @@ def fail(
 
 
 def _fail_replay(conn: sqlite3.Connection, lease: LeaseRef, now: int) -> FailResult:
-    row = conn.execute(
-        "SELECT status, scheduled_for FROM messages WHERE message_id = ? AND lease_id = ? AND claimed_by = ?"
-        " AND status IN ('queued', 'dead_letter')",
-        (lease.message_id, lease.lease_id, lease.worker_id),
-    ).fetchone()
+    row = _under_lease(conn, lease, "status, scheduled_for", "queued", "dead_letter")
     if row is None:
         return FailResult(requeued=False, dead_lettered=False, refused=refusal(conn, lease, now))
     if row[0] == "dead_letter":
         return FailResult(requeued=False, dead_lettered=True)
     return FailResult(requeued=True, dead_lettered=False, next_scheduled_for=int(row[1]))
+
+
+def release(conn: sqlite3.Connection, request: ReleaseRequest, now: int) -> LeaseResult:
+    """Give a message back without spending an attempt (the fault was not the message's).
+
+    Fenced by the lease id and worker, but not by the expiry: a lease that ran out while its
+    worker could not reach the store is still nobody else's until a claim takes it over, and
+    giving it back is safe. The message keeps its place (arrival and schedule are untouched).
+    """
+    lease = request.lease
+    row = _under_lease(conn, lease, "seq, conversation_id, attempts, status", "processing", "queued")
+    if row is None:
+        return LeaseResult(ok=False, refused=refusal(conn, lease, now), now=now)
+    seq, conv, attempts, status = row
+    if status == "queued":
+        return LeaseResult(ok=True, now=now)  # a replay: the first call gave it back already
+    conn.execute(
+        "UPDATE messages SET status = 'queued', attempts = ?, lease_expires_at = NULL, last_error = ? WHERE seq = ?",
+        (attempts_after_release(attempts), f"released: {request.reason}"[:4000], seq),
+    )
+    refresh_head(conn, conv, settled=True)
+    _release_worker(conn, lease.worker_id, now)
+    return LeaseResult(ok=True, now=now)
 
 
 # --------------------------------------------------------------------------- sweep and redrive
@@ -373,21 +352,22 @@ def _fail_replay(conn: sqlite3.Connection, lease: LeaseRef, now: int) -> FailRes
 def release_expired(conn: sqlite3.Connection, now: int) -> ReleaseResult:
     """Return expired leases to the queue, or to the dead letter when out of attempts."""
     rows = conn.execute(
-        "SELECT m.seq, m.conversation_id, m.attempts, m.max_attempts, m.claimed_by"
+        "SELECT m.seq, m.conversation_id, m.attempts, m.max_attempts, m.claimed_by, c.available_at"
         " FROM conversations AS c INDEXED BY conversations_claim JOIN messages AS m ON m.seq = c.head_seq"
         " WHERE c.head_seq IS NOT NULL AND c.head_status = 'processing' AND c.available_at <= ?",
         (now,),
     ).fetchall()
     released = dead = 0
-    for seq, conv, attempts, max_attempts, worker_id in rows:
+    for seq, conv, attempts, max_attempts, worker_id, expired_at in rows:
         if out_of_attempts(attempts, max_attempts):
-            _dead_letter(conn, seq, now, f"lease expired on attempt {attempts} of {max_attempts}", clear_lease=True)
+            dead_letter(conn, seq, now, f"lease expired on attempt {attempts} of {max_attempts}", clear_lease=True)
             dead += 1
         else:
+            # Claimable since its lease expired, as before the sweep: sweeping moves nobody's place.
             conn.execute(
                 "UPDATE messages SET status = 'queued', scheduled_for = ?, lease_id = NULL,"
                 " lease_expires_at = NULL, last_error = 'lease expired while processing' WHERE seq = ?",
-                (now, seq),
+                (expired_at, seq),
             )
             released += 1
         refresh_head(conn, conv, settled=True)
@@ -417,3 +397,17 @@ def redrive(conn: sqlite3.Connection, message_id: str | None, now: int) -> list[
     for conv in {row[2] for row in found}:
         refresh_head(conn, conv)
     return [str(row[1]) for row in found]
+
+
+def note_arrival(conn: sqlite3.Connection, conversation_id: str, now: int) -> None:
+    """Remember a message arriving now (not one scheduled for later): the keep-warm evidence."""
+    last, gaps = conn.execute(
+        "SELECT last_arrival_at, arrival_gaps FROM conversations WHERE conversation_id = ?", (conversation_id,)
+    ).fetchone()
+    recent: list[int] = json.loads(gaps) if gaps else []
+    if last is not None:
+        recent = [max(0, now - last), *recent][:RECENT_GAPS]
+    conn.execute(
+        "UPDATE conversations SET last_arrival_at = ?, arrival_gaps = ? WHERE conversation_id = ?",
+        (now, json.dumps(recent), conversation_id),
+    )

@@ -261,7 +261,90 @@ MIGRATIONS: tuple[str, ...] = (
         revoked_at        INTEGER
     ) WITHOUT ROWID;
     """,
-    # 5: snapshots of agents' OpenClaw state (archives live in a folder beside the database,
+    # 5: the warm pool and keep-warm. Launches may be 'parked' (a stopped machine kept to be
+    # started again; SQLite cannot change a CHECK, so the table is rebuilt), and a conversation
+    # keeps when a message last arrived and the gaps before it (JSON, newest first).
+    """
+    CREATE TABLE launches_v5 (
+        launch_id         TEXT PRIMARY KEY,
+        provider          TEXT NOT NULL,
+        requested_at      INTEGER NOT NULL,
+        state             TEXT NOT NULL CHECK (state IN ('requested', 'running', 'parked', 'gone', 'failed')),
+        machine_id        TEXT,
+        updated_at        INTEGER,
+        detail            TEXT
+    ) WITHOUT ROWID;
+    INSERT INTO launches_v5 (launch_id, provider, requested_at, state, machine_id, updated_at, detail)
+        SELECT launch_id, provider, requested_at, state, machine_id, updated_at, detail FROM launches;
+    DROP TABLE launches;
+    ALTER TABLE launches_v5 RENAME TO launches;
+    ALTER TABLE conversations ADD COLUMN last_arrival_at INTEGER;
+    ALTER TABLE conversations ADD COLUMN arrival_gaps TEXT;
+    CREATE INDEX conversations_recent ON conversations (last_arrival_at) WHERE last_arrival_at IS NOT NULL;
+    """,
+    # 6: the hot path. A complete that claims the worker's next job records it on the completed
+    # message (chained_seq), so a replayed complete hands back that job instead of claiming another.
+    # Open messages are indexed while finished_at is NULL, which holds exactly while queued or
+    # processing: a claim changes a status, not its openness, and leaves that index alone. Claims
+    # order due heads by when they became claimable (available_at), so the claim index says so.
+    """
+    ALTER TABLE messages ADD COLUMN chained_seq INTEGER;
+    DROP INDEX messages_open;
+    CREATE INDEX messages_open ON messages (conversation_id, arrival_at, seq) WHERE finished_at IS NULL;
+    DROP INDEX conversations_claim;
+    CREATE INDEX conversations_claim
+        ON conversations (head_priority DESC, available_at, head_seq)
+        WHERE head_seq IS NOT NULL;
+    """,
+    # 7: the operator console. Operator tokens and console sessions (hashes only); the latest
+    # reconcile tick; who started each conversation (its first message's provider user, filled in
+    # for conversations that already exist) so conversations can be found by user, agent or age;
+    # done messages by finish time, for throughput and enqueue→reply latency over the last hour
+    # (one index entry per completed message; dead letters already have theirs); a conversation's
+    # messages in order (the console's and the app API's conversation reads were a table scan; one
+    # index entry per enqueue, untouched by claims and settles); pairing codes by age.
+    """
+    CREATE TABLE operator_tokens (
+        token_id          TEXT PRIMARY KEY,
+        name              TEXT NOT NULL,
+        role              TEXT NOT NULL CHECK (role IN ('admin', 'read_only')),
+        token_hash        TEXT NOT NULL UNIQUE,
+        created_at        INTEGER NOT NULL,
+        revoked_at        INTEGER
+    ) WITHOUT ROWID;
+
+    CREATE TABLE console_sessions (
+        session_hash      TEXT PRIMARY KEY,
+        operator          TEXT NOT NULL,
+        role              TEXT NOT NULL CHECK (role IN ('admin', 'read_only')),
+        token_id          TEXT,
+        created_at        INTEGER NOT NULL,
+        expires_at        INTEGER NOT NULL,
+        ended_at          INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX console_sessions_expiry ON console_sessions (expires_at);
+
+    CREATE TABLE reconcile_last (
+        slot              INTEGER PRIMARY KEY CHECK (slot = 1),
+        body              TEXT NOT NULL          -- wire JSON of ReconcileRecord
+    );
+
+    ALTER TABLE conversations ADD COLUMN user_id TEXT;
+    UPDATE conversations SET user_id = first.user_id
+    FROM (
+        SELECT conversation_id, json_extract(payload, '$.providerUserId') AS user_id, min(seq)
+        FROM messages GROUP BY conversation_id
+    ) AS first
+    WHERE first.conversation_id = conversations.conversation_id;
+    CREATE INDEX conversations_created ON conversations (created_at);
+    CREATE INDEX conversations_agent ON conversations (agent_key, created_at);
+    CREATE INDEX conversations_user ON conversations (user_id, created_at) WHERE user_id IS NOT NULL;
+
+    CREATE INDEX messages_done ON messages (finished_at) WHERE status = 'done';
+    CREATE INDEX messages_conversation ON messages (conversation_id, seq);
+    CREATE INDEX pairing_codes_created ON pairing_codes (created_at);
+    """,
+    # 8: snapshots of agents' OpenClaw state (archives live in a folder beside the database,
     # named by their sha256), and the conversation a launch and its worker are pinned to.
     """
     CREATE TABLE snapshots (

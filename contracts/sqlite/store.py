@@ -11,7 +11,7 @@ import secrets
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar, overload
 
 import anyio
 import anyio.to_thread
@@ -20,6 +20,7 @@ from pydantic import SecretStr, ValidationError
 
 from contracts import models
 from contracts.clock import Clock, SystemClock
+from contracts.console import ConsoleSession, OperatorToken
 from contracts.errors import FactoryError, InvalidInput, StoreUnavailable
 from contracts.ingress import (
     AppToken,
@@ -38,7 +39,7 @@ from contracts.ingress import (
 from contracts.push import Broadcast, BroadcastRequest, PushDispatch, PushDispatchRequest, PushJob, PushTemplate
 from contracts.rules import QueuePolicy, RandomSource, check_lease_ttl_ms, system_random
 from contracts.secrets import Sealed, SecretBox, seal_new
-from contracts.sqlite import agents, fleet, ingress, push, queue, snapshots
+from contracts.sqlite import agents, claim, console, fleet, ingress, push, queue, snapshots
 from contracts.sqlite import secrets as sealed_secrets
 from contracts.sqlite.blobs import BlobDir, BlobError
 from contracts.sqlite.doorbell import Doorbell
@@ -184,18 +185,49 @@ class SqliteStore:
         message_id, _ = await self._write(lambda c, now: queue.enqueue(c, request, now, self._new_id), ring=True)
         return message_id
 
-    async def worker_claim(self, worker_id: str, conversation_id: str | None = None) -> models.ClaimedJob | None:
-        return await self._write(lambda c, now: queue.claim(c, worker_id, conversation_id, now, self._new_lease))
+    @overload
+    async def worker_claim(self, worker_id: str, conversation_id: str | None = None) -> models.ClaimedJob | None: ...
+
+    @overload
+    async def worker_claim(
+        self, worker_id: str, conversation_id: str | None = None, *, with_bundle: Literal[True]
+    ) -> models.ClaimResult: ...
+
+    async def worker_claim(
+        self, worker_id: str, conversation_id: str | None = None, *, with_bundle: bool = False
+    ) -> models.ClaimedJob | models.ClaimResult | None:
+        if with_bundle:
+            return await self._write(
+                lambda c, now: claim.claim_with_bundle(c, worker_id, conversation_id, now, self._new_lease, self._box)
+            )
+        return await self._write(lambda c, now: claim.claim(c, worker_id, conversation_id, now, self._new_lease))
 
     async def worker_heartbeat(self, lease: models.LeaseRef) -> models.LeaseResult:
         return await self._write(lambda c, now: queue.heartbeat(c, lease, now))
 
-    async def worker_complete(self, lease: models.LeaseRef) -> models.LeaseResult:
-        # Completing a head unblocks the conversation's next message: wake idle workers.
-        return await self._write(lambda c, now: queue.complete(c, lease, now), ring=True)
+    async def worker_complete(
+        self,
+        lease: models.LeaseRef,
+        *,
+        history: Sequence[models.HistoryMessage] | None = None,
+        claim_next: models.NextClaim | None = None,
+    ) -> models.CompleteResult:
+        result, freed = await self._write(
+            lambda c, now: claim.complete(
+                c, lease, now, self._new_lease, history=history, claim_next=claim_next, box=self._box
+            )
+        )
+        if freed and self._bell is not None:
+            # The conversation's next message became claimable and this worker did not take it.
+            self._bell.ring()
+        return result
 
     async def worker_fail(self, request: models.FailRequest) -> models.FailResult:
         return await self._write(lambda c, now: queue.fail(c, request, now, self.policy, self._rng), ring=True)
+
+    async def worker_release(self, request: models.ReleaseRequest) -> models.LeaseResult:
+        # The message is due again at once: wake an idle worker whose gateway may be fine.
+        return await self._write(lambda c, now: queue.release(c, request, now), ring=True)
 
     async def worker_hydration_bundle(
         self, message_id: str, workspace_id: str = "default"
@@ -244,6 +276,41 @@ class SqliteStore:
     async def get_conversation(self, conversation_id: str, history_limit: int = 50) -> models.Conversation | None:
         return await self._read(lambda c, _: agents.get_conversation(c, conversation_id, history_limit))
 
+    async def search_conversations(self, query: str = "", limit: int = 50) -> list[models.ConversationSummary]:
+        return await self._read(lambda c, _: console.search_conversations(c, query.strip(), _bounded(limit)))
+
+    async def conversation_records(self, conversation_id: str, limit: int = 100) -> list[models.MessageRecord]:
+        return await self._read(lambda c, _: agents.conversation_records(c, conversation_id, _bounded(limit)))
+
+    async def settled_since(self, since_ms: int, limit: int = 10_000) -> models.SettledWindow:
+        return await self._read(lambda c, now: console.settled_since(c, since_ms, max(1, limit), now))
+
+    # ---------------------------------------------------------------- the operator console's sign-in
+
+    async def create_operator_token(self, token: OperatorToken) -> OperatorToken:
+        return await self._write(lambda c, _: console.create_operator_token(c, token))
+
+    async def find_operator_token(self, token_hash: str) -> OperatorToken | None:
+        return await self._read(lambda c, _: console.find_operator_token(c, token_hash))
+
+    async def list_operator_tokens(self) -> list[OperatorToken]:
+        return await self._read(lambda c, _: console.list_operator_tokens(c))
+
+    async def revoke_operator_token(self, token_id: str) -> bool:
+        return await self._write(lambda c, now: console.revoke_operator_token(c, token_id, now))
+
+    async def create_console_session(self, session: ConsoleSession) -> ConsoleSession:
+        return await self._write(lambda c, now: console.create_session(c, session, now))
+
+    async def find_console_session(self, session_hash: str) -> ConsoleSession | None:
+        return await self._read(lambda c, now: console.find_session(c, session_hash, now))
+
+    async def end_console_session(self, session_hash: str) -> bool:
+        return await self._write(lambda c, now: console.end_session(c, session_hash, now))
+
+    async def list_pairing_codes(self, limit: int = 100) -> list[PairingCode]:
+        return await self._read(lambda c, now: ingress.list_pairing_codes(c, _bounded(limit), now))
+
     # ---------------------------------------------------------------- agents and secrets
 
     async def upsert_agent_profile(self, profile: models.AgentProfile) -> models.AgentProfile:
@@ -256,6 +323,9 @@ class SqliteStore:
 
     async def get_agent_profile(self, agent_key: str) -> models.AgentProfile | None:
         return await self._read(lambda c, _: agents.get_profile(c, agent_key))
+
+    async def list_agent_profiles(self) -> list[models.AgentProfile]:
+        return await self._read(lambda c, _: agents.list_profiles(c))
 
     async def import_secret(self, secret_ref: str, value: SecretStr) -> int:
         sealed = seal_new(self._box, secret_ref, value)
@@ -390,6 +460,12 @@ class SqliteStore:
     async def ledger_list(self, include_closed: bool = False) -> list[models.LaunchRecord]:
         return await self._read(lambda c, _: fleet.ledger_list(c, include_closed))
 
+    async def record_reconcile(self, record: models.ReconcileRecord) -> None:
+        await self._write(lambda c, _: console.record_reconcile(c, record))
+
+    async def last_reconcile(self) -> models.ReconcileRecord | None:
+        return await self._read(lambda c, _: console.last_reconcile(c))
+
     # ---------------------------------------------------------------- push schedules and broadcasts
 
     async def push_template_put(self, template: PushTemplate) -> PushTemplate:
@@ -424,8 +500,8 @@ class SqliteStore:
 
     # ---------------------------------------------------------------- waiting and time
 
-    async def wait_for_work(self, timeout_s: float) -> bool:
-        upcoming = await self._read(fleet.next_ready_at)
+    async def wait_for_work(self, timeout_s: float, conversation_id: str | None = None) -> bool:
+        upcoming = await self._read(lambda c, now: fleet.next_ready_at(c, now, conversation_id))
         if upcoming is not None:
             # A retry or a scheduled message falls due before the timeout: wake for it.
             until_due_s = max(0.0, (upcoming - self.clock.now_ms()) / 1000)
@@ -442,3 +518,8 @@ class SqliteStore:
         if self._bell is not None:
             self._bell.close()
         self._engine.close()
+
+
+def _bounded(limit: int) -> int:
+    """List reads answer between 1 and 1,000 rows, whatever was asked."""
+    return min(max(limit, 1), 1000)

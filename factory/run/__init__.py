@@ -18,10 +18,11 @@ gateway uses), ``burst`` (the demo messages), ``demo`` (the demo folder and the 
 run settles), ``state`` (what the run has seen), ``screen`` (live and plain views) and ``summary``.
 """
 
+from contracts.figures import percentile
 from factory.run.burst import BurstMessage, demo_burst
 from factory.run.command import run
 from factory.run.model import ModelPlan, choose_model
-from factory.run.state import Outcome, PlanLine, RunState, Tracked, percentile
+from factory.run.state import Outcome, PlanLine, RunState, Tracked
 
 __all__ = [
     "BurstMessage",

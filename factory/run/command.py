@@ -33,7 +33,7 @@ from factory.run.demo import (
     exclusive,
     reset_demo,
 )
-from factory.run.fleet import close_fleet, fleet_settings, run_fleet
+from factory.run.fleet import DemoPlans, close_fleet, fleet_settings, run_fleet
 from factory.run.gateway import install_openclaw, start_gateway
 from factory.run.memory import check_memory
 from factory.run.model import ModelPlan, choose_model
@@ -44,6 +44,9 @@ from factory.run.telegram import say_hello, show_replies, start_front_door
 from factory.settings import LogSettings, RunSettings, StoreSettings, load
 from factory.stores import open_full_store
 
+# Demo workers do not wait for ever on a gateway that is gone: if this command is killed outright
+# (its gateway and stub die with it), the workers it started exit on their own within a minute.
+DEMO_MAX_OUTAGE_S = 60.0
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
@@ -81,8 +84,9 @@ async def demo_run(screen: Screen, opts: RunOptions, plan: ModelPlan, env: Mappi
             outcome.phase = "starting the gateway"
             runtime = await start_gateway(screen, stack, install, opts.demo, plan, outcome)
             outcome.phase = "opening the front door"
+            plans = DemoPlans()
             telegram, bot_api = await start_front_door(
-                stack, screen, store, lambda: open_full_store(opts.store, role="ingress")
+                stack, screen, store, lambda: open_full_store(opts.store, role="ingress"), plans
             )
             scale = fleet_settings(runtime, opts.max_workers)
             # Workers need the gateway, not the model: provider keys stay with the gateway, and
@@ -94,8 +98,11 @@ async def demo_run(screen: Screen, opts: RunOptions, plan: ModelPlan, env: Mappi
             state = RunState(outcome.t0, opts.messages, plan.label, opts.max_workers)
             outcome.state = state
             stack.push_async_callback(close_fleet, provider, state, outcome)
-            specs = launch_specs(scale, opts.store, "local", grace_s=10, telegram_api_base=bot_api)
+            specs = launch_specs(
+                scale, opts.store, "local", grace_s=10, max_outage_s=DEMO_MAX_OUTAGE_S, telegram_api_base=bot_api
+            )
             reconciler = Reconciler(store, provider, scaling_policy(scale), specs)
+            plans.reconciler = reconciler
             screen.line(
                 f"autoscaler: local provider, affinity (one worker per active conversation, max {opts.max_workers}), "
                 f"scale-down after {SCALE_DOWN_WINDOW_S:g} s idle, tick every {TICK_S:g} s; "

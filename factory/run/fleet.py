@@ -13,6 +13,7 @@ from autoscaler.errors import ProviderError
 from autoscaler.providers.local import LocalProvider
 from autoscaler.reconciler import Reconciler
 from contracts.errors import FactoryError
+from contracts.models import ReconcileRecord
 from factory.run.burst import BurstMessage, enqueue_burst
 from factory.run.demo import OBSERVE_S, SCALE_DOWN_WINDOW_S, TICK_S
 from factory.run.screen import Screen, excerpt, show_live, show_plain
@@ -22,6 +23,19 @@ from factory.stores import FullStore
 from gateway.runtime import GatewayRuntime
 
 BOOT_FAILURES_TO_GIVE_UP = 3
+
+
+class DemoPlans:
+    """The console's dry run during the demo: the demo's own reconciler, once it exists."""
+
+    def __init__(self) -> None:
+        self.reconciler: Reconciler | None = None
+
+    async def dry_run(self) -> ReconcileRecord:
+        if self.reconciler is None:
+            raise FactoryError("the demo's autoscaler is not running yet; try again in a moment")
+        result = await self.reconciler.tick(dry_run=True)
+        return result.record(self.reconciler.provider.name, await self.reconciler.store.now_ms())
 
 
 async def autoscale(reconciler: Reconciler, state: RunState) -> None:
@@ -118,9 +132,13 @@ def fleet_settings(runtime: GatewayRuntime, max_workers: int) -> ScaleSettings:
         max_step=max_workers,
         scale_down_window_s=SCALE_DOWN_WINDOW_S,
         idle_timeout_s=None,
-        budget_machines=None,
+        budget_machines=max_workers,
         launch_timeout_s=120.0,
+        launch_hedge_s=60.0,
         drain_deadline_s=60.0,
+        pool_size=0,
+        pool_prefill=False,
+        keep_warm_workers=0,
         worker_store=None,
         gateway_url=runtime.url,
         gateway_token=runtime.token,

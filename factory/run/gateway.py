@@ -75,10 +75,7 @@ async def start_gateway(
 ) -> GatewayRuntime:
     model: ModelChoice
     if plan.hosted is None:
-        with anyio.CancelScope(shield=True):  # started means stopped: never lose the handle to a cancel
-            stub = await anyio.to_thread.run_sync(
-                partial(StubLLMProcess.start, (demo / "stub-llm.jsonl").absolute(), output=demo / "stub-llm.out")
-            )
+        stub = await StubLLMProcess.astart((demo / "stub-llm.jsonl").absolute(), output=demo / "stub-llm.out")
         stack.push_async_callback(_stop_blocking, outcome, "stub model", stub.stop)
         await anyio.lowlevel.checkpoint()
         model = CompatibleModel(base_url=stub.base_url)

@@ -14,8 +14,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from contracts.figures import percentile
 from factory.run.demo import OBSERVE_S
-from factory.run.state import RunState, percentile
+from factory.run.state import RunState
 from factory.safe_text import one_line, plain
 
 REFRESH_S = 0.25  # the live view's refresh (4 per second)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import math
 import signal
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -17,16 +15,6 @@ from factory.run.demo import SCALE_DOWN_WINDOW_S
 
 if TYPE_CHECKING:
     from factory.run.memory import MemoryCheck
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Linear interpolation between closest ranks (numpy's default); None without values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 @dataclass

@@ -7,9 +7,10 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
+from contracts.figures import percentile
 from factory.run.model import ModelPlan
 from factory.run.screen import Screen, seconds
-from factory.run.state import Outcome, percentile
+from factory.run.state import Outcome
 
 
 def summary_of(outcome: Outcome, plan: ModelPlan) -> dict[str, Any]:

@@ -21,11 +21,11 @@ from fastapi import FastAPI, Request
 from pydantic import SecretStr
 
 from contracts.errors import FactoryError
+from factory.cmd_console import mint
 from factory.run.screen import Screen, excerpt
 from factory.run.state import RunState, Tracked
 from factory.stores import FullStore
-from ingress import IngressConfig, IngressServer, create_app
-from ingress.app import FrontDoorStore
+from ingress import ConsoleConfig, IngressConfig, IngressServer, PlanSource, ServedStore, create_app
 from ingress.configure import configure_webhook
 
 BOT_TOKEN = "4242:factory-run-demo-bot"
@@ -79,14 +79,20 @@ class DemoTelegram:
 
 
 async def start_front_door(
-    stack: AsyncExitStack, screen: Screen, store: FullStore, open_store: Callable[[], FrontDoorStore]
+    stack: AsyncExitStack,
+    screen: Screen,
+    store: FullStore,
+    open_store: Callable[[], ServedStore],
+    plans: PlanSource,
 ) -> tuple[DemoTelegram, str]:
-    """Start the demo's Bot API and a real `factory serve` on loopback; connect the bot; returns
-    the Bot API's base URL for the workers."""
+    """Start the demo's Bot API and a real `factory serve` on loopback (the operator console
+    included); connect the bot; returns the Bot API's base URL for the workers."""
     telegram = DemoTelegram()
     tg = await stack.enter_async_context(anyio.create_task_group())
     bot_api = IngressServer(telegram.app(), port=0, grace_s=1)
-    serve = IngressServer(create_app(open_store, IngressConfig()), port=0, grace_s=1)
+    # A short refresh: the demo is over in half a minute.
+    console = ConsoleConfig(refresh_s=1.0)
+    serve = IngressServer(create_app(open_store, IngressConfig(), console, plans), port=0, grace_s=1)
     for server in (bot_api, serve):
         await tg.start(server.serve)
         stack.callback(server.stop)
@@ -94,6 +100,9 @@ async def start_front_door(
     report = await configure_webhook(store, "default", serve.url, api_base=bot_api.url)
     ready = "ready" if report.is_ready else "NOT ready"
     screen.line(f"front door: factory serve on {serve.url}; the demo bot's webhook is {ready}")
+    token, _ = await mint(store, "demo", "admin")
+    screen.line(f"operator console: {serve.url}/console  (live while the demo runs)")
+    screen.line(f"  demo sign-in token, for this demo store only: {token}")
     return telegram, bot_api.url
 
 

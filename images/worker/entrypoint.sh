@@ -1,18 +1,25 @@
 #!/bin/sh
-# factory worker container: OpenClaw gateway on loopback + one `factory worker run`.
+# factory worker container: OpenClaw gateway on loopback + one `factory worker run`, started together.
 #
 #   0. a worker pinned to a conversation (FACTORY_CONVERSATION) prepares its agent first:
 #      `factory worker prepare` restores the conversation's newest snapshot into the state
 #      directory and writes the agent's workspace, before the gateway opens it,
 #   1. write the gateway config (gateway_config.py; secrets stay in the environment),
 #   2. start the gateway with only what it needs (gateway_config.py exec: its token and model key,
-#      never the store token or other credentials the container holds), its console output to a
-#      file (it prints reply text),
-#   3. wait for GET /readyz = 200 (FACTORY_GATEWAY_READY_TIMEOUT_S, default 120 s),
-#   4. run the worker; SIGTERM/SIGINT go to the worker, which finishes or fails its job
-#      within its grace period and exits; we wait for it, then stop the gateway,
-#   5. exit with the worker's status (0 after an idle or drained exit: Fly then destroys the
-#      machine, the droplet powers off).
+#      never the store token or other credentials the container holds; its console output to a
+#      file: it prints reply text) and, at the same
+#      time, the worker: the worker's start, its store connection and its registration overlap
+#      the gateway's start, and it waits for the gateway's /readyz before its first claim
+#      (FACTORY_GATEWAY_WAIT_S, default FACTORY_GATEWAY_READY_TIMEOUT_S = 120 s);
+#   3. SIGTERM/SIGINT go to the worker, which finishes or fails its job within its grace period
+#      and exits; a gateway that dies takes the worker down with it (TERM, so it drains);
+#   4. stop the gateway and exit with the worker's status (0 after an idle or drained exit: Fly
+#      then destroys the machine, or keeps it stopped for the warm pool; the droplet powers off).
+#
+# The gateway's compiled code comes from the Node compile cache warmed when the image was built
+# (NODE_COMPILE_CACHE, warm-cache.sh). Every boot registers a worker of its own
+# (FACTORY_WORKER_ID plus a per-boot suffix): a machine started again from the warm pool is a new
+# worker on the same machine and launch.
 #
 # The platform's stop timeout (Fly stop_config / kill_timeout, systemd TimeoutStopSec) must exceed
 # the worker's grace period, or the job is killed mid-flight.
@@ -31,28 +38,19 @@ if [ "${1:-}" = "worker" ]; then
 fi
 
 here=$(dirname "$0")
-port=${OPENCLAW_GATEWAY_PORT:-18789}
+. "$here/gateway_env.sh"
 ready_timeout=${FACTORY_GATEWAY_READY_TIMEOUT_S:-120}
-export OPENCLAW_GATEWAY_PORT="$port"
-export OPENCLAW_STATE_DIR="${OPENCLAW_STATE_DIR:-/data/openclaw}"
-export OPENCLAW_CONFIG_PATH="${OPENCLAW_CONFIG_PATH:-$OPENCLAW_STATE_DIR/openclaw.json}"
-export OPENCLAW_HOME="${OPENCLAW_HOME:-$OPENCLAW_STATE_DIR/home}"
-# No mDNS, no self-update, no helper downloads: a worker talks to the model provider and the store only.
-export OPENCLAW_OFFLINE=1 OPENCLAW_DISABLE_BONJOUR=1 OPENCLAW_NO_AUTO_UPDATE=1
-# Without a heap cap the gateway's RSS keeps growing under load (lazy GC); 512 MB plateaus near 1.3 GB.
-export NODE_OPTIONS="${NODE_OPTIONS:---max-old-space-size=512}"
-# Loopback only, so a per-boot random token is enough; the generated config refers to it by name.
-if [ -z "${FACTORY_OPENCLAW_GATEWAY_TOKEN:-}" ]; then
-    FACTORY_OPENCLAW_GATEWAY_TOKEN=$(python -c 'import secrets; print(secrets.token_hex(24))')
-fi
-export FACTORY_OPENCLAW_GATEWAY_TOKEN
+export FACTORY_GATEWAY_WAIT_S="${FACTORY_GATEWAY_WAIT_S:-$ready_timeout}"
 # What the worker reads to reach the gateway.
 export OPENCLAW_GATEWAY_URL="http://127.0.0.1:$port"
 export OPENCLAW_GATEWAY_TOKEN="$FACTORY_OPENCLAW_GATEWAY_TOKEN"
+boot=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
+export FACTORY_WORKER_ID="${FACTORY_WORKER_ID:-worker}-$boot"
 
 gateway_pid=""
 worker_pid=""
 stopping=0
+gateway_gone=0
 
 log() { echo "entrypoint: $*" >&2; }
 
@@ -84,44 +82,44 @@ python "$here/gateway_config.py" exec \
     >>"$OPENCLAW_STATE_DIR/logs/gateway.out" 2>&1 &
 gateway_pid=$!
 
-log "waiting for the gateway on port $port"
-waited=0
-until python -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" \
-    "http://127.0.0.1:$port/readyz" 2>/dev/null; do
-    if [ "$stopping" = 1 ]; then
-        stop_gateway
-        exit 143
-    fi
-    if ! kill -0 "$gateway_pid" 2>/dev/null; then
-        log "the gateway exited before it was ready; last lines of its log:"
-        tail -n 40 "$OPENCLAW_STATE_DIR/logs/gateway.out" >&2 || true
-        exit 1
-    fi
-    if [ "$waited" -ge "$ready_timeout" ]; then
-        log "the gateway was not ready within ${ready_timeout}s"
-        stop_gateway
-        exit 1
-    fi
-    sleep 1
-    waited=$((waited + 1))
-done
-log "gateway ready"
-
 factory worker run "$@" &
 worker_pid=$!
+log "gateway (pid $gateway_pid) and worker $FACTORY_WORKER_ID (pid $worker_pid) started"
 if [ "$stopping" = 1 ]; then
     kill -TERM "$worker_pid" 2>/dev/null || true  # a stop that arrived while we started it
 fi
 
-# `wait` returns early when a trapped signal arrives; keep waiting until the worker has exited.
-status=0
-while :; do
-    set +e
-    wait "$worker_pid"
-    status=$?
-    set -e
-    kill -0 "$worker_pid" 2>/dev/null || break
+ready() {
+    python -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" \
+        "http://127.0.0.1:$port/readyz" 2>/dev/null
+}
+
+# Watch both until the worker has exited; `wait` on a short sleep returns at once for a signal.
+gateway_ready=0
+while kill -0 "$worker_pid" 2>/dev/null; do
+    if [ "$gateway_gone" = 0 ] && ! kill -0 "$gateway_pid" 2>/dev/null; then
+        gateway_gone=1
+        if [ "$gateway_ready" = 0 ]; then
+            log "the gateway exited before it was ready; stopping the worker. Last lines of its log:"
+        else
+            log "the gateway exited; stopping the worker. Last lines of its log:"
+        fi
+        tail -n 40 "$OPENCLAW_STATE_DIR/logs/gateway.out" >&2 || true
+        kill -TERM "$worker_pid" 2>/dev/null || true
+    elif [ "$gateway_ready" = 0 ] && ready; then
+        gateway_ready=1
+        log "gateway ready"
+    fi
+    sleep 1 &
+    wait $! 2>/dev/null || true
 done
+set +e
+wait "$worker_pid"
+status=$?
+set -e
 log "worker exited with status $status"
 stop_gateway
+if [ "$gateway_gone" = 1 ]; then
+    status=1  # the worker was stopped because its gateway died: the machine failed
+fi
 exit "$status"

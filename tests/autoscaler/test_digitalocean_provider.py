@@ -328,3 +328,22 @@ async def test_an_unreadable_create_answer_is_ambiguous(do: DigitalOceanProvider
 
     assert caught.value.ambiguous
     assert do_api.count("create") == 1
+
+
+async def test_a_powered_off_droplet_is_started_again(do: DigitalOceanProvider, do_api: FakeDigitalOceanApi) -> None:
+    machine = await do.create(SPEC)
+    await do.stop(machine)
+    assert [m.state for m in await do.list()] == ["stopped"]  # off, and still billed: the pool pays full price
+
+    await do.start(machine)
+    await do.start(machine)  # already on: DigitalOcean says 422, which counts as done
+
+    droplet = int(machine.machine_id)
+    assert do_api.actions == [(droplet, "shutdown"), (droplet, "power_on")]
+    assert [m.state for m in await do.list()] == ["running"]
+
+
+async def test_a_droplet_cannot_be_created_powered_off(do: DigitalOceanProvider, do_api: FakeDigitalOceanApi) -> None:
+    with pytest.raises(ProviderError, match="POOL_PREFILL") as refused:
+        await do.create(SPEC, parked=True)
+    assert not refused.value.retryable and do_api.count("create") == 0

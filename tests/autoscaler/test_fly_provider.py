@@ -445,3 +445,55 @@ async def test_an_unreadable_create_answer_is_ambiguous(fly: FlyProvider, fly_ap
 
     assert caught.value.ambiguous
     assert fly_api.count("create") == 1
+
+
+async def test_a_pool_machine_is_created_stopped_kept_when_its_worker_exits_and_started(
+    fly_api: FakeFlyApi, sleeps: RecordingSleep
+) -> None:
+    fly = provider_for(fly_api, sleeps, keep_stopped=True)
+    try:
+        parked = await fly.create(SPEC, parked=True)
+        (body,) = fly_api.create_bodies
+        assert body["skip_launch"] is True and body["config"]["auto_destroy"] is False
+        assert [m.state for m in await fly.list()] == ["starting"]  # "created": not booted, costs its disk only
+        await fly.start(parked)
+        assert [m.state for m in await fly.list()] == ["running"]  # the fake boots at once
+        fly_api.exit_worker(parked.machine_id)
+        assert [m.state for m in await fly.list()] == ["stopped"]  # kept, not destroyed
+        await fly.start(parked)
+        await fly.start(parked)  # already started: Fly answers with the previous state
+        assert fly_api.count("start") == 3 and [m.state for m in await fly.list()] == ["running"]
+        await fly.destroy(parked)
+        with pytest.raises(ProviderError) as gone:
+            await fly.start(parked)
+        assert gone.value.status == 404 and not gone.value.retryable
+    finally:
+        await fly.aclose()
+
+
+async def test_without_a_pool_a_machine_destroys_itself_when_its_worker_exits(
+    fly: FlyProvider, fly_api: FakeFlyApi
+) -> None:
+    machine = await fly.create(SPEC)
+    fly_api.exit_worker(machine.machine_id)
+    assert await fly.list() == []
+
+
+async def test_starts_are_paced_per_machine(fly_api: FakeFlyApi) -> None:
+    clock = FakeClock()
+    limiter = KeyedRateLimiter(Limit(rate_per_s=1, burst=1), clock=clock, sleep=clock.sleep)
+    fly = FlyProvider(config(fly_api), limiter=limiter, retry=RetryPolicy(attempts=1), sleep=clock.sleep)
+    try:
+        machines = [
+            await fly.create(
+                SPEC.model_copy(update={"environment": SPEC.environment.model_copy(update={"launch_id": f"L{i}"})}),
+                parked=True,
+            )
+            for i in range(3)
+        ]
+        clock.sleeps.clear()
+        for machine in machines:
+            await fly.start(machine)
+        assert clock.sleeps == []  # one bucket per machine: a pool starts all at once
+    finally:
+        await fly.aclose()

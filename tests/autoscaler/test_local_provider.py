@@ -114,6 +114,11 @@ async def eventually(check: Callable[[], Awaitable[bool]], *, timeout_s: float =
             await anyio.sleep(0.05)
 
 
+# What a worker logs once its store answered and it waits for the spec's gateway (nothing listens
+# there); its signal handlers are in place by then.
+WAITING_FOR_GATEWAY = "not available yet; waiting for it"
+
+
 async def wait_for_log(provider: LocalProvider, launch_id: str, text: str) -> None:
     async def logged() -> bool:
         record = await provider.launch_record(launch_id)
@@ -188,7 +193,8 @@ async def test_create_starts_a_detached_worker_with_its_identity_and_secrets(fle
     with capture_logs() as logs:
         machine, record = await fleet.create(provider, spec)
         listed = await provider.list()
-        await wait_for_log(provider, spec.launch_id, "worker registered")
+        # Its store answered; no gateway listens at the spec's URL, so it waits for one, not ready.
+        await wait_for_log(provider, spec.launch_id, WAITING_FOR_GATEWAY)
 
         typed: Provider = provider  # the protocol, checked by mypy
         assert typed.name == "local"
@@ -278,7 +284,7 @@ async def test_stop_lets_the_worker_drain_and_exit_zero(fleet: Fleet) -> None:
     provider = fleet.provider()
     spec = fleet.spec()
     machine, record = await fleet.create(provider, spec)
-    await wait_for_log(provider, spec.launch_id, "worker registered")  # its SIGTERM handler is set
+    await wait_for_log(provider, spec.launch_id, WAITING_FOR_GATEWAY)  # its SIGTERM handler is set
 
     await provider.stop(machine)
     await provider.stop(machine)  # idempotent: a second SIGTERM would cut the drain short
@@ -307,7 +313,7 @@ async def test_destroy_terminates_the_worker_and_removes_its_record(fleet: Fleet
     provider = fleet.provider()
     spec = fleet.spec()
     machine, record = await fleet.create(provider, spec)
-    await wait_for_log(provider, spec.launch_id, "worker registered")
+    await wait_for_log(provider, spec.launch_id, WAITING_FOR_GATEWAY)
 
     started = time.monotonic()
     await provider.destroy(machine)

@@ -20,6 +20,8 @@ class Names:
     ("action", "method"),
     [
         (plan.Launch(reason="r"), "on_launch"),
+        (plan.Start(reason="r", machine_id="m", launch_id="l"), "on_start"),
+        (plan.Park(reason="r", machine_id="m", launch_id="l"), "on_park"),
         (plan.Drain(reason="r", worker_id="w"), "on_drain"),
         (plan.Destroy(reason="r", machine_id="m"), "on_destroy"),
         (plan.CollectOrphan(reason="r", machine_id="m"), "on_collect_orphan"),

@@ -6,12 +6,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoscaler.plan import CloseLaunch, CollectOrphan, Destroy, Drain, Launch, Plan, ResolveLaunch, RetireWorker
+from autoscaler.plan import (
+    CloseLaunch,
+    CollectOrphan,
+    Destroy,
+    Drain,
+    Launch,
+    Park,
+    Plan,
+    ResolveLaunch,
+    RetireWorker,
+    Start,
+)
 from autoscaler.planner import plan
 from autoscaler.policy import ScalingPolicy
 from autoscaler.provider import Machine
-from autoscaler.simulate import SimMessage, World
-from contracts.models import DemandSnapshot, LaunchRecord, WorkerView
+from autoscaler.simulate import SimMessage, World, ideal
+from contracts.models import DemandSnapshot, LaunchRecord, RecentConversation, WorkerView
 
 MIN = 60_000
 HOUR_MS = 3_600_000
@@ -23,7 +34,7 @@ def replan(world: World, policy: ScalingPolicy) -> Plan:
 
 def busy_world(conversations: int, *, boot_s: float = 10) -> World:
     """A world whose conversations each hold a message that takes an hour: demand stays put."""
-    world = World(boot_s=boot_s)
+    world = World(profile=ideal(boot_s))
     for c in range(conversations):
         world.arrive(SimMessage(f"c{c}", 0, HOUR_MS))
     return world
@@ -54,7 +65,7 @@ def live(world: World) -> int:
 
 
 def test_a_quiet_empty_fleet_needs_nothing() -> None:
-    assert replan(World(), ScalingPolicy()).empty
+    assert replan(World(profile=ideal()), ScalingPolicy()).empty
 
 
 def test_affinity_launches_one_worker_per_active_conversation() -> None:
@@ -68,14 +79,15 @@ def test_pool_mode_packs_conversations_per_worker() -> None:
     assert len(p.of(Launch)) == 3
 
 
-def test_scale_up_is_bounded_per_tick_and_by_max_and_budget() -> None:
+def test_scale_up_asks_for_all_it_needs_within_max_and_budget() -> None:
+    assert len(replan(busy_world(20), ScalingPolicy(max_workers=50)).of(Launch)) == 20
     assert len(replan(busy_world(20), ScalingPolicy(max_step=4, max_workers=50)).of(Launch)) == 4
-    assert len(replan(busy_world(20), ScalingPolicy(max_step=50, max_workers=6)).of(Launch)) == 6
-    assert len(replan(busy_world(20), ScalingPolicy(max_step=50, max_workers=50, budget_machines=5)).of(Launch)) == 5
+    assert len(replan(busy_world(20), ScalingPolicy(max_workers=6)).of(Launch)) == 6
+    assert len(replan(busy_world(20), ScalingPolicy(max_workers=50, budget_machines=5)).of(Launch)) == 5
 
 
 def test_min_workers_are_kept_without_demand() -> None:
-    world = World()
+    world = World(profile=ideal())
     policy = ScalingPolicy(min_workers=2)
     assert len(replan(world, policy).of(Launch)) == 2
     settle(world, policy)
@@ -91,7 +103,7 @@ def test_launches_in_flight_count_as_capacity() -> None:
 
 
 def test_idle_workers_are_drained_only_after_the_window_and_busy_ones_never() -> None:
-    world = World(boot_s=5)
+    world = World(profile=ideal(5))
     world.arrive(SimMessage("a", 0, 30_000))
     world.arrive(SimMessage("b", 0, HOUR_MS))
     policy = ScalingPolicy(scale_down_window_s=120)
@@ -107,7 +119,7 @@ def test_idle_workers_are_drained_only_after_the_window_and_busy_ones_never() ->
 
 
 def test_a_drained_worker_is_destroyed_once_it_has_exited() -> None:
-    world = World(boot_s=5)
+    world = World(profile=ideal(5))
     world.arrive(SimMessage("a", 0, 1_000))
     policy = ScalingPolicy(scale_down_window_s=0)
     settle(world, policy)
@@ -233,6 +245,99 @@ def test_policy_validation_names_the_problem() -> None:
         ScalingPolicy(min_workers=1, idle_timeout_s=60)
 
 
+def test_a_busy_worker_that_does_not_report_its_launch_keeps_its_machine() -> None:
+    # Matched to its machine by machine id: its launch is not mistaken for one that never registered.
+    now = 10 * HOUR_MS
+    worker = _view("w1", busy=True, machine_ref={"machine_id": "m1"})
+    ledger = [LaunchRecord(launch_id="L1", provider="fly", requested_at=0, state="running", machine_id="m1")]
+    p = plan(_demand(worker, inflight=1, now=now), [_machine("m1", "L1")], ledger, ScalingPolicy(), now)
+    assert p.empty and p.current == 1
+
+
+def test_a_retired_worker_takes_its_launch_with_it() -> None:
+    now = 10 * HOUR_MS
+    worker = _view("w1", launch_id="L1", heartbeat_age_ms=10 * MIN, idle_since=0)
+    ledger = [LaunchRecord(launch_id="L1", provider="fly", requested_at=0, state="running", machine_id="m1")]
+    (retire,) = plan(_demand(worker, now=now), [], ledger, ScalingPolicy(), now).actions
+    assert isinstance(retire, RetireWorker) and retire.launch_id == "L1"
+
+
+def _pool_world(pool_size: int) -> tuple[World, ScalingPolicy]:
+    world = World(profile=ideal(20, start_s=(1.0, 1.0)), auto_destroy=False)
+    # Pool mode: its launches are unpinned, so a drained machine can be parked and started for anyone.
+    policy = ScalingPolicy(mode="pool", pool_size=pool_size, scale_down_window_s=0, keep_warm_workers=0)
+    return world, policy
+
+
+def test_drained_machines_are_parked_while_the_pool_has_room_and_started_first() -> None:
+    world, policy = _pool_world(pool_size=2)
+    for c in ("a", "b", "c"):
+        world.arrive(SimMessage(c, 0, 1_000))
+    settle(world, policy)
+    assert world.done == 3 and world.parked() == 2 and len(world.machines) == 2  # the third was destroyed
+    assert all(m.state == "stopped" for m in world.machines.values())
+    world.arrive(SimMessage("d", world.now_ms, 1_000))
+    p = replan(world, policy)
+    # Started, not created; not refilled either: the started machine returns to the pool when done.
+    assert len(p.of(Start)) == 1 and p.of(Launch) == []
+    world.apply(p.actions)
+    world.step(1_000)  # a start takes a second here, not the 20 s of a create
+    assert world.inflight() == {"d"}
+
+
+def test_a_machine_pinned_to_a_conversation_is_not_parked_for_others() -> None:
+    # Affinity launches are pinned: started again, such a machine would serve only its old
+    # conversation, so it is destroyed once drained; the pool is left for unpinned machines.
+    world = World(profile=ideal(20, start_s=(1.0, 1.0)), auto_destroy=False)
+    policy = ScalingPolicy(pool_size=2, pool_prefill=False, scale_down_window_s=0, keep_warm_workers=0)
+    for c in ("a", "b"):
+        world.arrive(SimMessage(c, 0, 1_000))
+    settle(world, policy)
+    assert world.done == 2 and world.parked() == 0 and not world.machines
+
+
+def test_the_pool_is_filled_with_machines_created_stopped() -> None:
+    world, policy = _pool_world(pool_size=3)
+    p = replan(world, policy)
+    assert [a.parked for a in p.of(Launch)] == [True, True, True]  # type: ignore[attr-defined]
+    world.apply(p.actions)
+    assert world.parked() == 3 and replan(world, policy).empty
+    assert all(not m.booted for m in world.machines.values())
+
+
+def test_keep_warm_holds_a_worker_for_conversations_expected_back() -> None:
+    policy = ScalingPolicy(scale_down_window_s=30, keep_warm_workers=3, keep_warm_gap_factor=1.5)
+    world = World(profile=ideal(5))
+    world.launch()
+    world.step(5_000)
+    # Two conversations a few minutes apart each: one warm worker serves both (pooled), past the window.
+    for _ in range(4):
+        world.arrive(SimMessage("a", world.now_ms, 1_000))
+        world.step(90_000)
+        world.arrive(SimMessage("b", world.now_ms, 1_000))
+        world.step(90_000)
+    p = replan(world, policy)
+    assert p.desired == 1 and p.of(Drain) == [] and "kept warm" in p.summary
+    # Silent for longer than 1.5 times their gap (180 s): no longer expected back.
+    world.step(300_000)
+    assert len(replan(world, policy).of(Drain)) == 1
+
+
+def test_keep_warm_is_bounded_by_its_budget_and_off_at_zero() -> None:
+    now = 10 * HOUR_MS
+    chatty = [
+        RecentConversation(conversation_id=f"c{c}", last_arrival_at=now - 1_000, gaps_ms=[2_000, 3_000])
+        for c in range(10)
+    ]
+    demand = _demand(now=now).model_copy(update={"recent": chatty})
+    assert plan(demand, [], [], ScalingPolicy(keep_warm_workers=20, cold_start_s=60), now).desired == 10
+    assert plan(demand, [], [], ScalingPolicy(keep_warm_workers=2, cold_start_s=60), now).desired == 2
+    assert plan(demand, [], [], ScalingPolicy(keep_warm_workers=0), now).desired == 0
+    # One arrival only: no gap to go by, not expected back.
+    once = [RecentConversation(conversation_id="x", last_arrival_at=now - 1_000)]
+    assert plan(demand.model_copy(update={"recent": once}), [], [], ScalingPolicy(), now).desired == 0
+
+
 # --------------------------------------------------------------------------- properties
 
 policies = st.builds(
@@ -241,28 +346,37 @@ policies = st.builds(
     conversations_per_worker=st.integers(1, 5),
     min_workers=st.integers(0, 2),
     max_workers=st.integers(2, 12),
-    max_step=st.integers(1, 6),
+    max_step=st.none() | st.integers(1, 6),
     scale_down_window_s=st.sampled_from([0, 60, 300]),
     budget_machines=st.none() | st.integers(2, 15),
+    pool_size=st.sampled_from([0, 0, 2, 4]),
+    keep_warm_workers=st.sampled_from([0, 2]),
 )
 
 
 @st.composite
 def worlds(draw: st.DrawFn) -> World:
-    """Fleets in arbitrary states: booting, busy, idle, draining, exited, orphaned."""
-    world = World(boot_s=draw(st.sampled_from([5, 20, 60])))
+    """Fleets in arbitrary states: booting, busy, idle, draining, exited, parked, crashed, orphaned,
+    workers that do not report their launch id, conversations that come and go."""
+    world = World(profile=ideal(draw(st.sampled_from([5, 20, 60]))), auto_destroy=draw(st.booleans()))
     for c in range(draw(st.integers(0, 15))):
         world.arrive(SimMessage(f"c{c}", 0, draw(st.sampled_from([5_000, 60_000, 24 * HOUR_MS]))))
     for _ in range(draw(st.integers(0, 8))):
-        world.launch()
+        world.launch(parked=draw(st.booleans()))
     world.step(draw(st.sampled_from([0, 30_000, 120_000])))
     for w in list(world.workers.values()):
         if draw(st.booleans()) and w.busy_conversation is None:
             w.status, w.status_since_ms = "draining", world.now_ms
+        w.reports_launch = draw(st.booleans())
+    for machine_id in list(world.machines):
+        if draw(st.integers(0, 5)) == 0:
+            world.crash(machine_id)
     for _ in range(draw(st.integers(0, 2))):
         world.launch()
         world.ledger.popitem()  # a machine whose launch record was lost: an orphan
     world.step(draw(st.sampled_from([0, 600_000, 1_800_000])))
+    for c in range(draw(st.integers(0, 4))):
+        world.arrive(SimMessage(f"c{c}", world.now_ms, 30_000))  # returning conversations
     return world
 
 
@@ -277,20 +391,24 @@ def test_a_plan_never_destroys_a_busy_worker_and_stays_within_bounds(world: Worl
     removed = {a.machine_id for a in p.actions if isinstance(a, Destroy | CollectOrphan)}
     assert not removed & _busy_machines(world)
     assert policy.min_workers <= p.desired <= policy.max_workers
-    launches = len(p.of(Launch))
-    assert launches <= policy.max_step
-    assert len(p.of(Drain)) <= policy.max_step
-    assert p.current + p.launching + launches <= max(policy.max_workers, p.current + p.launching)
-    if policy.budget_machines is not None and launches:
-        existing = len(world.machines) - len(removed)
-        unlisted = sum(1 for r in world.open_launches() if r.machine_id not in world.machines)
-        assert existing + unlisted + launches <= policy.budget_machines
+    launches = [a for a in p.of(Launch) if not a.parked]  # type: ignore[attr-defined]
+    starts = len(p.of(Start))
+    if policy.max_step is not None:
+        assert len(launches) + starts <= policy.max_step
+        assert len(p.of(Drain)) <= policy.max_step
+    assert p.current + p.launching + len(launches) + starts <= max(policy.max_workers, p.current + p.launching)
+    new = len(p.of(Launch))
+    if policy.budget_machines is not None and new:
+        existing = len({m.machine_id for m in world.fleet()} - removed)
+        unlisted = sum(1 for r in world.open_launches() if r.state != "parked" and r.machine_id not in world.machines)
+        assert existing + unlisted + new <= policy.budget_machines
+    assert p.parked <= policy.pool_size or not p.of(Park)
 
 
 @settings(max_examples=300, deadline=None)
 @given(world=worlds(), policy=policies)
 def test_applying_a_plan_then_replanning_repeats_nothing(world: World, policy: ScalingPolicy) -> None:
-    unbounded = policy.model_copy(update={"max_step": 1_000, "budget_machines": None})
+    unbounded = policy.model_copy(update={"max_step": None, "budget_machines": None})
     first = replan(world, unbounded)
     world.apply(first.actions)
     second = replan(world, unbounded)
@@ -301,7 +419,7 @@ def test_applying_a_plan_then_replanning_repeats_nothing(world: World, policy: S
 @given(world=worlds(), policy=policies)
 def test_any_fleet_converges_and_then_stays_put(world: World, policy: ScalingPolicy) -> None:
     # Enough ticks to launch the largest fleet step by step, boot it, and wait out every window.
-    ticks = 2 * (policy.max_workers // policy.max_step + 1) + 80
+    ticks = 2 * (policy.max_workers // (policy.max_step or policy.max_workers) + 1) + 80
     for _ in range(ticks):
         tick(world, policy, dt_ms=30_000)
     assert replan(world, policy).empty
@@ -310,7 +428,5 @@ def test_any_fleet_converges_and_then_stays_put(world: World, policy: ScalingPol
     want = policy.desired(active)
     if policy.budget_machines is not None:
         want = min(want, policy.budget_machines)
-    assert (
-        live(world) + sum(1 for m in world.machines.values() if m.state == "starting") >= min(want, policy.max_workers)
-        or not world.ready()
-    )
+    booting = sum(1 for m in world.machines.values() if m.state in ("starting", "running") and not m.booted)
+    assert live(world) + booting >= min(want, policy.max_workers) or not world.ready()

@@ -14,7 +14,7 @@ import anyio
 import pytest
 from pydantic import SecretStr
 
-from autoscaler.errors import ProviderError, ReconcileBusy
+from autoscaler.errors import ProviderError, ReconcileBusy, ReconcileLockLost
 from autoscaler.plan import Destroy, Drain, Launch
 from autoscaler.policy import ScalingPolicy
 from autoscaler.provider import LaunchSpec, Machine, Provider
@@ -272,5 +272,86 @@ async def test_two_reconciles_cannot_run_at_once(store: SqliteStore, fly_api: Fa
             await Reconciler(store, provider, POLICY, spec_for).tick()
         dry = await Reconciler(store, provider, POLICY, spec_for).tick(dry_run=True)
         assert not dry.applied
+    finally:
+        await provider.aclose()
+
+
+async def test_a_long_tick_keeps_the_lock_and_one_that_loses_it_stops(store: SqliteStore, fly_api: FakeFlyApi) -> None:
+    # A create Fly answers after 1.5 s (then 504: looked up, adopted) outlasts a 0.6 s lock TTL.
+    config = FlyConfig(
+        api_token=SecretStr(FLY_TOKEN), app=fly_api.app, image="worker:1", api_base_url=fly_api.url, request_timeout_s=5
+    )
+    provider = FlyProvider(config, limiter=unlimited(), retry=FAST_RETRY)
+    try:
+        reconciler = Reconciler(store, provider, POLICY, spec_for, lock_ttl_s=0.6, find_interval_s=0.05)
+        await enqueue(store, "a")
+        fly_api.timeout_next("create", delay_s=1.5)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reconciler.tick)
+            await anyio.sleep(1.0)
+            assert not await store.acquire_reconcile_lock("cron", 60_000)  # renewed while the tick runs
+        assert await store.acquire_reconcile_lock("cron", 60_000)  # released when it ended
+        await store.release_reconcile_lock("cron")
+        assert len(fly_api.live()) == 1
+
+        # Taken over mid-tick (say the lock store lost it): the tick stops instead of running on unguarded.
+        await enqueue(store, "b")
+        fly_api.timeout_next("create", delay_s=1.5)
+        async with anyio.create_task_group() as tg:
+
+            async def steal() -> None:
+                await anyio.sleep(0.1)
+                await store.release_reconcile_lock(reconciler.holder)
+                assert await store.acquire_reconcile_lock("intruder", 60_000)
+
+            tg.start_soon(steal)
+            with pytest.raises(ReconcileLockLost):
+                await reconciler.tick()
+    finally:
+        await provider.aclose()
+
+
+async def test_a_drained_machine_is_parked_and_started_again_instead_of_a_create(
+    store: SqliteStore, fly_api: FakeFlyApi
+) -> None:
+    config = FlyConfig(
+        api_token=SecretStr(FLY_TOKEN), app=fly_api.app, image="worker:1", api_base_url=fly_api.url, keep_stopped=True
+    )
+    provider = FlyProvider(config, limiter=unlimited(), retry=FAST_RETRY)
+    # Pool mode: its launches are unpinned (an affinity launch is pinned to its conversation and
+    # so is not parked for others).
+    policy = POLICY.model_copy(update={"mode": "pool", "pool_size": 1, "pool_prefill": False, "keep_warm_workers": 0})
+    try:
+        reconciler = Reconciler(store, provider, policy, spec_for, find_interval_s=0.05)
+        for boot, conversation in enumerate(("a", "b")):
+            await enqueue(store, conversation)
+            up = await reconciler.tick()
+            assert [a.action for a in up.plan.actions] == (["launch"] if boot == 0 else ["start"]), up.plan.actions
+            (machine,) = await provider.list()
+            # The machine's next boot registers a worker of its own (the image adds a per-boot suffix).
+            worker_id = f"{machine.worker_id}-boot{boot}"
+            await store.worker_register(
+                WorkerRegistration(
+                    worker_id=worker_id,
+                    provider="fly",
+                    launch_id=machine.launch_id,
+                    machine_ref=MachineRef(machine_id=machine.machine_id),
+                )
+            )
+            job = await store.worker_claim(worker_id)
+            assert job is not None and job.conversation_id == conversation
+            assert (
+                await store.worker_complete(
+                    LeaseRef(worker_id=worker_id, message_id=job.message_id, lease_id=job.lease_id)
+                )
+            ).ok
+            assert [a.action for a in (await reconciler.tick()).plan.actions] == ["drain"]
+            fly_api.exit_worker(machine.machine_id)  # the drained worker exits; the machine stops
+            parked = await reconciler.tick()
+            assert [a.action for a in parked.plan.actions] == ["park"] and not parked.errors
+            assert [r.state for r in await store.ledger_list()] == ["parked"]
+            assert (await reconciler.tick()).plan.empty
+        assert fly_api.count("create") == 1 and fly_api.count("start") == 1
+        assert [m["state"] for m in fly_api.live()] == ["stopped"]
     finally:
         await provider.aclose()

@@ -1,76 +1,136 @@
-"""The simulated world's helpers for drivers other than the planner (used by bench/autoscaler_bench.py)."""
+"""The simulated world: what it charges and how it behaves per provider (the bench's honesty)."""
 
 from __future__ import annotations
 
-from autoscaler.simulate import SimMessage, World
+import dataclasses
+
+from autoscaler.simulate import DIGITALOCEAN, FLY, SimMessage, World, ideal
 
 
 def _booted(world: World, count: int, *, gap_ms: int = 0) -> list[str]:
     """Launch ``count`` machines ``gap_ms`` apart, then let them all boot; return their machine ids."""
     launches = []
     for _ in range(count):
-        launches.append(world.launch())
+        launch = world.launch()
+        assert launch is not None
+        launches.append(launch)
         world.step(gap_ms)
-    world.step(int(world.boot_s * 1000))
+    world.step(120_000)
     return [world.ledger[launch].machine_id or "" for launch in launches]
 
 
+def test_boot_takes_the_providers_time_then_the_gateways() -> None:
+    for profile in (FLY, DIGITALOCEAN):
+        quiet = dataclasses.replace(profile, boot_fail_p=0.0, create_fail_p=0.0, rate_429_p=0.0)
+        world = World(profile=quiet, seed=3)
+        world.launch()
+        slowest = 1000 * (profile.create_s[1] + profile.ready_s[1])
+        fastest = 1000 * (profile.create_s[0] + profile.ready_s[0])
+        world.step(int(fastest) - 1)
+        assert not world.workers
+        world.step(int(slowest - fastest) + 1)
+        assert len(world.workers) == 1
+
+
+def test_paced_creates_wait_for_the_rate_limit_and_unpaced_ones_are_refused() -> None:
+    quiet = dataclasses.replace(FLY, create_fail_p=0.0, rate_429_p=0.0)
+    paced = World(profile=quiet)
+    for _ in range(6):
+        paced.launch()
+    # Fly: a burst of 3, then one a second.
+    assert sorted(m.created_ms for m in paced.machines.values()) == [0, 0, 0]
+    paced.step(3_000)
+    assert sorted(m.created_ms for m in paced.machines.values()) == [0, 0, 0, 1_000, 2_000, 3_000]
+    unpaced = World(profile=quiet, paced=False)
+    made = [unpaced.launch() for _ in range(6)]
+    assert sum(1 for launch in made if launch is None) == 3 and unpaced.refused == 3
+
+
+def test_a_new_machine_is_missing_from_lists_for_the_lag() -> None:
+    world = World(profile=dataclasses.replace(ideal(30), list_lag_s=5))
+    world.launch()
+    assert world.fleet() == [] and len(world.open_launches()) == 1
+    world.step(5_000)
+    assert len(world.fleet()) == 1
+
+
+def test_a_machine_whose_boot_fails_runs_and_bills_without_a_worker() -> None:
+    world = World(profile=ideal(5, boot_fail_p=1.0))
+    world.launch()
+    world.step(60_000)
+    assert not world.workers and len(world.machines) == 1
+    assert world.billed_ms == 60_000
+
+
+def test_parked_machines_bill_their_share_and_droplets_a_minimum() -> None:
+    fly = World(profile=ideal(2, parked_cost=0.01), auto_destroy=False)
+    launch = fly.launch(parked=True)
+    assert launch is not None and fly.ledger[launch].state == "parked"
+    fly.step(100_000)
+    assert fly.billed_ms == 1_000  # 100 s at 1 %
+    droplet = World(profile=dataclasses.replace(DIGITALOCEAN, create_fail_p=0.0, rate_429_p=0.0), seed=1)
+    launch = droplet.launch()
+    assert launch is not None
+    droplet.step(10_000)
+    droplet.destroy(droplet.ledger[launch].machine_id or "")
+    assert droplet.billed_ms == 60_000  # 10 s used, 60 s billed
+
+
+def test_a_worker_switching_conversations_pays_for_a_fresh_session() -> None:
+    world = World(profile=ideal(1, switch_s=(2.0, 2.0)))
+    _booted(world, 1)
+    world.arrive(SimMessage("a", world.now_ms, 1_000))
+    world.step(10_000)
+    world.arrive(SimMessage("a", world.now_ms, 1_000))  # the same conversation: no switch
+    world.step(10_000)
+    world.arrive(SimMessage("b", world.now_ms, 1_000))
+    world.step(10_000)
+    assert world.waits_ms == [2_000, 0, 2_000]
+
+
+def test_an_exited_worker_leaves_its_machine_stopping_then_gone_or_stopped() -> None:
+    for auto_destroy in (True, False):
+        world = World(profile=ideal(1, stop_s=(4.0, 4.0)), idle_exit_s=10, auto_destroy=auto_destroy)
+        (machine,) = _booted(world, 1)
+        assert machine not in world.machines if auto_destroy else world.machines[machine].state == "stopped"
+        world = World(profile=ideal(1, stop_s=(4.0, 4.0)), idle_exit_s=10, auto_destroy=auto_destroy)
+        world.launch()
+        world.step(11_000)
+        assert world.fleet()[0].state == "stopping"
+
+
 def test_queued_messages_and_active_conversations() -> None:
-    world = World(boot_s=1)
+    world = World(profile=ideal(1))
     assert world.queued_messages() == 0 and world.active_conversations() == set()
     world.arrive(SimMessage("a", 0, 60_000))
     world.arrive(SimMessage("a", 0, 60_000))
     world.arrive(SimMessage("b", 0, 60_000))
     assert world.queued_messages() == 3
-    _booted(world, 1)  # takes a's first message (the oldest ready conversation, then by name)
+    world.launch()
+    world.step(1_000)  # takes a's first message (the oldest ready conversation, then by name)
     assert world.inflight() == {"a"}
     assert world.queued_messages() == 2
     assert world.active_conversations() == {"a", "b"}
-
-
-def test_reap_exited_destroys_only_machines_whose_worker_exited() -> None:
-    world = World(boot_s=1, idle_exit_s=10)
-    _booted(world, 1)
-    world.arrive(SimMessage("a", world.now_ms, 60_000))
-    _booted(world, 1)  # the first worker takes "a" at once; the second boots and stays idle
-    world.step(10_000)
-    assert world.reap_exited() == 1
-    assert len(world.machines) == 1 and world.inflight() == {"a"}
-    assert world.busy_destroyed == 0
-    assert len(world.open_launches()) == 1
+    assert {r.conversation_id: r.active for r in world.demand().recent} == {"a": True, "b": True}
 
 
 def test_destroy_newest_picks_booting_then_newest_and_ignores_busy() -> None:
-    world = World(boot_s=5)
+    world = World(profile=ideal(5))
     oldest, middle, newest = _booted(world, 3, gap_ms=1_000)
-    world.arrive(SimMessage("a", world.now_ms, 60_000))
-    world.step(0)
+    world.arrive(SimMessage("a", world.now_ms, 600_000))
     busy = {w.machine_id for w in world.workers.values() if w.busy_conversation is not None}
     assert busy == {oldest}  # the lowest worker id takes the work
-    booting = world.ledger[world.launch()].machine_id
+    booting = world.launch()
+    assert booting is not None
     assert world.destroy_newest(2) == 2
-    assert set(world.machines) == {oldest, middle} and booting not in world.machines and newest not in world.machines
+    assert set(world.machines) == {oldest, middle} and newest not in world.machines
     assert world.destroy_newest(5) == 2
     assert world.machines == {}
     assert world.busy_destroyed == 1 and world.queued_messages() == 1  # the job went back to its queue
 
 
-def test_next_change_names_boots_job_ends_and_idle_exits() -> None:
-    world = World(boot_s=20, idle_exit_s=30)
-    assert world.next_change_ms() is None
-    world.launch()
-    assert world.next_change_ms() == 20_000
-    world.arrive(SimMessage("a", 0, 7_000))
-    world.step(20_000)  # booted and took the message
-    assert world.next_change_ms() == 27_000
-    world.step(7_000)
-    assert world.done == 1 and world.next_change_ms() == 57_000
-    world.step(30_000)
-    assert world.machines["m0"].state == "stopped" and world.next_change_ms() is None
-
-
 def _replay(messages: list[SimMessage], end_ms: int, *, by_event: bool) -> World:
-    world = World(boot_s=20, idle_exit_s=45)
+    world = World(profile=FLY, seed=7, idle_exit_s=45)
     world.launch()
     world.launch()
     pending = sorted(messages, key=lambda m: m.arrived_ms)
@@ -82,14 +142,13 @@ def _replay(messages: list[SimMessage], end_ms: int, *, by_event: bool) -> World
             at = min(candidates if change is None else [*candidates, change])
         else:
             at = world.now_ms + 1_000
-        world.step(at - world.now_ms)
+        world.advance(at)
         while pending and pending[0].arrived_ms <= world.now_ms:
             world.arrive(pending.pop(0))
         if world.now_ms % 60_000 == 0:
             world.reap_exited()
             for _ in range(2 - len(world.machines)):
                 world.launch()
-        world.step(0)
     return world
 
 
@@ -101,4 +160,4 @@ def test_stepping_from_change_to_change_matches_stepping_every_second() -> None:
     fine = _replay(messages, 900_000, by_event=False)
     coarse = _replay(messages, 900_000, by_event=True)
     assert fine.done > 0
-    assert (coarse.done, coarse.machine_ms, coarse.waits_ms) == (fine.done, fine.machine_ms, fine.waits_ms)
+    assert (coarse.done, coarse.billed_ms, coarse.waits_ms) == (fine.done, fine.billed_ms, fine.waits_ms)

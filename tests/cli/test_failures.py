@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from contracts.convex.standin import StandIn
 from tests.cli.conftest import Cli
+from tests.gateway_fixture import OpenClawGateway
 
 
 def _one_line(text: str) -> str:
@@ -36,17 +39,26 @@ def test_the_cli_works_against_convex(cli: Cli, convex_standin: StandIn) -> None
     assert cli("queue", "stats", "--json").json()["readyConversations"] == 1
 
 
-def test_a_worker_whose_gateway_is_down_fails_the_message_as_retryable(cli: Cli) -> None:
+def test_a_worker_whose_gateway_is_down_waits_and_never_touches_the_message(cli: Cli) -> None:
     assert cli("enqueue", "hello", "--conversation", "c1").code == 0
     cli.env.update(OPENCLAW_GATEWAY_URL="http://127.0.0.1:9", OPENCLAW_GATEWAY_TOKEN="not-a-secret")
-    result = cli("worker", "run", "--once")
-    assert result.code != 0
+    result = cli("worker", "run", "--once", "--max-outage", "1")
+    assert result.code == 1
     line = _one_line(result.stderr)
-    assert "queued for retry" in line and "127.0.0.1:9" in line
+    assert "gateway stayed unavailable for 1 s" in line and "127.0.0.1:9" in line
     stats = cli("queue", "stats", "--json").json()
-    assert (stats["queued"], stats["deadLetters"]) == (1, 0)
-    # Waiting out its backoff, or already due again if this machine was slow to ask.
-    assert stats["retryingConversations"] + stats["readyConversations"] == 1
+    assert (stats["queued"], stats["readyConversations"], stats["deadLetters"]) == (1, 1, 0)
+    assert cli("queue", "dead-letters", "--json").json() == []
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:99999", "ftp://127.0.0.1:18789"])
+def test_a_gateway_url_that_cannot_work_is_refused_before_anything_is_claimed(cli: Cli, url: str) -> None:
+    assert cli("enqueue", "hello", "--conversation", "c1").code == 0
+    cli.env.update(OPENCLAW_GATEWAY_URL=url, OPENCLAW_GATEWAY_TOKEN="not-a-secret")
+    result = cli("worker", "run", "--once")
+    assert result.code == 2
+    assert "OPENCLAW_GATEWAY_URL" in _one_line(result.stderr)
+    assert cli("queue", "stats", "--json").json()["readyConversations"] == 1
 
 
 def test_a_worker_without_a_gateway_token_names_the_setting(cli: Cli) -> None:
@@ -72,3 +84,28 @@ def test_a_bad_setting_is_one_line(cli: Cli) -> None:
     result = cli("reconcile", "--dry-run")
     assert result.code != 0
     assert "FACTORY_SCALE_MAX" in _one_line(result.stderr)
+
+
+def test_reconcile_refuses_to_launch_local_workers_without_a_gateway_token(cli: Cli) -> None:
+    assert cli("enqueue", "hello", "--conversation", "c1").code == 0
+    result = cli("reconcile", "--provider", "local")
+    assert result.code == 2
+    assert "OPENCLAW_GATEWAY_TOKEN" in _one_line(result.stderr)
+    assert not list((cli.cwd / ".factory" / "local").glob("*.json"))  # nothing was launched
+
+
+@pytest.mark.gateway
+def test_a_gateway_token_the_gateway_refuses_is_refused_before_anything_runs(
+    cli: Cli, openclaw_gateway: OpenClawGateway
+) -> None:
+    assert cli("enqueue", "hello", "--conversation", "c1").code == 0
+    cli.env.update(OPENCLAW_GATEWAY_URL=openclaw_gateway.url, OPENCLAW_GATEWAY_TOKEN="not-the-token")
+    worker = cli("worker", "run", "--once")
+    assert worker.code == 2
+    line = _one_line(worker.stderr)
+    assert "OPENCLAW_GATEWAY_TOKEN" in line and "AUTH_TOKEN_MISMATCH" in line and "not-the-token" not in line
+    reconcile = cli("reconcile", "--provider", "local")
+    assert reconcile.code == 2 and "OPENCLAW_GATEWAY_TOKEN" in _one_line(reconcile.stderr)
+    assert not list((cli.cwd / ".factory" / "local").glob("*.json"))
+    stats = cli("queue", "stats", "--json").json()
+    assert (stats["readyConversations"], stats["processing"], stats["deadLetters"]) == (1, 0, 0)

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
 from contracts.errors import InvalidInput
 from factory.run import choose_model, demo_burst, percentile
 from factory.settings import RunSettings
-from tests.cli.conftest import Cli
+from tests.cli.conftest import Cli, Result
 
 _SUMMARY = re.compile(r"factory run: processed (\d+), dead-lettered (\d+), p50 ([\d.]+) s, p95 ([\d.]+) s")
+_CONSOLE = re.compile(r"operator console: (http://127\.0\.0\.1:\d+)/console")
+_TOKEN = re.compile(r"demo sign-in token, for this demo store only: (\S+)")
+_DONE = re.compile(r'data-stat="done" data-value="(\d+)"')
 
 
 def _processes_mentioning(marker: str) -> list[str]:
@@ -37,11 +48,72 @@ def _offline(cli: Cli) -> Cli:
     return cli
 
 
+@contextmanager
+def _console_session(url: str, token: str) -> Iterator[httpx.Client]:
+    """Signed in to the demo's console with the token it printed, as a browser does."""
+    with httpx.Client(base_url=url, timeout=10) as client:
+        form = client.get("/console/login")
+        nonce = re.search(r'name="nonce" value="([^"]+)"', form.text)
+        assert nonce is not None, form.text[:500]
+        signed_in = client.post("/console/login", data={"token": token, "nonce": nonce.group(1), "next": "/console"})
+        assert signed_in.status_code == 303 and signed_in.headers["location"] == "/console", signed_in.text[:500]
+        yield client
+
+
+def _run_watching_the_console(cli: Cli, *args: str, timeout: float) -> tuple[Result, list[int]]:
+    """``factory run`` as a user runs it, with an operator watching its console meanwhile: the
+    result, and the overview's "done" figure each time the operator looked."""
+    lines: list[str] = []
+    printed = threading.Event()
+
+    def read(stream: IO[str]) -> None:
+        for line in iter(stream.readline, ""):
+            lines.append(line)
+            if _TOKEN.search(line):
+                printed.set()
+        printed.set()  # the end of output: nothing more to wait for
+
+    stderr = cli.cwd / "run.stderr"
+    seen: list[int] = []
+    command = [sys.executable, "-m", "factory", *args]
+    with (
+        stderr.open("w") as err,
+        subprocess.Popen(command, cwd=cli.cwd, env=cli.env, stdout=subprocess.PIPE, stderr=err, text=True) as proc,
+    ):
+        assert proc.stdout is not None
+        reader = threading.Thread(target=read, args=(proc.stdout,), daemon=True)
+        reader.start()
+        try:
+            printed.wait(timeout)
+            output = "".join(lines)
+            url, token = _CONSOLE.search(output), _TOKEN.search(output)
+            if url is not None and token is not None:
+                with _console_session(url.group(1), token.group(1)) as console:
+                    while proc.poll() is None:
+                        try:
+                            overview = console.get("/console/fragments/overview")
+                        except httpx.TransportError:
+                            break  # the demo is over and its front door closed
+                        found = _DONE.search(overview.text)
+                        if overview.status_code == 200 and found is not None:
+                            seen.append(int(found.group(1)))
+                        time.sleep(0.5)
+            proc.wait(timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            reader.join(10)
+    return Result(proc.returncode, "".join(lines), stderr.read_text()), seen
+
+
 @pytest.mark.gateway
 @pytest.mark.slow
 @pytest.mark.timeout(600)  # two gateways start on a shared 2-core machine
 def test_run_processes_a_burst_scales_to_zero_and_leaves_nothing_behind(cli: Cli) -> None:
-    result = _offline(cli)("run", "--conversations", "3", "--messages", "6", timeout=540)
+    result, done_seen = _run_watching_the_console(
+        _offline(cli), "run", "--conversations", "3", "--messages", "6", timeout=540
+    )
     assert result.code == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "model: offline stub (no OPENAI_API_KEY / ANTHROPIC_API_KEY set)" in result.stdout
     summary = _SUMMARY.search(result.stdout)
@@ -60,6 +132,9 @@ def test_run_processes_a_burst_scales_to_zero_and_leaves_nothing_behind(cli: Cli
         r"knows its 2 earlier turns",
         result.stdout,
     ), result.stdout[-3000:]
+    # The console showed the demo live: an operator signed in with the printed token saw
+    # messages answered while the run went on.
+    assert done_seen and max(done_seen) >= 1, (done_seen, result.stdout[-3000:])
     # Scaled back to zero and cleaned up: no worker, gateway or stub of this run is still running.
     leftovers = _processes_mentioning(str(cli.cwd))
     assert not [p for p in leftovers if "factory worker run" in p], leftovers
@@ -67,6 +142,46 @@ def test_run_processes_a_burst_scales_to_zero_and_leaves_nothing_behind(cli: Cli
     # Worker logs stay for a post-mortem; the launch records are gone with their workers.
     local = cli.cwd / ".factory" / "run" / "local"
     assert list(local.glob("*.log")) and not list(local.glob("*.json"))
+
+
+@pytest.mark.gateway
+@pytest.mark.slow
+def test_kill_9_of_factory_run_takes_its_gateway_and_stub_with_it(cli: Cli) -> None:
+    run = subprocess.Popen(
+        [sys.executable, "-m", "factory", "run", "--conversations", "1", "--messages", "1"],
+        cwd=cli.cwd,
+        env=_offline(cli).env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        started = _until(lambda: _children_of_the_run(cli) == {"stub", "gateway"}, 300)
+        assert started, _processes_mentioning(str(cli.cwd))
+    finally:
+        run.kill()  # SIGKILL: no cleanup of its own can run
+        run.wait(30)
+    # The kernel tells both (PR_SET_PDEATHSIG): nothing of the run lives on.
+    gone = _until(lambda: not _processes_mentioning(str(cli.cwd)), 120)
+    assert gone, _processes_mentioning(str(cli.cwd))
+
+
+def _children_of_the_run(cli: Cli) -> set[str]:
+    found = set()
+    for command in _processes_mentioning(str(cli.cwd)):
+        if "gateway.stub_llm" in command:
+            found.add("stub")
+        elif "openclaw" in command:
+            found.add("gateway")
+    return found
+
+
+def _until(check: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def test_other_providers_are_refused_in_one_line(cli: Cli) -> None:

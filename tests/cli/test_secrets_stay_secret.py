@@ -115,6 +115,7 @@ def test_no_token_reaches_a_log_an_error_or_a_file(tmp_path: Path, echo_gateway:
             "FLY_IMAGE": "registry.fly.io/factory-worker:1",
             "FLY_API_BASE_URL": fly.url,
             "FACTORY_WORKER_STORE": "https://happy-animal-123.convex.cloud",
+            "FACTORY_SCALE_POOL_SIZE": "0",  # one create to count, not a warm pool's prefill
         }
         run("reconcile", "--provider", "fly", extra=fly_env)
         fly.fail_next("create", 422, body={"error": echoed})

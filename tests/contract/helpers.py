@@ -9,6 +9,7 @@ from contracts.models import (
     FailRequest,
     LeaseRef,
     MessagePayload,
+    ReleaseRequest,
     WorkerRegistration,
 )
 from contracts.secrets import SecretBox, SecretsKey, new_key
@@ -53,6 +54,10 @@ def lease_of(job: ClaimedJob, worker_id: str = "w1") -> LeaseRef:
 
 def fail_of(job: ClaimedJob, error: str = "boom", *, retryable: bool = True, worker_id: str = "w1") -> FailRequest:
     return FailRequest(lease=lease_of(job, worker_id), error_message=error, retryable=retryable)
+
+
+def release_of(job: ClaimedJob, reason: str = "gateway unreachable", *, worker_id: str = "w1") -> ReleaseRequest:
+    return ReleaseRequest(lease=lease_of(job, worker_id), reason=reason)
 
 
 async def claim_text(store: Store, worker_id: str = "w1") -> str | None:

@@ -146,6 +146,28 @@ async def test_stopped_workers_leave_the_snapshot(harness: Harness) -> None:
     assert (await store.fleet_demand()).workers == []
 
 
+async def test_recent_conversations_carry_their_arrival_gaps(harness: Harness) -> None:
+    store = harness.store
+    await register(store)
+    await store.enqueue(request("chatty", "1"))
+    await harness.advance(10_000)
+    await store.enqueue(request("chatty", "2"))
+    now = (await store.fleet_demand()).now
+    await store.enqueue(request("later", "not an arrival yet", scheduled_for=now + 3_600_000))
+    await harness.advance(20_000)
+    await store.enqueue(request("chatty", "3"))
+    await store.enqueue(request("once", "a"))
+    # "once" is answered: it stays in the snapshot (it may come back), no longer active.
+    job = await store.worker_claim("w1", "once")
+    assert job is not None
+    await store.worker_complete(lease_of(job))
+    recent = {r.conversation_id: r for r in (await store.fleet_demand()).recent}
+    assert set(recent) == {"chatty", "once"}  # a message scheduled for later is not an arrival
+    assert recent["chatty"].gaps_ms == [20_000, 10_000]  # newest first
+    assert recent["chatty"].active and not recent["once"].active
+    assert recent["once"].gaps_ms == [] and recent["once"].last_arrival_at >= recent["chatty"].last_arrival_at
+
+
 # --------------------------------------------------------------------------- history and hydration
 
 
@@ -224,6 +246,10 @@ async def test_the_ledger_records_a_launch_once(harness: Harness) -> None:
     assert not await store.ledger_update("missing", "gone")
     [open_launch] = await store.ledger_list()
     assert (open_launch.state, open_launch.machine_id) == ("running", "m-9")
+    # A warm-pool member stays open while parked, and after it is started again.
+    assert await store.ledger_update("L1", "parked", detail="parked")
+    assert [r.state for r in await store.ledger_list()] == ["parked"]
+    assert await store.ledger_update("L1", "running")
     await store.ledger_update("L1", "gone", detail="destroyed after drain")
     assert await store.ledger_list() == []
     [closed] = await store.ledger_list(include_closed=True)

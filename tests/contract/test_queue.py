@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from contracts.errors import AgentUnavailable, ConversationConflict
-from contracts.models import AgentProfile, FailRequest, LeaseRef
+from contracts.models import AgentProfile, ClaimedJob, FailRequest, LeaseRef
 from tests.contract.conftest import LEASE_TTL_MS, Harness
-from tests.contract.helpers import claim_text, fail_of, lease_of, register, request
+from tests.contract.helpers import claim_text, fail_of, lease_of, register, release_of, request
 
 pytestmark = pytest.mark.anyio
 
@@ -188,7 +188,8 @@ async def test_an_expired_lease_is_dead_even_before_a_sweep(harness: Harness) ->
     assert taken.attempt == 2
 
 
-async def test_a_stale_lease_changes_nothing(harness: Harness) -> None:
+async def _taken_over(harness: Harness) -> tuple[ClaimedJob, ClaimedJob]:
+    """w1's lease on a message runs out and w2 claims it: (w1's job, w2's job)."""
     store = harness.store
     await register(store, "w1")
     await register(store, "w2")
@@ -197,7 +198,13 @@ async def test_a_stale_lease_changes_nothing(harness: Harness) -> None:
     assert old is not None
     await harness.advance(LEASE_TTL_MS)
     new = await store.worker_claim("w2")
-    assert new is not None
+    assert new is not None and new.attempt == 2
+    return old, new
+
+
+async def test_a_stale_lease_changes_nothing(harness: Harness) -> None:
+    store = harness.store
+    old, new = await _taken_over(harness)
     refused = await store.worker_complete(lease_of(old, "w1"))
     assert (refused.ok, refused.refused) == (False, "lease_lost")
     result = await store.worker_fail(fail_of(old, worker_id="w1"))
@@ -346,6 +353,58 @@ async def test_a_message_that_crashes_every_worker_ends_dead_lettered(harness: H
     assert await claim_text(store) == "survivor"
     [dead] = await store.list_dead_letters()
     assert "lease expired" in dead.last_error and dead.attempts == 3
+
+
+# --------------------------------------------------------------------------- release (not the message's fault)
+
+
+async def test_release_gives_the_message_back_without_spending_an_attempt(harness: Harness) -> None:
+    store = harness.store
+    await register(store)
+    first = await store.enqueue(request("c", "held up", max_attempts=2))
+    await store.enqueue(request("c", "behind it"))
+    for _ in range(3):  # more releases than attempts: none of them counts
+        job = await store.worker_claim("w1")
+        assert job is not None and job.message_id == first and job.attempt == 1
+        released = await store.worker_release(release_of(job, "gateway unreachable"))
+        assert (released.ok, released.refused) == (True, None)
+        record = await store.get_message(first)
+        assert record is not None and (record.status, record.attempts) == ("queued", 0)
+        assert record.last_error == "released: gateway unreachable"
+        stats = await store.queue_stats()
+        # Due at once, at the head of its conversation: not a retry waiting out a backoff.
+        assert (stats.ready_conversations, stats.retrying_conversations, stats.processing) == (1, 0, 0)
+    assert [await claim_text(store) for _ in range(3)] == ["held up", "behind it", None]
+
+
+async def test_a_release_after_the_lease_ran_out_still_lands_if_nobody_took_over(harness: Harness) -> None:
+    store = harness.store
+    await register(store)
+    await store.enqueue(request("c", "x", max_attempts=1))
+    job = await store.worker_claim("w1")
+    assert job is not None
+    await harness.advance(LEASE_TTL_MS * 2)  # the store was out of reach; the lease ran out meanwhile
+    assert (await store.worker_release(release_of(job))).ok
+    again = await store.worker_claim("w1")
+    # On its only attempt, and not dead-lettered by the expiry: the release gave the attempt back.
+    assert again is not None and again.message_id == job.message_id and again.attempt == 1
+
+
+async def test_a_release_is_fenced_and_a_replay_reports_the_first_outcome(harness: Harness) -> None:
+    store = harness.store
+    old, new = await _taken_over(harness)
+    stale = await store.worker_release(release_of(old, worker_id="w1"))
+    assert (stale.ok, stale.refused) == (False, "lease_lost")
+    intruder = await store.worker_release(release_of(new, worker_id="w1"))
+    assert (intruder.ok, intruder.refused) == (False, "lease_lost")
+    record = await store.get_message(new.message_id)
+    assert record is not None and (record.status, record.attempts, record.claimed_by) == ("processing", 2, "w2")
+    assert (await store.worker_release(release_of(new, worker_id="w2"))).ok
+    assert (await store.worker_release(release_of(new, worker_id="w2"))).ok
+    record = await store.get_message(new.message_id)
+    assert record is not None and (record.status, record.attempts) == ("queued", 1)
+    # Released means no longer ours: complete and heartbeat with that lease are refused.
+    assert (await store.worker_complete(lease_of(new, "w2"))).refused == "lease_lost"
 
 
 # --------------------------------------------------------------------------- sweep and redrive

@@ -15,6 +15,8 @@ from contracts.models import (
     HistoryMessage,
     LeaseRef,
     MessagePayload,
+    NextClaim,
+    ReleaseRequest,
     WorkerRegistration,
 )
 from contracts.roles import EnqueueStore, FleetStore, OperatorStore, WorkerStore
@@ -130,6 +132,20 @@ async def test_fail_uses_upstream_args_and_result(store: AgentFactoryCompatStore
     assert replay.refused == "lease_lost"
 
 
+async def test_a_release_sends_nothing_upstream_has_no_such_function(
+    store: AgentFactoryCompatStore, upstream: AgentFactoryApi
+) -> None:
+    await store.enqueue(message())
+    job = await store.worker_claim("w1")
+    assert job is not None
+    calls = len(upstream.calls)
+    lease = LeaseRef(worker_id="w1", message_id=job.message_id, lease_id=job.lease_id)
+    released = await store.worker_release(ReleaseRequest(lease=lease, reason="gateway down"))
+    # Accepted: upstream re-queues the message when its lease runs out, and counts no attempt for that.
+    assert released.ok
+    assert upstream.calls[calls:] == []
+
+
 async def test_control_is_not_asked_before_the_first_claim(
     store: AgentFactoryCompatStore, upstream: AgentFactoryApi
 ) -> None:
@@ -170,3 +186,20 @@ async def test_a_role_upstream_lacks_is_refused_once_before_anything_runs(upstre
 async def test_waiting_is_a_plain_poll(store: AgentFactoryCompatStore) -> None:
     assert await store.wait_for_work(5) is False  # sleeps one poll interval (10 ms here)
     assert await store.now_ms() > 1_700_000_000_000
+
+
+async def test_the_one_call_hot_path_is_emulated_with_upstreams_separate_calls(
+    store: AgentFactoryCompatStore, upstream: AgentFactoryApi
+) -> None:
+    await store.enqueue(message("first"))
+    await store.enqueue(message("second"))
+    claimed = await store.worker_claim("w1", with_bundle=True)
+    assert claimed.job is not None and claimed.bundle is not None and not claimed.control.should_stop
+    assert claimed.bundle.message_id == claimed.job.message_id
+    lease = LeaseRef(worker_id="w1", message_id=claimed.job.message_id, lease_id=claimed.job.lease_id)
+    turns = [HistoryMessage(role="user", content="first"), HistoryMessage(role="assistant", content="ok")]
+    done = await store.worker_complete(lease, history=turns, claim_next=NextClaim())
+    assert done.ok and done.control is None  # upstream's complete says nothing about stopping
+    assert done.appended is not None and done.appended.updated
+    assert done.next is not None and done.next.job is not None and done.next.bundle is not None
+    assert done.next.job.payload.message_text == "second"

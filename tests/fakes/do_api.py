@@ -6,7 +6,8 @@ response carries ``ratelimit-limit/-remaining/-reset``; create is 202 with the d
 the account's droplet limit (422); list filters on ``tag_name`` and pages with absolute
 ``links.pages.next`` URLs (page size capped by ``max_page_size`` so tests can force paging);
 delete is 204, then 404; ``shutdown``/``power_off`` actions turn a droplet ``off`` (422 when it
-already is); errors are ``{"id": ..., "message": ..., "request_id": ...}``. User data is kept
+already is), ``power_on`` turns an ``off`` one ``active`` again (422 when it already is; it still
+bills while off); errors are ``{"id": ..., "message": ..., "request_id": ...}``. User data is kept
 (``user_data_of``) but, as on DigitalOcean, never shown in responses.
 
 Faults (see ``tests.fakes._server``) are keyed by endpoint: ``create``, ``list``, ``get``,
@@ -206,6 +207,8 @@ class FakeDigitalOceanApi(FaultyServer):
                 return Response(422, _error("unprocessable_entity", "Droplet is already powered off."))
             droplet["status"] = "off"
         else:
+            if droplet["status"] == "active":
+                return Response(422, _error("unprocessable_entity", "Droplet is already powered on."))
             droplet["status"] = "active"
         self.actions.append((int(droplet["id"]), str(kind)))  # accepted actions only
         action = {

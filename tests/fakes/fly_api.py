@@ -2,7 +2,10 @@
 
 Behaviour (reference/fleet-apis.md §1): ``Authorization: Bearer <token>`` or ``FlyV1 <token>``
 else 401; machine names unique per app (422, status ``name_taken``); create answers ``created``
-and the machine is ``started`` ``boot_delay_s`` later; list filters on ``metadata.<key>=<value>``
+and the machine is ``started`` ``boot_delay_s`` later (with ``skip_launch`` it stays ``created``,
+not booted, until started); start boots a ``created`` or ``stopped`` machine (a started one answers
+200 with its ``previous_state``); ``exit_worker`` plays the machine's process exiting: with
+``auto_destroy`` the machine is destroyed, else it stops; list filters on ``metadata.<key>=<value>``
 and hides destroyed machines; stop takes ``{signal, timeout}``; delete needs ``force=true`` for a
 started machine (else 412) and is 404 once gone; wait answers 200 or 408; errors are
 ``{"error": ..., "status"?: ...}``; responses carry fields the provider does not read (events,
@@ -14,8 +17,8 @@ at boot (``machine_env`` shows what a machine would see); a create whose ``min_s
 above the app's version is refused with 412.
 
 Faults (see ``tests.fakes._server``) are keyed by endpoint: ``create``, ``list``, ``get``,
-``stop``, ``delete``, ``wait``, ``set_secret``. ``list_lag(n)`` hides machines created afterwards from the next
-``n`` list calls, as Fly's eventually consistent list does.
+``start``, ``stop``, ``delete``, ``wait``, ``set_secret``. ``list_lag(n)`` hides machines created
+afterwards from the next ``n`` list calls, as Fly's eventually consistent list does.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any
 
 from tests.fakes._server import FaultyServer, Request, Response
 
-_MACHINES = re.compile(r"^/v1/apps/(?P<app>[^/]+)/machines(?:/(?P<id>[^/]+)(?:/(?P<verb>stop|wait))?)?$")
+_MACHINES = re.compile(r"^/v1/apps/(?P<app>[^/]+)/machines(?:/(?P<id>[^/]+)(?:/(?P<verb>start|stop|wait))?)?$")
 _SECRET = re.compile(r"^/v1/apps/(?P<app>[^/]+)/secrets/(?P<name>[A-Za-z_][A-Za-z0-9_]*)$")
 
 
@@ -83,6 +86,12 @@ class FakeFlyApi(FaultyServer):
             machine = self.machines[machine_id]
             return {**(machine["config"].get("env") or {}), **machine["_secrets"]}
 
+    def exit_worker(self, machine_id: str) -> None:
+        """The machine's main process exits (an idle or drained worker): destroyed with auto_destroy, else stopped."""
+        with self.lock:
+            machine = self.machines[machine_id]
+            machine["state"] = "destroyed" if machine["config"].get("auto_destroy") else "stopped"
+
     def live(self) -> list[dict[str, Any]]:
         with self.lock:
             return [m for m in self.machines.values() if m["state"] != "destroyed"]
@@ -99,7 +108,7 @@ class FakeFlyApi(FaultyServer):
         if machine_id is None:
             return {"GET": "list", "POST": "create"}.get(method)
         if verb is not None:
-            return {("POST", "stop"): "stop", ("GET", "wait"): "wait"}.get((method, verb))
+            return {("POST", "start"): "start", ("POST", "stop"): "stop", ("GET", "wait"): "wait"}.get((method, verb))
         return {"GET": "get", "DELETE": "delete"}.get(method)
 
     def authorized(self, request: Request) -> Response | None:
@@ -132,9 +141,8 @@ class FakeFlyApi(FaultyServer):
         machine = self.machines.get(machine_id or "")
         if machine is None or machine["state"] == "destroyed":
             return Response(404, {"error": "machine not found"})
-        return {"get": self._get, "stop": self._stop, "delete": self._delete, "wait": self._wait}[endpoint](
-            machine, request
-        )
+        handlers = {"get": self._get, "start": self._start, "stop": self._stop, "delete": self._delete}
+        return {**handlers, "wait": self._wait}[endpoint](machine, request)
 
     # -- endpoints (called under the lock) ------------------------------------------------------
 
@@ -172,6 +180,7 @@ class FakeFlyApi(FaultyServer):
             return Response(422, {"error": f"a machine with name {name!r} already exists", "status": "name_taken"})
         machine = self._new_machine(name, config, region=body.get("region"))
         machine["hidden_lists"] = self._lag
+        machine["_skip_launch"] = bool(body.get("skip_launch"))
         return Response(200, self._public(machine))
 
     def _list(self, request: Request) -> Response:
@@ -195,6 +204,15 @@ class FakeFlyApi(FaultyServer):
 
     def _get(self, machine: dict[str, Any], request: Request) -> Response:
         return Response(200, self._public(machine))
+
+    def _start(self, machine: dict[str, Any], request: Request) -> Response:
+        previous = machine["state"]
+        if previous in ("created", "stopped", "suspended"):
+            machine["state"] = "starting"
+            machine["_skip_launch"] = False
+            machine["_born"] = time.monotonic()
+            machine["instance_id"] = secrets.token_hex(6).upper()
+        return Response(200, {"previous_state": previous})
 
     def _stop(self, machine: dict[str, Any], request: Request) -> Response:
         self.stop_bodies.append(request.body)
@@ -237,6 +255,7 @@ class FakeFlyApi(FaultyServer):
             "_metadata": dict(config.get("metadata") or {}),
             "_secrets": dict(self.app_secrets),
             "_born": time.monotonic(),
+            "_skip_launch": False,
         }
         self.machines[machine_id] = machine
         return machine
@@ -244,7 +263,8 @@ class FakeFlyApi(FaultyServer):
     def _advance(self) -> None:
         now = time.monotonic()
         for machine in self.machines.values():
-            if machine["state"] == "created" and now - machine["_born"] >= self.boot_delay_s:
+            booting = machine["state"] == "starting" or (machine["state"] == "created" and not machine["_skip_launch"])
+            if booting and now - machine["_born"] >= self.boot_delay_s:
                 machine["state"] = "started"
 
     def _public(self, machine: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,14 @@ class FakeGateway:
     url: str
     connections: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # The token it accepts now: a test may rotate it, as an operator restarting the gateway would.
+    token: str = TOKEN
+    sockets: set[ServerConnection] = field(default_factory=set)
+
+    async def drop(self) -> None:
+        """Close every open connection, as a gateway going away does."""
+        for ws in list(self.sockets):
+            await ws.close()
 
 
 def res(request: dict[str, Any], *, ok: bool = True, payload: Any = None, error: Any = None) -> str:
@@ -71,7 +79,7 @@ async def fake_gateway(
         await ws.send(json.dumps({"type": "event", "event": "connect.challenge", "payload": {"nonce": "n", "ts": 1}}))
         try:
             connect = json.loads(await ws.recv())
-            if connect["params"]["auth"]["token"] != TOKEN:
+            if connect["params"]["auth"]["token"] != state.token:
                 error = {
                     "code": "INVALID_REQUEST",
                     "message": "unauthorized: gateway token mismatch (provide gateway auth token)",
@@ -84,12 +92,15 @@ async def fake_gateway(
                 await ws.send(res(connect, ok=False, error=connect_error or starting))
                 return
             await ws.send(res(connect, payload={"type": "hello-ok", "protocol": protocol}))
+            state.sockets.add(ws)
             async for raw in ws:
                 request = json.loads(raw)
                 state.requests.append(request)
                 await on_request(ws, request, index)
         except ConnectionClosed:
             pass
+        finally:
+            state.sockets.discard(ws)
 
     async with serve(handler, "127.0.0.1", 0, compression=None) as server:
         port = next(iter(server.sockets)).getsockname()[1]

@@ -10,7 +10,7 @@ import pytest
 from tests.gateway_fixture import OpenClawGateway
 from worker.delivery import DeliveryRequest
 from worker.errors import DeliveryAuthError, DeliveryRejected, DeliveryTimeout, DeliveryUnavailable
-from worker.openclaw.http import HttpDelivery
+from worker.openclaw.http import PROBE_TEXT, HttpDelivery
 from worker.openclaw.sessions import session_key
 
 pytestmark = pytest.mark.anyio
@@ -86,3 +86,16 @@ async def test_nothing_listening_is_unavailable() -> None:
         with pytest.raises(DeliveryUnavailable, match="unreachable") as caught:
             await delivery.deliver(turn("hi", "conv"))
     assert "some-token-value" not in str(caught.value)
+
+
+@pytest.mark.gateway
+async def test_probes_tell_a_usable_gateway_and_agent_from_a_refused_token(openclaw_gateway: OpenClawGateway) -> None:
+    async with HttpDelivery(openclaw_gateway.url, openclaw_gateway.token, timeout_s=60) as delivery:
+        probes = openclaw_gateway.calls_saying(PROBE_TEXT)
+        await delivery.probe()  # reachable and the token accepted: no model call for that
+        assert openclaw_gateway.calls_saying(PROBE_TEXT) == probes
+        await delivery.probe("alpha")  # and the agent runs a turn
+        assert openclaw_gateway.calls_saying(PROBE_TEXT) == probes + 1
+    async with HttpDelivery(openclaw_gateway.url, "not-the-token", timeout_s=60) as refused:
+        with pytest.raises(DeliveryAuthError):
+            await refused.probe()

@@ -48,6 +48,15 @@ def test_user_text_reads_content_parts_and_the_newest_turn() -> None:
     assert user_text(messages) == "new"
 
 
+def test_a_turn_resumed_after_a_gateway_restart_answers_the_message_it_quotes() -> None:
+    resumed = (
+        "[Mon 2026-11-30 19:21 UTC] [Queued user message from a previous active turn; preserved as context only. "
+        "Continue with the active prompt below.]\nSLOW:15000 crash me\n\n[System] Your previous turn was "
+        "interrupted by a gateway restart while OpenClaw was waiting on tool/model work."
+    )
+    assert user_text([{"role": "user", "content": resumed}]) == "SLOW:15000 crash me"
+
+
 def test_answers_are_deterministic_with_optional_delay_and_failure() -> None:
     assert answer_for("hi").text == "STUB-REPLY: hi"
     assert answer_for("hi").delay_s == 0

@@ -11,7 +11,7 @@ from tests.gateway_fixture import OpenClawGateway
 from worker.delivery import DeliveryRequest
 from worker.errors import DeliveryAuthError, DeliveryRejected, DeliveryServerError, DeliveryTimeout
 from worker.openclaw.sessions import session_key
-from worker.openclaw.ws import WsDelivery
+from worker.openclaw.ws import PROBE_TEXT, WsDelivery
 
 pytestmark = [pytest.mark.anyio, pytest.mark.gateway]
 
@@ -133,3 +133,18 @@ async def test_case_distinct_conversations_get_separate_sessions(openclaw_gatewa
         await delivery.deliver(turn(lower, base.lower()))
     [call] = openclaw_gateway.calls_for(lower)
     assert upper not in " ".join(t["text"] for t in call["turns"])
+
+
+@pytest.mark.gateway
+async def test_ws_probes_tell_a_usable_gateway_and_agent_from_a_refused_token(
+    openclaw_gateway: OpenClawGateway,
+) -> None:
+    async with WsDelivery(openclaw_gateway.ws_url, openclaw_gateway.token, timeout_s=60) as delivery:
+        probes = openclaw_gateway.calls_saying(PROBE_TEXT)
+        await delivery.probe()
+        assert openclaw_gateway.calls_saying(PROBE_TEXT) == probes
+        await delivery.probe("alpha")
+        assert openclaw_gateway.calls_saying(PROBE_TEXT) == probes + 1
+    async with WsDelivery(openclaw_gateway.ws_url, "not-the-token", timeout_s=60) as refused:
+        with pytest.raises(DeliveryAuthError):
+            await refused.probe()

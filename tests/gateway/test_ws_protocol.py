@@ -12,6 +12,7 @@ from tests.gateway.fake_gateway import TOKEN, answer_echo, fake_gateway, final_o
 from worker.delivery import DeliveryRequest
 from worker.errors import (
     DeliveryAuthError,
+    DeliveryConfigError,
     DeliveryProtocolError,
     DeliveryRejected,
     DeliveryServerError,
@@ -123,7 +124,7 @@ async def test_still_starting_gateway_is_retried_until_it_lets_us_in() -> None:
     assert gateway.connections == 3
 
 
-async def test_protocol_mismatch_is_a_protocol_error() -> None:
+async def test_protocol_mismatch_is_a_config_error_that_waiting_cannot_fix() -> None:
     mismatch = {
         "code": "INVALID_REQUEST",
         "message": "protocol mismatch",
@@ -133,8 +134,9 @@ async def test_protocol_mismatch_is_a_protocol_error() -> None:
         fake_gateway(connect_error=mismatch, refuse_connects=1) as gateway,
         WsDelivery(gateway.url, TOKEN, timeout_s=5) as delivery,
     ):
-        with pytest.raises(DeliveryProtocolError, match="wants 5"):
+        with pytest.raises(DeliveryConfigError, match="wants 5") as raised:
             await delivery.deliver(request())
+    assert not raised.value.retryable and raised.value.fault == "infrastructure"
 
 
 async def test_garbage_frame_is_a_protocol_error() -> None:

@@ -183,9 +183,10 @@ http.server.HTTPServer(("127.0.0.1", port), Ready).serve_forever()
 
 _FAKE_WORKER = """\
 #!{python}
-# Stand-in for `factory worker run`: reports its start and env, finishes its "job" on SIGTERM.
+# Stand-in for `factory worker run`: reports its start and env, waits for the gateway's /readyz as
+# the real worker does before its first claim, finishes its "job" on SIGTERM.
 # `factory worker prepare` (a pinned worker's boot) only reports itself.
-import os, signal, sys, time
+import os, signal, sys, time, urllib.request
 marks = open(os.environ["MARKS"], "a", buffering=1)
 if sys.argv[1:3] == ["worker", "prepare"]:
     marks.write("worker:prepared " + os.environ.get("FACTORY_CONVERSATION", "") + "\\n")
@@ -198,6 +199,16 @@ def stop(*_):
 signal.signal(signal.SIGTERM, stop)
 marks.write("worker:started " + " ".join(sys.argv[1:]) + " " + os.environ["OPENCLAW_GATEWAY_URL"] + "\\n")
 marks.write("worker:token-set " + str(bool(os.environ.get("OPENCLAW_GATEWAY_TOKEN"))) + "\\n")
+deadline = time.monotonic() + 20
+while True:
+    try:
+        urllib.request.urlopen(os.environ["OPENCLAW_GATEWAY_URL"] + "/readyz", timeout=1)
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            sys.exit(75)
+        time.sleep(0.05)
+marks.write("worker:gateway-ready\\n")
 if os.environ.get("WORKER_EXIT"):
     sys.exit(int(os.environ["WORKER_EXIT"]))  # an idle exit (0) or a crash
 while True:
@@ -280,7 +291,7 @@ def test_sigterm_reaches_the_worker_and_the_gateway_stops_after_it(tmp_path: Pat
         stderr=subprocess.PIPE,
     )
     try:
-        started = _wait_for(marks, "worker:token-set", timeout_s=30)
+        started = _wait_for(marks, "worker:gateway-ready", timeout_s=30)
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=20)
     finally:

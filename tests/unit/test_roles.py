@@ -9,6 +9,7 @@ import pytest
 from contracts.convex import AgentFactoryCompatStore, ConvexStore
 from contracts.roles import (
     AgentStore,
+    ConsoleStore,
     EnqueueStore,
     FleetStore,
     IngressStore,
@@ -31,6 +32,7 @@ ROLES = (
     IngressStore,
     SecretStore,
     SnapshotStore,
+    ConsoleStore,
 )
 
 
@@ -45,6 +47,7 @@ def _every_role(store: SqliteStore | ConvexStore) -> None:
     _i: IngressStore = store
     _secrets: SecretStore = store
     _snap: SnapshotStore = store
+    _console: ConsoleStore = store
 
 
 def _compat_roles(store: AgentFactoryCompatStore) -> None:

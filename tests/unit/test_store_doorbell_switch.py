@@ -101,6 +101,9 @@ class _Echo:
     async def deliver(self, request: DeliveryRequest) -> DeliveryReply:
         return DeliveryReply(text=f"echo: {request.text}")
 
+    async def probe(self, agent_id: str | None = None) -> None:
+        return None
+
     async def aclose(self) -> None:
         return None
 
@@ -115,7 +118,6 @@ async def test_a_worker_on_a_poll_only_store_still_processes_work(tmp_path: Path
         channels={},
         session_key=lambda agent, conversation: f"agent:{agent}:{conversation}",
         metrics=metrics,
-        readiness=readiness,
     )
     worker = Worker(WorkerConfig(worker_id="w1", poll_s=0.1), store, runner, metrics, readiness)
     try:

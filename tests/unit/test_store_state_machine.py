@@ -3,7 +3,9 @@
 After every step it checks: at most one live lease per conversation; a claim only ever takes a
 conversation's head (FIFO); a stale or expired lease changes nothing; no message is lost (each
 is queued, processing, done or dead_letter, exactly as the model says); attempts never exceed
-maxAttempts.
+maxAttempts. Claims go through both paths: the plain claim and complete, and the hot path (a
+claim with its bundle; a complete that carries history and claims the worker's next job, whose
+replay hands back the same job).
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ from contracts.models import (
     EnqueueRequest,
     FailRequest,
     FailResult,
+    HistoryMessage,
     LeaseRef,
     MessagePayload,
+    NextClaim,
+    ReleaseRequest,
     WorkerRegistration,
 )
 from contracts.sqlite import SqliteStore
@@ -55,6 +60,7 @@ class Msg:
     expires: int | None = None
     settled_lease: str | None = None  # the lease that completed or failed it, for replays
     fail_result: FailResult | None = None
+    chained: str | None = None  # the message its complete claimed next for the same worker
 
 
 @dataclass
@@ -98,7 +104,10 @@ class Model:
                     due.append(m)
             if not due:
                 return None
-            best = min(due, key=lambda m: (-m.priority, m.scheduled_for, m.seq))
+            # Priority, then claimable longest (a processing head: since its lease expired), then seq.
+            best = min(
+                due, key=lambda m: (-m.priority, m.expires if m.status == "processing" else m.scheduled_for, m.seq)
+            )
             if best.status == "processing" and best.attempts >= best.max_attempts:
                 best.status, best.lease, best.expires = "dead_letter", None, None
                 continue
@@ -153,10 +162,21 @@ class StoreMachine(RuleBasedStateMachine):
             message_id, conversation, self.model.seq, priority, cap, scheduled_for=self.model.now
         )
 
-    @rule(worker=st.sampled_from(WORKERS))
-    def claim(self, worker: str) -> None:
+    @rule(worker=st.sampled_from(WORKERS), with_bundle=st.booleans())
+    def claim(self, worker: str, with_bundle: bool) -> None:
         expected = self.model.predict_claim()
-        job: ClaimedJob | None = self.call(lambda: self.store.worker_claim(worker))
+        job: ClaimedJob | None
+        if with_bundle:
+            answer = self.call(lambda: self.store.worker_claim(worker, with_bundle=True))
+            assert not answer.control.should_stop and answer.now == self.model.now
+            job = answer.job
+            assert (answer.bundle is None) == (job is None)
+            assert job is None or (answer.bundle is not None and answer.bundle.message_id == job.message_id)
+        else:
+            job = self.call(lambda: self.store.worker_claim(worker))
+        self._claimed(worker, expected, job)
+
+    def _claimed(self, worker: str, expected: Msg | None, job: ClaimedJob | None) -> None:
         if expected is None:
             assert job is None
             return
@@ -210,6 +230,42 @@ class StoreMachine(RuleBasedStateMachine):
             assert self._snapshot() == before
 
     @precondition(lambda self: bool(self.leases))
+    @rule(pick=st.integers(0, 10_000), with_history=st.booleans())
+    def complete_and_claim_next(self, pick: int, with_history: bool) -> None:
+        lease = self.leases[pick % len(self.leases)]
+        m = self.model.messages[lease.message_id]
+        owned = self.model.owns(lease)
+        replay = m.status == "done" and m.settled_lease == lease.lease_id and m.worker == lease.worker
+        turns = [HistoryMessage(role="user", content="q"), HistoryMessage(role="assistant", content="a")]
+        before = self._snapshot()
+        if owned is not None:
+            m.status, m.expires, m.settled_lease, m.chained = "done", None, lease.lease_id, None
+        chained = self.model.messages.get(m.chained or "")
+        # A replay hands back the job its first try claimed while this worker still holds it.
+        held = chained is not None and self.model.owns(Lease(lease.worker, chained.message_id, chained.lease or ""))
+        again = replay and held
+        expected = chained if again else (self.model.predict_claim() if owned or replay else None)
+        answer = self.call(
+            lambda: self.store.worker_complete(
+                self._ref(lease), history=turns if with_history else None, claim_next=NextClaim()
+            )
+        )
+        assert answer.ok == (owned is not None or replay)
+        assert answer.next is not None
+        if not answer.ok:
+            assert answer.next.job is None
+            assert self._snapshot() == before
+            return
+        job = answer.next.job
+        if again:
+            assert chained is not None and job is not None
+            assert (job.message_id, job.lease_id) == (chained.message_id, chained.lease)
+            return
+        self._claimed(lease.worker, expected, job)
+        if job is not None:
+            m.chained = job.message_id
+
+    @precondition(lambda self: bool(self.leases))
     @rule(pick=st.integers(0, 10_000), retryable=st.booleans())
     def fail(self, pick: int, retryable: bool) -> None:
         lease = self.leases[pick % len(self.leases)]
@@ -238,6 +294,24 @@ class StoreMachine(RuleBasedStateMachine):
             assert base <= delay <= min(120_000, base * 1.1 + 1)
             m.status, m.scheduled_for = "queued", result.next_scheduled_for
 
+    @precondition(lambda self: bool(self.leases))
+    @rule(pick=st.integers(0, 10_000))
+    def release(self, pick: int) -> None:
+        lease = self.leases[pick % len(self.leases)]
+        m = self.model.messages[lease.message_id]
+        ours = m.lease == lease.lease_id and m.worker == lease.worker
+        before = self._snapshot()
+        answer = self.call(lambda: self.store.worker_release(ReleaseRequest(lease=self._ref(lease), reason="down")))
+        if ours and m.status == "processing":
+            # Expired or not: nobody took it over, so it is still this lease's to give back.
+            assert answer.ok
+            m.status, m.attempts, m.expires, m.settled_lease = "queued", max(0, m.attempts - 1), None, lease.lease_id
+            m.fail_result = FailResult(requeued=True, dead_lettered=False, next_scheduled_for=m.scheduled_for)
+            return
+        assert answer.ok == (ours and m.status == "queued")
+        assert answer.ok or answer.refused == "lease_lost"
+        assert self._snapshot() == before
+
     @rule(ms=st.sampled_from([1, 500, 1_000, 5_000, 20_000, 59_999, 60_000, 61_000]))
     def advance(self, ms: int) -> None:
         self.clock.advance(ms)
@@ -252,7 +326,8 @@ class StoreMachine(RuleBasedStateMachine):
                 if m.attempts >= m.max_attempts:
                     m.status, dead = "dead_letter", dead + 1
                 else:
-                    m.status, m.scheduled_for, released = "queued", self.model.now, released + 1
+                    # Claimable since its lease expired: the sweep moves nobody's place.
+                    m.status, m.scheduled_for, released = "queued", m.expires, released + 1
                 m.lease = m.expires = m.settled_lease = None
                 m.fail_result = None
         assert (result.released, result.dead_lettered) == (released, dead)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import cast
 
 import anyio
 
@@ -14,13 +15,14 @@ from contracts.models import EnqueueRequest, MessagePayload
 from contracts.roles import WorkerStore
 from tests.gateway_fixture import OpenClawGateway
 from worker.config import WorkerConfig
+from worker.delivery import Delivery, SessionProbe
 from worker.health import Readiness
 from worker.job import JobRunner
 from worker.loop import Worker
 from worker.memory import AgentMemory
 from worker.metrics import WorkerMetrics
 from worker.openclaw.sessions import session_key
-from worker.openclaw.ws import WsDelivery
+from worker.outage import OutagePolicy
 from worker.telegram import TelegramChannel
 
 
@@ -37,13 +39,14 @@ def message(conversation: str, text: str, *, provider: str = "app", user: str = 
 
 def build_worker(
     store: WorkerStore,
-    delivery: WsDelivery,
+    delivery: Delivery,
     *,
     worker_id: str = "w1",
     telegram: TelegramChannel | None = None,
     memory: AgentMemory | None = None,
     seed: bool = False,
     bridge_dir: Path | None = None,
+    outage_policy: OutagePolicy | None = None,
     **config: object,
 ) -> tuple[Worker, WorkerMetrics]:
     """A worker as ``factory worker run`` wires it; ``seed`` lets it seed new sessions from history,
@@ -56,12 +59,14 @@ def build_worker(
         channels={"telegram": telegram} if telegram is not None else {},
         session_key=session_key,
         metrics=metrics,
-        readiness=readiness,
-        sessions=delivery if seed else None,
+        # The real deliveries (WS, HTTP) are session probes too.
+        sessions=cast("SessionProbe", delivery) if seed else None,
         bridge_dir=bridge_dir,
     )
     cfg = WorkerConfig.model_validate({"worker_id": worker_id, "poll_s": 0.2, **config})
-    return Worker(cfg, store, runner, metrics, readiness, memory), metrics
+    # Outages are probed often in tests: an outage they end is noticed within a few tenths of a second.
+    policy = outage_policy or OutagePolicy(initial_s=0.05, max_s=0.2, jitter_s=0.05)
+    return Worker(cfg, store, runner, metrics, readiness, memory, outage_policy=policy), metrics
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], *, timeout_s: float = 30.0, what: str = "condition") -> None:
@@ -85,10 +90,11 @@ def worker_env(gateway: OpenClawGateway, **extra: str) -> dict[str, str]:
 
 
 def start_worker_process(
-    store_path: Path, env: dict[str, str], *args: str, log: Path | None = None
+    store: Path | str, env: dict[str, str], *args: str, log: Path | None = None
 ) -> subprocess.Popen[bytes]:
-    """``factory worker run`` as its own process, as an operator would start it."""
-    command = [sys.executable, "-m", "factory", "worker", "run", "--store", str(store_path), *args]
+    """``factory worker run`` as its own process, as an operator would start it (``store``: a
+    SQLite path or a Convex URL)."""
+    command = [sys.executable, "-m", "factory", "worker", "run", "--store", str(store), *args]
     if log is None:
         return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with open(log, "ab") as out:  # the child keeps its own descriptor

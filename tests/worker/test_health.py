@@ -56,20 +56,23 @@ async def test_healthz_is_always_ok(running: Running) -> None:
 
 
 @pytest.mark.anyio
-async def test_readyz_follows_registration_gateway_and_draining(running: Running) -> None:
+async def test_readyz_follows_registration_faults_and_draining(running: Running) -> None:
     async def readyz() -> tuple[int, list[str]]:
         response = await running.client.get("/readyz")
         return response.status_code, response.json()["reasons"]
 
-    assert await readyz() == (503, ["not registered with the store", "OpenClaw gateway not reachable"])
+    assert await readyz() == (503, ["not registered with the store", "gateway: not checked yet"])
     running.readiness.mark_registered()
-    assert await readyz() == (503, ["OpenClaw gateway not reachable"])
-    running.readiness.set_gateway_reachable(True)
+    assert await readyz() == (503, ["gateway: not checked yet"])
+    running.readiness.clear("gateway")
     assert await readyz() == (200, [])
     assert running.readiness.ready
-    running.readiness.set_gateway_reachable(False)
-    assert await readyz() == (503, ["OpenClaw gateway not reachable"])
-    running.readiness.set_gateway_reachable(True)
+    running.readiness.fault("store", "connection refused")
+    running.readiness.fault("gateway", "token refused")
+    assert await readyz() == (503, ["store: connection refused", "gateway: token refused"])
+    assert (await running.client.get("/healthz")).status_code == 200  # waiting out an outage is alive
+    running.readiness.clear("store")
+    running.readiness.clear("gateway")
     running.readiness.mark_draining()
     assert await readyz() == (503, ["draining"])
     assert (await running.client.get("/healthz")).status_code == 200  # draining is not dead

@@ -51,6 +51,9 @@ class RecordingGateway:
     async def has_session(self, agent_id: str, session_key: str) -> bool | None:
         return None if self.cannot_tell else session_key in self.known
 
+    async def probe(self, agent_id: str | None = None) -> None:
+        return None
+
     async def aclose(self) -> None:
         return None
 
@@ -150,7 +153,6 @@ async def _runner(store: SqliteStore, gateway: RecordingGateway, metrics: Worker
         channels={},
         session_key=session_key,
         metrics=metrics,
-        readiness=Readiness(),
         sessions=gateway,
     )
 

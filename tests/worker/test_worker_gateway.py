@@ -22,6 +22,7 @@ from worker.delivery import DeliveryRequest
 from worker.metrics import WorkerMetrics
 from worker.openclaw.sessions import session_key
 from worker.openclaw.ws import WsDelivery
+from worker.outage import OutagePolicy, OutageTooLong
 from worker.telegram import TelegramChannel
 
 pytestmark = [pytest.mark.anyio, pytest.mark.gateway]
@@ -199,13 +200,15 @@ async def test_a_push_in_a_telegram_conversation_is_sent_to_that_chat(
         assert telegram_api.texts("777") == ["STUB-REPLY: hello", "STUB-REPLY: daily check-in"]
 
 
-async def test_a_gateway_that_is_down_fails_the_message_as_retryable(store: SqliteStore) -> None:
+async def test_a_gateway_that_never_comes_up_is_waited_for_then_given_up_on_untouched(store: SqliteStore) -> None:
     message_id = await store.enqueue(message("w-down", "nobody home"))
     async with WsDelivery("ws://127.0.0.1:9", "token", timeout_s=5) as closed:
-        worker, _ = build_worker(store, closed, once=True)
-        await worker.run()
+        worker, metrics = build_worker(store, closed, once=True, outage_policy=OutagePolicy(max_outage_s=0.5))
+        with pytest.raises(OutageTooLong, match=r"gateway stayed unavailable for 0\.5 s") as raised:
+            await worker.run()
+    assert "127.0.0.1:9" in str(raised.value)
+    assert "gateway: cannot connect to gateway ws://127.0.0.1:9" in " ".join(worker.readiness.reasons())
     record = await store.get_message(message_id)
-    assert record is not None and record.status == "queued" and record.attempts == 1
-    assert record.last_error is not None and "127.0.0.1:9" in record.last_error
-    assert (await store.queue_stats()).retrying_conversations == 1
-    assert worker.last_failure is not None and "queued for retry" in worker.last_failure
+    # Nothing was claimed: the gateway was checked first.
+    assert record is not None and (record.status, record.attempts, record.last_error) == ("queued", 0, None)
+    assert _count(metrics, "claims") == 0

@@ -21,12 +21,14 @@ from __future__ import annotations
 import json
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from worker.errors import (
     DeliveryAuthError,
+    DeliveryConfigError,
     DeliveryError,
+    DeliveryInterrupted,
     DeliveryProtocolError,
     DeliveryRejected,
     DeliveryServerError,
@@ -38,6 +40,18 @@ from worker.errors import (
 # v3-only connect is refused with details.code PROTOCOL_MISMATCH). Our design notes said "v3":
 # that predates the pinned release.
 PROTOCOL_VERSION = 4
+
+# How the gateway says that a restart took a turn away from its caller (observed on 2026.9.6): the
+# turn was admitted by the process that died, and the new one either resumes it itself (a re-send
+# is refused with SESSION_WORK_START_CHANGED, and that refusal is cached under the key) or holds it
+# as an interrupted pending input (a re-send is refused: "Pending input ownership ended").
+_INTERRUPTED_MARKERS = (
+    "SESSION_WORK_START_CHANGED",
+    "SESSION_WORK_START_INVALIDATED",
+    "SESSION_RESTART_RECOVERY_TOMBSTONE",
+    "Pending input ownership ended",
+    "outside the current turn",
+)
 
 
 class _Wire(BaseModel):
@@ -113,6 +127,49 @@ class WaitResult(_Wire):
     terminal_reply: ReplyPayload | None = None
 
 
+class _EntryMeta(_Wire):
+    run_id: str | None = None
+
+
+class HistoryEntry(_Wire):
+    """One transcript entry of ``chat.history``: user turns carry the ``idempotencyKey`` they were
+    sent with (``<key>:user``), assistant turns the run that wrote them (``__openclaw.runId``)."""
+
+    role: str
+    content: Any = None
+    idempotency_key: str | None = None
+    stop_reason: str | None = None
+    meta: _EntryMeta = Field(default_factory=_EntryMeta, alias="__openclaw")
+
+    @property
+    def run_id(self) -> str | None:
+        return self.meta.run_id
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        parts = self.content if isinstance(self.content, list) else []
+        texts = [p.get("text") for p in parts if isinstance(p, dict) and p.get("type") == "text"]
+        return "\n\n".join(t for t in texts if isinstance(t, str) and t)
+
+
+class PendingInput(_Wire):
+    run_id: str | None = None
+    state: str | None = None
+
+
+class PendingInputs(_Wire):
+    items: list[PendingInput] = []
+
+
+class SessionHistory(_Wire):
+    """``chat.history {sessionKey, limit}``: the newest transcript entries, oldest first, and the
+    inputs the gateway accepted but never admitted to the transcript."""
+
+    messages: list[HistoryEntry] = []
+    pending_inputs: PendingInputs = Field(default_factory=PendingInputs)
+
+
 def parse_frame(raw: str | bytes) -> ResFrame | EventFrame | None:
     """A server frame; None for frame types this client does not use (forward compatibility)."""
     try:
@@ -156,7 +213,9 @@ def error_from_frame(error: ErrorShape | None, doing: str) -> DeliveryError:
         return DeliveryAuthError(text)
     if error.detail_code == "PROTOCOL_MISMATCH":
         expected = (error.details or {}).get("expectedProtocol")
-        return DeliveryProtocolError(f"{text} (we speak {PROTOCOL_VERSION}, the gateway wants {expected})")
+        return DeliveryConfigError(f"{text} (we speak {PROTOCOL_VERSION}, the gateway wants {expected})")
+    if interrupted_by_restart(f"{error.detail_code} {error.message}"):
+        return DeliveryInterrupted(text)
     if error.code == "AGENT_TIMEOUT":
         return DeliveryTimeout(text)
     # INVALID_REQUEST is also how the gateway reports a lost race on a new session; its message
@@ -167,6 +226,11 @@ def error_from_frame(error: ErrorShape | None, doing: str) -> DeliveryError:
         return DeliveryRejected(text)
     # A code this client does not know: let the queue's attempt limit decide, not a guess.
     return DeliveryServerError(text)
+
+
+def interrupted_by_restart(text: str) -> bool:
+    """Whether a gateway error (or a failed run's summary) says a restart took the turn away."""
+    return any(marker in text for marker in _INTERRUPTED_MARKERS)
 
 
 def _first_problem(exc: ValidationError) -> str:

@@ -36,8 +36,10 @@ _log = structlog.get_logger(__name__)
 
 DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
+DEFAULT_PROBE_TIMEOUT_S = 120.0
 SESSION_HEADER = "x-openclaw-session-key"
-_PROBE_S = 30.0
+_SESSION_PROBE_S = 30.0
+PROBE_TEXT = "ping"
 
 
 class _Message(BaseModel):
@@ -70,6 +72,7 @@ class HttpDelivery:
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+        probe_timeout_s: float = DEFAULT_PROBE_TIMEOUT_S,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
@@ -79,6 +82,7 @@ class HttpDelivery:
         self._tools_url = base_url.rstrip("/") + "/tools/invoke"
         self._redact = Redactor(secret)
         self._timeout_s = timeout_s
+        self._probe_timeout_s = probe_timeout_s
         self._sessions = SessionLocks()
         self._client = httpx.AsyncClient(
             headers={"Authorization": f"Bearer {secret.get_secret_value()}"},
@@ -130,7 +134,7 @@ class HttpDelivery:
         """The ``sessions_history`` tool over ``POST /tools/invoke``: "No session found" means no."""
         body = {"tool": "sessions_history", "args": {"sessionKey": session_key, "limit": 1}, "agentId": agent_id}
         try:
-            with anyio.fail_after(_PROBE_S):
+            with anyio.fail_after(_SESSION_PROBE_S):
                 response = await self._client.post(self._tools_url, json=body)
         except TimeoutError:
             raise DeliveryTimeout(f"gateway {self._tools_url} did not answer a session probe in time") from None
@@ -147,6 +151,26 @@ class HttpDelivery:
             # "No session found: <key>" is a clear no; any other error says nothing either way.
             return False if "no session found" in str(details.get("error", "")).lower() else None
         return True
+
+    async def probe(self, agent_id: str | None = None) -> None:
+        """Raise a DeliveryError unless the gateway takes us now: reachable and the token accepted (a
+        request with no messages is refused as invalid only once it is authenticated); with
+        ``agent_id``, also unless that agent answers a turn in its ``factory-probe`` session."""
+        what = "probe" if agent_id is None else f"probe of agent {agent_id}"
+        messages = [] if agent_id is None else [{"role": "user", "content": PROBE_TEXT}]
+        body = {"model": f"openclaw/{agent_id or 'main'}", "messages": messages}
+        headers = {SESSION_HEADER: f"agent:{agent_id or 'main'}:factory-probe"}
+        try:
+            with anyio.fail_after(self._probe_timeout_s):
+                response = await self._post(body, headers, what)
+        except TimeoutError:
+            raise DeliveryTimeout(
+                f"gateway {self._url} failed no probe, but passed none in {self._probe_timeout_s:g} s"
+            ) from None
+        if response.status_code in {401, 403} or response.status_code >= 500 or response.status_code in {408, 429}:
+            raise _status_error(response, what).masked(self._redact)
+        if agent_id is not None and response.status_code != 200:
+            raise _status_error(response, what).masked(self._redact)
 
     async def _post(self, body: dict[str, Any], headers: dict[str, str], message_id: str) -> httpx.Response:
         try:

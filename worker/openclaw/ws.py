@@ -11,6 +11,10 @@ What the gateway guarantees, and what it does not (openclaw 2026.9.6):
 * A *failed* run is cached too: re-sending its key would replay the failure for 5 minutes and
   burn the queue's attempts. So once a run has failed, this client derives a fresh key for the
   next attempt of that message (``<message id>~<n>``). This memory is per process.
+* A gateway that dies mid-turn and starts again has lost the run, not the session: when it says so
+  (``DeliveryInterrupted``), this client reads the session (``chat.history``) and adopts the reply
+  of the gateway's own recovery run, or sends the message under a fresh key if it never reached the
+  transcript (:mod:`worker.openclaw.recovery`). Each message then gets one reply and one turn.
 
 One persistent socket carries every request; responses are matched by request id, so turns for
 different sessions run concurrently. Turns for one session run one at a time (``SessionLocks``).
@@ -36,13 +40,15 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pydantic import SecretStr
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, WebSocketException
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI, WebSocketException
 
 from contracts.redact import Redactor
 from worker.delivery import DeliveryReply, DeliveryRequest
 from worker.errors import (
     DeliveryAuthError,
+    DeliveryConfigError,
     DeliveryError,
+    DeliveryInterrupted,
     DeliveryProtocolError,
     DeliveryRejected,
     DeliveryServerError,
@@ -55,11 +61,14 @@ from worker.openclaw.frames import (
     EventFrame,
     HelloOk,
     ResFrame,
+    SessionHistory,
     WaitResult,
     error_from_frame,
+    interrupted_by_restart,
     parse_frame,
     parse_payload,
 )
+from worker.openclaw.recovery import key_number, turn_state
 from worker.openclaw.sessions import SessionLocks
 
 _log = structlog.get_logger(__name__)
@@ -73,9 +82,17 @@ _CLIENT = {"id": "gateway-client", "version": "0.1.0", "platform": "linux", "mod
 _SCOPES = ["operator.read", "operator.write"]
 _WAIT_SLICE_MS = 60_000
 _FAILED_KEYS_REMEMBERED = 1_000  # like the gateway's own dedupe cache
-_PROBE_S = 30.0
+_SESSION_PROBE_S = 30.0
 # A gateway without the method, or that does not let us use it: we cannot tell, and do not seed.
 _CANNOT_TELL = frozenset({"INVALID_REQUEST", "METHOD_NOT_FOUND", "FORBIDDEN", "UNAUTHORIZED"})
+# Recovery: how much of a session to read (our turn, the restart notice, the recovery run's
+# entries), how often to look again while the gateway has not resumed the turn yet, and how long
+# to leave it the chance before sending the message under a fresh key after all.
+_HISTORY_LIMIT = 24
+_RECOVERY_POLL_S = 1.0
+_RECOVERY_GRACE_S = 120.0
+DEFAULT_PROBE_TIMEOUT_S = 120.0
+PROBE_TEXT = "ping"
 
 
 class _Connection:
@@ -126,7 +143,7 @@ class _Connection:
     async def request(self, method: str, params: dict[str, Any]) -> AsyncIterator[MemoryObjectReceiveStream[ResFrame]]:
         """Send one request; the stream yields every ``res`` frame for it (``agent`` sends two)."""
         if self.failure is not None:
-            raise _fresh(self.failure)
+            raise self.failure.copy()
         request_id = uuid.uuid4().hex
         # A few frames at most per request; the buffer only absorbs a slow consumer.
         send, receive = anyio.create_memory_object_stream[ResFrame](8)
@@ -146,7 +163,14 @@ class _Connection:
         try:
             return await frames.receive()
         except anyio.EndOfStream:
-            raise _fresh(self.failure or DeliveryUnavailable("gateway connection closed")) from None
+            raise (self.failure or DeliveryUnavailable("gateway connection closed")).copy() from None
+
+    async def ping(self) -> None:
+        """A WebSocket ping answered: the gateway behind this socket is alive now."""
+        try:
+            await (await self._ws.ping())
+        except ConnectionClosed as exc:
+            raise DeliveryUnavailable(f"gateway connection lost ({_close_reason(exc)})") from None
 
     async def aclose(self) -> None:
         await self._ws.close()
@@ -166,10 +190,14 @@ class WsDelivery:
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+        probe_timeout_s: float = DEFAULT_PROBE_TIMEOUT_S,
+        recovery_grace_s: float = _RECOVERY_GRACE_S,
     ) -> None:
         if not url.startswith(("ws://", "wss://")):
             raise ValueError(f"gateway url must start with ws:// or wss://, got {url!r}")
         self._url = url
+        self._probe_timeout_s = probe_timeout_s
+        self._recovery_grace_s = recovery_grace_s
         self._token = token if isinstance(token, SecretStr) else SecretStr(token)
         self._redact = Redactor(self._token)
         self._timeout_s = timeout_s
@@ -214,8 +242,11 @@ class WsDelivery:
         try:
             with anyio.fail_after(self._timeout_s):
                 async with self._sessions.hold(request.session_key):
-                    connection = await self._connect()
-                    reply = await self._run(connection, params, request.message_id)
+                    try:
+                        reply = await self._run(await self._connect(), params, request.message_id)
+                    except DeliveryInterrupted as exc:
+                        log.warning("openclaw.ws.interrupted", error=str(exc))
+                        reply = await self._recover(request, params)
         except TimeoutError:
             log.warning("openclaw.ws.timeout", timeout_s=self._timeout_s)
             raise DeliveryTimeout(
@@ -227,7 +258,7 @@ class WsDelivery:
     async def has_session(self, agent_id: str, session_key: str) -> bool | None:
         """``sessions.describe``: ``{session: null}`` for a key the gateway has never seen."""
         try:
-            with anyio.fail_after(self._connect_timeout_s + _PROBE_S):
+            with anyio.fail_after(self._connect_timeout_s + _SESSION_PROBE_S):
                 connection = await self._connect()
                 async with connection.request("sessions.describe", {"key": session_key}) as frames:
                     frame = await connection.next_response(frames)
@@ -241,14 +272,79 @@ class WsDelivery:
         payload = frame.payload if isinstance(frame.payload, dict) else {}
         return payload.get("session") is not None
 
+    async def probe(self, agent_id: str | None = None) -> None:
+        """Raise a DeliveryError unless the gateway takes us now: reachable, token accepted, socket
+        alive; with ``agent_id``, also unless that agent runs a turn (one model call, in its own
+        ``factory-probe`` session)."""
+        try:
+            with anyio.fail_after(self._probe_timeout_s):
+                connection = await self._connect()
+                await connection.ping()
+                if agent_id is not None:
+                    params = {
+                        "message": PROBE_TEXT,
+                        "agentId": agent_id,
+                        "sessionKey": f"agent:{agent_id}:factory-probe",
+                        "idempotencyKey": f"factory-probe-{uuid.uuid4().hex}",
+                    }
+                    await self._run(connection, params, f"probe of agent {agent_id}")
+        except TimeoutError:
+            raise DeliveryTimeout(
+                f"gateway {self._url} failed no probe, but passed none in {self._probe_timeout_s:g} s"
+            ) from None
+
     def _idempotency_key(self, message_id: str) -> str:
         failures = self._failed_runs.get(message_id, 0)
         return message_id if failures == 0 else f"{message_id}~{failures}"
 
-    def _remember_failure(self, message_id: str) -> None:
-        self._failed_runs[message_id] = self._failed_runs.pop(message_id, 0) + 1
+    def _remember_failure(self, message_id: str, *, at_least: int = 0) -> None:
+        self._failed_runs[message_id] = max(self._failed_runs.pop(message_id, 0) + 1, at_least)
         while len(self._failed_runs) > _FAILED_KEYS_REMEMBERED:
             self._failed_runs.popitem(last=False)
+
+    async def _recover(self, request: DeliveryRequest, params: dict[str, Any]) -> DeliveryReply:
+        """The gateway lost this message's run in a restart: find its turn in the session and adopt the
+        reply of whichever run answers it, or send it under a fresh key if it never reached the
+        transcript. Bounded by ``deliver``'s timeout."""
+        log = _log.bind(message_id=request.message_id, session_key=request.session_key)
+        since = anyio.current_time()
+        while True:
+            connection = await self._connect()
+            history = await self._history(connection, request.session_key, _HISTORY_LIMIT)
+            state = turn_state(history, request.message_id, keys_used=self._failed_runs.get(request.message_id, 0))
+            if state.reply_text is not None:
+                log.info("openclaw.ws.recovered", run_id=state.reply_run, how="transcript")
+                return DeliveryReply(text=state.reply_text, run_id=state.reply_run)
+            if state.reply_run is not None and key_number(state.reply_run, request.message_id) is None:
+                try:
+                    reply = await self._wait(connection, state.reply_run, request.message_id)
+                except (DeliveryServerError, DeliveryInterrupted) as exc:
+                    log.warning("openclaw.ws.recovery_run_failed", run_id=state.reply_run, error=str(exc))
+                else:
+                    log.info("openclaw.ws.recovered", run_id=state.reply_run, how="recovery run")
+                    return reply
+            elif state.taken and anyio.current_time() - since < self._recovery_grace_s:
+                # The gateway holds our turn (resuming it after its start, or a run still going): wait.
+                await anyio.sleep(_RECOVERY_POLL_S)
+                continue
+            self._remember_failure(request.message_id, at_least=key_number(state.fresh_key, request.message_id) or 0)
+            log.info("openclaw.ws.resending", key=state.fresh_key, taken=state.taken)
+            try:
+                return await self._run(connection, {**params, "idempotencyKey": state.fresh_key}, request.message_id)
+            except DeliveryInterrupted:
+                continue  # restarted again meanwhile: read the session again
+
+    async def history(self, session_key: str, limit: int = 100) -> SessionHistory:
+        """The newest ``limit`` entries of a session's transcript (``chat.history``), oldest first."""
+        return await self._history(await self._connect(), session_key, limit)
+
+    async def _history(self, connection: _Connection, session_key: str, limit: int) -> SessionHistory:
+        params = {"sessionKey": session_key, "limit": limit}
+        async with connection.request("chat.history", params) as frames:
+            frame = await connection.next_response(frames)
+        if not frame.ok:
+            raise error_from_frame(frame.error, f"chat.history of {session_key}").masked(self._redact)
+        return parse_payload(SessionHistory, frame.payload, "chat.history result")
 
     async def _run(self, connection: _Connection, params: dict[str, Any], message_id: str) -> DeliveryReply:
         doing = f"agent run for message {message_id}"
@@ -266,6 +362,8 @@ class WsDelivery:
             return DeliveryReply(text=final.reply_text(), run_id=final.run_id)
         self._remember_failure(message_id)
         summary = self._redact((final.summary or "")[:300])
+        if interrupted_by_restart(summary):
+            raise DeliveryInterrupted(f"gateway {doing} ended {final.status}: {summary}")
         if final.status == "timeout":
             raise DeliveryTimeout(f"gateway timed out the {doing}: {summary}")
         raise DeliveryServerError(f"gateway {doing} ended {final.status}: {summary}")
@@ -292,7 +390,8 @@ class WsDelivery:
                 reply = result.terminal_reply.text if result.terminal_reply else None
                 return DeliveryReply(text=reply or "", run_id=run_id)
             self._remember_failure(message_id)
-            raise DeliveryServerError(self._redact(f"gateway run of message {message_id} ended {result.status}"))
+            why = self._redact(f"gateway run of message {message_id} ended {result.status}: {result.error or ''}"[:500])
+            raise DeliveryInterrupted(why) if interrupted_by_restart(why) else DeliveryServerError(why)
 
     async def _connect(self) -> _Connection:
         async with self._connect_lock:
@@ -346,6 +445,8 @@ class WsDelivery:
             raise DeliveryUnavailable(f"gateway {self._url} refused the WebSocket upgrade: HTTP {status}") from None
         except InvalidHandshake as exc:
             raise DeliveryProtocolError(f"gateway {self._url} WebSocket handshake failed: {exc}") from None
+        except InvalidURI as exc:
+            raise DeliveryConfigError(f"gateway URL {self._url!r} is not a WebSocket URL: {exc}") from None
         except OSError as exc:
             raise DeliveryUnavailable(f"cannot connect to gateway {self._url}: {exc.strerror or exc!r}") from None
 
@@ -391,12 +492,6 @@ class WsDelivery:
         frame = parse_frame(await ws.recv())
         if not (isinstance(frame, EventFrame) and frame.event == "connect.challenge"):
             raise DeliveryProtocolError(f"gateway {self._url} did not open with a connect.challenge event")
-
-
-def _fresh(error: DeliveryError) -> DeliveryError:
-    # Every waiter of a dead connection gets its own exception object: raising one instance from
-    # several tasks would tangle their tracebacks.
-    return type(error)(str(error))
 
 
 def _close_reason(exc: ConnectionClosed) -> str:

@@ -57,7 +57,9 @@ class LocalProvider:
 
     # -- the Provider protocol ------------------------------------------------------------------
 
-    async def create(self, spec: LaunchSpec) -> Machine:
+    async def create(self, spec: LaunchSpec, *, parked: bool = False) -> Machine:
+        if parked:
+            raise ProviderError(PROVIDER, "create", "local workers have no warm pool: set FACTORY_SCALE_POOL_SIZE=0")
         return await self._thread(self._launches.create, spec)
 
     async def list(self) -> builtins.list[Machine]:
@@ -65,6 +67,10 @@ class LocalProvider:
 
     async def find(self, launch_id: str) -> Machine | None:
         return await self._thread(self._launches.find, launch_id)
+
+    async def start(self, machine: Machine) -> None:
+        # A process that has exited cannot be started again; a new launch is as quick here.
+        raise ProviderError(PROVIDER, "start", "local workers have no warm pool: set FACTORY_SCALE_POOL_SIZE=0")
 
     async def stop(self, machine: Machine) -> None:
         await self._thread(self._launches.stop, machine)

@@ -12,6 +12,7 @@ export const workerClaim = mutation(api.guarded(api.workerClaim, authorize));
 export const workerHeartbeat = mutation(api.guarded(api.workerHeartbeat, authorize));
 export const workerComplete = mutation(api.guarded(api.workerComplete, authorize));
 export const workerFail = mutation(api.guarded(api.workerFail, authorize));
+export const workerRelease = mutation(api.guarded(api.workerRelease, authorize));
 export const workerAppendConversationMessages = mutation(api.guarded(api.workerAppendConversationMessages, authorize));
 export const workerRegister = mutation(api.guarded(api.workerRegister, authorize));
 export const workerControlState = mutation(api.guarded(api.workerControlState, authorize));
@@ -54,6 +55,7 @@ export const listWorkers = query(api.guarded(api.listWorkers, authorize));
 export const queueStats = query(api.guarded(api.queueStats, authorize));
 export const queueTotals = query(api.guarded(api.queueTotals, authorize));
 export const queueReadiness = query(api.guarded(api.queueReadiness, authorize));
+export const queueSignal = query(api.guarded(api.queueSignal, authorize));
 export const listDeadLetters = query(api.guarded(api.listDeadLetters, authorize));
 export const getMessage = query(api.guarded(api.getMessage, authorize));
 export const getConversation = query(api.guarded(api.getConversation, authorize));
@@ -80,3 +82,21 @@ export const getPairingCode = query(api.guarded(api.getPairingCode, authorize));
 export const resolveBinding = query(api.guarded(api.resolveBinding, authorize));
 export const listBindings = query(api.guarded(api.listBindings, authorize));
 export const conversationMessages = query(api.guarded(api.conversationMessages, authorize));
+
+// ---- the operator console (mutations)
+export const recordReconcile = mutation(api.guarded(api.recordReconcile, authorize));
+export const createOperatorToken = mutation(api.guarded(api.createOperatorToken, authorize));
+export const revokeOperatorToken = mutation(api.guarded(api.revokeOperatorToken, authorize));
+export const createConsoleSession = mutation(api.guarded(api.createConsoleSession, authorize));
+export const endConsoleSession = mutation(api.guarded(api.endConsoleSession, authorize));
+
+// ---- the operator console (queries)
+export const searchConversations = query(api.guarded(api.searchConversations, authorize));
+export const conversationRecords = query(api.guarded(api.conversationRecords, authorize));
+export const settledPage = query(api.guarded(api.settledPage, authorize));
+export const listAgentProfiles = query(api.guarded(api.listAgentProfiles, authorize));
+export const listPairingCodes = query(api.guarded(api.listPairingCodes, authorize));
+export const lastReconcile = query(api.guarded(api.lastReconcile, authorize));
+export const findOperatorToken = query(api.guarded(api.findOperatorToken, authorize));
+export const listOperatorTokens = query(api.guarded(api.listOperatorTokens, authorize));
+export const findConsoleSession = query(api.guarded(api.findConsoleSession, authorize));

@@ -11,6 +11,7 @@ export const workerClaim = internalMutation(api.workerClaim);
 export const workerHeartbeat = internalMutation(api.workerHeartbeat);
 export const workerComplete = internalMutation(api.workerComplete);
 export const workerFail = internalMutation(api.workerFail);
+export const workerRelease = internalMutation(api.workerRelease);
 export const workerAppendConversationMessages = internalMutation(api.workerAppendConversationMessages);
 export const workerRegister = internalMutation(api.workerRegister);
 export const workerControlState = internalMutation(api.workerControlState);
@@ -53,6 +54,7 @@ export const listWorkers = internalQuery(api.listWorkers);
 export const queueStats = internalQuery(api.queueStats);
 export const queueTotals = internalQuery(api.queueTotals);
 export const queueReadiness = internalQuery(api.queueReadiness);
+export const queueSignal = internalQuery(api.queueSignal);
 export const listDeadLetters = internalQuery(api.listDeadLetters);
 export const getMessage = internalQuery(api.getMessage);
 export const getConversation = internalQuery(api.getConversation);
@@ -79,3 +81,21 @@ export const getPairingCode = internalQuery(api.getPairingCode);
 export const resolveBinding = internalQuery(api.resolveBinding);
 export const listBindings = internalQuery(api.listBindings);
 export const conversationMessages = internalQuery(api.conversationMessages);
+
+// ---- the operator console (mutations)
+export const recordReconcile = internalMutation(api.recordReconcile);
+export const createOperatorToken = internalMutation(api.createOperatorToken);
+export const revokeOperatorToken = internalMutation(api.revokeOperatorToken);
+export const createConsoleSession = internalMutation(api.createConsoleSession);
+export const endConsoleSession = internalMutation(api.endConsoleSession);
+
+// ---- the operator console (queries)
+export const searchConversations = internalQuery(api.searchConversations);
+export const conversationRecords = internalQuery(api.conversationRecords);
+export const settledPage = internalQuery(api.settledPage);
+export const listAgentProfiles = internalQuery(api.listAgentProfiles);
+export const listPairingCodes = internalQuery(api.listPairingCodes);
+export const lastReconcile = internalQuery(api.lastReconcile);
+export const findOperatorToken = internalQuery(api.findOperatorToken);
+export const listOperatorTokens = internalQuery(api.listOperatorTokens);
+export const findConsoleSession = internalQuery(api.findConsoleSession);

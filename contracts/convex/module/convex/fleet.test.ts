@@ -100,6 +100,22 @@ describe("demand and stats", () => {
     expect(later).toMatchObject({ readyConversations: 4, inflightConversations: 0 });
   });
 
+  test("the snapshot carries recent conversations with their arrival gaps, newest first", async () => {
+    const h = setup();
+    await send(h, "chatty", "1");
+    h.advance(10_000);
+    await send(h, "chatty", "2");
+    await send(h, "later", "not an arrival yet", { scheduledFor: T0 + 3_600_000 });
+    h.advance(20_000);
+    await send(h, "chatty", "3");
+    const snap = (await h.t.query(api.fleetDemand, {})) as {
+      recent: { conversationId: string; lastArrivalAt: number; gapsMs: number[]; active: boolean }[];
+    };
+    expect(snap.recent).toEqual([
+      { conversationId: "chatty", lastArrivalAt: T0 + 30_000, gapsMs: [20_000, 10_000], active: true },
+    ]);
+  });
+
   test("queue stats count messages by status and conversations by readiness", async () => {
     const h = setup();
     await send(h, "a", "1");

@@ -115,7 +115,7 @@ describe("claim order", () => {
     for (let i = 0; i < 200; i++) await h.t.mutation(api.workerComplete, leaseOf((await claim(h, `d${i}`))!, `d${i}`));
     const due = await send(h, "due", "x", { priority: 1 });
     expect((await claim(h, "finder"))!.messageId).toBe(due);
-  });
+  }, 240_000); // some 1,400 calls: slow on a loaded 2-core machine, and no timing is asserted
 
   test("a message scheduled for later does not hold up one sent before its time", async () => {
     const h = setup();
@@ -164,6 +164,7 @@ describe("leases", () => {
       ok: true,
       leaseExpiresAt: T0 + 90_000,
       now: T0 + 30_000,
+      control: { shouldStop: false },
     });
     const refused = (lease: object) => h.t.mutation(api.workerHeartbeat, lease);
     expect(await refused({ ...leaseOf(job), leaseId: "forged" })).toMatchObject({ ok: false, refused: "lease_lost" });
@@ -274,6 +275,48 @@ describe("complete and fail", () => {
     const result = await h.t.mutation(api.workerFail, { ...leaseOf(job), errorMessage: "boom" });
     expect(result).toEqual({ requeued: false, deadLettered: true });
     expect((await status(h, m)).lastError).toBe("out of attempts (1/1): boom");
+  });
+});
+
+describe("release", () => {
+  test("gives the message back at its place with the claim's attempt undone, even after the lease ran out", async () => {
+    const h = setup();
+    const m = await send(h, "c1", "held up", { maxAttempts: 2 });
+    const next = await send(h, "c1", "behind it");
+    for (let round = 0; round < 3; round++) {
+      // Three releases of a message allowed two attempts: none of them spends one.
+      const job = (await claim(h, "w1"))!;
+      expect(job).toMatchObject({ messageId: m, attempt: 1 });
+      h.advance(90_000); // the lease ran out while the store was out of reach; nobody took it over
+      expect(await h.t.mutation(api.workerRelease, { ...leaseOf(job), reason: "gateway down" })).toEqual({
+        ok: true,
+        now: h.now(),
+      });
+      expect(await h.t.mutation(api.workerRelease, { ...leaseOf(job), reason: "again" })).toMatchObject({ ok: true });
+      expect(await status(h, m)).toMatchObject({ status: "queued", attempts: 0, lastError: "released: gateway down" });
+    }
+    const job = (await claim(h, "w2"))!;
+    expect(job.messageId).toBe(m); // FIFO kept: still ahead of the message behind it
+    expect(await h.t.mutation(api.workerComplete, leaseOf(job, "w2"))).toMatchObject({ ok: true });
+    expect((await claim(h, "w2"))!.messageId).toBe(next);
+  });
+
+  test("is fenced: a lease taken over, forged or unknown changes nothing", async () => {
+    const h = setup();
+    await send(h, "c1", "x");
+    const first = (await claim(h, "w1"))!;
+    h.advance(60_000);
+    const second = (await claim(h, "w2"))!;
+    const release = (lease: object) => h.t.mutation(api.workerRelease, { ...lease, reason: "r" });
+    expect(await release(leaseOf(first, "w1"))).toMatchObject({ ok: false, refused: "lease_lost" });
+    expect(await release({ ...leaseOf(second, "w2"), leaseId: "forged" })).toMatchObject({ refused: "lease_lost" });
+    expect(await release({ ...leaseOf(second, "w2"), messageId: "nope" })).toMatchObject({
+      refused: "unknown_message",
+    });
+    expect(await status(h, second.messageId)).toMatchObject({ status: "processing", attempts: 2 });
+    await expect(h.t.mutation(api.workerRelease, { ...leaseOf(second, "w2"), reason: " " })).rejects.toMatchObject({
+      data: { code: "INVALID_INPUT", field: "reason" },
+    });
   });
 });
 

@@ -21,13 +21,20 @@
 //                          the module's clock frozen at frozenAtMs, else the real clock
 //   POST /_standin/clock  {advanceMs: number}                            move the module's clock forward
 //   GET  /_standin/clock                                                 {now, frozen}
+//   GET  /_standin/calls                                                 function executions since the reset:
+//                          {query, mutation, action, subscription} (what a deployment bills)
 //   POST /_standin/faults {count, status?: 503, afterRun?: false}        answer the next `count` API calls
 //                          with `status` and Convex's error body, before running them; afterRun: run
 //                          them, then drop the connection without a reply (a reply lost after commit)
 //
+// The sync WebSocket (/api/sync, reference/convex.md §2.8) serves subscriptions: Connect,
+// Authenticate, ModifyQuerySet (Add/Remove) → Transition with QueryUpdated/QueryFailed/QueryRemoved,
+// and a Ping every 15 s. After every mutation (and reset) each subscribed query is run again and
+// a Transition carries the values that changed. A pending fault answers the upgrade instead.
+//
 // Production's per-transaction limits are enforced. Gaps (see reference/convex.md §6.3): calls
-// run one at a time (no OCC conflicts or retries), no /api/sync WebSocket, no query caching,
-// Date.now() is not frozen per call unless the clock is frozen.
+// run one at a time (no OCC conflicts or retries), no mutations or actions over the WebSocket,
+// no query caching, Date.now() is not frozen per call unless the clock is frozen.
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
@@ -36,6 +43,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { convexTest } from "convex-test";
 import { makeFunctionReference } from "convex/server";
 import { convexToJson, jsonToConvex, type JSONValue, type Value } from "convex/values";
+import { WebSocketServer, type WebSocket } from "ws";
 
 type Kind = "query" | "mutation" | "action";
 type Loader = () => Promise<Record<string, unknown>>;
@@ -112,6 +120,9 @@ const FAULT_BODIES: Record<number, { code: string; message: string }> = {
   500: { code: "OperationalInternalServerError", message: "Internal server error" },
   503: { code: "Overloaded", message: "The deployment is overloaded; try again" },
 };
+
+const calls = { query: 0, mutation: 0, action: 0, subscription: 0 };
+const resetCalls = () => Object.assign(calls, { query: 0, mutation: 0, action: 0, subscription: 0 });
 
 function takeFault(afterRun: boolean): number | null {
   if (faults.count <= 0 || faults.afterRun !== afterRun) return null;
@@ -275,10 +286,12 @@ async function handle(req: http.IncomingMessage): Promise<Reply> {
   if (route.startsWith("/api/storage/")) return await storage(req, url);
   if (req.method === "GET" && route === "/version") return { status: 200, body: "standin" };
   if (req.method === "GET" && route === "/_standin/clock") return { status: 200, body: { now: Date.now(), frozen: frozenAt !== null } };
+  if (req.method === "GET" && route === "/_standin/calls") return { status: 200, body: { ...calls } };
   if (req.method !== "POST") return { status: 404, body: { code: "NotFound", message: `No route ${req.method} ${route}` } };
   const rawBody = await readBody(req);
   if (!route.startsWith("/api/") && !route.startsWith("/_standin/")) {
     const reply = await backend.fetch(route + url.search, { method: "POST", headers: headersOf(req), body: rawBody });
+    await refreshSubscriptions(); // an HTTP action may have enqueued (the Telegram webhook does)
     return { status: reply.status, body: await reply.text(), contentType: reply.headers.get("content-type") ?? "text/plain" };
   }
   let body: Record<string, unknown>;
@@ -297,6 +310,8 @@ async function handle(req: http.IncomingMessage): Promise<Reply> {
       frozenAt = typeof body.frozenAtMs === "number" ? body.frozenAtMs : null;
       offsetMs = 0;
       faults = { count: 0, status: 503, afterRun: false };
+      await refreshSubscriptions();
+      resetCalls();
       return { status: 200, body: { now: Date.now() } };
     }
     case "/_standin/clock": {
@@ -322,13 +337,134 @@ async function handle(req: http.IncomingMessage): Promise<Reply> {
       if (typeof body.path !== "string") return { status: 400, body: { code: "BadJsonBody", message: "missing field `path`" } };
       const who = caller(req.headers.authorization);
       if ("status" in who) return who;
+      calls[route.slice(5) as Kind]++;
       const result = await call(route.slice(5) as Kind, body as { path: string }, who);
+      if (route !== "/api/query") await refreshSubscriptions();
       if (takeFault(true) !== null) return { status: 0, body: null, drop: true };
       return { status: 200, body: rewriteStorageUrls(result, `http://${req.headers.host ?? "127.0.0.1"}`) };
     }
     default:
       return { status: 404, body: { code: "NotFound", message: `No route ${route}` } };
   }
+}
+
+// ---------------------------------------------------------------- the sync WebSocket
+
+type Subscriber = {
+  ws: WebSocket;
+  who: Caller;
+  querySet: number;
+  identity: number;
+  ts: bigint;
+  queries: Map<number, { udfPath: string; args: Record<string, unknown>; last?: string }>;
+};
+const subscribers = new Set<Subscriber>();
+let syncTs = BigInt(Date.now()) * 1_000_000n;
+const b64ts = (n: bigint) => {
+  const bytes = Buffer.alloc(8);
+  bytes.writeBigUInt64LE(n);
+  return bytes.toString("base64");
+};
+
+/** The query's modification for a Transition, or null when its value did not change. */
+async function evaluate(sub: Subscriber, queryId: number, force: boolean): Promise<Record<string, unknown> | null> {
+  const q = sub.queries.get(queryId)!;
+  calls.subscription++;
+  const r = (await call("query", { path: q.udfPath, args: q.args, format: "convex_encoded_json" }, sub.who)) as {
+    status: string;
+    value?: unknown;
+    errorMessage?: string;
+    errorData?: unknown;
+  };
+  const change =
+    r.status === "success"
+      ? { type: "QueryUpdated", queryId, value: r.value, logLines: [], journal: null }
+      : { type: "QueryFailed", queryId, errorMessage: r.errorMessage, logLines: [], journal: null, ...(r.errorData === undefined ? {} : { errorData: r.errorData }) };
+  const text = JSON.stringify(change);
+  if (!force && text === q.last) return null;
+  q.last = text;
+  return change;
+}
+
+function transition(sub: Subscriber, modifications: unknown[], querySet = sub.querySet, identity = sub.identity) {
+  const startVersion = { querySet: sub.querySet, identity: sub.identity, ts: b64ts(sub.ts) };
+  sub.querySet = querySet;
+  sub.identity = identity;
+  sub.ts = syncTs;
+  const endVersion = { querySet, identity, ts: b64ts(syncTs) };
+  sub.ws.send(JSON.stringify({ type: "Transition", startVersion, endVersion, modifications }));
+}
+
+/** After a write: run every subscribed query again; send each subscriber what changed. */
+async function refreshSubscriptions() {
+  if (subscribers.size === 0) return;
+  const now = BigInt(Date.now()) * 1_000_000n;
+  syncTs = now > syncTs ? now : syncTs + 1n;
+  for (const sub of subscribers) {
+    const changes = [];
+    for (const queryId of sub.queries.keys()) {
+      const change = await evaluate(sub, queryId, false);
+      if (change !== null) changes.push(change);
+    }
+    if (changes.length > 0) transition(sub, changes);
+  }
+}
+
+async function onSync(sub: Subscriber, frame: Record<string, unknown>) {
+  switch (frame.type) {
+    case "Authenticate": {
+      const header = frame.tokenType === "Admin" ? `Convex ${frame.value}` : frame.tokenType === "User" ? `Bearer ${frame.value}` : undefined;
+      const who = caller(header);
+      if ("status" in who) {
+        sub.ws.send(JSON.stringify({ type: "AuthError", error: (who.body as { message: string }).message, baseVersion: frame.baseVersion }));
+        return sub.ws.close();
+      }
+      sub.who = who;
+      const changes = [];
+      for (const queryId of sub.queries.keys()) changes.push(await evaluate(sub, queryId, true));
+      return transition(sub, changes, sub.querySet, Number(frame.baseVersion ?? 0) + 1);
+    }
+    case "ModifyQuerySet": {
+      const changes = [];
+      for (const mod of (frame.modifications as Record<string, unknown>[]) ?? []) {
+        const queryId = Number(mod.queryId);
+        if (mod.type === "Add") {
+          const args = Array.isArray(mod.args) ? (mod.args[0] ?? {}) : (mod.args ?? {});
+          sub.queries.set(queryId, { udfPath: String(mod.udfPath), args: args as Record<string, unknown> });
+          changes.push(await evaluate(sub, queryId, true));
+        } else if (mod.type === "Remove") {
+          sub.queries.delete(queryId);
+          changes.push({ type: "QueryRemoved", queryId });
+        }
+      }
+      return transition(sub, changes, Number(frame.newVersion));
+    }
+    case "Mutation":
+    case "Action":
+      sub.ws.send(JSON.stringify({ type: "FatalError", error: "the stand-in's /api/sync serves subscriptions only; call functions over HTTP" }));
+      return sub.ws.close();
+    default:
+      return; // Connect, Event: nothing to answer
+  }
+}
+
+const sockets = new WebSocketServer({ noServer: true });
+function attach(ws: WebSocket) {
+  const sub: Subscriber = { ws, who: { admin: false }, querySet: 0, identity: 0, ts: syncTs, queries: new Map() };
+  subscribers.add(sub);
+  const ping = setInterval(() => ws.send(JSON.stringify({ type: "Ping" })), 15_000);
+  ws.on("close", () => {
+    subscribers.delete(sub);
+    clearInterval(ping);
+  });
+  ws.on("message", (data: unknown) => {
+    const turn = queue.then(() => onSync(sub, JSON.parse(String(data)) as Record<string, unknown>));
+    queue = turn.catch(() => undefined);
+    turn.catch((error: unknown) => {
+      ws.send(JSON.stringify({ type: "FatalError", error: String(error) }));
+      ws.close();
+    });
+  });
 }
 
 function headersOf(req: http.IncomingMessage): Record<string, string> {
@@ -358,6 +494,14 @@ const server = http.createServer((req, res) => {
       res.writeHead(500, { "content-type": "application/json" });
       res.end(writeJson({ code: "InternalServerError", message: String(error) }));
     });
+});
+
+server.on("upgrade", (req: http.IncomingMessage, socket: import("node:stream").Duplex, head: Buffer) => {
+  const route = new URL(req.url ?? "/", "http://standin").pathname;
+  if (!/^\/api\/(?:[^/]+\/)?sync$/.test(route)) return void socket.destroy();
+  const fault = takeFault(false);
+  if (fault !== null) return void socket.end(`HTTP/1.1 ${fault} Injected\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+  sockets.handleUpgrade(req, socket, head, attach);
 });
 
 server.listen(Number(option("--port") ?? 3210), "127.0.0.1", () => {

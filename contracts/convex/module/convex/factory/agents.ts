@@ -1,13 +1,13 @@
 // Agent profiles, conversation history, the hydration bundle and the read views of
 // messages and conversations.
-import type { Doc } from "../_generated/dataModel";
+import type { Doc, Id } from "../_generated/dataModel";
 import type { DatabaseReader, DatabaseWriter } from "../_generated/server";
 import { HISTORY_WINDOW } from "./policy";
 import { findConversation, getMessageDoc } from "./queue";
 import { invalidInput } from "./errors";
 import { resolveSecrets } from "./secrets";
 import { id, integer } from "./validate";
-import type { AgentProfileInput, BridgeConfigInput } from "./validators";
+import type { AgentProfileInput, BridgeConfigInput, Payload } from "./validators";
 
 export type AgentProfile = {
   agentKey: string;
@@ -132,11 +132,8 @@ async function history(db: DatabaseReader, conversationId: string, limit: number
   return rows.reverse().map(({ role, content, at }) => ({ role, content, at }));
 }
 
-export type AppendArgs = {
-  conversationId: string;
-  messages: { role: HistoryMessage["role"]; content: string; at?: number }[];
-  messageId?: string;
-};
+export type HistoryInput = { role: HistoryMessage["role"]; content: string; at?: number };
+export type AppendArgs = { conversationId: string; messages: HistoryInput[]; messageId?: string };
 
 /** Append turns to a conversation's history; a redelivered message appends its turns once. */
 export async function appendHistory(
@@ -192,19 +189,30 @@ function bridgeSecretRefs(agentKey: string, config: NonNullable<AgentProfile["br
 export async function hydrationBundle(db: DatabaseReader, messageId: string) {
   const m = await getMessageDoc(db, messageId);
   if (m === null || m.status !== "processing") return null;
-  const profile = await loadProfile(db, m.agentKey);
+  return await bundleFor(db, m._id, m.conversationId, m.agentKey, m.payload);
+}
+
+/** The bundle of a message the caller knows is processing; null when its agent profile is gone. */
+export async function bundleFor(
+  db: DatabaseReader,
+  messageId: Id<"factoryMessages">,
+  conversationId: string,
+  agentKey: string,
+  payload: Payload,
+) {
+  const profile = await loadProfile(db, agentKey);
   if (profile === null) return null;
   // Sealed: the worker opens them (and picks the bot token and bridge fields) with the key only
   // it holds. Only an agent with an enabled bridge is sent bridge secrets.
-  const refs = [...profile.secretsRef, `${TELEGRAM_TOKEN_REF}.${m.agentKey}`, TELEGRAM_TOKEN_REF];
-  if (profile.bridgeConfig?.enabled) refs.push(...bridgeSecretRefs(m.agentKey, profile.bridgeConfig));
+  const refs = [...profile.secretsRef, `${TELEGRAM_TOKEN_REF}.${agentKey}`, TELEGRAM_TOKEN_REF];
+  if (profile.bridgeConfig?.enabled) refs.push(...bridgeSecretRefs(agentKey, profile.bridgeConfig));
   return {
-    messageId: m._id,
-    conversationId: m.conversationId,
-    agentKey: m.agentKey,
-    payload: m.payload,
+    messageId,
+    conversationId,
+    agentKey,
+    payload,
     profile,
-    history: await history(db, m.conversationId, HISTORY_WINDOW),
+    history: await history(db, conversationId, HISTORY_WINDOW),
     sealedSecrets: await resolveSecrets(db, refs),
   };
 }
@@ -226,7 +234,11 @@ export async function conversationView(db: DatabaseReader, conversationId: strin
 
 export async function messageView(db: DatabaseReader, messageId: string) {
   const m = await getMessageDoc(db, messageId);
-  if (m === null) return null;
+  return m === null ? null : messageRecord(m);
+}
+
+/** A message as operators see it: status, attempts, lease holder and timings. */
+export function messageRecord(m: Doc<"factoryMessages">) {
   return {
     messageId: m._id,
     conversationId: m.conversationId,

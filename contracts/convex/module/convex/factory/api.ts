@@ -8,6 +8,8 @@
 import { v, type ObjectType, type PropertyValidators } from "convex/values";
 import type { MutationCtx, QueryCtx } from "../_generated/server";
 import * as agents from "./agents";
+import * as claim from "./claim";
+import * as console from "./console";
 import * as fleet from "./fleet";
 import * as ingress from "./ingress";
 import { currentPolicy } from "./policy";
@@ -22,9 +24,11 @@ import {
   historyMessage,
   launchState,
   machineRef,
+  operatorRole,
   payload,
   pushJob,
   pushTemplate,
+  reconcileRecord,
   schedule,
   snapshotReason,
   telegramWebhook,
@@ -79,21 +83,40 @@ export const enqueue = mutationSpec(
   async (ctx, a) => await queue.enqueue(ctx.db, a, Date.now()),
 );
 
+/** `withBundle: true` answers {control, now, job?, bundle?} (an idle poll, a claim and its
+ * hydration in one call); without it, the job or null, as upstream's workerClaim does. */
 export const workerClaim = mutationSpec(
-  { workerId: v.string(), conversationId: v.optional(v.string()) },
-  async (ctx, a) => await queue.claim(ctx.db, a.workerId, a.conversationId, Date.now(), currentPolicy()),
+  { workerId: v.string(), conversationId: v.optional(v.string()), withBundle: v.optional(v.boolean()) },
+  async (ctx, a) =>
+    a.withBundle === true
+      ? await claim.claimWithBundle(ctx.db, a.workerId, a.conversationId, Date.now(), currentPolicy())
+      : await claim.claim(ctx.db, a.workerId, a.conversationId, Date.now(), currentPolicy()),
 );
 
 export const workerHeartbeat = mutationSpec(
   lease,
-  async (ctx, a) => await queue.heartbeat(ctx.db, a, Date.now(), currentPolicy()),
+  async (ctx, a) => await claim.heartbeat(ctx.db, a, Date.now(), currentPolicy()),
 );
 
-export const workerComplete = mutationSpec(lease, async (ctx, a) => await queue.complete(ctx.db, a, Date.now()));
+/** `history`: turns appended in the same transaction (once per message); `claimNext`: also claim
+ * the worker's next job, answered in `next`. */
+export const workerComplete = mutationSpec(
+  {
+    ...lease,
+    history: v.optional(v.array(historyMessage)),
+    claimNext: v.optional(v.object({ conversationId: v.optional(v.string()), withBundle: v.optional(v.boolean()) })),
+  },
+  async (ctx, a) => await claim.complete(ctx.db, a, Date.now(), currentPolicy()),
+);
 
 export const workerFail = mutationSpec(
   { ...lease, errorMessage: v.string(), retryable: v.optional(v.boolean()) },
   async (ctx, a) => await queue.fail(ctx.db, a, Date.now(), currentPolicy(), Math.random),
+);
+
+export const workerRelease = mutationSpec(
+  { ...lease, reason: v.string() },
+  async (ctx, a) => await queue.release(ctx.db, a, Date.now()),
 );
 
 export const workerHydrationBundle = querySpec(
@@ -158,6 +181,12 @@ export const queueTotals = querySpec({ cursor: v.string() }, async (ctx, a) => a
 export const queueReadiness = querySpec(
   { now: v.optional(v.number()) },
   async (ctx, a) => await fleet.queueReadiness(ctx.db, a.now ?? Date.now()),
+);
+
+/** An idle worker's subscription (see fleet.queueSignal). */
+export const queueSignal = querySpec(
+  { conversationId: v.optional(v.string()) },
+  async (ctx, a) => await fleet.queueSignal(ctx.db, a.conversationId),
 );
 
 export const listDeadLetters = querySpec(
@@ -423,6 +452,76 @@ export const broadcast = mutationSpec(
 export const broadcasts = querySpec(
   { limit: v.optional(v.number()) },
   async (ctx, a) => await push.broadcasts(ctx.db, a.limit ?? 50),
+);
+
+// ---------------------------------------------------------------- the operator console
+
+export const searchConversations = querySpec(
+  { query: v.optional(v.string()), limit: v.optional(v.number()) },
+  async (ctx, a) => await console.searchConversations(ctx.db, a.query ?? "", a.limit ?? 50),
+);
+
+export const conversationRecords = querySpec(
+  { conversationId: v.string(), limit: v.optional(v.number()) },
+  async (ctx, a) => await console.conversationRecords(ctx.db, a.conversationId, a.limit ?? 100),
+);
+
+export const settledPage = querySpec(
+  { status: v.union(v.literal("done"), v.literal("dead_letter")), since: v.number(), ...cursor },
+  async (ctx, a) => await console.settledPage(ctx.db, a.status, a.since, page(a)),
+);
+
+export const listAgentProfiles = querySpec({}, async (ctx) => await console.listAgentProfiles(ctx.db));
+
+export const listPairingCodes = querySpec(
+  { limit: v.optional(v.number()), now: v.optional(v.number()) },
+  async (ctx, a) => await console.listPairingCodes(ctx.db, a.limit ?? 100, a.now ?? Date.now()),
+);
+
+export const recordReconcile = mutationSpec(
+  { record: reconcileRecord },
+  async (ctx, a) => await console.recordReconcile(ctx.db, a.record),
+);
+
+export const lastReconcile = querySpec({}, async (ctx) => await console.lastReconcile(ctx.db));
+
+export const createOperatorToken = mutationSpec(
+  { tokenId: v.string(), name: v.string(), role: operatorRole, tokenHash: v.string(), createdAt: v.number() },
+  async (ctx, a) => await console.createOperatorToken(ctx.db, a),
+);
+
+export const findOperatorToken = querySpec(
+  { tokenHash: v.string() },
+  async (ctx, a) => await console.findOperatorToken(ctx.db, a.tokenHash),
+);
+
+export const listOperatorTokens = querySpec({}, async (ctx) => await console.listOperatorTokens(ctx.db));
+
+export const revokeOperatorToken = mutationSpec(
+  { tokenId: v.string() },
+  async (ctx, a) => await console.revokeOperatorToken(ctx.db, a.tokenId, Date.now()),
+);
+
+export const createConsoleSession = mutationSpec(
+  {
+    sessionHash: v.string(),
+    operator: v.string(),
+    role: operatorRole,
+    tokenId: v.optional(v.string()),
+    createdAt: v.number(),
+    expiresAt: v.number(),
+  },
+  async (ctx, a) => await console.createConsoleSession(ctx.db, a, Date.now()),
+);
+
+export const findConsoleSession = querySpec(
+  { sessionHash: v.string(), now: v.optional(v.number()) },
+  async (ctx, a) => await console.findConsoleSession(ctx.db, a.sessionHash, a.now ?? Date.now()),
+);
+
+export const endConsoleSession = mutationSpec(
+  { sessionHash: v.string() },
+  async (ctx, a) => await console.endConsoleSession(ctx.db, a.sessionHash, Date.now()),
 );
 
 // ---------------------------------------------------------------- time

@@ -11,8 +11,9 @@
 import type { PaginationOptions, PaginationResult } from "convex/server";
 import type { Doc } from "../_generated/dataModel";
 import type { DatabaseReader, DatabaseWriter } from "../_generated/server";
-import { staleAfterMs } from "./policy";
-import { findWorker } from "./queue";
+import { controlOf } from "./claim";
+import { heartbeatDue, staleAfterMs } from "./policy";
+import { findConversation, findWorker } from "./queue";
 import { pendingWorkers } from "./snapshots";
 import { id, integer, nonEmpty } from "./validate";
 import type { LaunchState, WorkerStatus } from "./validators";
@@ -23,6 +24,8 @@ export const LIVE_WORKERS = 1_000;
 export const QUEUE_TOTALS_PAGE = 2_000;
 export const OPEN_LAUNCHES = 1_000;
 export const READY_IDS_LIMIT = 200;
+export const RECENT_HORIZON_MS = 2 * 3_600_000;
+export const RECENT_LIMIT = 1_000;
 export const RECONCILE_LOCK = "reconcile";
 
 type Worker = Doc<"factoryWorkers">;
@@ -95,12 +98,8 @@ export async function register(db: DatabaseWriter, r: Registration, now: number)
 export async function controlState(db: DatabaseWriter, workerId: string, now: number) {
   nonEmpty("workerId", workerId);
   const w = await findWorker(db, workerId);
-  if (w === null) return { shouldStop: true, reason: "unknown worker: register before polling" };
-  if (w.status !== "active") {
-    return { shouldStop: true, reason: `status ${w.status}` + (w.statusReason ? `: ${w.statusReason}` : "") };
-  }
-  await db.patch(w._id, { heartbeatAt: now });
-  return { shouldStop: false };
+  if (w !== null && w.status === "active" && heartbeatDue(w.heartbeatAt, now)) await db.patch(w._id, { heartbeatAt: now });
+  return controlOf(w);
 }
 
 /** Move a worker forward through active → draining → stopping → stopped; never backwards. */
@@ -193,11 +192,11 @@ async function readiness(db: DatabaseReader, now: number): Promise<Readiness> {
   return r;
 }
 
-/** Claim order: priority (as claimRank), then schedule, then enqueue order. */
+/** Claim order: priority (as claimRank), then claimable longest (availableAt), then enqueue order. */
 function claimOrder(a: Conversation, b: Conversation): number {
   return (
     (a.claimRank ?? 0) - (b.claimRank ?? 0) ||
-    (a.headScheduledFor ?? 0) - (b.headScheduledFor ?? 0) ||
+    (a.availableAt ?? 0) - (b.availableAt ?? 0) ||
     (a.headSeq ?? 0) - (b.headSeq ?? 0)
   );
 }
@@ -227,7 +226,22 @@ export async function demand(db: DatabaseReader, now: number) {
     .sort(claimOrder)
     .slice(0, READY_IDS_LIMIT)
     .map((c) => c.conversationId);
-  return { now, ...counts, workers, readyConversationIds };
+  return { now, ...counts, workers, readyConversationIds, recent: await recentConversations(db, now) };
+}
+
+/** Conversations with an arrival within the horizon, most recent first: keep-warm's evidence. */
+async function recentConversations(db: DatabaseReader, now: number) {
+  const rows = await db
+    .query("factoryConversations")
+    .withIndex("by_last_arrival", (q) => q.gte("lastArrivalAt", now - RECENT_HORIZON_MS))
+    .order("desc")
+    .take(RECENT_LIMIT);
+  return rows.map((c) => ({
+    conversationId: c.conversationId,
+    lastArrivalAt: c.lastArrivalAt!,
+    gapsMs: c.arrivalGaps ?? [],
+    active: c.headStatus !== "idle",
+  }));
 }
 
 /** A cheap view for an idle worker's poll: how many conversations are claimable (counted up to
@@ -250,6 +264,22 @@ export async function queueReadiness(db: DatabaseReader, now: number) {
     }
   }
   return { readyConversations: Math.min(ready, READY_CAP), nextReadyAt };
+}
+
+/** What an idle worker subscribes to over /api/sync: the head that falls due first among queued
+ * heads (or, for a worker pinned to a conversation, that conversation's head). Nothing in it
+ * depends on the clock, so the subscription re-runs only when those documents change; the worker
+ * wakes on a change, or at `nextReadyAt` when that is still to come. Two index reads. */
+export async function queueSignal(db: DatabaseReader, conversationId: string | undefined) {
+  const head =
+    conversationId !== undefined
+      ? await findConversation(db, conversationId)
+      : await db
+          .query("factoryConversations")
+          .withIndex("by_available", (q) => q.eq("headStatus", "queued"))
+          .first();
+  if (head === null || head.headStatus === "idle") return {};
+  return { nextReadyAt: head.availableAt!, headSeq: head.headSeq! };
 }
 
 async function queueTotalsPage(db: DatabaseReader, cursor: string | null) {
@@ -406,14 +436,14 @@ export async function ledgerUpdate(
   return true;
 }
 
-/** Open launches (requested or running) at once; with closed ones, a page at a time. */
+/** Open launches (requested, running or parked) at once; with closed ones, a page at a time. */
 export async function ledgerList(db: DatabaseReader, includeClosed: boolean, page: PaginationOptions) {
   if (includeClosed) {
     const result = await db.query("factoryLaunches").withIndex("by_requested").paginate(page);
     return { page: result.page.map(launchRecord), isDone: result.isDone, continueCursor: result.continueCursor };
   }
   const open: Launch[] = [];
-  for (const state of ["requested", "running"] as const) {
+  for (const state of ["requested", "running", "parked"] as const) {
     open.push(
       ...(await db
         .query("factoryLaunches")

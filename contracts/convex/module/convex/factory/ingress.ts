@@ -99,7 +99,7 @@ export async function findWebhook(db: DatabaseReader, secretHash: string): Promi
 // --------------------------------------------------------------------------- pairing codes
 
 type CodeRow = Doc<"factoryPairingCodes">;
-function codeView({ _id, _creationTime, ...c }: CodeRow, now: number) {
+export function codeView({ _id, _creationTime, ...c }: CodeRow, now: number) {
   return { ...c, status: c.status === "pending" && c.expiresAt <= now ? ("expired" as const) : c.status };
 }
 

@@ -39,6 +39,20 @@ export function leaseIsLive(leaseExpiresAt: number | undefined, now: number): bo
   return leaseExpiresAt !== undefined && now < leaseExpiresAt;
 }
 
+/** A worker's recorded heartbeat is rewritten only once it is this old: liveness is judged in
+ * tens of seconds, so a busy worker's document is written about once a second, not per call. */
+export const HEARTBEAT_REFRESH_MS = 1_000;
+
+export function heartbeatDue(heartbeatAt: number, now: number): boolean {
+  return now - heartbeatAt >= HEARTBEAT_REFRESH_MS;
+}
+
+/** Why a worker must stop (undefined: it may carry on): any status but active, with its reason. */
+export function stopReason(status: string, reason: string | undefined): string | undefined {
+  if (status === "active") return undefined;
+  return `status ${status}` + (reason ? `: ${reason}` : "");
+}
+
 /** How long an active worker may go without a heartbeat before the views call it stale (as
  * contracts/rules.py stale_after_ms): killed, or its machine lost, without saying so. */
 export function staleAfterMs(leaseTtlMs: number): number {
@@ -48,6 +62,11 @@ export function staleAfterMs(leaseTtlMs: number): number {
 /** Attempts are counted at claim: the delivery numbered maxAttempts is the last one. */
 export function outOfAttempts(attempts: number, maxAttempts: number): boolean {
   return attempts >= maxAttempts;
+}
+
+/** A released message was not at fault: the attempt its claim counted is given back. */
+export function attemptsAfterRelease(attempts: number): number {
+  return Math.max(0, attempts - 1);
 }
 
 /** Delay before delivery attempt+1: exponential from the base, capped, plus up to

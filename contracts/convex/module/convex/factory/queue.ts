@@ -1,4 +1,5 @@
-// The queue's transactions: enqueue, claim, heartbeat, complete, fail, sweep, redrive. The same
+// The queue's transactions: enqueue, fail, release, sweep, redrive, and the conversation heads they keep
+// (claims, heartbeats and completes, a busy worker's hot path, are in claim.ts). The same
 // semantics as contracts/sqlite/queue.py (the reference), arranged for Convex's OCC:
 //
 // * A conversation's head is its one processing message if it has one, else its earliest
@@ -6,10 +7,6 @@
 //   per conversation is in flight and delivery follows enqueue order.
 // * Every change to a conversation's open messages ends in `settle`, which recomputes the
 //   head, denormalises it onto the conversation and adjusts the per-status counters.
-// * A claim reads index ranges, never a table: per distinct priority in use, the first queued
-//   head (`by_claim`, ordered by rank, scheduledFor, seq), plus the expired processing heads
-//   (`by_available`). The read set is a few index intervals; two claims conflict only when
-//   they race for the same head, which is exactly when one of them must lose.
 // * Heartbeat, complete and fail change a row only when status, lease, worker and expiry all
 //   match; a replay with the same lease reports the first outcome and changes nothing.
 import type { Doc, Id } from "../_generated/dataModel";
@@ -17,6 +14,7 @@ import type { DatabaseReader, DatabaseWriter } from "../_generated/server";
 import { agentUnavailable, conversationConflict } from "./errors";
 import { loadProfile } from "./agents";
 import {
+  attemptsAfterRelease,
   backoffMs,
   claimRank,
   DEFAULT_MAX_ATTEMPTS,
@@ -25,7 +23,6 @@ import {
   MAX_MESSAGE_BYTES,
   MAX_PRIORITY,
   MIN_PRIORITY,
-  newToken,
   outOfAttempts,
   truncate,
   type Policy,
@@ -39,8 +36,6 @@ type Counts = Conversation["counts"];
 type Delta = Partial<Counts>;
 
 // Bounds, each keeping one transaction small (Convex: 4,096 index ranges, 32,000 documents).
-export const EXPIRED_SCAN = 100; // expired heads a claim compares (oldest lease first)
-export const MAX_TAKEOVERS = 25; // expired heads one claim may dead-letter before giving up
 export const SWEEP_BATCH = 200; // leases one releaseExpired call returns; the client loops
 export const REDRIVE_BATCH = 200; // dead letters one redrive call re-queues; the client loops
 
@@ -63,7 +58,7 @@ async function headOf(db: DatabaseReader, conversationId: string): Promise<Messa
 }
 
 /** Recompute a conversation's head after a change to its messages, and apply counter deltas. */
-async function settle(db: DatabaseWriter, conv: Conversation, delta: Delta = {}): Promise<void> {
+export async function settle(db: DatabaseWriter, conv: Conversation, delta: Delta = {}): Promise<void> {
   const counts: Counts = { ...conv.counts };
   for (const key of Object.keys(delta) as (keyof Counts)[]) counts[key] += delta[key] ?? 0;
   const head = await headOf(db, conv.conversationId);
@@ -95,7 +90,7 @@ async function settle(db: DatabaseWriter, conv: Conversation, delta: Delta = {})
   });
 }
 
-async function settleById(db: DatabaseWriter, conversationId: string, delta: Delta): Promise<void> {
+export async function settleById(db: DatabaseWriter, conversationId: string, delta: Delta): Promise<void> {
   const conv = await findConversation(db, conversationId);
   if (conv !== null) await settle(db, conv, delta);
 }
@@ -172,6 +167,7 @@ export async function enqueue(db: DatabaseWriter, a: EnqueueArgs, now: number): 
       historyCount: 0,
       counts: { queued: 0, processing: 0, done: 0, deadLetter: 0 },
       headStatus: "idle",
+      userId: a.payload.providerUserId,
     });
     conv = (await db.get(id))!;
   } else if (conv.agentKey !== a.agentKey) {
@@ -192,153 +188,25 @@ export async function enqueue(db: DatabaseWriter, a: EnqueueArgs, now: number): 
     attempts: 0,
     maxAttempts: a.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
   });
+  if (a.scheduledFor === undefined || a.scheduledFor <= now) {
+    const gaps = conv.lastArrivalAt === undefined ? [] : [Math.max(0, now - conv.lastArrivalAt), ...(conv.arrivalGaps ?? [])];
+    await db.patch(conv._id, { lastArrivalAt: now, arrivalGaps: gaps.slice(0, RECENT_GAPS) });
+  }
   // The new message may arrive before a head that is only scheduled for later.
   await settle(db, conv, { queued: 1 });
   return messageId;
 }
 
-// --------------------------------------------------------------------------- claim
+/** Arrival gaps a conversation keeps for the autoscaler's keep-warm estimate. */
+export const RECENT_GAPS = 8;
 
-export type ClaimedJob = {
-  messageId: Id<"factoryMessages">;
-  conversationId: string;
-  agentKey: string;
-  leaseId: string;
-  leaseExpiresAt: number;
-  attempt: number;
-  payload: Payload;
-  // The store's clock when it granted the lease: with leaseExpiresAt, the lease's length.
-  now: number;
-};
-
-const before = (a: Conversation, b: Conversation): boolean =>
-  a.claimRank! !== b.claimRank!
-    ? a.claimRank! < b.claimRank!
-    : a.headScheduledFor! !== b.headScheduledFor!
-      ? a.headScheduledFor! < b.headScheduledFor!
-      : a.headSeq! < b.headSeq!;
-
-/** The best due queued head. Within one rank, `by_claim` orders heads by scheduledFor, so the
- * first head of a rank is due or none of that rank is: one index read per priority in use. */
-async function bestQueuedHead(db: DatabaseReader, now: number): Promise<Conversation | null> {
-  let rank = -1;
-  for (;;) {
-    const first: Conversation | null = await db
-      .query("factoryConversations")
-      .withIndex("by_claim", (q) => q.eq("headStatus", "queued").gt("claimRank", rank))
-      .first();
-    if (first === null) return null;
-    if (first.headScheduledFor! <= now) return first;
-    rank = first.claimRank!;
-  }
-}
-
-/** The best head whose lease has expired: a dead lease frees its conversation at once. */
-async function bestExpiredHead(db: DatabaseReader, now: number): Promise<Conversation | null> {
-  const expired = await db
-    .query("factoryConversations")
-    .withIndex("by_available", (q) => q.eq("headStatus", "processing").lte("availableAt", now))
-    .take(EXPIRED_SCAN);
-  return expired.reduce<Conversation | null>((best, c) => (best === null || before(c, best) ? c : best), null);
-}
-
-async function bestDueHead(db: DatabaseReader, now: number): Promise<Conversation | null> {
-  const queued = await bestQueuedHead(db, now);
-  const expired = await bestExpiredHead(db, now);
-  if (queued === null || expired === null) return queued ?? expired;
-  return before(expired, queued) ? expired : queued;
-}
-
-async function pinnedHead(db: DatabaseReader, conversationId: string, now: number): Promise<Conversation | null> {
-  const conv = await findConversation(db, conversationId);
-  if (conv === null || conv.headStatus === "idle" || conv.availableAt! > now) return null;
-  return conv;
-}
+// --------------------------------------------------------------------------- workers
 
 export async function findWorker(db: DatabaseReader, workerId: string): Promise<Doc<"factoryWorkers"> | null> {
   return await db
     .query("factoryWorkers")
     .withIndex("by_workerId", (q) => q.eq("workerId", workerId))
     .unique();
-}
-
-/** Refresh the claimant's heartbeat (registering it if unknown); true if it may claim. */
-async function touchClaimant(db: DatabaseWriter, workerId: string, now: number): Promise<boolean> {
-  const worker = await findWorker(db, workerId);
-  if (worker === null) {
-    // A worker that never registered (an upstream-style worker) registers by claiming.
-    await db.insert("factoryWorkers", {
-      workerId,
-      provider: "unknown",
-      status: "active",
-      capabilities: [],
-      registeredAt: now,
-      heartbeatAt: now,
-      idleSince: now,
-    });
-    return true;
-  }
-  await db.patch(worker._id, { heartbeatAt: now });
-  return worker.status === "active";
-}
-
-/** Lease the best due head (or the pinned conversation's), taking over an expired lease. */
-export async function claim(
-  db: DatabaseWriter,
-  workerId: string,
-  conversationId: string | undefined,
-  now: number,
-  policy: Policy,
-): Promise<ClaimedJob | null> {
-  nonEmpty("workerId", workerId);
-  if (!(await touchClaimant(db, workerId, now))) return null;
-  for (let takeover = 0; takeover < MAX_TAKEOVERS; takeover++) {
-    const conv =
-      conversationId === undefined ? await bestDueHead(db, now) : await pinnedHead(db, conversationId, now);
-    if (conv === null) return null;
-    const message = (await db.get(conv.headMessageId!))!;
-    if (message.status === "processing" && outOfAttempts(message.attempts, message.maxAttempts)) {
-      // The lease expired on the last attempt: that delivery is over, and so is the message.
-      const reason = `lease expired on attempt ${message.attempts} of ${message.maxAttempts}`;
-      await db.patch(message._id, deadLetterFields(reason, now, true));
-      await settle(db, conv, { processing: -1, deadLetter: 1 });
-      continue;
-    }
-    return await lease(db, conv, message, workerId, now, policy);
-  }
-  return null; // many dead leases at once: the next claim (or the sweep) carries on
-}
-
-async function lease(
-  db: DatabaseWriter,
-  conv: Conversation,
-  message: Message,
-  workerId: string,
-  now: number,
-  policy: Policy,
-): Promise<ClaimedJob> {
-  const leaseId = newToken();
-  const leaseExpiresAt = now + policy.leaseTtlMs;
-  const attempt = message.attempts + 1;
-  const wasQueued = message.status === "queued";
-  await db.patch(message._id, { status: "processing", attempts: attempt, leaseId, leaseExpiresAt, claimedBy: workerId });
-  await settle(db, conv, wasQueued ? { queued: -1, processing: 1 } : {});
-  await patchWorker(db, workerId, {
-    lastClaimAt: now,
-    busySince: now,
-    idleSince: undefined,
-    conversationId: conv.conversationId,
-  });
-  return {
-    messageId: message._id,
-    conversationId: conv.conversationId,
-    agentKey: message.agentKey,
-    leaseId,
-    leaseExpiresAt,
-    attempt,
-    payload: message.payload,
-    now,
-  };
 }
 
 async function patchWorker(
@@ -359,11 +227,11 @@ async function getMessageDoc(db: DatabaseReader, messageId: string): Promise<Mes
   return id === null ? null : await db.get(id);
 }
 
-const sameLease = (m: Message, lease: LeaseRef): boolean =>
+export const sameLease = (m: Message, lease: LeaseRef): boolean =>
   m.leaseId === lease.leaseId && m.claimedBy === lease.workerId;
 
 /** The message this lease still owns: processing, same lease and worker, lease not expired. */
-async function fenced(db: DatabaseReader, lease: LeaseRef, now: number): Promise<Message | null> {
+export async function fenced(db: DatabaseReader, lease: LeaseRef, now: number): Promise<Message | null> {
   const m = await getMessageDoc(db, lease.messageId);
   if (m === null || m.status !== "processing" || !sameLease(m, lease)) return null;
   return m.leaseExpiresAt !== undefined && now < m.leaseExpiresAt ? m : null;
@@ -377,39 +245,14 @@ async function releaseWorker(db: DatabaseWriter, workerId: string, now: number):
 export type LeaseRefusal = "lease_lost" | "lease_expired" | "unknown_message";
 export type LeaseResult = { ok: boolean; refused?: LeaseRefusal; leaseExpiresAt?: number; now: number };
 
-async function refusal(db: DatabaseReader, lease: LeaseRef, now: number): Promise<LeaseRefusal> {
+export async function refusal(db: DatabaseReader, lease: LeaseRef, now: number): Promise<LeaseRefusal> {
   const m = await getMessageDoc(db, lease.messageId);
   if (m === null) return "unknown_message";
   const expired = m.leaseExpiresAt !== undefined && m.leaseExpiresAt <= now;
   return m.status === "processing" && sameLease(m, lease) && expired ? "lease_expired" : "lease_lost";
 }
 
-export async function heartbeat(db: DatabaseWriter, lease: LeaseRef, now: number, policy: Policy): Promise<LeaseResult> {
-  const m = await fenced(db, lease, now);
-  if (m === null) return { ok: false, refused: await refusal(db, lease, now), now };
-  const leaseExpiresAt = now + policy.leaseTtlMs;
-  await db.patch(m._id, { leaseExpiresAt });
-  const conv = await findConversation(db, m.conversationId);
-  if (conv !== null) await db.patch(conv._id, { availableAt: leaseExpiresAt });
-  await patchWorker(db, lease.workerId, { heartbeatAt: now });
-  return { ok: true, leaseExpiresAt, now };
-}
-
-export async function complete(db: DatabaseWriter, lease: LeaseRef, now: number): Promise<LeaseResult> {
-  const m = await fenced(db, lease, now);
-  if (m === null) {
-    // A retried call whose first try landed: same lease, already done. Report it, change nothing.
-    const replay = await getMessageDoc(db, lease.messageId);
-    if (replay !== null && replay.status === "done" && sameLease(replay, lease)) return { ok: true, now };
-    return { ok: false, refused: await refusal(db, lease, now), now };
-  }
-  await db.patch(m._id, { status: "done", leaseExpiresAt: undefined, finishedAt: now });
-  await settleById(db, m.conversationId, { processing: -1, done: 1 });
-  await releaseWorker(db, lease.workerId, now);
-  return { ok: true, now };
-}
-
-function deadLetterFields(reason: string, now: number, clearLease: boolean): Partial<Message> {
+export function deadLetterFields(reason: string, now: number, clearLease: boolean): Partial<Message> {
   return {
     status: "dead_letter",
     lastError: reason,
@@ -460,6 +303,29 @@ async function failReplay(db: DatabaseReader, lease: LeaseRef, now: number): Pro
   return { requeued: false, deadLettered: false, refused: await refusal(db, lease, now) };
 }
 
+export type ReleaseArgs = LeaseRef & { reason: string };
+
+/** Give a message back without spending an attempt (the fault was not the message's). Fenced by
+ * the lease and worker but not by the expiry: a lease that ran out while its worker could not reach
+ * the store is still nobody else's until a claim takes it over. The message keeps its place. */
+export async function release(db: DatabaseWriter, a: ReleaseArgs, now: number): Promise<LeaseResult> {
+  nonEmpty("reason", a.reason);
+  const m = await getMessageDoc(db, a.messageId);
+  if (m === null || !sameLease(m, a) || (m.status !== "processing" && m.status !== "queued")) {
+    return { ok: false, refused: await refusal(db, a, now), now };
+  }
+  if (m.status === "queued") return { ok: true, now }; // a replay: the first call gave it back already
+  await db.patch(m._id, {
+    status: "queued",
+    attempts: attemptsAfterRelease(m.attempts),
+    leaseExpiresAt: undefined,
+    lastError: truncate(`released: ${a.reason}`),
+  });
+  await settleById(db, m.conversationId, { processing: -1, queued: 1 });
+  await releaseWorker(db, a.workerId, now);
+  return { ok: true, now };
+}
+
 // --------------------------------------------------------------------------- sweep and redrive
 
 export type ReleaseResult = { released: number; deadLettered: number; hasMore: boolean };
@@ -479,9 +345,10 @@ export async function releaseExpired(db: DatabaseWriter, now: number): Promise<R
       await settle(db, conv, { processing: -1, deadLetter: 1 });
       deadLettered++;
     } else {
+      // Claimable since its lease expired, as before the sweep: sweeping moves nobody's place.
       await db.patch(m._id, {
         status: "queued",
-        scheduledFor: now,
+        scheduledFor: conv.availableAt!,
         leaseId: undefined,
         leaseExpiresAt: undefined,
         lastError: "lease expired while processing",

@@ -22,6 +22,7 @@ export async function importSecret(
   now: number,
 ): Promise<number> {
   nonEmpty("secretRef", secretRef);
+  nonEmpty("value", value); // sealed text is never blank; a blank one is a caller's mistake
   const latest = await db
     .query("factorySecrets")
     .withIndex("by_ref_version", (q) => q.eq("secretRef", secretRef))

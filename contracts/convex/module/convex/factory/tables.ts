@@ -3,8 +3,8 @@
 //
 // Why conversations carry their head: a claim must find, across all conversations, the best
 // *due head* without a scan window. Each conversation keeps its head (the processing message,
-// else the earliest queued one) denormalised next to two indexes, so a claim reads a handful
-// of index ranges instead of the message table (see queue.ts).
+// else the earliest queued one) denormalised next to two indexes, so a claim reads one index
+// entry per priority in use instead of the message table (see queue.ts).
 import { defineTable } from "convex/server";
 import { v } from "convex/values";
 import {
@@ -15,12 +15,14 @@ import {
   launchState,
   machineRef,
   messageStatus,
+  operatorRole,
   pairingStatus,
   payload,
   pushJob,
   pushTemplate,
   snapshotReason,
   snapshotStatus,
+  reconcileRecord,
   workerStatus,
 } from "./validators";
 
@@ -50,6 +52,9 @@ export const factoryTables = {
     claimedBy: v.optional(v.string()),
     lastError: v.optional(v.string()),
     finishedAt: v.optional(v.number()),
+    // The message a complete of this one claimed next for the same worker: a replayed complete
+    // hands that job back instead of claiming another.
+    chainedTo: v.optional(v.id("factoryMessages")),
   })
     .index("by_conversation_status", ["conversationId", "status", "arrivalAt", "seq"])
     .index("by_dedupe", ["conversationId", "externalMessageId"])
@@ -69,11 +74,21 @@ export const factoryTables = {
     headAttempts: v.optional(v.number()),
     availableAt: v.optional(v.number()), // queued head: scheduledFor; processing head: lease expiry
     lockWorker: v.optional(v.string()), // the worker holding the processing head
+    userId: v.optional(v.string()), // the provider user of its first message (who started it)
+    // Keep-warm evidence: when a message last arrived (not one scheduled for later), and the
+    // gaps between its latest arrivals, newest first (at most RECENT_GAPS).
+    lastArrivalAt: v.optional(v.number()),
+    arrivalGaps: v.optional(v.array(v.number())),
   })
     .index("by_conversationId", ["conversationId"])
     .index("by_agent", ["agentKey", "conversationId"])
-    .index("by_claim", ["headStatus", "claimRank", "headScheduledFor", "headSeq"])
-    .index("by_available", ["headStatus", "availableAt"]),
+    .index("by_agent_created", ["agentKey", "createdAt"])
+    .index("by_user", ["userId", "createdAt"])
+    .index("by_created", ["createdAt"])
+    // Claim order within a head status: priority, then claimable longest (availableAt), then seq.
+    .index("by_claim", ["headStatus", "claimRank", "availableAt", "headSeq"])
+    .index("by_available", ["headStatus", "availableAt"])
+    .index("by_last_arrival", ["lastArrivalAt"]),
 
   factoryHistory: defineTable({
     conversationId: v.string(),
@@ -251,7 +266,8 @@ export const factoryTables = {
     telegramChatId: v.optional(v.string()),
   })
     .index("by_code", ["code"])
-    .index("by_consumer", ["consumerUserId", "agentKey", "status"]),
+    .index("by_consumer", ["consumerUserId", "agentKey", "status"])
+    .index("by_created", ["createdAt"]),
 
   factoryPairingFailures: defineTable({
     botId: v.string(),
@@ -289,6 +305,37 @@ export const factoryTables = {
     .index("by_tokenId", ["tokenId"])
     .index("by_hash", ["tokenHash"])
     .index("by_created", ["createdAt"]),
+
+  // ---- the operator console: sign-in (hashes only) and the latest reconcile tick.
+  factoryOperatorTokens: defineTable({
+    tokenId: v.string(),
+    name: v.string(),
+    role: operatorRole,
+    tokenHash: v.string(), // SHA-256 hex of the operator token: the token itself is never stored
+    createdAt: v.number(),
+    revokedAt: v.optional(v.number()),
+  })
+    .index("by_tokenId", ["tokenId"])
+    .index("by_hash", ["tokenHash"])
+    .index("by_created", ["createdAt"]),
+
+  factoryConsoleSessions: defineTable({
+    sessionHash: v.string(), // SHA-256 hex of the session id (the cookie)
+    operator: v.string(),
+    role: operatorRole,
+    tokenId: v.optional(v.string()),
+    createdAt: v.number(),
+    expiresAt: v.number(),
+    endedAt: v.optional(v.number()),
+  })
+    .index("by_hash", ["sessionHash"])
+    .index("by_token", ["tokenId"])
+    .index("by_expires", ["expiresAt"]),
+
+  factoryReconciles: defineTable({
+    slot: v.literal("last"),
+    record: reconcileRecord,
+  }).index("by_slot", ["slot"]),
 
   factoryCounters: defineTable({
     name: v.string(),

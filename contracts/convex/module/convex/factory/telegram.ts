@@ -7,7 +7,14 @@
 //   enqueued once per update id (bound users go to their agent), anything else is ignored.
 //
 // The secret token is compared by its SHA-256 (the deployment stores only the hash).
-import { anyApi, type GenericActionCtx, type GenericDataModel, type HttpRouter, httpActionGeneric } from "convex/server";
+import {
+  anyApi,
+  type FunctionReference,
+  type GenericActionCtx,
+  type GenericDataModel,
+  type HttpRouter,
+  httpActionGeneric,
+} from "convex/server";
 import { telegramConversationId, telegramExternalId } from "./ingress";
 
 export const MAX_BODY_BYTES = 1_000_000;
@@ -149,8 +156,24 @@ const sendMessage = (chatId: number, text: string) => json({ method: "sendMessag
 
 type Webhook = { agentKey: string; botId: string; secretHash: string };
 
-async function accept(ctx: GenericActionCtx<GenericDataModel>, request: Request, webhook: Webhook, o: RouteOptions) {
-  const fns = anyApi[o.namespace ?? "agentFactoryAdmin"]!;
+type Callable<Kind extends "query" | "mutation"> = FunctionReference<Kind, "public" | "internal">;
+/** The functions the routes call: a host namespace's (`anyApi.agentFactoryAdmin`) or a component's
+ * (`components.agentFactory.lib`, see client/index.ts). */
+export type WebhookFunctions = {
+  getTelegramWebhook: Callable<"query">;
+  findTelegramWebhook: Callable<"query">;
+  resolveBinding: Callable<"query">;
+  consumePairingCode: Callable<"mutation">;
+  ingestTelegramUpdate: Callable<"mutation">;
+};
+
+async function accept(
+  ctx: GenericActionCtx<GenericDataModel>,
+  request: Request,
+  webhook: Webhook,
+  o: RouteOptions,
+  fns: WebhookFunctions,
+) {
   const declared = Number(request.headers.get("content-length") ?? "0");
   if (declared > MAX_BODY_BYTES) return json({ ok: false, error: `body: over ${MAX_BODY_BYTES} bytes` }, 413);
   const body = await request.text();
@@ -216,8 +239,12 @@ async function accept(ctx: GenericActionCtx<GenericDataModel>, request: Request,
 /** Mount the webhook routes on a host's router (upstream's `registerRoutes`):
  * `POST {prefix}/telegram/webhook/{agentKey}` and upstream's `POST {prefix}/telegram/webhook`. */
 export function registerRoutes(http: HttpRouter, options: RouteOptions = {}): void {
+  mountWebhookRoutes(http, () => anyApi[options.namespace ?? "agentFactoryAdmin"]! as unknown as WebhookFunctions, options);
+}
+
+/** The routes of `registerRoutes`, calling the functions `fns()` names (a namespace or a component). */
+export function mountWebhookRoutes(http: HttpRouter, fns: () => WebhookFunctions, options: RouteOptions = {}): void {
   const prefix = (options.pathPrefix ?? "").replace(/\/+$/, "");
-  const fns = () => anyApi[options.namespace ?? "agentFactoryAdmin"]!;
   http.route({
     pathPrefix: `${prefix}/telegram/webhook/`,
     method: "POST",
@@ -229,7 +256,7 @@ export function registerRoutes(http: HttpRouter, options: RouteOptions = {}): vo
       if (!presented || !sameDigest(await sha256Hex(presented), webhook.secretHash)) {
         return json({ ok: false, error: "secret token missing or wrong" }, 401);
       }
-      return await accept(ctx, request, webhook, options);
+      return await accept(ctx, request, webhook, options, fns());
     }),
   });
   http.route({
@@ -241,7 +268,7 @@ export function registerRoutes(http: HttpRouter, options: RouteOptions = {}): vo
         ? ((await ctx.runQuery(fns().findTelegramWebhook, { secretHash: await sha256Hex(presented) })) as Webhook | null)
         : null;
       if (webhook === null) return json({ ok: false, error: "secret token missing or wrong" }, 401);
-      return await accept(ctx, request, webhook, options);
+      return await accept(ctx, request, webhook, options, fns());
     }),
   });
 }

@@ -106,6 +106,7 @@ export const snapshotStatus = v.union(
 export const launchState = v.union(
   v.literal("requested"),
   v.literal("running"),
+  v.literal("parked"), // the machine exists, stopped, kept for a fast start (warm pool)
   v.literal("gone"),
   v.literal("failed"),
 );
@@ -174,3 +175,27 @@ export const enqueueRequest = v.object({
   scheduledFor: v.optional(v.number()),
   maxAttempts: v.optional(v.number()),
 });
+
+export const operatorRole = v.union(v.literal("admin"), v.literal("read_only"));
+
+export const reconcileRecord = v.object({
+  at: v.number(),
+  provider: v.string(),
+  dryRun: v.boolean(),
+  summary: v.string(),
+  desired: v.number(),
+  current: v.number(),
+  launching: v.number(),
+  steps: v.optional(
+    v.array(
+      v.object({
+        action: v.string(),
+        target: v.string(),
+        reason: v.string(),
+        ok: v.optional(v.boolean()),
+        detail: v.optional(v.string()),
+      }),
+    ),
+  ),
+});
+export type ReconcileRecord = Infer<typeof reconcileRecord>;
