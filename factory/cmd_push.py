@@ -10,13 +10,12 @@ from typing import Annotated, TypeVar
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.table import Table
-from rich.text import Text
 
 from contracts.errors import InvalidInput, NotFound
 from contracts.models import to_wire
 from contracts.push import BroadcastRequest, PushJob, PushTemplate, Schedule, check_push_id
 from contracts.roles import ScheduleStore
-from factory.console import JsonOption, StoreOption, out, print_json, with_store
+from factory.console import JsonOption, StoreOption, out, plain, print_json, with_store
 from schedules.dispatcher import DispatchReport, dispatch_due, first_run_at, run_now
 from schedules.slots import describe
 
@@ -121,7 +120,7 @@ def template_list(store: StoreOption = None, as_json: JsonOption = False) -> Non
         return
     table = Table("template", "agent", "title", "text")
     for t in rows:
-        table.add_row(Text(t.template_id), Text(t.agent_key), Text(t.title or "-"), Text(t.text))
+        table.add_row(plain(t.template_id), plain(t.agent_key), plain(t.title or "-"), plain(t.text))
     out.print(table if rows else "no push templates")
 
 
@@ -336,14 +335,14 @@ def job_list(store: StoreOption = None, as_json: JsonOption = False) -> None:
     table = Table("job", "template", "conversation", "schedule", "catch-up", "enabled", "next run", "last run")
     for j in rows:
         table.add_row(
-            Text(j.job_id),
-            Text(j.template_id),
-            Text(j.target),
+            plain(j.job_id),
+            plain(j.template_id),
+            plain(j.target),
             describe(j.schedule),
             j.catch_up,
             "yes" if j.enabled else "no",
             _when(j.next_run_at),
-            Text(j.last_run_key or "-"),
+            plain(j.last_run_key or "-"),
         )
     out.print(table if rows else "no push jobs")
 
@@ -362,7 +361,7 @@ def job_dispatches(
         return
     table = Table("run key", "slot", "status", "message", "error")
     for d in rows:
-        table.add_row(Text(d.run_key), _when(d.slot_at), d.status, Text(d.message_id or "-"), Text(d.error or ""))
+        table.add_row(plain(d.run_key), _when(d.slot_at), d.status, plain(d.message_id or "-"), plain(d.error or ""))
     out.print(table if rows else f"no dispatches for {job_id}")
 
 
@@ -429,7 +428,7 @@ def broadcast(
     sent = sum(1 for r in result.recipients if r.status == "enqueued")
     failed = len(result.recipients) - sent
     again = "" if result.fresh else " (already sent: nothing re-sent)"
-    out.print(Text(f"broadcast {result.broadcast_id}: {sent} enqueued, {failed} failed{again}"))
+    out.print(plain(f"broadcast {result.broadcast_id}: {sent} enqueued, {failed} failed{again}"))
 
 
 def broadcasts(
@@ -446,11 +445,11 @@ def broadcasts(
     for b in rows:
         sent = sum(1 for r in b.recipients if r.status == "enqueued")
         table.add_row(
-            Text(b.broadcast_id),
-            Text(b.requested_by),
+            plain(b.broadcast_id),
+            plain(b.requested_by),
             _when(b.requested_at),
             b.text_sha256[:12],
-            Text(",".join(b.agents) if b.agents else "all"),
+            plain(",".join(b.agents) if b.agents else "all"),
             f"{sent}/{len(b.recipients)}",
             b.status,
         )
@@ -461,4 +460,4 @@ def _done(value: object, as_json: bool, line: str) -> None:
     if as_json:
         print_json(value)
     else:
-        out.print(Text(line))
+        out.print(plain(line))

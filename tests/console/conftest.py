@@ -1,5 +1,5 @@
-"""One browser per test session (Debian's chromium under Playwright), one seeded ``factory serve``
-per module."""
+"""One browser for this package's tests (Debian's chromium under Playwright), one seeded ``factory
+serve`` per module."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 from tests.console.harness import Seeded, Served, launch, serve
 
 
-@pytest.fixture(scope="session")
+# Package-scoped, not session-scoped: Playwright's sync API keeps an asyncio loop running in this
+# thread while it is open, and the async tests that follow in the session need the thread's loop.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         opened = launch(playwright)
