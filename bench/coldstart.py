@@ -89,6 +89,7 @@ def _machine_env(work: Path, stub: StubLLMProcess, cache: Path | None) -> dict[s
     install = ensure_openclaw(os.environ)
     node = find_node()
     venv_bin = Path(sys.executable).parent
+    (work / "home").mkdir(parents=True, exist_ok=True)  # HOME and TMPDIR: mktemp needs it to exist
     env = {
         "PATH": f"{node.bin_dir}:{venv_bin}:/usr/local/bin:/usr/bin:/bin",
         "HOME": str(work / "home"),
