@@ -7,7 +7,7 @@ else is one call.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from contracts import models
 from contracts.console import ConsoleSession, OperatorToken
@@ -22,17 +22,15 @@ class ConsoleFunctions:
     """The console role and the console's reads of the operator, agents and fleet roles, for a
     store that calls the module's functions (``ConvexStore``)."""
 
-    async def _query(self, function: str, args: Mapping[str, Any] | None = None) -> Any:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by the store this is mixed into (ConvexStore)
 
-    async def _mutation(self, function: str, args: Mapping[str, Any] | None = None, *, retry: bool) -> Any:
-        raise NotImplementedError
+        async def _query(self, function: str, args: Mapping[str, Any] | None = None) -> Any: ...
 
-    def _pages(self, function: str, args: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        raise NotImplementedError
+        async def _mutation(self, function: str, args: Mapping[str, Any] | None = None, *, retry: bool) -> Any: ...
 
-    async def now_ms(self) -> int:
-        raise NotImplementedError
+        def _pages(self, function: str, args: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]: ...
+
+        async def now_ms(self) -> int: ...
 
     # ---------------------------------------------------------------- operator views
 

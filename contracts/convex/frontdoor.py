@@ -7,7 +7,7 @@ after ``resolveSecrets`` / ``workerHydrationBundle`` (which carry ciphertext and
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
@@ -45,14 +45,13 @@ class FrontDoorFunctions:
 
     box: SecretBox | None
 
-    async def _query(self, function: str, args: Mapping[str, Any] | None = None) -> Any:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by the store this is mixed into (ConvexStore)
 
-    async def _mutation(self, function: str, args: Mapping[str, Any] | None = None, *, retry: bool) -> Any:
-        raise NotImplementedError
+        async def _query(self, function: str, args: Mapping[str, Any] | None = None) -> Any: ...
 
-    async def now_ms(self) -> int:
-        raise NotImplementedError
+        async def _mutation(self, function: str, args: Mapping[str, Any] | None = None, *, retry: bool) -> Any: ...
+
+        async def now_ms(self) -> int: ...
 
     # ---------------------------------------------------------------- secrets
 
