@@ -145,12 +145,14 @@ def plan(
     room = _budget_room(fleet, open_ledger, machines, actions, policy)
     started = launched = 0
     targets: list[str] = []
+    short = 0
     if policy.mode == "affinity":
         # Coverage, not counts: a pinned worker serves only its conversation. Ready conversations
         # beyond the listed ids get unpinned launches.
         targets, spare = _uncovered(demand, live, open_launches, machines, actions)
         overflow = max(0, demand.ready_conversations - len(demand.ready_conversation_ids) - spare)
         need = max(len(targets) + overflow, policy.min_workers - capacity)
+        short = _short(len(targets) + overflow, len(pool.members) + room, demand.workers, machines, actions)
     else:
         need = desired - capacity
     # Never past max_workers: a pinned launch beyond it waits for an idle pinned worker to drain.
@@ -169,14 +171,18 @@ def plan(
         launches = max(0, min(need - started, room))
         if launches < need - started:
             why += f"; budget {policy.budget_machines} machine(s)"
-        pins = targets[started:]
+        # More conversations than the budget has machines for: a machine each would leave the
+        # rest waiting for one to exit, so the launches are unpinned and serve them in turn.
+        pins = [] if short else targets[started:]
+        if short:
+            why += f"; {short} conversation(s) beyond the budget share unpinned workers"
         slots: list[str | None] = [*pins[:launches], *[None] * max(0, launches - len(pins))]
         actions += [Launch(reason=why, conversation_id=pin) for pin in slots]
         room -= launches
         launched = launches
-    if capacity > desired:
+    if capacity > desired or short:
         busy_pins = set(demand.ready_conversation_ids)
-        actions += _drains(live, machines, capacity - desired, policy, now, why, busy_pins)
+        actions += _drains(live, machines, capacity - desired, short, policy, now, why, busy_pins)
     if policy.pool_prefill:
         # Live workers count: their machines are parked when they are done, so a pool in use is
         # not refilled only to destroy what comes back to it.
@@ -195,6 +201,14 @@ def plan(
         parked=len(pool.members) - started + pool.parked_now,
         summary=why,
     )
+
+
+def _short(wanted: int, fits: int, workers: Sequence[WorkerView], machines: _Fleet, planned: Sequence[Action]) -> int:
+    """Conversations that the budget leaves without a machine of their own, beyond the machines
+    that draining workers are about to give back."""
+    settled = {a.machine_id for a in planned if isinstance(a, Destroy | CollectOrphan | Park)}
+    leaving = sum(1 for w in workers if w.status == "draining" and _on_live_machine(w, machines, settled))
+    return max(0, wanted - fits - leaving)
 
 
 def _on_live_machine(worker: WorkerView, machines: _Fleet, settled: set[str]) -> bool:
@@ -456,11 +470,14 @@ def _drains(
     live: Sequence[WorkerView],
     machines: _Fleet,
     excess: int,
+    short: int,
     policy: ScalingPolicy,
     now: int,
     why: str,
     ready: set[str],
 ) -> list[Action]:
+    """Idle workers past the window: ``excess`` of any kind, then up to ``short`` pinned ones
+    whose machine the budget needs for conversations waiting without one."""
     window_ms = policy.scale_down_window_s * 1000
     idle = [
         w
@@ -472,8 +489,11 @@ def _drains(
         and not (w.pinned and w.conversation_id in ready)  # about to take its conversation's next message
     ]
     idle.sort(key=lambda w: (w.idle_since or 0, w.worker_id))
-    count = excess if policy.max_step is None else min(excess, policy.max_step)
+    chosen = idle[: max(0, excess)]
+    # An unpinned idle worker takes waiting work itself; a pinned one only frees its machine.
+    chosen += [w for w in idle[len(chosen) :] if w.pinned][:short]
+    if policy.max_step is not None:
+        chosen = chosen[: policy.max_step]
     return [
-        Drain(worker_id=w.worker_id, reason=f"idle {(now - (w.idle_since or now)) // 1000} s; {why}")
-        for w in idle[:count]
+        Drain(worker_id=w.worker_id, reason=f"idle {(now - (w.idle_since or now)) // 1000} s; {why}") for w in chosen
     ]

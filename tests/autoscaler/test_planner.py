@@ -338,6 +338,38 @@ def test_keep_warm_is_bounded_by_its_budget_and_off_at_zero() -> None:
     assert plan(demand.model_copy(update={"recent": once}), [], [], ScalingPolicy(), now).desired == 0
 
 
+def test_more_conversations_than_the_budget_share_unpinned_workers_and_all_get_served() -> None:
+    # A herd of 12 one-message conversations against a budget of 3 machines: pinned launches would
+    # leave 9 waiting for machines that never exit (an idle pinned worker is not excess while its
+    # conversation's peers wait), so the launches are unpinned and serve them in turn.
+    policy = ScalingPolicy(budget_machines=3, scale_down_window_s=0)
+    world = World(profile=ideal(5), pinned=False)
+    for c in range(12):
+        world.arrive(SimMessage(f"c{c:02d}", 0, 10_000))
+    first = replan(world, policy)
+    assert [a.conversation_id for a in first.of(Launch)] == [None, None, None]  # type: ignore[attr-defined]
+    assert "9 conversation(s) beyond the budget" in first.summary
+    for _ in range(20):
+        tick(world, policy, 5_000)
+    assert world.done == 12
+
+
+def test_an_idle_pinned_worker_gives_its_machine_back_when_the_budget_is_full() -> None:
+    now = 10 * HOUR_MS
+    workers = [
+        _view("idle-a", launch_id="La", pinned=True, conversation_id="a", idle_since=now - MIN),
+        _view("busy-b", launch_id="Lb", pinned=True, conversation_id="b", busy=True),
+    ]
+    fleet = [_machine("ma", "La"), _machine("mb", "Lb")]
+    demand = _demand(*workers, ready=1, inflight=1, now=now).model_copy(update={"ready_conversation_ids": ["c"]})
+    p = plan(demand, fleet, [], ScalingPolicy(budget_machines=2, scale_down_window_s=30), now)
+    assert [d.worker_id for d in p.of(Drain)] == ["idle-a"]  # type: ignore[attr-defined]
+    assert p.of(Launch) == []  # its machine is still there; the next tick launches once it is gone
+    # With room in the budget, the idle pinned worker stays: c gets a machine of its own.
+    p = plan(demand, fleet, [], ScalingPolicy(budget_machines=3, scale_down_window_s=30), now)
+    assert p.of(Drain) == [] and [a.conversation_id for a in p.of(Launch)] == ["c"]  # type: ignore[attr-defined]
+
+
 # --------------------------------------------------------------------------- properties
 
 policies = st.builds(
