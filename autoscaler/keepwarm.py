@@ -55,9 +55,29 @@ def warm_target(
 ) -> WarmTarget:
     """Idle workers worth keeping for the conversations in ``recent`` that are silent but expected
     back, given ``active`` conversations at work now."""
-    if policy.keep_warm_workers == 0:
+    back = expected_back(recent, policy, now)
+    if not back:
         return WarmTarget(0, 0, 0.0)
-    expected, rate = 0, 0.0
+    rate = sum(1 / gap for _, gap in back)
+    needed = max(poisson_quantile(rate * cold_start_s, _QUANTILE), 0 if active else 1)
+    return WarmTarget(min(needed, len(back), policy.keep_warm_workers), len(back), rate)
+
+
+def pinned_kept(recent: Sequence[RecentConversation], policy: ScalingPolicy, now: int) -> list[str]:
+    """Conversations whose idle pinned worker is kept rather than drained, most recently active
+    first, at most ``keep_warm_workers``: a pinned worker serves no one else, so keep-warm for it
+    is per conversation, not a pooled count."""
+    back = sorted(expected_back(recent, policy, now), key=lambda b: -b[0].last_arrival_at)
+    return [c.conversation_id for c, _ in back[: policy.keep_warm_workers]]
+
+
+def expected_back(
+    recent: Sequence[RecentConversation], policy: ScalingPolicy, now: int
+) -> list[tuple[RecentConversation, float]]:
+    """The silent conversations in ``recent`` expected back, each with its typical gap in seconds."""
+    if policy.keep_warm_workers == 0:
+        return []
+    back = []
     for conversation in recent:
         if conversation.active:
             continue  # its work is counted in the demand already
@@ -66,12 +86,8 @@ def warm_target(
             continue
         silent_s = max(0, now - conversation.last_arrival_at) / 1000
         if silent_s <= min(policy.keep_warm_gap_factor * gap, policy.keep_warm_max_s):
-            expected += 1
-            rate += 1 / gap
-    if not expected:
-        return WarmTarget(0, 0, 0.0)
-    needed = max(poisson_quantile(rate * cold_start_s, _QUANTILE), 0 if active else 1)
-    return WarmTarget(min(needed, expected, policy.keep_warm_workers), expected, rate)
+            back.append((conversation, gap))
+    return back
 
 
 def poisson_quantile(mean: float, q: float) -> int:

@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from autoscaler.keepwarm import warm_target
+from autoscaler.keepwarm import pinned_kept, warm_target
 from autoscaler.plan import (
     Action,
     CloseLaunch,
@@ -181,8 +181,9 @@ def plan(
         room -= launches
         launched = launches
     if capacity > desired or short:
-        busy_pins = set(demand.ready_conversation_ids)
-        actions += _drains(live, machines, capacity - desired, short, policy, now, why, busy_pins)
+        # A pinned idle worker is kept while its conversation is expected back, or has work waiting.
+        kept = {*demand.ready_conversation_ids, *pinned_kept(demand.recent, policy, now)}
+        actions += _drains(live, machines, capacity - desired, short, policy, now, why, kept)
     if policy.pool_prefill:
         # Live workers count: their machines are parked when they are done, so a pool in use is
         # not refilled only to destroy what comes back to it.
@@ -474,7 +475,7 @@ def _drains(
     policy: ScalingPolicy,
     now: int,
     why: str,
-    ready: set[str],
+    kept: set[str],
 ) -> list[Action]:
     """Idle workers past the window: ``excess`` of any kind, then up to ``short`` pinned ones
     whose machine the budget needs for conversations waiting without one."""
@@ -486,7 +487,7 @@ def _drains(
         and w.idle_since is not None
         and now - w.idle_since >= window_ms
         and machines.for_worker(w) is not None  # only workers on machines we manage
-        and not (w.pinned and w.conversation_id in ready)  # about to take its conversation's next message
+        and not (w.pinned and w.conversation_id in kept)  # its conversation has work, or is expected back
     ]
     idle.sort(key=lambda w: (w.idle_since or 0, w.worker_id))
     chosen = idle[: max(0, excess)]

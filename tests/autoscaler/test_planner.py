@@ -370,6 +370,27 @@ def test_an_idle_pinned_worker_gives_its_machine_back_when_the_budget_is_full() 
     assert p.of(Drain) == [] and [a.conversation_id for a in p.of(Launch)] == ["c"]  # type: ignore[attr-defined]
 
 
+def test_an_idle_pinned_worker_is_kept_while_its_own_conversation_is_expected_back() -> None:
+    # Pinned workers serve no one else, so keep-warm for them is per conversation: "a" writes every
+    # two minutes and was last heard from a minute ago; "z" has been silent for an hour.
+    now = 10 * HOUR_MS
+    workers = [
+        _view("wa", launch_id="La", pinned=True, conversation_id="a", idle_since=now - 50_000),
+        _view("wz", launch_id="Lz", pinned=True, conversation_id="z", idle_since=now - HOUR_MS),
+    ]
+    recent = [
+        RecentConversation(conversation_id="a", last_arrival_at=now - MIN, gaps_ms=[2 * MIN, 2 * MIN]),
+        RecentConversation(conversation_id="z", last_arrival_at=now - HOUR_MS, gaps_ms=[2 * MIN]),
+    ]
+    demand = _demand(*workers, now=now).model_copy(update={"recent": recent})
+    fleet = [_machine("ma", "La"), _machine("mz", "Lz")]
+    p = plan(demand, fleet, [], ScalingPolicy(scale_down_window_s=30, keep_warm_workers=5), now)
+    assert [d.worker_id for d in p.of(Drain)] == ["wz"]  # type: ignore[attr-defined]
+    # Keep-warm off: both go once past the window.
+    p = plan(demand, fleet, [], ScalingPolicy(scale_down_window_s=30, keep_warm_workers=0), now)
+    assert sorted(d.worker_id for d in p.of(Drain)) == ["wa", "wz"]  # type: ignore[attr-defined]
+
+
 # --------------------------------------------------------------------------- properties
 
 policies = st.builds(
