@@ -38,6 +38,25 @@ class Start(_Action):
     launch_id: str
 
 
+class Suspend(_Action):
+    """Freeze an idle worker's machine with its memory (Fly): billed as stopped, and resumed with its
+    worker and gateway running, so its conversation's next message skips the gateway's start."""
+
+    action: Literal["suspend"] = "suspend"
+    machine_id: str
+    worker_id: str
+    launch_id: str | None = None
+
+
+class Resume(_Action):
+    """Start a suspended machine again: its worker carries on where it was frozen."""
+
+    action: Literal["resume"] = "resume"
+    machine_id: str
+    worker_id: str
+    launch_id: str | None = None
+
+
 class Park(_Action):
     """Keep a stopped machine whose worker has exited as a warm-pool member instead of destroying it."""
 
@@ -95,7 +114,17 @@ class CloseLaunch(_Action):
 
 
 Action = Annotated[
-    Launch | Start | Park | Drain | Destroy | CollectOrphan | RetireWorker | ResolveLaunch | CloseLaunch,
+    Launch
+    | Start
+    | Suspend
+    | Resume
+    | Park
+    | Drain
+    | Destroy
+    | CollectOrphan
+    | RetireWorker
+    | ResolveLaunch
+    | CloseLaunch,
     Field(discriminator="action"),
 ]
 
@@ -135,6 +164,8 @@ class PlanHandler(Protocol[R]):
 
     def on_launch(self, action: Launch) -> R: ...
     def on_start(self, action: Start) -> R: ...
+    def on_suspend(self, action: Suspend) -> R: ...
+    def on_resume(self, action: Resume) -> R: ...
     def on_park(self, action: Park) -> R: ...
     def on_drain(self, action: Drain) -> R: ...
     def on_destroy(self, action: Destroy) -> R: ...
@@ -151,6 +182,10 @@ def dispatch(action: Action, handler: PlanHandler[R]) -> R:
             return handler.on_launch(action)
         case Start():
             return handler.on_start(action)
+        case Suspend():
+            return handler.on_suspend(action)
+        case Resume():
+            return handler.on_resume(action)
         case Park():
             return handler.on_park(action)
         case Drain():

@@ -49,8 +49,10 @@ from autoscaler.plan import (
     Park,
     Plan,
     ResolveLaunch,
+    Resume,
     RetireWorker,
     Start,
+    Suspend,
 )
 from autoscaler.policy import ScalingPolicy
 from autoscaler.provider import Machine
@@ -119,7 +121,7 @@ def plan(
     accounted |= {m.machine_id for _, m in pool.members}
 
     known = {r.launch_id: r for r in open_ledger}
-    live = _settle_workers(demand.workers, machines, known, policy, now, actions, accounted, pool)
+    live, suspended = _settle_workers(demand.workers, machines, known, policy, now, actions, accounted, pool)
     open_launches = _settle_launches(
         open_ledger, _registered(demand.workers, machines), machines, pool, policy, now, actions, accounted
     )
@@ -140,19 +142,30 @@ def plan(
         f"{demand.ready_conversations} ready + {demand.inflight_conversations} in-flight conversations "
         f"→ {desired} worker(s) ({policy.mode}); {len(live)} live, {pending} launching"
         + (f", {len(pool.members)} parked" if pool.members else "")
+        + (f", {len(suspended)} suspended" if suspended else "")
         + (f"; {warm.why}" if warm.workers else "")
     )
     room = _budget_room(fleet, open_ledger, machines, actions, policy)
+    # A suspended pinned worker covers its conversation: it is resumed when that has work.
+    ready = set(demand.ready_conversation_ids)
+    actions += [
+        _resume(w, machines, f"its conversation has work; {why}")
+        for w in suspended
+        if w.pinned and w.conversation_id in ready
+    ]
+    spare = [w for w in suspended if not w.pinned]
     started = launched = 0
     targets: list[str] = []
     short = 0
     if policy.mode == "affinity":
         # Coverage, not counts: a pinned worker serves only its conversation. Ready conversations
         # beyond the listed ids get unpinned launches.
-        targets, spare = _uncovered(demand, live, open_launches, machines, actions)
-        overflow = max(0, demand.ready_conversations - len(demand.ready_conversation_ids) - spare)
+        targets, free = _uncovered(demand, live, open_launches, machines, actions)
+        overflow = max(0, demand.ready_conversations - len(demand.ready_conversation_ids) - free)
         need = max(len(targets) + overflow, policy.min_workers - capacity)
-        short = _short(len(targets) + overflow, len(pool.members) + room, demand.workers, machines, actions)
+        short = _short(
+            len(targets) + overflow, len(spare) + len(pool.members) + room, demand.workers, machines, actions
+        )
     else:
         need = desired - capacity
     # Never past max_workers: a pinned launch beyond it waits for an idle pinned worker to drain.
@@ -160,9 +173,13 @@ def plan(
     if need > 0:
         if policy.max_step is not None:
             need = min(need, policy.max_step)
-        # Parked pool machines first (started, far sooner than created). Only a new machine can be
-        # told its conversation, so a started one is unpinned (it seeds the session from history);
-        # the launches created for the rest are pinned to the conversations still uncovered.
+        # Suspended unpinned workers first (their gateway is running), then parked pool machines
+        # (started, far sooner than created). Only a new machine can be told its conversation, so
+        # these take any (seeding the session from history); the launches created for the rest
+        # are pinned to the conversations still uncovered.
+        resumed = spare[:need]
+        actions += [_resume(w, machines, f"resumed; {why}") for w in resumed]
+        need -= len(resumed)
         for record, machine in pool.members[:need]:
             actions.append(
                 Start(machine_id=machine.machine_id, launch_id=record.launch_id, reason=f"from the pool; {why}")
@@ -173,7 +190,7 @@ def plan(
             why += f"; budget {policy.budget_machines} machine(s)"
         # More conversations than the budget has machines for: a machine each would leave the
         # rest waiting for one to exit, so the launches are unpinned and serve them in turn.
-        pins = [] if short else targets[started:]
+        pins = [] if short else targets[len(resumed) + started :]
         if short:
             why += f"; {short} conversation(s) beyond the budget share unpinned workers"
         slots: list[str | None] = [*pins[:launches], *[None] * max(0, launches - len(pins))]
@@ -184,12 +201,16 @@ def plan(
         # A pinned idle worker is kept while its conversation is expected back, or has work waiting.
         kept = {*demand.ready_conversation_ids, *pinned_kept(demand.recent, policy, now)}
         actions += _drains(live, machines, capacity - desired, short, policy, now, why, kept)
+    if short:
+        # Suspended pinned workers whose conversation is quiet give their machines back too.
+        quiet = [w for w in suspended if w.pinned and w.conversation_id not in ready]
+        actions += [_destroy_suspended(w, machines, f"the budget needs its machine; {why}") for w in quiet[:short]]
     if policy.pool_prefill:
         # Live workers count: their machines are parked when they are done, so a pool in use is
         # not refilled only to destroy what comes back to it.
         settled = {a.machine_id for a in actions if isinstance(a, Destroy | CollectOrphan | Park)}
         draining = sum(1 for w in demand.workers if w.status != "active" and _on_live_machine(w, machines, settled))
-        returning = len(live) + draining + pending + launched
+        returning = len(live) + len(suspended) + draining + pending + launched
         missing = policy.pool_size - (len(pool.members) + pool.parked_now + returning)
         actions += [
             Launch(parked=True, reason=f"warm pool {policy.pool_size}") for _ in range(max(0, min(missing, room)))
@@ -210,6 +231,21 @@ def _short(wanted: int, fits: int, workers: Sequence[WorkerView], machines: _Fle
     settled = {a.machine_id for a in planned if isinstance(a, Destroy | CollectOrphan | Park)}
     leaving = sum(1 for w in workers if w.status == "draining" and _on_live_machine(w, machines, settled))
     return max(0, wanted - fits - leaving)
+
+
+def _resume(worker: WorkerView, machines: _Fleet, why: str) -> Resume:
+    machine = machines.for_worker(worker)
+    assert machine is not None  # a suspended worker was found by its machine
+    launch_id = machine.launch_id or worker.launch_id
+    return Resume(machine_id=machine.machine_id, worker_id=worker.worker_id, launch_id=launch_id, reason=why)
+
+
+def _destroy_suspended(worker: WorkerView, machines: _Fleet, why: str) -> Destroy:
+    machine = machines.for_worker(worker)
+    assert machine is not None  # a suspended worker was found by its machine
+    launch_id = machine.launch_id or worker.launch_id
+    reason = f"worker {worker.worker_id} (suspended): {why}"
+    return Destroy(machine_id=machine.machine_id, worker_id=worker.worker_id, launch_id=launch_id, reason=reason)
 
 
 def _on_live_machine(worker: WorkerView, machines: _Fleet, settled: set[str]) -> bool:
@@ -275,18 +311,19 @@ def _settle_workers(
     actions: list[Action],
     accounted: set[str],
     pool: _Pool,
-) -> list[WorkerView]:
-    """Handle gone and draining workers; return the live, active ones (the capacity)."""
+) -> tuple[list[WorkerView], list[WorkerView]]:
+    """Handle gone and draining workers; return the live, active ones (the capacity) and the
+    suspended ones (resumed when there is work for them)."""
     live: list[WorkerView] = []
+    suspended: list[WorkerView] = []
     parked = {m.machine_id for _, m in pool.members}
     for w in workers:
-        machine = machines.for_worker(w)
-        if machine is not None:
-            if machine.machine_id in parked:
-                machine = None  # an earlier worker of a pool machine: the machine is the pool's now
-            else:
-                accounted.add(machine.machine_id)
-        stale = w.heartbeat_age_ms > policy.stale_worker_s * 1000
+        machine = _own_machine(w, machines, parked, accounted)
+        if machine is not None and machine.state == "suspended" and w.status == "active" and not w.busy:
+            if _keep_suspended(w, machine, known, policy, now, actions, pool):
+                suspended.append(w)
+            continue
+        stale = _stale(w, machine, known, policy, now)
         if w.status == "active" and not stale:
             if machine is not None and machine.state in _ENDED:
                 _end(w, machine, "its machine stopped under it", known, actions, pool)
@@ -325,7 +362,48 @@ def _settle_workers(
                 actions,
                 pool,
             )
-    return live
+    return live, suspended
+
+
+def _own_machine(worker: WorkerView, machines: _Fleet, parked: set[str], accounted: set[str]) -> Machine | None:
+    """The worker's machine, now accounted for; None if it has none, or if the pool owns it now
+    (the worker was an earlier one of a parked machine)."""
+    machine = machines.for_worker(worker)
+    if machine is None or machine.machine_id in parked:
+        return None
+    accounted.add(machine.machine_id)
+    return machine
+
+
+def _keep_suspended(
+    worker: WorkerView,
+    machine: Machine,
+    known: dict[str, LaunchRecord],
+    policy: ScalingPolicy,
+    now: int,
+    actions: list[Action],
+    pool: _Pool,
+) -> bool:
+    """A suspended worker is kept for ``suspend_keep_s``; after that its machine is destroyed."""
+    idle_s = (now - (worker.idle_since or now)) // 1000
+    if idle_s <= policy.scale_down_window_s + policy.suspend_keep_s:
+        return True
+    _end(worker, machine, f"suspended, idle {idle_s} s", known, actions, pool)
+    return False
+
+
+def _stale(
+    worker: WorkerView, machine: Machine | None, known: dict[str, LaunchRecord], policy: ScalingPolicy, now: int
+) -> bool:
+    """No heartbeat for ``stale_worker_s``, unless its machine was resumed (its launch touched)
+    within the start grace: frozen while suspended, its heartbeat comes back with it."""
+    if worker.heartbeat_age_ms <= policy.stale_worker_s * 1000:
+        return False
+    if worker.status != "active" or machine is None or machine.state not in ("starting", "running"):
+        return True
+    record = known.get(machine.launch_id or "") or known.get(worker.launch_id or "")
+    resumed_at = None if record is None else record.updated_at
+    return resumed_at is None or now - resumed_at > policy.start_grace_s * 1000
 
 
 def _end(
@@ -495,6 +573,16 @@ def _drains(
     chosen += [w for w in idle[len(chosen) :] if w.pinned][:short]
     if policy.max_step is not None:
         chosen = chosen[: policy.max_step]
-    return [
-        Drain(worker_id=w.worker_id, reason=f"idle {(now - (w.idle_since or now)) // 1000} s; {why}") for w in chosen
-    ]
+    out: list[Action] = []
+    for index, w in enumerate(chosen):
+        reason = f"idle {(now - (w.idle_since or now)) // 1000} s; {why}"
+        machine = machines.for_worker(w)
+        # Excess goes to sleep with its gateway running; a machine the budget needs is given back.
+        if policy.suspend_idle and index < excess and machine is not None and machine.state == "running":
+            launch_id = machine.launch_id or w.launch_id
+            out.append(
+                Suspend(machine_id=machine.machine_id, worker_id=w.worker_id, launch_id=launch_id, reason=reason)
+            )
+        else:
+            out.append(Drain(worker_id=w.worker_id, reason=reason))
+    return out

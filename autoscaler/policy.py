@@ -71,6 +71,12 @@ class ScalingPolicy(BaseModel):
     # cannot (a DigitalOcean droplet boots when created), then only drained machines are parked.
     pool_prefill: bool = True
 
+    # Suspend (Fly): an idle worker past the window is suspended instead of drained, billed as a
+    # stopped machine, and resumed with its gateway running when its conversation (or, unpinned,
+    # any conversation) has work; after ``suspend_keep_s`` suspended its machine is destroyed.
+    suspend_idle: bool = False
+    suspend_keep_s: float = Field(1800.0, ge=0)
+
     # Keep-warm (autoscaler.keepwarm): idle workers held for conversations expected back. At most
     # this many (the budget; 0 turns keep-warm off).
     keep_warm_workers: int = Field(0, ge=0)
@@ -125,6 +131,10 @@ PROVIDER_DEFAULTS: dict[str, dict[str, object]] = {
         "launch_hedge_s": 120.0,
     },
 }
+
+
+# Platforms that can suspend a machine with its memory (Fly: fleet-apis §1.2–1.3).
+SUSPENDING_PROVIDERS = frozenset({"fly"})
 
 
 def shipped(provider: str, **settings: object) -> ScalingPolicy:

@@ -7,7 +7,7 @@ so an ambiguous create is resolved by ``find`` instead of a second create.
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import anyio
 import structlog
@@ -19,7 +19,8 @@ from contracts.retry import Sleep
 
 _log = structlog.get_logger("autoscaler")
 
-MachineState = Literal["starting", "running", "stopping", "stopped", "failed", "unknown"]
+# suspended: frozen with its memory (Fly); a start resumes it with its worker and gateway running.
+MachineState = Literal["starting", "running", "stopping", "stopped", "suspended", "failed", "unknown"]
 
 
 class Machine(BaseModel):
@@ -85,6 +86,16 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Suspends(Protocol):
+    """A provider that can freeze a running machine with its memory (Fly's suspend): ``start``
+    then resumes it with its processes as they were, instead of booting them again."""
+
+    async def suspend(self, machine: Machine) -> None:
+        """Suspend a running machine; one already suspended is left as it is."""
+        ...
 
 
 async def find_launch(

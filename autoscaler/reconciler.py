@@ -33,7 +33,7 @@ from autoscaler.errors import ProviderError, ReconcileBusy, ReconcileLockLost
 from autoscaler.plan import Plan
 from autoscaler.planner import plan
 from autoscaler.policy import ScalingPolicy
-from autoscaler.provider import LaunchSpec, Machine, Provider, find_launch
+from autoscaler.provider import LaunchSpec, Machine, Provider, Suspends, find_launch
 from contracts.errors import FactoryError
 from contracts.models import DemandSnapshot, LaunchRecord, ReconcileRecord, ReconcileStep, SetWorkerStatusRequest
 from contracts.roles import FleetStore
@@ -287,6 +287,29 @@ class _TickActions:
                 await r.store.ledger_update(action.launch_id, "parked", detail=str(exc)[:500])
             raise
         return Outcome(action, True, f"machine {action.machine_id} started", machine_id=action.machine_id)
+
+    async def on_suspend(self, action: actions.Suspend) -> Outcome:
+        r = self.reconciler
+        machine = self.machines.get(action.machine_id)
+        if machine is None:
+            return Outcome(action, False, f"machine {action.machine_id} is no longer listed")
+        if not isinstance(r.provider, Suspends):
+            raise ProviderError(
+                r.provider.name, "suspend", "this provider cannot suspend machines; set suspend_idle off"
+            )
+        await r.provider.suspend(machine)
+        return Outcome(action, True, f"machine {action.machine_id} suspended", machine_id=action.machine_id)
+
+    async def on_resume(self, action: actions.Resume) -> Outcome:
+        r = self.reconciler
+        machine = self.machines.get(action.machine_id)
+        if machine is None:
+            return Outcome(action, False, f"machine {action.machine_id} is no longer listed")
+        if action.launch_id is not None:
+            # Touched first: the planner gives a resumed worker time to heartbeat again from here.
+            await r.store.ledger_update(action.launch_id, "running", detail="resumed")
+        await r.provider.start(machine)
+        return Outcome(action, True, f"machine {action.machine_id} resumed", machine_id=action.machine_id)
 
     async def on_park(self, action: actions.Park) -> Outcome:
         if action.worker_id is not None:

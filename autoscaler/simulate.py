@@ -19,6 +19,10 @@ What it models, per provider (``ProviderProfile``; ``FLY`` and ``DIGITALOCEAN`` 
   (``min_billed_s``); a parked or stopped machine costs ``parked_cost`` of a running one (Fly:
   its root filesystem only; DigitalOcean: all of it, a powered-off droplet bills in full); with
   ``auto_destroy`` (Fly machines created with it) a machine is gone once its worker has exited;
+* **suspend** (Fly only, ``can_suspend``): a suspended machine bills as a stopped one and a
+  resume takes ``start_s`` with its worker and gateway as they were; Fly does not guarantee a
+  resume (fleet-apis §1.3), so with ``resume_fail_p`` it boots afresh and the gateway's start
+  (``ready_s``) is paid again;
 * **switching**: a worker taking a conversation it did not serve last (or its first one) spends
   ``switch_s`` on a fresh session and the history load before the turn starts.
 
@@ -75,6 +79,8 @@ class ProviderProfile:
     min_billed_s: float
     switch_s: Range
     can_prefill: bool
+    can_suspend: bool = False
+    resume_fail_p: float = 0.0
 
     def draw(self, rng: random.Random, span: Range) -> int:
         return int(1000 * rng.uniform(*span))
@@ -103,6 +109,11 @@ FLY = ProviderProfile(
     min_billed_s=0.0,
     switch_s=(0.5, 1.5),
     can_prefill=True,
+    # Suspend: billed as stopped (fleet-apis §1.3); a resume is modelled as a start from stopped
+    # (no figure is documented) and fails over to a fresh boot 5 % of the time (an estimate:
+    # Fly says only that a resume is not guaranteed).
+    can_suspend=True,
+    resume_fail_p=0.05,
 )
 # DigitalOcean (§3): a droplet boots and pulls the worker image in 45–60 s; a powered-off one boots
 # again in 15–25 s (its image is on disk; estimate, unverified); 250 calls per minute per token for
@@ -150,6 +161,8 @@ def ideal(boot_s: float = 20.0, **changes: Any) -> ProviderProfile:
         "min_billed_s": 0.0,
         "switch_s": (0.0, 0.0),
         "can_prefill": True,
+        "can_suspend": True,
+        "resume_fail_p": 0.0,
     }
     return ProviderProfile(**{**fields, **changes})
 
@@ -179,6 +192,7 @@ class SimWorker:
     # Reports its launch id when registering (a worker started by hand, or an old image, may not).
     reports_launch: bool = True
     crashed_ms: int | None = None  # its machine died under it: its heartbeat ages from here
+    suspended_ms: int | None = None  # frozen with its machine: no heartbeat, no claims, from here
 
 
 @dataclass
@@ -186,7 +200,7 @@ class SimMachine:
     machine_id: str
     launch_id: str
     created_ms: int
-    state: str = "starting"  # starting, running, stopping, stopped
+    state: str = "starting"  # starting, running, stopping, stopped, suspended
     booted: bool = False  # the worker boot on it has registered
     generation: int = 0  # bumps on every (re)start and stop: stale events are dropped
     running_ms: int = 0
@@ -299,7 +313,8 @@ class World:
 
     def _view(self, w: SimWorker) -> WorkerView:
         busy = w.busy_conversation is not None
-        age = 0 if w.crashed_ms is None else self.now_ms - w.crashed_ms
+        silent_since = w.crashed_ms if w.crashed_ms is not None else w.suspended_ms
+        age = 0 if silent_since is None else self.now_ms - silent_since
         return WorkerView(
             worker_id=w.worker_id,
             provider="sim",
@@ -363,6 +378,27 @@ class World:
             self._on_start(action.machine_id)  # the API call returns with the machine starting
         else:
             self._schedule(at, "start", action.machine_id)
+
+    def on_suspend(self, action: actions.Suspend) -> None:
+        self._call()
+        machine = self.machines.get(action.machine_id)
+        w = self.workers.get(action.worker_id)
+        if not self.profile.can_suspend or machine is None or machine.state != "running" or w is None:
+            return
+        if w.busy_conversation is not None or w.exited:
+            return  # took work (or exited) since the plan was made: Fly would freeze it busy; we do not
+        machine.state, machine.generation = "suspended", machine.generation + 1
+        w.suspended_ms = self.now_ms
+        self._free.discard(w.worker_id)
+
+    def on_resume(self, action: actions.Resume) -> None:
+        if action.launch_id is not None:
+            self._set_launch(action.launch_id, "running")
+        at = self._call()
+        if at <= self.now_ms:
+            self._on_resume(action.machine_id)
+        else:
+            self._schedule(at, "resume", action.machine_id)
 
     def on_park(self, action: actions.Park) -> None:
         if action.worker_id is not None and action.worker_id in self.workers:
@@ -525,7 +561,7 @@ class World:
         if dt_ms <= 0:
             return
         for m in self.machines.values():
-            if m.state == "stopped":
+            if m.state in ("stopped", "suspended"):
                 m.parked_ms += dt_ms
                 self.billed_ms += dt_ms * self.profile.parked_cost
             else:
@@ -561,6 +597,27 @@ class World:
         self.starts += 1
         machine.state, machine.booted = "starting", False
         self._boot(machine, self.profile.start_s)
+
+    def _on_resume(self, machine_id: str) -> None:
+        machine = self.machines.get(machine_id)
+        if machine is None or machine.state != "suspended":
+            return
+        self.starts += 1
+        machine.state, machine.generation = "starting", machine.generation + 1
+        delay = self.profile.draw(self._rng, self.profile.start_s)
+        if self._rng.random() < self.profile.resume_fail_p:
+            delay += self.profile.draw(self._rng, self.profile.ready_s)  # booted afresh: the gateway starts again
+        self._schedule(self.now_ms + delay, "resumed", machine_id, machine.generation)
+
+    def _on_resumed(self, machine_id: str, generation: int) -> None:
+        machine = self.machines.get(machine_id)
+        if machine is None or machine.generation != generation or machine.state != "starting":
+            return
+        machine.state = "running"
+        for w in self.workers.values():
+            if w.machine_id == machine_id and w.suspended_ms is not None and not w.exited:
+                w.suspended_ms = None
+                self._idle(w)
 
     def _boot(self, machine: SimMachine, span: Range) -> None:
         machine.generation += 1
@@ -606,7 +663,9 @@ class World:
 
     def _on_idle_exit(self, worker_id: str, since: int) -> None:
         w = self.workers.get(worker_id)
-        if w is not None and not w.exited and w.busy_conversation is None and w.idle_since_ms == since:
+        if w is None or w.exited or w.busy_conversation is not None or w.suspended_ms is not None:
+            return
+        if w.idle_since_ms == since:
             self._exit(w)
 
     def _on_stopped(self, machine_id: str, generation: int) -> None:
@@ -702,4 +761,5 @@ _STATES: dict[str, MachineState] = {
     "running": "running",
     "stopping": "stopping",
     "stopped": "stopped",
+    "suspended": "suspended",
 }

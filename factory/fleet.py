@@ -9,7 +9,7 @@ import structlog
 from pydantic import SecretStr, ValidationError
 
 from autoscaler.errors import ProviderConfigError
-from autoscaler.policy import ScalingPolicy, shipped
+from autoscaler.policy import SUSPENDING_PROVIDERS, ScalingPolicy, shipped
 from autoscaler.provider import LaunchSpec, Provider
 from autoscaler.reconciler import Reconciler, SpecFactory
 from contracts.errors import InvalidInput
@@ -36,11 +36,16 @@ def scaling_policy(settings: ScaleSettings) -> ScalingPolicy:
     """The policy the settings describe (FACTORY_SCALE_*); what they leave out takes the shipped
     default for the provider."""
     try:
-        return shipped(
+        policy = shipped(
             settings.provider, **settings.model_dump(include=set(ScalingPolicy.model_fields), exclude_none=True)
         )
     except ValidationError as exc:
         raise InvalidInput.from_validation(exc) from None
+    if policy.suspend_idle and settings.provider not in SUSPENDING_PROVIDERS:
+        raise InvalidInput(
+            "FACTORY_SCALE_SUSPEND_IDLE", f"{settings.provider} cannot suspend machines (only fly can); unset it"
+        )
+    return policy
 
 
 def _required(value: str | SecretStr | None, setting: str, hint: str) -> str:

@@ -390,6 +390,10 @@ class ScaleSettings(_Settings):
     )
     pool_size: int | None = Field(None, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_POOL_SIZE", "pool_size"))
     pool_prefill: bool | None = Field(None, validation_alias=AliasChoices("FACTORY_SCALE_POOL_PREFILL", "pool_prefill"))
+    suspend_idle: bool | None = Field(None, validation_alias=AliasChoices("FACTORY_SCALE_SUSPEND_IDLE", "suspend_idle"))
+    suspend_keep_s: float | None = Field(
+        None, ge=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_SUSPEND_KEEP_S", "suspend_keep_s")
+    )
     keep_warm_workers: int | None = Field(
         None, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_KEEP_WARM", "keep_warm_workers")
     )

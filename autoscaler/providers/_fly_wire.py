@@ -89,7 +89,7 @@ _STATES: dict[str, MachineState] = {
     "suspending": "stopping",
     "destroying": "stopping",
     "stopped": "stopped",
-    "suspended": "stopped",
+    "suspended": "suspended",
     "failed": "failed",
     "launch_failed": "failed",
 }

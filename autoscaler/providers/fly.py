@@ -201,6 +201,13 @@ class FlyProvider:
         )
         _log.info("fly machine started", machine_id=machine.machine_id, launch_id=machine.launch_id)
 
+    async def suspend(self, machine: Machine) -> None:
+        # Machine-scoped like start; billed as stopped while suspended (fleet-apis §1.3).
+        await self._send(
+            "suspend", "POST", f"{self._base}/{machine.machine_id}/suspend", action="suspend", scope=machine.machine_id
+        )
+        _log.info("fly machine suspended", machine_id=machine.machine_id, launch_id=machine.launch_id)
+
     async def stop(self, machine: Machine) -> None:
         body = {"signal": "SIGTERM", "timeout": f"{self._config.stop_timeout_s}s"}
         await self._idempotent("stop", "POST", f"{self._base}/{machine.machine_id}/stop", machine.machine_id, json=body)

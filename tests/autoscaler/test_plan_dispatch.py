@@ -21,6 +21,8 @@ class Names:
     [
         (plan.Launch(reason="r"), "on_launch"),
         (plan.Start(reason="r", machine_id="m", launch_id="l"), "on_start"),
+        (plan.Suspend(reason="r", machine_id="m", worker_id="w"), "on_suspend"),
+        (plan.Resume(reason="r", machine_id="m", worker_id="w"), "on_resume"),
         (plan.Park(reason="r", machine_id="m", launch_id="l"), "on_park"),
         (plan.Drain(reason="r", worker_id="w"), "on_drain"),
         (plan.Destroy(reason="r", machine_id="m"), "on_destroy"),

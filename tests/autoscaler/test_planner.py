@@ -404,6 +404,7 @@ policies = st.builds(
     budget_machines=st.none() | st.integers(2, 15),
     pool_size=st.sampled_from([0, 0, 2, 4]),
     keep_warm_workers=st.sampled_from([0, 2]),
+    suspend_idle=st.booleans(),
 )
 
 

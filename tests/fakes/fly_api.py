@@ -4,7 +4,8 @@ Behaviour (reference/fleet-apis.md §1): ``Authorization: Bearer <token>`` or ``
 else 401; machine names unique per app (422, status ``name_taken``); create answers ``created``
 and the machine is ``started`` ``boot_delay_s`` later (with ``skip_launch`` it stays ``created``,
 not booted, until started); start boots a ``created`` or ``stopped`` machine (a started one answers
-200 with its ``previous_state``); ``exit_worker`` plays the machine's process exiting: with
+200 with its ``previous_state``); suspend freezes a started machine (else 412) and a start
+resumes it with the same instance (its processes kept); ``exit_worker`` plays the machine's process exiting: with
 ``auto_destroy`` the machine is destroyed, else it stops; list filters on ``metadata.<key>=<value>``
 and hides destroyed machines; stop takes ``{signal, timeout}``; delete needs ``force=true`` for a
 started machine (else 412) and is 404 once gone; wait answers 200 or 408; errors are
@@ -17,7 +18,7 @@ at boot (``machine_env`` shows what a machine would see); a create whose ``min_s
 above the app's version is refused with 412.
 
 Faults (see ``tests.fakes._server``) are keyed by endpoint: ``create``, ``list``, ``get``,
-``start``, ``stop``, ``delete``, ``wait``, ``set_secret``. ``list_lag(n)`` hides machines created
+``start``, ``stop``, ``suspend``, ``delete``, ``wait``, ``set_secret``. ``list_lag(n)`` hides machines created
 afterwards from the next ``n`` list calls, as Fly's eventually consistent list does.
 """
 
@@ -33,7 +34,7 @@ from typing import Any
 
 from tests.fakes._server import FaultyServer, Request, Response
 
-_MACHINES = re.compile(r"^/v1/apps/(?P<app>[^/]+)/machines(?:/(?P<id>[^/]+)(?:/(?P<verb>start|stop|wait))?)?$")
+_MACHINES = re.compile(r"^/v1/apps/(?P<app>[^/]+)/machines(?:/(?P<id>[^/]+)(?:/(?P<verb>start|stop|suspend|wait))?)?$")
 _SECRET = re.compile(r"^/v1/apps/(?P<app>[^/]+)/secrets/(?P<name>[A-Za-z_][A-Za-z0-9_]*)$")
 
 
@@ -108,7 +109,12 @@ class FakeFlyApi(FaultyServer):
         if machine_id is None:
             return {"GET": "list", "POST": "create"}.get(method)
         if verb is not None:
-            return {("POST", "start"): "start", ("POST", "stop"): "stop", ("GET", "wait"): "wait"}.get((method, verb))
+            return {
+                ("POST", "start"): "start",
+                ("POST", "stop"): "stop",
+                ("POST", "suspend"): "suspend",
+                ("GET", "wait"): "wait",
+            }.get((method, verb))
         return {"GET": "get", "DELETE": "delete"}.get(method)
 
     def authorized(self, request: Request) -> Response | None:
@@ -141,7 +147,13 @@ class FakeFlyApi(FaultyServer):
         machine = self.machines.get(machine_id or "")
         if machine is None or machine["state"] == "destroyed":
             return Response(404, {"error": "machine not found"})
-        handlers = {"get": self._get, "start": self._start, "stop": self._stop, "delete": self._delete}
+        handlers = {
+            "get": self._get,
+            "start": self._start,
+            "stop": self._stop,
+            "suspend": self._suspend,
+            "delete": self._delete,
+        }
         return {**handlers, "wait": self._wait}[endpoint](machine, request)
 
     # -- endpoints (called under the lock) ------------------------------------------------------
@@ -211,7 +223,8 @@ class FakeFlyApi(FaultyServer):
             machine["state"] = "starting"
             machine["_skip_launch"] = False
             machine["_born"] = time.monotonic()
-            machine["instance_id"] = secrets.token_hex(6).upper()
+            if previous != "suspended":
+                machine["instance_id"] = secrets.token_hex(6).upper()
         return Response(200, {"previous_state": previous})
 
     def _stop(self, machine: dict[str, Any], request: Request) -> Response:
@@ -219,6 +232,13 @@ class FakeFlyApi(FaultyServer):
         if machine["state"] in ("started", "created", "starting"):
             machine["state"] = "stopped"
             machine["instance_id"] = secrets.token_hex(6).upper()
+        return Response(200, {"ok": True})
+
+    def _suspend(self, machine: dict[str, Any], request: Request) -> Response:
+        # Only a running machine has memory to keep; its instance (and so its processes) survive.
+        if machine["state"] not in ("started", "suspended"):
+            return Response(412, {"error": f"machine is {machine['state']}, only a started machine can be suspended"})
+        machine["state"] = "suspended"
         return Response(200, {"ok": True})
 
     def _delete(self, machine: dict[str, Any], request: Request) -> Response:
