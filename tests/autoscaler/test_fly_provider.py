@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from autoscaler.errors import ProviderError
-from autoscaler.provider import LaunchSpec, Provider, find_launch
+from autoscaler.provider import LaunchSpec, Provider, Suspends, find_launch
 from autoscaler.providers.fly import FlyConfig, FlyProvider
 from autoscaler.ratelimit import KeyedRateLimiter, Limit
 from contracts.launch import WorkerEnvironment
@@ -495,5 +495,27 @@ async def test_starts_are_paced_per_machine(fly_api: FakeFlyApi) -> None:
         for machine in machines:
             await fly.start(machine)
         assert clock.sleeps == []  # one bucket per machine: a pool starts all at once
+    finally:
+        await fly.aclose()
+
+
+async def test_a_suspended_machine_is_listed_as_such_and_a_start_resumes_the_same_instance(
+    fly_api: FakeFlyApi, sleeps: RecordingSleep
+) -> None:
+    fly = provider_for(fly_api, sleeps, keep_stopped=True)
+    try:
+        assert isinstance(fly, Suspends)
+        machine = await fly.create(SPEC)
+        instance = fly_api.machines[machine.machine_id]["instance_id"]
+        await fly.suspend(machine)
+        assert [m.state for m in await fly.list()] == ["suspended"]
+        await fly.start(machine)
+        assert [m.state for m in await fly.list()] == ["running"]
+        # The same instance: its processes (the worker, the gateway) were frozen, not booted again.
+        assert fly_api.machines[machine.machine_id]["instance_id"] == instance
+        fly_api.exit_worker(machine.machine_id)
+        with pytest.raises(ProviderError) as refused:
+            await fly.suspend(machine)  # only a running machine has memory to keep
+        assert refused.value.status == 412 and not refused.value.retryable
     finally:
         await fly.aclose()

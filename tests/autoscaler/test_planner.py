@@ -15,8 +15,10 @@ from autoscaler.plan import (
     Park,
     Plan,
     ResolveLaunch,
+    Resume,
     RetireWorker,
     Start,
+    Suspend,
 )
 from autoscaler.planner import plan
 from autoscaler.policy import ScalingPolicy
@@ -389,6 +391,31 @@ def test_an_idle_pinned_worker_is_kept_while_its_own_conversation_is_expected_ba
     # Keep-warm off: both go once past the window.
     p = plan(demand, fleet, [], ScalingPolicy(scale_down_window_s=30, keep_warm_workers=0), now)
     assert sorted(d.worker_id for d in p.of(Drain)) == ["wa", "wz"]  # type: ignore[attr-defined]
+
+
+def test_an_idle_worker_is_suspended_then_resumed_with_its_gateway_running_when_its_conversation_returns() -> None:
+    policy = ScalingPolicy(scale_down_window_s=0, suspend_idle=True, suspend_keep_s=900)
+    world = World(profile=ideal(20, ready_s=(5.0, 5.0)))  # a cold start: 20 s boot + 5 s gateway
+    world.arrive(SimMessage("a", 0, 10_000))
+    plans = [tick(world, policy, 10_000) for _ in range(5)]
+    assert [a.conversation_id for a in plans[0].of(Launch)] == ["a"]  # type: ignore[attr-defined]
+    assert len(plans[-1].of(Suspend)) == 1 and plans[-1].of(Drain) == []
+    (machine,) = world.machines.values()
+    assert machine.state == "suspended"
+    # Back after ten minutes, past the heartbeat's staleness: resumed, not written off.
+    world.step(600_000 - world.now_ms)
+    world.arrive(SimMessage("a", world.now_ms, 10_000))
+    resume = replan(world, policy)
+    assert len(resume.of(Resume)) == 1 and resume.of(Launch) == [] and resume.of(Destroy) == []
+    world.apply(resume.actions)
+    assert replan(world, policy).of(Destroy) == []  # frozen, not gone: its heartbeat comes back with it
+    world.step(2_000)
+    assert world.waits_ms[-1] == 1_000  # the start only: the gateway was already running
+    # Quiet for longer than suspend_keep_s: its machine goes.
+    for _ in range(3):
+        tick(world, policy, 10_000)
+    world.step(1_000_000)
+    assert [d.machine_id for d in replan(world, policy).of(Destroy)] == [machine.machine_id]  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------------- properties
