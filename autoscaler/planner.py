@@ -136,7 +136,8 @@ def plan(
         cold_start_s=policy.warm_start_s if pool.members else policy.cold_start_s,
         active=active,
     )
-    desired = policy.desired(active + warm.workers)
+    spares = _headroom(demand, policy, now)
+    desired = policy.desired(active + max(warm.workers, spares))
     capacity = len(live) + pending
     why = (
         f"{demand.ready_conversations} ready + {demand.inflight_conversations} in-flight conversations "
@@ -153,7 +154,7 @@ def plan(
         for w in suspended
         if w.pinned and w.conversation_id in ready
     ]
-    spare = [w for w in suspended if not w.pinned]
+    sleepers = [w for w in suspended if not w.pinned]
     started = launched = 0
     targets: list[str] = []
     short = 0
@@ -162,9 +163,11 @@ def plan(
         # beyond the listed ids get unpinned launches.
         targets, free = _uncovered(demand, live, open_launches, machines, actions)
         overflow = max(0, demand.ready_conversations - len(demand.ready_conversation_ids) - free)
-        need = max(len(targets) + overflow, policy.min_workers - capacity)
+        # Headroom: idle unpinned workers held for conversations that arrive with no worker.
+        headroom = max(0, spares - free)
+        need = max(len(targets) + overflow + headroom, policy.min_workers - capacity)
         short = _short(
-            len(targets) + overflow, len(spare) + len(pool.members) + room, demand.workers, machines, actions
+            len(targets) + overflow, len(sleepers) + len(pool.members) + room, demand.workers, machines, actions
         )
     else:
         need = desired - capacity
@@ -177,7 +180,7 @@ def plan(
         # (started, far sooner than created). Only a new machine can be told its conversation, so
         # these take any (seeding the session from history); the launches created for the rest
         # are pinned to the conversations still uncovered.
-        resumed = spare[:need]
+        resumed = sleepers[:need]
         actions += [_resume(w, machines, f"resumed; {why}") for w in resumed]
         need -= len(resumed)
         for record, machine in pool.members[:need]:
@@ -200,7 +203,7 @@ def plan(
     if capacity > desired or short:
         # A pinned idle worker is kept while its conversation is expected back, or has work waiting.
         kept = {*demand.ready_conversation_ids, *pinned_kept(demand.recent, policy, now)}
-        actions += _drains(live, machines, capacity - desired, short, policy, now, why, kept)
+        actions += _drains(live, machines, capacity - desired, short, spares, policy, now, why, kept)
     if short:
         # Suspended pinned workers whose conversation is quiet give their machines back too.
         quiet = [w for w in suspended if w.pinned and w.conversation_id not in ready]
@@ -231,6 +234,24 @@ def _short(wanted: int, fits: int, workers: Sequence[WorkerView], machines: _Fle
     settled = {a.machine_id for a in planned if isinstance(a, Destroy | CollectOrphan | Park)}
     leaving = sum(1 for w in workers if w.status == "draining" and _on_live_machine(w, machines, settled))
     return max(0, wanted - fits - leaving)
+
+
+def _headroom(demand: DemandSnapshot, policy: ScalingPolicy, now: int) -> int:
+    """Spare workers to hold: ``spare_workers`` while at least ``spare_min_arrivals`` messages
+    arrived within ``spare_hold_s``. Sparser traffic would pay for a spare through every gap and
+    still find it gone after the longer ones."""
+    if not policy.spare_workers:
+        return 0
+    since = now - policy.spare_hold_s * 1000
+    arrivals = 0
+    for conversation in demand.recent:
+        at = conversation.last_arrival_at
+        for gap in (0, *conversation.gaps_ms):
+            at -= gap
+            if at < since:
+                break
+            arrivals += 1
+    return policy.spare_workers if arrivals >= policy.spare_min_arrivals else 0
 
 
 def _resume(worker: WorkerView, machines: _Fleet, why: str) -> Resume:
@@ -550,13 +571,15 @@ def _drains(
     machines: _Fleet,
     excess: int,
     short: int,
+    spares: int,
     policy: ScalingPolicy,
     now: int,
     why: str,
     kept: set[str],
 ) -> list[Action]:
-    """Idle workers past the window: ``excess`` of any kind, then up to ``short`` pinned ones
-    whose machine the budget needs for conversations waiting without one."""
+    """Idle workers past the window: ``excess`` of any kind (the ``spares`` freshest unpinned
+    ones held as headroom), then up to ``short`` pinned ones whose machine the budget needs for
+    conversations waiting without one."""
     window_ms = policy.scale_down_window_s * 1000
     idle = [
         w
@@ -568,9 +591,11 @@ def _drains(
         and not (w.pinned and w.conversation_id in kept)  # its conversation has work, or is expected back
     ]
     idle.sort(key=lambda w: (w.idle_since or 0, w.worker_id))
-    chosen = idle[: max(0, excess)]
+    held = {w.worker_id for w in [w for w in idle if not w.pinned][::-1][:spares]}
+    chosen = [w for w in idle if w.worker_id not in held][: max(0, excess)]
     # An unpinned idle worker takes waiting work itself; a pinned one only frees its machine.
-    chosen += [w for w in idle[len(chosen) :] if w.pinned][:short]
+    taken = {w.worker_id for w in chosen}
+    chosen += [w for w in idle if w.pinned and w.worker_id not in taken][:short]
     if policy.max_step is not None:
         chosen = chosen[: policy.max_step]
     out: list[Action] = []
@@ -578,7 +603,16 @@ def _drains(
         reason = f"idle {(now - (w.idle_since or now)) // 1000} s; {why}"
         machine = machines.for_worker(w)
         # Excess goes to sleep with its gateway running; a machine the budget needs is given back.
-        if policy.suspend_idle and index < excess and machine is not None and machine.state == "running":
+        # (A worker idle for longer than a suspended one is kept is drained instead.)
+        idle_ms = now - (w.idle_since or now)
+        keep_ms = (policy.scale_down_window_s + policy.suspend_keep_s) * 1000
+        if (
+            policy.suspend_idle
+            and index < excess
+            and idle_ms <= keep_ms
+            and machine is not None
+            and machine.state == "running"
+        ):
             launch_id = machine.launch_id or w.launch_id
             out.append(
                 Suspend(machine_id=machine.machine_id, worker_id=w.worker_id, launch_id=launch_id, reason=reason)

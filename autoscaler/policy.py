@@ -4,21 +4,33 @@ The defaults come from the sweep in ``bench/autoscaler_bench.py`` (``make bench-
 published trace set in ``bench/traces`` (bursty, lunch rush, steady 8 h, sparse, a
 1,000-conversation herd, slow turns) on Fly's and DigitalOcean's terms: the setting that meets the
 most targets (≤ 0.5× upstream's machine-seconds, p95 wait ≤ upstream's + 2 s, ≤ 2× the floor), then
-costs least. What it found:
+costs least. What it found, and what changed since:
 
-* a short stabilisation window wins everywhere (Fly 0 s with its pool, DigitalOcean 30 s):
-  upstream's own p95 already includes cold starts wherever traffic is not sparse, so idle time
-  buys cost, not targets;
-* keep-warm never met a target the plain policy missed, and cost 30–50 % more machine-seconds: on
-  the sparse trace it cannot reach upstream's p95 (0 s) anyway, since each conversation's first
-  message and any two arriving together still start a worker; it ships off (``keep_warm_workers``
-  0) and stays available;
-* on Fly a pool of 10 parked machines serves the herd sooner and turns a create (2–5 s) into a
-  start (about a second; the gateway's own start follows either way) for ~0.1 machine of cost; on
-  DigitalOcean a powered-off droplet bills in full: no pool.
+* a short stabilisation window wins everywhere (Fly 0 s, DigitalOcean 30 s): upstream's own p95
+  already includes cold starts wherever traffic is not sparse, so idle time buys cost, not targets;
+* on Fly a pool of 10 parked machines turns a create (2–5 s) into a start (about a second) for
+  ~0.1 machine of cost, and serves the herd sooner; on DigitalOcean a powered-off droplet bills
+  in full: no pool;
+* keep-warm (running idle workers held for conversations expected back) never paid for itself:
+  it buys p95 on slow turns at 2–4× the floor on steady traffic; it ships off and stays available;
+* **suspend on Fly** (``suspend_idle``): an idle worker past the window is suspended instead of
+  drained, billed as a stopped machine, and resumed with its gateway running. Against the same
+  pool and window without it, as measured at the start of that work (``make bench``, a 6–17 s
+  gateway start, a 5 % failed resume): bursty
+  2.00× → 1.57× the floor, steady 2.35× → 1.74×, lunch rush 1.77× → 1.44×, slow turns p95 +16.6 s
+  → +2.4 s over upstream's, sparse p95 +18.8 s → +13.3 s (each resume that boots afresh costs a
+  sparse conversation a whole gateway start, and p95 of 49 messages tolerates two slow ones);
+* **one spare worker on DigitalOcean** (``spare_workers``): a new conversation is taken at once
+  instead of waiting a droplet's 51–77 s boot; p95 goes from 4–5 s worse than upstream's to
+  11–55 s better on every trace but sparse, for 0.09–0.26× upstream's machine-seconds; it is held
+  only while ≥ 3 messages arrived in the last 15 minutes, since on sparse traffic it would bill
+  through every gap and still be gone after the long ones.
 
-The sweep ran with a 3–6 s gateway start; ``make bench`` now charges the 6–17 s measured here,
-and these defaults still meet the same targets there (see the bench's summary).
+The sweep (``make bench-sweep``) ran before suspend and spares existed; their defaults come from
+targeted runs of the same traces (the figures above). On DigitalOcean ≤ 2× the floor is met on no
+trace (each droplet bills ≥ 51 s of boot before its first claim); it is proven out of reach beside
+the p95 target only on sparse traffic, where p95 ≤ upstream's + 2 s needs ≥ 4.7× the floor even
+knowing every arrival in advance (``bench.autoscaler_bench.p95_bound``).
 """
 
 from __future__ import annotations
@@ -77,6 +89,14 @@ class ScalingPolicy(BaseModel):
     suspend_idle: bool = False
     suspend_keep_s: float = Field(1800.0, ge=0)
 
+    # Headroom: idle unpinned workers kept ready (affinity mode) so a conversation that arrives with
+    # no worker of its own is taken at once instead of waiting for a machine to boot.
+    spare_workers: int = Field(0, ge=0)
+    # …held while at least this many messages arrived within ``spare_hold_s`` (a quiet or sparse
+    # fleet holds none: a spare would bill through every gap).
+    spare_min_arrivals: int = Field(3, ge=1)
+    spare_hold_s: float = Field(900.0, ge=0)
+
     # Keep-warm (autoscaler.keepwarm): idle workers held for conversations expected back. At most
     # this many (the budget; 0 turns keep-warm off).
     keep_warm_workers: int = Field(0, ge=0)
@@ -118,6 +138,7 @@ PROVIDER_DEFAULTS: dict[str, dict[str, object]] = {
     "fly": {
         "pool_size": 10,
         "pool_prefill": True,
+        "suspend_idle": True,
         "scale_down_window_s": 0.0,
         "cold_start_s": 15.0,
         "warm_start_s": 12.5,
@@ -126,6 +147,7 @@ PROVIDER_DEFAULTS: dict[str, dict[str, object]] = {
     "digitalocean": {
         "pool_size": 0,
         "pool_prefill": False,
+        "spare_workers": 1,
         "cold_start_s": 64.0,
         "warm_start_s": 32.0,
         "launch_hedge_s": 120.0,

@@ -394,6 +394,13 @@ class ScaleSettings(_Settings):
     suspend_keep_s: float | None = Field(
         None, ge=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_SUSPEND_KEEP_S", "suspend_keep_s")
     )
+    spare_workers: int | None = Field(None, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_SPARE", "spare_workers"))
+    spare_min_arrivals: int | None = Field(
+        None, ge=1, validation_alias=AliasChoices("FACTORY_SCALE_SPARE_MIN_ARRIVALS", "spare_min_arrivals")
+    )
+    spare_hold_s: float | None = Field(
+        None, ge=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_SPARE_HOLD_S", "spare_hold_s")
+    )
     keep_warm_workers: int | None = Field(
         None, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_KEEP_WARM", "keep_warm_workers")
     )

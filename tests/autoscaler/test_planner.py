@@ -24,7 +24,10 @@ from autoscaler.planner import plan
 from autoscaler.policy import ScalingPolicy
 from autoscaler.provider import Machine
 from autoscaler.simulate import SimMessage, World, ideal
+from contracts.errors import InvalidInput
 from contracts.models import DemandSnapshot, LaunchRecord, RecentConversation, WorkerView
+from factory.fleet import scaling_policy
+from factory.settings import ScaleSettings
 
 MIN = 60_000
 HOUR_MS = 3_600_000
@@ -418,6 +421,28 @@ def test_an_idle_worker_is_suspended_then_resumed_with_its_gateway_running_when_
     assert [d.machine_id for d in replan(world, policy).of(Destroy)] == [machine.machine_id]  # type: ignore[attr-defined]
 
 
+def test_spare_workers_are_held_unpinned_while_traffic_is_recent_and_take_a_new_conversation_at_once() -> None:
+    policy = ScalingPolicy(spare_workers=1, spare_min_arrivals=1, spare_hold_s=900, scale_down_window_s=30)
+    world = World(profile=ideal(60))
+    world.arrive(SimMessage("a", 0, 5_000))
+    # Fewer arrivals than spare_min_arrivals within the hold: traffic too sparse to pay for a spare.
+    assert len(replan(world, policy.model_copy(update={"spare_min_arrivals": 2})).of(Launch)) == 1
+    first = replan(world, policy)
+    # One launch pinned to "a", one unpinned spare beside it.
+    assert sorted(str(a.conversation_id) for a in first.of(Launch)) == ["None", "a"]  # type: ignore[attr-defined]
+    world.apply(first.actions)
+    for _ in range(8):
+        tick(world, policy, 15_000)
+    world.arrive(SimMessage("b", world.now_ms, 5_000))
+    assert world.waits_ms[-1] == 0  # the spare took it: no boot to wait for
+    # Quiet for longer than spare_hold_s: nothing is held any more.
+    for _ in range(3):
+        tick(world, policy, 15_000)
+    world.step(1_000_000)
+    settle(world, policy)
+    assert live(world) == 0
+
+
 # --------------------------------------------------------------------------- properties
 
 policies = st.builds(
@@ -432,6 +457,7 @@ policies = st.builds(
     pool_size=st.sampled_from([0, 0, 2, 4]),
     keep_warm_workers=st.sampled_from([0, 2]),
     suspend_idle=st.booleans(),
+    spare_workers=st.sampled_from([0, 0, 1, 3]),
 )
 
 
@@ -511,3 +537,10 @@ def test_any_fleet_converges_and_then_stays_put(world: World, policy: ScalingPol
         want = min(want, policy.budget_machines)
     booting = sum(1 for m in world.machines.values() if m.state in ("starting", "running") and not m.booted)
     assert live(world) + booting >= min(want, policy.max_workers) or not world.ready()
+
+
+def test_the_shipped_policies_suspend_on_fly_only_and_suspend_is_refused_where_it_cannot_work() -> None:
+    assert scaling_policy(ScaleSettings(provider="fly")).suspend_idle
+    assert not scaling_policy(ScaleSettings(provider="digitalocean")).suspend_idle
+    with pytest.raises(InvalidInput, match="FACTORY_SCALE_SUSPEND_IDLE"):
+        scaling_policy(ScaleSettings.model_validate({"provider": "digitalocean", "suspend_idle": True}))

@@ -50,7 +50,7 @@ def fly_machine(**fields: Any) -> FlyMachine:
         ("started", "running"),
         ("stopping", "stopping"),
         ("stopped", "stopped"),
-        ("suspended", "stopped"),
+        ("suspended", "suspended"),
         ("failed", "failed"),
         ("launch_failed", "failed"),
         ("something_new", "unknown"),
