@@ -355,3 +355,34 @@ async def test_a_drained_machine_is_parked_and_started_again_instead_of_a_create
         assert [m["state"] for m in fly_api.live()] == ["stopped"]
     finally:
         await provider.aclose()
+
+
+async def test_an_idle_worker_is_suspended_and_resumed_when_its_conversation_has_work(
+    store: SqliteStore, fly_api: FakeFlyApi
+) -> None:
+    provider = fly_provider(fly_api)
+    policy = POLICY.model_copy(update={"suspend_idle": True})
+    try:
+        reconciler = Reconciler(store, provider, policy, spec_for, find_interval_s=0.05)
+        workers = Workers(store, provider)
+        await enqueue(store, "a")
+        assert len(ids(await reconciler.tick(), Launch)) == 1
+        (machine,) = await workers.boot()
+        instance = fly_api.machines[machine.machine_id]["instance_id"]
+        await workers.finish_all()
+        asleep = await reconciler.tick()
+        assert [a.action for a in asleep.plan.actions] == ["suspend"] and not asleep.errors
+        assert [m.state for m in await provider.list()] == ["suspended"]
+        assert (await reconciler.tick()).plan.empty  # suspended: neither capacity nor gone
+
+        await enqueue(store, "a")
+        woken = await reconciler.tick()
+        assert [a.action for a in woken.plan.actions] == ["resume"] and not woken.errors
+        assert [m.state for m in await provider.list()] == ["running"]
+        # The same instance: the worker process carries on (the fake keeps it; a boot would not).
+        assert fly_api.machines[machine.machine_id]["instance_id"] == instance
+        assert fly_api.count("create") == 1 and fly_api.count("start") == 1
+        job = await store.worker_claim(str(machine.worker_id))
+        assert job is not None and job.conversation_id == "a"
+    finally:
+        await provider.aclose()
