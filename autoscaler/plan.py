@@ -38,23 +38,25 @@ class Start(_Action):
     launch_id: str
 
 
-class Suspend(_Action):
+class _WorkerMachine(_Action):
+    """An action on the machine of a worker that stays registered throughout."""
+
+    machine_id: str
+    worker_id: str
+    launch_id: str | None = None
+
+
+class Suspend(_WorkerMachine):
     """Freeze an idle worker's machine with its memory (Fly): billed as stopped, and resumed with its
     worker and gateway running, so its conversation's next message skips the gateway's start."""
 
     action: Literal["suspend"] = "suspend"
-    machine_id: str
-    worker_id: str
-    launch_id: str | None = None
 
 
-class Resume(_Action):
+class Resume(_WorkerMachine):
     """Start a suspended machine again: its worker carries on where it was frozen."""
 
     action: Literal["resume"] = "resume"
-    machine_id: str
-    worker_id: str
-    launch_id: str | None = None
 
 
 class Park(_Action):

@@ -292,7 +292,7 @@ class _TickActions:
         r = self.reconciler
         machine = self.machines.get(action.machine_id)
         if machine is None:
-            return Outcome(action, False, f"machine {action.machine_id} is no longer listed")
+            return self._unlisted(action)
         if not isinstance(r.provider, Suspends):
             raise ProviderError(
                 r.provider.name, "suspend", "this provider cannot suspend machines; set suspend_idle off"
@@ -301,15 +301,18 @@ class _TickActions:
         return Outcome(action, True, f"machine {action.machine_id} suspended", machine_id=action.machine_id)
 
     async def on_resume(self, action: actions.Resume) -> Outcome:
-        r = self.reconciler
         machine = self.machines.get(action.machine_id)
         if machine is None:
-            return Outcome(action, False, f"machine {action.machine_id} is no longer listed")
+            return self._unlisted(action)
         if action.launch_id is not None:
             # Touched first: the planner gives a resumed worker time to heartbeat again from here.
-            await r.store.ledger_update(action.launch_id, "running", detail="resumed")
-        await r.provider.start(machine)
+            await self.reconciler.store.ledger_update(action.launch_id, "running", detail="resumed")
+        await self.reconciler.provider.start(machine)
         return Outcome(action, True, f"machine {action.machine_id} resumed", machine_id=action.machine_id)
+
+    @staticmethod
+    def _unlisted(action: actions.Suspend | actions.Resume) -> Outcome:
+        return Outcome(action, False, f"machine {action.machine_id} is no longer listed")
 
     async def on_park(self, action: actions.Park) -> Outcome:
         if action.worker_id is not None:
