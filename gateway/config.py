@@ -196,6 +196,9 @@ GATEWAY_BASICS = (
     "TZ",
     "TMPDIR",
     "NODE_OPTIONS",
+    # The image's compile cache (warm-cache.sh): without it here the gateway compiled every module
+    # afresh on each boot, and the cache the image carries was never read.
+    "NODE_COMPILE_CACHE",
     "NO_COLOR",
     "OPENCLAW_STATE_DIR",
     "OPENCLAW_CONFIG_PATH",

@@ -260,6 +260,7 @@ class GatewayRuntime:
             "OPENCLAW_NO_RESPAWN": "1",  # restarts stay in-process: the pid we track stays the gateway
             "OPENCLAW_SKIP_CHANNELS": "1",  # replies go out through our channels, not OpenClaw's
             "NODE_OPTIONS": f"--max-old-space-size={self.heap_mb}",
+            "NODE_COMPILE_CACHE": str(self.install.compile_cache),
         }
         env.update(self.extra_env)
         env.update(secret_env(self.token, self.model))

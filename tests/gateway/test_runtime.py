@@ -12,7 +12,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from gateway.config import AgentSpec, CompatibleModel, HostedModel, gateway_config, secret_env
+from gateway.config import AgentSpec, CompatibleModel, HostedModel, gateway_config, gateway_env, secret_env
 from gateway.errors import GatewayStartError
 from gateway.install import OpenClawInstall, ensure_openclaw
 from gateway.runtime import GatewayRuntime
@@ -47,6 +47,14 @@ def test_hosted_model_key_goes_to_the_providers_env_var() -> None:
     model = HostedModel(provider="anthropic", model="claude-opus-5", api_key=SecretStr("sk-ant-xyz"))
     assert secret_env(SecretStr("t" * 20), model)["ANTHROPIC_API_KEY"] == "sk-ant-xyz"
     assert "sk-ant-xyz" not in repr(model)
+
+
+def test_the_gateway_keeps_nodes_compile_cache_and_nothing_else_of_ours() -> None:
+    # The image warms a compile cache at build time; a gateway that does not see it compiles
+    # every module on each boot.
+    environ = {"NODE_COMPILE_CACHE": "/opt/openclaw/compile-cache", "FACTORY_STORE": "https://x", "PATH": "/bin"}
+    env = gateway_env(environ, SecretStr("gateway-token-123456"), STUB)
+    assert env["NODE_COMPILE_CACHE"] == "/opt/openclaw/compile-cache" and "FACTORY_STORE" not in env
 
 
 @pytest.fixture(scope="module")
