@@ -338,11 +338,10 @@ def _settle_workers(
     live: list[WorkerView] = []
     suspended: list[WorkerView] = []
     parked = {m.machine_id for _, m in pool.members}
+    current = _current_workers(workers, machines, policy)
     for w in workers:
         machine = _own_machine(w, machines, parked, accounted)
-        if machine is not None and machine.state == "suspended" and w.status == "active" and not w.busy:
-            if _keep_suspended(w, machine, known, policy, now, actions, pool):
-                suspended.append(w)
+        if machine is not None and _settled_apart(w, machine, current, known, policy, now, actions, pool, suspended):
             continue
         stale = _stale(w, machine, known, policy, now)
         if w.status == "active" and not stale:
@@ -394,6 +393,44 @@ def _own_machine(worker: WorkerView, machines: _Fleet, parked: set[str], account
         return None
     accounted.add(machine.machine_id)
     return machine
+
+
+def _current_workers(workers: Sequence[WorkerView], machines: _Fleet, policy: ScalingPolicy) -> dict[str, str]:
+    """The worker each machine runs now (the freshest heartbeat that is not stale): a machine that
+    booted afresh (a failed resume, a restart) registers a new worker while the old one is still
+    on the books."""
+    current: dict[str, str] = {}
+    for w in sorted(workers, key=lambda w: -w.heartbeat_age_ms):
+        machine = machines.for_worker(w)
+        if machine is not None and w.heartbeat_age_ms <= policy.stale_worker_s * 1000:
+            current[machine.machine_id] = w.worker_id
+    return current
+
+
+def _settled_apart(
+    worker: WorkerView,
+    machine: Machine,
+    current: dict[str, str],
+    known: dict[str, LaunchRecord],
+    policy: ScalingPolicy,
+    now: int,
+    actions: list[Action],
+    pool: _Pool,
+    suspended: list[WorkerView],
+) -> bool:
+    """A suspended worker (kept, or ended after ``suspend_keep_s``), or a silent one whose machine
+    runs another worker now (retired alone: the machine and its launch are the new worker's)."""
+    if machine.state == "suspended" and worker.status == "active" and not worker.busy:
+        if _keep_suspended(worker, machine, known, policy, now, actions, pool):
+            suspended.append(worker)
+        return True
+    successor = current.get(machine.machine_id, worker.worker_id)
+    silent = worker.heartbeat_age_ms > policy.stale_worker_s * 1000
+    if successor == worker.worker_id or worker.busy or not silent:
+        return False
+    why = f"worker {worker.worker_id}: silent; its machine {machine.machine_id} runs {successor} now"
+    actions.append(RetireWorker(worker_id=worker.worker_id, reason=why))
+    return True
 
 
 def _keep_suspended(

@@ -443,6 +443,20 @@ def test_spare_workers_are_held_unpinned_while_traffic_is_recent_and_take_a_new_
     assert live(world) == 0
 
 
+def test_a_silent_worker_whose_machine_runs_a_newer_one_is_retired_alone() -> None:
+    # A resume that booted the machine afresh: a new worker registered on it, busy; the frozen
+    # one never came back. The machine and its launch are the new worker's: nothing is destroyed.
+    now = 10 * HOUR_MS
+    workers = [
+        _view("old", launch_id="L1", heartbeat_age_ms=20 * MIN, idle_since=0),
+        _view("new", launch_id="L1", busy=True),
+    ]
+    ledger = [LaunchRecord(launch_id="L1", provider="fly", requested_at=0, state="running", machine_id="m1")]
+    p = plan(_demand(*workers, inflight=1, now=now), [_machine("m1", "L1")], ledger, ScalingPolicy(), now)
+    assert [(a.worker_id, a.launch_id) for a in p.of(RetireWorker)] == [("old", None)]  # type: ignore[attr-defined]
+    assert p.of(Destroy) == [] and p.current == 1
+
+
 # --------------------------------------------------------------------------- properties
 
 policies = st.builds(
@@ -457,6 +471,7 @@ policies = st.builds(
     pool_size=st.sampled_from([0, 0, 2, 4]),
     keep_warm_workers=st.sampled_from([0, 2]),
     suspend_idle=st.booleans(),
+    suspend_keep_s=st.sampled_from([0, 300]),  # within the convergence test's horizon
     spare_workers=st.sampled_from([0, 0, 1, 3]),
 )
 
