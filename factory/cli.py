@@ -15,6 +15,7 @@ from typer._click.exceptions import NoArgsIsHelpError  # typer vendors click: it
 
 from contracts.errors import FactoryError, InvalidInput, first_factory_error
 from factory import (
+    cmd_account,
     cmd_bridge,
     cmd_console,
     cmd_frontdoor,
@@ -70,6 +71,8 @@ app.add_typer(cmd_frontdoor.bindings_app, name="bindings")
 app.add_typer(cmd_frontdoor.secrets_app, name="secrets")
 app.add_typer(cmd_frontdoor.tokens_app, name="app-token")
 app.add_typer(cmd_console.console_app, name="console")
+app.add_typer(cmd_account.account_app, name="account")
+app.command("notify")(cmd_account.notify)
 
 
 def _fail(message: str, code: int) -> int:
