@@ -23,6 +23,7 @@ from factory import (
     cmd_queue,
     cmd_reconcile,
     cmd_run,
+    cmd_runtime,
     cmd_serve,
     cmd_snapshots,
     cmd_worker,
@@ -73,6 +74,7 @@ app.add_typer(cmd_frontdoor.tokens_app, name="app-token")
 app.add_typer(cmd_console.console_app, name="console")
 app.add_typer(cmd_account.account_app, name="account")
 app.command("notify")(cmd_account.notify)
+app.command("runtime")(cmd_runtime.runtime)
 
 
 def _fail(message: str, code: int) -> int:
