@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
+import anyio
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.table import Table
 
-from contracts.errors import InvalidInput, NotFound
-from contracts.roles import AccountStore
+from autoscaler.provider import LaunchSpec
+from autoscaler.runtimes import RuntimeTick, reconcile_runtimes, runtime_worker_id
+from contracts.errors import FactoryError, InvalidInput, NotFound
+from contracts.launch import WorkerEnvironment
+from contracts.roles import AccountStore, FleetStore
 from contracts.runtime import (
     DEFAULT_HEARTBEAT_MINUTES,
     Account,
@@ -25,7 +30,9 @@ from contracts.runtime import (
     new_service_token,
     token_hash,
 )
-from factory.console import JsonOption, StoreOption, out, plain, print_json, when, with_store
+from factory.console import JsonOption, StoreOption, out, plain, print_json, store_settings, when, with_store
+from factory.fleet import make_provider
+from factory.settings import WorkerSettings, load
 from factory.stores import FullStore
 
 account_app = typer.Typer(
@@ -230,3 +237,109 @@ def _print_view(view: AccountView) -> None:
     for m in view.messages:
         posts.add_row(plain(m.task_id), plain(m.agent_id), when(m.created_at), plain(m.content[:200]))
     out.print(posts if view.messages else "no agent posts")
+
+
+# --------------------------------------------------------------------------- runtime machines
+
+ProviderOption = Annotated[
+    str, typer.Option("--provider", help="local or digitalocean (env: FACTORY_PROVIDER).", envvar="FACTORY_PROVIDER")
+]
+
+
+def reconcile_runtimes_command(provider: str, store: str | None, *, dry_run: bool = False) -> RuntimeTick:
+    """One tick of the runtime fleet: one machine running ``factory runtime`` per active account."""
+    if provider not in ("local", "digitalocean"):
+        raise InvalidInput("--provider", f"account runtimes run on local or digitalocean, not {provider!r}")
+    store_cfg = store_settings(store)
+    workers = load(WorkerSettings)
+    if provider != "local" and not store_cfg.is_convex:
+        raise InvalidInput(
+            "FACTORY_STORE",
+            f"a runtime on {provider} cannot open the local SQLite file {store_cfg.store!r}; use a Convex deployment",
+        )
+    machines = make_provider(provider, store_cfg, runtimes=True)
+    location = store_cfg.store if store_cfg.is_convex else str(Path(store_cfg.store).expanduser().resolve())
+
+    async def main(opened: AccountStore) -> RuntimeTick:
+        if not isinstance(opened, FleetStore):
+            raise InvalidInput("store", f"{opened.name} keeps no launch ledger")
+
+        async def spec_for(account_id: str, launch_id: str) -> LaunchSpec:
+            # A new machine gets a new token: the one of a runtime it replaces stops working.
+            token = new_service_token()
+            await opened.account_token(account_id, token_hash(token))
+            environment = WorkerEnvironment(
+                worker_id=runtime_worker_id(account_id),
+                launch_id=launch_id,
+                store=location,  # resolved before the loop: a local runtime may start elsewhere
+                sqlite_synchronous=None if store_cfg.is_convex else store_cfg.sqlite_synchronous,
+                convex_auth_token=store_cfg.convex_auth_token if store_cfg.is_convex else None,
+                secrets_key=store_cfg.secrets_key,
+                command="runtime",
+                account_id=account_id,
+                service_token=token,
+                # Local runtimes share this machine's gateway when one is configured; else each starts its own.
+                gateway_url=workers.gateway_url if provider == "local" and workers.gateway_token else None,
+                gateway_token=workers.gateway_token if provider == "local" else None,
+            )
+            return LaunchSpec(environment=environment)
+
+        try:
+            active = {a.account_id for a in await opened.accounts() if a.active}
+            return await reconcile_runtimes(machines, opened, active, spec_for, dry_run=dry_run)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await machines.aclose()
+
+    return with_accounts(store, main)
+
+
+def _print_tick(tick: RuntimeTick, as_json: bool) -> None:
+    plan = tick.plan
+    if as_json:
+        print_json(
+            {
+                "create": list(plan.create),
+                "destroy": [{"machineId": m, "reason": r} for m, r in plan.destroy],
+                "created": [m.machine_id for m in tick.created],
+                "destroyed": tick.destroyed,
+                "errors": tick.errors,
+            }
+        )
+    elif plan.empty:
+        out.print("No changes. Every active account has its runtime.")
+    else:
+        for account in plan.create:
+            out.print(f"+ runtime for account {plain(account)}")
+        for machine_id, reason in plan.destroy:
+            out.print(f"- machine {plain(machine_id)}: {plain(reason)}")
+    if tick.errors:
+        raise FactoryError(f"{len(tick.errors)} action(s) failed; first: {tick.errors[0]}")
+
+
+def _set_active(store: str | None, account_id: str, active: bool) -> None:
+    async def put(s: AccountStore) -> None:
+        view = await s.account_view(account_id, 1)
+        if view is None:
+            raise NotFound("account", account_id)
+        await s.account_put(view.account.model_copy(update={"active": active}))
+
+    with_accounts(store, put)
+
+
+@account_app.command("provision")
+def provision(
+    account_id: AccountArg, provider: ProviderOption = "local", store: StoreOption = None, as_json: JsonOption = False
+) -> None:
+    """Give the account its long-lived runtime machine (one per account: never a second)."""
+    _set_active(store, account_id, True)
+    _print_tick(reconcile_runtimes_command(provider, store), as_json)
+
+
+@account_app.command("deprovision")
+def deprovision(
+    account_id: AccountArg, provider: ProviderOption = "local", store: StoreOption = None, as_json: JsonOption = False
+) -> None:
+    """Drain the account's runtime (it finishes its jobs and goes offline) and destroy its machine."""
+    _set_active(store, account_id, False)
+    _print_tick(reconcile_runtimes_command(provider, store), as_json)

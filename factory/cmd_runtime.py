@@ -107,6 +107,7 @@ async def _main(
             delivery,
             ReadyProbe(workers.gateway_url),
             sessions=delivery if workers.seed_history else None,
+            worker_store=lambda: open_full_store(store_cfg, role="worker"),
         )
         server = HealthServer(
             readiness=Readiness(),

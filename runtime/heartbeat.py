@@ -77,11 +77,10 @@ def due(beat: Beat, now_ms: int, busy: bool, rng: RandomSource) -> Step:
     """At or after the due time: what to do with this slot, and the beat for the next one.
 
     Slots that passed while the runtime was not looking (a long outage, a stopped machine) are
-    not fired one by one: the next slot is the first one still ahead of ``now_ms``."""
+    not fired one by one: the next slot is the first one that starts after ``now_ms``."""
     if now_ms < beat.due_ms:
         return Step(beat, "wait")
-    behind = (now_ms - beat.slot_ms) // beat.interval_ms
-    slot = beat.slot_ms + max(1, behind) * beat.interval_ms
+    slot = beat.slot_ms + ((now_ms - beat.slot_ms) // beat.interval_ms + 1) * beat.interval_ms
     moved = replace(beat, slot_ms=slot, due_ms=slot + jitter(rng))
     if beat.pending is not None:
         return _missed(moved)

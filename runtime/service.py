@@ -102,6 +102,7 @@ class Runtime:
         gateway_ready: Callable[[], Awaitable[bool]],
         *,
         sessions: SessionProbe | None = None,
+        worker_store: Callable[[], WorkerStore] | None = None,
         clock: Clock | None = None,
         rng: RandomSource | None = None,
         sleep: Sleep = anyio.sleep,
@@ -112,6 +113,8 @@ class Runtime:
         self.delivery = delivery
         self.gateway_ready = gateway_ready
         self.sessions = sessions
+        # A handle of the store per worker: an embedded store's wait-for-work has one listener.
+        self._worker_store = worker_store or (lambda: store)
         self.clock = clock or SystemClock()
         self.rng = rng or system_random()
         self._sleep = sleep
@@ -136,7 +139,7 @@ class Runtime:
         try:
             async with anyio.create_task_group() as workers:
                 for worker in self.workers:
-                    workers.start_soon(worker.run)
+                    workers.start_soon(self._run_worker, worker)
                 async with anyio.create_task_group() as loops:
                     loops.start_soon(self._every, self.config.delivery_interval_s, self.deliver_once)
                     loops.start_soon(self._every, _TICK_S, self.heartbeats_once)
@@ -169,6 +172,14 @@ class Runtime:
         self.state.running = True
         log.info("runtime started", account_id=self.config.account_id, agents=[a.slug for a in self.agents])
 
+    async def _run_worker(self, worker: Worker) -> None:
+        try:
+            await worker.run()
+        finally:
+            if worker.store is not self.store:
+                with anyio.CancelScope(shield=True):
+                    await worker.store.aclose()
+
     def _worker(self, agent: RuntimeAgent) -> Worker:
         config = WorkerConfig(
             worker_id=f"rt-{self.config.account_id}-{agent.slug}-{secrets.token_hex(3)}",
@@ -181,8 +192,9 @@ class Runtime:
             gateway_wait_s=self.config.gateway_wait_s,
         )
         metrics = WorkerMetrics()
+        store = self._worker_store()
         runner = JobRunner(
-            store=self.store,
+            store=store,
             delivery=self.delivery,
             channels={},  # the reply is posted on the task by the store, from the history
             session_key=session_key,
@@ -190,7 +202,7 @@ class Runtime:
             workspace_id=config.workspace_id,
             sessions=self.sessions,
         )
-        return Worker(config, self.store, runner, metrics, Readiness(), gateway_ready=self.gateway_ready)
+        return Worker(config, store, runner, metrics, Readiness(), gateway_ready=self.gateway_ready)
 
     async def _every(self, period_s: float, tick: Callable[[], Awaitable[object]]) -> None:
         while True:
