@@ -27,7 +27,7 @@ from contracts.roles import FleetStore
 
 log = structlog.get_logger("autoscaler.runtimes")
 WORKER_PREFIX = "runtime-"
-LAUNCH_PREFIX = "rt."
+LAUNCH_PREFIX = "rt:"  # a DigitalOcean tag allows letters, digits, _ - :
 # Launches younger than this that no listing shows yet are on their way (lists lag behind creates).
 LAUNCH_TIMEOUT_MS = 10 * 60_000
 _LIVE = frozenset({"starting", "running", "unknown"})  # unknown: never risk a second machine
@@ -38,13 +38,13 @@ def runtime_worker_id(account_id: str) -> str:
 
 
 def new_launch_id(account_id: str) -> str:
-    return f"{LAUNCH_PREFIX}{account_id}.{secrets.token_hex(4)}"
+    return f"{LAUNCH_PREFIX}{account_id}:{secrets.token_hex(4)}"
 
 
 def account_of_launch(launch_id: str) -> str | None:
     if not launch_id.startswith(LAUNCH_PREFIX):
         return None
-    account, dot, _ = launch_id[len(LAUNCH_PREFIX) :].rpartition(".")
+    account, dot, _ = launch_id[len(LAUNCH_PREFIX) :].rpartition(":")
     return account if dot and account else None
 
 
@@ -97,12 +97,12 @@ class RuntimeTick:
 
 
 def launching_accounts(ledger: Iterable[LaunchRecord], machines: Sequence[Machine], now_ms: int) -> set[str]:
-    """Accounts with a launch requested lately that no listing shows yet."""
+    """Accounts with a launch made lately (or whose create is still unanswered) that no listing shows yet."""
     listed = {m.launch_id for m in machines}
     return {
         account
         for record in ledger
-        if record.state == "requested"
+        if record.state in ("requested", "running")
         and record.launch_id not in listed
         and now_ms - record.requested_at < LAUNCH_TIMEOUT_MS
         and (account := account_of_launch(record.launch_id)) is not None
