@@ -116,15 +116,23 @@ async def reconcile_runtimes(
     spec_for: Callable[[str, str], Awaitable[LaunchSpec]],
     *,
     dry_run: bool = False,
+    only: str | None = None,
     find_attempts: int = 3,
     find_interval_s: float = 1.0,
 ) -> RuntimeTick:
-    """Observe, plan, apply: one tick. ``spec_for(account, launch_id)`` builds a launch's spec
-    (it issues the account's service token). Every create is in the ledger before the call, and
-    an ambiguous create is looked up by its launch tag, never repeated."""
+    """Observe, plan, apply: one tick. ``spec_for(account, launch_id)`` builds a launch's spec (it
+    issues the account's service token); ``only``: act on that account alone. Every create is in
+    the ledger before the call, and an ambiguous create is looked up by its launch tag, never repeated."""
     machines = await provider.list()
+    if only is not None:  # one account's machines and launches, as if it were the only one
+        machines = [m for m in machines if account_of(m) == only]
+        active = {only} & set(active)
     name = ledger_provider(provider.name)
-    ledger = [r for r in await store.ledger_list() if r.provider == name]
+    ledger = [
+        r
+        for r in await store.ledger_list()
+        if r.provider == name and (only is None or account_of_launch(r.launch_id) == only)
+    ]
     now = await store.now_ms()
     plan = plan_runtimes(active, machines, launching_accounts(ledger, machines, now))
     tick = RuntimeTick(plan)

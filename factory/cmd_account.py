@@ -246,8 +246,11 @@ ProviderOption = Annotated[
 ]
 
 
-def reconcile_runtimes_command(provider: str, store: str | None, *, dry_run: bool = False) -> RuntimeTick:
-    """One tick of the runtime fleet: one machine running ``factory runtime`` per active account."""
+def reconcile_runtimes_command(
+    provider: str, store: str | None, *, dry_run: bool = False, only: str | None = None
+) -> RuntimeTick:
+    """One tick of the runtime fleet: one machine running ``factory runtime`` per active account
+    (``only``: that account's machine alone)."""
     if provider not in ("local", "digitalocean"):
         raise InvalidInput("--provider", f"account runtimes run on local or digitalocean, not {provider!r}")
     store_cfg = store_settings(store)
@@ -286,7 +289,7 @@ def reconcile_runtimes_command(provider: str, store: str | None, *, dry_run: boo
 
         try:
             active = {a.account_id for a in await opened.accounts() if a.active}
-            return await reconcile_runtimes(machines, opened, active, spec_for, dry_run=dry_run)
+            return await reconcile_runtimes(machines, opened, active, spec_for, dry_run=dry_run, only=only)
         finally:
             with anyio.CancelScope(shield=True):
                 await machines.aclose()
@@ -294,7 +297,7 @@ def reconcile_runtimes_command(provider: str, store: str | None, *, dry_run: boo
     return with_accounts(store, main)
 
 
-def _print_tick(tick: RuntimeTick, as_json: bool) -> None:
+def print_runtime_tick(tick: RuntimeTick, as_json: bool) -> None:
     plan = tick.plan
     if as_json:
         print_json(
@@ -333,7 +336,7 @@ def provision(
 ) -> None:
     """Give the account its long-lived runtime machine (one per account: never a second)."""
     _set_active(store, account_id, True)
-    _print_tick(reconcile_runtimes_command(provider, store), as_json)
+    print_runtime_tick(reconcile_runtimes_command(provider, store, only=account_id), as_json)
 
 
 @account_app.command("deprovision")
@@ -342,4 +345,4 @@ def deprovision(
 ) -> None:
     """Drain the account's runtime (it finishes its jobs and goes offline) and destroy its machine."""
     _set_active(store, account_id, False)
-    _print_tick(reconcile_runtimes_command(provider, store), as_json)
+    print_runtime_tick(reconcile_runtimes_command(provider, store, only=account_id), as_json)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -86,43 +87,55 @@ async def _main(
     token: SecretStr,
     home: Path,
 ) -> bool:
-    """True once the runtime drained and went offline; False when a second signal cut it short."""
-    finished = False
-    async with AsyncExitStack() as stack:
-        opened = open_full_store(store_cfg, role="runtime")
-        stack.push_async_callback(opened.aclose)
-        if not isinstance(opened, AccountStore):
-            raise InvalidInput("store", f"{opened.name} does not keep Mission Control accounts yet; use a SQLite store")
-        account = await opened.open_account(config.account_id, token)
-        if workers.gateway_token is None:
-            agents = sorted({a.openclaw_agent_id for a in await account.agents()} or {"main"})
-            gateway = await _own_gateway(stack, home, agents)
-            workers = workers.model_copy(update={"gateway_url": gateway.url, "gateway_token": gateway.token})
-        delivery = make_delivery(workers)
-        await stack.enter_async_context(delivery)
-        service = Runtime(
-            config,
-            account,
-            opened,
-            delivery,
-            ReadyProbe(workers.gateway_url),
-            sessions=delivery if workers.seed_history else None,
-            worker_store=lambda: open_full_store(store_cfg, role="worker"),
-        )
-        server = HealthServer(
-            readiness=Readiness(),
-            host=settings.health_host,
-            port=settings.health_port,
-            routes={"/health": service.health, "/version": service.version_info},
-        )
-        async with anyio.create_task_group() as tg:
-            await tg.start(server.serve)
-            log.info("runtime health endpoint", url=f"{server.url}/health")
-            await tg.start(_watch_signals, service, tg.cancel_scope)
-            await service.run()
-            finished = True
-            tg.cancel_scope.cancel()
-    return finished
+    """True once the runtime drained and went offline; False when a signal cut it short (a second
+    one, or one during the start: the gateway started so far is stopped on the way out)."""
+    stop = _Stop()
+    async with anyio.create_task_group() as tg:
+        # Before anything starts: a signal while the gateway boots must still stop it cleanly.
+        await tg.start(_watch_signals, stop, tg.cancel_scope)
+        async with AsyncExitStack() as stack:
+            opened = open_full_store(store_cfg, role="runtime")
+            stack.push_async_callback(opened.aclose)
+            if not isinstance(opened, AccountStore):
+                raise InvalidInput("store", f"{opened.name} does not keep Mission Control accounts yet; use SQLite")
+            account = await opened.open_account(config.account_id, token)
+            if workers.gateway_token is None:
+                agents = sorted({a.openclaw_agent_id for a in await account.agents()} or {"main"})
+                gateway = await _own_gateway(stack, home, agents)
+                workers = workers.model_copy(update={"gateway_url": gateway.url, "gateway_token": gateway.token})
+            delivery = make_delivery(workers)
+            await stack.enter_async_context(delivery)
+            service = Runtime(
+                config,
+                account,
+                opened,
+                delivery,
+                ReadyProbe(workers.gateway_url),
+                sessions=delivery if workers.seed_history else None,
+                worker_store=lambda: open_full_store(store_cfg, role="worker"),
+            )
+            server = HealthServer(
+                readiness=Readiness(),
+                host=settings.health_host,
+                port=settings.health_port,
+                routes={"/health": service.health, "/version": service.version_info},
+            )
+            async with anyio.create_task_group() as serving:
+                await serving.start(server.serve)
+                log.info("runtime health endpoint", url=f"{server.url}/health")
+                stop.service = service
+                await service.run()
+                stop.finished = True
+                serving.cancel_scope.cancel()
+        tg.cancel_scope.cancel()
+    return stop.finished
+
+
+@dataclass
+class _Stop:
+    service: Runtime | None = None
+    requested: bool = False
+    finished: bool = False
 
 
 async def _own_gateway(stack: AsyncExitStack, home: Path, agents: list[str]) -> GatewayRuntime:
@@ -146,17 +159,16 @@ async def _own_gateway(stack: AsyncExitStack, home: Path, agents: list[str]) -> 
 
 
 async def _watch_signals(
-    service: Runtime, scope: anyio.CancelScope, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    stop: _Stop, scope: anyio.CancelScope, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
 ) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         task_status.started()
-        first = True
         async for signum in signals:
-            if first:
+            if not stop.requested and stop.service is not None:
                 log.info("signal received: draining, then offline", signal=signum.name)
-                service.request_stop()
-                first = False
+                stop.requested = True
+                stop.service.request_stop()
             else:
-                log.warning("second signal: exiting now", signal=signum.name)
+                log.warning("signal received while starting, or a second one: exiting now", signal=signum.name)
                 scope.cancel()
                 return
