@@ -263,7 +263,7 @@ def complete(
         appended = agents.append_history(conn, request, now)
     if settled is not None:
         # After the history: a notification's reply is read from it, in this same transaction.
-        runtime.on_complete(conn, lease.message_id, now)
+        runtime.on_complete(conn, seq, lease.message_id, now)
     freed = settled is not None and advance_head(conn, conversation_id, now)
     if worker is None:
         return CompleteResult(ok=True, now=now, control=control, appended=appended, next=nothing_next), freed

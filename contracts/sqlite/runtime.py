@@ -305,11 +305,13 @@ def update_status(
 # ---------------------------------------------------------------- the queue's completion hook
 
 
-def on_complete(conn: sqlite3.Connection, message_id: str, now: int) -> None:
-    """Settle what a completed queue message stood for (its notification, its heartbeat)."""
+def on_complete(conn: sqlite3.Connection, seq: int, message_id: str, now: int) -> None:
+    """Settle what a completed queue message stood for (its notification, its heartbeat).
+
+    On every complete (the hot path): one rowid lookup, and nothing more for a message without
+    metadata."""
     row = conn.execute(
-        "SELECT conversation_id, json_extract(payload, '$.metadata') FROM messages WHERE message_id = ?",
-        (message_id,),
+        "SELECT conversation_id, json_extract(payload, '$.metadata') FROM messages WHERE seq = ?", (seq,)
     ).fetchone()
     if row is None or row[1] is None:
         return

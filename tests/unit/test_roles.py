@@ -8,6 +8,8 @@ import pytest
 
 from contracts.convex import AgentFactoryCompatStore, ConvexStore
 from contracts.roles import (
+    AccountRuntimeStore,
+    AccountStore,
     AgentStore,
     ConsoleStore,
     EnqueueStore,
@@ -33,7 +35,14 @@ ROLES = (
     SecretStore,
     SnapshotStore,
     ConsoleStore,
+    AccountStore,
+    AccountRuntimeStore,
 )
+
+
+def _runtime_role(store: SqliteStore) -> None:
+    """Never called: mypy checks that the embedded store keeps accounts (the Convex module does not yet)."""
+    _accounts: AccountStore = store
 
 
 def _every_role(store: SqliteStore | ConvexStore) -> None:
