@@ -93,6 +93,14 @@ def token(account_id: AccountArg, store: StoreOption = None, as_json: JsonOption
     _show_token(account_id, fresh.get_secret_value(), as_json)
 
 
+def _said(kept: BaseModel, as_json: bool, line: str) -> None:
+    """What was stored: its wire JSON for scripts, one line for people."""
+    if as_json:
+        print_json(kept)
+    else:
+        out.print(line)
+
+
 def _show_token(account_id: str, value: str, as_json: bool) -> None:
     if as_json:
         print_json({"accountId": account_id, "serviceToken": value})
@@ -124,10 +132,7 @@ def agent(
         openclaw_agent_id=openclaw_agent,
     )
     kept = with_accounts(store, lambda s: s.runtime_agent_put(spec))
-    if as_json:
-        print_json(kept)
-        return
-    out.print(f"agent {plain(kept.agent_id)}: session {plain(kept.session_key)}, heartbeat every {heartbeat} min")
+    _said(kept, as_json, f"agent {plain(kept.agent_id)}: session {plain(kept.session_key)}, every {heartbeat} min")
 
 
 @account_app.command("task")
@@ -142,10 +147,7 @@ def task(
     """Create or update a task of the account."""
     spec = _valid(Task, task_id=task_id, account_id=account_id, title=title, status=status)
     kept = with_accounts(store, lambda s: s.task_put(spec))
-    if as_json:
-        print_json(kept)
-        return
-    out.print(f"task {plain(kept.task_id)}: {plain(kept.title)} ({kept.status})")
+    _said(kept, as_json, f"task {plain(kept.task_id)}: {plain(kept.title)} ({kept.status})")
 
 
 def notify(
@@ -171,10 +173,7 @@ def notify(
         task_id=task_id,
     )
     kept = with_accounts(store, lambda s: s.notification_post(spec))
-    if as_json:
-        print_json(kept)
-        return
-    out.print(f"notification {plain(kept.notification_id)} for {plain(kept.agent_id)} posted")
+    _said(kept, as_json, f"notification {plain(kept.notification_id)} for {plain(kept.agent_id)} posted")
 
 
 @account_app.command("list")
