@@ -371,36 +371,51 @@ class Transactions(Protocol):
 
 
 class BoundAccount:
-    """One account's runtime rows, opened with its service token: every call is filtered by it."""
+    """One account's runtime rows, opened with its service token: every call is filtered by the
+    account, and checks the token again in its own transaction (a rotated token stops at once)."""
 
-    def __init__(self, store: Transactions, account_id: str) -> None:
+    def __init__(self, store: Transactions, account_id: str, token: SecretStr) -> None:
         self._store = store
         self._id = account_id
+        self._token = token
 
     @property
     def account_id(self) -> str:
         return self._id
 
+    def _checked(self, op: Callable[[sqlite3.Connection, int], T]) -> Callable[[sqlite3.Connection, int], T]:
+        def run(conn: sqlite3.Connection, now: int) -> T:
+            check_token(conn, self._id, self._token)
+            return op(conn, now)
+
+        return run
+
+    async def _read(self, op: Callable[[sqlite3.Connection, int], T]) -> T:
+        return await self._store._read(self._checked(op))
+
+    async def _write(self, op: Callable[[sqlite3.Connection, int], T]) -> T:
+        return await self._store._write(self._checked(op))
+
     async def agents(self) -> list[RuntimeAgent]:
-        return await self._store._read(lambda c, _: agents(c, self._id))
+        return await self._read(lambda c, _: agents(c, self._id))
 
     async def undelivered(self, limit: int = 50) -> list[Notification]:
-        return await self._store._read(lambda c, _: undelivered(c, self._id, min(max(limit, 1), 1000)))
+        return await self._read(lambda c, _: undelivered(c, self._id, min(max(limit, 1), 1000)))
 
     async def for_delivery(self, notification_id: str) -> DeliveryContext | None:
-        return await self._store._read(lambda c, _: for_delivery(c, self._id, notification_id))
+        return await self._read(lambda c, _: for_delivery(c, self._id, notification_id))
 
     async def mark_delivered(self, notification_id: str) -> bool:
-        return await self._store._write(lambda c, now: mark_delivered(c, self._id, notification_id, now))
+        return await self._write(lambda c, now: mark_delivered(c, self._id, notification_id, now))
 
     async def upsert_heartbeat(self, agent_id: str, status: HeartbeatStatus) -> bool:
-        return await self._store._write(lambda c, now: upsert_heartbeat(c, self._id, agent_id, status, now))
+        return await self._write(lambda c, now: upsert_heartbeat(c, self._id, agent_id, status, now))
 
     async def create_from_agent(self, agent_id: str, task_id: str, content: str) -> AgentMessage | None:
         message_id = new_agent_message_id()
-        return await self._store._write(
+        return await self._write(
             lambda c, now: create_from_agent(c, self._id, agent_id, task_id, content, now, message_id)
         )
 
     async def update_runtime_status(self, status: RuntimeStatus, details: RuntimeDetails | None = None) -> Account:
-        return await self._store._write(lambda c, _: update_status(c, self._id, status, details))
+        return await self._write(lambda c, _: update_status(c, self._id, status, details))

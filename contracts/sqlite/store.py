@@ -524,7 +524,7 @@ class SqliteStore:
 
     async def open_account(self, account_id: str, token: SecretStr) -> runtime.BoundAccount:
         await self._read(lambda c, _: runtime.check_token(c, account_id, token))
-        return runtime.BoundAccount(self, account_id)
+        return runtime.BoundAccount(self, account_id, token)
 
     # ---------------------------------------------------------------- waiting and time
 

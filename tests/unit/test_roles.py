@@ -40,11 +40,6 @@ ROLES = (
 )
 
 
-def _runtime_role(store: SqliteStore) -> None:
-    """Never called: mypy checks that the embedded store keeps accounts (the Convex module does not yet)."""
-    _accounts: AccountStore = store
-
-
 def _every_role(store: SqliteStore | ConvexStore) -> None:
     """Never called: mypy checks that both full bindings implement every role."""
     _w: WorkerStore = store
@@ -57,6 +52,7 @@ def _every_role(store: SqliteStore | ConvexStore) -> None:
     _secrets: SecretStore = store
     _snap: SnapshotStore = store
     _console: ConsoleStore = store
+    _accounts: AccountStore = store
 
 
 def _compat_roles(store: AgentFactoryCompatStore) -> None:
