@@ -24,7 +24,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, SecretStr
 
 from contracts.errors import FactoryError
-from contracts.models import EpochMs, Id, MessageText, NonEmpty, WireModel
+from contracts.models import EpochMs, Id, MessageText, NonEmpty, WireModel, WorkspaceFiles
 
 RUNTIME_PROVIDER = "runtime"
 NOTIFICATION_KEY = "notificationId"
@@ -112,7 +112,7 @@ class RuntimeAgent(WireModel):
     heartbeat_interval: int = Field(DEFAULT_HEARTBEAT_MINUTES, ge=1, le=24 * 60)  # minutes
     # The OpenClaw agent this agent runs as on the account's gateway.
     openclaw_agent_id: str = "main"
-    workspace_files: dict[str, str] = Field(default_factory=dict)
+    workspace_files: WorkspaceFiles = Field(default_factory=dict)
     heartbeat_status: HeartbeatStatus | None = None
     last_heartbeat_at: EpochMs | None = None
 

@@ -30,6 +30,7 @@ from contracts.runtime import (
     new_service_token,
     token_hash,
 )
+from factory.cmd_queue import read_workspace_files
 from factory.console import JsonOption, StoreOption, out, plain, print_json, store_settings, when, with_store
 from factory.fleet import make_provider
 from factory.settings import WorkerSettings, load
@@ -118,12 +119,17 @@ def agent(
         int, typer.Option("--heartbeat-minutes", help="Minutes between the agent's heartbeats.")
     ] = DEFAULT_HEARTBEAT_MINUTES,
     openclaw_agent: Annotated[str, typer.Option(help="The OpenClaw agent id it runs as.")] = "main",
+    workspace: Annotated[
+        Path | None, typer.Option("--workspace", help="A folder with SOUL.md, AGENTS.md, … (as `factory agent set`).")
+    ] = None,
+    file: Annotated[list[str] | None, typer.Option("--file", help="NAME=PATH, e.g. SOUL.md=./soul.md")] = None,
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Add an agent to the account, or change one (by slug)."""
     spec = _valid(
         RuntimeAgent,
+        workspace_files=read_workspace_files(workspace, file or []),
         agent_id=f"{account_id}-{slug}",
         account_id=account_id,
         name=name or slug,

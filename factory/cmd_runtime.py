@@ -23,18 +23,21 @@ from anyio.abc import TaskStatus
 from pydantic import SecretStr
 
 from contracts.errors import InvalidInput
+from contracts.models import AgentProfile
 from contracts.roles import AccountStore
+from contracts.runtime import RuntimeAgent
 from factory.cmd_worker import make_delivery
 from factory.console import StoreOption, err, store_settings
 from factory.logging import configure
 from factory.run.model import choose_model
 from factory.settings import LogSettings, RunSettings, RuntimeSettings, StoreSettings, WorkerSettings, load
 from factory.stores import open_full_store
-from gateway.config import CompatibleModel, ModelChoice
+from gateway.config import AgentSpec, CompatibleModel, ModelChoice
 from gateway.install import ensure_openclaw
 from gateway.runtime import GatewayRuntime
 from gateway.stub_llm import StubLLMProcess
 from runtime.service import Runtime, RuntimeConfig
+from worker.boot import provision
 from worker.health import HealthServer, Readiness
 from worker.openclaw.ready import ReadyProbe
 
@@ -100,8 +103,7 @@ async def _main(
                 raise InvalidInput("store", f"{opened.name} does not keep Mission Control accounts yet; use SQLite")
             account = await opened.open_account(config.account_id, token)
             if workers.gateway_token is None:
-                agents = sorted({a.openclaw_agent_id for a in await account.agents()} or {"main"})
-                gateway = await _own_gateway(stack, home, agents)
+                gateway = await _own_gateway(stack, home, await account.agents())
                 workers = workers.model_copy(update={"gateway_url": gateway.url, "gateway_token": gateway.token})
             delivery = make_delivery(workers)
             await stack.enter_async_context(delivery)
@@ -138,8 +140,17 @@ class _Stop:
     finished: bool = False
 
 
-async def _own_gateway(stack: AsyncExitStack, home: Path, agents: list[str]) -> GatewayRuntime:
-    """A gateway of this runtime's own with the account's agents, stopped when the runtime ends."""
+async def _own_gateway(stack: AsyncExitStack, home: Path, agents: list[RuntimeAgent]) -> GatewayRuntime:
+    """A gateway of this runtime's own with the account's agents (their workspace files written
+    first), stopped when the runtime ends."""
+    state = home / "gateway"
+    specs: dict[str, AgentSpec] = {}
+    for agent in agents or [RuntimeAgent(agent_id="-", account_id="-", name="main", slug="main")]:
+        profile = AgentProfile(
+            agent_key=agent.agent_key, openclaw_agent_id=agent.openclaw_agent_id, workspace_files=agent.workspace_files
+        )
+        spec, _ = await anyio.to_thread.run_sync(provision, state, profile, lambda _id: [])
+        specs[spec.id] = spec
     install = await anyio.to_thread.run_sync(ensure_openclaw, dict(os.environ))
     plan = choose_model(load(RunSettings))
     model: ModelChoice
@@ -150,10 +161,10 @@ async def _own_gateway(stack: AsyncExitStack, home: Path, agents: list[str]) -> 
     else:
         model = plan.hosted
     gateway = GatewayRuntime(
-        install, home / "gateway", model=model, agents=agents, ready_timeout_s=GATEWAY_READY_TIMEOUT_S
+        install, state, model=model, agents=list(specs.values()), ready_timeout_s=GATEWAY_READY_TIMEOUT_S
     )
     stack.push_async_callback(gateway.astop)
-    log.info("starting the account's OpenClaw gateway", agents=agents, model=plan.label)
+    log.info("starting the account's OpenClaw gateway", agents=sorted(specs), model=plan.label)
     await gateway.astart()
     return gateway
 

@@ -33,6 +33,7 @@ class Beat:
     due_ms: int  # the slot's start plus its jitter
     pending: str | None = None  # the queue message of the last heartbeat, until it settles
     misses: int = 0
+    overdue: bool = False  # the pending one was counted as missed already (when the next fell due)
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,9 @@ def settle(beat: Beat, outcome: MessageStatus | None) -> Step:
     if beat.pending is None or outcome in ("queued", "processing"):
         return Step(beat, "wait")
     if outcome == "done":
-        return Step(replace(beat, pending=None, misses=0), "wait")
+        return Step(replace(beat, pending=None, misses=0, overdue=False), "wait")
+    if beat.overdue:  # its miss was counted when the next one fell due: not twice
+        return Step(replace(beat, pending=None, overdue=False), "wait")
     return _missed(replace(beat, pending=None))
 
 
@@ -83,5 +86,5 @@ def due(beat: Beat, now_ms: int, busy: bool, rng: RandomSource) -> Step:
     slot = beat.slot_ms + ((now_ms - beat.slot_ms) // beat.interval_ms + 1) * beat.interval_ms
     moved = replace(beat, slot_ms=slot, due_ms=slot + jitter(rng))
     if beat.pending is not None:
-        return _missed(moved)
+        return _missed(replace(moved, overdue=True))
     return Step(moved, "skip_busy" if busy else "enqueue")

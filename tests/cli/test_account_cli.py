@@ -29,7 +29,11 @@ def test_accounts_agents_tasks_and_notifications_are_kept_shown_inert_and_tokens
     created = invoke(["account", "create", "demo", "--name", "Demo Inc", "--json"], cwd=tmp_path)
     assert created.code == 0, created.stderr
     first = json.loads(created.stdout)["serviceToken"]
-    assert invoke(["account", "agent", "demo", "jarvis", "--heartbeat-minutes", "5"], cwd=tmp_path).code == 0
+    (tmp_path / "soul.md").write_text("You are Jarvis.")
+    added = invoke(
+        ["account", "agent", "demo", "jarvis", "--heartbeat-minutes", "5", "--file", "SOUL.md=soul.md"], cwd=tmp_path
+    )
+    assert added.code == 0, added.stderr
     assert invoke(["account", "task", "demo", "t1", "--title", f"Ship {ESCAPES}"], cwd=tmp_path).code == 0
     posted = invoke(["notify", "demo", "jarvis", "--title", f"Look {ESCAPES}", "--task", "t1", "--json"], cwd=tmp_path)
     assert posted.code == 0, posted.stderr
@@ -37,6 +41,7 @@ def test_accounts_agents_tasks_and_notifications_are_kept_shown_inert_and_tokens
     view = json.loads(invoke(["account", "show", "demo", "--json"], cwd=tmp_path).stdout)
     assert view["account"]["status"] == "offline"
     assert [(a["slug"], a["heartbeatInterval"]) for a in view["agents"]] == [("jarvis", 5)]
+    assert view["agents"][0]["workspaceFiles"] == {"SOUL.md": "You are Jarvis."}
     assert view["notifications"][0]["title"] == f"Look {ESCAPES}" and "deliveredAt" not in view["notifications"][0]
     shown = invoke(["account", "show", "demo"], cwd=tmp_path)
     assert shown.code == 0 and "\x1b" not in shown.stdout and "\u202e" not in shown.stdout
@@ -58,6 +63,7 @@ def test_accounts_agents_tasks_and_notifications_are_kept_shown_inert_and_tokens
         (["account", "agent", "demo", "Bad Slug"], {}, 2, "error: slug: 'Bad Slug' is not a slug"),
         (["notify", "demo", "nobody", "--title", "x"], {}, 1, "error: agent of account demo 'demo-nobody' not found"),
         (["account", "show", "nope"], {}, 1, "error: account 'nope' not found"),
+        (["account", "agent", "demo", "j", "--file", "../x.md=/dev/null"], {}, 2, "error: workspaceFiles"),
         (["runtime", "--account", "demo"], {}, 2, "error: SERVICE_TOKEN: is not set"),
         (["runtime"], {"SERVICE_TOKEN": "x"}, 2, "error: ACCOUNT_ID: is not set"),
         (["runtime", "--account", "demo"], {"SERVICE_TOKEN": "fst_wrong"}, 1, "error: account demo: the service token"),

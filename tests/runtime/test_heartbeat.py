@@ -73,6 +73,8 @@ def test_missed_heartbeats_degrade_then_take_the_agent_offline_and_a_completed_o
     assert reports == ["degraded", None, "offline", None]
     cleared = heartbeat.settle(beat, "done").beat
     assert (cleared.pending, cleared.misses) == (None, 0)
+    late = heartbeat.settle(beat, "dead_letter")  # already counted when the next one fell due
+    assert (late.action, late.beat.misses, late.beat.pending) == ("wait", 4, None)
     dead = heartbeat.settle(heartbeat.Beat("a1", 60_000, START, START, pending="m2"), "dead_letter")
     assert (dead.action, dead.report, dead.beat.pending) == ("missed", "degraded", None)
 
