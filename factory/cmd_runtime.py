@@ -75,7 +75,7 @@ def runtime(
         gateway_wait_s=workers.gateway_wait_s,
     )
     home = state_dir or Path(".factory") / f"runtime-{settings.account_id}"
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)  # the stub model's log holds conversation text
     stopped = anyio.run(_main, config, settings, workers, store_cfg, token, home)
     if not stopped:
         raise typer.Exit(EXIT_SECOND_SIGNAL)
