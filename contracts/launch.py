@@ -34,6 +34,9 @@ ENV: dict[str, str] = {
     "telegram_api_base": "TELEGRAM_API_BASE",
     "log_level": "FACTORY_LOG_LEVEL",
     "log_format": "FACTORY_LOG_FORMAT",
+    "command": "FACTORY_COMMAND",
+    "account_id": "ACCOUNT_ID",
+    "service_token": "SERVICE_TOKEN",
 }
 
 
@@ -70,6 +73,11 @@ class WorkerEnvironment(BaseModel):
     openclaw_state_dir: str | None = None
     # Where replies to Telegram go (the Bot API; a local fake in `factory run`).
     telegram_api_base: str | None = None
+    # What the machine runs: a worker (unset) or one Mission Control account's runtime, which
+    # opens its account with the service token.
+    command: Literal["worker", "runtime"] | None = None
+    account_id: str | None = None
+    service_token: SecretStr | None = None
 
     def render(self, *, secrets: bool = True) -> dict[str, str]:
         """Name → value for every field that is set, secrets revealed: hand it to the platform

@@ -427,6 +427,10 @@ class BridgeConfig(WireModel):
     allowed_hosts: list[str] = Field(default_factory=list)
 
 
+# An agent's workspace files (path → text), checked as OpenClaw will read them.
+WorkspaceFiles = Annotated[dict[str, str], AfterValidator(_workspace_files)]
+
+
 class AgentProfile(WireModel):
     agent_key: Id
     version: str = "1.0.0"
@@ -437,7 +441,7 @@ class AgentProfile(WireModel):
     openclaw_agent_id: str = "main"
     bridge_config: BridgeConfig | None = None
     # Written into the agent's OpenClaw workspace when a machine boots (path → text).
-    workspace_files: Annotated[dict[str, str], AfterValidator(_workspace_files)] = Field(default_factory=dict)
+    workspace_files: WorkspaceFiles = Field(default_factory=dict)
     # The skills the agent may see (OpenClaw's per-agent allowlist); None: every skill found.
     skills: Annotated[list[str] | None, AfterValidator(_skill_list)] = None
 

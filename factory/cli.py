@@ -15,6 +15,7 @@ from typer._click.exceptions import NoArgsIsHelpError  # typer vendors click: it
 
 from contracts.errors import FactoryError, InvalidInput, first_factory_error
 from factory import (
+    cmd_account,
     cmd_bridge,
     cmd_console,
     cmd_frontdoor,
@@ -22,6 +23,7 @@ from factory import (
     cmd_queue,
     cmd_reconcile,
     cmd_run,
+    cmd_runtime,
     cmd_serve,
     cmd_snapshots,
     cmd_worker,
@@ -70,6 +72,9 @@ app.add_typer(cmd_frontdoor.bindings_app, name="bindings")
 app.add_typer(cmd_frontdoor.secrets_app, name="secrets")
 app.add_typer(cmd_frontdoor.tokens_app, name="app-token")
 app.add_typer(cmd_console.console_app, name="console")
+app.add_typer(cmd_account.account_app, name="account")
+app.command("notify")(cmd_account.notify)
+app.command("runtime")(cmd_runtime.runtime)
 
 
 def _fail(message: str, code: int) -> int:

@@ -202,7 +202,7 @@ def show_conversation(
         out.print(Text.assemble((when(m.at), "dim"), " ", (m.role, "bold"), ": ", plain(m.content, multiline=True)))
 
 
-def _workspace_files(workspace: Path | None, files: list[str]) -> dict[str, str]:
+def read_workspace_files(workspace: Path | None, files: list[str]) -> dict[str, str]:
     """Workspace files from a folder (the ones a profile may carry) and from NAME=PATH pairs."""
     found: dict[str, Path] = {}
     if workspace is not None:
@@ -279,7 +279,7 @@ def set_agent(
             openclaw_agent_id=openclaw_agent,
             enabled=not disabled,
             secrets_ref=secret_ref or [f"telegram.botToken.{agent_key}"],
-            workspace_files=_workspace_files(workspace, file or []),
+            workspace_files=read_workspace_files(workspace, file or []),
             skills=[] if no_skills else skill or None,
             bridge_config=BridgeConfig.model_validate({**bridge_fields, "allowed_hosts": bridge_allow_host or []})
             if wants_bridge

@@ -15,6 +15,7 @@ from autoscaler.plan import target
 from autoscaler.reconciler import Reconciler, TickResult
 from contracts.errors import FactoryError
 from contracts.roles import FleetStore
+from factory.cmd_account import print_runtime_tick, reconcile_runtimes_command
 from factory.console import JsonOption, StoreOption, err, out, print_json, store_settings
 from factory.fleet import check_local_workers_can_start, launch_specs, make_provider, scaling_policy
 from factory.logging import configure
@@ -85,12 +86,24 @@ def reconcile(
     watch: Annotated[
         float | None, typer.Option("--watch", min=1, help="Reconcile every SECONDS until interrupted.")
     ] = None,
+    runtimes: Annotated[
+        bool, typer.Option("--runtimes", help="Keep one runtime machine per active account instead.")
+    ] = False,
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Size the worker fleet to the queue: launch, drain and clean up machines."""
     configure(load(LogSettings), default_level="warning")
     scale = load(ScaleSettings, provider=provider)
+    if runtimes:
+        print_runtime_tick(reconcile_runtimes_command(scale.provider, store, dry_run=dry_run), as_json)
+    else:
+        _reconcile_workers(scale, dry_run, watch, store, as_json)
+
+
+def _reconcile_workers(
+    scale: ScaleSettings, dry_run: bool, watch: float | None, store: str | None, as_json: bool
+) -> None:
     policy = scaling_policy(scale)
     store_cfg = store_settings(store)
     # The provider's own settings are checked first: a missing token is the error users meet first.

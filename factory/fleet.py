@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import structlog
@@ -55,16 +56,22 @@ def _required(value: str | SecretStr | None, setting: str, hint: str) -> str:
     return text.strip()
 
 
-def make_provider(name: str, store: StoreSettings, *, keep_stopped: bool = False) -> Provider:
+def make_provider(name: str, store: StoreSettings, *, keep_stopped: bool = False, runtimes: bool = False) -> Provider:
     """The provider ``name`` configured from its settings; a missing setting is one clear error.
 
     ``keep_stopped``: the policy keeps a warm pool, so machines stay stopped when their worker exits.
+    ``runtimes``: the fleet of account runtimes (``factory runtime``), apart from the workers'.
     """
     if name == "local":
         from autoscaler.providers.local import LocalConfig, LocalProvider
         from autoscaler.providers.local.config import process_env
 
         state_dir = Path(store.store).expanduser().parent / "local" if not store.is_convex else Path(".factory/local")
+        if runtimes:
+            command = (sys.executable, "-m", "factory", "runtime")
+            return LocalProvider(
+                LocalConfig(state_dir=state_dir / "runtimes", command=command, base_env=process_env(os.environ))
+            )
         return LocalProvider(LocalConfig(state_dir=state_dir, base_env=process_env(os.environ)))
     if name == "fly":
         from autoscaler.providers.fly import FlyConfig, FlyProvider
@@ -105,6 +112,8 @@ def make_provider(name: str, store: StoreSettings, *, keep_stopped: bool = False
             )
         except ValidationError as exc:
             raise settings_error(DigitalOceanSettings, exc) from None
+        if runtimes:
+            do_config = do_config.model_copy(update={"fleet_tag": "factory-runtime", "name_prefix": "factory-runtime"})
         try:
             return DigitalOceanProvider(do_config)
         except ProviderConfigError as exc:

@@ -512,3 +512,35 @@ class RunSettings(_Settings):
     @classmethod
     def _model_not_blank(cls, value: str | None) -> str | None:
         return value.strip() if value and value.strip() else None
+
+
+class RuntimeSettings(_Settings):
+    """``factory runtime``: the seed's environment names (Mission Control's Module 13) work as they are."""
+
+    account_id: str | None = Field(
+        None, validation_alias=AliasChoices("ACCOUNT_ID", "FACTORY_ACCOUNT_ID", "account_id")
+    )
+    # The store: the seed's CONVEX_URL, when FACTORY_STORE is not set.
+    store: str | None = Field(None, validation_alias=AliasChoices("CONVEX_URL", "store"))
+    service_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("SERVICE_TOKEN", "FACTORY_SERVICE_TOKEN", "service_token")
+    )
+    health_host: str = Field("127.0.0.1", validation_alias=AliasChoices("HEALTH_HOST", "health_host"))
+    health_port: int = Field(3001, ge=0, le=65535, validation_alias=AliasChoices("HEALTH_PORT", "health_port"))
+    # Milliseconds, as the seed reads them.
+    delivery_interval: int = Field(
+        5000, ge=10, le=int(MAX_SECONDS * 1000), validation_alias=AliasChoices("DELIVERY_INTERVAL", "delivery_interval")
+    )
+    health_check_interval: int = Field(
+        60000,
+        ge=10,
+        le=int(MAX_SECONDS * 1000),
+        validation_alias=AliasChoices("HEALTH_CHECK_INTERVAL", "health_check_interval"),
+    )
+    droplet_id: str | None = Field(None, validation_alias=AliasChoices("DROPLET_ID", "droplet_id"))
+    droplet_ip: str | None = Field(None, validation_alias=AliasChoices("DROPLET_IP", "droplet_ip"))
+
+    def require_token(self) -> SecretStr:
+        if self.service_token is None or not self.service_token.get_secret_value():
+            raise InvalidInput("SERVICE_TOKEN", "is not set; issue one with `factory account token ACCOUNT`")
+        return self.service_token

@@ -89,6 +89,9 @@ class DigitalOceanConfig(BaseModel):
     api_base_url: str = "https://api.digitalocean.com/v2/"
     cloud_init_template: Path | None = None
     name_prefix: str = Field(default="factory-worker", pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=30)
+    # The tag every droplet of this fleet carries and lists are filtered by: account runtimes
+    # ("factory-runtime") are a fleet of their own, invisible to worker scaling.
+    fleet_tag: str = Field(default=FLEET_TAG, pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=40)
 
     @field_validator("token")
     @classmethod
@@ -160,7 +163,7 @@ class DigitalOceanProvider:
             )
         config = self._config
         launch_tag = self._launch_tag("create", spec.launch_id)
-        tags = [FLEET_TAG, launch_tag, *config.extra_tags]
+        tags = [config.fleet_tag, launch_tag, *config.extra_tags]
         worker_tag = WORKER_TAG_PREFIX + spec.worker_id
         if TAG.fullmatch(worker_tag):
             tags.append(worker_tag)
@@ -208,7 +211,7 @@ class DigitalOceanProvider:
         return machine
 
     async def list(self) -> builtins.list[Machine]:
-        return await self._list_tag("list", FLEET_TAG)
+        return await self._list_tag("list", self._config.fleet_tag)
 
     async def find(self, launch_id: str) -> Machine | None:
         tag = self._launch_tag("find", launch_id)
@@ -259,7 +262,8 @@ class DigitalOceanProvider:
         droplets, skipped = parse_droplets(payload)
         if skipped:
             _log.warning("digitalocean list skipped unreadable droplets", count=skipped)
-        return [self._machine(d) for d in droplets if d.status != ARCHIVED and FLEET_TAG in (d.tags or [FLEET_TAG])]
+        fleet = self._config.fleet_tag
+        return [self._machine(d) for d in droplets if d.status != ARCHIVED and fleet in (d.tags or [fleet])]
 
     async def _power(self, operation: str, machine: Machine, action: str, *, done: tuple[str | None, ...]) -> None:
         """A power action on the droplet. DigitalOcean refuses (422) one that would change nothing;

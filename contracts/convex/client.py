@@ -50,6 +50,7 @@ from contracts.errors import (
     StoreUnavailable,
 )
 from contracts.retry import RetryPolicy, retrying
+from contracts.runtime import AccessRefused
 from contracts.urls import check_token_url
 
 _log = structlog.get_logger("contracts.convex")
@@ -264,6 +265,8 @@ def typed_error(data: Mapping[str, Any]) -> FactoryError | None:
         return ConversationConflict(text("conversationId"), text("owner"), text("requested"))
     if code == "NOT_FOUND":
         return NotFound(text("what") or "record", text("key"))
+    if code == "ACCESS_REFUSED":
+        return AccessRefused(text("accountId"))
     return None
 
 

@@ -32,6 +32,7 @@ from contracts import models
 from contracts.convex.client import DEFAULT_RETRY, ConvexClient, as_int, auth_header
 from contracts.convex.console import ConsoleFunctions
 from contracts.convex.frontdoor import FrontDoorFunctions
+from contracts.convex.runtime import AccountFunctions
 from contracts.convex.sync import ConvexSync, StoreClock, SyncUnavailable
 from contracts.errors import InvalidInput
 from contracts.models import to_wire
@@ -45,7 +46,7 @@ _log = structlog.get_logger("contracts.convex")
 Answer = TypeVar("Answer", models.ClaimedJob, models.ClaimResult, models.LeaseResult, models.CompleteResult)
 
 
-class ConvexStore(FrontDoorFunctions, ConsoleFunctions):
+class ConvexStore(FrontDoorFunctions, ConsoleFunctions, AccountFunctions):
     """Every store role on a Convex deployment running the factory module.
 
     ``url``           the deployment URL (``https://<name>.convex.cloud``; ``.convex.site`` is accepted)

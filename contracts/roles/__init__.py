@@ -16,12 +16,15 @@ from contracts.roles.enqueue import EnqueueStore
 from contracts.roles.fleet import FleetStore
 from contracts.roles.ingress import IngressStore
 from contracts.roles.operator import OperatorStore
+from contracts.roles.runtime import AccountRuntimeStore, AccountStore
 from contracts.roles.schedule import ScheduleStore
 from contracts.roles.secrets import SecretStore
 from contracts.roles.snapshots import SnapshotStore
 from contracts.roles.worker import WorkerStore
 
 __all__ = [
+    "AccountRuntimeStore",
+    "AccountStore",
     "AgentStore",
     "ConsoleStore",
     "EnqueueStore",

@@ -30,7 +30,7 @@ from contracts.models import (
 )
 from contracts.rules import heartbeat_due, lease_expiry, out_of_attempts
 from contracts.secrets import SecretBox
-from contracts.sqlite import agents
+from contracts.sqlite import agents, runtime
 from contracts.sqlite.queue import (
     FENCE,
     LEASE_TTL_SQL,
@@ -261,6 +261,9 @@ def complete(
     if history:
         request = AppendRequest(conversation_id=conversation_id, message_id=lease.message_id, messages=list(history))
         appended = agents.append_history(conn, request, now)
+    if settled is not None:
+        # After the history: a notification's reply is read from it, in this same transaction.
+        runtime.on_complete(conn, seq, lease.message_id, now)
     freed = settled is not None and advance_head(conn, conversation_id, now)
     if worker is None:
         return CompleteResult(ok=True, now=now, control=control, appended=appended, next=nothing_next), freed

@@ -368,6 +368,54 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE launches ADD COLUMN conversation_id TEXT;
     ALTER TABLE workers ADD COLUMN pinned_conversation_id TEXT;
     """,
+    # 9: the per-account runtime (Mission Control): accounts with their hashed service token and
+    # runtime status, their agents, tasks, notifications and the messages agents post on tasks.
+    """
+    CREATE TABLE rt_accounts (
+        account_id        TEXT PRIMARY KEY,
+        name              TEXT NOT NULL,
+        active            INTEGER NOT NULL DEFAULT 1,
+        token_hash        TEXT,
+        status            TEXT NOT NULL DEFAULT 'offline' CHECK (status IN ('online', 'degraded', 'offline')),
+        details           TEXT NOT NULL DEFAULT '{}',   -- wire JSON of RuntimeDetails
+        created_at        INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE rt_agents (
+        agent_id          TEXT PRIMARY KEY,
+        account_id        TEXT NOT NULL REFERENCES rt_accounts (account_id),
+        slug              TEXT NOT NULL,
+        body              TEXT NOT NULL,                -- wire JSON of RuntimeAgent
+        heartbeat_status  TEXT,
+        last_heartbeat_at INTEGER,
+        UNIQUE (account_id, slug)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE rt_tasks (
+        task_id           TEXT PRIMARY KEY,
+        account_id        TEXT NOT NULL REFERENCES rt_accounts (account_id),
+        body              TEXT NOT NULL                 -- wire JSON of Task
+    ) WITHOUT ROWID;
+
+    CREATE TABLE rt_notifications (
+        seq               INTEGER PRIMARY KEY,
+        notification_id   TEXT NOT NULL UNIQUE,
+        account_id        TEXT NOT NULL REFERENCES rt_accounts (account_id),
+        agent_id          TEXT NOT NULL,
+        body              TEXT NOT NULL,                -- wire JSON of Notification
+        delivered_at      INTEGER
+    );
+    CREATE INDEX rt_notifications_undelivered ON rt_notifications (account_id, seq) WHERE delivered_at IS NULL;
+
+    CREATE TABLE rt_agent_messages (
+        seq               INTEGER PRIMARY KEY,
+        message_id        TEXT NOT NULL UNIQUE,
+        account_id        TEXT NOT NULL,
+        task_id           TEXT NOT NULL,
+        body              TEXT NOT NULL                 -- wire JSON of AgentMessage
+    );
+    CREATE INDEX rt_agent_messages_account ON rt_agent_messages (account_id, seq);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -38,8 +38,9 @@ from contracts.ingress import (
 )
 from contracts.push import Broadcast, BroadcastRequest, PushDispatch, PushDispatchRequest, PushJob, PushTemplate
 from contracts.rules import QueuePolicy, RandomSource, check_lease_ttl_ms, system_random
+from contracts.runtime import Account, AccountView, Notification, RuntimeAgent, Task
 from contracts.secrets import Sealed, SecretBox, seal_new
-from contracts.sqlite import agents, claim, console, fleet, ingress, push, queue, snapshots
+from contracts.sqlite import agents, claim, console, fleet, ingress, push, queue, runtime, snapshots
 from contracts.sqlite import secrets as sealed_secrets
 from contracts.sqlite.blobs import BlobDir, BlobError
 from contracts.sqlite.doorbell import Doorbell
@@ -497,6 +498,33 @@ class SqliteStore:
 
     async def broadcasts(self, limit: int = 50) -> list[Broadcast]:
         return await self._read(lambda c, _: push.broadcasts(c, limit))
+
+    # ---------------------------------------------------------------- Mission Control accounts
+
+    async def account_put(self, account: Account) -> Account:
+        return await self._write(lambda c, now: runtime.account_put(c, account, now))
+
+    async def account_token(self, account_id: str, token_hash: str) -> bool:
+        return await self._write(lambda c, _: runtime.set_token(c, account_id, token_hash))
+
+    async def accounts(self) -> list[Account]:
+        return await self._read(lambda c, _: runtime.accounts(c))
+
+    async def account_view(self, account_id: str, limit: int = 50) -> AccountView | None:
+        return await self._read(lambda c, _: runtime.account_view(c, account_id, _bounded(limit)))
+
+    async def runtime_agent_put(self, agent: RuntimeAgent) -> RuntimeAgent:
+        return await self._write(lambda c, _: runtime.agent_put(c, agent))
+
+    async def task_put(self, task: Task) -> Task:
+        return await self._write(lambda c, now: runtime.task_put(c, task, now))
+
+    async def notification_post(self, notification: Notification) -> Notification:
+        return await self._write(lambda c, now: runtime.notification_post(c, notification, now))
+
+    async def open_account(self, account_id: str, token: SecretStr) -> runtime.BoundAccount:
+        await self._read(lambda c, _: runtime.check_token(c, account_id, token))
+        return runtime.BoundAccount(self, account_id, token)
 
     # ---------------------------------------------------------------- waiting and time
 

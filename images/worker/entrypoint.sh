@@ -82,7 +82,13 @@ python "$here/gateway_config.py" exec \
     >>"$OPENCLAW_STATE_DIR/logs/gateway.out" 2>&1 &
 gateway_pid=$!
 
-factory worker run "$@" &
+# FACTORY_COMMAND=runtime: a Mission Control account's machine runs `factory runtime` (its agents'
+# pinned workers inside it, ACCOUNT_ID / SERVICE_TOKEN from the env file) beside the gateway.
+if [ "${FACTORY_COMMAND:-worker}" = "runtime" ]; then
+    factory runtime "$@" &
+else
+    factory worker run "$@" &
+fi
 worker_pid=$!
 log "gateway (pid $gateway_pid) and worker $FACTORY_WORKER_ID (pid $worker_pid) started"
 if [ "$stopping" = 1 ]; then

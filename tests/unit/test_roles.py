@@ -8,6 +8,8 @@ import pytest
 
 from contracts.convex import AgentFactoryCompatStore, ConvexStore
 from contracts.roles import (
+    AccountRuntimeStore,
+    AccountStore,
     AgentStore,
     ConsoleStore,
     EnqueueStore,
@@ -33,6 +35,8 @@ ROLES = (
     SecretStore,
     SnapshotStore,
     ConsoleStore,
+    AccountStore,
+    AccountRuntimeStore,
 )
 
 
@@ -48,6 +52,7 @@ def _every_role(store: SqliteStore | ConvexStore) -> None:
     _secrets: SecretStore = store
     _snap: SnapshotStore = store
     _console: ConsoleStore = store
+    _accounts: AccountStore = store
 
 
 def _compat_roles(store: AgentFactoryCompatStore) -> None:

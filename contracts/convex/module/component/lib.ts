@@ -91,3 +91,20 @@ export const findConsoleSession = query(api.findConsoleSession);
 export const snapshotBoot = query(api.snapshotBoot);
 export const snapshotLatest = query(api.snapshotLatest);
 export const snapshotList = query(api.snapshotList);
+
+// ---- Mission Control accounts
+export const accountPut = mutation(api.accountPut);
+export const accountToken = mutation(api.accountToken);
+export const runtimeAgentPut = mutation(api.runtimeAgentPut);
+export const taskPut = mutation(api.taskPut);
+export const notificationPost = mutation(api.notificationPost);
+export const runtimeMarkDelivered = mutation(api.runtimeMarkDelivered);
+export const runtimeUpsertHeartbeat = mutation(api.runtimeUpsertHeartbeat);
+export const runtimeCreateFromAgent = mutation(api.runtimeCreateFromAgent);
+export const runtimeUpdateStatus = mutation(api.runtimeUpdateStatus);
+export const accounts = query(api.accounts);
+export const accountView = query(api.accountView);
+export const accountOpen = query(api.accountOpen);
+export const runtimeAgents = query(api.runtimeAgents);
+export const runtimeUndelivered = query(api.runtimeUndelivered);
+export const runtimeForDelivery = query(api.runtimeForDelivery);

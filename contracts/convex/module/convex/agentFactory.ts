@@ -100,3 +100,20 @@ export const lastReconcile = query(api.guarded(api.lastReconcile, authorize));
 export const findOperatorToken = query(api.guarded(api.findOperatorToken, authorize));
 export const listOperatorTokens = query(api.guarded(api.listOperatorTokens, authorize));
 export const findConsoleSession = query(api.guarded(api.findConsoleSession, authorize));
+
+// ---- Mission Control accounts
+export const accountPut = mutation(api.guarded(api.accountPut, authorize));
+export const accountToken = mutation(api.guarded(api.accountToken, authorize));
+export const runtimeAgentPut = mutation(api.guarded(api.runtimeAgentPut, authorize));
+export const taskPut = mutation(api.guarded(api.taskPut, authorize));
+export const notificationPost = mutation(api.guarded(api.notificationPost, authorize));
+export const runtimeMarkDelivered = mutation(api.guarded(api.runtimeMarkDelivered, authorize));
+export const runtimeUpsertHeartbeat = mutation(api.guarded(api.runtimeUpsertHeartbeat, authorize));
+export const runtimeCreateFromAgent = mutation(api.guarded(api.runtimeCreateFromAgent, authorize));
+export const runtimeUpdateStatus = mutation(api.guarded(api.runtimeUpdateStatus, authorize));
+export const accounts = query(api.guarded(api.accounts, authorize));
+export const accountView = query(api.guarded(api.accountView, authorize));
+export const accountOpen = query(api.guarded(api.accountOpen, authorize));
+export const runtimeAgents = query(api.guarded(api.runtimeAgents, authorize));
+export const runtimeUndelivered = query(api.guarded(api.runtimeUndelivered, authorize));
+export const runtimeForDelivery = query(api.guarded(api.runtimeForDelivery, authorize));

@@ -99,3 +99,20 @@ export const lastReconcile = internalQuery(api.lastReconcile);
 export const findOperatorToken = internalQuery(api.findOperatorToken);
 export const listOperatorTokens = internalQuery(api.listOperatorTokens);
 export const findConsoleSession = internalQuery(api.findConsoleSession);
+
+// ---- Mission Control accounts
+export const accountPut = internalMutation(api.accountPut);
+export const accountToken = internalMutation(api.accountToken);
+export const runtimeAgentPut = internalMutation(api.runtimeAgentPut);
+export const taskPut = internalMutation(api.taskPut);
+export const notificationPost = internalMutation(api.notificationPost);
+export const runtimeMarkDelivered = internalMutation(api.runtimeMarkDelivered);
+export const runtimeUpsertHeartbeat = internalMutation(api.runtimeUpsertHeartbeat);
+export const runtimeCreateFromAgent = internalMutation(api.runtimeCreateFromAgent);
+export const runtimeUpdateStatus = internalMutation(api.runtimeUpdateStatus);
+export const accounts = internalQuery(api.accounts);
+export const accountView = internalQuery(api.accountView);
+export const accountOpen = internalQuery(api.accountOpen);
+export const runtimeAgents = internalQuery(api.runtimeAgents);
+export const runtimeUndelivered = internalQuery(api.runtimeUndelivered);
+export const runtimeForDelivery = internalQuery(api.runtimeForDelivery);

@@ -15,6 +15,7 @@ import * as ingress from "./ingress";
 import { currentPolicy } from "./policy";
 import * as push from "./push";
 import * as queue from "./queue";
+import * as runtime from "./runtime";
 import * as snapshots from "./snapshots";
 import * as secrets from "./secrets";
 import { nextSlot, type Schedule } from "./slots";
@@ -29,6 +30,7 @@ import {
   pushJob,
   pushTemplate,
   reconcileRecord,
+  runtimeStatus,
   schedule,
   snapshotReason,
   telegramWebhook,
@@ -528,3 +530,111 @@ export const endConsoleSession = mutationSpec(
 
 /** The store's clock. A mutation, so no cache ever answers it. */
 export const storeNow = mutationSpec({}, async () => Date.now());
+
+// ---------------------------------------------------------------- Mission Control accounts
+
+export const accountPut = mutationSpec(
+  { accountId: v.string(), name: v.string(), active: v.boolean() },
+  async (ctx, a) => await runtime.accountPut(ctx.db, a, Date.now()),
+);
+
+export const accountToken = mutationSpec(
+  { accountId: v.string(), tokenHash: v.string() },
+  async (ctx, a) => await runtime.accountToken(ctx.db, a.accountId, a.tokenHash),
+);
+
+export const accounts = querySpec({}, async (ctx) => await runtime.accounts(ctx.db));
+
+export const accountView = querySpec(
+  { accountId: v.string(), limit: v.optional(v.number()) },
+  async (ctx, a) => await runtime.accountView(ctx.db, a.accountId, Math.min(Math.max(a.limit ?? 50, 1), 1000)),
+);
+
+export const runtimeAgentPut = mutationSpec(
+  {
+    agentId: v.string(),
+    accountId: v.string(),
+    name: v.string(),
+    slug: v.string(),
+    heartbeatInterval: v.number(),
+    openclawAgentId: v.string(),
+    workspaceFiles: v.record(v.string(), v.string()),
+  },
+  async (ctx, a) => await runtime.agentPut(ctx.db, a),
+);
+
+export const taskPut = mutationSpec(
+  { taskId: v.string(), accountId: v.string(), title: v.string(), status: v.string() },
+  async (ctx, a) => await runtime.taskPut(ctx.db, a, Date.now()),
+);
+
+export const notificationPost = mutationSpec(
+  {
+    notificationId: v.string(),
+    accountId: v.string(),
+    agentId: v.string(),
+    type: v.string(),
+    title: v.string(),
+    body: v.string(),
+    taskId: v.optional(v.string()),
+  },
+  async (ctx, a) => await runtime.notificationPost(ctx.db, a, Date.now()),
+);
+
+// The runtime's own calls: every one carries its account and service token, checked first.
+const bound = { accountId: v.string(), serviceToken: v.string() };
+
+export const accountOpen = querySpec(bound, async (ctx, a) => {
+  await runtime.authenticate(ctx.db, a.accountId, a.serviceToken);
+  return true;
+});
+
+export const runtimeAgents = querySpec(bound, async (ctx, a) => {
+  await runtime.authenticate(ctx.db, a.accountId, a.serviceToken);
+  return await runtime.agents(ctx.db, a.accountId);
+});
+
+export const runtimeUndelivered = querySpec({ ...bound, limit: v.optional(v.number()) }, async (ctx, a) => {
+  await runtime.authenticate(ctx.db, a.accountId, a.serviceToken);
+  return await runtime.undelivered(ctx.db, a.accountId, a.limit ?? 50);
+});
+
+export const runtimeForDelivery = querySpec({ ...bound, notificationId: v.string() }, async (ctx, a) => {
+  await runtime.authenticate(ctx.db, a.accountId, a.serviceToken);
+  return await runtime.forDelivery(ctx.db, a.accountId, a.notificationId);
+});
+
+export const runtimeMarkDelivered = mutationSpec({ ...bound, notificationId: v.string() }, async (ctx, a) => {
+  await runtime.authenticate(ctx.db, a.accountId, a.serviceToken);
+  return await runtime.markDelivered(ctx.db, a.accountId, a.notificationId, Date.now());
+});
+
+export const runtimeUpsertHeartbeat = mutationSpec({ ...bound, agentId: v.string(), status: runtimeStatus }, async (ctx, a) => {
+  await runtime.authenticate(ctx.db, a.accountId, a.serviceToken);
+  return await runtime.upsertHeartbeat(ctx.db, a.accountId, a.agentId, a.status, Date.now());
+});
+
+export const runtimeCreateFromAgent = mutationSpec(
+  { ...bound, agentId: v.string(), taskId: v.string(), content: v.string(), messageId: v.string() },
+  async (ctx, a) => {
+    await runtime.authenticate(ctx.db, a.accountId, a.serviceToken);
+    const { serviceToken: _, ...post } = a;
+    return await runtime.createFromAgent(ctx.db, post, Date.now());
+  },
+);
+
+export const runtimeUpdateStatus = mutationSpec(
+  {
+    ...bound,
+    status: runtimeStatus,
+    dropletId: v.optional(v.string()),
+    ipAddress: v.optional(v.string()),
+    lastHealthCheck: v.optional(v.number()),
+    version: v.optional(v.string()),
+  },
+  async (ctx, a) => {
+    await runtime.authenticate(ctx.db, a.accountId, a.serviceToken);
+    const { serviceToken: _, accountId, status, ...details } = a;
+    return await runtime.updateStatus(ctx.db, accountId, status, details);
+  },
+);

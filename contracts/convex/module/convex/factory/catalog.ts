@@ -11,7 +11,8 @@ export const MUTATIONS = [
   "resealSecret", "createAppToken", "revokeAppToken", "ingestTelegramUpdate", "setTelegramWebhook",
   "createPairingCode", "consumePairingCode", "revokeBinding", "recordReconcile", "createOperatorToken",
   "revokeOperatorToken", "createConsoleSession", "endConsoleSession", "snapshotPrepare", "snapshotFinalize",
-  "snapshotFail", "snapshotPrune",
+  "snapshotFail", "snapshotPrune", "accountPut", "accountToken", "runtimeAgentPut", "taskPut", "notificationPost",
+  "runtimeMarkDelivered", "runtimeUpsertHeartbeat", "runtimeCreateFromAgent", "runtimeUpdateStatus",
 ] as const;
 
 export const QUERIES = [
@@ -22,6 +23,7 @@ export const QUERIES = [
   "getPairingCode", "resolveBinding", "listBindings", "conversationMessages", "searchConversations",
   "conversationRecords", "settledPage", "listAgentProfiles", "listPairingCodes", "lastReconcile",
   "findOperatorToken", "listOperatorTokens", "findConsoleSession", "snapshotBoot", "snapshotLatest", "snapshotList",
+  "accounts", "accountView", "accountOpen", "runtimeAgents", "runtimeUndelivered", "runtimeForDelivery",
 ] as const;
 
 export type MutationName = (typeof MUTATIONS)[number];

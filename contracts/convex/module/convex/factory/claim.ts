@@ -15,6 +15,7 @@
 //   (policy.heartbeatDue): a complete that chains into the next claim leaves it alone.
 // * A complete with `claimNext` records the job it claimed on the completed message, so a
 //   replayed complete (the HTTP answer was lost) hands that job back instead of claiming another.
+import { onComplete } from "./runtime";
 import type { Doc, Id } from "../_generated/dataModel";
 import type { DatabaseReader, DatabaseWriter } from "../_generated/server";
 import { appendHistory, bundleFor, type HistoryInput } from "./agents";
@@ -285,6 +286,8 @@ export async function complete(db: DatabaseWriter, a: CompleteArgs, now: number,
   if (owned !== null) {
     await db.patch(owned._id, { status: "done", leaseExpiresAt: undefined, finishedAt: now });
     await settleById(db, owned.conversationId, { processing: -1, done: 1 });
+    // After the history: a notification's reply is read from it, in this same transaction.
+    await onComplete(db, owned, now);
   }
   if (worker === null) return { ...result, ...nothingNext };
   let job: ClaimedJob | null = null;

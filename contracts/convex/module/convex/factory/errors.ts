@@ -8,7 +8,8 @@ export type ErrorCode =
   | "AGENT_UNAVAILABLE"
   | "CONVERSATION_CONFLICT"
   | "NOT_FOUND"
-  | "UNAUTHORIZED";
+  | "UNAUTHORIZED"
+  | "ACCESS_REFUSED";
 
 export function invalidInput(field: string, problem: string): never {
   throw new ConvexError({ code: "INVALID_INPUT", field, message: `${field}: ${problem}` });
@@ -41,4 +42,9 @@ export function unauthorized(message: string): never {
 
 export function notFound(what: string, key: string): never {
   throw new ConvexError({ code: "NOT_FOUND", what, key, message: `${what} '${key}' not found` });
+}
+
+/** A service token that does not open this account (never echoed: only the account is named). */
+export function accessRefused(accountId: string): never {
+  throw new ConvexError({ code: "ACCESS_REFUSED", accountId, message: `account ${accountId}: the service token was refused` });
 }

@@ -23,6 +23,7 @@ import {
   snapshotReason,
   snapshotStatus,
   reconcileRecord,
+  runtimeStatus,
   workerStatus,
 } from "./validators";
 
@@ -341,5 +342,68 @@ export const factoryTables = {
     name: v.string(),
     value: v.number(),
   }).index("by_name", ["name"]),
+
+  // Mission Control accounts (runtime.ts): the service token is kept as its sha256 only.
+  factoryRtAccounts: defineTable({
+    accountId: v.string(),
+    name: v.string(),
+    active: v.boolean(),
+    tokenHash: v.optional(v.string()),
+    status: runtimeStatus,
+    dropletId: v.optional(v.string()),
+    ipAddress: v.optional(v.string()),
+    lastHealthCheck: v.optional(v.number()),
+    version: v.optional(v.string()),
+    createdAt: v.number(),
+  }).index("by_account", ["accountId"]),
+
+  factoryRtAgents: defineTable({
+    agentId: v.string(),
+    accountId: v.string(),
+    name: v.string(),
+    slug: v.string(),
+    heartbeatInterval: v.number(),
+    openclawAgentId: v.string(),
+    workspaceFiles: v.record(v.string(), v.string()),
+    heartbeatStatus: v.optional(runtimeStatus),
+    lastHeartbeatAt: v.optional(v.number()),
+  })
+    .index("by_agent", ["agentId"])
+    .index("by_account", ["accountId", "slug"]),
+
+  factoryRtTasks: defineTable({
+    taskId: v.string(),
+    accountId: v.string(),
+    title: v.string(),
+    status: v.string(),
+    createdAt: v.number(),
+  })
+    .index("by_task", ["taskId"])
+    .index("by_account", ["accountId", "taskId"]),
+
+  factoryRtNotifications: defineTable({
+    notificationId: v.string(),
+    accountId: v.string(),
+    agentId: v.string(),
+    type: v.string(),
+    title: v.string(),
+    body: v.string(),
+    taskId: v.optional(v.string()),
+    createdAt: v.number(),
+    deliveredAt: v.optional(v.number()),
+  })
+    .index("by_notification", ["notificationId"])
+    .index("by_account_delivered", ["accountId", "deliveredAt"]),
+
+  factoryRtAgentMessages: defineTable({
+    messageId: v.string(),
+    accountId: v.string(),
+    agentId: v.string(),
+    taskId: v.string(),
+    content: v.string(),
+    createdAt: v.number(),
+  })
+    .index("by_message", ["messageId"])
+    .index("by_account", ["accountId"]),
 };
 

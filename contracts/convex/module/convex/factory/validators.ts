@@ -199,3 +199,7 @@ export const reconcileRecord = v.object({
   ),
 });
 export type ReconcileRecord = Infer<typeof reconcileRecord>;
+
+// Mission Control accounts (runtime.ts).
+export const runtimeStatus = v.union(v.literal("online"), v.literal("degraded"), v.literal("offline"));
+export type RuntimeStatus = Infer<typeof runtimeStatus>;
