@@ -368,6 +368,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE launches ADD COLUMN conversation_id TEXT;
     ALTER TABLE workers ADD COLUMN pinned_conversation_id TEXT;
     """,
+    # 9: the last lease of a message that expired rather than ended (taken over or swept), so its
+    # worker, giving it back late after a store outage, gets the attempt back (queue.release).
+    """
+    ALTER TABLE messages ADD COLUMN superseded_lease_id TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
