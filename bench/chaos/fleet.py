@@ -28,7 +28,7 @@ import sqlite3
 import tempfile
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -38,6 +38,8 @@ from bench.chaos.report import Report
 from contracts.models import EnqueueRequest, MessagePayload
 from contracts.sqlite import SqliteStore
 from gateway.runtime import GatewayRuntime
+from worker.delivery import DeliveryRequest
+from worker.errors import DeliveryError
 from worker.openclaw.recovery import key_number
 from worker.openclaw.sessions import session_key
 from worker.openclaw.ws import WsDelivery
@@ -70,6 +72,7 @@ class _Fleet:
     kills_mid_job: int = 0
     gateway_kills: int = 0
     gateway_down_s: float = 0.0
+    done_before_crash: list[str] = field(default_factory=list)
 
     def kill(self, i: int) -> None:
         """Stop the worker, see whether it holds a job, then SIGKILL it and start another."""
@@ -144,6 +147,14 @@ def _counts(db: Path) -> tuple[int, int]:
     return rows.get("done", 0) + rows.get("dead_letter", 0), rows.get("processing", 0)
 
 
+def _done_ids(db: Path) -> list[str]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        return [row[0] for row in conn.execute("SELECT message_id FROM messages WHERE status = 'done' ORDER BY seq")]
+    finally:
+        conn.close()
+
+
 def _drive(plan: FleetPlan, fleet: _Fleet, runtime: GatewayRuntime) -> bool:
     deadline = time.monotonic() + plan.timeout_s
     next_kill = time.monotonic() + plan.worker_kill_every_s * fleet.rng.uniform(0.5, 1.5)
@@ -164,6 +175,7 @@ def _crash_gateway(fleet: _Fleet, runtime: GatewayRuntime) -> None:
     """SIGKILL the gateway mid-turn and start it again on the same port and state."""
     pid = runtime.pid
     assert pid is not None
+    fleet.done_before_crash = _done_ids(fleet.db)
     os.kill(pid, signal.SIGKILL)
     fleet.gateway_kills += 1
     down = time.monotonic()
@@ -215,6 +227,13 @@ def _check(
     twice = sum(1 for n in agent_turns.values() if n != 1)
     report.add("agent turns ≠ 1 per message", twice, bad=twice > 0, why="the agent saw a message twice, or never")
     report.add("model calls per message (max)", max((calls[t] for t in texts.values()), default=0))
+    resent = anyio.run(_send_again, runtime, fleet, rows, turns, texts)
+    report.add(
+        "a turn done before the crash, sent again",
+        resent,
+        bad=resent != "answered from the transcript",
+        why="the restarted gateway has forgotten its key: the reply must come from the session, not a new turn",
+    )
     report.add("worker logs with a traceback", n := fleet.workers.tracebacks(), bad=n > 0)
     report.add("integrity_check", integrity, bad=integrity != "ok")
     report.add("drain time", f"{drain_s:.1f} s")
@@ -256,6 +275,37 @@ async def _agent_turns(runtime: GatewayRuntime, rows: list[tuple[str, str, int, 
                     if entry.role == "user" and key_number(key, message_id) is not None:
                         counts[message_id] += 1
     return counts
+
+
+async def _send_again(
+    runtime: GatewayRuntime,
+    fleet: _Fleet,
+    rows: list[tuple[str, str, int, str, int]],
+    turns: dict[str, list[tuple[str, str]]],
+    texts: dict[str, str],
+) -> str:
+    """Deliver a message whose turn finished before the gateway crashed once more, as a worker that
+    lost the complete would (same key): the reply recorded for it comes back, and the model is not
+    called again."""
+    if not fleet.done_before_crash:
+        return "nothing was done before the crash"
+    message_id = fleet.done_before_crash[-1]
+    conversation = next(r[1] for r in rows if r[0] == message_id)
+    history = turns[conversation]
+    at = [i for i, (role, content) in enumerate(history) if role == "user" and content == texts[message_id]]
+    recorded = history[at[0] + 1][1]
+    stub = fleet.workers.root / "stub.jsonl"
+    calls_before = len(stub.read_text().splitlines())
+    key = session_key("main", conversation)
+    request = DeliveryRequest(message_id=message_id, session_key=key, text=texts[message_id])
+    try:
+        async with WsDelivery(runtime.ws_url, runtime.token) as gateway:
+            reply = await gateway.deliver(request)
+    except DeliveryError as exc:
+        return f"failed: {type(exc).__name__}"
+    if len(stub.read_text().splitlines()) != calls_before:
+        return "the model was called again"
+    return "answered from the transcript" if reply.text == recorded else "a different reply"
 
 
 def _completions(root: Path) -> Counter[str]:

@@ -57,9 +57,12 @@ _PINNED_SQL = f"""
     FROM conversations
     WHERE conversation_id = ? AND head_seq IS NOT NULL AND available_at <= ?
 """
+# Taking over an expired lease keeps its id as superseded (see queue.release).
 _LEASE_SQL = (
     "UPDATE messages SET status = 'processing', attempts = attempts + 1, lease_id = ?, lease_expires_at = ?,"
-    " claimed_by = ? WHERE seq = ? RETURNING message_id, agent_key, payload, attempts"
+    " claimed_by = ?,"
+    " superseded_lease_id = CASE WHEN status = 'processing' THEN lease_id ELSE superseded_lease_id END"
+    " WHERE seq = ? RETURNING message_id, agent_key, payload, attempts"
 )
 _DONE_SQL = (
     f"UPDATE messages SET status = 'done', lease_expires_at = NULL, finished_at = ? WHERE {FENCE}"

@@ -333,7 +333,9 @@ def release(conn: sqlite3.Connection, request: ReleaseRequest, now: int) -> Leas
     lease = request.lease
     row = _under_lease(conn, lease, "seq, conversation_id, attempts, status", "processing", "queued")
     if row is None:
-        return LeaseResult(ok=False, refused=refusal(conn, lease, now), now=now)
+        refused = refusal(conn, lease, now)
+        _give_back_superseded(conn, lease)
+        return LeaseResult(ok=False, refused=refused, now=now)
     seq, conv, attempts, status = row
     if status == "queued":
         return LeaseResult(ok=True, now=now)  # a replay: the first call gave it back already
@@ -344,6 +346,31 @@ def release(conn: sqlite3.Connection, request: ReleaseRequest, now: int) -> Leas
     refresh_head(conn, conv, settled=True)
     _release_worker(conn, lease.worker_id, now)
     return LeaseResult(ok=True, now=now)
+
+
+def _give_back_superseded(conn: sqlite3.Connection, lease: LeaseRef) -> None:
+    """A lease that ran out while its worker could not reach the store, and was taken over or
+    swept meanwhile: the message is no longer this worker's, but the attempt its claim counted was
+    not the message's fault. Given back once (the mark is cleared)."""
+    row = conn.execute(
+        "SELECT seq, conversation_id, attempts, status FROM messages WHERE message_id = ? AND superseded_lease_id = ?"
+        " AND status IN ('processing', 'queued')",
+        (lease.message_id, lease.lease_id),
+    ).fetchone()
+    if row is None:
+        return
+    seq, conv, attempts, status = row
+    conn.execute(
+        "UPDATE messages SET attempts = ?, superseded_lease_id = NULL WHERE seq = ?",
+        (attempts_after_release(attempts), seq),
+    )
+    if status == "queued":
+        refresh_head(conn, conv)
+    else:  # processing: the head; only its cached attempts change
+        conn.execute(
+            "UPDATE conversations SET head_attempts = ? WHERE conversation_id = ? AND head_seq = ?",
+            (attempts_after_release(attempts), conv, seq),
+        )
 
 
 # --------------------------------------------------------------------------- sweep and redrive
@@ -366,7 +393,8 @@ def release_expired(conn: sqlite3.Connection, now: int) -> ReleaseResult:
             # Claimable since its lease expired, as before the sweep: sweeping moves nobody's place.
             conn.execute(
                 "UPDATE messages SET status = 'queued', scheduled_for = ?, lease_id = NULL,"
-                " lease_expires_at = NULL, last_error = 'lease expired while processing' WHERE seq = ?",
+                " superseded_lease_id = lease_id, lease_expires_at = NULL,"
+                " last_error = 'lease expired while processing' WHERE seq = ?",
                 (expired_at, seq),
             )
             released += 1

@@ -416,6 +416,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX rt_agent_messages_account ON rt_agent_messages (account_id, seq);
     """,
+    # 10: the last lease of a message that expired rather than ended (taken over or swept), so its
+    # worker, giving it back late after a store outage, gets the attempt back (queue.release).
+    """
+    ALTER TABLE messages ADD COLUMN superseded_lease_id TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -392,9 +392,7 @@ async def test_a_release_after_the_lease_ran_out_still_lands_if_nobody_took_over
 
 async def test_a_release_is_fenced_and_a_replay_reports_the_first_outcome(harness: Harness) -> None:
     store = harness.store
-    old, new = await _taken_over(harness)
-    stale = await store.worker_release(release_of(old, worker_id="w1"))
-    assert (stale.ok, stale.refused) == (False, "lease_lost")
+    _, new = await _taken_over(harness)
     intruder = await store.worker_release(release_of(new, worker_id="w1"))
     assert (intruder.ok, intruder.refused) == (False, "lease_lost")
     record = await store.get_message(new.message_id)
@@ -405,6 +403,36 @@ async def test_a_release_is_fenced_and_a_replay_reports_the_first_outcome(harnes
     assert record is not None and (record.status, record.attempts) == ("queued", 1)
     # Released means no longer ours: complete and heartbeat with that lease are refused.
     assert (await store.worker_complete(lease_of(new, "w2"))).refused == "lease_lost"
+
+
+async def test_a_lease_taken_over_during_a_store_outage_gets_its_attempt_back_once(harness: Harness) -> None:
+    """The worker could not reach the store while its lease ran out, and another worker took the
+    message over: giving it back late is refused (it is not this worker's any more), but the attempt
+    its claim counted was not the message's fault, so it is returned, once."""
+    store = harness.store
+    old, new = await _taken_over(harness)
+    for _ in range(2):  # the second is a replay: nothing more is given back
+        late = await store.worker_release(release_of(old, worker_id="w1"))
+        assert (late.ok, late.refused) == (False, "lease_lost")
+        record = await store.get_message(new.message_id)
+        assert record is not None and (record.status, record.attempts, record.claimed_by) == ("processing", 1, "w2")
+    assert (await store.worker_complete(lease_of(new, "w2"))).ok
+
+
+async def test_a_lease_swept_during_a_store_outage_gets_its_attempt_back(harness: Harness) -> None:
+    store = harness.store
+    await register(store)
+    await store.enqueue(request("c", "x", max_attempts=2))
+    job = await store.worker_claim("w1")
+    assert job is not None
+    await harness.advance(LEASE_TTL_MS)
+    assert (await store.release_expired()).released == 1
+    late = await store.worker_release(release_of(job))
+    assert (late.ok, late.refused) == (False, "lease_lost")
+    record = await store.get_message(job.message_id)
+    assert record is not None and (record.status, record.attempts) == ("queued", 0)
+    stats = await store.queue_stats()
+    assert (stats.ready_conversations, stats.retrying_conversations) == (1, 0)
 
 
 # --------------------------------------------------------------------------- sweep and redrive

@@ -61,6 +61,7 @@ class Msg:
     settled_lease: str | None = None  # the lease that completed or failed it, for replays
     fail_result: FailResult | None = None
     chained: str | None = None  # the message its complete claimed next for the same worker
+    superseded: str | None = None  # the last lease that expired (taken over or swept), not ended
 
 
 @dataclass
@@ -192,6 +193,8 @@ class StoreMachine(RuleBasedStateMachine):
                 for o in self.model.messages.values()
                 if o.conversation == m.conversation
             )
+        if m.status == "processing":  # taking over an expired lease
+            m.superseded = m.lease
         m.status, m.attempts, m.lease, m.worker = "processing", m.attempts + 1, job.lease_id, worker
         # A new delivery ends the old one: a late replay of its fail no longer reports the old outcome.
         m.settled_lease, m.fail_result = None, None
@@ -310,6 +313,10 @@ class StoreMachine(RuleBasedStateMachine):
             return
         assert answer.ok == (ours and m.status == "queued")
         assert answer.ok or answer.refused == "lease_lost"
+        if not answer.ok and m.superseded == lease.lease_id and m.status in _OPEN:
+            # Taken over or swept while its worker could not reach the store: its attempt comes back.
+            m.attempts, m.superseded = max(0, m.attempts - 1), None
+            return
         assert self._snapshot() == before
 
     @rule(ms=st.sampled_from([1, 500, 1_000, 5_000, 20_000, 59_999, 60_000, 61_000]))
@@ -328,6 +335,7 @@ class StoreMachine(RuleBasedStateMachine):
                 else:
                     # Claimable since its lease expired: the sweep moves nobody's place.
                     m.status, m.scheduled_for, released = "queued", m.expires, released + 1
+                    m.superseded = m.lease
                 m.lease = m.expires = m.settled_lease = None
                 m.fail_result = None
         assert (result.released, result.dead_lettered) == (released, dead)

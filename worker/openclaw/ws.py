@@ -247,6 +247,14 @@ class WsDelivery:
                     except DeliveryInterrupted as exc:
                         log.warning("openclaw.ws.interrupted", error=str(exc))
                         reply = await self._recover(request, params)
+                    except DeliveryServerError:
+                        # A gateway restarted since this message's run finished has forgotten the key,
+                        # and refuses a second turn keyed like the first ("Session transcript keyed
+                        # user is outside the current turn"): the answer is already in the session.
+                        earlier = await self._finished_earlier(request)
+                        if earlier is None:
+                            raise
+                        reply = earlier
         except TimeoutError:
             log.warning("openclaw.ws.timeout", timeout_s=self._timeout_s)
             raise DeliveryTimeout(
@@ -333,6 +341,16 @@ class WsDelivery:
                 return await self._run(connection, {**params, "idempotencyKey": state.fresh_key}, request.message_id)
             except DeliveryInterrupted:
                 continue  # restarted again meanwhile: read the session again
+
+    async def _finished_earlier(self, request: DeliveryRequest) -> DeliveryReply | None:
+        """The reply of a run of this message the session transcript already holds, if any."""
+        history = await self._history(await self._connect(), request.session_key, _HISTORY_LIMIT)
+        state = turn_state(history, request.message_id, keys_used=self._failed_runs.get(request.message_id, 0))
+        if state.reply_text is None:
+            return None
+        log = _log.bind(message_id=request.message_id, session_key=request.session_key)
+        log.info("openclaw.ws.recovered", run_id=state.reply_run, how="finished earlier")
+        return DeliveryReply(text=state.reply_text, run_id=state.reply_run)
 
     async def history(self, session_key: str, limit: int = 100) -> SessionHistory:
         """The newest ``limit`` entries of a session's transcript (``chat.history``), oldest first."""

@@ -304,11 +304,10 @@ describe("release", () => {
   test("is fenced: a lease taken over, forged or unknown changes nothing", async () => {
     const h = setup();
     await send(h, "c1", "x");
-    const first = (await claim(h, "w1"))!;
+    await claim(h, "w1");
     h.advance(60_000);
     const second = (await claim(h, "w2"))!;
     const release = (lease: object) => h.t.mutation(api.workerRelease, { ...lease, reason: "r" });
-    expect(await release(leaseOf(first, "w1"))).toMatchObject({ ok: false, refused: "lease_lost" });
     expect(await release({ ...leaseOf(second, "w2"), leaseId: "forged" })).toMatchObject({ refused: "lease_lost" });
     expect(await release({ ...leaseOf(second, "w2"), messageId: "nope" })).toMatchObject({
       refused: "unknown_message",
@@ -317,6 +316,34 @@ describe("release", () => {
     await expect(h.t.mutation(api.workerRelease, { ...leaseOf(second, "w2"), reason: " " })).rejects.toMatchObject({
       data: { code: "INVALID_INPUT", field: "reason" },
     });
+  });
+
+  test("a lease taken over while its worker could not reach the store gets its attempt back, once", async () => {
+    const h = setup();
+    const m = await send(h, "c1", "x");
+    const first = (await claim(h, "w1"))!;
+    h.advance(60_000); // w1's store went away; its lease ran out and w2 took the message over
+    const second = (await claim(h, "w2"))!;
+    const release = (lease: object) => h.t.mutation(api.workerRelease, { ...lease, reason: "store down" });
+    expect(await release(leaseOf(first, "w1"))).toMatchObject({ ok: false, refused: "lease_lost" });
+    expect(await release(leaseOf(first, "w1"))).toMatchObject({ ok: false, refused: "lease_lost" }); // a replay
+    // Still w2's, under w2's lease; only w1's attempt was given back.
+    expect(await status(h, m)).toMatchObject({ status: "processing", attempts: 1 });
+    expect(await h.t.mutation(api.workerComplete, leaseOf(second, "w2"))).toMatchObject({ ok: true });
+  });
+
+  test("a lease swept back to the queue gets its attempt back when its worker gives it back late", async () => {
+    const h = setup();
+    const m = await send(h, "c1", "x");
+    const job = (await claim(h, "w1"))!;
+    h.advance(60_000);
+    expect(await h.t.mutation(api.releaseExpired, {})).toMatchObject({ released: 1 });
+    expect(await status(h, m)).toMatchObject({ status: "queued", attempts: 1 });
+    expect(await h.t.mutation(api.workerRelease, { ...leaseOf(job, "w1"), reason: "store down" })).toMatchObject({
+      ok: false,
+      refused: "lease_lost",
+    });
+    expect(await status(h, m)).toMatchObject({ status: "queued", attempts: 0 });
   });
 });
 

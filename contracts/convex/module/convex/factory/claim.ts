@@ -166,7 +166,15 @@ async function lease(
   const leaseExpiresAt = now + policy.leaseTtlMs;
   const attempt = message.attempts + 1;
   const wasQueued = message.status === "queued";
-  await db.patch(message._id, { status: "processing", attempts: attempt, leaseId, leaseExpiresAt, claimedBy: workerId });
+  const taken = wasQueued ? {} : { supersededLeaseId: message.leaseId }; // an expired lease, taken over
+  await db.patch(message._id, {
+    status: "processing",
+    attempts: attempt,
+    leaseId,
+    leaseExpiresAt,
+    claimedBy: workerId,
+    ...taken,
+  });
   await settle(db, conv, wasQueued ? { queued: -1, processing: 1 } : {});
   return jobOf({ ...message, attempts: attempt, leaseId, leaseExpiresAt }, now);
 }

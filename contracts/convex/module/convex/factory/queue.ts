@@ -312,7 +312,14 @@ export async function release(db: DatabaseWriter, a: ReleaseArgs, now: number): 
   nonEmpty("reason", a.reason);
   const m = await getMessageDoc(db, a.messageId);
   if (m === null || !sameLease(m, a) || (m.status !== "processing" && m.status !== "queued")) {
-    return { ok: false, refused: await refusal(db, a, now), now };
+    const refused = await refusal(db, a, now);
+    if (m !== null && m.supersededLeaseId === a.leaseId && (m.status === "processing" || m.status === "queued")) {
+      // Taken over while this worker could not reach the store: the message is someone else's
+      // now, but the attempt this lease spent was not the message's fault.
+      await db.patch(m._id, { attempts: attemptsAfterRelease(m.attempts), supersededLeaseId: undefined });
+      await settleById(db, m.conversationId, {});
+    }
+    return { ok: false, refused, now };
   }
   if (m.status === "queued") return { ok: true, now }; // a replay: the first call gave it back already
   await db.patch(m._id, {
@@ -351,6 +358,7 @@ export async function releaseExpired(db: DatabaseWriter, now: number): Promise<R
         scheduledFor: conv.availableAt!,
         leaseId: undefined,
         leaseExpiresAt: undefined,
+        supersededLeaseId: m.leaseId,
         lastError: "lease expired while processing",
       });
       await settle(db, conv, { processing: -1, queued: 1 });

@@ -51,6 +51,9 @@ export const factoryTables = {
     leaseId: v.optional(v.string()), // kept after settling, so a replayed call is recognised
     leaseExpiresAt: v.optional(v.number()),
     claimedBy: v.optional(v.string()),
+    // The last lease that expired rather than ended (taken over by a claim or swept): its worker
+    // may still give it back late, when the store answers again, and so gets its attempt back.
+    supersededLeaseId: v.optional(v.string()),
     lastError: v.optional(v.string()),
     finishedAt: v.optional(v.number()),
     // The message a complete of this one claimed next for the same worker: a replayed complete
