@@ -179,7 +179,6 @@ async def _drain_with_worker(db: Path, messages: int) -> float:
     store = SqliteStore(db)
     metrics, readiness = WorkerMetrics(), Readiness()
     runner = JobRunner(
-        store=store,
         delivery=InstantDelivery(),
         channels={},
         session_key=session_key,
