@@ -100,9 +100,7 @@ class CountedStore:
         self.calls.append("worker_release")
         return await self.store.worker_release(request)
 
-    async def worker_hydration_bundle(
-        self, message_id: str, workspace_id: str = "default"
-    ) -> HydrationBundle | None:
+    async def worker_hydration_bundle(self, message_id: str, workspace_id: str = "default") -> HydrationBundle | None:
         self.calls.append("worker_hydration_bundle")
         return await self.store.worker_hydration_bundle(message_id, workspace_id)
 
