@@ -180,35 +180,27 @@ LOOP = "worker loop"
 _LOOP_START = 2  # the worker's start: the store check and its registration
 
 
-class _Completions(CountedStore):
-    """The worker's calls, counted; the driver waits on its completes without a store call."""
+class _Completions:
+    """Counts a worker's completes; the driver waits on them without a store call."""
 
-    def __init__(self, store: Store) -> None:
-        super().__init__(store)
+    def __init__(self) -> None:
         self.completed = 0
         self._progress = anyio.Event()
 
-    async def worker_complete(
-        self,
-        lease: LeaseRef,
-        *,
-        history: Sequence[HistoryMessage] | None = None,
-        claim_next: NextClaim | None = None,
-    ) -> CompleteResult:
-        answer = await super().worker_complete(lease, history=history, claim_next=claim_next)
+    def __call__(self, _: CompleteResult) -> None:
         self.completed += 1
         self._progress.set()
         self._progress = anyio.Event()
-        return answer
 
-    async def until_completed(self, count: int) -> None:
+    async def until(self, count: int) -> None:
         while self.completed < count:
             await self._progress.wait()
 
 
 async def worker_loop(store: Store, writer: Store, workload: str, count: int, rng: random.Random) -> int:
     """The real worker loop through ``workload``; returns its store calls after its start."""
-    counted = _Completions(store)
+    completions = _Completions()
+    counted = CountedStore(store, on_complete=completions)
     metrics = WorkerMetrics()
     runner = JobRunner(delivery=InstantDelivery(), channels={}, session_key=session_key, metrics=metrics)
     if workload == "busy":
@@ -225,7 +217,7 @@ async def worker_loop(store: Store, writer: Store, workload: str, count: int, rn
         for i in range(count):
             await anyio.sleep(rng.uniform(*GAP_S))
             await writer.enqueue(_request(i))
-            await counted.until_completed(i + 1)
+            await completions.until(i + 1)
         worker.request_stop()
     return len(counted.calls) - _LOOP_START
 

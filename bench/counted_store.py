@@ -3,11 +3,13 @@ loop makes per message, on any binding (composition around the real store, not a
 
 ``calls`` holds each call's name in order (``worker_claim``, ``worker_complete``, …), so a test
 or a benchmark can tell the calls a run made while busy from those of its start and its idle end.
+``on_complete`` sees each complete's answer as it returns (a driver waiting for progress, a stop
+that lands while the complete was on its way).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal, overload
 
 from contracts.models import (
@@ -34,14 +36,10 @@ from contracts.roles import WorkerStore
 class CountedStore:
     """``store``'s worker role, with each call's name appended to ``calls`` before it is sent."""
 
-    def __init__(self, store: WorkerStore) -> None:
+    def __init__(self, store: WorkerStore, on_complete: Callable[[CompleteResult], None] | None = None) -> None:
         self.store = store
         self.calls: list[str] = []
-
-    def busy_calls(self) -> list[str]:
-        """The calls up to the last complete, heartbeats left out: what settling messages cost."""
-        last = max((i for i, name in enumerate(self.calls) if name == "worker_complete"), default=-1)
-        return [name for name in self.calls[: last + 1] if name != "worker_heartbeat"]
+        self.on_complete = on_complete
 
     @property
     def name(self) -> str:
@@ -90,7 +88,10 @@ class CountedStore:
         claim_next: NextClaim | None = None,
     ) -> CompleteResult:
         self.calls.append("worker_complete")
-        return await self.store.worker_complete(lease, history=history, claim_next=claim_next)
+        answer = await self.store.worker_complete(lease, history=history, claim_next=claim_next)
+        if self.on_complete is not None:
+            self.on_complete(answer)
+        return answer
 
     async def worker_fail(self, request: FailRequest) -> FailResult:
         self.calls.append("worker_fail")

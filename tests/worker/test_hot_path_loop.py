@@ -7,7 +7,7 @@ gateway of tests/gateway/fake_gateway.py (a turn that takes as long as the test 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection
 
 from bench.counted_store import CountedStore
-from contracts.models import CompleteResult, HistoryMessage, LeaseRef, NextClaim, SetWorkerStatusRequest
+from contracts.models import SetWorkerStatusRequest
 from contracts.sqlite import SqliteStore
 from tests.gateway.fake_gateway import TOKEN, answer_echo, fake_gateway
 from tests.worker.harness import build_worker, message
@@ -61,33 +61,14 @@ async def test_a_drain_order_on_a_heartbeat_answer_lets_the_job_finish_and_claim
     assert [c for c in counted.calls if c != "worker_heartbeat"][-2:] == ["worker_claim", "worker_complete"]
 
 
-class _StopAfterComplete(CountedStore):
-    """A store whose complete answers just after the worker was told to stop (a SIGTERM that lands
-    while the complete, and the next claim it carries, are on their way)."""
-
-    def __init__(self, store: SqliteStore) -> None:
-        super().__init__(store)
-        self.stop: Callable[[], None] = lambda: None
-
-    async def worker_complete(
-        self,
-        lease: LeaseRef,
-        *,
-        history: Sequence[HistoryMessage] | None = None,
-        claim_next: NextClaim | None = None,
-    ) -> CompleteResult:
-        answer = await super().worker_complete(lease, history=history, claim_next=claim_next)
-        self.stop()
-        return answer
-
-
 async def test_a_next_job_claimed_as_the_worker_is_stopped_is_given_back_unspent(store: SqliteStore) -> None:
     first = await store.enqueue(message("s-1", "finish me"))
     chained = await store.enqueue(message("s-2", "claimed next, never started"))
-    stopping = _StopAfterComplete(store)
+    # A stop that lands while the complete, and the next claim it carries, are on their way.
+    stopping = CountedStore(store)
     async with fake_gateway() as gateway, WsDelivery(gateway.url, TOKEN, timeout_s=5) as delivery:
         worker, _ = build_worker(stopping, delivery)
-        stopping.stop = worker.request_stop
+        stopping.on_complete = lambda _: worker.request_stop()
         done = await worker.run()
     assert (done.reason, done.processed) == ("signal", 1)
     records = [await store.get_message(i) for i in (first, chained)]
