@@ -7,10 +7,6 @@ then the one claimable longest (``available_at``: a queued head's ``scheduled_fo
 retry is when its backoff ends; a processing head's lease expiry), then enqueue order. A message
 that comes back, by a retry or an expired lease, is ordered by the moment it came back.
 
-The answers are built from values this transaction just read or wrote (ids, times, the payload
-validated at enqueue), so they are constructed without validating them again: on the hot path
-that validation costs more than some of its statements.
-
 A worker's row is written only when its state changes (idle → busy at a claim, busy → idle at a
 complete that claims nothing next) or when its recorded heartbeat is due for a refresh
 (:func:`contracts.rules.heartbeat_due`): a complete that chains into the next claim leaves it be.
@@ -131,7 +127,7 @@ def _job(
     expires: int,
     now: int,
 ) -> ClaimedJob:
-    return ClaimedJob.model_construct(
+    return ClaimedJob(
         message_id=message_id,
         conversation_id=conversation_id,
         agent_key=agent_key,
@@ -179,7 +175,7 @@ def _bundled(
     hydrated = None
     if job is not None and bundle:
         hydrated = agents.bundle_for(conn, job.message_id, job.conversation_id, job.agent_key, job.payload, box)
-    return ClaimResult.model_construct(control=control, now=now, job=job, bundle=hydrated)
+    return ClaimResult(control=control, now=now, job=job, bundle=hydrated)
 
 
 def _claim(
@@ -256,7 +252,7 @@ def complete(
     )
     worker = worker_row(conn, lease.worker_id)
     control = control_of(worker)
-    nothing_next = None if claim_next is None else ClaimResult.model_construct(control=control, now=now)
+    nothing_next = None if claim_next is None else ClaimResult(control=control, now=now)
     if done is None:
         refused = refusal(conn, lease, now)
         return CompleteResult(ok=False, refused=refused, now=now, control=control, next=nothing_next), False
@@ -276,7 +272,7 @@ def complete(
             job, next_seq = taken
             conn.execute("UPDATE messages SET chained_seq = ? WHERE seq = ?", (next_seq, seq))
     _record(conn, worker, now, job, settled=settled is not None)
-    result = CompleteResult.model_construct(
+    result = CompleteResult(
         ok=True,
         now=now,
         control=control,
