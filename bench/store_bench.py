@@ -15,6 +15,9 @@ For each durability setting (FULL, NORMAL) and 1 and 8 processes:
 
 Rates are messages per second over the wall time from a shared start signal to the last process
 finishing. After each drain every message must be done: ``lost`` counts those that are not.
+Beside them, the CPU time per message (every process's ``process_time``, summed) of the baseline
+and of the one-call path: on a loaded machine the wall time is mostly waiting for a core, and
+the CPU time is the steadier figure of the work done.
 
 Then the pages each path writes per message (WAL frames appended, one process, NORMAL): the two
 calls, the one call, and the one call carrying two history turns and the next job's bundle (what a
@@ -68,13 +71,18 @@ def _lease(worker: str, message_id: str, lease_id: str) -> LeaseRef:
 # ------------------------------------------------------------------ process bodies (top level for spawn)
 
 
-def _raw(db: str, sync: Sync, count: int, ready: Event, go: Event, out: multiprocessing.Queue[float]) -> None:
+# What each process reports when it is done: when (perf_counter) and the CPU time it spent.
+Done = tuple[float, float]
+
+
+def _raw(db: str, sync: Sync, count: int, ready: Event, go: Event, out: multiprocessing.Queue[Done]) -> None:
     conn = sqlite3.connect(db, isolation_level=None, timeout=30)
     conn.execute("PRAGMA busy_timeout = 30000")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {sync}")
     ready.set()
     go.wait()
+    cpu = time.process_time()
     for i in range(count):
         conn.execute("BEGIN IMMEDIATE")
         row_id = conn.execute("INSERT INTO t (state, body) VALUES ('new', ?)", (f"message {i}",)).lastrowid
@@ -82,7 +90,7 @@ def _raw(db: str, sync: Sync, count: int, ready: Event, go: Event, out: multipro
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("UPDATE t SET state = 'done' WHERE id = ?", (row_id,))
         conn.execute("COMMIT")
-    out.put(time.perf_counter())
+    out.put((time.perf_counter(), time.process_time() - cpu))
     conn.close()
 
 
@@ -100,31 +108,33 @@ async def _drain_one_call(store: SqliteStore, worker: str) -> None:
 
 
 def _drain(
-    db: str, sync: Sync, worker: str, path: Path_, ready: Event, go: Event, out: multiprocessing.Queue[float]
+    db: str, sync: Sync, worker: str, path: Path_, ready: Event, go: Event, out: multiprocessing.Queue[Done]
 ) -> None:
     async def run() -> None:
         store = SqliteStore(db, synchronous=sync)
         await store.worker_register(WorkerRegistration(worker_id=worker, provider="bench"))
         ready.set()
         await anyio.to_thread.run_sync(go.wait)
+        cpu = time.process_time()
         await (_drain_two_calls if path == "claim+complete" else _drain_one_call)(store, worker)
-        out.put(time.perf_counter())
+        out.put((time.perf_counter(), time.process_time() - cpu))
         await store.aclose()
 
     anyio.run(run)
 
 
 def _enqueue(
-    db: str, sync: Sync, start: int, count: int, ready: Event, go: Event, out: multiprocessing.Queue[float]
+    db: str, sync: Sync, start: int, count: int, ready: Event, go: Event, out: multiprocessing.Queue[Done]
 ) -> None:
     async def run() -> None:
         store = SqliteStore(db, synchronous=sync)
         requests = [_request(i) for i in range(start, start + count)]
         ready.set()
         await anyio.to_thread.run_sync(go.wait)
+        cpu = time.process_time()
         for request in requests:
             await store.enqueue(request)
-        out.put(time.perf_counter())
+        out.put((time.perf_counter(), time.process_time() - cpu))
         await store.aclose()
 
     anyio.run(run)
@@ -133,11 +143,12 @@ def _enqueue(
 # ------------------------------------------------------------------ harness
 
 
-def _race(targets: list[tuple[Callable[..., None], tuple[object, ...]]]) -> float:
-    """Start every process, release them together, return seconds until the last one finished."""
+def _race(targets: list[tuple[Callable[..., None], tuple[object, ...]]]) -> Done:
+    """Start every process, release them together; return seconds until the last one finished,
+    and the CPU seconds they spent together."""
     ctx = multiprocessing.get_context("spawn")
     go = ctx.Event()
-    out: multiprocessing.Queue[float] = ctx.Queue()
+    out: multiprocessing.Queue[Done] = ctx.Queue()
     procs, readies = [], []
     for fn, args in targets:
         ready = ctx.Event()
@@ -154,7 +165,7 @@ def _race(targets: list[tuple[Callable[..., None], tuple[object, ...]]]) -> floa
         p.join(60)
         if p.exitcode != 0:
             raise RuntimeError(f"bench process failed with exit code {p.exitcode}")
-    return max(ends) - start
+    return max(end for end, _ in ends) - start, sum(cpu for _, cpu in ends)
 
 
 def _fill(db: Path, count: int) -> None:
@@ -187,6 +198,9 @@ class Row:
     one_call: float
     enqueue: float
     lost: int
+    # CPU microseconds per message: the baseline's and the one-call path's.
+    baseline_cpu_us: float
+    one_call_cpu_us: float
 
     @property
     def ratio(self) -> float:
@@ -197,11 +211,12 @@ class Row:
         return self.one_call / self.baseline
 
 
-def _drain_rate(tmp: Path, sync: Sync, processes: int, total: int, path: Path_) -> tuple[float, int]:
+def _drain_rate(tmp: Path, sync: Sync, processes: int, total: int, path: Path_) -> tuple[float, float, int]:
+    """Messages per second, CPU microseconds per message, and how many were not done."""
     db = tmp / f"{path}.db"
     _fill(db, total)
-    seconds = _race([(_drain, (str(db), sync, f"w{i}", path)) for i in range(processes)])
-    return total / seconds, _not_done(db, total)
+    seconds, cpu = _race([(_drain, (str(db), sync, f"w{i}", path)) for i in range(processes)])
+    return total / seconds, cpu / total * 1e6, _not_done(db, total)
 
 
 def measure(sync: Sync, processes: int, messages: int) -> Row:
@@ -214,15 +229,17 @@ def measure(sync: Sync, processes: int, messages: int) -> Row:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, state TEXT NOT NULL, body TEXT NOT NULL)")
         conn.close()
-        raw_s = _race([(_raw, (str(raw_db), sync, per)) for _ in range(processes)])
+        raw_s, raw_cpu = _race([(_raw, (str(raw_db), sync, per)) for _ in range(processes)])
 
         enq_db = tmp / "enqueue.db"
         SqliteStore(enq_db, synchronous=sync)  # create and migrate before the race
-        enqueue_s = _race([(_enqueue, (str(enq_db), sync, i * per, per)) for i in range(processes)])
+        enqueue_s, _ = _race([(_enqueue, (str(enq_db), sync, i * per, per)) for i in range(processes)])
 
-        two, lost_two = _drain_rate(tmp, sync, processes, total, "claim+complete")
-        one, lost_one = _drain_rate(tmp, sync, processes, total, "complete+claimNext")
-    return Row(sync, processes, total / raw_s, two, one, total / enqueue_s, lost_two + lost_one)
+        two, _, lost_two = _drain_rate(tmp, sync, processes, total, "claim+complete")
+        one, one_cpu, lost_one = _drain_rate(tmp, sync, processes, total, "complete+claimNext")
+    return Row(
+        sync, processes, total / raw_s, two, one, total / enqueue_s, lost_two + lost_one, raw_cpu / total * 1e6, one_cpu
+    )
 
 
 # ------------------------------------------------------------------ pages per message
@@ -272,7 +289,7 @@ def run(messages: int = 12_000) -> list[Row]:
     print(f"\nEmbedded store: {messages} messages over {CONVERSATIONS} conversations per run (messages/s)")
     print(
         f"{'sync':<7}{'procs':>6}{'raw baseline':>14}{'claim+complete':>16}{'ratio':>7}"
-        f"{'complete+claimNext':>20}{'ratio':>7}{'enqueue':>9}{'lost':>6}"
+        f"{'complete+claimNext':>20}{'ratio':>7}{'enqueue':>9}{'lost':>6}{'CPU µs/msg: raw, one call':>27}"
     )
     for sync in ("FULL", "NORMAL"):
         for processes in PROCESSES:
@@ -280,7 +297,8 @@ def run(messages: int = 12_000) -> list[Row]:
             rows.append(row)
             print(
                 f"{row.sync:<7}{row.processes:>6}{row.baseline:>14,.0f}{row.two_calls:>16,.0f}{row.ratio:>7.0%}"
-                f"{row.one_call:>20,.0f}{row.one_call_ratio:>7.0%}{row.enqueue:>9,.0f}{row.lost:>6}",
+                f"{row.one_call:>20,.0f}{row.one_call_ratio:>7.0%}{row.enqueue:>9,.0f}{row.lost:>6}"
+                f"{row.baseline_cpu_us:>19,.0f}, {row.one_call_cpu_us:,.0f}",
                 flush=True,
             )
     for row in rows:

@@ -132,12 +132,10 @@ async def serve_worker(
         _closing(media),
     ):
         runner = JobRunner(
-            store=store,
             delivery=delivery,
             channels={"telegram": telegram},
             session_key=session_key,
             metrics=metrics,
-            workspace_id=config.workspace_id,
             sessions=delivery if settings.seed_history else None,
             bridge_dir=settings.bridge_dir,
             bridge_env=bridge_env.wire(),
@@ -262,7 +260,7 @@ def run(
     store_cfg = store_settings(store)
 
     async def main() -> tuple[WorkerExit | None, Worker]:
-        opened = open_store(store_cfg)
+        opened = open_store(store_cfg, workspace_id=config.workspace_id)
         try:
             result, worker = await serve_worker(config, settings, opened)
             if result is not None:

@@ -25,10 +25,12 @@ FullStore: TypeAlias = "SqliteStore | ConvexStore"
 AnyStore: TypeAlias = "SqliteStore | ConvexStore | AgentFactoryCompatStore"
 
 
-def open_store(settings: StoreSettings, *, create: bool = True) -> AnyStore:
+def open_store(settings: StoreSettings, *, create: bool = True, workspace_id: str = "default") -> AnyStore:
     """The binding the settings name; in compat mode, the worker role and enqueue only.
 
-    ``create=False``: a SQLite file that does not exist is refused, not created (read-only commands)."""
+    ``create=False``: a SQLite file that does not exist is refused, not created (read-only commands).
+    ``workspace_id``: the workspace compat mode hydrates from and appends history to (a claim with
+    its bundle, a complete with its history)."""
     if settings.is_convex and settings.convex_compat:
         from contracts.convex.compat import AgentFactoryCompatStore
 
@@ -39,6 +41,7 @@ def open_store(settings: StoreSettings, *, create: bool = True) -> AnyStore:
             deploy_key=settings.convex_deploy_key,
             namespace=settings.convex_namespace,
             timeout_s=settings.store_timeout_s,
+            workspace_id=workspace_id,
         )
     return open_full_store(settings, role="every", create=create)
 

@@ -1,9 +1,11 @@
-"""One job's work, in order: hydrate → deliver to the agent → send the reply on → record history.
+"""One job's work, in order: deliver to the agent → send the reply on → hand back the history turns.
 
-The history is written after the reply has gone out, and keyed by the message id, so a
+The job arrives with its hydration bundle (the claim that leased it carried it), which serves
+every step. The history turns are returned rather than written: they ride on the complete that
+settles the job (one store call), after the reply has gone out, keyed by the message id, so a
 redelivered message neither duplicates its turns nor records a reply the user never got.
 
-The hydration bundle is fetched once per job and serves every step. Before delivering, a runner
+Before delivering, a runner
 with a session probe asks the gateway whether it holds the conversation's session; if not (a fresh
 machine without a snapshot, a pooled worker new to the conversation) the message carries the
 stored history as a preamble on this first turn (:mod:`gateway.history`). The turn creates the
@@ -27,8 +29,7 @@ from typing import Protocol
 import anyio.to_thread
 import structlog
 
-from contracts.models import AppendRequest, ClaimedJob, HistoryMessage, HydrationBundle
-from contracts.roles import WorkerStore
+from contracts.models import ClaimedJob, HistoryMessage, HydrationBundle
 from gateway.history import with_history
 from worker.boot import bridge_config_path
 from worker.bridge import write_bridge_config
@@ -55,12 +56,10 @@ class HydrationUnavailable(JobError):
 
 @dataclass
 class JobRunner:
-    store: WorkerStore
     delivery: Delivery
     channels: Mapping[str, Channel]
     session_key: SessionKeyFn
     metrics: WorkerMetrics
-    workspace_id: str = "default"
     # Seeds a session the gateway does not have from the stored history (None: never seeds).
     sessions: SessionProbe | None = None
     # Where agents' resolved bridge settings are written (None: bridges are not served here),
@@ -76,9 +75,9 @@ class JobRunner:
         """Raise unless the gateway takes requests (and, given ``agent_id``, that agent runs a turn)."""
         await self.delivery.probe(agent_id)
 
-    async def run(self, job: ClaimedJob) -> str:
-        """Do the job; returns the reply. Raises a JobError (or a store error) on failure."""
-        bundle = await self.store.worker_hydration_bundle(job.message_id, self.workspace_id)
+    async def run(self, job: ClaimedJob, bundle: HydrationBundle | None) -> list[HistoryMessage]:
+        """Do the job with the bundle its claim carried; returns the history turns for its complete.
+        Raises a JobError (or a store error) on failure."""
         if bundle is None:
             raise HydrationUnavailable(f"no hydration bundle for message {job.message_id}")
         agent_id = bundle.profile.openclaw_agent_id
@@ -101,21 +100,14 @@ class JobRunner:
         if channel is not None:
             await channel.send(job, bundle, reply.text)
             self.metrics.reply_sent(provider)
-        # Other providers (the app, schedules): the conversation history is where the reply lives.
-        await self.store.worker_append_conversation_messages(
-            AppendRequest(
-                conversation_id=job.conversation_id,
-                message_id=job.message_id,
-                messages=[
-                    HistoryMessage(role="user", content=job.payload.message_text),
-                    HistoryMessage(role="assistant", content=reply.text),
-                ],
-            )
-        )
         log.info(
             "delivered", message_id=job.message_id, conversation_id=job.conversation_id, reply_chars=len(reply.text)
         )
-        return reply.text
+        # Other providers (the app, schedules): the conversation history is where the reply lives.
+        return [
+            HistoryMessage(role="user", content=job.payload.message_text),
+            HistoryMessage(role="assistant", content=reply.text),
+        ]
 
     async def _text(self, job: ClaimedJob, bundle: HydrationBundle, key: str) -> str:
         """The message (with where its attachments were put), and the stored history in front when

@@ -7,6 +7,10 @@ or none succeeds before the lease would expire, it cancels the job's scope; the 
 sends no reply, no complete and no fail for it. When the store merely did not answer (an outage,
 ``LeaseState.unanswered``), nobody may have taken the message over yet, and the owner gives it back
 once the store answers again: a fenced release, refused if someone did.
+
+Every heartbeat answer also says whether the worker must stop (``control``): the keeper notes it
+in ``LeaseState.stop``, the job in flight finishes, and the worker then drains without a control
+call of its own.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import anyio
 import structlog
 
 from contracts.errors import FactoryError
-from contracts.models import LeaseRef
+from contracts.models import ControlState, LeaseRef
 from contracts.roles import WorkerStore
 from contracts.rules import heartbeat_interval_ms, lease_remaining_ms
 
@@ -39,6 +43,8 @@ class LeaseState:
     reason: str = ""
     # Lost because the store did not answer in time, rather than refused the lease.
     unanswered: bool = False
+    # A heartbeat answer said the worker must stop: finish this job, then drain.
+    stop: ControlState | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,9 @@ async def keep_lease(
         if answer is None:
             next_beat = anyio.current_time() + min((deadline - sent) / 3, 2.0)
         elif answer.ok:
+            if answer.control is not None and answer.control.should_stop and state.stop is None:
+                state.stop = answer.control
+                log.info("told to stop; finishing the job in flight", message_id=lease.message_id)
             if answer.lease_expires_at is not None:
                 renewal_ms = lease_remaining_ms(answer.lease_expires_at, answer.now, wall_ms())
             deadline = sent + renewal_ms / 1000

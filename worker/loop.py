@@ -1,5 +1,14 @@
-"""The worker loop: check the store and the gateway, register, then control check → claim → run the
-job → complete, fail or release.
+"""The worker loop: check the store and the gateway, register, then claim → run the job → complete,
+fail or release.
+
+A busy worker makes one store call per message, plus heartbeats. A claim answers with the job's
+hydration bundle and whether the worker must stop (``worker_claim(with_bundle=True)``); a complete
+carries the job's history turns and claims the next job in the same call
+(``worker_complete(history=…, claim_next=…)``), which the loop then runs at once. Nothing is
+claimed next by a worker that is stopping, running ``--once`` or told to drain (a heartbeat answer
+says so). A complete the store refused claims nothing: the loop claims as usual. A complete the
+store could not take is sent again once it answers, and the store hands back the job its first try
+claimed, never a second one.
 
 Structured concurrency throughout: each job runs in its own cancel scope beside its lease keeper and
 a shutdown watch; when the job ends, both end with it. Settling a job (complete, fail or release)
@@ -23,7 +32,7 @@ message; a second signal interrupts the snapshot like anything else.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,7 +40,19 @@ import anyio
 import structlog
 
 from contracts.errors import FactoryError, Fault, StoreUnavailable
-from contracts.models import ClaimedJob, FailRequest, LeaseRef, ReleaseRequest, SnapshotReason, WorkerRegistration
+from contracts.models import (
+    ClaimedJob,
+    ClaimResult,
+    ControlState,
+    FailRequest,
+    HistoryMessage,
+    HydrationBundle,
+    LeaseRef,
+    NextClaim,
+    ReleaseRequest,
+    SnapshotReason,
+    WorkerRegistration,
+)
 from contracts.retry import Sleep
 from contracts.roles import WorkerStore
 from worker.config import WorkerConfig
@@ -81,12 +102,26 @@ class WorkerExit:
 
 
 @dataclass(frozen=True)
+class _Answer:
+    """A claim's answer, and when it was asked (monotonic seconds): by a claim of its own, or by the
+    complete that claimed this job next."""
+
+    claim: ClaimResult
+    asked_at: float
+
+
+@dataclass(frozen=True)
 class _Settle:
-    """How one job ends: complete (no error), fail (the message's fault) or release (not its fault)."""
+    """How one job ends: complete (no error), fail (the message's fault) or release (not its fault).
+
+    A complete carries the job's history turns and, unless the worker is leaving, claims the next job.
+    """
 
     job: ClaimedJob
     lease: LeaseRef
     error: BaseException | None
+    history: Sequence[HistoryMessage] = ()
+    claim_next: NextClaim | None = None
 
     @property
     def kind(self) -> Literal["complete", "fail", "release"]:
@@ -124,6 +159,10 @@ class Worker:
         self._processed = 0
         self._outage: Outage | None = None
         self._pending: _Settle | None = None
+        # The next job a complete claimed (or its empty answer), run before claiming again.
+        self._ahead: _Answer | None = None
+        # A heartbeat or complete answer said to stop: drain once the job in flight is settled.
+        self._told: ControlState | None = None
         self.last_failure: str | None = None
 
     def request_stop(self) -> None:
@@ -142,6 +181,7 @@ class Worker:
                 return WorkerExit("signal", 0, "stopped before the first claim")
             done = await self._loop()
             self.readiness.mark_draining()
+            await self._give_back_ahead()
             return await self._snapshot(done)
         finally:
             self.readiness.mark_draining()
@@ -223,15 +263,14 @@ class Worker:
                 if not await self._recover():
                     break
                 continue
-            if cfg.once and self._processed:
-                return WorkerExit("once", self._processed)
+            finished = self._finished()
+            if finished is not None:
+                return finished
             try:
-                control = await self.store.worker_control_state(cfg.worker_id)
-                if control.should_stop:
-                    log.info("told to stop; draining", worker_id=cfg.worker_id, reason=control.reason)
-                    return WorkerExit("control", self._processed, control.reason or "")
-                claimed_at = anyio.current_time()
-                job = await self.store.worker_claim(cfg.worker_id, cfg.conversation_id)
+                answer = await self._claim()
+                if answer.claim.control.should_stop:
+                    return self._drained(answer.claim.control)
+                job = answer.claim.job
                 if job is None:
                     if cfg.once:
                         return WorkerExit("once", self._processed, "nothing to do")
@@ -245,10 +284,29 @@ class Worker:
                 self._open(Outage("store", str(exc)))
                 continue
             self.metrics.claimed()
-            if await self._process(job, claimed_at):
+            if await self._process(job, answer.claim.bundle, answer.asked_at):
                 self._processed += 1
                 idle_since = anyio.current_time()
         return WorkerExit("signal", self._processed)
+
+    def _finished(self) -> WorkerExit | None:
+        """Why to leave before claiming again: ``--once`` done, or an answer said to stop."""
+        if self.config.once and self._processed:
+            return WorkerExit("once", self._processed)
+        return None if self._told is None else self._drained(self._told)
+
+    def _drained(self, control: ControlState) -> WorkerExit:
+        log.info("told to stop; draining", worker_id=self.config.worker_id, reason=control.reason)
+        return WorkerExit("control", self._processed, control.reason or "")
+
+    async def _claim(self) -> _Answer:
+        """The next job a complete already claimed, else one claim: the job, its bundle, whether to stop."""
+        answer, self._ahead = self._ahead, None
+        if answer is not None:
+            return answer
+        asked_at = anyio.current_time()
+        claimed = await self.store.worker_claim(self.config.worker_id, self.config.conversation_id, with_bundle=True)
+        return _Answer(claimed, asked_at)
 
     async def _unless_stopped(self, work: Callable[[], Awaitable[object]]) -> bool:
         """Run ``work`` unless asked to stop first; True if it finished. Its errors propagate as they
@@ -298,12 +356,21 @@ class Worker:
 
     # ------------------------------------------------------------------ one job
 
-    async def _process(self, job: ClaimedJob, claimed_at: float) -> bool:
+    async def _give_back_ahead(self) -> None:
+        """A next job claimed while the worker was being stopped is given back unstarted."""
+        ahead, self._ahead = self._ahead, None
+        job = None if ahead is None else ahead.claim.job
+        if job is not None:
+            lease = LeaseRef(worker_id=self.config.worker_id, message_id=job.message_id, lease_id=job.lease_id)
+            await self._settle(_Settle(job, lease, ShutdownCut("worker stopped before it started the job")))
+
+    async def _process(self, job: ClaimedJob, bundle: HydrationBundle | None, claimed_at: float) -> bool:
         """Run one job and settle it; True if it ended here, False if it was given back."""
         lease = LeaseRef(worker_id=self.config.worker_id, message_id=job.message_id, lease_id=job.lease_id)
         state = LeaseState()
         cut = _Cut()
         error: BaseException | None = None
+        turns: list[HistoryMessage] = []
         self.metrics.set_busy(True)
         started = anyio.current_time()
         try:
@@ -315,13 +382,14 @@ class Worker:
                         lambda: keep_lease(self.store, lease, granted=granted, job_scope=job_scope, state=state)
                     )
                     try:
-                        await self.runner.run(job)
+                        turns = await self.runner.run(job, bundle)
                     except Exception as exc:  # every failure of the job is settled below
                         error = exc
                     tg.cancel_scope.cancel()
         finally:
             self.metrics.set_busy(False)
             self.metrics.job_seconds.observe(anyio.current_time() - started)
+        self._told = self._told or state.stop
         if state.lost:
             self.metrics.lease_lost()
             if not state.unanswered:
@@ -330,7 +398,9 @@ class Worker:
             error = StoreUnavailable(self.store.name, f"no heartbeat answered in time ({state.reason})")
         elif cut.happened:
             error = ShutdownCut(f"worker shut down before the job finished (grace {self.config.grace_s:g} s)")
-        settle = _Settle(job, lease, error)
+        leaving = self.stopping or self.config.once or self._told is not None
+        claim_next = None if error is not None or leaving else NextClaim(conversation_id=self.config.conversation_id)
+        settle = _Settle(job, lease, error, turns, claim_next)
         ended = await self._settle(settle)
         given_back = settle.kind == "release" and isinstance(error, FactoryError) and not isinstance(error, ShutdownCut)
         if given_back and isinstance(error, FactoryError) and component_of(error) == "gateway":
@@ -367,13 +437,19 @@ class Worker:
     async def _send(self, settle: _Settle) -> None:
         job, lease, error = settle.job, settle.lease, settle.error
         if error is None:
-            answer = await self.store.worker_complete(lease)
+            sent = anyio.current_time()
+            answer = await self.store.worker_complete(lease, history=settle.history, claim_next=settle.claim_next)
             if answer.ok:
                 self.metrics.completed()
                 log.info("completed", message_id=job.message_id, attempt=job.attempt)
+                if answer.next is not None:
+                    self._ahead = _Answer(answer.next, sent)
             else:
+                # Nothing was claimed next: the loop claims as usual.
                 self.metrics.lease_lost()
                 log.warning("complete refused", message_id=job.message_id, refused=answer.refused)
+            if answer.control is not None and answer.control.should_stop:
+                self._told = answer.control
             return
         message = _one_line(error)
         if settle.kind == "release":

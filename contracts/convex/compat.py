@@ -23,8 +23,11 @@ attempts untouched, at the cost of its conversation waiting out the rest of the 
 minutes upstream). The worker stops heartbeating it either way.
 The one-call hot path is emulated with upstream's separate calls: a claim ``with_bundle`` is a
 claim, then the hydration bundle and the control state; a complete with ``history`` and
-``claim_next`` is a complete, then (when accepted) the append and the next claim. Heartbeat and
-complete answers carry no control state (upstream's are bare booleans).
+``claim_next`` is the append, then the complete, then (when accepted) the next claim. The history
+goes first, as upstream's own worker writes it: a complete whose answer was lost is refused when
+sent again (upstream's complete is a bare boolean), so history written after it could be lost
+with it. Upstream does not dedupe appends, so a complete sent again does not append again.
+Heartbeat and complete answers carry no control state (upstream's are bare booleans).
 
 Registering is a no-op (upstream registers a worker by its first claim; note that upstream tells
 a worker it has no row for to stop). The store's clock is this machine's: upstream has no time
@@ -135,6 +138,8 @@ class AgentFactoryCompatStore:
         # The conversation of each message claimed here and not yet completed: upstream's
         # complete does not name it, and the history a complete carries needs it.
         self._in_flight: dict[str, str] = {}
+        # Messages whose history a complete already appended (the complete may be sent again).
+        self._appended: set[str] = set()
 
     @property
     def name(self) -> str:
@@ -211,18 +216,24 @@ class AgentFactoryCompatStore:
         history: Sequence[HistoryMessage] | None = None,
         claim_next: NextClaim | None = None,
     ) -> CompleteResult:
-        done = _lease_answer(await self._mutation("workerComplete", to_wire(lease), retry=True))
-        result = CompleteResult(ok=done.ok, refused=done.refused)
-        if not done.ok:
-            return result
-        conversation_id = self._in_flight.pop(lease.message_id, None)
-        if history:
+        appended = None
+        if history and lease.message_id not in self._appended:
+            conversation_id = self._in_flight.get(lease.message_id)
             if conversation_id is None:
                 raise InvalidInput("history", "compat mode carries history only for a message this store claimed")
             request = AppendRequest(
                 conversation_id=conversation_id, messages=list(history), message_id=lease.message_id
             )
-            result = result.model_copy(update={"appended": await self.worker_append_conversation_messages(request)})
+            appended = await self.worker_append_conversation_messages(request)
+            self._appended.add(lease.message_id)
+        done = _lease_answer(await self._mutation("workerComplete", to_wire(lease), retry=True))
+        self._appended.discard(lease.message_id)
+        result = CompleteResult(ok=done.ok, refused=done.refused)
+        if not done.ok:
+            return result
+        self._in_flight.pop(lease.message_id, None)
+        if appended is not None:
+            result = result.model_copy(update={"appended": appended})
         if claim_next is not None:
             claimed = await self.worker_claim(lease.worker_id, claim_next.conversation_id, with_bundle=True)
             if not claim_next.with_bundle:
@@ -232,6 +243,7 @@ class AgentFactoryCompatStore:
 
     async def worker_fail(self, request: FailRequest) -> FailResult:
         self._in_flight.pop(request.lease.message_id, None)
+        self._appended.discard(request.lease.message_id)
         args = {**to_wire(request.lease), "errorMessage": request.error_message}
         # Fenced by the lease upstream too: a replay changes nothing (it reports neither outcome).
         value = await self._mutation("workerFail", args, retry=True)

@@ -44,7 +44,7 @@ from contracts.sqlite import agents, claim, console, fleet, ingress, push, queue
 from contracts.sqlite import secrets as sealed_secrets
 from contracts.sqlite.blobs import BlobDir, BlobError
 from contracts.sqlite.doorbell import Doorbell
-from contracts.sqlite.engine import Busy, Engine, Synchronous, connect
+from contracts.sqlite.engine import BUSY_SLICE_MS, Busy, Engine, Synchronous, connect
 
 T = TypeVar("T")
 log = structlog.get_logger("contracts.sqlite")
@@ -105,7 +105,13 @@ class SqliteStore:
         self._new_id = new_id
         self._new_lease = new_lease
         try:
-            conn = connect(self.path, synchronous=synchronous, open_timeout_s=busy_timeout_s, create=create)
+            conn = connect(
+                self.path,
+                synchronous=synchronous,
+                open_timeout_s=busy_timeout_s,
+                create=create,
+                busy_slice_ms=self._slice_ms(busy_timeout_s),
+            )
         except sqlite3.Error as exc:
             # Another process held the lock for the whole open timeout: a later try can succeed.
             raise StoreUnavailable(str(self.path), f"cannot open the SQLite file: {exc}") from exc
@@ -123,13 +129,18 @@ class SqliteStore:
     def name(self) -> str:
         return f"sqlite:{self.path}"
 
+    @staticmethod
+    def _slice_ms(busy_timeout_s: float) -> int:
+        """One try's blocking wait for a lock: the engine's slice, never past the whole timeout."""
+        return min(BUSY_SLICE_MS, int(busy_timeout_s * 1000))
+
     def _configure_lease_ttl(self, ttl_ms: int, timeout_s: float) -> None:
         # Opening already waits on other processes the blocking way (see connect); so does this.
         self._engine.conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
         try:
             previous = self._engine.write(lambda c: queue.set_lease_ttl_ms(c, ttl_ms))
         finally:
-            self._engine.conn.execute("PRAGMA busy_timeout = 0")
+            self._engine.conn.execute(f"PRAGMA busy_timeout = {self._slice_ms(timeout_s)}")
         if previous != ttl_ms:
             log.info("lease TTL changed", store=self.name, lease_ttl_ms=ttl_ms, previous_ms=previous)
 
@@ -139,7 +150,7 @@ class SqliteStore:
         try:
             sealed = self._engine.write(lambda c: sealed_secrets.seal_plaintext(c, self._box))
         finally:
-            self._engine.conn.execute("PRAGMA busy_timeout = 0")
+            self._engine.conn.execute(f"PRAGMA busy_timeout = {self._slice_ms(timeout_s)}")
         if sealed:
             log.info("sealed plain-text secrets", store=self.name, count=sealed)
 
@@ -157,7 +168,7 @@ class SqliteStore:
                     raise StoreUnavailable(
                         self.name, f"database is locked (waited {self._busy_timeout_s:g} s for another process)"
                     ) from None
-                # Jittered, doubling, short: most locks are held for tens of microseconds.
+                # Past the engine's blocking slice: jittered, doubling, capped, without blocking the loop.
                 await anyio.sleep(delay_s * (0.5 + self._rng.random()))
                 delay_s = min(delay_s * 2, 0.01)
             except FactoryError:

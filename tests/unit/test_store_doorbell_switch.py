@@ -113,7 +113,6 @@ async def test_a_worker_on_a_poll_only_store_still_processes_work(tmp_path: Path
     store, writer = SqliteStore(db, doorbell=False), SqliteStore(db)
     metrics, readiness = WorkerMetrics(), Readiness()
     runner = JobRunner(
-        store=store,
         delivery=_Echo(),
         channels={},
         session_key=lambda agent, conversation: f"agent:{agent}:{conversation}",

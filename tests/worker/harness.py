@@ -54,7 +54,6 @@ def build_worker(
     metrics = memory.metrics if memory is not None and memory.metrics is not None else WorkerMetrics()
     readiness = Readiness()
     runner = JobRunner(
-        store=store,
         delivery=delivery,
         channels={"telegram": telegram} if telegram is not None else {},
         session_key=session_key,

@@ -148,7 +148,6 @@ async def test_state_holding_a_credential_or_too_big_is_refused_and_recorded(
 
 async def _runner(store: SqliteStore, gateway: RecordingGateway, metrics: WorkerMetrics) -> JobRunner:
     return JobRunner(
-        store=store,
         delivery=gateway,
         channels={},
         session_key=session_key,

@@ -146,7 +146,7 @@ async def test_a_settle_the_store_cannot_take_is_sent_once_it_answers_again(stor
         nonlocal locked
         if request["params"].get("message") == "lock the store" and not locked:
             locked = True
-            holder.execute("BEGIN IMMEDIATE")  # taken while the turn runs: its history cannot be written
+            holder.execute("BEGIN IMMEDIATE")  # taken while the turn runs: its complete cannot be written
         await answer_echo(ws, request, connection)
 
     message_id = await store.enqueue(message("pend", "lock the store"))
@@ -155,13 +155,15 @@ async def test_a_settle_the_store_cannot_take_is_sent_once_it_answers_again(stor
             worker, metrics = build_worker(store, delivery, once=True)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(worker.run)
-                await _until_reason(worker, f"could not release message {message_id}")
+                await _until_reason(worker, f"could not complete message {message_id}")
                 assert await _records(store, [message_id]) == [("processing", 1)]
                 holder.execute("ROLLBACK")
     finally:
         holder.close()
-    # The job failed on the store (its history could not be written): given back unspent, then
-    # delivered again once the store answered; the gateway's idempotency key kept it one model run.
+    # The complete (with the history it carries) waited for the store and was sent once it
+    # answered: no attempt spent, no second delivery, the history written once.
     assert await _records(store, [message_id]) == [("done", 1)]
     assert _count(metrics, "fails", retryable="true") == 0
-    assert sum(1 for r in gateway.requests if r["params"].get("message") == "lock the store") == 2
+    assert sum(1 for r in gateway.requests if r["params"].get("message") == "lock the store") == 1
+    conversation = await store.get_conversation("pend")
+    assert conversation is not None and [m.role for m in conversation.history] == ["user", "assistant"]

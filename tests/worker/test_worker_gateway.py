@@ -10,9 +10,13 @@ import anyio
 import pytest
 from pydantic import SecretStr
 
+from bench.counted_store import CountedStore
 from contracts.clock import ManualClock
+from contracts.convex import ConvexStore
+from contracts.convex.standin import StandIn
 from contracts.models import LeaseRef
 from contracts.push import PushDispatchRequest, PushJob, PushTemplate, Schedule
+from contracts.roles import OperatorStore
 from contracts.sqlite import SqliteStore
 from tests.contract.helpers import TEST_BOX
 from tests.fakes.telegram_api import run_telegram_fake
@@ -85,6 +89,46 @@ async def test_two_messages_in_a_conversation_keep_their_order(
     [second_call] = openclaw_gateway.calls_for("second of two")
     # The gateway keeps the session: the second turn was sent with the first in its history.
     assert "first of two" in str(second_call["turns"])
+
+
+@pytest.mark.parametrize("binding", ["sqlite", pytest.param("convex", marks=pytest.mark.convex)])
+async def test_a_busy_worker_makes_one_store_call_per_message(
+    binding: str, tmp_path: Path, delivery: WsDelivery, request: pytest.FixtureRequest
+) -> None:
+    """A claim with its bundle, then one complete per message that carries the history and claims
+    the next job (heartbeats aside); on Convex, each call is one function execution."""
+    standin: StandIn | None = None
+    real: SqliteStore | ConvexStore
+    if binding == "sqlite":
+        real = SqliteStore(tmp_path / "calls.db", secrets_box=TEST_BOX)
+    else:
+        standin = request.getfixturevalue("convex_standin")
+        standin.reset(env={"FACTORY_AUTH": "open"})
+        real = ConvexStore(standin.url)
+    try:
+        for i in range(4):
+            await real.enqueue(message(f"busy-{i % 2}", f"busy message {i}"))
+        executions = 0 if standin is None else sum(standin.calls().values())
+        store = CountedStore(real)
+        worker, _ = build_worker(store, delivery, idle_exit_s=1e-6)  # leaves at the first empty answer
+        assert (await worker.run()).processed == 4
+        # Start-up (the store check, registering), one claim, then one complete per message: the
+        # last complete's empty next answer is the empty claim the worker leaves on.
+        calls = [name for name in store.calls if name != "worker_heartbeat"]
+        assert calls == ["now_ms", "worker_register", "worker_claim", *["worker_complete"] * 4]
+        if standin is not None:
+            assert sum(standin.calls().values()) - executions == len(store.calls)
+        assert isinstance(real, OperatorStore)
+        conversation = await real.get_conversation("busy-0")
+        assert conversation is not None
+        assert [m.content for m in conversation.history] == [
+            "busy message 0",
+            "STUB-REPLY: busy message 0",
+            "busy message 2",
+            "STUB-REPLY: busy message 2",
+        ]
+    finally:
+        await real.aclose()
 
 
 async def test_a_redelivery_with_the_same_message_id_does_not_call_the_model_twice(
