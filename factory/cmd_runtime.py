@@ -10,6 +10,7 @@ runtime offline; a second signal stops it at once.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -24,9 +25,9 @@ from pydantic import SecretStr
 
 from contracts.errors import InvalidInput
 from contracts.models import AgentProfile
-from contracts.roles import AccountStore
+from contracts.roles import AccountStore, SnapshotStore
 from contracts.runtime import RuntimeAgent
-from factory.cmd_worker import make_delivery
+from factory.cmd_worker import agent_memory, make_delivery
 from factory.console import StoreOption, err, store_settings
 from factory.logging import configure
 from factory.run.model import choose_model
@@ -37,8 +38,9 @@ from gateway.install import ensure_openclaw
 from gateway.runtime import GatewayRuntime
 from gateway.stub_llm import StubLLMProcess
 from runtime.service import Runtime, RuntimeConfig
-from worker.boot import provision
+from worker.boot import boot_machine, provision
 from worker.health import HealthServer, Readiness
+from worker.memory import AgentMemory
 from worker.openclaw.ready import ReadyProbe
 
 log = structlog.get_logger("factory.runtime")
@@ -103,8 +105,11 @@ async def _main(
                 raise InvalidInput("store", f"{opened.name} does not keep Mission Control accounts yet; use SQLite")
             account = await opened.open_account(config.account_id, token)
             if workers.gateway_token is None:
-                gateway = await _own_gateway(stack, home, await account.agents())
-                workers = workers.model_copy(update={"gateway_url": gateway.url, "gateway_token": gateway.token})
+                state = (home / "gateway").absolute()
+                gateway = await _own_gateway(stack, home, state, await account.agents(), opened)
+                workers = workers.model_copy(
+                    update={"gateway_url": gateway.url, "gateway_token": gateway.token, "openclaw_state_dir": state}
+                )
             delivery = make_delivery(workers)
             await stack.enter_async_context(delivery)
             service = Runtime(
@@ -115,6 +120,7 @@ async def _main(
                 ReadyProbe(workers.gateway_url),
                 sessions=delivery if workers.seed_history else None,
                 worker_store=lambda: open_full_store(store_cfg, role="worker"),
+                memory=lambda worker, store: agent_memory(workers, worker, store),
             )
             server = HealthServer(
                 readiness=Readiness(),
@@ -140,16 +146,24 @@ class _Stop:
     finished: bool = False
 
 
-async def _own_gateway(stack: AsyncExitStack, home: Path, agents: list[RuntimeAgent]) -> GatewayRuntime:
-    """A gateway of this runtime's own with the account's agents (their workspace files written
-    first), stopped when the runtime ends."""
-    state = home / "gateway"
+async def _own_gateway(
+    stack: AsyncExitStack, home: Path, state: Path, agents: list[RuntimeAgent], store: object
+) -> GatewayRuntime:
+    """A gateway of this runtime's own with the account's agents, stopped when the runtime ends.
+
+    Before it starts, each agent's state comes back from its session conversation's newest
+    snapshot (the one its worker took when a runtime last drained, on any machine), then its
+    workspace files are written over it: the account's agents remember across machines."""
     specs: dict[str, AgentSpec] = {}
     for agent in agents or [RuntimeAgent(agent_id="-", account_id="-", name="main", slug="main")]:
-        profile = AgentProfile(
-            agent_key=agent.agent_key, openclaw_agent_id=agent.openclaw_agent_id, workspace_files=agent.workspace_files
-        )
-        spec, _ = await anyio.to_thread.run_sync(provision, state, profile, lambda _id: [])
+        spec = await _restored(state, agent, store) if agents else None
+        if spec is None:  # a conversation the store does not know yet: nothing to restore
+            profile = AgentProfile(
+                agent_key=agent.agent_key,
+                openclaw_agent_id=agent.openclaw_agent_id,
+                workspace_files=agent.workspace_files,
+            )
+            spec = (await anyio.to_thread.run_sync(provision, state, profile, lambda _id: []))[0]
         specs[spec.id] = spec
     install = await anyio.to_thread.run_sync(ensure_openclaw, dict(os.environ))
     plan = choose_model(load(RunSettings))
@@ -167,6 +181,14 @@ async def _own_gateway(stack: AsyncExitStack, home: Path, agents: list[RuntimeAg
     log.info("starting the account's OpenClaw gateway", agents=sorted(specs), model=plan.label)
     await gateway.astart()
     return gateway
+
+
+async def _restored(state: Path, agent: RuntimeAgent, store: object) -> AgentSpec | None:
+    """Restore the agent's newest snapshot of its session conversation, then write its workspace."""
+    if not isinstance(store, SnapshotStore):
+        return None
+    memory = AgentMemory(store=store, state_dir=state, worker_id=f"rt-boot-{secrets.token_hex(3)}")
+    return (await boot_machine(memory, agent.session_key, lambda _id: [])).agent
 
 
 async def _watch_signals(

@@ -42,6 +42,7 @@ from worker.delivery import Delivery, SessionProbe
 from worker.health import Readiness
 from worker.job import JobRunner
 from worker.loop import Worker
+from worker.memory import AgentMemory
 from worker.metrics import WorkerMetrics
 from worker.openclaw.sessions import session_key
 
@@ -103,6 +104,7 @@ class Runtime:
         *,
         sessions: SessionProbe | None = None,
         worker_store: Callable[[], WorkerStore] | None = None,
+        memory: Callable[[WorkerConfig, WorkerStore], AgentMemory | None] | None = None,
         clock: Clock | None = None,
         rng: RandomSource | None = None,
         sleep: Sleep = anyio.sleep,
@@ -115,6 +117,9 @@ class Runtime:
         self.sessions = sessions
         # A handle of the store per worker: an embedded store's wait-for-work has one listener.
         self._worker_store = worker_store or (lambda: store)
+        # Each pinned worker's memory (from its config and store handle): it snapshots its agent's state
+        # when the runtime drains, so the account's agents remember on the next machine.
+        self._memory = memory
         self.clock = clock or SystemClock()
         self.rng = rng or system_random()
         self._sleep = sleep
@@ -194,15 +199,14 @@ class Runtime:
         metrics = WorkerMetrics()
         store = self._worker_store()
         runner = JobRunner(
-            store=store,
             delivery=self.delivery,
             channels={},  # the reply is posted on the task by the store, from the history
             session_key=session_key,
             metrics=metrics,
-            workspace_id=config.workspace_id,
             sessions=self.sessions,
         )
-        return Worker(config, store, runner, metrics, Readiness(), gateway_ready=self.gateway_ready)
+        memory = self._memory(config, store) if self._memory is not None else None
+        return Worker(config, store, runner, metrics, Readiness(), gateway_ready=self.gateway_ready, memory=memory)
 
     async def _every(self, period_s: float, tick: Callable[[], Awaitable[object]]) -> None:
         while True:

@@ -101,7 +101,7 @@ def test_a_runtime_killed_mid_delivery_loses_and_repeats_nothing_and_sigterm_tak
     port = _free_port()
     env = worker_env(
         openclaw_gateway, SERVICE_TOKEN=token, HEALTH_PORT=str(port), DELIVERY_INTERVAL="200",
-        HEALTH_CHECK_INTERVAL="300", FACTORY_GRACE_S="20",
+        HEALTH_CHECK_INTERVAL="300", FACTORY_GRACE_S="20", OPENCLAW_STATE_DIR=str(openclaw_gateway.state_dir),
     )  # fmt: skip
     victim = _start(db, env, tmp_path / "victim.log")
     try:
@@ -129,3 +129,6 @@ def test_a_runtime_killed_mid_delivery_loses_and_repeats_nothing_and_sigterm_tak
     assert record is not None and (record.status, record.attempts) == ("done", 2)
     # The gateway knew the redelivery by its idempotency key: one model call in all.
     assert len(openclaw_gateway.calls_for("rt-survive-a-kill")) == 1
+    # Draining, the agent's worker snapshotted its state (what a deprovision keeps for the next machine).
+    snapshots = _in_store(db, lambda s: s.snapshot_list("agent:jarvis:kilo"))
+    assert [(x.agent_key, x.reason, x.status) for x in snapshots] == [(record.agent_key, "signal", "ready")]
