@@ -434,6 +434,15 @@ class Worker:
             self._open(Outage("store", f"could not {settle.kind} message {settle.job.message_id}: {exc}"))
         return settle.kind != "release"
 
+    async def _give_back_lapsed(self, lease: LeaseRef, refused: str | None) -> None:
+        """The job ran to its end, but its lease lapsed meanwhile (the store could not be reached to
+        renew it): not the message's fault. A fenced release gives the attempt back: the message is
+        due again at once if nobody took it over, and if someone did, it keeps running there."""
+        if refused not in ("lease_expired", "lease_lost"):
+            return
+        given = await self.store.worker_release(ReleaseRequest(lease=lease, reason=f"complete refused: {refused}"))
+        log.info("lapsed lease given back", message_id=lease.message_id, ok=given.ok, refused=given.refused)
+
     async def _send(self, settle: _Settle) -> None:
         job, lease, error = settle.job, settle.lease, settle.error
         if error is None:
@@ -448,6 +457,7 @@ class Worker:
                 # Nothing was claimed next: the loop claims as usual.
                 self.metrics.lease_lost()
                 log.warning("complete refused", message_id=job.message_id, refused=answer.refused)
+                await self._give_back_lapsed(lease, answer.refused)
             if answer.control is not None and answer.control.should_stop:
                 self._told = answer.control
             return

@@ -102,8 +102,8 @@ class _Readyz:
     """Samples every worker's /readyz; remembers whether every sample blamed ``component``.
 
     A worker learns of a fault only when it next talks to the part that is down (a rotated token
-    is news to it until it presents the old one), so the count starts at the first sample that
-    blames the part, and how long that took is a figure of its own.
+    is news to it until it presents the old one), so each worker's samples count from its own first
+    503 blaming the part; how long the first worker took to notice is a figure of its own.
     """
 
     def __init__(self, workers: WorkerProcesses, component: str) -> None:
@@ -111,6 +111,7 @@ class _Readyz:
         self.component = component
         self.started = time.monotonic()
         self.noticed_after: float | None = None
+        self.noticing: set[int] = set()  # ports whose worker has said so once
         self.samples = 0
         self.blamed = 0
 
@@ -125,7 +126,9 @@ class _Readyz:
                 blamed = any(r.startswith(f"{self.component}:") for r in reasons)
                 if blamed and self.noticed_after is None:
                     self.noticed_after = time.monotonic() - self.started
-                if self.noticed_after is not None:
+                if blamed:
+                    self.noticing.add(port)
+                if port in self.noticing:
                     self.samples += 1
                     self.blamed += int(blamed)
 

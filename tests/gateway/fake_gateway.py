@@ -96,6 +96,10 @@ async def fake_gateway(
             async for raw in ws:
                 request = json.loads(raw)
                 state.requests.append(request)
+                if request.get("method") == "chat.history":
+                    # This fake keeps no transcripts: every session it is asked about is empty.
+                    await ws.send(res(request, payload={"messages": []}))
+                    continue
                 await on_request(ws, request, index)
         except ConnectionClosed:
             pass

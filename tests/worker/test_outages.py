@@ -20,7 +20,7 @@ import anyio
 import pytest
 from websockets.asyncio.server import ServerConnection
 
-from contracts.clock import SystemClock
+from contracts.clock import ManualClock, SystemClock
 from contracts.sqlite import SqliteStore
 from tests.gateway.fake_gateway import TOKEN, answer_echo, fake_gateway, res
 from tests.worker.harness import build_worker, eventually, message
@@ -167,3 +167,43 @@ async def test_a_settle_the_store_cannot_take_is_sent_once_it_answers_again(stor
     assert sum(1 for r in gateway.requests if r["params"].get("message") == "lock the store") == 1
     conversation = await store.get_conversation("pend")
     assert conversation is not None and [m.role for m in conversation.history] == ["user", "assistant"]
+
+
+async def test_a_complete_refused_because_the_lease_lapsed_in_an_outage_gives_the_attempt_back(
+    tmp_path: Path,
+) -> None:
+    """The turn ends while the store is out of reach, and the store stays away longer than the lease:
+    the held complete is refused (lease expired). The worker was alive and done, so that is not the
+    message's fault: it gives the message back (fenced) and the attempt is undone."""
+    clock = ManualClock()
+    store = SqliteStore(tmp_path / "lapse.db", clock=clock, rng=random.Random(3), busy_timeout_s=0.2)
+    holder = sqlite3.connect(store.path, isolation_level=None)
+    locked = False
+
+    async def lock_then_answer(ws: ServerConnection, request: dict[str, Any], connection: int) -> None:
+        nonlocal locked
+        if request["params"].get("message") == "outlast the lease" and not locked:
+            locked = True
+            holder.execute("BEGIN IMMEDIATE")
+        await answer_echo(ws, request, connection)
+
+    message_id = await store.enqueue(message("lapse", "outlast the lease"))
+    try:
+        async with fake_gateway(lock_then_answer) as gateway, WsDelivery(gateway.url, TOKEN, timeout_s=5) as delivery:
+            worker, metrics = build_worker(store, delivery, once=True)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(worker.run)
+                await _until_reason(worker, f"could not complete message {message_id}")
+                clock.advance(10 * 60_000)  # the store is away far longer than the lease
+                holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+        await store.aclose()
+    reopened = SqliteStore(tmp_path / "lapse.db", clock=clock)
+    try:
+        record = await reopened.get_message(message_id)
+        assert record is not None and (record.status, record.attempts) == ("queued", 0)
+        assert record.last_error == "released: complete refused: lease_expired"
+    finally:
+        await reopened.aclose()
+    assert _count(metrics, "fails", retryable="true") == 0
