@@ -30,7 +30,8 @@ class Report:
 
 def print_reports(reports: Sequence[Report], console: Console | None = None) -> None:
     """One table: a row per figure, a column per scenario; broken invariants in red, listed after."""
-    console = console or Console(highlight=False)
+    # Wide enough for five scenarios side by side, also when the output goes to a file or a CI log.
+    console = console or Console(highlight=False, width=max(160, Console().width))
     table = Table(title="make chaos", title_justify="left")
     table.add_column("figure")
     for report in reports:
