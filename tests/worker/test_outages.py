@@ -13,6 +13,8 @@ import json
 import random
 import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from websockets.asyncio.server import ServerConnection
 
 from contracts.clock import ManualClock, SystemClock
 from contracts.sqlite import SqliteStore
-from tests.gateway.fake_gateway import TOKEN, answer_echo, fake_gateway, res
+from tests.gateway.fake_gateway import TOKEN, FakeGateway, answer_echo, fake_gateway, res
 from tests.worker.harness import build_worker, eventually, message
 from worker.loop import Worker
 from worker.metrics import WorkerMetrics
@@ -138,33 +140,48 @@ async def test_a_locked_store_is_waited_out_and_nothing_is_lost(store: SqliteSto
     assert json.dumps(worker.readiness.reasons()) == '["draining"]'
 
 
-async def test_a_settle_the_store_cannot_take_is_sent_once_it_answers_again(store: SqliteStore) -> None:
+@dataclass
+class _LockedTurn:
+    message_id: str
+    metrics: WorkerMetrics
+    gateway: FakeGateway
+
+
+@asynccontextmanager
+async def _store_locked_during_the_turn(store: SqliteStore, conversation: str, text: str) -> AsyncIterator[_LockedTurn]:
+    """A worker (``--once``) whose turn takes the store's write lock while it runs, so that its
+    complete cannot be written: the body runs once the worker says so, then the lock is let go."""
     holder = sqlite3.connect(store.path, isolation_level=None)
     locked = False
 
     async def lock_then_answer(ws: ServerConnection, request: dict[str, Any], connection: int) -> None:
         nonlocal locked
-        if request["params"].get("message") == "lock the store" and not locked:
+        if request["params"].get("message") == text and not locked:
             locked = True
             holder.execute("BEGIN IMMEDIATE")  # taken while the turn runs: its complete cannot be written
         await answer_echo(ws, request, connection)
 
-    message_id = await store.enqueue(message("pend", "lock the store"))
+    message_id = await store.enqueue(message(conversation, text))
     try:
         async with fake_gateway(lock_then_answer) as gateway, WsDelivery(gateway.url, TOKEN, timeout_s=5) as delivery:
             worker, metrics = build_worker(store, delivery, once=True)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(worker.run)
                 await _until_reason(worker, f"could not complete message {message_id}")
-                assert await _records(store, [message_id]) == [("processing", 1)]
+                yield _LockedTurn(message_id, metrics, gateway)
                 holder.execute("ROLLBACK")
     finally:
         holder.close()
+
+
+async def test_a_settle_the_store_cannot_take_is_sent_once_it_answers_again(store: SqliteStore) -> None:
+    async with _store_locked_during_the_turn(store, "pend", "lock the store") as turn:
+        assert await _records(store, [turn.message_id]) == [("processing", 1)]
     # The complete (with the history it carries) waited for the store and was sent once it
     # answered: no attempt spent, no second delivery, the history written once.
-    assert await _records(store, [message_id]) == [("done", 1)]
-    assert _count(metrics, "fails", retryable="true") == 0
-    assert sum(1 for r in gateway.requests if r["params"].get("message") == "lock the store") == 1
+    assert await _records(store, [turn.message_id]) == [("done", 1)]
+    assert _count(turn.metrics, "fails", retryable="true") == 0
+    assert sum(1 for r in turn.gateway.requests if r["params"].get("message") == "lock the store") == 1
     conversation = await store.get_conversation("pend")
     assert conversation is not None and [m.role for m in conversation.history] == ["user", "assistant"]
 
@@ -177,33 +194,12 @@ async def test_a_complete_refused_because_the_lease_lapsed_in_an_outage_gives_th
     message's fault: it gives the message back (fenced) and the attempt is undone."""
     clock = ManualClock()
     store = SqliteStore(tmp_path / "lapse.db", clock=clock, rng=random.Random(3), busy_timeout_s=0.2)
-    holder = sqlite3.connect(store.path, isolation_level=None)
-    locked = False
-
-    async def lock_then_answer(ws: ServerConnection, request: dict[str, Any], connection: int) -> None:
-        nonlocal locked
-        if request["params"].get("message") == "outlast the lease" and not locked:
-            locked = True
-            holder.execute("BEGIN IMMEDIATE")
-        await answer_echo(ws, request, connection)
-
-    message_id = await store.enqueue(message("lapse", "outlast the lease"))
     try:
-        async with fake_gateway(lock_then_answer) as gateway, WsDelivery(gateway.url, TOKEN, timeout_s=5) as delivery:
-            worker, metrics = build_worker(store, delivery, once=True)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(worker.run)
-                await _until_reason(worker, f"could not complete message {message_id}")
-                clock.advance(10 * 60_000)  # the store is away far longer than the lease
-                holder.execute("ROLLBACK")
+        async with _store_locked_during_the_turn(store, "lapse", "outlast the lease") as turn:
+            clock.advance(10 * 60_000)  # the store is away far longer than the lease
+        record = await store.get_message(turn.message_id)
     finally:
-        holder.close()
         await store.aclose()
-    reopened = SqliteStore(tmp_path / "lapse.db", clock=clock)
-    try:
-        record = await reopened.get_message(message_id)
-        assert record is not None and (record.status, record.attempts) == ("queued", 0)
-        assert record.last_error == "released: complete refused: lease_expired"
-    finally:
-        await reopened.aclose()
-    assert _count(metrics, "fails", retryable="true") == 0
+    assert record is not None and (record.status, record.attempts) == ("queued", 0)
+    assert record.last_error == "released: complete refused: lease_expired"
+    assert _count(turn.metrics, "fails", retryable="true") == 0
