@@ -353,24 +353,18 @@ def _give_back_superseded(conn: sqlite3.Connection, lease: LeaseRef) -> None:
     swept meanwhile: the message is no longer this worker's, but the attempt its claim counted was
     not the message's fault. Given back once (the mark is cleared)."""
     row = conn.execute(
-        "SELECT seq, conversation_id, attempts, status FROM messages WHERE message_id = ? AND superseded_lease_id = ?"
+        "SELECT seq, conversation_id, attempts FROM messages WHERE message_id = ? AND superseded_lease_id = ?"
         " AND status IN ('processing', 'queued')",
         (lease.message_id, lease.lease_id),
     ).fetchone()
     if row is None:
         return
-    seq, conv, attempts, status = row
+    seq, conv, attempts = row
     conn.execute(
         "UPDATE messages SET attempts = ?, superseded_lease_id = NULL WHERE seq = ?",
         (attempts_after_release(attempts), seq),
     )
-    if status == "queued":
-        refresh_head(conn, conv)
-    else:  # processing: the head; only its cached attempts change
-        conn.execute(
-            "UPDATE conversations SET head_attempts = ? WHERE conversation_id = ? AND head_seq = ?",
-            (attempts_after_release(attempts), conv, seq),
-        )
+    refresh_head(conn, conv)  # the head caches its attempts
 
 
 # --------------------------------------------------------------------------- sweep and redrive
