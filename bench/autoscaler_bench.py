@@ -123,7 +123,7 @@ class Policy(ABC):
     tick_early = False  # a tick soon after an arrival, at most every MIN_TICK_GAP_S (ours)
 
     @abstractmethod
-    def new_world(self, profile: ProviderProfile) -> World: ...
+    def new_world(self, profile: ProviderProfile, seed: int) -> World: ...
 
     @abstractmethod
     def tick(self, world: World) -> None:
@@ -134,8 +134,8 @@ class Upstream(Policy):
     key, label = "a", "upstream as deployed"
     reconcile_on_enqueue = True
 
-    def new_world(self, profile: ProviderProfile) -> World:
-        return World(profile=profile, seed=SEED, pinned=True, idle_exit_s=AF_IDLE_S, auto_destroy=False, paced=False)
+    def new_world(self, profile: ProviderProfile, seed: int) -> World:
+        return World(profile=profile, seed=seed, pinned=True, idle_exit_s=AF_IDLE_S, auto_destroy=False, paced=False)
 
     def tick(self, world: World) -> None:
         world.reap_exited()
@@ -160,8 +160,8 @@ class QueueLength(Policy):
         self.last_active_ms: int | None = None
         self.recommendations: deque[tuple[int, int]] = deque()
 
-    def new_world(self, profile: ProviderProfile) -> World:
-        return World(profile=profile, seed=SEED, auto_destroy=False)
+    def new_world(self, profile: ProviderProfile, seed: int) -> World:
+        return World(profile=profile, seed=seed, auto_destroy=False)
 
     def tick(self, world: World) -> None:
         world.reap_exited()
@@ -208,13 +208,13 @@ class Ours(Policy):
     def policy_for(self, profile: ProviderProfile) -> ScalingPolicy:
         return self.policy if self.policy is not None else shipped(profile.name)
 
-    def new_world(self, profile: ProviderProfile) -> World:
+    def new_world(self, profile: ProviderProfile, seed: int) -> World:
         policy = self.policy_for(profile)
         self.active = policy
         # Fly machines destroy themselves when their worker exits unless a pool keeps them.
         auto_destroy = profile.name == "fly" and policy.pool_size == 0
         return World(
-            profile=profile, seed=SEED, idle_exit_s=policy.idle_timeout_s, auto_destroy=auto_destroy, pinned=self.pinned
+            profile=profile, seed=seed, idle_exit_s=policy.idle_timeout_s, auto_destroy=auto_destroy, pinned=self.pinned
         )
 
     def tick(self, world: World) -> None:
@@ -257,9 +257,9 @@ def _pct(ordered: Sequence[int], pct: float) -> int:
     return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
 
 
-def replay(trace: Trace, policy: Policy, profile: ProviderProfile) -> Result:
+def replay(trace: Trace, policy: Policy, profile: ProviderProfile, seed: int = SEED) -> Result:
     """Run ``policy`` over ``trace`` until every message is done and the fleet is at rest."""
-    world = policy.new_world(profile)
+    world = policy.new_world(profile, seed)
     messages, n, i = trace.messages, len(trace.messages), 0
     next_tick = 0
     deadline = trace.end_ms + int(LIMIT_H * HOUR_MS)
@@ -399,15 +399,17 @@ def _row(r: Result) -> str:
 HEADER = f"  {'policy':<30}{'machine-s':>11}{'p50 s':>8}{'p95 s':>8}{'max s':>8}{'killed':>7}{'left':>6}  creates"
 
 
-def run_trace(trace: Trace, profile: ProviderProfile, chosen: Callable[[], list[Policy]] = policies) -> list[Result]:
-    return [*(replay(trace, p, profile) for p in chosen()), floor(trace)]
+def run_trace(
+    trace: Trace, profile: ProviderProfile, chosen: Callable[[], list[Policy]] = policies, seed: int = SEED
+) -> list[Result]:
+    return [*(replay(trace, p, profile, seed) for p in chosen()), floor(trace)]
 
 
 def _by_key(results: Sequence[Result], key: str) -> Result:
     return next(r for r in results if r.key == key)
 
 
-def herd_contributions() -> None:
+def herd_contributions(seed: int = SEED) -> None:
     """What the warm pool and pooling each contribute to serving the herd on Fly."""
     trace = Trace.load("herd")
     base = shipped("fly")
@@ -424,7 +426,7 @@ def herd_contributions() -> None:
         f"(target: served ≤ {HERD_TARGET_S:g} s)"
     )
     for label, policy in variants:
-        r = replay(trace, policy, FLY)
+        r = replay(trace, policy, FLY, seed)
         served = f"served in {r.served_s:>6.0f} s" if not r.unfinished else f"{r.unfinished:,} never served"
         print(
             f"  {label:<28} {served}; p95 wait {r.wait_s(95):>6.1f} s; "
@@ -432,11 +434,11 @@ def herd_contributions() -> None:
         )
 
 
-def run() -> dict[tuple[str, str], list[Result]]:
+def run(seed: int = SEED) -> dict[tuple[str, str], list[Result]]:
     started = time.perf_counter()
     print(
         f"\nAutoscaling over the published trace set (bench/traces): tick {TICK_S} s (ours also early on work, "
-        f"≥ {MIN_TICK_GAP_S:g} s apart), fleet cap {MAX_FLEET}, warm-up {WARM_UP_S} s, seed {SEED}"
+        f"≥ {MIN_TICK_GAP_S:g} s apart), fleet cap {MAX_FLEET}, warm-up {WARM_UP_S} s, seed {seed}"
     )
     print("machine-s: billed, running-equivalent; wait: arrival → the turn starts (boot, queue, session switch)")
     for profile in PROFILES:
@@ -452,7 +454,7 @@ def run() -> dict[tuple[str, str], list[Result]]:
         trace = Trace.load(name)
         print(f"\n{name}: {trace.shape()}")
         for profile in PROFILES:
-            results = run_trace(trace, profile)
+            results = run_trace(trace, profile, seed=seed)
             all_results[(name, profile.name)] = results
             print(f" {profile.name}")
             print(HEADER)
@@ -476,7 +478,7 @@ def run() -> dict[tuple[str, str], list[Result]]:
                     f"  herd served in {ours.served_s:.0f} s [{'ok' if good else 'MISS'}] "
                     f"(target ≤ {HERD_TARGET_S:g} s)"
                 )
-    herd_contributions()
+    herd_contributions(seed)
     print("\ntargets, all traces: (c) ≤ 0.5× (a) machine-s | p95 ≤ (a) + 2 s | ≤ 2× floor")
     for name, provider, v in verdicts:
         print(f"  {name:<11} {provider:<13} {v.text()}")
@@ -495,13 +497,13 @@ SWEEP: dict[str, Sequence[object]] = {
 POOL_SIZES = (0, 10, 20)
 
 
-def sweep() -> None:
+def sweep(seed: int = SEED) -> None:
     """Every combination of ``SWEEP`` (and ``POOL_SIZES`` on Fly) over every trace: how many
     targets each meets, and its machine-seconds summed; the defaults are the best of these."""
     started = time.perf_counter()
     traces = [Trace.load(name) for name in TRACES]
     for profile in PROFILES:
-        upstream = {t.name: replay(t, Upstream(), profile) for t in traces}
+        upstream = {t.name: replay(t, Upstream(), profile, seed) for t in traces}
         floors = {t.name: floor(t) for t in traces}
         print(f"\nsweep on {profile.name}: targets met (of {3 * len(traces)}), machine-s summed, worst p95 over (a)")
         pools = POOL_SIZES if profile.can_prefill else (0,)
@@ -512,7 +514,7 @@ def sweep() -> None:
                 policy = shipped(profile.name, **settings)
                 met, total, worst = 0, 0.0, -math.inf
                 for t in traces:
-                    r = replay(t, Ours(policy), profile)
+                    r = replay(t, Ours(policy), profile, seed)
                     v = verdict(r, upstream[t.name], floors[t.name])
                     met += sum(v.checks)
                     total += r.machine_s
