@@ -79,6 +79,11 @@ class ScalingPolicy(BaseModel):
     # Warm pool: stopped machines kept to be started (about a second on Fly) instead of created.
     # A drained worker's stopped machine is parked while the pool has room, else destroyed.
     pool_size: int = Field(0, ge=0)
+    # Size the pool to recent demand: at most as many parked machines as conversations that had a
+    # message within this many seconds (None: always ``pool_size``); the surplus is destroyed.
+    pool_hold_s: float | None = Field(None, ge=0)
+    # …and never fewer than this (when it is below ``pool_size``).
+    pool_min: int = Field(0, ge=0)
     # Fill the pool by creating machines stopped (Fly's skip_launch); off where the platform
     # cannot (a DigitalOcean droplet boots when created), then only drained machines are parked.
     pool_prefill: bool = True
@@ -137,6 +142,8 @@ PROVIDER_DEFAULTS: dict[str, dict[str, object]] = {
     "local": {"pool_size": 0, "pool_prefill": False, "cold_start_s": 3.0, "warm_start_s": 3.0, "launch_hedge_s": 30.0},
     "fly": {
         "pool_size": 10,
+        "pool_hold_s": 900.0,
+        "pool_min": 2,
         "pool_prefill": True,
         "suspend_idle": True,
         "scale_down_window_s": 0.0,
