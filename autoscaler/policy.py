@@ -155,6 +155,7 @@ PROVIDER_DEFAULTS: dict[str, dict[str, object]] = {
         "pool_size": 0,
         "pool_prefill": False,
         "spare_workers": 1,
+        "scale_down_window_s": 0.0,
         "cold_start_s": 64.0,
         "warm_start_s": 32.0,
         "launch_hedge_s": 120.0,
