@@ -456,7 +456,8 @@ def herd_contributions(seed: int = SEED) -> None:
     # Without pooling a worker serves only the conversation it first took; the planner (not pin-aware)
     # then keeps idle pinned workers as capacity while other conversations wait at the budget.
     print(
-        f"\nherd on fly: what the warm pool ({base.pool_size}) and pooling contribute "
+        f"\nherd on fly: what the warm pool (≤ {base.pool_size}, sized to recent demand, ≥ {base.pool_min}) and "
+        "pooling contribute "
         f"(target: served ≤ {HERD_TARGET_S:g} s)"
     )
     for label, policy in variants:
@@ -478,7 +479,9 @@ def run(seed: int = SEED) -> dict[tuple[str, str], list[Result]]:
     for profile in PROFILES:
         p = shipped(profile.name)
         print(
-            f"ours on {profile.name}: pool {p.pool_size}, window {p.scale_down_window_s:g} s, keep-warm ≤ "
+            f"ours on {profile.name}: pool {p.pool_size}"
+            + (f" (sized to conversations in {p.pool_hold_s:g} s, ≥ {p.pool_min})" if p.pool_hold_s is not None else "")
+            + f", window {p.scale_down_window_s:g} s, keep-warm ≤ "
             f"{p.keep_warm_workers} for ≤ {p.keep_warm_max_s:g} s at {p.keep_warm_gap_factor:g}× the gap, "
             f"budget {p.budget_machines} machines"
         )
