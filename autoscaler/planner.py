@@ -10,7 +10,10 @@ Rules, in the order applied:
    retired; draining workers are done with once they have exited, or once they overstay the drain
    deadline while idle. A busy worker (one holding a live lease) is never destroyed. A worker
    with no machine is retired together with its launch. A stopped machine whose worker is done
-   is parked in the warm pool while the pool has room (``policy.pool_size``), else destroyed.
+   is parked in the warm pool while the pool has room (``policy.pool_size``; with ``pool_hold_s``
+   no more than the conversations that had a message within it, at least ``pool_min``), else
+   destroyed. A suspended unpinned worker past ``suspend_keep_s`` takes a pool place before a
+   parked machine does (same bill, its gateway running); parked machines beyond the pool go.
 2. Launches in the ledger count as capacity until their worker registers (a worker is matched to
    its machine by launch id, worker id or machine id); one that never shows up is looked up by
    its tag, then given up; one whose machine died is cleaned up. Parked launches are the pool.
