@@ -10,7 +10,10 @@ Rules, in the order applied:
    retired; draining workers are done with once they have exited, or once they overstay the drain
    deadline while idle. A busy worker (one holding a live lease) is never destroyed. A worker
    with no machine is retired together with its launch. A stopped machine whose worker is done
-   is parked in the warm pool while the pool has room (``policy.pool_size``), else destroyed.
+   is parked in the warm pool while the pool has room (``policy.pool_size``; with ``pool_hold_s``
+   no more than the conversations that had a message within it, at least ``pool_min``), else
+   destroyed. A suspended unpinned worker past ``suspend_keep_s`` takes a pool place before a
+   parked machine does (same bill, its gateway running); parked machines beyond the pool go.
 2. Launches in the ledger count as capacity until their worker registers (a worker is matched to
    its machine by launch id, worker id or machine id); one that never shows up is looked up by
    its tag, then given up; one whose machine died is cleaned up. Parked launches are the pool.
@@ -98,12 +101,25 @@ class _Pool:
     size: int
     members: list[tuple[LaunchRecord, Machine]] = field(default_factory=list)
     parked_now: int = 0
+    # Unpinned suspended workers past ``suspend_keep_s`` held in the pool's place: a resume finds
+    # the gateway running, a parked machine must start it, and both bill as stopped.
+    sleepers: int = 0
 
     def take(self) -> bool:
-        if len(self.members) + self.parked_now >= self.size:
+        if len(self.members) + self.parked_now + self.sleepers >= self.size:
             return False
         self.parked_now += 1
         return True
+
+    def hold_sleeper(self) -> bool:
+        if self.sleepers >= self.size:
+            return False
+        self.sleepers += 1
+        return True
+
+    def surplus(self, started: int) -> list[tuple[LaunchRecord, Machine]]:
+        """Parked members beyond the pool's size, once the sleepers held in their place count."""
+        return self.members[started + max(0, self.size - self.sleepers - self.parked_now) :]
 
 
 def plan(
@@ -117,7 +133,7 @@ def plan(
     actions: list[Action] = []
     accounted: set[str] = set()  # machine ids some worker or launch explains
     open_ledger = [r for r in ledger if r.state in OPEN_LAUNCH_STATES]
-    pool = _Pool(policy.pool_size, _pool_members(open_ledger, machines, demand.workers))
+    pool = _Pool(_pool_target(demand, policy, now), _pool_members(open_ledger, machines, demand.workers))
     accounted |= {m.machine_id for _, m in pool.members}
 
     known = {r.launch_id: r for r in open_ledger}
@@ -200,6 +216,16 @@ def plan(
         actions += [Launch(reason=why, conversation_id=pin) for pin in slots]
         room -= launches
         launched = launches
+    # A pool bigger than recent demand bills for machines nothing will start: the surplus goes.
+    surplus = pool.surplus(started)
+    actions += [
+        Destroy(
+            machine_id=machine.machine_id,
+            launch_id=record.launch_id,
+            reason=f"warm pool {pool.size}: {len(surplus)} parked beyond recent demand",
+        )
+        for record, machine in surplus
+    ]
     if capacity > desired or short:
         # A pinned idle worker is kept while its conversation is expected back, or has work waiting.
         kept = {*demand.ready_conversation_ids, *pinned_kept(demand.recent, policy, now)}
@@ -214,16 +240,14 @@ def plan(
         settled = {a.machine_id for a in actions if isinstance(a, Destroy | CollectOrphan | Park)}
         draining = sum(1 for w in demand.workers if w.status != "active" and _on_live_machine(w, machines, settled))
         returning = len(live) + len(suspended) + draining + pending + launched
-        missing = policy.pool_size - (len(pool.members) + pool.parked_now + returning)
-        actions += [
-            Launch(parked=True, reason=f"warm pool {policy.pool_size}") for _ in range(max(0, min(missing, room)))
-        ]
+        missing = pool.size - (len(pool.members) + pool.parked_now + returning)
+        actions += [Launch(parked=True, reason=f"warm pool {pool.size}") for _ in range(max(0, min(missing, room)))]
     return Plan(
         actions=tuple(actions),
         desired=desired,
         current=len(live),
         launching=pending,
-        parked=len(pool.members) - started + pool.parked_now,
+        parked=len(pool.members) - started - len(surplus) + pool.parked_now,
         summary=why,
     )
 
@@ -242,16 +266,32 @@ def _headroom(demand: DemandSnapshot, policy: ScalingPolicy, now: int) -> int:
     still find it gone after the longer ones."""
     if not policy.spare_workers:
         return 0
-    since = now - policy.spare_hold_s * 1000
-    arrivals = 0
+    arrivals, _ = _arrivals_since(demand, now - policy.spare_hold_s * 1000)
+    return policy.spare_workers if arrivals >= policy.spare_min_arrivals else 0
+
+
+def _pool_target(demand: DemandSnapshot, policy: ScalingPolicy, now: int) -> int:
+    """Parked machines to keep: ``pool_size``, or with ``pool_hold_s`` no more than the
+    conversations that had a message within it (each could need a worker of its own at once).
+    A quiet fleet keeps no pool: over hours, parked machines bill more than the seconds they save."""
+    if policy.pool_hold_s is None:
+        return policy.pool_size
+    _, conversations = _arrivals_since(demand, now - policy.pool_hold_s * 1000)
+    return min(policy.pool_size, max(policy.pool_min, conversations))
+
+
+def _arrivals_since(demand: DemandSnapshot, since: float) -> tuple[int, int]:
+    """Messages that arrived at or after ``since``, and the conversations they came in."""
+    arrivals = conversations = 0
     for conversation in demand.recent:
         at = conversation.last_arrival_at
+        conversations += at >= since
         for gap in (0, *conversation.gaps_ms):
             at -= gap
             if at < since:
                 break
             arrivals += 1
-    return policy.spare_workers if arrivals >= policy.spare_min_arrivals else 0
+    return arrivals, conversations
 
 
 def _resume(worker: WorkerView, machines: _Fleet, why: str) -> Resume:
@@ -442,9 +482,12 @@ def _keep_suspended(
     actions: list[Action],
     pool: _Pool,
 ) -> bool:
-    """A suspended worker is kept for ``suspend_keep_s``; after that its machine is destroyed."""
+    """A suspended worker is kept for ``suspend_keep_s``, or longer in the warm pool's place while
+    it is unpinned and the pool has room; after that its machine is destroyed."""
     idle_s = (now - (worker.idle_since or now)) // 1000
     if idle_s <= policy.scale_down_window_s + policy.suspend_keep_s:
+        return True
+    if not worker.pinned and pool.hold_sleeper():
         return True
     _end(worker, machine, f"suspended, idle {idle_s} s", known, actions, pool)
     return False

@@ -1,6 +1,7 @@
-"""`python -m bench [store|calls|worker|autoscaler|ingress|validation|memory|coldstart ...]`: run the named benchmarks.
+"""`python -m bench [store|calls|worker|autoscaler|ingress|validation|memory|coldstart ...] [--seed N]`.
 
-No names: all of them.
+Runs the named benchmarks; no names: all of them. ``--seed N`` replays the autoscaler's simulator
+(and its sweep) with another seed: a result that holds for one seed only is luck, not a policy.
 """
 
 from __future__ import annotations
@@ -31,16 +32,28 @@ SECTIONS: dict[str, Callable[[], object]] = {
 }
 # Run only when named: the sweep the autoscaler's defaults were chosen from (minutes).
 EXTRA: dict[str, Callable[[], object]] = {"sweep": autoscaler_bench.sweep}
+# The sections that take a seed.
+SEEDED: dict[str, Callable[[int], object]] = {"autoscaler": autoscaler_bench.run, "sweep": autoscaler_bench.sweep}
 
 
 def main(argv: list[str]) -> None:
+    seed: int | None = None
+    if "--seed" in argv:
+        at = argv.index("--seed")
+        value = argv[at + 1] if at + 1 < len(argv) else ""
+        if not value.isdigit():
+            raise SystemExit(f"--seed needs a whole number (got {value!r}); e.g. --seed 12")
+        seed, argv = int(value), argv[:at] + argv[at + 2 :]
     chosen = argv or list(SECTIONS)
     known = {**SECTIONS, **EXTRA}
     unknown = [name for name in chosen if name not in known]
     if unknown:
         raise SystemExit(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(known)}")
     for name in chosen:
-        known[name]()
+        if seed is not None and name in SEEDED:
+            SEEDED[name](seed)
+        else:
+            known[name]()
 
 
 if __name__ == "__main__":

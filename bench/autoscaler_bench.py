@@ -123,7 +123,7 @@ class Policy(ABC):
     tick_early = False  # a tick soon after an arrival, at most every MIN_TICK_GAP_S (ours)
 
     @abstractmethod
-    def new_world(self, profile: ProviderProfile) -> World: ...
+    def new_world(self, profile: ProviderProfile, seed: int) -> World: ...
 
     @abstractmethod
     def tick(self, world: World) -> None:
@@ -134,8 +134,8 @@ class Upstream(Policy):
     key, label = "a", "upstream as deployed"
     reconcile_on_enqueue = True
 
-    def new_world(self, profile: ProviderProfile) -> World:
-        return World(profile=profile, seed=SEED, pinned=True, idle_exit_s=AF_IDLE_S, auto_destroy=False, paced=False)
+    def new_world(self, profile: ProviderProfile, seed: int) -> World:
+        return World(profile=profile, seed=seed, pinned=True, idle_exit_s=AF_IDLE_S, auto_destroy=False, paced=False)
 
     def tick(self, world: World) -> None:
         world.reap_exited()
@@ -160,8 +160,8 @@ class QueueLength(Policy):
         self.last_active_ms: int | None = None
         self.recommendations: deque[tuple[int, int]] = deque()
 
-    def new_world(self, profile: ProviderProfile) -> World:
-        return World(profile=profile, seed=SEED, auto_destroy=False)
+    def new_world(self, profile: ProviderProfile, seed: int) -> World:
+        return World(profile=profile, seed=seed, auto_destroy=False)
 
     def tick(self, world: World) -> None:
         world.reap_exited()
@@ -208,13 +208,13 @@ class Ours(Policy):
     def policy_for(self, profile: ProviderProfile) -> ScalingPolicy:
         return self.policy if self.policy is not None else shipped(profile.name)
 
-    def new_world(self, profile: ProviderProfile) -> World:
+    def new_world(self, profile: ProviderProfile, seed: int) -> World:
         policy = self.policy_for(profile)
         self.active = policy
         # Fly machines destroy themselves when their worker exits unless a pool keeps them.
         auto_destroy = profile.name == "fly" and policy.pool_size == 0
         return World(
-            profile=profile, seed=SEED, idle_exit_s=policy.idle_timeout_s, auto_destroy=auto_destroy, pinned=self.pinned
+            profile=profile, seed=seed, idle_exit_s=policy.idle_timeout_s, auto_destroy=auto_destroy, pinned=self.pinned
         )
 
     def tick(self, world: World) -> None:
@@ -257,9 +257,9 @@ def _pct(ordered: Sequence[int], pct: float) -> int:
     return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
 
 
-def replay(trace: Trace, policy: Policy, profile: ProviderProfile) -> Result:
+def replay(trace: Trace, policy: Policy, profile: ProviderProfile, seed: int = SEED) -> Result:
     """Run ``policy`` over ``trace`` until every message is done and the fleet is at rest."""
-    world = policy.new_world(profile)
+    world = policy.new_world(profile, seed)
     messages, n, i = trace.messages, len(trace.messages), 0
     next_tick = 0
     deadline = trace.end_ms + int(LIMIT_H * HOUR_MS)
@@ -337,10 +337,7 @@ def p95_bound(trace: Trace, profile: ProviderProfile, allowed_p95_s: float) -> f
     """
     starts = trace.instant_starts()
     ends = sorted(s + m.duration_ms for m, s in zip(trace.messages, starts, strict=True))
-    ready_ms = 1000 * profile.ready_s[0]
-    boot_ms = 1000 * profile.create_s[0] + ready_ms
-    if profile.parked_cost < 1:  # a stopped machine is cheap: start one instead (its share of the gap errs low)
-        boot_ms = min(boot_ms, 1000 * profile.start_s[0] + ready_ms)
+    boot_ms = _fastest_cold_start_ms(profile)
     costs = []
     for m, start in zip(trace.messages, starts, strict=True):
         slack_ms = 1000 * allowed_p95_s - (start - m.arrived_ms)
@@ -356,6 +353,43 @@ def p95_bound(trace: Trace, profile: ProviderProfile, allowed_p95_s: float) -> f
     excused = len(costs) - math.ceil(0.95 * len(costs))
     kept = sorted(costs)[: len(costs) - excused]
     return (sum(m.duration_ms for m in trace.messages) + sum(kept)) / 1000
+
+
+def _fastest_cold_start_ms(profile: ProviderProfile) -> float:
+    """A worker from nothing at the platform's best: a create (or, where a stopped machine is
+    cheap, a start from the pool; its share of the gap errs low), then the gateway's start."""
+    ready_ms = 1000 * profile.ready_s[0]
+    boot_ms = 1000 * profile.create_s[0] + ready_ms
+    if profile.parked_cost < 1:
+        boot_ms = min(boot_ms, 1000 * profile.start_s[0] + ready_ms)
+    return boot_ms
+
+
+@dataclass(frozen=True)
+class ResumeOdds:
+    warm: int  # messages whose slack is shorter than the fastest cold start: they need a warm worker
+    excused: int  # slow messages p95 lets pass beyond the first (which meets an empty fleet)
+    holds: float  # the chance that no more resumes than that fail
+
+
+def resume_odds(trace: Trace, profile: ProviderProfile, allowed_p95_s: float) -> ResumeOdds:
+    """How often p95 ≤ ``allowed_p95_s`` can hold for a policy that cannot foresee arrivals and
+    keeps no gateway running through the gaps, on a platform whose resumes fail: every message
+    that needs a warm worker gets a resumed one (at best instantly), a failed resume (``resume_fail_p``,
+    a fresh boot) makes it slow, and p95 excuses only a few slow messages, the first cold start
+    among them. An upper bound on that policy's odds (resumes here take no time and never switch)."""
+    starts = trace.instant_starts()
+    boot_ms = _fastest_cold_start_ms(profile)
+    warm = sum(
+        1
+        for m, start in zip(trace.messages, starts, strict=True)
+        if 1000 * allowed_p95_s - (start - m.arrived_ms) < boot_ms
+    )
+    n = len(trace.messages)
+    excused = n - math.ceil(0.95 * n) - 1
+    resumes, p = max(0, warm - 1), profile.resume_fail_p
+    holds = sum(math.comb(resumes, k) * p**k * (1 - p) ** (resumes - k) for k in range(excused + 1))
+    return ResumeOdds(warm, excused, holds)
 
 
 # --------------------------------------------------------------------------- the report
@@ -399,15 +433,17 @@ def _row(r: Result) -> str:
 HEADER = f"  {'policy':<30}{'machine-s':>11}{'p50 s':>8}{'p95 s':>8}{'max s':>8}{'killed':>7}{'left':>6}  creates"
 
 
-def run_trace(trace: Trace, profile: ProviderProfile, chosen: Callable[[], list[Policy]] = policies) -> list[Result]:
-    return [*(replay(trace, p, profile) for p in chosen()), floor(trace)]
+def run_trace(
+    trace: Trace, profile: ProviderProfile, chosen: Callable[[], list[Policy]] = policies, seed: int = SEED
+) -> list[Result]:
+    return [*(replay(trace, p, profile, seed) for p in chosen()), floor(trace)]
 
 
 def _by_key(results: Sequence[Result], key: str) -> Result:
     return next(r for r in results if r.key == key)
 
 
-def herd_contributions() -> None:
+def herd_contributions(seed: int = SEED) -> None:
     """What the warm pool and pooling each contribute to serving the herd on Fly."""
     trace = Trace.load("herd")
     base = shipped("fly")
@@ -420,11 +456,12 @@ def herd_contributions() -> None:
     # Without pooling a worker serves only the conversation it first took; the planner (not pin-aware)
     # then keeps idle pinned workers as capacity while other conversations wait at the budget.
     print(
-        f"\nherd on fly: what the warm pool ({base.pool_size}) and pooling contribute "
+        f"\nherd on fly: what the warm pool (≤ {base.pool_size}, sized to recent demand, ≥ {base.pool_min}) and "
+        "pooling contribute "
         f"(target: served ≤ {HERD_TARGET_S:g} s)"
     )
     for label, policy in variants:
-        r = replay(trace, policy, FLY)
+        r = replay(trace, policy, FLY, seed)
         served = f"served in {r.served_s:>6.0f} s" if not r.unfinished else f"{r.unfinished:,} never served"
         print(
             f"  {label:<28} {served}; p95 wait {r.wait_s(95):>6.1f} s; "
@@ -432,17 +469,19 @@ def herd_contributions() -> None:
         )
 
 
-def run() -> dict[tuple[str, str], list[Result]]:
+def run(seed: int = SEED) -> dict[tuple[str, str], list[Result]]:
     started = time.perf_counter()
     print(
         f"\nAutoscaling over the published trace set (bench/traces): tick {TICK_S} s (ours also early on work, "
-        f"≥ {MIN_TICK_GAP_S:g} s apart), fleet cap {MAX_FLEET}, warm-up {WARM_UP_S} s, seed {SEED}"
+        f"≥ {MIN_TICK_GAP_S:g} s apart), fleet cap {MAX_FLEET}, warm-up {WARM_UP_S} s, seed {seed}"
     )
     print("machine-s: billed, running-equivalent; wait: arrival → the turn starts (boot, queue, session switch)")
     for profile in PROFILES:
         p = shipped(profile.name)
         print(
-            f"ours on {profile.name}: pool {p.pool_size}, window {p.scale_down_window_s:g} s, keep-warm ≤ "
+            f"ours on {profile.name}: pool {p.pool_size}"
+            + (f" (sized to conversations in {p.pool_hold_s:g} s, ≥ {p.pool_min})" if p.pool_hold_s is not None else "")
+            + f", window {p.scale_down_window_s:g} s, keep-warm ≤ "
             f"{p.keep_warm_workers} for ≤ {p.keep_warm_max_s:g} s at {p.keep_warm_gap_factor:g}× the gap, "
             f"budget {p.budget_machines} machines"
         )
@@ -452,7 +491,7 @@ def run() -> dict[tuple[str, str], list[Result]]:
         trace = Trace.load(name)
         print(f"\n{name}: {trace.shape()}")
         for profile in PROFILES:
-            results = run_trace(trace, profile)
+            results = run_trace(trace, profile, seed=seed)
             all_results[(name, profile.name)] = results
             print(f" {profile.name}")
             print(HEADER)
@@ -469,6 +508,15 @@ def run() -> dict[tuple[str, str], list[Result]]:
                     f"arrival, needs ≥ {bound:,.0f} machine-s for that p95 ({bound / base.machine_s:.1f}× the floor's "
                     f"{base.machine_s:,.0f}; see p95_bound); the p95 is the target to keep"
                 )
+            odds = resume_odds(trace, profile, upstream.wait_s(95) + 2.0)
+            if profile.can_suspend and odds.holds < 0.5:
+                print(
+                    f"  p95 ≤ (a) + 2 s needs a warm worker for {odds.warm} of {len(trace.messages)} messages: "
+                    f"without foresight of arrivals, a resumed one; {profile.resume_fail_p:.0%} of resumes fail "
+                    f"(a fresh boot) and p95 excuses {odds.excused} beyond the first cold start, so even instant "
+                    f"resumes hold it in {odds.holds:.0%} of runs; insuring keeps a gateway running through every "
+                    "gap (see resume_odds)"
+                )
             if name == "herd" and profile is FLY:
                 ours = _by_key(results, "c")
                 good = ours.served_s <= HERD_TARGET_S
@@ -476,7 +524,7 @@ def run() -> dict[tuple[str, str], list[Result]]:
                     f"  herd served in {ours.served_s:.0f} s [{'ok' if good else 'MISS'}] "
                     f"(target ≤ {HERD_TARGET_S:g} s)"
                 )
-    herd_contributions()
+    herd_contributions(seed)
     print("\ntargets, all traces: (c) ≤ 0.5× (a) machine-s | p95 ≤ (a) + 2 s | ≤ 2× floor")
     for name, provider, v in verdicts:
         print(f"  {name:<11} {provider:<13} {v.text()}")
@@ -495,13 +543,13 @@ SWEEP: dict[str, Sequence[object]] = {
 POOL_SIZES = (0, 10, 20)
 
 
-def sweep() -> None:
+def sweep(seed: int = SEED) -> None:
     """Every combination of ``SWEEP`` (and ``POOL_SIZES`` on Fly) over every trace: how many
     targets each meets, and its machine-seconds summed; the defaults are the best of these."""
     started = time.perf_counter()
     traces = [Trace.load(name) for name in TRACES]
     for profile in PROFILES:
-        upstream = {t.name: replay(t, Upstream(), profile) for t in traces}
+        upstream = {t.name: replay(t, Upstream(), profile, seed) for t in traces}
         floors = {t.name: floor(t) for t in traces}
         print(f"\nsweep on {profile.name}: targets met (of {3 * len(traces)}), machine-s summed, worst p95 over (a)")
         pools = POOL_SIZES if profile.can_prefill else (0,)
@@ -512,7 +560,7 @@ def sweep() -> None:
                 policy = shipped(profile.name, **settings)
                 met, total, worst = 0, 0.0, -math.inf
                 for t in traces:
-                    r = replay(t, Ours(policy), profile)
+                    r = replay(t, Ours(policy), profile, seed)
                     v = verdict(r, upstream[t.name], floors[t.name])
                     met += sum(v.checks)
                     total += r.machine_s

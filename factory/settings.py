@@ -389,6 +389,10 @@ class ScaleSettings(_Settings):
         None, gt=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_DRAIN_DEADLINE_S", "drain_deadline_s")
     )
     pool_size: int | None = Field(None, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_POOL_SIZE", "pool_size"))
+    pool_hold_s: float | None = Field(
+        None, ge=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_POOL_HOLD_S", "pool_hold_s")
+    )
+    pool_min: int | None = Field(None, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_POOL_MIN", "pool_min"))
     pool_prefill: bool | None = Field(None, validation_alias=AliasChoices("FACTORY_SCALE_POOL_PREFILL", "pool_prefill"))
     suspend_idle: bool | None = Field(None, validation_alias=AliasChoices("FACTORY_SCALE_SUSPEND_IDLE", "suspend_idle"))
     suspend_keep_s: float | None = Field(

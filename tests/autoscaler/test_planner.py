@@ -310,6 +310,55 @@ def test_the_pool_is_filled_with_machines_created_stopped() -> None:
     assert all(not m.booted for m in world.machines.values())
 
 
+def test_a_pool_sized_to_recent_demand_keeps_its_minimum_when_quiet_and_gives_back_the_surplus() -> None:
+    world, _ = _pool_world(pool_size=4)
+    policy = ScalingPolicy(
+        mode="pool", pool_size=4, pool_hold_s=900, pool_min=1, scale_down_window_s=0, keep_warm_workers=0
+    )
+    quiet = replan(world, policy)
+    assert [a.parked for a in quiet.of(Launch)] == [True]  # type: ignore[attr-defined]
+    world.apply(quiet.actions)
+    for c in ("a", "b", "c"):
+        world.arrive(SimMessage(c, world.now_ms, 1_000))
+    settle(world, policy)
+    assert world.done == 3 and world.parked() == 3  # three conversations within the hold: three parked
+    world.step(900_000)  # quiet for longer than the hold
+    shrink = replan(world, policy)
+    assert len(shrink.of(Destroy)) == 2 and shrink.parked == 1 and shrink.of(Launch) == []
+    world.apply(shrink.actions)
+    assert world.parked() == 1 and replan(world, policy).empty
+
+
+def test_an_unpinned_suspended_worker_outlives_suspend_keep_s_in_the_pools_place() -> None:
+    def quiet_for_ten_minutes(pool_size: int) -> tuple[World, ScalingPolicy, Plan]:
+        policy = ScalingPolicy(
+            mode="pool",
+            pool_size=pool_size,
+            pool_prefill=False,
+            suspend_idle=True,
+            suspend_keep_s=300,
+            scale_down_window_s=0,
+            keep_warm_workers=0,
+        )
+        world = World(profile=ideal(20, ready_s=(5.0, 5.0)), auto_destroy=False)
+        world.arrive(SimMessage("a", 0, 10_000))
+        for _ in range(5):
+            tick(world, policy, 10_000)
+        assert [m.state for m in world.machines.values()] == ["suspended"]
+        world.step(600_000)
+        return world, policy, replan(world, policy)
+
+    # No pool: past suspend_keep_s its machine goes.
+    assert len(quiet_for_ten_minutes(0)[2].of(Destroy)) == 1
+    # A pool of one: it is kept in the pool's place (both bill as stopped; it resumes with its
+    # gateway running), and the pool is not filled beside it.
+    world, policy, held = quiet_for_ten_minutes(1)
+    assert held.empty
+    world.arrive(SimMessage("b", world.now_ms, 10_000))
+    resume = replan(world, policy)
+    assert len(resume.of(Resume)) == 1 and resume.of(Start) == [] and resume.of(Launch) == []
+
+
 def test_keep_warm_holds_a_worker_for_conversations_expected_back() -> None:
     policy = ScalingPolicy(scale_down_window_s=30, keep_warm_workers=3, keep_warm_gap_factor=1.5)
     world = World(profile=ideal(5))
@@ -469,6 +518,8 @@ policies = st.builds(
     scale_down_window_s=st.sampled_from([0, 60, 300]),
     budget_machines=st.none() | st.integers(2, 15),
     pool_size=st.sampled_from([0, 0, 2, 4]),
+    pool_hold_s=st.none() | st.sampled_from([0, 900]),
+    pool_min=st.sampled_from([0, 1]),
     keep_warm_workers=st.sampled_from([0, 2]),
     suspend_idle=st.booleans(),
     suspend_keep_s=st.sampled_from([0, 300]),  # within the convergence test's horizon
