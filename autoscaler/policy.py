@@ -163,7 +163,16 @@ class ScalingPolicy(BaseModel):
 # the pool, how big a pool pays, and whether it can be filled with machines created stopped. A
 # DigitalOcean droplet bills in full while powered off, so a pool there buys latency at full price.
 PROVIDER_DEFAULTS: dict[str, dict[str, object]] = {
-    "local": {"pool_size": 0, "pool_prefill": False, "cold_start_s": 3.0, "warm_start_s": 3.0, "launch_hedge_s": 30.0},
+    # A local launch is a fork and its list is the process table: a stopped process is seen at
+    # once and for what it is, so its machine need not be given Fly's or DigitalOcean's 30 s.
+    "local": {
+        "pool_size": 0,
+        "pool_prefill": False,
+        "cold_start_s": 3.0,
+        "warm_start_s": 3.0,
+        "launch_hedge_s": 30.0,
+        "start_grace_s": 3.0,
+    },
     "fly": {
         "pool_size": 10,
         "pool_hold_s": 900.0,

@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from contracts.errors import InvalidInput
 from contracts.models import AgentProfile
-from contracts.roles import AccountStore, SnapshotStore
+from contracts.roles import AccountStore
 from contracts.runtime import RuntimeAgent
 from factory.cmd_worker import agent_memory, make_delivery
 from factory.console import StoreOption, err, store_settings
@@ -39,8 +39,8 @@ from gateway.runtime import GatewayRuntime
 from gateway.stub_llm import StubLLMProcess
 from runtime.service import Runtime, RuntimeConfig
 from worker.boot import boot_machine, provision
+from worker.config import WorkerConfig
 from worker.health import HealthServer, Readiness
-from worker.memory import AgentMemory
 from worker.openclaw.ready import ReadyProbe
 
 log = structlog.get_logger("factory.runtime")
@@ -106,7 +106,7 @@ async def _main(
             account = await opened.open_account(config.account_id, token)
             if workers.gateway_token is None:
                 state = (home / "gateway").absolute()
-                gateway = await _own_gateway(stack, home, state, await account.agents(), opened)
+                gateway = await _own_gateway(stack, home, state, await account.agents(), opened, workers)
                 workers = workers.model_copy(
                     update={"gateway_url": gateway.url, "gateway_token": gateway.token, "openclaw_state_dir": state}
                 )
@@ -147,7 +147,7 @@ class _Stop:
 
 
 async def _own_gateway(
-    stack: AsyncExitStack, home: Path, state: Path, agents: list[RuntimeAgent], store: object
+    stack: AsyncExitStack, home: Path, state: Path, agents: list[RuntimeAgent], store: object, workers: WorkerSettings
 ) -> GatewayRuntime:
     """A gateway of this runtime's own with the account's agents, stopped when the runtime ends.
 
@@ -156,7 +156,7 @@ async def _own_gateway(
     workspace files are written over it: the account's agents remember across machines."""
     specs: dict[str, AgentSpec] = {}
     for agent in agents or [RuntimeAgent(agent_id="-", account_id="-", name="main", slug="main")]:
-        spec = await _restored(state, agent, store) if agents else None
+        spec = await _restored(state, agent, store, workers) if agents else None
         if spec is None:  # a conversation the store does not know yet: nothing to restore
             profile = AgentProfile(
                 agent_key=agent.agent_key,
@@ -183,11 +183,13 @@ async def _own_gateway(
     return gateway
 
 
-async def _restored(state: Path, agent: RuntimeAgent, store: object) -> AgentSpec | None:
-    """Restore the agent's newest snapshot of its session conversation, then write its workspace."""
-    if not isinstance(store, SnapshotStore):
+async def _restored(state: Path, agent: RuntimeAgent, store: object, workers: WorkerSettings) -> AgentSpec | None:
+    """Restore the agent's newest snapshot of its session conversation, then write its workspace.
+    Through the workers' own memory settings, so the same size limit and timeout hold here."""
+    booting = WorkerConfig(worker_id=f"rt-boot-{secrets.token_hex(3)}")
+    memory = agent_memory(workers.model_copy(update={"openclaw_state_dir": state}), booting, store)
+    if memory is None:
         return None
-    memory = AgentMemory(store=store, state_dir=state, worker_id=f"rt-boot-{secrets.token_hex(3)}")
     return (await boot_machine(memory, agent.session_key, lambda _id: [])).agent
 
 

@@ -1,4 +1,4 @@
-"""The acceptance lines of the queue CLI, run as real processes in an empty directory."""
+"""The acceptance lines of the queue CLI, run in an empty directory (the first two as real processes)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from contracts.secrets import new_key
 from tests.cli.conftest import Cli
 
 
-def test_enqueue_then_stats_shows_a_ready_conversation(cli: Cli) -> None:
+def test_enqueue_then_stats_shows_a_ready_conversation(cli_process: Cli) -> None:
+    cli = cli_process
     assert cli("enqueue", "hello", "--conversation", "telegram:1").code == 0
     stats = cli("queue", "stats", "--json")
     assert stats.code == 0, stats.stderr
@@ -32,7 +33,8 @@ def test_the_same_external_id_yields_one_message(cli: Cli) -> None:
     assert cli("queue", "stats", "--json").json()["queued"] == 1
 
 
-def test_an_empty_conversation_is_one_line_naming_the_field(cli: Cli) -> None:
+def test_an_empty_conversation_is_one_line_naming_the_field(cli_process: Cli) -> None:
+    cli = cli_process
     result = cli("enqueue", "hello", "--conversation", "")
     assert result.code != 0
     lines = result.stderr.strip().splitlines()

@@ -98,7 +98,15 @@ def test_no_token_reaches_a_log_an_error_or_a_file(tmp_path: Path, echo_gateway:
     run("agent", "secret", "telegram.botToken.default", stdin=BOT_TOKEN + "\n")
     run("enqueue", "hello", "-c", "c1", "--provider", "telegram", "--user-id", "42", "--max-attempts", "1")
     # A gateway that echoes our Authorization header into its error.
-    run("worker", "run", "--once", extra={"OPENCLAW_GATEWAY_URL": echo_gateway, "FACTORY_DELIVERY": "http"})
+    # A gateway answering 500 is an outage, not the message's fault: the worker waits it out, here
+    # for 3 s (the default with --once is a minute), then exits with the cause, which is searched.
+    run(
+        "worker",
+        "run",
+        "--once",
+        extra={"OPENCLAW_GATEWAY_URL": echo_gateway, "FACTORY_DELIVERY": "http", "FACTORY_MAX_OUTAGE_S": "3"},
+    )
+    assert "stayed unavailable for 3 s" in outputs[-1] and "500" in outputs[-1], outputs[-1]
     run("queue", "dead-letters", "--json")
     run("conversation", "show", "c1")
     # A Convex deployment that refuses connections (loopback, so the token may be sent), and one
@@ -125,6 +133,9 @@ def test_no_token_reaches_a_log_an_error_or_a_file(tmp_path: Path, echo_gateway:
     local_env = {"OPENCLAW_GATEWAY_URL": "http://127.0.0.1:9", "FACTORY_SCALE_IDLE_TIMEOUT_S": "1"}
     run("reconcile", "--provider", "local", extra=local_env)
     _wait_for_local_workers(tmp_path / ".factory" / "local")
+    assert any("not available yet" in text for text in _local_logs(tmp_path / ".factory" / "local")), (
+        "the local worker never tried the gateway"
+    )
 
     assert not [(out.splitlines()[0], _leaks(out)) for out in outputs if _leaks(out)], "\n\n".join(outputs)
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
@@ -137,15 +148,25 @@ def test_no_token_reaches_a_log_an_error_or_a_file(tmp_path: Path, echo_gateway:
     assert stat.S_IMODE((tmp_path / ".factory").stat().st_mode) == 0o700
 
 
+def _local_logs(state_dir: Path) -> list[str]:
+    return [log.read_text(errors="replace") for log in state_dir.rglob("*.log")]
+
+
 def _wait_for_local_workers(state_dir: Path, timeout_s: float = 60.0) -> None:
-    """Let the launched worker run and exit (idle), then stop whatever is left."""
+    """Let the launched worker run until it has logged the unreachable gateway (the request that
+    carried the token failed) or exited, then stop it: its shutdown is logged too."""
+
+    def logged_the_outage() -> bool:
+        return any("not available yet" in text for text in _local_logs(state_dir))
 
     async def settle() -> None:
         provider = LocalProvider(LocalConfig(state_dir=state_dir, stop_timeout_s=5))
         try:
             with anyio.move_on_after(timeout_s):
-                # Polling is the point: a detached process's exit is only seen in its record.
-                while any(m.state in ("starting", "running") for m in await provider.list()):  # noqa: ASYNC110
+                # Polling is the point: a detached process's exit and log are only seen in its files.
+                while not logged_the_outage() and any(  # noqa: ASYNC110
+                    m.state in ("starting", "running") for m in await provider.list()
+                ):
                     await anyio.sleep(0.2)
             await provider.destroy_all()
         finally:

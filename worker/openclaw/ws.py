@@ -68,7 +68,7 @@ from worker.openclaw.frames import (
     parse_frame,
     parse_payload,
 )
-from worker.openclaw.recovery import key_number, turn_state
+from worker.openclaw.recovery import TurnState, key_number, turn_state
 from worker.openclaw.sessions import SessionLocks
 
 _log = structlog.get_logger(__name__)
@@ -318,8 +318,7 @@ class WsDelivery:
         since = anyio.current_time()
         while True:
             connection = await self._connect()
-            history = await self._history(connection, request.session_key, _HISTORY_LIMIT)
-            state = turn_state(history, request.message_id, keys_used=self._failed_runs.get(request.message_id, 0))
+            state = await self._turn(connection, request)
             if state.reply_text is not None:
                 log.info("openclaw.ws.recovered", run_id=state.reply_run, how="transcript")
                 return DeliveryReply(text=state.reply_text, run_id=state.reply_run)
@@ -344,13 +343,17 @@ class WsDelivery:
 
     async def _finished_earlier(self, request: DeliveryRequest) -> DeliveryReply | None:
         """The reply of a run of this message the session transcript already holds, if any."""
-        history = await self._history(await self._connect(), request.session_key, _HISTORY_LIMIT)
-        state = turn_state(history, request.message_id, keys_used=self._failed_runs.get(request.message_id, 0))
+        state = await self._turn(await self._connect(), request)
         if state.reply_text is None:
             return None
         log = _log.bind(message_id=request.message_id, session_key=request.session_key)
         log.info("openclaw.ws.recovered", run_id=state.reply_run, how="finished earlier")
         return DeliveryReply(text=state.reply_text, run_id=state.reply_run)
+
+    async def _turn(self, connection: _Connection, request: DeliveryRequest) -> TurnState:
+        """Where this message's turn stands in the session transcript."""
+        history = await self._history(connection, request.session_key, _HISTORY_LIMIT)
+        return turn_state(history, request.message_id, keys_used=self._failed_runs.get(request.message_id, 0))
 
     async def history(self, session_key: str, limit: int = 100) -> SessionHistory:
         """The newest ``limit`` entries of a session's transcript (``chat.history``), oldest first."""
