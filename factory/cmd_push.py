@@ -235,7 +235,9 @@ def job_add(
         )
         return await s.push_job_put(job)
 
-    saved = with_store(store, add, role=ROLE)
+    # A job sends a stored template, so a store must already exist: a mistyped --store is refused
+    # instead of left behind as a new, empty store.
+    saved = with_store(store, add, role=ROLE, create=False)
     _done(saved, as_json, f"job {saved.job_id}: {describe(saved.schedule)}, next run {_when(saved.next_run_at)}")
 
 

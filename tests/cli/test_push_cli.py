@@ -102,3 +102,10 @@ def test_a_broadcast_to_a_thousand_conversations_is_audited_and_idempotent(cli: 
     assert cli("queue", "stats", "--json").json()["queued"] == 2000
     shown = cli("broadcasts")
     assert "move-2026" in shown.stdout and "1000/1000" in shown.stdout
+
+
+def test_a_job_for_a_store_that_does_not_exist_leaves_no_store_behind(cli: Cli) -> None:
+    result = cli("push", "job", "add", "j", "--template", "t", "-c", "c1", "--daily", "09:00", "--store", "typo/new.db")
+    assert result.code != 0 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "no store file here" in result.stderr
+    assert not (cli.cwd / "typo").exists()
