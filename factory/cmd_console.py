@@ -19,8 +19,6 @@ from contracts.ingress import token_hash
 from contracts.models import to_wire
 from contracts.roles import ConsoleStore
 from factory.console import JsonOption, StoreOption, out, plain, print_json, when, with_store
-from factory.settings import ConsoleSettings
-from ingress.console import ConsoleConfig
 
 console_app = typer.Typer(help="The operator console under `factory serve` (/console).", no_args_is_help=True)
 token_app = typer.Typer(help="Operator tokens: sign-in to the console.", no_args_is_help=True)
@@ -29,24 +27,6 @@ console_app.add_typer(token_app, name="token")
 ReadOnlyOption = Annotated[
     bool, typer.Option("--read-only", help="May look at everything, change nothing (default: admin).")
 ]
-
-
-def console_config(settings: ConsoleSettings) -> ConsoleConfig:
-    """The console's config from FACTORY_CONSOLE_*; header mode without its header is one line."""
-    header = (settings.trusted_header or "").strip() or None
-    if settings.auth == "header" and header is None:
-        raise InvalidInput(
-            "FACTORY_CONSOLE_TRUSTED_HEADER",
-            "is required with FACTORY_CONSOLE_AUTH=header: the header your proxy names the signed-in user in "
-            "(e.g. X-Forwarded-User)",
-        )
-    return ConsoleConfig(
-        auth=settings.auth,
-        trusted_header=header,
-        admins=frozenset(a.strip() for a in settings.admins.split(",") if a.strip()),
-        session_ttl_ms=settings.session_ttl_s * 1000,
-        refresh_s=settings.refresh_s,
-    )
 
 
 async def mint(store: ConsoleStore, name: str, role: OperatorRole) -> tuple[str, OperatorToken]:

@@ -1,30 +1,57 @@
-"""``factory serve`` (the front door) and ``factory telegram configure``."""
+"""``factory serve`` (the front door) and ``factory telegram configure``.
+
+The web stack (FastAPI, Starlette, uvicorn: ~0.4 s of imports) is imported by the commands that
+use it, so that every other ``factory`` command starts without it.
+"""
 
 from __future__ import annotations
 
 import signal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import anyio
 import structlog
 import typer
 
+from contracts.errors import InvalidInput
 from contracts.secrets import SecretBox, reseal_all
-from factory.cmd_console import console_config
 from factory.console import JsonOption, StoreOption, out, print_json, store_settings, with_store
 from factory.fleet import DryRunPlans
 from factory.logging import configure
 from factory.settings import ConsoleSettings, LogSettings, ScaleSettings, ServeSettings, StoreSettings, load
 from factory.stores import open_full_store, secrets_box
-from ingress import IngressConfig, IngressServer, ServedStore, create_app
-from ingress.configure import configure_webhook
-from schedules.dispatcher import dispatch_forever
+
+if TYPE_CHECKING:
+    from ingress import IngressConfig, IngressServer, ServedStore
+    from ingress.console import ConsoleConfig
 
 telegram_app = typer.Typer(help="Connect agents' Telegram bots to `factory serve`.", no_args_is_help=True)
 log = structlog.get_logger("factory.serve")
 
 
+def console_config(settings: ConsoleSettings) -> ConsoleConfig:
+    """The console's config from FACTORY_CONSOLE_*; header mode without its header is one line."""
+    from ingress.console import ConsoleConfig
+
+    header = (settings.trusted_header or "").strip() or None
+    if settings.auth == "header" and header is None:
+        raise InvalidInput(
+            "FACTORY_CONSOLE_TRUSTED_HEADER",
+            "is required with FACTORY_CONSOLE_AUTH=header: the header your proxy names the signed-in user in "
+            "(e.g. X-Forwarded-User)",
+        )
+    return ConsoleConfig(
+        auth=settings.auth,
+        trusted_header=header,
+        admins=frozenset(a.strip() for a in settings.admins.split(",") if a.strip()),
+        session_ttl_ms=settings.session_ttl_s * 1000,
+        refresh_s=settings.refresh_s,
+    )
+
+
 def ingress_config(settings: ServeSettings) -> IngressConfig:
+    from ingress import IngressConfig
+
     return IngressConfig.model_validate(settings.model_dump(include=set(IngressConfig.model_fields)))
 
 
@@ -51,6 +78,8 @@ async def serve_until_signalled(server: IngressServer, settings: StoreSettings, 
 
 
 async def _dispatch_pushes(settings: StoreSettings, every_s: float, stopping: anyio.Event) -> None:
+    from schedules.dispatcher import dispatch_forever
+
     store = open_full_store(settings, role="schedule")
     try:
         async with anyio.create_task_group() as tg:
@@ -69,6 +98,8 @@ def serve(
 ) -> None:
     """Serve the Telegram webhook, the app API, the operator console (/console) and /healthz until
     SIGTERM (then finish what is in flight)."""
+    from ingress import IngressServer, create_app
+
     configure(load(LogSettings), default_level="info")
     settings = load(ServeSettings, host=host, port=port)
     console = console_config(load(ConsoleSettings))
@@ -100,6 +131,8 @@ def telegram_configure(
     as_json: JsonOption = False,
 ) -> None:
     """Generate the agent's webhook secret, call setWebhook and getWebhookInfo, report readiness."""
+    from ingress.configure import configure_webhook
+
     api_base = load(ServeSettings).telegram_api_base
     report = with_store(
         store,

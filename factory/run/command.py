@@ -40,7 +40,6 @@ from factory.run.model import ModelPlan, choose_model
 from factory.run.screen import Screen
 from factory.run.state import Outcome, RunState
 from factory.run.summary import print_summary, summary_of
-from factory.run.telegram import say_hello, show_replies, start_front_door
 from factory.settings import LogSettings, RunSettings, StoreSettings, load
 from factory.stores import open_full_store
 
@@ -68,6 +67,9 @@ class RunOptions:
 
 
 async def demo_run(screen: Screen, opts: RunOptions, plan: ModelPlan, env: Mapping[str, str], outcome: Outcome) -> None:
+    # The front door's web stack is imported here, when a demo runs, not by every `factory` command.
+    from factory.run.telegram import say_hello, show_replies, start_front_door
+
     with anyio.move_on_after(opts.timeout_s) as overall, exclusive(opts.demo):
         async with AsyncExitStack() as stack:
             outcome.phase = "resetting the demo folder"
