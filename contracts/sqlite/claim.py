@@ -66,7 +66,7 @@ _LEASE_SQL = (
 )
 _DONE_SQL = (
     f"UPDATE messages SET status = 'done', lease_expires_at = NULL, finished_at = ? WHERE {FENCE}"
-    " RETURNING seq, conversation_id, NULL"
+    " RETURNING seq, conversation_id, NULL, json_extract(payload, '$.metadata')"
 )
 # The claimed message stays the head; only its state, lock and availability change.
 _LOCK_SQL = (
@@ -248,7 +248,7 @@ def complete(
     done = (
         settled
         or conn.execute(
-            "SELECT seq, conversation_id, chained_seq FROM messages"
+            "SELECT seq, conversation_id, chained_seq, NULL FROM messages"
             " WHERE message_id = ? AND lease_id = ? AND claimed_by = ? AND status = 'done'",
             (lease.message_id, lease.lease_id, lease.worker_id),
         ).fetchone()
@@ -259,14 +259,14 @@ def complete(
     if done is None:
         refused = refusal(conn, lease, now)
         return CompleteResult(ok=False, refused=refused, now=now, control=control, next=nothing_next), False
-    seq, conversation_id, chained_seq = done
+    seq, conversation_id, chained_seq, metadata = done
     appended = None
     if history:
         request = AppendRequest(conversation_id=conversation_id, message_id=lease.message_id, messages=list(history))
         appended = agents.append_history(conn, request, now)
     if settled is not None:
         # After the history: a notification's reply is read from it, in this same transaction.
-        runtime.on_complete(conn, seq, lease.message_id, now)
+        runtime.on_complete(conn, conversation_id, lease.message_id, metadata, now)
     freed = settled is not None and advance_head(conn, conversation_id, now)
     if worker is None:
         return CompleteResult(ok=True, now=now, control=control, appended=appended, next=nothing_next), freed
