@@ -545,10 +545,19 @@ class SqliteStore:
             # A retry or a scheduled message falls due before the timeout: wake for it.
             until_due_s = max(0.0, (upcoming - self.clock.now_ms()) / 1000)
             timeout_s = min(timeout_s, until_due_s + 0.001)
+        await self._checkpoint()
         if self._bell is None:
             await anyio.sleep(timeout_s)
             return False
         return await self._bell.wait(timeout_s)
+
+    async def _checkpoint(self) -> None:
+        """An idle store moves the WAL into the file (busy stores checkpoint rarely: engine.py)."""
+        try:
+            # A worker thread: copying many pages must not hold up the event loop.
+            await anyio.to_thread.run_sync(self._engine.checkpoint)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(self.name, str(exc)) from exc
 
     async def now_ms(self) -> int:
         return self.clock.now_ms()
