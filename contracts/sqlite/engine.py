@@ -26,8 +26,9 @@ What it costs:
   is synced and nothing changes;
 * the commit that runs a checkpoint takes longer (one in about two thousand messages).
 
-An idle store (``wait_for_work`` finding nothing due) checkpoints what it can without waiting for
-anyone (``checkpoint``), so a quiet queue leaves little in the WAL.
+A store whose ``wait_for_work`` ends without a ring (nothing happened on the queue for a whole
+poll) checkpoints what it can without waiting for anyone (``checkpoint``), so a quiet queue leaves
+little in the WAL.
 """
 
 from __future__ import annotations

@@ -545,11 +545,15 @@ class SqliteStore:
             # A retry or a scheduled message falls due before the timeout: wake for it.
             until_due_s = max(0.0, (upcoming - self.clock.now_ms()) / 1000)
             timeout_s = min(timeout_s, until_due_s + 0.001)
-        await self._checkpoint()
         if self._bell is None:
             await anyio.sleep(timeout_s)
-            return False
-        return await self._bell.wait(timeout_s)
+            rung = False
+        else:
+            rung = await self._bell.wait(timeout_s)
+        if not rung:
+            # Nobody rang for the whole wait: the queue is quiet, a good time to checkpoint.
+            await self._checkpoint()
+        return rung
 
     async def _checkpoint(self) -> None:
         """An idle store moves the WAL into the file (busy stores checkpoint rarely: engine.py)."""
