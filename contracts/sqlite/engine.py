@@ -24,7 +24,7 @@ What it costs:
 * at ``synchronous=NORMAL`` the WAL is synced only by a checkpoint, so a power cut (not a process
   crash) can roll back up to that many pages of commits instead of 1,000; at ``FULL`` every commit
   is synced and nothing changes;
-* the commit that runs a checkpoint takes longer (one in about two thousand messages).
+* the commit that runs a checkpoint takes longer (one in about 1,500 messages at 6.5 pages each).
 
 A store whose ``wait_for_work`` ends without a ring (nothing happened on the queue for a whole
 poll) checkpoints what it can without waiting for anyone (``checkpoint``), so a quiet queue leaves
