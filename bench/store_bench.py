@@ -21,7 +21,7 @@ the CPU time is the steadier figure of the work done.
 
 Then the pages each path writes per message (WAL frames appended, one process, NORMAL): the two
 calls, the one call, and the one call carrying two history turns and the next job's bundle (what a
-worker sends and gets back). The WAL is truncated first and the runs stay under the 1,000-page
+worker sends and gets back). The WAL is truncated first and the runs stay under the store's
 auto-checkpoint, so the WAL's growth is exactly what the transactions wrote.
 """
 

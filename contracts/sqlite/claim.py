@@ -66,7 +66,7 @@ _LEASE_SQL = (
 )
 _DONE_SQL = (
     f"UPDATE messages SET status = 'done', lease_expires_at = NULL, finished_at = ? WHERE {FENCE}"
-    " RETURNING seq, conversation_id, NULL"
+    " RETURNING seq, conversation_id, NULL, json_extract(payload, '$.metadata')"
 )
 # The claimed message stays the head; only its state, lock and availability change.
 _LOCK_SQL = (
@@ -226,6 +226,11 @@ def _chained(conn: sqlite3.Connection, seq: int | None, worker_id: str, now: int
     return _job(message_id, conversation_id, agent_key, payload, attempts, lease_id, expires, now)
 
 
+def _nothing_next(claim_next: NextClaim | None, control: ControlState, now: int) -> ClaimResult | None:
+    """The answer to a next claim that was not tried (the complete was refused, or no worker row)."""
+    return None if claim_next is None else ClaimResult(control=control, now=now)
+
+
 def complete(
     conn: sqlite3.Connection,
     lease: LeaseRef,
@@ -248,28 +253,29 @@ def complete(
     done = (
         settled
         or conn.execute(
-            "SELECT seq, conversation_id, chained_seq FROM messages"
+            "SELECT seq, conversation_id, chained_seq, NULL FROM messages"
             " WHERE message_id = ? AND lease_id = ? AND claimed_by = ? AND status = 'done'",
             (lease.message_id, lease.lease_id, lease.worker_id),
         ).fetchone()
     )
     worker = worker_row(conn, lease.worker_id)
     control = control_of(worker)
-    nothing_next = None if claim_next is None else ClaimResult(control=control, now=now)
     if done is None:
         refused = refusal(conn, lease, now)
-        return CompleteResult(ok=False, refused=refused, now=now, control=control, next=nothing_next), False
-    seq, conversation_id, chained_seq = done
+        nothing = _nothing_next(claim_next, control, now)
+        return CompleteResult(ok=False, refused=refused, now=now, control=control, next=nothing), False
+    seq, conversation_id, chained_seq, metadata = done
     appended = None
     if history:
         request = AppendRequest(conversation_id=conversation_id, message_id=lease.message_id, messages=list(history))
         appended = agents.append_history(conn, request, now)
     if settled is not None:
         # After the history: a notification's reply is read from it, in this same transaction.
-        runtime.on_complete(conn, seq, lease.message_id, now)
+        runtime.on_complete(conn, conversation_id, lease.message_id, metadata, now)
     freed = settled is not None and advance_head(conn, conversation_id, now)
     if worker is None:
-        return CompleteResult(ok=True, now=now, control=control, appended=appended, next=nothing_next), freed
+        nothing = _nothing_next(claim_next, control, now)
+        return CompleteResult(ok=True, now=now, control=control, appended=appended, next=nothing), freed
     job = None
     if claim_next is not None:
         job = _chained(conn, chained_seq, lease.worker_id, now)

@@ -6,6 +6,11 @@ a name nobody listens on any more (a crashed worker) is removed on the spot. Abs
 leave nothing to clean up on disk and are free of the 108-byte socket path limit.
 
 A ring is a hint, never a promise: waiters re-check the store, and poll slowly in any case.
+
+Rings are frequent (a busy worker's completes ring), so a ring lists the folder only when it
+changed: one ``stat`` per ring, a listing only after a waiter came or went. A folder's mtime is
+stamped from the kernel's coarse clock, so a listing taken within :data:`_RACY_NS` of the mtime it
+saw may have missed a name added in the same tick; such a listing is never reused.
 Where abstract sockets do not exist (not Linux), the bell is silent and the slow poll remains.
 """
 
@@ -16,11 +21,14 @@ import os
 import secrets
 import socket
 import sys
+import time
 from pathlib import Path
 
 import anyio
 
 _SUPPORTED = sys.platform.startswith("linux")
+# Coarser than any kernel's timestamp granularity (a jiffy is at most 10 ms).
+_RACY_NS = 50_000_000
 
 
 class Doorbell:
@@ -28,14 +36,13 @@ class Doorbell:
         self._dir = Path(f"{db_path}.bell")
         self._sock: socket.socket | None = None
         self._name: str | None = None
+        # The last listing reused while the folder's mtime stays what it was: (mtime, names).
+        self._listed: tuple[int, list[str]] | None = None
 
     def ring(self) -> None:
         if not _SUPPORTED:
             return
-        try:
-            names = os.listdir(self._dir)
-        except FileNotFoundError:
-            return
+        names = self._names()
         if not names:
             return
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as out:
@@ -50,6 +57,22 @@ class Doorbell:
                 except (ConnectionRefusedError, FileNotFoundError):
                     with contextlib.suppress(FileNotFoundError):
                         (self._dir / name).unlink()
+
+    def _names(self) -> list[str]:
+        """The waiters listed in the folder: the last listing while the folder is unchanged."""
+        try:
+            mtime = os.stat(self._dir).st_mtime_ns
+        except FileNotFoundError:
+            return []
+        if self._listed is not None and self._listed[0] == mtime:
+            return self._listed[1]
+        try:
+            names = os.listdir(self._dir)
+        except FileNotFoundError:
+            return []
+        settled = time.time_ns() - mtime > _RACY_NS
+        self._listed = (mtime, names) if settled else None
+        return names
 
     def _listen(self) -> socket.socket | None:
         if not _SUPPORTED:

@@ -8,6 +8,29 @@ failing at once and retrying from Python (measured in ``python -m bench store``,
 Past the slice :class:`Busy` is raised and the async layer waits without blocking the event loop,
 then tries again, for as long as the store's busy timeout allows. Statements themselves are short,
 so they run inline on the event loop; no thread hop per call.
+
+The WAL is checkpointed into the database file every ``CHECKPOINT_PAGES`` pages (SQLite's
+auto-checkpoint, run by whichever commit crosses the mark), not SQLite's default 1,000. A
+checkpoint copies each page changed since the last one once and syncs the file: the queue's hot
+pages (heads, open-message index, the newest rows) change on every message, so a longer interval
+copies each of them once for ten times as many messages, and syncs a tenth as often (measured in
+``python -m bench store``: on a one-process NORMAL drain the commit's wall time fell from about
+180 µs to about 130 µs, and the one-call path's rate rose by 13–21 %).
+What it costs:
+
+* the WAL grows to about 40 MiB (10,000 pages of 4 KiB) before it is reset; a checkpoint held
+  off by a long reader lets it grow further, and ``JOURNAL_LIMIT_BYTES`` truncates it back after
+  the next reset;
+* recovery after a crash reads the whole WAL once to rebuild its index (about 110 ms for a
+  117 MiB WAL on the 2-core test VM, so some 40 ms at 40 MiB);
+* at ``synchronous=NORMAL`` the WAL is synced only by a checkpoint, so a power cut (not a process
+  crash) can roll back up to that many pages of commits instead of 1,000; at ``FULL`` every commit
+  is synced and nothing changes;
+* the commit that runs a checkpoint takes longer (one in about 1,500 messages at 6.5 pages each).
+
+A store whose ``wait_for_work`` ends without a ring (nothing happened on the queue for a whole
+poll) checkpoints what it can without waiting for anyone (``checkpoint``), so a quiet queue leaves
+little in the WAL.
 """
 
 from __future__ import annotations
@@ -29,6 +52,9 @@ _BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 _NAME_MAX = 255  # bytes in one file name on every file system we run on
 # How long one try may block the event loop waiting for another process's lock.
 BUSY_SLICE_MS = 10
+# WAL pages between auto-checkpoints (SQLite's default: 1,000), and the WAL's size after a reset.
+CHECKPOINT_PAGES = 10_000
+JOURNAL_LIMIT_BYTES = 64 * 1024 * 1024
 
 
 class Busy(Exception):
@@ -86,6 +112,8 @@ def connect(
         if str(mode).lower() != "wal":
             raise StoreUnusable(str(path), f"could not switch to WAL mode (got {mode}); is the file system read-only?")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES}")
+        conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_LIMIT_BYTES}")
         migrate(conn)
         conn.execute(f"PRAGMA busy_timeout = {int(busy_slice_ms)}")
     except (NotOurs, SchemaTooNew) as exc:
@@ -178,6 +206,12 @@ class Engine:
                 if _is_busy(exc):
                     raise Busy from exc
                 raise
+
+    def checkpoint(self) -> None:
+        """Copy what the WAL holds into the database file, without waiting for other connections
+        (a passive checkpoint: pages a reader still needs stay for the next one)."""
+        with self._lock:
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
     def _commit(self) -> None:
         try:

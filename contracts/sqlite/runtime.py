@@ -305,19 +305,17 @@ def update_status(
 # ---------------------------------------------------------------- the queue's completion hook
 
 
-def on_complete(conn: sqlite3.Connection, seq: int, message_id: str, now: int) -> None:
+def on_complete(
+    conn: sqlite3.Connection, conversation_id: str, message_id: str, metadata: str | None, now: int
+) -> None:
     """Settle what a completed queue message stood for (its notification, its heartbeat).
 
-    On every complete (the hot path): one rowid lookup, and nothing more for a message without
-    metadata."""
-    row = conn.execute(
-        "SELECT conversation_id, json_extract(payload, '$.metadata') FROM messages WHERE seq = ?", (seq,)
-    ).fetchone()
-    if row is None or row[1] is None:
+    On every complete (the hot path): ``metadata`` is the message payload's metadata as JSON, read
+    by the statement that marked the message done; a message without metadata costs nothing more."""
+    if metadata is None:
         return
-    conversation_id, raw = row
-    metadata = json.loads(raw)
-    notification_id, heartbeat_agent = metadata.get(NOTIFICATION_KEY), metadata.get(HEARTBEAT_KEY)
+    fields = json.loads(metadata)
+    notification_id, heartbeat_agent = fields.get(NOTIFICATION_KEY), fields.get(HEARTBEAT_KEY)
     if heartbeat_agent is not None:
         agent = _agent_in(conn, heartbeat_agent, conversation_id)
         if agent is not None:

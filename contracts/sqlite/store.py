@@ -547,8 +547,21 @@ class SqliteStore:
             timeout_s = min(timeout_s, until_due_s + 0.001)
         if self._bell is None:
             await anyio.sleep(timeout_s)
-            return False
-        return await self._bell.wait(timeout_s)
+            rung = False
+        else:
+            rung = await self._bell.wait(timeout_s)
+        if not rung:
+            # Nobody rang for the whole wait: the queue is quiet, a good time to checkpoint.
+            await self._checkpoint()
+        return rung
+
+    async def _checkpoint(self) -> None:
+        """An idle store moves the WAL into the file (busy stores checkpoint rarely: engine.py)."""
+        try:
+            # A worker thread: copying many pages must not hold up the event loop.
+            await anyio.to_thread.run_sync(self._engine.checkpoint)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(self.name, str(exc)) from exc
 
     async def now_ms(self) -> int:
         return self.clock.now_ms()

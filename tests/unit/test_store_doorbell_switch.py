@@ -10,6 +10,7 @@ import pytest
 from contracts.models import EnqueueRequest, MessagePayload, WorkerRegistration
 from contracts.roles import WorkerStore
 from contracts.sqlite import SqliteStore
+from contracts.sqlite.doorbell import Doorbell
 from factory.settings import StoreSettings, load
 from factory.stores import open_store
 from worker.config import WorkerConfig
@@ -130,3 +131,30 @@ async def test_a_worker_on_a_poll_only_store_still_processes_work(tmp_path: Path
     finally:
         await store.aclose()
         await writer.aclose()
+
+
+async def test_a_ring_reaches_a_waiter_that_came_after_the_ringer_last_listed_the_folder(tmp_path: Path) -> None:
+    # A ringer reuses its listing while the folder is unchanged: a new waiter must change it.
+    db = tmp_path / "bell.db"
+    early, late, ringer = Doorbell(db), Doorbell(db), Doorbell(db)
+    woken: list[tuple[str, float]] = []
+
+    async def wait(bell: Doorbell, name: str) -> None:
+        if await bell.wait(5):
+            woken.append((name, anyio.current_time()))
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait, early, "early")
+            await anyio.sleep(0.1)  # listed, and past the folder's racy window: the listing is kept
+            ringer.ring()
+            await anyio.sleep(0.1)
+            tg.start_soon(wait, late, "late")
+            await anyio.sleep(0.1)
+            rung_at = anyio.current_time()
+            ringer.ring()
+        assert [name for name, _ in woken] == ["early", "late"]
+        assert woken[1][1] - rung_at < 2
+    finally:
+        for bell in (early, late, ringer):
+            bell.close()
