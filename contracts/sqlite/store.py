@@ -556,12 +556,15 @@ class SqliteStore:
         return rung
 
     async def _checkpoint(self) -> None:
-        """An idle store moves the WAL into the file (busy stores checkpoint rarely: engine.py)."""
+        """An idle store moves the WAL into the file (busy stores checkpoint rarely: engine.py).
+
+        Only an optimisation: one that fails is left to the next, and a store that really is
+        unavailable is found out by the caller's next call, not by a wait for work."""
         try:
             # A worker thread: copying many pages must not hold up the event loop.
             await anyio.to_thread.run_sync(self._engine.checkpoint)
         except sqlite3.Error as exc:
-            raise StoreUnavailable(self.name, str(exc)) from exc
+            log.debug("idle checkpoint skipped", store=self.name, error=str(exc))
 
     async def now_ms(self) -> int:
         return self.clock.now_ms()
