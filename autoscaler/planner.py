@@ -272,8 +272,8 @@ def _headroom(demand: DemandSnapshot, policy: ScalingPolicy, now: int) -> int:
 
 def _pool_target(demand: DemandSnapshot, policy: ScalingPolicy, now: int) -> int:
     """Parked machines to keep: ``pool_size``, or with ``pool_hold_s`` no more than the
-    conversations that had a message within it (each could need a worker of its own at once).
-    A quiet fleet keeps no pool: over hours, parked machines bill more than the seconds they save."""
+    conversations that had a message within it (each could need a worker of its own at once), and
+    never fewer than ``pool_min``: over hours, parked machines bill more than the seconds they save."""
     if policy.pool_hold_s is None:
         return policy.pool_size
     _, conversations = _arrivals_since(demand, now - policy.pool_hold_s * 1000)
