@@ -173,7 +173,9 @@ def test_sigterm_past_the_grace_period_gives_the_job_back_unspent(
 
 def test_a_second_signal_exits_at_once(tmp_path: Path, openclaw_gateway: OpenClawGateway) -> None:
     db = tmp_path / "twice.db"
-    message_id = _enqueue(db, "twice", "SLOW:20000 interrupted twice")
+    # Long enough to be in flight at both signals; short, because the shared gateway finishes the
+    # turn after the worker is gone, and stopping it at the end of the session waits for that.
+    message_id = _enqueue(db, "twice", "SLOW:6000 interrupted twice")
     worker = start_worker_process(db, worker_env(openclaw_gateway), "--grace", "60", log=tmp_path / "twice.log")
     try:
         _wait(_processing(db, message_id, 1), 60, "the delivery")
