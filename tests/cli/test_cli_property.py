@@ -17,7 +17,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.cli.inprocess import ESCAPES, invoke, seed_store
@@ -43,6 +43,12 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 DEFAULT_DB = ".factory/factory.db"
+
+
+def _pointed_at(args: list[str], env: dict[str, str]) -> str:
+    """The store a command was pointed at: its last --store, else FACTORY_STORE, else the default."""
+    flags = [i for i, arg in enumerate(args[:-1]) if arg == "--store"]
+    return args[flags[-1] + 1] if flags else env.get("FACTORY_STORE", DEFAULT_DB)
 
 
 def _rows(path: Path, table: str) -> int:
@@ -234,6 +240,8 @@ cannot_work = st.sampled_from(
     worker_env=cannot_work,
     stdin=st.sampled_from(["", "a-secret\n", " \n"]),
 )
+# Refused once the store it names exists (no secrets key): found by this test; the store stays, empty.
+@example(args=["agent", "secret", "nosuch", "--store", "missing/new.db"], env={}, worker_env={}, stdin="a-secret\n")
 def test_every_command_fails_cleanly_or_succeeds(
     folder: Path, args: list[str], env: dict[str, str], worker_env: dict[str, str], stdin: str
 ) -> None:
@@ -252,8 +260,12 @@ def test_every_command_fails_cleanly_or_succeeds(
         assert len(lines) == 1 and lines[0].startswith("error: "), (args, env, result.stderr)
         names, dumps = _snapshot(folder)
         assert dumps == before[1], (args, env, result.stderr)
-        # Opening the default store creates it, as `git init` would; a refused command stores nothing in it.
+        # Opening a store creates it, as `git init` would (the default one, or the path a command was
+        # pointed at, with its folders); a refused command stores nothing in it, and touches nothing else.
         created = set(names) - set(before[0])
-        assert created <= {".factory", DEFAULT_DB} and set(before[0]) <= set(names), (args, env, created)
-        if DEFAULT_DB in created:
-            assert _rows(folder / DEFAULT_DB, "messages") == 0, (args, env, result.stderr)
+        store = _pointed_at(args, env)
+        allowed = {".factory", DEFAULT_DB, store, *(str(p) for p in Path(store).parents if str(p) != ".")}
+        assert created <= allowed and set(before[0]) <= set(names), (args, env, created)
+        if store in created or DEFAULT_DB in created:
+            made = folder / (store if store in created else DEFAULT_DB)
+            assert (_rows(made, "messages"), _rows(made, "secrets")) == (0, 0), (args, env, result.stderr)
