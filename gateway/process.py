@@ -9,6 +9,12 @@ orphan: on Linux it is told to take SIGTERM when its parent dies (``PR_SET_PDEAT
 the child between fork and exec, so no window exists in which our death goes unnoticed. The
 kernel ties that to the *thread* that forked: spawn from a thread that lives as long as the
 process (the main thread), never from a worker thread that may exit early.
+
+A child killed that way mid-start may leave its own helpers behind (the gateway's SQLite helper
+outlived it once), and nothing of ours is left to signal the group. So a small guard process
+(its own session; a process may not join a group in another session) is told the same way of
+our death: it gives the child ``GUARD_GRACE_S`` to end on its own, then SIGKILLs the child's
+group. A normal ``stop`` ends the guard after the group.
 """
 
 from __future__ import annotations
@@ -27,6 +33,24 @@ import structlog
 
 _log = structlog.get_logger(__name__)
 _PR_SET_PDEATHSIG = 1
+GUARD_GRACE_S = 5.0
+# The guard: told of our death like the child, it waits the grace, then ends the whole group.
+_GUARD = """
+import ctypes, os, signal, sys, time
+group, grace, parent = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+def end(*_):
+    time.sleep(grace)
+    try:
+        os.killpg(group, signal.SIGKILL)
+    finally:
+        os._exit(0)
+signal.signal(signal.SIGTERM, end)
+ctypes.CDLL(None).prctl(1, int(signal.SIGTERM), 0, 0, 0)
+if os.getppid() != parent:
+    end()
+while True:
+    signal.pause()
+"""
 
 
 def _die_with_parent() -> Callable[[], None] | None:
@@ -49,9 +73,10 @@ def _private(path: str, flags: int) -> int:
 
 
 class ManagedProcess:
-    def __init__(self, name: str, popen: subprocess.Popen[bytes]) -> None:
+    def __init__(self, name: str, popen: subprocess.Popen[bytes], guard: subprocess.Popen[bytes] | None) -> None:
         self.name = name
         self._popen = popen
+        self._guard = guard
 
     @classmethod
     def spawn(
@@ -84,7 +109,7 @@ class ManagedProcess:
                 preexec_fn=_die_with_parent(),
             )
         _log.debug("openclaw.process.spawned", name=name, pid=popen.pid)
-        return cls(name, popen)
+        return cls(name, popen, _guard(popen.pid))
 
     @property
     def pid(self) -> int:
@@ -111,6 +136,9 @@ class ManagedProcess:
                 self._popen.wait()
         # Helpers that outlived their parent: same group, nothing else.
         self._signal_group(signal.SIGKILL)
+        if self._guard is not None:
+            self._guard.kill()
+            self._guard.wait()
         if self._popen.stdout is not None:
             self._popen.stdout.close()
         return self._popen.returncode
@@ -118,3 +146,21 @@ class ManagedProcess:
     def _signal_group(self, signum: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self._popen.pid, signum)
+
+
+def _guard(group: int) -> subprocess.Popen[bytes] | None:
+    """The group's guard (Linux only; see the module), with no settings of ours."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-I", "-c", _GUARD, str(group), str(GUARD_GRACE_S), str(os.getpid())],
+            env={},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError:
+        _log.warning("openclaw.process.unguarded", group=group)
+        return None
