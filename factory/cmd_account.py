@@ -31,7 +31,18 @@ from contracts.runtime import (
     token_hash,
 )
 from factory.cmd_queue import read_workspace_files
-from factory.console import JsonOption, StoreOption, out, plain, print_json, store_settings, when, with_store
+from factory.console import (
+    JsonOption,
+    StoreOption,
+    out,
+    plain,
+    print_json,
+    print_result,
+    print_rows,
+    store_settings,
+    when,
+    with_store,
+)
 from factory.fleet import make_provider
 from factory.settings import WorkerSettings, load
 from factory.stores import FullStore
@@ -94,14 +105,6 @@ def token(account_id: AccountArg, store: StoreOption = None, as_json: JsonOption
     _show_token(account_id, fresh.get_secret_value(), as_json)
 
 
-def _said(kept: BaseModel, as_json: bool, line: str) -> None:
-    """What was stored: its wire JSON for scripts, one line for people."""
-    if as_json:
-        print_json(kept)
-    else:
-        out.print(line)
-
-
 def _show_token(account_id: str, value: str, as_json: bool) -> None:
     if as_json:
         print_json({"accountId": account_id, "serviceToken": value})
@@ -138,7 +141,9 @@ def agent(
         openclaw_agent_id=openclaw_agent,
     )
     kept = with_accounts(store, lambda s: s.runtime_agent_put(spec))
-    _said(kept, as_json, f"agent {plain(kept.agent_id)}: session {plain(kept.session_key)}, every {heartbeat} min")
+    print_result(
+        kept, as_json, f"agent {plain(kept.agent_id)}: session {plain(kept.session_key)}, every {heartbeat} min"
+    )
 
 
 @account_app.command("task")
@@ -153,7 +158,7 @@ def task(
     """Create or update a task of the account."""
     spec = _valid(Task, task_id=task_id, account_id=account_id, title=title, status=status)
     kept = with_accounts(store, lambda s: s.task_put(spec))
-    _said(kept, as_json, f"task {plain(kept.task_id)}: {plain(kept.title)} ({kept.status})")
+    print_result(kept, as_json, f"task {plain(kept.task_id)}: {plain(kept.title)} ({kept.status})")
 
 
 def notify(
@@ -179,27 +184,27 @@ def notify(
         task_id=task_id,
     )
     kept = with_accounts(store, lambda s: s.notification_post(spec))
-    _said(kept, as_json, f"notification {plain(kept.notification_id)} for {plain(kept.agent_id)} posted")
+    print_result(kept, as_json, f"notification {plain(kept.notification_id)} for {plain(kept.agent_id)} posted")
 
 
 @account_app.command("list")
 def list_accounts(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Accounts with their runtime status."""
     rows = with_accounts(store, lambda s: s.accounts())
-    if as_json:
-        print_json(rows)
-        return
-    table = Table("account", "name", "active", "runtime", "last health check", "droplet")
-    for a in rows:
-        table.add_row(
+    print_rows(
+        rows,
+        as_json,
+        ("account", "name", "active", "runtime", "last health check", "droplet"),
+        lambda a: (
             plain(a.account_id),
             plain(a.name),
             "yes" if a.active else "no",
             a.status,
             when(a.last_health_check),
             plain(a.droplet_id),
-        )
-    out.print(table if rows else "no accounts")
+        ),
+        "no accounts",
+    )
 
 
 @account_app.command("show")

@@ -11,14 +11,12 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.table import Table
 
 from contracts.console import OperatorRole, OperatorToken, new_operator_token
 from contracts.errors import InvalidInput, NotFound
 from contracts.ingress import token_hash
-from contracts.models import to_wire
 from contracts.roles import ConsoleStore
-from factory.console import JsonOption, StoreOption, out, plain, print_json, when, with_store
+from factory.console import JsonOption, StoreOption, out, plain, print_json, print_rows, when, with_store, without_hash
 
 console_app = typer.Typer(help="The operator console under `factory serve` (/console).", no_args_is_help=True)
 token_app = typer.Typer(help="Operator tokens: sign-in to the console.", no_args_is_help=True)
@@ -97,13 +95,14 @@ def token_rotate(
 def token_list(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Operator tokens by id, name and role (never the token)."""
     rows = with_store(store, lambda s: s.list_operator_tokens(), role="console")
-    if as_json:
-        print_json([{k: v for k, v in to_wire(r).items() if k != "tokenHash"} for r in rows])
-        return
-    table = Table("token", "operator", "role", "created", "revoked")
-    for r in rows:
-        table.add_row(r.token_id, plain(r.name), r.role.replace("_", "-"), when(r.created_at), when(r.revoked_at))
-    out.print(table if rows else "no operator tokens")
+    print_rows(
+        rows,
+        as_json,
+        ("token", "operator", "role", "created", "revoked"),
+        lambda r: (r.token_id, plain(r.name), r.role.replace("_", "-"), when(r.created_at), when(r.revoked_at)),
+        "no operator tokens",
+        wire=without_hash,
+    )
 
 
 @token_app.command("revoke")

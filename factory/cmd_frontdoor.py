@@ -11,13 +11,22 @@ from typing import Annotated
 
 import typer
 from pydantic import SecretStr, ValidationError
-from rich.table import Table
 
 from contracts.errors import InvalidInput, NotFound
 from contracts.ingress import AppToken, PairingCode, PairingCodeRequest, new_pairing_code, token_hash
 from contracts.models import to_wire
 from contracts.secrets import new_key, require, reseal_all
-from factory.console import JsonOption, StoreOption, out, plain, print_json, store_settings, with_store
+from factory.console import (
+    JsonOption,
+    StoreOption,
+    out,
+    plain,
+    print_json,
+    print_rows,
+    store_settings,
+    with_store,
+    without_hash,
+)
 from factory.console import when as _when
 from factory.stores import FullStore, secrets_box
 
@@ -90,14 +99,17 @@ def bindings_list(
 ) -> None:
     """Active identity bindings (Telegram user → agent)."""
     rows = with_store(store, lambda s: s.list_bindings(agent, all_), role="ingress")
-    if as_json:
-        print_json(rows)
-        return
-    table = Table("binding", "agent", "bot", "telegram user", "status", "since")
-    for b in rows:
-        names = (b.binding_id, b.agent_key, b.bot_id, b.telegram_user_id)
-        table.add_row(*(plain(n) for n in names), b.status, _when(b.bound_at))
-    out.print(table if rows else "no bindings")
+    print_rows(
+        rows,
+        as_json,
+        ("binding", "agent", "bot", "telegram user", "status", "since"),
+        lambda b: (
+            *(plain(n) for n in (b.binding_id, b.agent_key, b.bot_id, b.telegram_user_id)),
+            b.status,
+            _when(b.bound_at),
+        ),
+        "no bindings",
+    )
 
 
 @bindings_app.command("revoke")
@@ -133,13 +145,13 @@ def secrets_set(
 def secrets_status(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Every secret's name, version, last update and key id. Never a value."""
     rows = with_store(store, lambda s: s.secret_status(), role="secrets")
-    if as_json:
-        print_json(rows)
-        return
-    table = Table("secret", "version", "updated", "key")
-    for r in rows:
-        table.add_row(plain(r.secret_ref), str(r.version), _when(r.updated_at), r.key_id or "NOT SEALED")
-    out.print(table if rows else "no secrets")
+    print_rows(
+        rows,
+        as_json,
+        ("secret", "version", "updated", "key"),
+        lambda r: (plain(r.secret_ref), str(r.version), _when(r.updated_at), r.key_id or "NOT SEALED"),
+        "no secrets",
+    )
 
 
 @secrets_app.command("rotate-key")
@@ -189,13 +201,14 @@ def token_create(
 def token_list(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Tokens by id and app name (never the token)."""
     rows = with_store(store, lambda s: s.list_app_tokens(), role="secrets")
-    if as_json:
-        print_json([{k: v for k, v in to_wire(r).items() if k != "tokenHash"} for r in rows])
-        return
-    table = Table("token", "app", "created", "revoked")
-    for r in rows:
-        table.add_row(r.token_id, plain(r.name), _when(r.created_at), _when(r.revoked_at))
-    out.print(table if rows else "no app tokens")
+    print_rows(
+        rows,
+        as_json,
+        ("token", "app", "created", "revoked"),
+        lambda r: (r.token_id, plain(r.name), _when(r.created_at), _when(r.revoked_at)),
+        "no app tokens",
+        wire=without_hash,
+    )
 
 
 @tokens_app.command("revoke")

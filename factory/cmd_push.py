@@ -9,13 +9,12 @@ from typing import Annotated, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
-from rich.table import Table
 
 from contracts.errors import InvalidInput, NotFound
 from contracts.models import to_wire
 from contracts.push import BroadcastRequest, PushJob, PushTemplate, Schedule, check_push_id
 from contracts.roles import ScheduleStore
-from factory.console import JsonOption, StoreOption, out, plain, print_json, with_store
+from factory.console import JsonOption, StoreOption, out, plain, print_json, print_result, print_rows, with_store
 from schedules.dispatcher import DispatchReport, dispatch_due, first_run_at, run_now
 from schedules.slots import describe
 
@@ -85,7 +84,7 @@ def template_add(
     """Create (or replace) a push template."""
     template = _valid(PushTemplate, template_id=template_id, agent_key=agent, text=text, title=title)
     saved = with_store(store, lambda s: s.push_template_put(template), role=ROLE)
-    _done(saved, as_json, f"template {saved.template_id} saved")
+    print_result(saved, as_json, f"template {saved.template_id} saved")
 
 
 @template_app.command("edit")
@@ -108,20 +107,20 @@ def template_edit(
         return await s.push_template_put(changed)
 
     saved = with_store(store, edit, role=ROLE, create=False)
-    _done(saved, as_json, f"template {saved.template_id} saved")
+    print_result(saved, as_json, f"template {saved.template_id} saved")
 
 
 @template_app.command("list")
 def template_list(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Every push template."""
     rows = with_store(store, lambda s: s.push_templates(), role=ROLE, create=False)
-    if as_json:
-        print_json(rows)
-        return
-    table = Table("template", "agent", "title", "text")
-    for t in rows:
-        table.add_row(plain(t.template_id), plain(t.agent_key), plain(t.title or "-"), plain(t.text))
-    out.print(table if rows else "no push templates")
+    print_rows(
+        rows,
+        as_json,
+        ("template", "agent", "title", "text"),
+        lambda t: (plain(t.template_id), plain(t.agent_key), plain(t.title or "-"), plain(t.text)),
+        "no push templates",
+    )
 
 
 @template_app.command("delete")
@@ -134,7 +133,7 @@ def template_delete(
     deleted = with_store(store, lambda s: s.push_template_delete(template_id), role=ROLE, create=False)
     if not deleted:
         raise NotFound("push template", template_id)
-    _done({"deleted": template_id}, as_json, f"template {template_id} deleted")
+    print_result({"deleted": template_id}, as_json, f"template {template_id} deleted")
 
 
 # --------------------------------------------------------------------------- jobs
@@ -238,7 +237,7 @@ def job_add(
     # A job sends a stored template, so a store must already exist: a mistyped --store is refused
     # instead of left behind as a new, empty store.
     saved = with_store(store, add, role=ROLE, create=False)
-    _done(saved, as_json, f"job {saved.job_id}: {describe(saved.schedule)}, next run {_when(saved.next_run_at)}")
+    print_result(saved, as_json, f"job {saved.job_id}: {describe(saved.schedule)}, next run {_when(saved.next_run_at)}")
 
 
 @job_app.command("edit")
@@ -280,7 +279,7 @@ def job_edit(
         return await s.push_job_put(changed)
 
     saved = with_store(store, edit, role=ROLE, create=False)
-    _done(saved, as_json, f"job {saved.job_id}: {describe(saved.schedule)}, next run {_when(saved.next_run_at)}")
+    print_result(saved, as_json, f"job {saved.job_id}: {describe(saved.schedule)}, next run {_when(saved.next_run_at)}")
 
 
 async def _job(s: ScheduleStore, job_id: str) -> PushJob:
@@ -298,7 +297,7 @@ def _set_enabled(job_id: str, enabled: bool, store: str | None, as_json: bool) -
         return await s.push_job_put(current.model_copy(update={"enabled": enabled, "next_run_at": next_run}))
 
     saved = with_store(store, toggle, role=ROLE, create=False)
-    _done(saved, as_json, f"job {job_id} {'enabled' if enabled else 'disabled'}")
+    print_result(saved, as_json, f"job {job_id} {'enabled' if enabled else 'disabled'}")
 
 
 @job_app.command("enable")
@@ -324,19 +323,18 @@ def job_delete(
     """Delete a job (its dispatch records stay for the audit)."""
     if not with_store(store, lambda s: s.push_job_delete(job_id), role=ROLE, create=False):
         raise NotFound("push job", job_id)
-    _done({"deleted": job_id}, as_json, f"job {job_id} deleted")
+    print_result({"deleted": job_id}, as_json, f"job {job_id} deleted")
 
 
 @job_app.command("list")
 def job_list(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Every push job with its schedule and next run."""
     rows = with_store(store, lambda s: s.push_jobs(), role=ROLE, create=False)
-    if as_json:
-        print_json(rows)
-        return
-    table = Table("job", "template", "conversation", "schedule", "catch-up", "enabled", "next run", "last run")
-    for j in rows:
-        table.add_row(
+    print_rows(
+        rows,
+        as_json,
+        ("job", "template", "conversation", "schedule", "catch-up", "enabled", "next run", "last run"),
+        lambda j: (
             plain(j.job_id),
             plain(j.template_id),
             plain(j.target),
@@ -345,8 +343,9 @@ def job_list(store: StoreOption = None, as_json: JsonOption = False) -> None:
             "yes" if j.enabled else "no",
             _when(j.next_run_at),
             plain(j.last_run_key or "-"),
-        )
-    out.print(table if rows else "no push jobs")
+        ),
+        "no push jobs",
+    )
 
 
 @job_app.command("dispatches")
@@ -358,13 +357,13 @@ def job_dispatches(
 ) -> None:
     """A job's dispatch record: every slot with its run key and outcome."""
     rows = with_store(store, lambda s: s.push_dispatches(job_id, limit), role=ROLE, create=False)
-    if as_json:
-        print_json(rows)
-        return
-    table = Table("run key", "slot", "status", "message", "error")
-    for d in rows:
-        table.add_row(plain(d.run_key), _when(d.slot_at), d.status, plain(d.message_id or "-"), plain(d.error or ""))
-    out.print(table if rows else f"no dispatches for {job_id}")
+    print_rows(
+        rows,
+        as_json,
+        ("run key", "slot", "status", "message", "error"),
+        lambda d: (plain(d.run_key), _when(d.slot_at), d.status, plain(d.message_id or "-"), plain(d.error or "")),
+        f"no dispatches for {job_id}",
+    )
 
 
 @push_app.command("run-now")
@@ -377,7 +376,7 @@ def push_run_now(
     result = with_store(store, lambda s: run_now(s, job_id), role=ROLE, create=False)
     if result.status == "failed":
         raise InvalidInput(job_id, f"the push could not be enqueued: {result.error}")
-    _done(result, as_json, f"{result.run_key}: {result.status} {result.message_id or ''}".rstrip())
+    print_result(result, as_json, f"{result.run_key}: {result.status} {result.message_id or ''}".rstrip())
 
 
 # --------------------------------------------------------------------------- dispatch and broadcast
@@ -440,26 +439,18 @@ def broadcasts(
 ) -> None:
     """Past broadcasts: who, when, text hash, recipients and their outcome."""
     rows = with_store(store, lambda s: s.broadcasts(limit), role=ROLE, create=False)
-    if as_json:
-        print_json(rows)
-        return
-    table = Table("broadcast", "by", "when", "text sha256", "agents", "recipients", "status")
-    for b in rows:
-        sent = sum(1 for r in b.recipients if r.status == "enqueued")
-        table.add_row(
+    print_rows(
+        rows,
+        as_json,
+        ("broadcast", "by", "when", "text sha256", "agents", "recipients", "status"),
+        lambda b: (
             plain(b.broadcast_id),
             plain(b.requested_by),
             _when(b.requested_at),
             b.text_sha256[:12],
             plain(",".join(b.agents) if b.agents else "all"),
-            f"{sent}/{len(b.recipients)}",
+            f"{sum(1 for r in b.recipients if r.status == 'enqueued')}/{len(b.recipients)}",
             b.status,
-        )
-    out.print(table if rows else "no broadcasts")
-
-
-def _done(value: object, as_json: bool, line: str) -> None:
-    if as_json:
-        print_json(value)
-    else:
-        out.print(plain(line))
+        ),
+        "no broadcasts",
+    )

@@ -14,7 +14,17 @@ from rich.text import Text
 from contracts.errors import InvalidInput
 from contracts.models import MAX_PAGE, WORKSPACE_FILES, AgentProfile, BridgeConfig, EnqueueRequest, require_id
 from contracts.roles import EnqueueStore
-from factory.console import JsonOption, StoreOption, finite, out, print_json, when, with_enqueue_store, with_store
+from factory.console import (
+    JsonOption,
+    StoreOption,
+    finite,
+    out,
+    print_json,
+    print_rows,
+    when,
+    with_enqueue_store,
+    with_store,
+)
 from factory.safe_text import plain
 
 queue_app = typer.Typer(help="Inspect and repair the queue.", no_args_is_help=True)
@@ -129,20 +139,20 @@ def dead_letters(
 ) -> None:
     """Messages that will not be retried, with the reason."""
     rows = with_store(store, lambda s: s.list_dead_letters(limit), create=False)
-    if as_json:
-        print_json(rows)
-        return
-    table = Table("message", "conversation", "external id / run key", "attempts", "when", "reason")
-    for d in rows:
-        table.add_row(
+    print_rows(
+        rows,
+        as_json,
+        ("message", "conversation", "external id / run key", "attempts", "when", "reason"),
+        lambda d: (
             d.message_id,
             d.conversation_id,
             d.external_message_id or "-",
             f"{d.attempts}/{d.max_attempts}",
             when(d.dead_lettered_at),
             d.last_error,
-        )
-    out.print(table if rows else "no dead letters")
+        ),
+        "no dead letters",
+    )
 
 
 @queue_app.command("redrive")

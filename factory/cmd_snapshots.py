@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from contracts.errors import InvalidInput
-from factory.console import JsonOption, StoreOption, out, print_json, when, with_store
+from factory.console import JsonOption, StoreOption, out, print_json, print_rows, when, with_store
 
 snapshots_app = typer.Typer(help="Snapshots of agents' OpenClaw state (memory that follows a conversation).")
 
@@ -28,12 +27,11 @@ def list_snapshots(
 ) -> None:
     """Snapshots, newest first: ready ones are what a new machine restores."""
     rows = with_store(store, lambda s: s.snapshot_list(conversation, limit), role="snapshots", create=False)
-    if as_json:
-        print_json(rows)
-        return
-    table = Table("snapshot", "conversation", "agent", "status", "reason", "size", "taken", "worker / error")
-    for r in rows:
-        table.add_row(
+    print_rows(
+        rows,
+        as_json,
+        ("snapshot", "conversation", "agent", "status", "reason", "size", "taken", "worker / error"),
+        lambda r: (
             r.snapshot_id,
             r.conversation_id,
             r.agent_key,
@@ -42,8 +40,9 @@ def list_snapshots(
             _size(r.size_bytes),
             when(r.created_at),
             r.error or r.worker_id,
-        )
-    out.print(table if rows else "no snapshots")
+        ),
+        "no snapshots",
+    )
 
 
 @snapshots_app.command("prune")

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import anyio
 import typer
 from pydantic import BaseModel
+from rich.console import RenderableType
+from rich.table import Table
 
 from contracts.models import to_wire
 from contracts.roles import EnqueueStore
@@ -30,12 +32,16 @@ __all__ = [
     "finite",
     "out",
     "print_json",
+    "print_result",
+    "print_rows",
     "store_settings",
     "with_enqueue_store",
     "with_store",
+    "without_hash",
 ]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 StoreOption = Annotated[
     str | None,
@@ -121,3 +127,36 @@ def print_json(value: Any) -> None:
         out.print_json(text, highlight=False)
     else:
         print(text)  # exactly one line for scripts, no wrapping
+
+
+def print_result(value: object, as_json: bool, line: str) -> None:
+    """What a command did: ``value`` as JSON for scripts, or ``line`` for people."""
+    if as_json:
+        print_json(value)
+    else:
+        out.print(plain(line))
+
+
+def print_rows(
+    rows: Sequence[R],
+    as_json: bool,
+    headers: Sequence[str],
+    cells: Callable[[R], Sequence[RenderableType]],
+    empty: str,
+    *,
+    wire: Callable[[R], object] | None = None,
+) -> None:
+    """A listing: one JSON array for scripts (each row through ``wire`` when given, to leave
+    fields out), else a table with a row of ``cells`` per row, or the line ``empty``."""
+    if as_json:
+        print_json(list(rows) if wire is None else [wire(r) for r in rows])
+        return
+    table = Table(*headers)
+    for row in rows:
+        table.add_row(*cells(row))
+    out.print(table if rows else empty)
+
+
+def without_hash(record: BaseModel) -> dict[str, Any]:
+    """A token record's wire JSON without its hash: listings never show it, even to scripts."""
+    return {k: v for k, v in to_wire(record).items() if k != "tokenHash"}
