@@ -33,6 +33,12 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 # Env var names the generated config refers to; the runtime puts the values into the child's env.
 TOKEN_ENV = "FACTORY_OPENCLAW_GATEWAY_TOKEN"
 MODEL_KEY_ENV = "FACTORY_OPENCLAW_MODEL_API_KEY"
+# Given NODE_COMPILE_CACHE, openclaw.mjs re-executes itself to move the cache into a folder of
+# its own (<cache>/openclaw/<version>/<install marker>) unless this says it already has: that
+# re-exec costs a second Node start, keeps a ~75 MB launcher alive as the gateway's parent for the
+# gateway's whole life, and makes the pid we track the launcher's. Our caches are per install
+# already (the image's, ``OpenClawInstall.compile_cache``), so the cache is used where it is.
+COMPILE_CACHE_IN_PLACE = "OPENCLAW_PACKAGED_COMPILE_CACHE_RESPAWNED"
 
 # OpenClaw's canonical agent id (packages/normalization-core agent-id.ts), lower case only: it
 # lower-cases ids itself, and two of ours that differ by case would silently become one agent.
@@ -158,6 +164,12 @@ def gateway_config(
             "bind": "loopback",
             "auth": {"mode": "token", "token": f"${{{TOKEN_ENV}}}"},
             "http": {"endpoints": {"chatCompletions": {"enabled": True}}},
+            # Nobody browses a worker's gateway: with the Control UI on, every start copied ~54 MB
+            # of its assets into the state dir (a ~6 s sidecar that ready waited for, measured by
+            # OPENCLAW_GATEWAY_STARTUP_TRACE), and its operator terminal (a host shell that
+            # inherits the gateway's environment) would be one more way in.
+            "controlUi": {"enabled": False},
+            "terminal": {"enabled": False},
         },
         "agents": agents_block,
         "tools": tool_policy(allow_host_exec=allow_host_exec or per_agent),
@@ -199,6 +211,7 @@ GATEWAY_BASICS = (
     # The image's compile cache (warm-cache.sh): without it here the gateway compiled every module
     # afresh on each boot, and the cache the image carries was never read.
     "NODE_COMPILE_CACHE",
+    COMPILE_CACHE_IN_PLACE,
     "NO_COLOR",
     "OPENCLAW_STATE_DIR",
     "OPENCLAW_CONFIG_PATH",

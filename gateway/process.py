@@ -88,9 +88,11 @@ class ManagedProcess:
         cwd: Path,
         output: Path,
         stdout_pipe: bool = False,
+        guard_grace_s: float = GUARD_GRACE_S,
     ) -> ManagedProcess:
         """Start ``args``; stderr (and stdout, unless piped) are appended to ``output``. Call it from
         the main thread: the child is ended when the thread that spawned it ends (see the module).
+        ``guard_grace_s``: how long the guard lets the child end on its own after our death.
 
         ``output`` is created 0600 in a 0700 folder: a gateway's console holds conversation text."""
         if threading.current_thread() is not threading.main_thread():
@@ -109,11 +111,16 @@ class ManagedProcess:
                 preexec_fn=_die_with_parent(),
             )
         _log.debug("openclaw.process.spawned", name=name, pid=popen.pid)
-        return cls(name, popen, _guard(popen.pid))
+        return cls(name, popen, _guard(popen.pid, guard_grace_s))
 
     @property
     def pid(self) -> int:
         return self._popen.pid
+
+    @property
+    def guard_pid(self) -> int | None:
+        """The guard's pid (None where there is none: not Linux, or it could not start)."""
+        return self._guard.pid if self._guard is not None else None
 
     @property
     def stdout(self) -> int:
@@ -148,13 +155,13 @@ class ManagedProcess:
             os.killpg(self._popen.pid, signum)
 
 
-def _guard(group: int) -> subprocess.Popen[bytes] | None:
+def _guard(group: int, grace_s: float) -> subprocess.Popen[bytes] | None:
     """The group's guard (Linux only; see the module), with no settings of ours."""
     if not sys.platform.startswith("linux"):
         return None
     try:
         return subprocess.Popen(
-            [sys.executable, "-I", "-c", _GUARD, str(group), str(GUARD_GRACE_S), str(os.getpid())],
+            [sys.executable, "-I", "-c", _GUARD, str(group), str(grace_s), str(os.getpid())],
             env={},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

@@ -28,7 +28,7 @@ import structlog
 from pydantic import SecretStr
 
 from contracts.redact import mask
-from gateway.config import AgentSpec, ModelChoice, gateway_config, secret_env
+from gateway.config import COMPILE_CACHE_IN_PLACE, AgentSpec, ModelChoice, gateway_config, secret_env
 from gateway.errors import GatewayStartError
 from gateway.install import OpenClawInstall
 from gateway.process import ManagedProcess
@@ -261,6 +261,7 @@ class GatewayRuntime:
             "OPENCLAW_SKIP_CHANNELS": "1",  # replies go out through our channels, not OpenClaw's
             "NODE_OPTIONS": f"--max-old-space-size={self.heap_mb}",
             "NODE_COMPILE_CACHE": str(self.install.compile_cache),
+            COMPILE_CACHE_IN_PLACE: "1",  # the cache as it is, without a re-exec (gateway.config)
         }
         env.update(self.extra_env)
         env.update(secret_env(self.token, self.model))

@@ -11,6 +11,10 @@ export OPENCLAW_HOME="${OPENCLAW_HOME:-$OPENCLAW_STATE_DIR/home}"
 export OPENCLAW_OFFLINE=1 OPENCLAW_DISABLE_BONJOUR=1 OPENCLAW_NO_AUTO_UPDATE=1
 # Replies go out through the worker's channels, not OpenClaw's; restarts stay in-process.
 export OPENCLAW_SKIP_CHANNELS=1 OPENCLAW_NO_RESPAWN=1
+# The compile cache is used where it is (NODE_COMPILE_CACHE): without this, openclaw.mjs re-executes
+# itself to move it into a folder of its own, and a ~75 MB launcher stays as the gateway's parent
+# (gateway.config's COMPILE_CACHE_IN_PLACE). Set for warm-cache.sh too, so both use one folder.
+export OPENCLAW_PACKAGED_COMPILE_CACHE_RESPAWNED=1
 # Without a heap cap the gateway's RSS keeps growing under load (lazy GC); 512 MB plateaus near 1.3 GB.
 export NODE_OPTIONS="${NODE_OPTIONS:---max-old-space-size=512}"
 # A compatible endpoint on a private host needs no key, but the config names one: give it a value

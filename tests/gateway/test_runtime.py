@@ -8,11 +8,20 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 from pydantic import SecretStr
 
-from gateway.config import AgentSpec, CompatibleModel, HostedModel, gateway_config, gateway_env, secret_env
+from gateway.config import (
+    COMPILE_CACHE_IN_PLACE,
+    AgentSpec,
+    CompatibleModel,
+    HostedModel,
+    gateway_config,
+    gateway_env,
+    secret_env,
+)
 from gateway.errors import GatewayStartError
 from gateway.install import OpenClawInstall, ensure_openclaw
 from gateway.runtime import GatewayRuntime
@@ -52,9 +61,16 @@ def test_hosted_model_key_goes_to_the_providers_env_var() -> None:
 def test_the_gateway_keeps_nodes_compile_cache_and_nothing_else_of_ours() -> None:
     # The image warms a compile cache at build time; a gateway that does not see it compiles
     # every module on each boot.
-    environ = {"NODE_COMPILE_CACHE": "/opt/openclaw/compile-cache", "FACTORY_STORE": "https://x", "PATH": "/bin"}
+    # It is used where it is: the flag that keeps openclaw.mjs from re-executing itself goes too.
+    environ = {
+        "NODE_COMPILE_CACHE": "/opt/openclaw/compile-cache",
+        COMPILE_CACHE_IN_PLACE: "1",
+        "FACTORY_STORE": "https://x",
+        "PATH": "/bin",
+    }
     env = gateway_env(environ, SecretStr("gateway-token-123456"), STUB)
-    assert env["NODE_COMPILE_CACHE"] == "/opt/openclaw/compile-cache" and "FACTORY_STORE" not in env
+    assert env["NODE_COMPILE_CACHE"] == "/opt/openclaw/compile-cache" and env[COMPILE_CACHE_IN_PLACE] == "1"
+    assert "FACTORY_STORE" not in env
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +126,9 @@ async def test_async_start_and_stop_leave_no_process_behind(
         assert pid is not None
         async with httpx.AsyncClient(trust_env=False) as client:
             assert (await client.get(f"{runtime.url}/readyz")).status_code == 200
+        # The pid we track is the gateway's own ("openclaw-gateway", cut to 15 characters), not a
+        # launcher that re-executed it to move its compile cache (gateway.config).
+        assert (await anyio.Path(f"/proc/{pid}/comm").read_text()).strip() == "openclaw-gatewa"
         assert (tmp_path / "state" / "logs" / "openclaw.jsonl").exists()
     assert not runtime.running
     with pytest.raises(ProcessLookupError):
