@@ -31,9 +31,16 @@ SECTIONS: dict[str, Callable[[], object]] = {
     "coldstart": coldstart.run,
 }
 # Run only when named: the sweep the autoscaler's defaults were chosen from (minutes).
-EXTRA: dict[str, Callable[[], object]] = {"sweep": autoscaler_bench.sweep}
+EXTRA: dict[str, Callable[[], object]] = {
+    "sweep": autoscaler_bench.sweep,
+    "sweep-digitalocean": autoscaler_bench.sweep_digitalocean,
+}
 # The sections that take a seed.
-SEEDED: dict[str, Callable[[int], object]] = {"autoscaler": autoscaler_bench.run, "sweep": autoscaler_bench.sweep}
+SEEDED: dict[str, Callable[[int], object]] = {
+    "autoscaler": autoscaler_bench.run,
+    "sweep": autoscaler_bench.sweep,
+    "sweep-digitalocean": autoscaler_bench.sweep_digitalocean,
+}
 
 
 def main(argv: list[str]) -> None:
