@@ -118,8 +118,10 @@ class ScalingPolicy(BaseModel):
     suspend_idle: bool = False
     suspend_keep_s: float = Field(1800.0, ge=0)
 
-    # Headroom: idle unpinned workers kept ready (affinity mode) so a conversation that arrives with
-    # no worker of its own is taken at once instead of waiting for a machine to boot.
+    # Headroom, so a conversation that arrives with no worker of its own is taken at once instead
+    # of waiting for a machine to boot: in affinity mode this many idle unpinned workers are kept
+    # ready; in pool mode the fleet is sized for this many more conversations, and up to this many
+    # idle workers are spared the drain.
     spare_workers: int = Field(0, ge=0)
     # …held while at least this many messages arrived within ``spare_hold_s`` (a quiet or sparse
     # fleet holds none: a spare would bill through every gap).
@@ -187,7 +189,11 @@ PROVIDER_DEFAULTS: dict[str, dict[str, object]] = {
     "digitalocean": {
         "pool_size": 0,
         "pool_prefill": False,
-        "spare_workers": 1,
+        # Droplets shared by conversations, two to a worker, with room for two more held while
+        # traffic is recent (one or two idle droplets): the sweep's best (bench/autoscaler_bench.py).
+        "mode": "pool",
+        "conversations_per_worker": 2,
+        "spare_workers": 2,
         "scale_down_window_s": 0.0,
         "cold_start_s": 64.0,
         "warm_start_s": 32.0,
