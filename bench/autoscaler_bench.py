@@ -565,6 +565,12 @@ DIGITALOCEAN_SWEEP: tuple[Settings, ...] = tuple(
     for window in windows
 )
 
+# …then, on the best of those, the brakes: the machine budget (a herd's boots bill 45–60 s each) and
+# how many recent arrivals hold the spares.
+DIGITALOCEAN_BRAKES: tuple[Settings, ...] = tuple(
+    {"budget_machines": budget, "spare_min_arrivals": arrivals} for budget in (200, 100, 60) for arrivals in (3, 6, 12)
+)
+
 
 @dataclass(frozen=True)
 class SweepRow:
@@ -651,9 +657,15 @@ def sweep(seed: int | None = None) -> None:
 
 
 def sweep_digitalocean(seed: int | None = None) -> None:
-    """DigitalOcean's grid alone (``python -m bench sweep-digitalocean``; ``--seed N``: that seed only)."""
+    """DigitalOcean's grid, then its brakes on the best row (``python -m bench sweep-digitalocean``;
+    ``--seed N``: that seed only)."""
     seeds = SWEEP_SEEDS if seed is None else (seed,)
-    print_sweep(DIGITALOCEAN, *sweep_settings(DIGITALOCEAN, DIGITALOCEAN_SWEEP, seeds))
+    base, rows = sweep_settings(DIGITALOCEAN, DIGITALOCEAN_SWEEP, seeds)
+    print_sweep(DIGITALOCEAN, base, rows)
+    best = rows[0].settings
+    print_sweep(
+        DIGITALOCEAN, *sweep_settings(DIGITALOCEAN, [{**best, **brake} for brake in DIGITALOCEAN_BRAKES], seeds)
+    )
 
 
 def _grid() -> list[Settings]:
