@@ -552,10 +552,17 @@ SWEEP: dict[str, Sequence[object]] = {
 POOL_SIZES = (0, 10, 20)
 
 # DigitalOcean: who may serve a conversation (pinned workers, or pooled ones, 1 or 2 conversations
-# each), how many idle spares are held, and how long an idle worker stays. A pool of stopped
-# droplets is left out: a powered-off droplet bills in full.
+# each), how many idle spares are held, and how long an idle worker stays, with the brakes below at
+# their old defaults. A pool of stopped droplets is left out: a powered-off droplet bills in full.
 DIGITALOCEAN_SWEEP: tuple[Settings, ...] = tuple(
-    {"mode": mode, "conversations_per_worker": per, "spare_workers": spares, "scale_down_window_s": window}
+    {
+        "mode": mode,
+        "conversations_per_worker": per,
+        "spare_workers": spares,
+        "scale_down_window_s": window,
+        "budget_machines": 200,
+        "spare_min_arrivals": 3,
+    }
     for mode, per, windows in (
         ("affinity", 4, (0.0, 30.0)),
         ("pool", 1, (0.0, 20.0, 40.0)),
