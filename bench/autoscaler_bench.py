@@ -480,7 +480,14 @@ def run(seed: int = SEED) -> dict[tuple[str, str], list[Result]]:
     for profile in PROFILES:
         p = shipped(profile.name)
         print(
-            f"ours on {profile.name}: pool {p.pool_size}"
+            f"ours on {profile.name}: {p.mode}"
+            + (f" ({p.conversations_per_worker} conversations a worker)" if p.mode == "pool" else "")
+            + (
+                f", room for {p.spare_workers} spare(s) while ≥ {p.spare_min_arrivals} arrived in {p.spare_hold_s:g} s"
+                if p.spare_workers
+                else ""
+            )
+            + f", pool {p.pool_size}"
             + (f" (sized to conversations in {p.pool_hold_s:g} s, ≥ {p.pool_min})" if p.pool_hold_s is not None else "")
             + f", window {p.scale_down_window_s:g} s, keep-warm ≤ "
             f"{p.keep_warm_workers} for ≤ {p.keep_warm_max_s:g} s at {p.keep_warm_gap_factor:g}× the gap, "
