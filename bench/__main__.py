@@ -1,7 +1,8 @@
 """`python -m bench [store|calls|worker|autoscaler|ingress|validation|memory|coldstart ...] [--seed N]`.
 
-Runs the named benchmarks; no names: all of them. ``--seed N`` replays the autoscaler's simulator
-(and its sweep) with another seed: a result that holds for one seed only is luck, not a policy.
+Runs the named benchmarks; no names: all of them (``sweep`` and ``sweep-digitalocean`` only when
+named). ``--seed N`` replays the autoscaler's simulator (and its sweeps) with another seed: a
+result that holds for one seed only is luck, not a policy.
 """
 
 from __future__ import annotations
