@@ -38,18 +38,19 @@ costs least. What it found, and what changed since:
   brakes on the best, over seeds 11–15). Pinned droplets paid a 51–77 s boot and the 60 s minimum
   per conversation that came back (steady: 412 creates in 8 h, a quarter of its bill). Now a
   droplet serves any conversation (``mode`` pool, 2 conversations each, room for 2 more held as
-  spares while ≥ 6 messages arrived in 15 minutes; a 0 s window) and at most 60 exist (a herd's
-  boots bill for nothing it needs): steady 42 creates. Seeds 11–13, before → after: lunch rush
-  2.84–2.87× → 1.94–1.96× the floor, slow turns 2.08–2.10× → 1.72–1.73×, herd 2.22–2.23× →
-  1.47–1.49× (served in 394 s instead of 278 s), bursty 3.85–3.88× → 3.03–3.04×, steady 4.91–4.92×
-  → 4.28–4.30×, sparse 8.9–9.5× → 7.0–7.5×; every p95 met before is still met (slow turns −2.1 to
-  0.0 s against upstream's, where it was −9.5 to −13.5 s; the rest 17–63 s better). A worker new to
-  a conversation seeds its session from the stored history instead of the conversation's own
-  snapshot, as a Fly pool member or the spare already did. Tried and not shipped: one conversation
-  per droplet and no spare (36 lines of 54: lunch rush 2.4–2.7×); one spare with a 40 s window (39
-  lines like the shipped shape, 8 % cheaper before the brakes, but slow-turn p95 +2.0 s on seed 11
-  and +2.4 s on seed 15); three conversations a droplet (slow turns +29 to +33 s); spares held from
-  12 arrivals (slow turns +14 to +22 s).
+  spares while ≥ 3 messages arrived in the last 5 minutes; a 0 s window) and at most 60 exist (a
+  herd's boots bill for nothing it needs): steady 77 creates. Seeds 11–13, before → after: lunch
+  rush 2.84–2.87× → 1.91–1.93× the floor, slow turns 2.08–2.10× → 1.65–1.66×, herd 2.22–2.23× →
+  1.40–1.42× (served in 394 s instead of 278 s), bursty 3.85–3.88× → 2.91–2.92×, steady
+  4.91–4.92× → 4.20–4.23×, sparse 8.9–9.5× → 7.0–7.5×; machine-seconds summed −25 %; every p95 met
+  before is still met (slow turns −3.2 to 0.0 s against upstream's, where it was −9.5 to −13.5 s;
+  the rest 17–46 s better). A worker new to a conversation seeds its session from the stored
+  history instead of the conversation's own snapshot, as a Fly pool member or the spare already
+  did. Tried and not shipped: one conversation per droplet and no spare (36 lines of 54: lunch
+  rush 2.4–2.7×); one spare with a 40 s window (39 lines like the shipped shape, 8 % cheaper before
+  the brakes, but slow-turn p95 +2.0 s on seed 11 and +2.4 s on seed 15); three conversations a
+  droplet (slow turns +29 to +33 s); spares held from 6 arrivals within 5 minutes (slow turns
+  +35 to +41 s) or from 12 within 15 (+14 to +22 s).
 
 What is left (``make bench``, ``python -m bench autoscaler --seed 12`` and ``--seed 13`` alike):
 
@@ -66,8 +67,8 @@ What is left (``make bench``, ``python -m bench autoscaler --seed 12`` and ``--s
   1.3 s) and a session switch (0.5–1.5 s, here 0.9 s), 1.3–3.0 s drawn per run. Which sleeper is
   resumed only moves the draws (oldest first: seed 11 passes, seed 12 fails at +2.8 s); resuming
   the one that last served the conversation would skip the switch, but the planner is not told it;
-* DigitalOcean ≤ 2× the floor, met on lunch rush, herd and slow turns, not on bursty (3.0×),
-  steady (4.3×) or sparse: steady's floor is half a machine through 8 h, so one droplet running all
+* DigitalOcean ≤ 2× the floor, met on lunch rush, herd and slow turns, not on bursty (2.9×),
+  steady (4.2×) or sparse: steady's floor is half a machine through 8 h, so one droplet running all
   day is already 2× it, and every droplet bills ≥ 51 s of boot before its first claim; packing
   more conversations per droplet (or holding fewer spares) reaches 2.6× on steady but puts
   slow-turn and steady p95 over the line. It is proven out of reach beside the p95 target only on
@@ -210,13 +211,14 @@ PROVIDER_DEFAULTS: dict[str, dict[str, object]] = {
     "digitalocean": {
         "pool_size": 0,
         "pool_prefill": False,
-        # Droplets shared by conversations, two to a worker, with room for two more held while
-        # traffic is recent (one or two idle droplets), and at most 60 droplets: a herd's boots
-        # bill for nothing it needs. The sweep's best (bench/autoscaler_bench.py).
+        # Droplets shared by conversations, one per two active ones, with room for two more held
+        # while ≥ 3 messages arrived in 5 minutes (one or two idle droplets), and at most 60
+        # droplets: a herd's boots bill for nothing it needs. The sweep's best
+        # (bench/autoscaler_bench.py).
         "mode": "pool",
         "conversations_per_worker": 2,
         "spare_workers": 2,
-        "spare_min_arrivals": 6,
+        "spare_hold_s": 300.0,
         "budget_machines": 60,
         "scale_down_window_s": 0.0,
         "cold_start_s": 64.0,

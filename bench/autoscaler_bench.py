@@ -569,6 +569,7 @@ DIGITALOCEAN_SWEEP: tuple[Settings, ...] = tuple(
         "scale_down_window_s": window,
         "budget_machines": 200,
         "spare_min_arrivals": 3,
+        "spare_hold_s": 900.0,
     }
     for mode, per, windows in (
         ("affinity", 4, (0.0, 30.0)),
@@ -580,9 +581,12 @@ DIGITALOCEAN_SWEEP: tuple[Settings, ...] = tuple(
 )
 
 # …then, on the best of those, the brakes: the machine budget (a herd's boots bill 45–60 s each) and
-# how many recent arrivals hold the spares.
+# how many arrivals within how long hold the spares.
 DIGITALOCEAN_BRAKES: tuple[Settings, ...] = tuple(
-    {"budget_machines": budget, "spare_min_arrivals": arrivals} for budget in (200, 100, 60) for arrivals in (3, 6, 12)
+    {"budget_machines": budget, "spare_min_arrivals": arrivals, "spare_hold_s": hold}
+    for budget in (200, 100, 60)
+    for arrivals in (3, 6, 12)
+    for hold in (300.0, 900.0)
 )
 
 
