@@ -38,7 +38,8 @@ bench: install
 screenshots: install
 	$(BIN)/python -m tests.console.screenshots
 
-# The sweep the autoscaler's shipped defaults were chosen from (minutes; not part of `make bench`).
+# The sweeps the autoscaler's shipped defaults were chosen from (Fly, then DigitalOcean over five seeds:
+# about half an hour; not part of `make bench`; `python -m bench sweep-digitalocean` for the latter alone).
 bench-sweep: install
 	$(BIN)/python -m bench sweep
 

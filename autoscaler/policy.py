@@ -32,8 +32,25 @@ costs least. What it found, and what changed since:
 * **one spare worker on DigitalOcean** (``spare_workers``): a new conversation is taken at once
   instead of waiting a droplet's 51–77 s boot; p95 goes from 4–5 s worse than upstream's to
   11–55 s better on every trace but sparse, for 0.09–0.26× upstream's machine-seconds; it is held
-  only while ≥ 3 messages arrived in the last 15 minutes, since on sparse traffic it would bill
-  through every gap and still be gone after the long ones.
+  only while enough messages arrived in the last 15 minutes, since on sparse traffic it would bill
+  through every gap and still be gone after the long ones;
+* **DigitalOcean shares droplets** (``python -m bench sweep-digitalocean``: 22 shapes, then the
+  brakes on the best, over seeds 11–15). Pinned droplets paid a 51–77 s boot and the 60 s minimum
+  per conversation that came back (steady: 412 creates in 8 h, a quarter of its bill). Now a
+  droplet serves any conversation (``mode`` pool, 2 conversations each, room for 2 more held as
+  spares while ≥ 3 messages arrived in the last 5 minutes; a 0 s window) and at most 60 exist (a
+  herd's boots bill for nothing it needs): steady 77 creates. Seeds 11–13, before → after: lunch
+  rush 2.84–2.87× → 1.91–1.93× the floor, slow turns 2.08–2.10× → 1.65–1.66×, herd 2.22–2.23× →
+  1.40–1.42× (served in 394 s instead of 278 s), bursty 3.85–3.88× → 2.91–2.92×, steady
+  4.91–4.92× → 4.20–4.23×, sparse 8.9–9.5× → 7.0–7.5×; machine-seconds summed −25 %; every p95 met
+  before is still met (slow turns −3.2 to 0.0 s against upstream's, where it was −9.5 to −13.5 s;
+  the rest 17–46 s better). A worker new to a conversation seeds its session from the stored
+  history instead of the conversation's own snapshot, as a Fly pool member or the spare already
+  did. Tried and not shipped: one conversation per droplet and no spare (36 lines of 54: lunch
+  rush 2.4–2.7×); one spare with a 40 s window (39 lines like the shipped shape, 8 % cheaper before
+  the brakes, but slow-turn p95 +2.0 s on seed 11 and +2.4 s on seed 15); three conversations a
+  droplet (slow turns +29 to +33 s); spares held from 6 arrivals within 5 minutes (slow turns
+  +35 to +41 s) or from 12 within 15 (+14 to +22 s).
 
 What is left (``make bench``, ``python -m bench autoscaler --seed 12`` and ``--seed 13`` alike):
 
@@ -43,17 +60,22 @@ What is left (``make bench``, ``python -m bench autoscaler --seed 12`` and ``--s
   (``bench.autoscaler_bench.resume_odds``); insuring means a gateway running through every
   12–28 minute gap. Its 3.0× the floor is the idle tail between a turn's end and the next tick
   (~460 machine-s: the tick is early on arrivals, not on completions) and the stopped machines;
-* Fly slow turns, p95 within ±2.2 s of upstream's (seed 11 +2.2 s, 12 +1.7 s, 13 −5.2 s): the
-  p95 message waits behind its own conversation's 30–120 s turn, and a resumed pooled worker adds
-  its start and a session switch (1.3–3 s) to that turn's start;
-* DigitalOcean ≤ 2× the floor, met on no trace (2.1–4.9×): every droplet bills ≥ 51 s of boot
-  before its first claim, and the spare bills through the day; sharing workers across
-  conversations (pool mode, 2 per worker) reaches 1.6–1.8× on the lunch rush but puts slow-turn
-  p95 20–56 s over upstream's. It is proven out of reach beside the p95 target only on sparse
-  traffic, where p95 ≤ upstream's + 2 s needs ≥ 4.7× the floor even knowing every arrival in
+* Fly slow turns, p95 +2.2 s on seed 11 (+1.7 s on 12; seed 13 −5.2 s, where upstream's own p95
+  rose): on every seed the p95 rank (312th of 328) is the same message, which waits behind its own
+  conversation's turn (30.7 s at the floor and upstream's); the 16 above it are as slow at the floor.
+  Its extra is the start of that earlier turn on a resumed pooled worker: a resume (0.8–1.5 s, here
+  1.3 s) and a session switch (0.5–1.5 s, here 0.9 s), 1.3–3.0 s drawn per run. Which sleeper is
+  resumed only moves the draws (oldest first: seed 11 passes, seed 12 fails at +2.8 s); resuming
+  the one that last served the conversation would skip the switch, but the planner is not told it;
+* DigitalOcean ≤ 2× the floor, met on lunch rush, herd and slow turns, not on bursty (2.9×),
+  steady (4.2×) or sparse: steady's floor is half a machine through 8 h, so one droplet running all
+  day is already 2× it, and every droplet bills ≥ 51 s of boot before its first claim; packing
+  more conversations per droplet (or holding fewer spares) reaches 2.6× on steady but puts
+  slow-turn and steady p95 over the line. It is proven out of reach beside the p95 target only on
+  sparse traffic, where p95 ≤ upstream's + 2 s needs ≥ 4.7× the floor even knowing every arrival in
   advance (``bench.autoscaler_bench.p95_bound``).
 
-The sweep (``make bench-sweep``) ran before suspend, spares and the sized pool existed; their
+The Fly sweep (``make bench-sweep``) ran before suspend, spares and the sized pool existed; those
 defaults come from targeted runs of the same traces (the figures above).
 """
 
@@ -118,8 +140,10 @@ class ScalingPolicy(BaseModel):
     suspend_idle: bool = False
     suspend_keep_s: float = Field(1800.0, ge=0)
 
-    # Headroom: idle unpinned workers kept ready (affinity mode) so a conversation that arrives with
-    # no worker of its own is taken at once instead of waiting for a machine to boot.
+    # Headroom, so a conversation that arrives with no worker of its own is taken at once instead
+    # of waiting for a machine to boot: in affinity mode this many idle unpinned workers are kept
+    # ready; in pool mode the fleet is sized for this many more conversations, and up to this many
+    # idle workers are spared the drain.
     spare_workers: int = Field(0, ge=0)
     # …held while at least this many messages arrived within ``spare_hold_s`` (a quiet or sparse
     # fleet holds none: a spare would bill through every gap).
@@ -187,7 +211,15 @@ PROVIDER_DEFAULTS: dict[str, dict[str, object]] = {
     "digitalocean": {
         "pool_size": 0,
         "pool_prefill": False,
-        "spare_workers": 1,
+        # Droplets shared by conversations, one per two active ones, with room for two more held
+        # while ≥ 3 messages arrived in 5 minutes (one or two idle droplets), and at most 60
+        # droplets: a herd's boots bill for nothing it needs. The sweep's best
+        # (bench/autoscaler_bench.py).
+        "mode": "pool",
+        "conversations_per_worker": 2,
+        "spare_workers": 2,
+        "spare_hold_s": 300.0,
+        "budget_machines": 60,
         "scale_down_window_s": 0.0,
         "cold_start_s": 64.0,
         "warm_start_s": 32.0,

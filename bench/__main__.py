@@ -1,7 +1,8 @@
 """`python -m bench [store|calls|worker|autoscaler|ingress|validation|memory|coldstart ...] [--seed N]`.
 
-Runs the named benchmarks; no names: all of them. ``--seed N`` replays the autoscaler's simulator
-(and its sweep) with another seed: a result that holds for one seed only is luck, not a policy.
+Runs the named benchmarks; no names: all of them (``sweep`` and ``sweep-digitalocean`` only when
+named). ``--seed N`` replays the autoscaler's simulator (and its sweeps) with another seed: a
+result that holds for one seed only is luck, not a policy.
 """
 
 from __future__ import annotations
@@ -31,9 +32,16 @@ SECTIONS: dict[str, Callable[[], object]] = {
     "coldstart": coldstart.run,
 }
 # Run only when named: the sweep the autoscaler's defaults were chosen from (minutes).
-EXTRA: dict[str, Callable[[], object]] = {"sweep": autoscaler_bench.sweep}
+EXTRA: dict[str, Callable[[], object]] = {
+    "sweep": autoscaler_bench.sweep,
+    "sweep-digitalocean": autoscaler_bench.sweep_digitalocean,
+}
 # The sections that take a seed.
-SEEDED: dict[str, Callable[[int], object]] = {"autoscaler": autoscaler_bench.run, "sweep": autoscaler_bench.sweep}
+SEEDED: dict[str, Callable[[int], object]] = {
+    "autoscaler": autoscaler_bench.run,
+    "sweep": autoscaler_bench.sweep,
+    "sweep-digitalocean": autoscaler_bench.sweep_digitalocean,
+}
 
 
 def main(argv: list[str]) -> None:

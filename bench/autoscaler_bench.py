@@ -33,7 +33,8 @@ Targets (from the issue), checked per trace and provider: (c) ≤ 0.5× (a)'s ma
 wait ≤ (a)'s + 2 s, and ≤ 2× the floor's machine-seconds; the herd fully served within 5 minutes
 on Fly. Where ``p95_bound`` (the least machine time with which any policy, even one that knows
 every arrival, meets that p95) is above 2× the floor, the run says the two cannot both hold.
-``python -m bench sweep`` is the sweep the defaults were chosen from.
+``python -m bench sweep`` is the sweep the defaults were chosen from (``sweep_settings``: any grid,
+any provider, several seeds).
 """
 
 from __future__ import annotations
@@ -479,7 +480,14 @@ def run(seed: int = SEED) -> dict[tuple[str, str], list[Result]]:
     for profile in PROFILES:
         p = shipped(profile.name)
         print(
-            f"ours on {profile.name}: pool {p.pool_size}"
+            f"ours on {profile.name}: {p.mode}"
+            + (f" ({p.conversations_per_worker} conversations a worker)" if p.mode == "pool" else "")
+            + (
+                f", room for {p.spare_workers} spare(s) while ≥ {p.spare_min_arrivals} arrived in {p.spare_hold_s:g} s"
+                if p.spare_workers
+                else ""
+            )
+            + f", pool {p.pool_size}"
             + (f" (sized to conversations in {p.pool_hold_s:g} s, ≥ {p.pool_min})" if p.pool_hold_s is not None else "")
             + f", window {p.scale_down_window_s:g} s, keep-warm ≤ "
             f"{p.keep_warm_workers} for ≤ {p.keep_warm_max_s:g} s at {p.keep_warm_gap_factor:g}× the gap, "
@@ -535,6 +543,14 @@ def run(seed: int = SEED) -> dict[tuple[str, str], list[Result]]:
 # --------------------------------------------------------------------------- the sweep
 
 
+Settings = dict[str, object]
+
+# Seeds a sweep replays: a setting that wins on one seed only is luck. 11–13 are the bench's own
+# seeds; 14 and 15 are held out from the figures the defaults were first read from, and on them a
+# set whose slow-turns p95 sat at +2.0 s on seed 11 lost that line (+2.4 s on seed 15).
+SWEEP_SEEDS = (11, 12, 13, 14, 15)
+
+# Fly: the stabilisation window, keep-warm and a flat pool, over the shipped defaults.
 SWEEP: dict[str, Sequence[object]] = {
     "scale_down_window_s": (0.0, 10.0, 30.0, 60.0, 120.0),
     "keep_warm_workers": (0, 2, 4),
@@ -542,38 +558,136 @@ SWEEP: dict[str, Sequence[object]] = {
 }
 POOL_SIZES = (0, 10, 20)
 
+# DigitalOcean: who may serve a conversation (pinned workers, or pooled ones, 1 or 2 conversations
+# each), how many idle spares are held, and how long an idle worker stays, with the brakes below at
+# their old defaults. A pool of stopped droplets is left out: a powered-off droplet bills in full.
+DIGITALOCEAN_SWEEP: tuple[Settings, ...] = tuple(
+    {
+        "mode": mode,
+        "conversations_per_worker": per,
+        "spare_workers": spares,
+        "scale_down_window_s": window,
+        "budget_machines": 200,
+        "spare_min_arrivals": 3,
+        "spare_hold_s": 900.0,
+    }
+    for mode, per, windows in (
+        ("affinity", 4, (0.0, 30.0)),
+        ("pool", 1, (0.0, 20.0, 40.0)),
+        ("pool", 2, (0.0, 20.0, 40.0)),
+    )
+    for spares in (0, 1, 2)
+    for window in windows
+)
 
-def sweep(seed: int = SEED) -> None:
-    """Every combination of ``SWEEP`` (and ``POOL_SIZES`` on Fly) over every trace: how many
-    targets each meets, and its machine-seconds summed; the defaults are the best of these."""
-    started = time.perf_counter()
+# …then, on the best of those, the brakes: the machine budget (a herd's boots bill 45–60 s each) and
+# how many arrivals within how long hold the spares.
+DIGITALOCEAN_BRAKES: tuple[Settings, ...] = tuple(
+    {"budget_machines": budget, "spare_min_arrivals": arrivals, "spare_hold_s": hold}
+    for budget in (200, 100, 60)
+    for arrivals in (3, 6, 12)
+    for hold in (300.0, 900.0)
+)
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    settings: Settings  # over the provider's shipped defaults ({}: the shipped defaults themselves)
+    verdicts: tuple[tuple[str, int, Verdict], ...]  # (trace, seed, verdict)
+    machine_s: float  # summed over every trace and seed
+
+    @property
+    def met(self) -> int:
+        return sum(sum(v.checks) for _, _, v in self.verdicts)
+
+    @property
+    def p95_met(self) -> frozenset[tuple[str, int]]:
+        return frozenset((name, seed) for name, seed, v in self.verdicts if v.checks[1])
+
+    @property
+    def worst_p95_over_s(self) -> float:
+        return max(v.p95_over_s for _, _, v in self.verdicts)
+
+
+def sweep_settings(
+    profile: ProviderProfile, grid: Sequence[Settings], seeds: Sequence[int] = SWEEP_SEEDS
+) -> tuple[SweepRow, list[SweepRow]]:
+    """Ours with each of ``grid``'s settings (over the shipped defaults) over every trace and
+    seed. Returns the shipped defaults' row and the grid's rows best first: those that keep every
+    p95 line the shipped defaults meet, then the most targets met, then the least machine-seconds."""
     traces = [Trace.load(name) for name in TRACES]
-    for profile in PROFILES:
-        upstream = {t.name: replay(t, Upstream(), profile, seed) for t in traces}
-        floors = {t.name: floor(t) for t in traces}
-        print(f"\nsweep on {profile.name}: targets met (of {3 * len(traces)}), machine-s summed, worst p95 over (a)")
-        pools = POOL_SIZES if profile.can_prefill else (0,)
-        rows = []
-        for pool in pools:
-            for values in _grid():
-                settings = dict(values, pool_size=pool)
-                policy = shipped(profile.name, **settings)
-                met, total, worst = 0, 0.0, -math.inf
-                for t in traces:
-                    r = replay(t, Ours(policy), profile, seed)
-                    v = verdict(r, upstream[t.name], floors[t.name])
-                    met += sum(v.checks)
-                    total += r.machine_s
-                    worst = max(worst, v.p95_over_s)
-                rows.append((met, -total, settings, worst, total))
-        rows.sort(key=lambda row: (row[0], row[1]), reverse=True)
-        for met, _, settings, worst, total in rows[:12]:
-            print(f"  {met:>2}  {total:>10,.0f}  {worst:>+7.1f} s  {settings}")
+    upstream = {(t.name, seed): replay(t, Upstream(), profile, seed) for t in traces for seed in seeds}
+    floors = {t.name: floor(t) for t in traces}
+
+    def row(settings: Settings) -> SweepRow:
+        policy = shipped(profile.name, **settings)
+        verdicts, total = [], 0.0
+        for t in traces:
+            for seed in seeds:
+                r = replay(t, Ours(policy), profile, seed)
+                verdicts.append((t.name, seed, verdict(r, upstream[(t.name, seed)], floors[t.name])))
+                total += r.machine_s
+        return SweepRow(settings, tuple(verdicts), total)
+
+    base = row({})
+    rows = [row(settings) for settings in grid]
+    rows.sort(key=lambda r: (base.p95_met <= r.p95_met, r.met, -r.machine_s), reverse=True)
+    return base, rows
+
+
+def print_sweep(profile: ProviderProfile, base: SweepRow, rows: Sequence[SweepRow], top: int = 12) -> None:
+    """The best ``top`` rows, then the best one's targets per trace and seed against the shipped defaults'."""
+    seeds = sorted({seed for _, seed, _ in base.verdicts})
+    print(
+        f"\nsweep on {profile.name}, seeds {', '.join(map(str, seeds))}: targets met (of {len(base.verdicts) * 3}), "
+        "machine-s summed, worst p95 over (a), p95 lines the shipped defaults meet and the row loses"
+    )
+    for r in [base, *rows[:top]]:
+        lost = len(base.p95_met - r.p95_met)
+        label = r.settings or "shipped defaults"
+        print(f"  {r.met:>3}  {r.machine_s:>11,.0f}  {r.worst_p95_over_s:>+8.1f} s  {lost:>2} lost  {label}")
+    if not rows:
+        return
+    best = rows[0]
+    print(f"best: {best.settings}; per trace, seed by seed: shipped defaults → best")
+    for name in TRACES:
+        cells = []
+        for seed in seeds:
+            before = next(v for t, s, v in base.verdicts if (t, s) == (name, seed))
+            after = next(v for t, s, v in best.verdicts if (t, s) == (name, seed))
+            cells.append(f"{_cell(before)} → {_cell(after)}")
+        print(f"  {name:<11} " + " | ".join(cells))
+
+
+def _cell(v: Verdict) -> str:
+    marks = "".join("" if good else mark for good, mark in zip(v.checks, "ups", strict=True))
+    return f"{v.p95_over_s:+.1f} s {v.vs_floor:.2f}×" + (f" ✗{marks}" if marks else "")
+
+
+def sweep(seed: int | None = None) -> None:
+    """Fly's grid (``SWEEP`` × ``POOL_SIZES``) and DigitalOcean's (``DIGITALOCEAN_SWEEP``), each
+    over every trace: the defaults are the best rows (``--seed N``: that seed only)."""
+    started = time.perf_counter()
+    fly_grid = [dict(values, pool_size=pool) for pool in POOL_SIZES for values in _grid()]
+    print_sweep(FLY, *sweep_settings(FLY, fly_grid, (SEED,) if seed is None else (seed,)))
+    sweep_digitalocean(seed)
     print(f"[{time.perf_counter() - started:.1f} s wall]")
 
 
-def _grid() -> list[dict[str, object]]:
-    combos: list[dict[str, object]] = [{}]
+def sweep_digitalocean(seed: int | None = None) -> None:
+    """DigitalOcean's grid, then its brakes on the best row (``python -m bench sweep-digitalocean``;
+    ``--seed N``: that seed only)."""
+    seeds = SWEEP_SEEDS if seed is None else (seed,)
+    base, rows = sweep_settings(DIGITALOCEAN, DIGITALOCEAN_SWEEP, seeds)
+    print_sweep(DIGITALOCEAN, base, rows)
+    best = rows[0].settings
+    print_sweep(
+        DIGITALOCEAN, *sweep_settings(DIGITALOCEAN, [{**best, **brake} for brake in DIGITALOCEAN_BRAKES], seeds)
+    )
+
+
+def _grid() -> list[Settings]:
+    combos: list[Settings] = [{}]
     for key, values in SWEEP.items():
         combos = [dict(c, **{key: v}) for c in combos for v in values]
     return combos

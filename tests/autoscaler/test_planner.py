@@ -492,6 +492,28 @@ def test_spare_workers_are_held_unpinned_while_traffic_is_recent_and_take_a_new_
     assert live(world) == 0
 
 
+def test_pool_mode_spares_size_the_fleet_for_more_conversations_and_take_new_ones_at_once() -> None:
+    # DigitalOcean's shipped shape: two conversations to a worker, room for two more.
+    policy = ScalingPolicy(
+        mode="pool", conversations_per_worker=2, spare_workers=2, spare_min_arrivals=1, scale_down_window_s=0
+    )
+    world = World(profile=ideal(60))
+    world.arrive(SimMessage("a", 0, 5_000))
+    first = replan(world, policy)
+    # 1 active + 2 spare conversations over 2 per worker: two workers, neither pinned.
+    assert [a.conversation_id for a in first.of(Launch)] == [None, None]  # type: ignore[attr-defined]
+    world.apply(first.actions)
+    for _ in range(8):
+        assert tick(world, policy).of(Drain) == []  # idle past a 0 s window, yet held as the spares
+    world.arrive(SimMessage("b", world.now_ms, 5_000))
+    world.arrive(SimMessage("c", world.now_ms, 5_000))
+    assert world.waits_ms[1:] == [0, 0]  # two new conversations, no boot to wait for
+    # Quiet for longer than spare_hold_s: nothing is held any more.
+    world.step(1_000_000)
+    settle(world, policy)
+    assert live(world) == 0
+
+
 def test_a_silent_worker_whose_machine_runs_a_newer_one_is_retired_alone() -> None:
     # A resume that booted the machine afresh: a new worker registered on it, busy; the frozen
     # one never came back. The machine and its launch are the new worker's: nothing is destroyed.
