@@ -34,23 +34,23 @@ costs least. What it found, and what changed since:
   11–55 s better on every trace but sparse, for 0.09–0.26× upstream's machine-seconds; it is held
   only while enough messages arrived in the last 15 minutes, since on sparse traffic it would bill
   through every gap and still be gone after the long ones;
-* **DigitalOcean shares droplets** (``python -m bench sweep-digitalocean``: 22 shapes, then the
-  brakes on the best, over seeds 11–15). Pinned droplets paid a 51–77 s boot and the 60 s minimum
-  per conversation that came back (steady: 412 creates in 8 h, a quarter of its bill). Now a
-  droplet serves any conversation (``mode`` pool, 2 conversations each, room for 2 more held as
-  spares while ≥ 3 messages arrived in the last 5 minutes; a 0 s window) and at most 60 exist (a
-  herd's boots bill for nothing it needs): steady 77 creates. Seeds 11–13, before → after: lunch
-  rush 2.84–2.87× → 1.91–1.93× the floor, slow turns 2.08–2.10× → 1.65–1.66×, herd 2.22–2.23× →
-  1.40–1.42× (served in 394 s instead of 278 s), bursty 3.85–3.88× → 2.91–2.92×, steady
-  4.91–4.92× → 4.20–4.23×, sparse 8.9–9.5× → 7.0–7.5×; machine-seconds summed −25 %; every p95 met
-  before is still met (slow turns −3.2 to 0.0 s against upstream's, where it was −9.5 to −13.5 s;
-  the rest 17–46 s better). A worker new to a conversation seeds its session from the stored
-  history instead of the conversation's own snapshot, as a Fly pool member or the spare already
-  did. Tried and not shipped: one conversation per droplet and no spare (36 lines of 54: lunch
-  rush 2.4–2.7×); one spare with a 40 s window (39 lines like the shipped shape, 8 % cheaper before
-  the brakes, but slow-turn p95 +2.0 s on seed 11 and +2.4 s on seed 15); three conversations a
-  droplet (slow turns +29 to +33 s); spares held from 6 arrivals within 5 minutes (slow turns
-  +35 to +41 s) or from 12 within 15 (+14 to +22 s).
+* **DigitalOcean's brakes** (``python -m bench sweep-digitalocean``: 22 shapes, then the brakes on
+  the best, over seeds 11–15). Pinned droplets pay a 51–77 s boot and the 60 s minimum per
+  conversation that comes back (steady: 412 creates in 8 h, a quarter of its bill). The sweep's best
+  row shares droplets (``mode`` pool, 2 conversations each, room for 2 more held as spares while
+  ≥ 3 messages arrived in 5 minutes, ≤ 60 droplets): 42 of 54 target lines on seeds 11–13 (lunch
+  rush 1.91–1.93× the floor, herd 1.40–1.42×, slow turns 1.65–1.66×), −25 % machine-seconds. It is
+  **not** shipped: a shared droplet serves any conversation, so an agent's memory no longer follows
+  its conversation (a pinned worker restores the conversation's snapshot; a worker new to a
+  conversation has only the stored 64-entry history window, not its workspace or memory files).
+  Shipped: the best affinity row tried, which keeps memory (one spare held while ≥ 3 messages
+  arrived in the last 5 minutes, ≤ 100 droplets): 36 of 54 lines, up from 33 (the herd 2.22× → 1.62× the floor:
+  past 100 waiting conversations workers are unpinned and serve them in turn). A fleet whose
+  conversations are short can take the cheaper shape with ``FACTORY_SCALE_MODE=pool``,
+  ``FACTORY_SCALE_CONVERSATIONS_PER_WORKER=2``, ``FACTORY_SCALE_SPARE=2``, ``FACTORY_SCALE_BUDGET=60``.
+  Tried: one spare with a 40 s window in pool mode (8 % cheaper, but slow-turn p95 +2.0 s on seed 11
+  and +2.4 s on seed 15); three conversations a droplet (slow turns +29 to +33 s); spares held from
+  6 arrivals within 5 minutes (+35 to +41 s) or 12 within 15 (+14 to +22 s).
 
 What is left (``make bench``, ``python -m bench autoscaler --seed 12`` and ``--seed 13`` alike):
 
@@ -67,12 +67,13 @@ What is left (``make bench``, ``python -m bench autoscaler --seed 12`` and ``--s
   1.3 s) and a session switch (0.5–1.5 s, here 0.9 s), 1.3–3.0 s drawn per run. Which sleeper is
   resumed only moves the draws (oldest first: seed 11 passes, seed 12 fails at +2.8 s); resuming
   the one that last served the conversation would skip the switch, but the planner is not told it;
-* DigitalOcean ≤ 2× the floor, met on lunch rush, herd and slow turns, not on bursty (2.9×),
-  steady (4.2×) or sparse: steady's floor is half a machine through 8 h, so one droplet running all
-  day is already 2× it, and every droplet bills ≥ 51 s of boot before its first claim; packing
-  more conversations per droplet (or holding fewer spares) reaches 2.6× on steady but puts
-  slow-turn and steady p95 over the line. It is proven out of reach beside the p95 target only on
-  sparse traffic, where p95 ≤ upstream's + 2 s needs ≥ 4.7× the floor even knowing every arrival in
+* DigitalOcean ≤ 2× the floor, met on the herd only (1.62×; bursty 3.7×, lunch rush 2.8×, steady
+  4.9×, slow turns 2.03×, sparse 7.5–7.7×): every droplet bills ≥ 51 s of boot before its first
+  claim, and steady's floor is half a machine through 8 h, so one droplet running all day is
+  already 2× it. Sharing droplets (above) meets it on lunch rush and slow turns too, at the cost of
+  memory; packing more conversations per droplet reaches 2.6× on steady but puts slow-turn and
+  steady p95 over the line. It is proven out of reach beside the p95 target only on sparse
+  traffic, where p95 ≤ upstream's + 2 s needs ≥ 4.7× the floor even knowing every arrival in
   advance (``bench.autoscaler_bench.p95_bound``).
 
 The Fly sweep (``make bench-sweep``) ran before suspend, spares and the sized pool existed; those
@@ -211,15 +212,12 @@ PROVIDER_DEFAULTS: dict[str, dict[str, object]] = {
     "digitalocean": {
         "pool_size": 0,
         "pool_prefill": False,
-        # Droplets shared by conversations, one per two active ones, with room for two more held
-        # while ≥ 3 messages arrived in 5 minutes (one or two idle droplets), and at most 60
-        # droplets: a herd's boots bill for nothing it needs. The sweep's best
-        # (bench/autoscaler_bench.py).
-        "mode": "pool",
-        "conversations_per_worker": 2,
-        "spare_workers": 2,
+        # One spare unpinned droplet, held while ≥ 3 messages arrived in 5 minutes, and at most 100
+        # droplets (past that, waiting conversations share the workers there are): the sweep's best
+        # row that keeps each conversation's memory on its own droplet (the docstring above).
+        "spare_workers": 1,
         "spare_hold_s": 300.0,
-        "budget_machines": 60,
+        "budget_machines": 100,
         "scale_down_window_s": 0.0,
         "cold_start_s": 64.0,
         "warm_start_s": 32.0,

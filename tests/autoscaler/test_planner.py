@@ -493,7 +493,7 @@ def test_spare_workers_are_held_unpinned_while_traffic_is_recent_and_take_a_new_
 
 
 def test_pool_mode_spares_size_the_fleet_for_more_conversations_and_take_new_ones_at_once() -> None:
-    # DigitalOcean's shipped shape: two conversations to a worker, room for two more.
+    # The shape the DigitalOcean sweep ranks first: two conversations to a worker, room for two more.
     policy = ScalingPolicy(
         mode="pool", conversations_per_worker=2, spare_workers=2, spare_min_arrivals=1, scale_down_window_s=0
     )
