@@ -45,7 +45,10 @@ costs least. What it found, and what changed since:
   conversation has only the stored 64-entry history window, not its workspace or memory files).
   Shipped: the best affinity row tried, which keeps memory (one spare held while ≥ 3 messages
   arrived in the last 5 minutes, ≤ 100 droplets): 36 of 54 lines, up from 33 (the herd 2.22× → 1.62× the floor:
-  past 100 waiting conversations workers are unpinned and serve them in turn). A fleet whose
+  past 100 waiting conversations workers are unpinned and serve them in turn); over seeds 11–15,
+  60 of 90 (55 before). The sweep's best affinity row (a budget of 60, spares held from 6 arrivals)
+  meets 62, but only by slow turns at 1.99–2.00× the floor on two seeds, while its p95 margin there
+  falls to +1.5 s of the +2 s line and steady's from −30 s to −5 s: not kept. A fleet whose
   conversations are short can take the cheaper shape with ``FACTORY_SCALE_MODE=pool``,
   ``FACTORY_SCALE_CONVERSATIONS_PER_WORKER=2``, ``FACTORY_SCALE_SPARE=2``, ``FACTORY_SCALE_BUDGET=60``.
   Tried: one spare with a 40 s window in pool mode (8 % cheaper, but slow-turn p95 +2.0 s on seed 11

@@ -675,15 +675,20 @@ def sweep(seed: int | None = None) -> None:
 
 
 def sweep_digitalocean(seed: int | None = None) -> None:
-    """DigitalOcean's grid, then its brakes on the best row (``python -m bench sweep-digitalocean``;
-    ``--seed N``: that seed only)."""
+    """DigitalOcean's grid, then its brakes on the best row and on the best affinity row
+    (``python -m bench sweep-digitalocean``; ``--seed N``: that seed only)."""
     seeds = SWEEP_SEEDS if seed is None else (seed,)
     base, rows = sweep_settings(DIGITALOCEAN, DIGITALOCEAN_SWEEP, seeds)
     print_sweep(DIGITALOCEAN, base, rows)
-    best = rows[0].settings
-    print_sweep(
-        DIGITALOCEAN, *sweep_settings(DIGITALOCEAN, [{**best, **brake} for brake in DIGITALOCEAN_BRAKES], seeds)
-    )
+    # The brakes go on the best row, and on the best one in affinity mode: only a pinned worker
+    # carries its conversation's memory from machine to machine (autoscaler/policy.py), so the
+    # shipped defaults are chosen from the second.
+    keeps_memory = next(r.settings for r in rows if r.settings["mode"] == "affinity")
+    for label, chosen in (("the best row", rows[0].settings), ("the best affinity row", keeps_memory)):
+        print(f"\nbrakes on {label}: {chosen}")
+        print_sweep(
+            DIGITALOCEAN, *sweep_settings(DIGITALOCEAN, [{**chosen, **brake} for brake in DIGITALOCEAN_BRAKES], seeds)
+        )
 
 
 def _grid() -> list[Settings]:
