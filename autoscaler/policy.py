@@ -53,7 +53,10 @@ costs least. What it found, and what changed since:
   ``FACTORY_SCALE_CONVERSATIONS_PER_WORKER=2``, ``FACTORY_SCALE_SPARE=2``, ``FACTORY_SCALE_BUDGET=60``.
   Tried: one spare with a 40 s window in pool mode (8 % cheaper, but slow-turn p95 +2.0 s on seed 11
   and +2.4 s on seed 15); three conversations a droplet (slow turns +29 to +33 s); spares held from
-  6 arrivals within 5 minutes (+35 to +41 s) or 12 within 15 (+14 to +22 s).
+  6 arrivals within 5 minutes (+35 to +41 s) or 12 within 15 (+14 to +22 s). Finer brakes on the
+  shipped row (spares from 3–5 arrivals within 3–5 minutes, budgets 80 and 90): 4 arrivals within
+  4 minutes or 5 within 5 meet 63 of 90, again only by slow turns at 1.99–2.00× the floor with its
+  p95 margin down to +1.4 s and steady's from −29 s to −8 s; the rest meet 57–60.
 
 What is left (``make bench``, ``python -m bench autoscaler --seed 12`` and ``--seed 13`` alike):
 
@@ -62,14 +65,39 @@ What is left (``make bench``, ``python -m bench autoscaler --seed 12`` and ``--s
   cannot foresee arrivals holds that p95 in at most 30 % of runs even with instant resumes
   (``bench.autoscaler_bench.resume_odds``); insuring means a gateway running through every
   12–28 minute gap. Its 3.0× the floor is the idle tail between a turn's end and the next tick
-  (~460 machine-s: the tick is early on arrivals, not on completions) and the stopped machines;
+  (about 360 machine-s a run: the tick is early on arrivals, not when a worker goes idle; see
+  below) and the stopped machines;
 * Fly slow turns, p95 +2.2 s on seed 11 (+1.7 s on 12; seed 13 −5.2 s, where upstream's own p95
   rose): on every seed the p95 rank (312th of 328) is the same message, which waits behind its own
   conversation's turn (30.7 s at the floor and upstream's); the 16 above it are as slow at the floor.
   Its extra is the start of that earlier turn on a resumed pooled worker: a resume (0.8–1.5 s, here
   1.3 s) and a session switch (0.5–1.5 s, here 0.9 s), 1.3–3.0 s drawn per run. Which sleeper is
-  resumed only moves the draws (oldest first: seed 11 passes, seed 12 fails at +2.8 s); resuming
-  the one that last served the conversation would skip the switch, but the planner is not told it;
+  resumed only moves the draws (oldest first: seed 11 passes, seed 12 fails at +2.8 s). Resuming
+  the one that last served a waiting conversation was tried (the planner told each worker's last
+  conversation): +2.8 s on seed 11, +2.0 s on 14, since that earlier turn opens its conversation
+  after a long gap and no sleeper served it last. A running spare (1, held from 3 to 30 arrivals
+  within 5 or 15 minutes) gains no line either: its wait is the switch, not a boot. Over seeds
+  11–15 it costs 6–54 % more machine-seconds, and all but the two sparest holds meet 69–70 of 90
+  lines against the shipped 79;
+* a tick when a worker goes idle (``python -m bench tick-on-idle``; the simulator only, not built:
+  no store tells the reconciler of a complete that claimed nothing next, and on Convex that takes a
+  signal of its own beside ``queueSignal``). Today the next tick comes 0–15 s after a turn ends, an
+  idle tail every turn pays. On Fly, over seeds 11–15:
+
+  - ticking on idle workers too (window 0): 5–21 % fewer machine-seconds per trace (steady 1.74× →
+    1.38× the floor, bursty 1.55× → 1.28×, sparse 3.05× → 2.48×), but workers are suspended sooner
+    and resumed more, and slow turns lose p95 on seeds 12 and 14 (+2.7 s, +6.8 s): 78 of 90 lines;
+  - with a 3 s window, and the next tick timed to the first idle worker's window end
+    (``Policy.window_ends``): 7 % fewer machine-seconds (710,976 against 761,396) and 80 of 90
+    lines, every line but sparse's on all five seeds (slow turns p95 +1.5 s at worst). A 2 s or
+    4 s window meets 79 (slow turns +2.1 s, +2.4 s on seed 11), 6 s meets 77: the slow-turns line
+    sits within a second of its margin, so the gain to count on is the cost, not the line;
+  - the signal and a window, with no tick at the window's end, cost more than neither: the drain
+    waits for the next 15 s tick after the window (5 s: 816,150 machine-seconds, 10 s: 854,430,
+    30 s: 1,022,179).
+
+  On DigitalOcean the signal saves 0–6 % of machine-seconds (sparse 7.8× → 7.3× the floor) and
+  changes no line: 60 of 90 in all three;
 * DigitalOcean ≤ 2× the floor, met on the herd only (1.62×; bursty 3.7×, lunch rush 2.8×, steady
   4.9×, slow turns 2.03×, sparse 7.5–7.7×): every droplet bills ≥ 51 s of boot before its first
   claim, and steady's floor is half a machine through 8 h, so one droplet running all day is

@@ -257,6 +257,9 @@ class World:
     pins: dict[str, str | None] = field(default_factory=dict)
     waits_ms: list[int] = field(default_factory=list)
     done: int = 0
+    # Completes after which the worker found nothing to take (a complete whose claimNext came back
+    # empty): the moment a store could tell the reconciler that a worker went idle.
+    went_idle: int = 0
     busy_destroyed: int = 0
     creates: int = 0  # create calls that made a machine
     refused: int = 0  # create calls refused (429 when not paced, or a platform failure)
@@ -533,8 +536,11 @@ class World:
             at, _, kind, args = heapq.heappop(self._events)
             self._bill(max(at, self.now_ms) - self.now_ms)
             self.now_ms = max(at, self.now_ms)
+            done = self.done
             getattr(self, f"_on_{kind}")(*args)
             self._settle()
+            if self.done > done and args[0] in self._free:
+                self.went_idle += 1
         self._bill(max(to_ms, self.now_ms) - self.now_ms)
         self.now_ms = max(to_ms, self.now_ms)
 

@@ -1,7 +1,7 @@
 """`python -m bench [store|calls|worker|autoscaler|ingress|validation|memory|coldstart ...] [--seed N]`.
 
-Runs the named benchmarks; no names: all of them (``sweep`` and ``sweep-digitalocean`` only when
-named). ``--seed N`` replays the autoscaler's simulator (and its sweeps) with another seed: a
+Runs the named benchmarks; no names: all of them (``sweep``, ``sweep-digitalocean`` and
+``tick-on-idle`` only when named). ``--seed N`` replays the autoscaler's simulator (and its sweeps) with another seed: a
 result that holds for one seed only is luck, not a policy.
 """
 
@@ -31,16 +31,19 @@ SECTIONS: dict[str, Callable[[], object]] = {
     "memory": memory_bench.run,
     "coldstart": coldstart.run,
 }
-# Run only when named: the sweep the autoscaler's defaults were chosen from (minutes).
+# Run only when named: the sweeps the autoscaler's defaults were chosen from (minutes), and what a
+# tick on idle workers would change.
 EXTRA: dict[str, Callable[[], object]] = {
     "sweep": autoscaler_bench.sweep,
     "sweep-digitalocean": autoscaler_bench.sweep_digitalocean,
+    "tick-on-idle": autoscaler_bench.tick_on_idle,
 }
 # The sections that take a seed.
 SEEDED: dict[str, Callable[[int], object]] = {
     "autoscaler": autoscaler_bench.run,
     "sweep": autoscaler_bench.sweep,
     "sweep-digitalocean": autoscaler_bench.sweep_digitalocean,
+    "tick-on-idle": autoscaler_bench.tick_on_idle,
 }
 
 

@@ -34,7 +34,9 @@ wait ≤ (a)'s + 2 s, and ≤ 2× the floor's machine-seconds; the herd fully se
 on Fly. Where ``p95_bound`` (the least machine time with which any policy, even one that knows
 every arrival, meets that p95) is above 2× the floor, the run says the two cannot both hold.
 ``python -m bench sweep`` is the sweep the defaults were chosen from (``sweep_settings``: any grid,
-any provider, several seeds).
+any provider, several seeds). ``python -m bench tick-on-idle`` replays ours with a tick also when a
+worker goes idle (a complete that claimed nothing next), which no store signals yet: what that
+signal would buy, and what it would cost.
 """
 
 from __future__ import annotations
@@ -130,6 +132,10 @@ class Policy(ABC):
     def tick(self, world: World) -> None:
         """Observe ``world`` and act on it, as one reconcile of this policy would."""
 
+    def window_ends(self, world: World) -> int | None:
+        """When the first idle worker's scale-down window ends (None: no worker is inside one)."""
+        return None
+
 
 class Upstream(Policy):
     key, label = "a", "upstream as deployed"
@@ -221,6 +227,15 @@ class Ours(Policy):
     def tick(self, world: World) -> None:
         world.apply(plan(world.demand(), world.fleet(), world.open_launches(), self.active, world.now_ms).actions)
 
+    def window_ends(self, world: World) -> int | None:
+        window_ms = int(self.active.scale_down_window_s * 1000)
+        ends = [
+            w.idle_since + window_ms
+            for w in world.demand().workers
+            if w.status == "active" and not w.busy and w.idle_since is not None
+        ]
+        return min((end for end in ends if end > world.now_ms), default=None)
+
 
 def policies() -> list[Policy]:
     return [Upstream(), QueueLength(), Ours()]
@@ -258,13 +273,18 @@ def _pct(ordered: Sequence[int], pct: float) -> int:
     return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
 
 
-def replay(trace: Trace, policy: Policy, profile: ProviderProfile, seed: int = SEED) -> Result:
-    """Run ``policy`` over ``trace`` until every message is done and the fleet is at rest."""
+def replay(
+    trace: Trace, policy: Policy, profile: ProviderProfile, seed: int = SEED, *, tick_on_idle: bool = False
+) -> Result:
+    """Run ``policy`` over ``trace`` until every message is done and the fleet is at rest.
+    ``tick_on_idle``: a policy that ticks early on arrivals also does so when a worker goes idle,
+    and again when an idle worker's scale-down window ends (``Policy.window_ends``)."""
     world = policy.new_world(profile, seed)
     messages, n, i = trace.messages, len(trace.messages), 0
     next_tick = 0
     deadline = trace.end_ms + int(LIMIT_H * HOUR_MS)
     last_tick = -(10**9)
+    went_idle = 0
     while world.now_ms < deadline:
         candidates = [next_tick] + ([messages[i].arrived_ms] if i < n else [])
         change = world.next_change_ms()
@@ -277,12 +297,15 @@ def replay(trace: Trace, policy: Policy, profile: ProviderProfile, seed: int = S
             arrived = True
             if policy.reconcile_on_enqueue:
                 policy.tick(world)
-        if arrived and policy.tick_early:
+        idled, went_idle = world.went_idle > went_idle, world.went_idle
+        if (arrived or (tick_on_idle and idled)) and policy.tick_early:
             next_tick = min(next_tick, max(at, last_tick + int(MIN_TICK_GAP_S * 1000)))
         if at >= next_tick:
             policy.tick(world)
             last_tick = at
             next_tick = at + TICK_S * 1000
+            if tick_on_idle and (ends := policy.window_ends(world)) is not None:
+                next_tick = min(next_tick, max(ends, last_tick + int(MIN_TICK_GAP_S * 1000)))
             if i == n and world.done == n and _at_rest(world):
                 break
     served = max(world.first_reply_ms.values(), default=trace.start_ms) - trace.start_ms
@@ -689,6 +712,45 @@ def sweep_digitalocean(seed: int | None = None) -> None:
         print_sweep(
             DIGITALOCEAN, *sweep_settings(DIGITALOCEAN, [{**chosen, **brake} for brake in DIGITALOCEAN_BRAKES], seeds)
         )
+
+
+# The window tried beside ticks on idle workers: 2 s and 4 s met one line fewer, 6 s three fewer.
+IDLE_TICK_WINDOW_S = 3.0
+
+
+def tick_on_idle(seed: int | None = None) -> None:
+    """Ours as shipped, ticking early on arrivals only (as ``factory reconcile --watch`` does); then
+    also when a worker goes idle and when an idle worker's window ends, with the shipped window and
+    with ``IDLE_TICK_WINDOW_S``; over every trace and provider (``--seed N``: that seed only)."""
+    seeds = SWEEP_SEEDS if seed is None else (seed,)
+    variants = (
+        ("as shipped", Ours(), False),
+        ("+ idle ticks", Ours(), True),
+        (f"+ idle ticks, {IDLE_TICK_WINDOW_S:g} s window", None, True),
+    )
+    print(
+        f"\ntick on idle, seeds {', '.join(map(str, seeds))}: "
+        + " | ".join(label for label, _, _ in variants)
+        + "; each: machine-s summed over the seeds, × the floor (worst seed), worst p95 over (a), targets met"
+    )
+    for profile in PROFILES:
+        met = [0] * len(variants)
+        for name in TRACES:
+            trace = Trace.load(name)
+            base = floor(trace)
+            upstream = {s: replay(trace, Upstream(), profile, s) for s in seeds}
+            cells = []
+            for k, (_, policy, on) in enumerate(variants):
+                ours = policy or Ours(shipped(profile.name, scale_down_window_s=IDLE_TICK_WINDOW_S))
+                runs = {s: replay(trace, ours, profile, s, tick_on_idle=on) for s in seeds}
+                verdicts = [verdict(runs[s], upstream[s], base) for s in seeds]
+                met[k] += sum(sum(v.checks) for v in verdicts)
+                cells.append(
+                    f"{sum(r.machine_s for r in runs.values()):>9,.0f} {max(v.vs_floor for v in verdicts):.2f}×"
+                    f" {max(v.p95_over_s for v in verdicts):+6.1f} s {sum(sum(v.checks) for v in verdicts):>2}"
+                )
+            print(f"  {profile.name:<13}{name:<11} " + " | ".join(cells))
+        print(f"  {profile.name:<13}targets met: {' | '.join(map(str, met))} of {len(TRACES) * len(seeds) * 3}")
 
 
 def _grid() -> list[Settings]:

@@ -161,3 +161,19 @@ def test_stepping_from_change_to_change_matches_stepping_every_second() -> None:
     coarse = _replay(messages, 900_000, by_event=True)
     assert fine.done > 0
     assert (coarse.done, coarse.billed_ms, coarse.waits_ms) == (fine.done, fine.billed_ms, fine.waits_ms)
+
+
+def test_a_worker_goes_idle_only_when_its_complete_finds_nothing_to_take() -> None:
+    world = World(profile=ideal(5))
+    world.launch()
+    world.step(10_000)
+    # Two messages of one conversation back to back, then one more after a gap.
+    world.arrive(SimMessage("c1", world.now_ms, 2_000))
+    world.arrive(SimMessage("c1", world.now_ms, 2_000))
+    world.step(2_000)
+    assert (world.done, world.went_idle) == (1, 0)  # it took the second message at once
+    world.step(2_000)
+    assert (world.done, world.went_idle) == (2, 1)
+    world.arrive(SimMessage("c1", world.now_ms, 1_000))
+    world.step(1_000)
+    assert (world.done, world.went_idle) == (3, 2)
