@@ -249,7 +249,19 @@ def plan(
         launching=pending,
         parked=len(pool.members) - started - len(surplus) + pool.parked_now,
         summary=why,
+        recheck_in_s=_window_ends_in_s(live, machines, policy, now),
     )
+
+
+def _window_ends_in_s(live: Sequence[WorkerView], machines: _Fleet, policy: ScalingPolicy, now: int) -> float | None:
+    """Seconds until the first idle worker still inside its scale-down window leaves it."""
+    window_ms = policy.scale_down_window_s * 1000
+    left = [
+        (w.idle_since + window_ms - now) / 1000
+        for w in live
+        if not w.busy and w.idle_since is not None and machines.for_worker(w) is not None
+    ]
+    return min((s for s in left if s > 0), default=None)
 
 
 def _short(wanted: int, fits: int, workers: Sequence[WorkerView], machines: _Fleet, planned: Sequence[Action]) -> int:

@@ -79,19 +79,20 @@ What is left (``make bench``, ``python -m bench autoscaler --seed 12`` and ``--s
   within 5 or 15 minutes) gains no line either: its wait is the switch, not a boot. Over seeds
   11–15 it costs 6–54 % more machine-seconds, and all but the two sparest holds meet 69–70 of 90
   lines against the shipped 79;
-* a tick when a worker goes idle (``python -m bench tick-on-idle``; the simulator only, not built:
-  no store tells the reconciler of a complete that claimed nothing next, and on Convex that takes a
-  signal of its own beside ``queueSignal``). Today the next tick comes 0–15 s after a turn ends, an
-  idle tail every turn pays. On Fly, over seeds 11–15:
+* a tick when a worker goes idle (``python -m bench tick-on-idle``; the signal is simulated, not
+  built: no store tells the reconciler of a complete that claimed nothing next, and on Convex that
+  takes a signal of its own beside ``queueSignal``). Today the next tick comes 0–15 s after a turn
+  ends, an idle tail every turn pays. On Fly, over seeds 11–15:
 
   - ticking on idle workers too (window 0): 5–21 % fewer machine-seconds per trace (steady 1.74× →
     1.38× the floor, bursty 1.55× → 1.28×, sparse 3.05× → 2.48×), but workers are suspended sooner
     and resumed more, and slow turns lose p95 on seeds 12 and 14 (+2.7 s, +6.8 s): 78 of 90 lines;
-  - with a 3 s window, and the next tick timed to the first idle worker's window end
-    (``Policy.window_ends``): 7 % fewer machine-seconds (710,976 against 761,396) and 80 of 90
-    lines, every line but sparse's on all five seeds (slow turns p95 +1.5 s at worst). A 2 s or
-    4 s window meets 79 (slow turns +2.1 s, +2.4 s on seed 11), 6 s meets 77: the slow-turns line
-    sits within a second of its margin, so the gain to count on is the cost, not the line;
+  - with a 3 s window, and the next tick timed to the first idle worker's window end (the plan's
+    ``recheck_in_s``, which ``factory reconcile --watch`` already honours): 7 % fewer
+    machine-seconds (710,976 against 761,396) and 80 of 90 lines, every line but sparse's on all
+    five seeds (slow turns p95 +1.5 s at worst). A 2 s or 4 s window meets 79 (slow turns +2.1 s,
+    +2.4 s on seed 11), 6 s meets 77: the slow-turns line sits within a second of its margin, so
+    the gain to count on is the cost, not the line;
   - the signal and a window, with no tick at the window's end, cost more than neither: the drain
     waits for the next 15 s tick after the window (5 s: 816,150 machine-seconds, 10 s: 854,430,
     30 s: 1,022,179).

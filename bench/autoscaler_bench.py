@@ -49,6 +49,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from autoscaler.plan import Plan
 from autoscaler.planner import plan
 from autoscaler.policy import ScalingPolicy, shipped
 from autoscaler.simulate import DIGITALOCEAN, FLY, ProviderProfile, SimMessage, World
@@ -218,6 +219,7 @@ class Ours(Policy):
     def new_world(self, profile: ProviderProfile, seed: int) -> World:
         policy = self.policy_for(profile)
         self.active = policy
+        self.last = Plan(desired=0, current=0, launching=0, summary="no tick yet")
         # Fly machines destroy themselves when their worker exits unless a pool keeps them.
         auto_destroy = profile.name == "fly" and policy.pool_size == 0
         return World(
@@ -225,16 +227,12 @@ class Ours(Policy):
         )
 
     def tick(self, world: World) -> None:
-        world.apply(plan(world.demand(), world.fleet(), world.open_launches(), self.active, world.now_ms).actions)
+        self.last = plan(world.demand(), world.fleet(), world.open_launches(), self.active, world.now_ms)
+        world.apply(self.last.actions)
 
     def window_ends(self, world: World) -> int | None:
-        window_ms = int(self.active.scale_down_window_s * 1000)
-        ends = [
-            w.idle_since + window_ms
-            for w in world.demand().workers
-            if w.status == "active" and not w.busy and w.idle_since is not None
-        ]
-        return min((end for end in ends if end > world.now_ms), default=None)
+        recheck = self.last.recheck_in_s
+        return None if recheck is None else world.now_ms + math.ceil(recheck * 1000)
 
 
 def policies() -> list[Policy]:
@@ -278,7 +276,8 @@ def replay(
 ) -> Result:
     """Run ``policy`` over ``trace`` until every message is done and the fleet is at rest.
     ``tick_on_idle``: a policy that ticks early on arrivals also does so when a worker goes idle,
-    and again when an idle worker's scale-down window ends (``Policy.window_ends``)."""
+    and again when an idle worker's scale-down window ends (``Policy.window_ends``: for ours, the
+    plan's ``recheck_in_s``, as ``factory reconcile --watch`` does)."""
     world = policy.new_world(profile, seed)
     messages, n, i = trace.messages, len(trace.messages), 0
     next_tick = 0

@@ -138,7 +138,9 @@ def _reconcile_workers(
                     _print_plan(result, scale.provider, dry_run)
                 if watch is None:
                     return results
-                await _until_next_tick(opened, watch)
+                # An idle worker's window ends before the interval: look again then, not later.
+                recheck = result.plan.recheck_in_s
+                await _until_next_tick(opened, watch if recheck is None else min(watch, recheck))
         finally:
             with anyio.CancelScope(shield=True):
                 await machines.aclose()

@@ -114,13 +114,19 @@ def test_idle_workers_are_drained_only_after_the_window_and_busy_ones_never() ->
     policy = ScalingPolicy(scale_down_window_s=120)
     settle(world, policy)
     assert live(world) == 2
-    world.step(60_000)  # "a" finished 30 s ago; "b" still running
-    assert replan(world, policy).of(Drain) == []
+    world.step(60_000)  # "a" finished within the window; "b" still running
+    waiting = replan(world, policy)
+    assert waiting.of(Drain) == []
+    # A watching reconciler looks again when the window ends, not a whole interval later.
+    (idle,) = [w for w in world.demand().workers if not w.busy]
+    assert idle.idle_since is not None
+    assert waiting.recheck_in_s == (idle.idle_since + 120_000 - world.now_ms) / 1000
     world.step(120_000)
     drains = replan(world, policy).of(Drain)
     assert len(drains) == 1
     drained = world.workers[drains[0].worker_id]  # type: ignore[attr-defined]
     assert drained.busy_conversation is None
+    assert replan(world, ScalingPolicy(scale_down_window_s=0)).recheck_in_s is None  # nothing to wait for
 
 
 def test_a_drained_worker_is_destroyed_once_it_has_exited() -> None:
