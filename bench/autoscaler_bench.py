@@ -49,7 +49,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from autoscaler.plan import Plan
 from autoscaler.planner import plan
 from autoscaler.policy import ScalingPolicy, shipped
 from autoscaler.simulate import DIGITALOCEAN, FLY, ProviderProfile, SimMessage, World
@@ -130,12 +129,9 @@ class Policy(ABC):
     def new_world(self, profile: ProviderProfile, seed: int) -> World: ...
 
     @abstractmethod
-    def tick(self, world: World) -> None:
-        """Observe ``world`` and act on it, as one reconcile of this policy would."""
-
-    def window_ends(self, world: World) -> int | None:
-        """When the first idle worker's scale-down window ends (None: no worker is inside one)."""
-        return None
+    def tick(self, world: World) -> int | None:
+        """Observe ``world`` and act on it, as one reconcile of this policy would. Returns when the
+        policy wants to look again before its interval (None: at the interval)."""
 
 
 class Upstream(Policy):
@@ -145,11 +141,11 @@ class Upstream(Policy):
     def new_world(self, profile: ProviderProfile, seed: int) -> World:
         return World(profile=profile, seed=seed, pinned=True, idle_exit_s=AF_IDLE_S, auto_destroy=False, paced=False)
 
-    def tick(self, world: World) -> None:
+    def tick(self, world: World) -> int | None:
         world.reap_exited()
         active = world.active_conversations()
         if not active:
-            return
+            return None
         pinned = (world.pins.get(m.launch_id) for m in world.machines.values() if m.state != "stopped")
         pending = (
             world.pins.get(r.launch_id) for r in world.ledger.values() if r.state == "requested"
@@ -158,6 +154,7 @@ class Upstream(Policy):
         if min(len(active), MAX_FLEET) > len(covered):
             for conversation in sorted(active - covered)[:1]:  # spawnStep 1, by conversation id
                 world.launch(pinned=conversation)
+        return None
 
 
 class QueueLength(Policy):
@@ -171,7 +168,7 @@ class QueueLength(Policy):
     def new_world(self, profile: ProviderProfile, seed: int) -> World:
         return World(profile=profile, seed=seed, auto_destroy=False)
 
-    def tick(self, world: World) -> None:
+    def tick(self, world: World) -> int | None:
         world.reap_exited()
         now, queued, current = world.now_ms, world.queued_messages(), len(world.machines)
         if now >= self.next_poll_ms:  # KEDA's own loop: activation from zero and the cooldown to zero
@@ -180,13 +177,13 @@ class QueueLength(Policy):
                 self.last_active_ms = now
             if current == 0 and queued > 0:
                 world.launch()
-                return
+                return None
             if current and self.last_active_ms is not None and now - self.last_active_ms >= KEDA_COOLDOWN_S * 1000:
                 world.destroy_newest(current)
                 self.recommendations.clear()
-                return
+                return None
         if current == 0:
-            return  # the HPA does not act at zero replicas
+            return None  # the HPA does not act at zero replicas
         wanted = min(MAX_FLEET, max(1, -(-queued // KEDA_TARGET)))
         if abs(queued / (current * KEDA_TARGET) - 1) <= HPA_TOLERANCE:
             wanted = current
@@ -200,6 +197,7 @@ class QueueLength(Policy):
             stabilised = max(r for _, r in self.recommendations)
             if stabilised < current:
                 world.destroy_newest(current - stabilised)
+        return None
 
 
 class Ours(Policy):
@@ -219,19 +217,16 @@ class Ours(Policy):
     def new_world(self, profile: ProviderProfile, seed: int) -> World:
         policy = self.policy_for(profile)
         self.active = policy
-        self.last = Plan(desired=0, current=0, launching=0, summary="no tick yet")
         # Fly machines destroy themselves when their worker exits unless a pool keeps them.
         auto_destroy = profile.name == "fly" and policy.pool_size == 0
         return World(
             profile=profile, seed=seed, idle_exit_s=policy.idle_timeout_s, auto_destroy=auto_destroy, pinned=self.pinned
         )
 
-    def tick(self, world: World) -> None:
-        self.last = plan(world.demand(), world.fleet(), world.open_launches(), self.active, world.now_ms)
-        world.apply(self.last.actions)
-
-    def window_ends(self, world: World) -> int | None:
-        recheck = self.last.recheck_in_s
+    def tick(self, world: World) -> int | None:
+        planned = plan(world.demand(), world.fleet(), world.open_launches(), self.active, world.now_ms)
+        world.apply(planned.actions)
+        recheck = planned.recheck_in_s
         return None if recheck is None else world.now_ms + math.ceil(recheck * 1000)
 
 
@@ -276,7 +271,7 @@ def replay(
 ) -> Result:
     """Run ``policy`` over ``trace`` until every message is done and the fleet is at rest.
     ``tick_on_idle``: a policy that ticks early on arrivals also does so when a worker goes idle,
-    and again when an idle worker's scale-down window ends (``Policy.window_ends``: for ours, the
+    and again when it asked to look again (ours: an idle worker's scale-down window ends, the
     plan's ``recheck_in_s``, as ``factory reconcile --watch`` does)."""
     world = policy.new_world(profile, seed)
     messages, n, i = trace.messages, len(trace.messages), 0
@@ -300,11 +295,11 @@ def replay(
         if (arrived or (tick_on_idle and idled)) and policy.tick_early:
             next_tick = min(next_tick, max(at, last_tick + int(MIN_TICK_GAP_S * 1000)))
         if at >= next_tick:
-            policy.tick(world)
+            again = policy.tick(world)
             last_tick = at
             next_tick = at + TICK_S * 1000
-            if tick_on_idle and (ends := policy.window_ends(world)) is not None:
-                next_tick = min(next_tick, max(ends, last_tick + int(MIN_TICK_GAP_S * 1000)))
+            if tick_on_idle and again is not None:
+                next_tick = min(next_tick, max(again, last_tick + int(MIN_TICK_GAP_S * 1000)))
             if i == n and world.done == n and _at_rest(world):
                 break
     served = max(world.first_reply_ms.values(), default=trace.start_ms) - trace.start_ms
@@ -616,7 +611,11 @@ DIGITALOCEAN_BRAKES: tuple[Settings, ...] = tuple(
 class SweepRow:
     settings: Settings  # over the provider's shipped defaults ({}: the shipped defaults themselves)
     verdicts: tuple[tuple[str, int, Verdict], ...]  # (trace, seed, verdict)
-    machine_s: float  # summed over every trace and seed
+    trace_machine_s: tuple[tuple[str, float], ...]  # (trace, machine-s summed over the seeds)
+
+    @property
+    def machine_s(self) -> float:
+        return sum(m for _, m in self.trace_machine_s)
 
     @property
     def met(self) -> int:
@@ -631,28 +630,38 @@ class SweepRow:
         return max(v.p95_over_s for _, _, v in self.verdicts)
 
 
+class Yardstick:
+    """Every trace on one provider over ``seeds``, with upstream's runs and the floors to judge by."""
+
+    def __init__(self, profile: ProviderProfile, seeds: Sequence[int]) -> None:
+        self.profile, self.seeds = profile, seeds
+        self.traces = [Trace.load(name) for name in TRACES]
+        self.upstream = {(t.name, seed): replay(t, Upstream(), profile, seed) for t in self.traces for seed in seeds}
+        self.floors = {t.name: floor(t) for t in self.traces}
+
+    def score(self, settings: Settings, *, tick_on_idle: bool = False) -> SweepRow:
+        """Ours with ``settings`` over the shipped defaults, on every trace and seed."""
+        policy = shipped(self.profile.name, **settings)
+        verdicts, machine_s = [], []
+        for t in self.traces:
+            total = 0.0
+            for seed in self.seeds:
+                r = replay(t, Ours(policy), self.profile, seed, tick_on_idle=tick_on_idle)
+                verdicts.append((t.name, seed, verdict(r, self.upstream[(t.name, seed)], self.floors[t.name])))
+                total += r.machine_s
+            machine_s.append((t.name, total))
+        return SweepRow(settings, tuple(verdicts), tuple(machine_s))
+
+
 def sweep_settings(
     profile: ProviderProfile, grid: Sequence[Settings], seeds: Sequence[int] = SWEEP_SEEDS
 ) -> tuple[SweepRow, list[SweepRow]]:
     """Ours with each of ``grid``'s settings (over the shipped defaults) over every trace and
     seed. Returns the shipped defaults' row and the grid's rows best first: those that keep every
     p95 line the shipped defaults meet, then the most targets met, then the least machine-seconds."""
-    traces = [Trace.load(name) for name in TRACES]
-    upstream = {(t.name, seed): replay(t, Upstream(), profile, seed) for t in traces for seed in seeds}
-    floors = {t.name: floor(t) for t in traces}
-
-    def row(settings: Settings) -> SweepRow:
-        policy = shipped(profile.name, **settings)
-        verdicts, total = [], 0.0
-        for t in traces:
-            for seed in seeds:
-                r = replay(t, Ours(policy), profile, seed)
-                verdicts.append((t.name, seed, verdict(r, upstream[(t.name, seed)], floors[t.name])))
-                total += r.machine_s
-        return SweepRow(settings, tuple(verdicts), total)
-
-    base = row({})
-    rows = [row(settings) for settings in grid]
+    yardstick = Yardstick(profile, seeds)
+    base = yardstick.score({})
+    rows = [yardstick.score(settings) for settings in grid]
     rows.sort(key=lambda r: (base.p95_met <= r.p95_met, r.met, -r.machine_s), reverse=True)
     return base, rows
 
@@ -722,10 +731,10 @@ def tick_on_idle(seed: int | None = None) -> None:
     also when a worker goes idle and when an idle worker's window ends, with the shipped window and
     with ``IDLE_TICK_WINDOW_S``; over every trace and provider (``--seed N``: that seed only)."""
     seeds = SWEEP_SEEDS if seed is None else (seed,)
-    variants = (
-        ("as shipped", Ours(), False),
-        ("+ idle ticks", Ours(), True),
-        (f"+ idle ticks, {IDLE_TICK_WINDOW_S:g} s window", None, True),
+    variants: tuple[tuple[str, Settings, bool], ...] = (
+        ("as shipped", {}, False),
+        ("+ idle ticks", {}, True),
+        (f"+ idle ticks, {IDLE_TICK_WINDOW_S:g} s window", {"scale_down_window_s": IDLE_TICK_WINDOW_S}, True),
     )
     print(
         f"\ntick on idle, seeds {', '.join(map(str, seeds))}: "
@@ -733,23 +742,19 @@ def tick_on_idle(seed: int | None = None) -> None:
         + "; each: machine-s summed over the seeds, × the floor (worst seed), worst p95 over (a), targets met"
     )
     for profile in PROFILES:
-        met = [0] * len(variants)
+        yardstick = Yardstick(profile, seeds)
+        rows = [yardstick.score(settings, tick_on_idle=on) for _, settings, on in variants]
         for name in TRACES:
-            trace = Trace.load(name)
-            base = floor(trace)
-            upstream = {s: replay(trace, Upstream(), profile, s) for s in seeds}
-            cells = []
-            for k, (_, policy, on) in enumerate(variants):
-                ours = policy or Ours(shipped(profile.name, scale_down_window_s=IDLE_TICK_WINDOW_S))
-                runs = {s: replay(trace, ours, profile, s, tick_on_idle=on) for s in seeds}
-                verdicts = [verdict(runs[s], upstream[s], base) for s in seeds]
-                met[k] += sum(sum(v.checks) for v in verdicts)
-                cells.append(
-                    f"{sum(r.machine_s for r in runs.values()):>9,.0f} {max(v.vs_floor for v in verdicts):.2f}×"
-                    f" {max(v.p95_over_s for v in verdicts):+6.1f} s {sum(sum(v.checks) for v in verdicts):>2}"
-                )
-            print(f"  {profile.name:<13}{name:<11} " + " | ".join(cells))
-        print(f"  {profile.name:<13}targets met: {' | '.join(map(str, met))} of {len(TRACES) * len(seeds) * 3}")
+            print(f"  {profile.name:<13}{name:<11} " + " | ".join(_trace_cell(row, name) for row in rows))
+        print(f"  {profile.name:<13}targets met: {' | '.join(str(r.met) for r in rows)} of {len(rows[0].verdicts) * 3}")
+
+
+def _trace_cell(row: SweepRow, name: str) -> str:
+    verdicts = [v for trace, _, v in row.verdicts if trace == name]
+    return (
+        f"{dict(row.trace_machine_s)[name]:>9,.0f} {max(v.vs_floor for v in verdicts):.2f}×"
+        f" {max(v.p95_over_s for v in verdicts):+6.1f} s {sum(sum(v.checks) for v in verdicts):>2}"
+    )
 
 
 def _grid() -> list[Settings]:
