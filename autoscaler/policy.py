@@ -6,7 +6,7 @@ published trace set in ``bench/traces`` (bursty, lunch rush, steady 8 h, sparse,
 most targets (≤ 0.5× upstream's machine-seconds, p95 wait ≤ upstream's + 2 s, ≤ 2× the floor), then
 costs least. What it found, and what changed since:
 
-* a short stabilisation window wins everywhere (Fly 0 s, DigitalOcean 0 s): upstream's own p95
+* a short stabilisation window wins everywhere (Fly 3 s, DigitalOcean 0 s): upstream's own p95
   already includes cold starts wherever traffic is not sparse, so idle time buys cost, not targets.
   On DigitalOcean the spare (below) takes the next arrival; 30 s → 0 s cut machine-seconds on five
   of six traces (steady 5.33× → 4.92× the floor, bursty 4.16× → 3.85×, herd 2.61× → 2.22×, slow
@@ -64,11 +64,12 @@ What is left (``make bench``, ``python -m bench autoscaler --seed 12`` and ``--s
   meets an empty fleet, and 5 % of resumes boot afresh (a 6–17 s gateway start): a policy that
   cannot foresee arrivals holds that p95 in at most 30 % of runs even with instant resumes
   (``bench.autoscaler_bench.resume_odds``); insuring means a gateway running through every
-  12–28 minute gap. Its 3.0× the floor is the idle tail between a turn's end and the next tick
-  (about 360 machine-s a run: the tick is early on arrivals, not when a worker goes idle; see
-  below) and the stopped machines;
-* Fly slow turns, p95 +2.2 s on seed 11 (+1.7 s on 12; seed 13 −5.2 s, where upstream's own p95
-  rose): on every seed the p95 rank (312th of 328) is the same message, which waits behind its own
+  12–28 minute gap. Its 2.7× the floor is the parked pool, resumes and the 3 s window after each
+  turn (the idle tick, below, took it from 3.05×);
+* Fly slow turns, met since the idle tick and the 3 s window (below; +1.5 s at worst over seeds
+  11–15), but within a second of the line. Before them it was +2.2 s on seed 11 (+1.7 s on 12;
+  seed 13 −5.2 s, where upstream's own p95 rose): on every seed the p95 rank (312th of 328) is the
+  same message, which waits behind its own
   conversation's turn (30.7 s at the floor and upstream's); the 16 above it are as slow at the floor.
   Its extra is the start of that earlier turn on a resumed pooled worker: a resume (0.8–1.5 s, here
   1.3 s) and a session switch (0.5–1.5 s, here 0.9 s), 1.3–3.0 s drawn per run. Which sleeper is
@@ -79,16 +80,17 @@ What is left (``make bench``, ``python -m bench autoscaler --seed 12`` and ``--s
   within 5 or 15 minutes) gains no line either: its wait is the switch, not a boot. Over seeds
   11–15 it costs 6–54 % more machine-seconds, and all but the two sparest holds meet 69–70 of 90
   lines against the shipped 79;
-* a tick when a worker goes idle (``python -m bench tick-on-idle``; the signal is simulated, not
-  built: no store tells the reconciler of a complete that claimed nothing next, and on Convex that
-  takes a signal of its own beside ``queueSignal``). Today the next tick comes 0–15 s after a turn
-  ends, an idle tail every turn pays. On Fly, over seeds 11–15:
+* **a tick when a worker goes idle** (built: a settle that leaves a worker with no job rings the
+  SQLite store's second doorbell, ``<db>.idle``, which only the watch hears, and moves Convex's
+  ``fleetSignal``; ``python -m bench tick-on-idle`` replays the watch before and after). Before it
+  the next tick came 0–15 s after a turn ended, an idle tail every turn paid. On Fly, over seeds
+  11–15:
 
   - ticking on idle workers too (window 0): 5–21 % fewer machine-seconds per trace (steady 1.74× →
     1.38× the floor, bursty 1.55× → 1.28×, sparse 3.05× → 2.48×), but workers are suspended sooner
     and resumed more, and slow turns lose p95 on seeds 12 and 14 (+2.7 s, +6.8 s): 78 of 90 lines;
-  - with a 3 s window, and the next tick timed to the first idle worker's window end (the plan's
-    ``recheck_in_s``, which ``factory reconcile --watch`` already honours): 7 % fewer
+  - shipped: with a 3 s window, and the next tick timed to the first idle worker's window end (the
+    plan's ``recheck_in_s``, which ``factory reconcile --watch`` honours): 7 % fewer
     machine-seconds (710,976 against 761,396) and 80 of 90 lines, every line but sparse's on all
     five seeds (slow turns p95 +1.5 s at worst). A 2 s or 4 s window meets 79 (slow turns +2.1 s,
     +2.4 s on seed 11), 6 s meets 77: the slow-turns line sits within a second of its margin, so
@@ -98,9 +100,10 @@ What is left (``make bench``, ``python -m bench autoscaler --seed 12`` and ``--s
     30 s: 1,022,179).
 
   On DigitalOcean the signal saves 0–6 % of machine-seconds (sparse 7.8× → 7.3× the floor) and
-  changes no line: 60 of 90 in all three;
-* DigitalOcean ≤ 2× the floor, met on the herd only (1.62×; bursty 3.7×, lunch rush 2.8×, steady
-  4.9×, slow turns 2.03×, sparse 7.5–7.7×): every droplet bills ≥ 51 s of boot before its first
+  changes no line: 60 of 90 either way. Its window stays 0 s, and its spare and brakes come from
+  sweeps run before the signal existed (the sweeps now replay it: ``Yardstick.score``);
+* DigitalOcean ≤ 2× the floor, met on the herd only (1.56–1.58×; bursty 3.6–3.7×, lunch rush
+  2.9×, steady 4.8–4.9×, slow turns 2.05×, sparse 7.2–7.3×): every droplet bills ≥ 51 s of boot before its first
   claim, and steady's floor is half a machine through 8 h, so one droplet running all day is
   already 2× it. Sharing droplets (above) meets it on lunch rush and slow turns too, at the cost of
   memory; packing more conversations per droplet reaches 2.6× on steady but puts slow-turn and
@@ -236,7 +239,9 @@ PROVIDER_DEFAULTS: dict[str, dict[str, object]] = {
         "pool_min": 2,
         "pool_prefill": True,
         "suspend_idle": True,
-        "scale_down_window_s": 0.0,
+        # With the watch told of idle workers: a worker idle for 3 s is suspended (window 0 suspends
+        # it between a conversation's turns, and its resumes cost slow turns' p95; the docstring).
+        "scale_down_window_s": 3.0,
         "cold_start_s": 15.0,
         "warm_start_s": 12.5,
         "launch_hedge_s": 30.0,

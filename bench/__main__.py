@@ -31,8 +31,8 @@ SECTIONS: dict[str, Callable[[], object]] = {
     "memory": memory_bench.run,
     "coldstart": coldstart.run,
 }
-# Run only when named: the sweeps the autoscaler's defaults were chosen from (minutes), and what a
-# tick on idle workers would change.
+# Run only when named: the sweeps the autoscaler's defaults were chosen from (minutes), and what the
+# watch's tick on idle workers changed.
 EXTRA: dict[str, Callable[[], object]] = {
     "sweep": autoscaler_bench.sweep,
     "sweep-digitalocean": autoscaler_bench.sweep_digitalocean,

@@ -24,8 +24,9 @@ The policies:
   highest recommendation of the last 300 s, picking victims blind to whether they are busy (a
   killed job goes back to its queue: ``busy killed``);
 * (c) ours: the real ``autoscaler.planner.plan`` with the shipped defaults for the provider
-  (``autoscaler.policy.shipped``), ticking every ``TICK_S`` and early when work arrives (at most
-  every ``MIN_TICK_GAP_S``, as ``factory reconcile --watch`` does), creates paced by the limiter;
+  (``autoscaler.policy.shipped``), ticking every ``TICK_S``, early when work arrives or a worker is
+  left with no job, and when an idle worker's window ends (at most every ``MIN_TICK_GAP_S``, as
+  ``factory reconcile --watch`` does), creates paced by the limiter;
 * (0) the floor, a reference: a machine exists exactly while a conversation has work, so machine
   time is the work itself and the only waits are behind the same conversation's earlier messages.
 
@@ -34,9 +35,9 @@ wait ≤ (a)'s + 2 s, and ≤ 2× the floor's machine-seconds; the herd fully se
 on Fly. Where ``p95_bound`` (the least machine time with which any policy, even one that knows
 every arrival, meets that p95) is above 2× the floor, the run says the two cannot both hold.
 ``python -m bench sweep`` is the sweep the defaults were chosen from (``sweep_settings``: any grid,
-any provider, several seeds). ``python -m bench tick-on-idle`` replays ours with a tick also when a
-worker goes idle (a complete that claimed nothing next), which no store signals yet: what that
-signal would buy, and what it would cost.
+any provider, several seeds). ``python -m bench tick-on-idle`` replays ours as it was before the
+stores signalled idle workers (ticks early on arrivals only, window 0), with idle ticks at window 0,
+and as shipped: what the signal and the window each buy, and what they cost.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ TRACES = ("bursty", "lunch_rush", "steady", "sparse", "herd", "slow_turns")
 PROFILES = (FLY, DIGITALOCEAN)
 SEED = 11
 TICK_S = 15  # every reconcile loop here, and the HPA's sync period
-MIN_TICK_GAP_S = 2.0  # ours: a watch loop ticks early on new work, at most this often
+MIN_TICK_GAP_S = 2.0  # ours: a watch loop ticks early on new work or an idle worker, at most this often
 WARM_UP_S = 600
 MAX_FLEET = 200  # the same cap for every policy (ours: its machine budget)
 LIMIT_H = 3.0  # a run gives up this long after the trace's last message
@@ -123,7 +124,7 @@ class Policy(ABC):
     key = ""
     label = ""
     reconcile_on_enqueue = False  # a reconcile right away on every arrival (upstream)
-    tick_early = False  # a tick soon after an arrival, at most every MIN_TICK_GAP_S (ours)
+    tick_early = False  # a tick soon after an arrival or an idle worker, at most every MIN_TICK_GAP_S (ours)
 
     @abstractmethod
     def new_world(self, profile: ProviderProfile, seed: int) -> World: ...
@@ -267,12 +268,13 @@ def _pct(ordered: Sequence[int], pct: float) -> int:
 
 
 def replay(
-    trace: Trace, policy: Policy, profile: ProviderProfile, seed: int = SEED, *, tick_on_idle: bool = False
+    trace: Trace, policy: Policy, profile: ProviderProfile, seed: int = SEED, *, tick_on_idle: bool = True
 ) -> Result:
     """Run ``policy`` over ``trace`` until every message is done and the fleet is at rest.
-    ``tick_on_idle``: a policy that ticks early on arrivals also does so when a worker goes idle,
-    and again when it asked to look again (ours: an idle worker's scale-down window ends, the
-    plan's ``recheck_in_s``, as ``factory reconcile --watch`` does)."""
+    ``tick_on_idle``: a policy that ticks early on arrivals also does so when a worker goes idle
+    (the stores' idle signal), and again when it asked to look again (ours: an idle worker's
+    scale-down window ends, the plan's ``recheck_in_s``), as ``factory reconcile --watch`` does;
+    False replays the watch as it was before the signal."""
     world = policy.new_world(profile, seed)
     messages, n, i = trace.messages, len(trace.messages), 0
     next_tick = 0
@@ -491,7 +493,8 @@ def run(seed: int = SEED) -> dict[tuple[str, str], list[Result]]:
     started = time.perf_counter()
     print(
         f"\nAutoscaling over the published trace set (bench/traces): tick {TICK_S} s (ours also early on work, "
-        f"≥ {MIN_TICK_GAP_S:g} s apart), fleet cap {MAX_FLEET}, warm-up {WARM_UP_S} s, seed {seed}"
+        f"an idle worker and a window's end, ≥ {MIN_TICK_GAP_S:g} s apart), fleet cap {MAX_FLEET}, "
+        f"warm-up {WARM_UP_S} s, seed {seed}"
     )
     print("machine-s: billed, running-equivalent; wait: arrival → the turn starts (boot, queue, session switch)")
     for profile in PROFILES:
@@ -639,7 +642,7 @@ class Yardstick:
         self.upstream = {(t.name, seed): replay(t, Upstream(), profile, seed) for t in self.traces for seed in seeds}
         self.floors = {t.name: floor(t) for t in self.traces}
 
-    def score(self, settings: Settings, *, tick_on_idle: bool = False) -> SweepRow:
+    def score(self, settings: Settings, *, tick_on_idle: bool = True) -> SweepRow:
         """Ours with ``settings`` over the shipped defaults, on every trace and seed."""
         policy = shipped(self.profile.name, **settings)
         verdicts, machine_s = [], []
@@ -722,19 +725,16 @@ def sweep_digitalocean(seed: int | None = None) -> None:
         )
 
 
-# The window tried beside ticks on idle workers: 2 s and 4 s met one line fewer, 6 s three fewer.
-IDLE_TICK_WINDOW_S = 3.0
-
-
 def tick_on_idle(seed: int | None = None) -> None:
-    """Ours as shipped, ticking early on arrivals only (as ``factory reconcile --watch`` does); then
-    also when a worker goes idle and when an idle worker's window ends, with the shipped window and
-    with ``IDLE_TICK_WINDOW_S``; over every trace and provider (``--seed N``: that seed only)."""
+    """Ours before the stores signalled idle workers (ticking early on arrivals only, window 0), with
+    idle ticks at window 0, and as shipped (idle ticks, a tick when an idle worker's window ends,
+    the provider's window: Fly 3 s); over every trace and provider (``--seed N``: that seed only)."""
     seeds = SWEEP_SEEDS if seed is None else (seed,)
+    window_0: Settings = {"scale_down_window_s": 0.0}
     variants: tuple[tuple[str, Settings, bool], ...] = (
-        ("as shipped", {}, False),
-        ("+ idle ticks", {}, True),
-        (f"+ idle ticks, {IDLE_TICK_WINDOW_S:g} s window", {"scale_down_window_s": IDLE_TICK_WINDOW_S}, True),
+        ("arrivals only, window 0 (before)", window_0, False),
+        ("+ idle ticks, window 0", window_0, True),
+        ("as shipped", {}, True),
     )
     print(
         f"\ntick on idle, seeds {', '.join(map(str, seeds))}: "

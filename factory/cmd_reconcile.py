@@ -70,10 +70,11 @@ def _print_plan(result: TickResult, provider: str, dry_run: bool) -> None:
 
 
 async def _until_next_tick(store: FleetStore, interval_s: float) -> None:
-    """Wait out the interval, but tick early when work arrives (the store's wait-for-work signal),
-    so a burst is met within seconds instead of a whole interval. At most one tick per MIN_TICK_GAP_S."""
+    """Wait out the interval, but tick early when work arrives, so a burst is met within seconds
+    instead of a whole interval, and when a worker is left with no job, so it is suspended or
+    drained when its window ends rather than at the next interval. At most one tick per MIN_TICK_GAP_S."""
     started = anyio.current_time()
-    await store.wait_for_work(interval_s)
+    await store.wait_for_fleet_change(interval_s)
     await anyio.sleep(max(0.0, MIN_TICK_GAP_S - (anyio.current_time() - started)))
 
 

@@ -13,9 +13,11 @@ The lease length is the deployment's (``FACTORY_LEASE_TTL_MS`` in its environmen
 
 Waiting for work is a subscription over the deployment's ``/api/sync`` WebSocket to the module's
 ``queueSignal`` query (:mod:`contracts.convex.sync`): the wait ends when a head appears or moves,
-or when the head it names falls due, with no call while nothing changes. When the WebSocket cannot
-be used (a proxy that refuses upgrades, say), the wait polls a cheap readiness query every
-``wait_poll_s`` (default 1 s) instead, and tries the WebSocket again after ``SYNC_RETRY_S``.
+or when the head it names falls due, with no call while nothing changes. The reconciler's watch
+subscribes to ``fleetSignal`` instead, which also ends the wait when a worker goes idle. When the
+WebSocket cannot be used (a proxy that refuses upgrades, say), the wait polls a cheap readiness
+query every ``wait_poll_s`` (default 1 s) instead, and tries the WebSocket again after
+``SYNC_RETRY_S``.
 """
 
 from __future__ import annotations
@@ -89,6 +91,8 @@ class ConvexStore(FrontDoorFunctions, ConsoleFunctions, AccountFunctions):
         self._sync_retry_at = 0.0
         self._clock = StoreClock()
         self._woke_for: object = None
+        # The newest ``lastIdleAt`` a fleet wait has seen (0: none idle; None: no fleet wait yet).
+        self._idle_seen: int | None = None
 
     @property
     def name(self) -> str:
@@ -402,38 +406,58 @@ class ConvexStore(FrontDoorFunctions, ConsoleFunctions, AccountFunctions):
         """Wait until a head appears or moves (True, like the SQLite store's doorbell), the head the
         wait knows of falls due (True), or the timeout passes (False). ``conversation_id``: a
         pinned worker waits on its conversation alone."""
+        args = {} if conversation_id is None else {"conversationId": conversation_id}
+        return await self._wait(timeout_s, "queueSignal", args)
+
+    async def wait_for_fleet_change(self, timeout_s: float) -> bool:
+        """Wait as :meth:`wait_for_work` does, or until a worker is left with no job (``fleetSignal``'s
+        ``lastIdleAt`` moves on). Polling, when the WebSocket cannot be used, sees work only."""
+        return await self._wait(timeout_s, "fleetSignal", {})
+
+    async def _wait(self, timeout_s: float, signal: str, args: Mapping[str, Any]) -> bool:
         if self._sync is not None and anyio.current_time() >= self._sync_retry_at:
             try:
-                return await self._wait_subscribed(self._sync, timeout_s, conversation_id)
+                return await self._wait_subscribed(self._sync, timeout_s, signal, args)
             except SyncUnavailable as exc:
                 _log.warning("convex subscription unavailable; polling meanwhile", store=self.name, error=str(exc))
                 self._sync_retry_at = anyio.current_time() + SYNC_RETRY_S
         return await self._wait_polling(timeout_s)
 
-    async def _wait_subscribed(self, sync: ConvexSync, timeout_s: float, conversation_id: str | None) -> bool:
+    async def _wait_subscribed(self, sync: ConvexSync, timeout_s: float, signal: str, args: Mapping[str, Any]) -> bool:
         deadline = anyio.current_time() + max(0.0, timeout_s)
         if self._clock.now_ms() is None:
             await self.now_ms()
-        args = {} if conversation_id is None else {"conversationId": conversation_id}
-        async with sync.watch(f"{self.namespace}:queueSignal", args) as watch:
+        async with sync.watch(f"{self.namespace}:{signal}", args) as watch:
             try:
                 with anyio.fail_after(self._client.timeout_s):
                     seen = await watch.next()
             except TimeoutError as exc:
                 raise SyncUnavailable(self.name, "the subscription got no answer") from exc
-            if seen != self._woke_for and self._due_in_s(seen) == 0:
-                return self._woke(seen)  # work arrived between two waits
+            went_idle = signal == "fleetSignal" and self._went_idle(seen)
+            if went_idle or (seen != self._woke_for and self._due_in_s(seen) == 0):
+                return self._woke(seen)  # a worker went idle, or work arrived, between two waits
             while (left := deadline - anyio.current_time()) > 0:
                 due_in = self._due_in_s(seen)
                 with anyio.move_on_after(left if due_in is None else min(left, due_in)):
                     value = await watch.next()
-                    if value != seen and self._due_in_s(value) == 0:
+                    went_idle = signal == "fleetSignal" and self._went_idle(value)
+                    if went_idle or (value != seen and self._due_in_s(value) == 0):
                         return self._woke(value)
                     seen = value
                     continue
                 if due_in is not None and due_in <= left:
                     return self._woke(seen)  # the head it names fell due
         return False
+
+    def _went_idle(self, signal: Any) -> bool:
+        """Whether a ``fleetSignal`` value says a worker went idle later than any seen before. The
+        first value only sets the mark; a value that falls (the newest idle worker took a job) is
+        no news."""
+        raw = signal.get("lastIdleAt") if isinstance(signal, dict) else None
+        at = 0 if raw is None else as_int(raw, "lastIdleAt")
+        later = self._idle_seen is not None and at > self._idle_seen
+        self._idle_seen = at if self._idle_seen is None else max(self._idle_seen, at)
+        return later
 
     def _due_in_s(self, signal: Any) -> float | None:
         """Seconds until the head a ``queueSignal`` value names falls due (0: it is due)."""

@@ -55,6 +55,7 @@ class FleetStore(StoreHandle, Protocol):
 
     async def last_reconcile(self) -> ReconcileRecord | None: ...
 
-    async def wait_for_work(self, timeout_s: float) -> bool:
-        """Sleep until the store may have work (a watch loop ticks early), or the timeout passes."""
+    async def wait_for_fleet_change(self, timeout_s: float) -> bool:
+        """Sleep until the store may have work or a worker was left with no job (a watch loop
+        ticks early on either), or the timeout passes. True if woken early."""
         ...

@@ -5,6 +5,9 @@ empty file in ``<db>.bell/``. Ringing sends one byte to every listed socket, wit
 a name nobody listens on any more (a crashed worker) is removed on the spot. Abstract sockets
 leave nothing to clean up on disk and are free of the 108-byte socket path limit.
 
+A store has a second bell, ``<db>.idle/``, rung when a worker is left with no job. Only the
+reconciler's watch listens to it, so that idle workers are not woken by one another's finishing.
+
 A ring is a hint, never a promise: waiters re-check the store, and poll slowly in any case.
 
 Rings are frequent (a busy worker's completes ring), so a ring lists the folder only when it
@@ -32,8 +35,8 @@ _RACY_NS = 50_000_000
 
 
 class Doorbell:
-    def __init__(self, db_path: Path) -> None:
-        self._dir = Path(f"{db_path}.bell")
+    def __init__(self, db_path: Path, kind: str = "bell") -> None:
+        self._dir = Path(f"{db_path}.{kind}")
         self._sock: socket.socket | None = None
         self._name: str | None = None
         # The last listing reused while the folder's mtime stays what it was: (mtime, names).

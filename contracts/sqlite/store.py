@@ -119,6 +119,8 @@ class SqliteStore:
         if lease_ttl_ms is not None:
             self._configure_lease_ttl(check_lease_ttl_ms(lease_ttl_ms), busy_timeout_s)
         self._bell = Doorbell(self.path) if doorbell else None
+        # Rung when a worker is left with no job; only the reconciler's watch listens.
+        self._idle_bell = Doorbell(self.path, "idle") if doorbell else None
         self._busy_timeout_s = busy_timeout_s
         self.blobs = BlobDir(self.path.with_name(self.path.name + ".blobs"))
         self._box = secrets_box
@@ -232,14 +234,25 @@ class SqliteStore:
         if freed and self._bell is not None:
             # The conversation's next message became claimable and this worker did not take it.
             self._bell.ring()
+        if result.next is None or result.next.job is None:
+            self._went_idle()
         return result
 
     async def worker_fail(self, request: models.FailRequest) -> models.FailResult:
-        return await self._write(lambda c, now: queue.fail(c, request, now, self.policy, self._rng), ring=True)
+        result = await self._write(lambda c, now: queue.fail(c, request, now, self.policy, self._rng), ring=True)
+        self._went_idle()
+        return result
 
     async def worker_release(self, request: models.ReleaseRequest) -> models.LeaseResult:
         # The message is due again at once: wake an idle worker whose gateway may be fine.
-        return await self._write(lambda c, now: queue.release(c, request, now), ring=True)
+        result = await self._write(lambda c, now: queue.release(c, request, now), ring=True)
+        self._went_idle()
+        return result
+
+    def _went_idle(self) -> None:
+        """A worker was left with no job: the reconciler's watch may suspend or drain it now."""
+        if self._idle_bell is not None:
+            self._idle_bell.ring()
 
     async def worker_hydration_bundle(
         self, message_id: str, workspace_id: str = "default"
@@ -555,6 +568,24 @@ class SqliteStore:
             await self._checkpoint()
         return rung
 
+    async def wait_for_fleet_change(self, timeout_s: float) -> bool:
+        """Wait as :meth:`wait_for_work` does, or until a worker is left with no job; True when
+        either happened before the timeout."""
+        idle_bell = self._idle_bell
+        if idle_bell is None:
+            return await self.wait_for_work(timeout_s)
+        heard: list[bool] = []
+        async with anyio.create_task_group() as tg:
+
+            async def hear_idle() -> None:
+                heard.append(await idle_bell.wait(timeout_s))
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(hear_idle)
+            heard.append(await self.wait_for_work(timeout_s))
+            tg.cancel_scope.cancel()
+        return any(heard)
+
     async def _checkpoint(self) -> None:
         """An idle store moves the WAL into the file (busy stores checkpoint rarely: engine.py).
 
@@ -570,8 +601,9 @@ class SqliteStore:
         return self.clock.now_ms()
 
     async def aclose(self) -> None:
-        if self._bell is not None:
-            self._bell.close()
+        for bell in (self._bell, self._idle_bell):
+            if bell is not None:
+                bell.close()
         self._engine.close()
 
 

@@ -128,3 +128,54 @@ def test_reconcile_cli_dry_run_then_for_real(tmp_path: Path, openclaw_gateway: O
             if pid != os.getpid():
                 os.kill(pid, 9)
     assert _pids_with(str(tmp_path / "local")) == []
+
+
+def test_a_watch_drains_a_worker_when_its_window_ends_not_an_interval_later(
+    tmp_path: Path, openclaw_gateway: OpenClawGateway
+) -> None:
+    """``reconcile --watch 120``: the worker's last complete rings the store's idle bell, the watch
+    looks, and looks again when the 1 s window ends; only then, not two minutes later, is it drained."""
+    db = tmp_path / "watch.db"
+    env = worker_env(openclaw_gateway, FACTORY_STORE=str(db), FACTORY_SCALE_DOWN_WINDOW_S="1")
+
+    async def settled_and_statuses() -> tuple[int, list[str]]:
+        store = SqliteStore(db, create=False, doorbell=False)
+        try:
+            return (await store.queue_stats()).done, [w.status for w in await store.list_workers()]
+        finally:
+            await store.aclose()
+
+    enqueued = subprocess.run(
+        [sys.executable, "-m", "factory", "enqueue", "watch me", "--conversation", "watch-1"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert enqueued.returncode == 0, enqueued.stderr
+    log = tmp_path / "watch.log"
+    with open(log, "ab") as out:
+        watch = subprocess.Popen(
+            [sys.executable, "-m", "factory", "reconcile", "--provider", "local", "--watch", "120"],
+            env=env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=out,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while anyio.run(settled_and_statuses)[0] < 1:
+            assert time.monotonic() < deadline and watch.poll() is None, log.read_text()
+            time.sleep(0.2)
+        finished = time.monotonic()
+        while anyio.run(settled_and_statuses)[1] == ["active"]:
+            assert time.monotonic() - finished < 60 and watch.poll() is None, log.read_text()
+            time.sleep(0.2)
+    finally:
+        watch.terminate()
+        watch.wait(timeout=60)
+        for pid in _pids_with(str(tmp_path)):
+            if pid != os.getpid():
+                os.kill(pid, 9)
+    assert _pids_with(str(tmp_path / "local")) == []

@@ -34,6 +34,8 @@ class Harness:
     store: Store
     advance: Callable[[int], Awaitable[None]]
     kind: str
+    # A second client of the same store, as another process would open it (the caller closes it).
+    twin: Callable[[], Store]
 
 
 @pytest.fixture(params=[pytest.param(kind, marks=KIND_MARKS.get(kind, [])) for kind in STORE_KINDS])
@@ -52,8 +54,11 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         async def advance(ms: int) -> None:
             clock.advance(ms)
 
+        def sqlite_twin() -> Store:
+            return SqliteStore(tmp_path / "contract.db", clock=clock, secrets_box=TEST_BOX)
+
         try:
-            yield Harness(store=store, advance=advance, kind=kind)
+            yield Harness(store=store, advance=advance, kind=kind, twin=sqlite_twin)
         finally:
             await store.aclose()
     elif kind == "convex":
@@ -67,8 +72,11 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         async def advance_convex(ms: int) -> None:
             await anyio.to_thread.run_sync(standin.advance, ms)
 
+        def convex_twin() -> Store:
+            return ConvexStore(standin.url, wait_poll_s=0.05, secrets_box=TEST_BOX)
+
         try:
-            yield Harness(store=convex, advance=advance_convex, kind=kind)
+            yield Harness(store=convex, advance=advance_convex, kind=kind, twin=convex_twin)
         finally:
             await convex.aclose()
     else:  # pragma: no cover - a kind listed without a branch is a bug in this file

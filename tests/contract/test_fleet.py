@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 from pydantic import SecretStr
 
@@ -11,11 +13,13 @@ from contracts.models import (
     HistoryMessage,
     LaunchRecord,
     MachineRef,
+    NextClaim,
     SetWorkerStatusRequest,
     WorkerRegistration,
 )
 from tests.contract.conftest import LEASE_TTL_MS, Harness
-from tests.contract.helpers import fail_of, lease_of, register, request
+from tests.contract.helpers import Store, fail_of, lease_of, register, request
+from tests.waiting import wait_while
 
 pytestmark = pytest.mark.anyio
 
@@ -218,6 +222,37 @@ async def test_the_default_agent_exists_in_a_new_store(harness: Harness) -> None
     profile = await harness.store.get_agent_profile("default")
     assert profile is not None and profile.enabled
     assert await harness.store.get_agent_profile("nobody") is None
+
+
+# --------------------------------------------------------------------------- the reconciler's watch
+
+
+async def _wait_while(waiter: Store, act: Callable[[], Awaitable[object]], timeout_s: float) -> tuple[bool, float]:
+    """``waiter.wait_for_fleet_change(timeout_s)``, with ``act`` run 0.2 s into the wait."""
+    return await wait_while(lambda: waiter.wait_for_fleet_change(timeout_s), act, after_s=0.2)
+
+
+async def test_the_fleet_wait_wakes_when_a_worker_is_left_with_no_job(harness: Harness) -> None:
+    """The watch ticks when a worker goes idle (to suspend or drain it when its window ends), not
+    on a busy worker's heartbeats, nor on a complete that chains into the next job."""
+    worker = harness.twin()
+    try:
+        await register(worker)
+        for text in ("one", "two"):
+            await worker.enqueue(request(text=text))
+        job = await worker.worker_claim("w1")
+        assert job is not None
+        assert not await harness.store.wait_for_fleet_change(0.2)  # the watch's first look
+        woke, _ = await _wait_while(harness.store, lambda: worker.worker_heartbeat(lease_of(job)), 0.6)
+        assert not woke
+        chained = await worker.worker_complete(lease_of(job), claim_next=NextClaim(with_bundle=False))
+        assert chained.next is not None and chained.next.job is not None
+        last = chained.next.job
+        assert not await harness.store.wait_for_fleet_change(0.4)  # still busy: nothing to tell
+        woke, waited_s = await _wait_while(harness.store, lambda: worker.worker_complete(lease_of(last)), 20)
+        assert woke and waited_s < 10
+    finally:
+        await worker.aclose()
 
 
 # --------------------------------------------------------------------------- reconcile lock and ledger

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import anyio
 import pytest
 
 from contracts.convex import ConvexStore
 from contracts.convex.standin import StandIn
 from contracts.convex.sync import StoreClock, sync_url
 from contracts.models import EnqueueRequest, MessagePayload
+from tests.waiting import wait_while
 
 pytestmark = [pytest.mark.anyio]
 convex = pytest.mark.convex
@@ -33,17 +33,9 @@ def request(conversation: str = "c1") -> EnqueueRequest:
 async def _wait_while(store: ConvexStore, writer: ConvexStore, timeout_s: float, **kw: str) -> tuple[bool, float]:
     """Wait on ``store`` while ``writer`` enqueues to conversation ``to`` 0.2 s in."""
     to = kw.pop("to", "c1")
-    result: list[bool] = []
-    started = anyio.current_time()
-    async with anyio.create_task_group() as tg:
-
-        async def wait() -> None:
-            result.append(await store.wait_for_work(timeout_s, **kw))
-
-        tg.start_soon(wait)
-        await anyio.sleep(0.2)
-        await writer.enqueue(request(to))
-    return result[0], anyio.current_time() - started
+    return await wait_while(
+        lambda: store.wait_for_work(timeout_s, **kw), lambda: writer.enqueue(request(to)), after_s=0.2
+    )
 
 
 def test_the_sync_url_follows_the_deployment_url() -> None:

@@ -13,6 +13,7 @@ from contracts.sqlite import SqliteStore
 from contracts.sqlite.doorbell import Doorbell
 from factory.settings import StoreSettings, load
 from factory.stores import open_store
+from tests.waiting import wait_while
 from worker.config import WorkerConfig
 from worker.delivery import DeliveryReply, DeliveryRequest
 from worker.health import Readiness
@@ -32,18 +33,11 @@ def _request(text: str) -> EnqueueRequest:
 
 
 async def _wait_while_enqueueing(waiter: WorkerStore, writer: SqliteStore, timeout_s: float) -> tuple[bool, float]:
-    """Start ``waiter.wait_for_work``, enqueue through ``writer`` meanwhile; (rung, seconds waited)."""
-    result: list[bool] = []
-    started = anyio.current_time()
-    async with anyio.create_task_group() as tg:
-
-        async def wait() -> None:
-            result.append(await waiter.wait_for_work(timeout_s))
-
-        tg.start_soon(wait)
-        await anyio.sleep(0.05)  # the waiter is listening (or sleeping) by now
-        await writer.enqueue(_request("hello"))
-    return result[0], anyio.current_time() - started
+    """Start ``waiter.wait_for_work``, enqueue through ``writer`` meanwhile; (rung, seconds waited).
+    By 0.05 s in, the waiter is listening (or sleeping)."""
+    return await wait_while(
+        lambda: waiter.wait_for_work(timeout_s), lambda: writer.enqueue(_request("hello")), after_s=0.05
+    )
 
 
 async def test_a_store_with_the_doorbell_is_woken_by_an_enqueue(tmp_path: Path) -> None:

@@ -58,6 +58,7 @@ export const queueStats = query(api.queueStats);
 export const queueTotals = query(api.queueTotals);
 export const queueReadiness = query(api.queueReadiness);
 export const queueSignal = query(api.queueSignal);
+export const fleetSignal = query(api.fleetSignal);
 export const listDeadLetters = query(api.listDeadLetters);
 export const getMessage = query(api.getMessage);
 export const getConversation = query(api.getConversation);

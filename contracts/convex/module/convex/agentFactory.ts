@@ -56,6 +56,7 @@ export const queueStats = query(api.guarded(api.queueStats, authorize));
 export const queueTotals = query(api.guarded(api.queueTotals, authorize));
 export const queueReadiness = query(api.guarded(api.queueReadiness, authorize));
 export const queueSignal = query(api.guarded(api.queueSignal, authorize));
+export const fleetSignal = query(api.guarded(api.fleetSignal, authorize));
 export const listDeadLetters = query(api.guarded(api.listDeadLetters, authorize));
 export const getMessage = query(api.guarded(api.getMessage, authorize));
 export const getConversation = query(api.guarded(api.getConversation, authorize));

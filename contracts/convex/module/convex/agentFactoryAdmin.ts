@@ -55,6 +55,7 @@ export const queueStats = internalQuery(api.queueStats);
 export const queueTotals = internalQuery(api.queueTotals);
 export const queueReadiness = internalQuery(api.queueReadiness);
 export const queueSignal = internalQuery(api.queueSignal);
+export const fleetSignal = internalQuery(api.fleetSignal);
 export const listDeadLetters = internalQuery(api.listDeadLetters);
 export const getMessage = internalQuery(api.getMessage);
 export const getConversation = internalQuery(api.getConversation);

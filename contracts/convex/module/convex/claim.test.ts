@@ -127,4 +127,16 @@ describe("the hot path", () => {
     expect(await h.t.query(api.queueSignal, { conversationId: "later" })).toMatchObject({ nextReadyAt: T0 + 5_000 });
     expect(await h.t.query(api.queueSignal, { conversationId: "nobody" })).toEqual({});
   });
+
+  test("the reconciler's signal adds when a worker was last left with no job", async () => {
+    const h = setup();
+    await worker(h); // registered idle at T0
+    expect(await h.t.query(api.fleetSignal, {})).toEqual({ lastIdleAt: T0 });
+    await send(h, "c", "x");
+    const job = (await claim(h))!;
+    expect(await h.t.query(api.fleetSignal, {})).toEqual({}); // its one worker is busy
+    h.advance(5_000);
+    await h.t.mutation(api.workerComplete, leaseOf(job));
+    expect(await h.t.query(api.fleetSignal, {})).toEqual({ lastIdleAt: T0 + 5_000 });
+  });
 });

@@ -191,6 +191,9 @@ export const queueSignal = querySpec(
   async (ctx, a) => await fleet.queueSignal(ctx.db, a.conversationId),
 );
 
+/** The reconciler's watch subscription (see fleet.fleetSignal). */
+export const fleetSignal = querySpec({}, async (ctx) => await fleet.fleetSignal(ctx.db));
+
 export const listDeadLetters = querySpec(
   { limit: v.optional(v.number()) },
   async (ctx, a) => await fleet.deadLetters(ctx.db, a.limit ?? 100),

@@ -17,8 +17,8 @@ export const MUTATIONS = [
 
 export const QUERIES = [
   "workerHydrationBundle", "fleetDemand", "listWorkers", "queueStats", "queueTotals", "queueReadiness", "queueSignal",
-  "listDeadLetters", "getMessage", "getConversation", "getAgentProfile", "ledgerList", "pushTemplates",
-  "pushJobs", "pushDispatches", "pushNextSlot", "broadcasts", "resolveSecrets", "secretStatus",
+  "fleetSignal", "listDeadLetters", "getMessage", "getConversation", "getAgentProfile", "ledgerList",
+  "pushTemplates", "pushJobs", "pushDispatches", "pushNextSlot", "broadcasts", "resolveSecrets", "secretStatus",
   "sealedSecrets", "findAppToken", "listAppTokens", "getTelegramWebhook", "findTelegramWebhook",
   "getPairingCode", "resolveBinding", "listBindings", "conversationMessages", "searchConversations",
   "conversationRecords", "settledPage", "listAgentProfiles", "listPairingCodes", "lastReconcile",

@@ -282,6 +282,17 @@ export async function queueSignal(db: DatabaseReader, conversationId: string | u
   return { nextReadyAt: head.availableAt!, headSeq: head.headSeq! };
 }
 
+/** What the reconciler's watch subscribes to: `queueSignal`'s queued head, and when a worker was
+ * last left with no job (the newest `idleSince`), so the watch ticks when a worker goes idle as
+ * well as when work arrives. One more index read: the last entry of `by_idleSince`; it re-runs
+ * when that worker's document changes (its heartbeats too), and its value changes only when a
+ * worker goes idle or the newest idle one goes busy. */
+export async function fleetSignal(db: DatabaseReader) {
+  const signal = await queueSignal(db, undefined);
+  const newest = await db.query("factoryWorkers").withIndex("by_idleSince").order("desc").first();
+  return newest?.idleSince === undefined ? signal : { ...signal, lastIdleAt: newest.idleSince };
+}
+
 async function queueTotalsPage(db: DatabaseReader, cursor: string | null) {
   const result = await db.query("factoryConversations").paginate({ cursor, numItems: QUEUE_TOTALS_PAGE });
   const totals = { queued: 0, processing: 0, done: 0, deadLetters: 0 };

@@ -124,7 +124,8 @@ export const factoryTables = {
   })
     .index("by_workerId", ["workerId"])
     .index("by_registered", ["registeredAt", "workerId"])
-    .index("by_status", ["status", "registeredAt", "workerId"]),
+    .index("by_status", ["status", "registeredAt", "workerId"])
+    .index("by_idleSince", ["idleSince"]),
 
   factoryAgents: defineTable({
     agentKey: v.string(),

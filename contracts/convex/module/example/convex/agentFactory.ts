@@ -46,6 +46,7 @@ export const {
   queueTotals,
   queueReadiness,
   queueSignal,
+  fleetSignal,
   listDeadLetters,
   getMessage,
   getConversation,
