@@ -41,18 +41,18 @@ def test_a_process_log_is_private(tmp_path: Path) -> None:
     assert (_mode(output), _mode(output.parent)) == (0o600, 0o700)
 
 
-def test_the_doorbell_folder_is_private(tmp_path: Path) -> None:
-    async def wait_once() -> tuple[int, list[int]]:
+def test_the_doorbell_folders_are_private(tmp_path: Path) -> None:
+    async def wait_once() -> list[tuple[int, list[int]]]:
         store = SqliteStore(tmp_path / "s" / "store.db")
         try:
-            await store.wait_for_work(0.01)  # a waiter lists itself in <db>.bell/
-            bell = tmp_path / "s" / "store.db.bell"
-            return _mode(bell), [_mode(entry) for entry in bell.iterdir()]
+            # The watch's wait lists it in both: <db>.bell/ (work) and <db>.idle/ (idle workers).
+            await store.wait_for_fleet_change(0.01)
+            bells = [tmp_path / "s" / f"store.db.{kind}" for kind in ("bell", "idle")]
+            return [(_mode(bell), [_mode(entry) for entry in bell.iterdir()]) for bell in bells]
         finally:
             await store.aclose()
 
-    folder, entries = anyio.run(wait_once)
-    assert (folder, entries) == (0o700, [0o600])
+    assert anyio.run(wait_once) == [(0o700, [0o600]), (0o700, [0o600])]
     assert _mode(tmp_path / "s") == 0o700 and _mode(tmp_path / "s" / "store.db") == 0o600
 
 
