@@ -425,6 +425,7 @@ class ConvexStore(FrontDoorFunctions, ConsoleFunctions, AccountFunctions):
 
     async def _wait_subscribed(self, sync: ConvexSync, timeout_s: float, signal: str, args: Mapping[str, Any]) -> bool:
         deadline = anyio.current_time() + max(0.0, timeout_s)
+        watches_idle = signal == "fleetSignal"  # only its values carry lastIdleAt
         if self._clock.now_ms() is None:
             await self.now_ms()
         async with sync.watch(f"{self.namespace}:{signal}", args) as watch:
@@ -433,14 +434,14 @@ class ConvexStore(FrontDoorFunctions, ConsoleFunctions, AccountFunctions):
                     seen = await watch.next()
             except TimeoutError as exc:
                 raise SyncUnavailable(self.name, "the subscription got no answer") from exc
-            went_idle = signal == "fleetSignal" and self._went_idle(seen)
+            went_idle = watches_idle and self._went_idle(seen)
             if went_idle or (seen != self._woke_for and self._due_in_s(seen) == 0):
                 return self._woke(seen)  # a worker went idle, or work arrived, between two waits
             while (left := deadline - anyio.current_time()) > 0:
                 due_in = self._due_in_s(seen)
                 with anyio.move_on_after(left if due_in is None else min(left, due_in)):
                     value = await watch.next()
-                    went_idle = signal == "fleetSignal" and self._went_idle(value)
+                    went_idle = watches_idle and self._went_idle(value)
                     if went_idle or (value != seen and self._due_in_s(value) == 0):
                         return self._woke(value)
                     seen = value

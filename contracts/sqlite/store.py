@@ -235,21 +235,21 @@ class SqliteStore:
             # The conversation's next message became claimable and this worker did not take it.
             self._bell.ring()
         if result.next is None or result.next.job is None:
-            self._went_idle()
+            self._ring_idle()
         return result
 
     async def worker_fail(self, request: models.FailRequest) -> models.FailResult:
         result = await self._write(lambda c, now: queue.fail(c, request, now, self.policy, self._rng), ring=True)
-        self._went_idle()
+        self._ring_idle()
         return result
 
     async def worker_release(self, request: models.ReleaseRequest) -> models.LeaseResult:
         # The message is due again at once: wake an idle worker whose gateway may be fine.
         result = await self._write(lambda c, now: queue.release(c, request, now), ring=True)
-        self._went_idle()
+        self._ring_idle()
         return result
 
-    def _went_idle(self) -> None:
+    def _ring_idle(self) -> None:
         """A worker was left with no job: the reconciler's watch may suspend or drain it now."""
         if self._idle_bell is not None:
             self._idle_bell.ring()
