@@ -16,8 +16,8 @@ Waiting for work is a subscription over the deployment's ``/api/sync`` WebSocket
 or when the head it names falls due, with no call while nothing changes. The reconciler's watch
 subscribes to ``fleetSignal`` instead, which also ends the wait when a worker goes idle. When the
 WebSocket cannot be used (a proxy that refuses upgrades, say), the wait polls a cheap readiness
-query every ``wait_poll_s`` (default 1 s) instead, and tries the WebSocket again after
-``SYNC_RETRY_S``.
+query (and, for the watch, ``fleetSignal``) every ``wait_poll_s`` (default 1 s) instead, and tries
+the WebSocket again after ``SYNC_RETRY_S``.
 """
 
 from __future__ import annotations
@@ -411,7 +411,7 @@ class ConvexStore(FrontDoorFunctions, ConsoleFunctions, AccountFunctions):
 
     async def wait_for_fleet_change(self, timeout_s: float) -> bool:
         """Wait as :meth:`wait_for_work` does, or until a worker is left with no job (``fleetSignal``'s
-        ``lastIdleAt`` moves on). Polling, when the WebSocket cannot be used, sees work only."""
+        ``lastIdleAt`` moves on), subscribed or, when the WebSocket cannot be used, polled."""
         return await self._wait(timeout_s, "fleetSignal", {})
 
     async def _wait(self, timeout_s: float, signal: str, args: Mapping[str, Any]) -> bool:
@@ -421,7 +421,7 @@ class ConvexStore(FrontDoorFunctions, ConsoleFunctions, AccountFunctions):
             except SyncUnavailable as exc:
                 _log.warning("convex subscription unavailable; polling meanwhile", store=self.name, error=str(exc))
                 self._sync_retry_at = anyio.current_time() + SYNC_RETRY_S
-        return await self._wait_polling(timeout_s)
+        return await self._wait_polling(timeout_s, watches_idle=signal == "fleetSignal")
 
     async def _wait_subscribed(self, sync: ConvexSync, timeout_s: float, signal: str, args: Mapping[str, Any]) -> bool:
         deadline = anyio.current_time() + max(0.0, timeout_s)
@@ -472,9 +472,10 @@ class ConvexStore(FrontDoorFunctions, ConsoleFunctions, AccountFunctions):
         self._woke_for = signal
         return True
 
-    async def _wait_polling(self, timeout_s: float) -> bool:
+    async def _wait_polling(self, timeout_s: float, *, watches_idle: bool = False) -> bool:
         """Poll readiness until more conversations are claimable than at the quietest moment seen
-        (True), or the timeout passes (False); no later than the next retry, schedule or lease."""
+        (True), or the timeout passes (False); no later than the next retry, schedule or lease.
+        ``watches_idle``: also poll ``fleetSignal`` and wake when a worker went idle (True)."""
 
         async def ready_now() -> tuple[int, int | None, int]:
             now = await self.now_ms()
@@ -483,14 +484,19 @@ class ConvexStore(FrontDoorFunctions, ConsoleFunctions, AccountFunctions):
             count = as_int(readiness["readyConversations"], "readyConversations")
             return count, None if upcoming is None else as_int(upcoming, "nextReadyAt"), now
 
+        async def went_idle() -> bool:
+            return watches_idle and self._went_idle(await self._query("fleetSignal", {}))
+
         lowest, upcoming, now = await ready_now()
+        if await went_idle():
+            return True  # a worker went idle between two waits
         if upcoming is not None:
             timeout_s = min(timeout_s, (upcoming - now) / 1000 + 0.001)
         deadline = anyio.current_time() + max(0.0, timeout_s)
         while (remaining := deadline - anyio.current_time()) > 0:
             await anyio.sleep(min(self.wait_poll_s, remaining))
             ready, _, _ = await ready_now()
-            if ready > lowest:
+            if ready > lowest or await went_idle():
                 return True
             lowest = min(lowest, ready)
         return False

@@ -19,7 +19,7 @@ DEMO_STORE = DEMO_DIR / "factory.db"
 
 TICK_S = 2.0  # the autoscaler's reconcile interval
 OBSERVE_S = 0.5  # how often the store and the provider are read for the view
-SCALE_DOWN_WINDOW_S = 6.0  # a demo-sized stabilisation window (production default: 300 s)
+SCALE_DOWN_WINDOW_S = 6.0  # a demo-sized stabilisation window (the local provider's default: 30 s)
 WORKER_STOP_TIMEOUT_S = 15.0  # destroy: SIGTERM, then SIGKILL after this long
 
 

@@ -10,7 +10,7 @@ import pytest
 from contracts.convex import ConvexStore
 from contracts.convex.standin import StandIn
 from contracts.convex.sync import StoreClock, sync_url
-from contracts.models import EnqueueRequest, MessagePayload
+from contracts.models import EnqueueRequest, LeaseRef, MessagePayload, WorkerRegistration
 from tests.waiting import wait_while
 
 pytestmark = [pytest.mark.anyio]
@@ -78,3 +78,27 @@ async def test_without_the_websocket_the_wait_polls(fresh: StandIn, writer: Conv
     woke, waited_s = await _wait_while(store, writer, 20)
     assert woke and waited_s < 10
     await store.aclose()
+
+
+@convex
+async def test_without_the_websocket_the_fleet_wait_still_sees_a_worker_go_idle(
+    fresh: StandIn, writer: ConvexStore
+) -> None:
+    """Polled, the watch's wait also reads ``fleetSignal``: a worker left with no job wakes it, as
+    when subscribed, so a drain is not put off to the next interval."""
+    watch = ConvexStore(fresh.url, wait_poll_s=0.02, subscribe=False)
+    await writer.worker_register(WorkerRegistration(worker_id="w1", provider="local"))
+    await writer.enqueue(request())
+    job = await writer.worker_claim("w1")
+    assert job is not None
+    assert not await watch.wait_for_fleet_change(0.1)  # the first look only learns where things stand
+    lease = LeaseRef(worker_id="w1", message_id=job.message_id, lease_id=job.lease_id)
+    woke, _ = await wait_while(
+        lambda: watch.wait_for_fleet_change(0.5), lambda: writer.worker_heartbeat(lease), after_s=0.1
+    )
+    assert not woke  # a busy worker's heartbeat is no news
+    woke, waited_s = await wait_while(
+        lambda: watch.wait_for_fleet_change(20), lambda: writer.worker_complete(lease), after_s=0.2
+    )
+    assert woke and waited_s < 10
+    await watch.aclose()
