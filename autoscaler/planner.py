@@ -13,7 +13,9 @@ Rules, in the order applied:
    is parked in the warm pool while the pool has room (``policy.pool_size``; with ``pool_hold_s``
    no more than the conversations that had a message within it, at least ``pool_min``), else
    destroyed. A suspended unpinned worker past ``suspend_keep_s`` takes a pool place before a
-   parked machine does (same bill, its gateway running); parked machines beyond the pool go.
+   parked machine does (same bill, its gateway running); parked machines beyond the pool go. A
+   suspended pinned worker past it is resumed and drained, so it snapshots its conversation as
+   it exits (a frozen machine destroyed would take every turn since its boot with it).
 2. Launches in the ledger count as capacity until their worker registers (a worker is matched to
    its machine by launch id, worker id or machine id); one that never shows up is looked up by
    its tag, then given up; one whose machine died is cleaned up. Parked launches are the pool.
@@ -495,13 +497,24 @@ def _keep_suspended(
     pool: _Pool,
 ) -> bool:
     """A suspended worker is kept for ``suspend_keep_s``, or longer in the warm pool's place while
-    it is unpinned and the pool has room; after that its machine is destroyed."""
+    it is unpinned and the pool has room. After that a pinned one is resumed and drained, so it
+    snapshots its conversation's memory as it exits (destroying the frozen machine would lose
+    every turn since its boot); an unpinned one, which takes no snapshot, has its machine destroyed."""
     idle_s = (now - (worker.idle_since or now)) // 1000
     if idle_s <= policy.scale_down_window_s + policy.suspend_keep_s:
         return True
     if not worker.pinned and pool.hold_sleeper():
         return True
-    _end(worker, machine, f"suspended, idle {idle_s} s", known, actions, pool)
+    why = f"suspended, idle {idle_s} s"
+    launch_id = machine.launch_id or worker.launch_id
+    if worker.pinned and launch_id is not None:
+        reason = f"worker {worker.worker_id}: {why}; resumed to drain, so it snapshots its conversation"
+        actions.append(
+            Resume(machine_id=machine.machine_id, worker_id=worker.worker_id, launch_id=launch_id, reason=reason)
+        )
+        actions.append(Drain(worker_id=worker.worker_id, reason=reason))
+        return False
+    _end(worker, machine, why, known, actions, pool)
     return False
 
 
@@ -509,10 +522,17 @@ def _stale(
     worker: WorkerView, machine: Machine | None, known: dict[str, LaunchRecord], policy: ScalingPolicy, now: int
 ) -> bool:
     """No heartbeat for ``stale_worker_s``, unless its machine was resumed (its launch touched)
-    within the start grace: frozen while suspended, its heartbeat comes back with it."""
+    within the start grace: frozen while suspended, its heartbeat comes back with it (a worker
+    resumed to drain, too)."""
     if worker.heartbeat_age_ms <= policy.stale_worker_s * 1000:
         return False
-    if worker.status != "active" or machine is None or machine.state not in ("starting", "running"):
+    if machine is None or worker.status not in ("active", "draining"):
+        return True
+    # A worker resumed to drain may still be listed suspended for a moment (list lag).
+    resuming = machine.state in ("starting", "running") or (
+        machine.state == "suspended" and worker.status == "draining"
+    )
+    if not resuming:
         return True
     record = known.get(machine.launch_id or "") or known.get(worker.launch_id or "")
     resumed_at = None if record is None else record.updated_at

@@ -43,14 +43,21 @@ costs least. What it found, and what changed since:
   **not** shipped: a shared droplet serves any conversation, so an agent's memory no longer follows
   its conversation (a pinned worker restores the conversation's snapshot; a worker new to a
   conversation has only the stored 64-entry history window, not its workspace or memory files).
-  Shipped: the best affinity row tried, which keeps memory (one spare held while ≥ 3 messages
-  arrived in the last 5 minutes, ≤ 100 droplets): 36 of 54 lines, up from 33 (the herd 2.22× → 1.62× the floor:
+  Shipped: the best affinity row tried, which keeps memory on sparse traffic (one spare held
+  while ≥ 3 messages arrived in the last 5 minutes, ≤ 100 droplets): 36 of 54 lines, up from 33
+  (the herd 2.22× → 1.62× the floor:
   past 100 waiting conversations workers are unpinned and serve them in turn); over seeds 11–15,
   60 of 90 (55 before). The sweep's best affinity row (a budget of 60, spares held from 6 arrivals)
   meets 62, but only by slow turns at 1.99–2.00× the floor on two seeds, while its p95 margin there
   falls to +1.5 s of the +2 s line and steady's from −30 s to −5 s: not kept. A fleet whose
   conversations are short can take the cheaper shape with ``FACTORY_SCALE_MODE=pool``,
   ``FACTORY_SCALE_CONVERSATIONS_PER_WORKER=2``, ``FACTORY_SCALE_SPARE=2``, ``FACTORY_SCALE_BUDGET=60``.
+  Measured since (the simulator counts it: ``no mem`` in ``make bench``), the shipped row keeps
+  memory only where traffic is sparse: its spare, and unpinned launches when pinned ones are
+  short, take returning conversations too, so on seed 11 67 % of DigitalOcean's returning turns
+  ran without their conversation's latest memory (sparse 0 %), against the pool row's 56 %
+  (sparse 100 %). Sparse traffic, where an agent's memory matters most, is what keeps this row;
+  see "What is left" below.
   Tried: one spare with a 40 s window in pool mode (8 % cheaper, but slow-turn p95 +2.0 s on seed 11
   and +2.4 s on seed 15); three conversations a droplet (slow turns +29 to +33 s); spares held from
   6 arrivals within 5 minutes (+35 to +41 s) or 12 within 15 (+14 to +22 s). Finer brakes on the
@@ -59,6 +66,18 @@ costs least. What it found, and what changed since:
   p95 margin down to +1.4 s and steady's from −29 s to −8 s; the rest meet 57–60.
 
 What is left (``make bench``, ``python -m bench autoscaler --seed 12`` and ``--seed 13`` alike):
+
+* **memory on returning turns**: a worker that did not run a conversation's previous turn and did
+  not restore a snapshot holding it serves the turn from the stored history window alone (the
+  agent's workspace and memory files are not there), and an unpinned worker takes no snapshot,
+  so what the agent learnt in that turn is lost too. Every unpinned worker takes any ready
+  conversation: Fly's pool starts and resumed unpinned sleepers, DigitalOcean's spare. On seed
+  11 that is 45–75 % of returning turns on Fly's dense traces and 60–77 % on DigitalOcean's
+  (sparse: 4 % and 0 %); upstream's sticky workers, idle for 30 minutes, keep it all. Routing
+  a returning conversation to the worker that holds its memory (the claim skipping it for other
+  workers while a pinned one is on its way, and the planner launching that one) is not built.
+  Built: a pinned worker suspended past ``suspend_keep_s`` is resumed and drained, so it
+  snapshots as it exits; before, its frozen machine was destroyed with every turn since its boot;
 
 * Fly sparse, p95 +4 to +10 s over upstream's 0 s: of its 49 messages p95 excuses 2, the first
   meets an empty fleet, and 5 % of resumes boot afresh (a 6–17 s gateway start): a policy that

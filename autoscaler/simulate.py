@@ -24,7 +24,13 @@ What it models, per provider (``ProviderProfile``; ``FLY`` and ``DIGITALOCEAN`` 
   resume (fleet-apis §1.3), so with ``resume_fail_p`` it boots afresh and the gateway's start
   (``ready_s``) is paid again;
 * **switching**: a worker taking a conversation it did not serve last (or its first one) spends
-  ``switch_s`` on a fresh session and the history load before the turn starts.
+  ``switch_s`` on a fresh session and the history load before the turn starts;
+* **memory** (counted, not charged): a conversation's agent state is where its latest turn ran,
+  and in a snapshot once a worker pinned to it exits gracefully after that turn (a drain, an idle
+  exit; a destroyed machine takes no snapshot). A turn of a conversation served before has its
+  memory when the worker ran that latest turn, or is pinned to the conversation and restored a
+  snapshot holding it at boot; any other worker has only the stored history window
+  (``returning``, ``forgot``).
 
 Everything random is drawn from one ``random.Random(seed)``, so a run is reproducible. Time moves
 from event to event (``advance``); nothing happens between events. The wait of a message is from
@@ -188,6 +194,8 @@ class SimWorker:
     busy_message: SimMessage | None = None
     last_conversation: str | None = None
     pinned: str | None = None
+    # The turns of its pinned conversation held by the snapshot it restored at boot.
+    restored: int | None = None
     exited: bool = False
     # Reports its launch id when registering (a worker started by hand, or an old image, may not).
     reports_launch: bool = True
@@ -260,6 +268,10 @@ class World:
     # Completes after which the worker found nothing to take (a complete whose claimNext came back
     # empty): the moment a store could tell the reconciler that a worker went idle.
     went_idle: int = 0
+    # Turns of conversations served before, and of those the ones whose worker lacked the
+    # conversation's latest memory (see the module docstring).
+    returning: int = 0
+    forgot: int = 0
     busy_destroyed: int = 0
     creates: int = 0  # create calls that made a machine
     refused: int = 0  # create calls refused (429 when not paced, or a platform failure)
@@ -273,6 +285,9 @@ class World:
     _busy: dict[str, str] = field(default_factory=dict)  # conversation → worker in flight
     _ready: set[str] = field(default_factory=set)  # conversations with a message and none in flight
     _free: set[str] = field(default_factory=set)  # registered workers, not exited, not busy
+    _turns: dict[str, int] = field(default_factory=dict)  # conversation → turns started
+    _memory_at: dict[str, str] = field(default_factory=dict)  # conversation → worker of its latest turn
+    _saved: dict[str, int] = field(default_factory=dict)  # conversation → turns its newest snapshot holds
     _rng: random.Random = field(init=False)
     _bucket: _Bucket = field(init=False)
 
@@ -613,7 +628,17 @@ class World:
         delay = self.profile.draw(self._rng, self.profile.start_s)
         if self._rng.random() < self.profile.resume_fail_p:
             delay += self.profile.draw(self._rng, self.profile.ready_s)  # booted afresh: the gateway starts again
+            self._forget(machine_id)
         self._schedule(self.now_ms + delay, "resumed", machine_id, machine.generation)
+
+    def _forget(self, machine_id: str) -> None:
+        """A machine booted afresh lost its agent state: its worker has what it restores at boot."""
+        for w in self.workers.values():
+            if w.machine_id != machine_id or w.exited:
+                continue
+            for conversation in [c for c, at in self._memory_at.items() if at == w.worker_id]:
+                del self._memory_at[conversation]
+            w.restored = None if w.pinned is None else self._saved.get(w.pinned)
 
     def _on_resumed(self, machine_id: str, generation: int) -> None:
         machine = self.machines.get(machine_id)
@@ -651,7 +676,8 @@ class World:
             registered_ms=self.now_ms,
             status_since_ms=self.now_ms,
             idle_since_ms=self.now_ms,
-            pinned=self.pins.get(machine.launch_id),
+            pinned=(pin := self.pins.get(machine.launch_id)),
+            restored=None if pin is None else self._saved.get(pin),
         )
         self._idle(self.workers[worker_id])
 
@@ -703,6 +729,8 @@ class World:
     def _exit(self, w: SimWorker) -> None:
         w.exited = True
         self._free.discard(w.worker_id)
+        if w.pinned is not None and self._memory_at.get(w.pinned) == w.worker_id:
+            self._saved[w.pinned] = self._turns[w.pinned]  # a pinned worker's snapshot at exit
         machine = self.machines.get(w.machine_id)
         if machine is not None and machine.state in ("running", "starting"):
             machine.state = "stopping"
@@ -756,10 +784,25 @@ class World:
         w.last_conversation = conversation
         if self.pinned and w.pinned is None:
             w.pinned = conversation
+        self._remember(w, conversation)
         self._busy[conversation] = w.worker_id
         self._ready.discard(conversation)
         self._free.discard(w.worker_id)
         self._schedule(w.busy_until_ms, "done", w.worker_id, w.busy_until_ms)
+
+    def memory_saved(self, conversation: str) -> bool:
+        """Whether the conversation's newest snapshot holds its latest turn."""
+        return self._saved.get(conversation, 0) == self._turns.get(conversation, 0)
+
+    def _remember(self, w: SimWorker, conversation: str) -> None:
+        turns = self._turns.get(conversation, 0)
+        if turns:
+            self.returning += 1
+            ran_last = self._memory_at.get(conversation) == w.worker_id
+            if not ran_last and not (w.pinned == conversation and w.restored == turns):
+                self.forgot += 1
+        self._turns[conversation] = turns + 1
+        self._memory_at[conversation] = w.worker_id
 
 
 _STATES: dict[str, MachineState] = {

@@ -30,6 +30,11 @@ The policies:
 * (0) the floor, a reference: a machine exists exactly while a conversation has work, so machine
   time is the work itself and the only waits are behind the same conversation's earlier messages.
 
+Beside cost and waits each row shows ``no mem``: of the turns of conversations served before, the
+share whose worker lacked the conversation's latest memory (it neither ran that conversation's
+previous turn nor restored a snapshot holding it), so the agent had the stored history window
+only. No target is set on it; it is what a policy's sharing and snapshots cost the agent.
+
 Targets (from the issue), checked per trace and provider: (c) ≤ 0.5× (a)'s machine-seconds, p95
 wait ≤ (a)'s + 2 s, and ≤ 2× the floor's machine-seconds; the herd fully served within 5 minutes
 on Fly. Where ``p95_bound`` (the least machine time with which any policy, even one that knows
@@ -251,6 +256,10 @@ class Result:
     refused: int
     starts: int
     served_s: float  # from the first arrival until every conversation had its first reply
+    # Turns of conversations served before, and those served without the conversation's latest
+    # memory (the worker had only the stored history window; autoscaler.simulate's docstring).
+    returning: int = 0
+    forgot: int = 0
 
     def wait_s(self, pct: float) -> float:
         return _pct(sorted(self.waits_ms), pct) / 1000
@@ -317,6 +326,8 @@ def replay(
         world.refused,
         world.starts,
         served / 1000,
+        world.returning,
+        world.forgot,
     )
 
 
@@ -444,13 +455,17 @@ def verdict(ours: Result, upstream: Result, base: Result) -> Verdict:
 def _row(r: Result) -> str:
     creates = "–" if r.key == FLOOR else f"{r.creates:,}" + (f" ({r.refused} refused)" if r.refused else "")
     starts = "" if not r.starts else f", {r.starts} starts"
+    forgot = "–" if r.key == FLOOR or not r.returning else f"{r.forgot / r.returning:.0%}"
     return (
         f"  ({r.key}) {r.label:<26}{r.machine_s:>11,.0f}{r.wait_s(50):>8.1f}{r.wait_s(95):>8.1f}"
-        f"{r.wait_s(100):>8.1f}{r.busy_killed:>7}{r.unfinished:>6}  {creates}{starts}"
+        f"{r.wait_s(100):>8.1f}{r.busy_killed:>7}{r.unfinished:>6}{forgot:>8}  {creates}{starts}"
     )
 
 
-HEADER = f"  {'policy':<30}{'machine-s':>11}{'p50 s':>8}{'p95 s':>8}{'max s':>8}{'killed':>7}{'left':>6}  creates"
+HEADER = (
+    f"  {'policy':<30}{'machine-s':>11}{'p50 s':>8}{'p95 s':>8}{'max s':>8}{'killed':>7}{'left':>6}{'no mem':>8}"
+    "  creates"
+)
 
 
 def run_trace(
@@ -556,6 +571,16 @@ def run(seed: int = SEED) -> dict[tuple[str, str], list[Result]]:
     print("\ntargets, all traces: (c) ≤ 0.5× (a) machine-s | p95 ≤ (a) + 2 s | ≤ 2× floor")
     for name, provider, v in verdicts:
         print(f"  {name:<11} {provider:<13} {v.text()}")
+    print("\nmemory: returning turns served without their conversation's latest memory (the history window only)")
+    for profile in PROFILES:
+        shares = []
+        for key in ("a", "c"):
+            rows = [_by_key(all_results[(name, profile.name)], key) for name in TRACES]
+            returning, forgot = sum(r.returning for r in rows), sum(r.forgot for r in rows)
+            shares.append(
+                f"({key}) {forgot:,} of {returning:,} ({forgot / returning:.0%})" if returning else f"({key}) –"
+            )
+        print(f"  {profile.name:<13}{'  '.join(shares)}")
     print(f"[{time.perf_counter() - started:.1f} s wall]")
     return all_results
 

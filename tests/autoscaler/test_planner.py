@@ -469,11 +469,23 @@ def test_an_idle_worker_is_suspended_then_resumed_with_its_gateway_running_when_
     assert replan(world, policy).of(Destroy) == []  # frozen, not gone: its heartbeat comes back with it
     world.step(2_000)
     assert world.waits_ms[-1] == 1_000  # the start only: the gateway was already running
-    # Quiet for longer than suspend_keep_s: its machine goes.
+    # Quiet for longer than suspend_keep_s: resumed to drain (a frozen machine destroyed would take
+    # its conversation's memory with it), and once its worker has exited, with its snapshot, it goes.
     for _ in range(3):
         tick(world, policy, 10_000)
     world.step(1_000_000)
-    assert [d.machine_id for d in replan(world, policy).of(Destroy)] == [machine.machine_id]  # type: ignore[attr-defined]
+    (worker,) = [w for w in world.workers.values() if not w.exited]
+    retire = replan(world, policy)
+    assert [r.machine_id for r in retire.of(Resume)] == [machine.machine_id]  # type: ignore[attr-defined]
+    assert [d.worker_id for d in retire.of(Drain)] == [worker.worker_id]  # type: ignore[attr-defined]
+    assert retire.of(Destroy) == []
+    world.apply(retire.actions)
+    assert replan(world, policy).of(Destroy) == []  # resuming: not written off for its old heartbeat
+    world.step(2_000)
+    assert worker.exited and world.memory_saved("a")
+    for _ in range(3):
+        tick(world, policy, 10_000)
+    assert machine.machine_id not in world.machines
 
 
 def test_spare_workers_are_held_unpinned_while_traffic_is_recent_and_take_a_new_conversation_at_once() -> None:

@@ -72,8 +72,9 @@ class Workers:
         self.provider = provider
         self.leases: dict[str, LeaseRef] = {}
 
-    async def boot(self) -> list[Machine]:
-        """Register a worker for every running machine that has none yet, and let it claim."""
+    async def boot(self, pin: str | None = None) -> list[Machine]:
+        """Register a worker for every running machine that has none yet (pinned to ``pin``, as
+        a launch for one conversation would be), and let it claim."""
         booted = []
         known = {w.worker_id for w in await self.store.list_workers()}
         for m in await self.provider.list():
@@ -85,6 +86,7 @@ class Workers:
                     provider=self.provider.name,
                     launch_id=m.launch_id,
                     machine_ref=MachineRef(machine_id=m.machine_id),
+                    conversation_id=pin,
                 )
             )
             job = await self.store.worker_claim(m.worker_id)
@@ -384,5 +386,37 @@ async def test_an_idle_worker_is_suspended_and_resumed_when_its_conversation_has
         assert fly_api.count("create") == 1 and fly_api.count("start") == 1
         job = await store.worker_claim(str(machine.worker_id))
         assert job is not None and job.conversation_id == "a"
+    finally:
+        await provider.aclose()
+
+
+async def test_a_pinned_sleeper_past_its_keep_is_resumed_and_drained_so_it_snapshots(
+    store: SqliteStore, fly_api: FakeFlyApi
+) -> None:
+    """Destroying a suspended machine would take every turn since its boot with it (its worker
+    snapshots only as it exits): past ``suspend_keep_s`` it is resumed and drained instead, and
+    destroyed once its worker has exited."""
+    provider = fly_provider(fly_api)
+    policy = POLICY.model_copy(update={"suspend_idle": True, "suspend_keep_s": 1})
+    try:
+        reconciler = Reconciler(store, provider, policy, spec_for, find_interval_s=0.05)
+        workers = Workers(store, provider)
+        await enqueue(store, "a")
+        await reconciler.tick()
+        (machine,) = await workers.boot(pin="a")
+        await workers.finish_all()
+        asleep = await reconciler.tick()
+        assert [a.action for a in asleep.plan.actions] == ["suspend"] and not asleep.errors
+        await anyio.sleep(2.1)  # idle past the window and the 1 s keep (counted in whole seconds)
+        retire = await reconciler.tick()
+        assert sorted(a.action for a in retire.plan.actions) == ["drain", "resume"] and not retire.errors
+        assert [m.state for m in await provider.list()] == ["running"]
+        assert fly_api.count("delete") == 0
+        (record,) = await store.list_workers()
+        assert record.status == "draining"
+        assert (await reconciler.tick()).plan.of(Destroy) == []  # resumed and draining: left to exit
+        await provider.stop(machine)  # the worker snapshots, exits, and its machine stops
+        gone = await reconciler.tick()
+        assert [a.action for a in gone.plan.actions] == ["destroy"] and not gone.errors
     finally:
         await provider.aclose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from autoscaler.plan import Drain
 from autoscaler.simulate import DIGITALOCEAN, FLY, SimMessage, World, ideal
 
 
@@ -177,3 +178,43 @@ def test_a_worker_goes_idle_only_when_its_complete_finds_nothing_to_take() -> No
     world.arrive(SimMessage("c1", world.now_ms, 1_000))
     world.step(1_000)
     assert (world.done, world.went_idle) == (3, 2)
+
+
+def test_a_returning_turn_has_its_memory_only_where_it_ran_last_or_from_a_snapshot_that_holds_it() -> None:
+    """The bench's ``no mem``: a worker new to a conversation served before has the history window
+    only; a pinned worker that exited gracefully left a snapshot a successor pinned there restores."""
+    world = World(profile=ideal(5))
+    world.launch(pinned="a")
+    world.step(60_000)
+    for _ in range(2):  # its pinned worker runs both turns: the second finds the first's state
+        world.arrive(SimMessage("a", world.now_ms, 1_000))
+        world.step(2_000)
+    assert (world.returning, world.forgot) == (1, 0)
+    (pinned,) = world.workers.values()
+    world.apply([Drain(worker_id=pinned.worker_id, reason="idle")])
+    world.step(60_000)  # it exits gracefully: its snapshot holds both turns
+    assert pinned.exited and world.memory_saved("a")
+
+    world.launch(pinned="a")  # a new machine for the conversation restores that snapshot
+    world.step(60_000)
+    world.arrive(SimMessage("a", world.now_ms, 1_000))
+    world.step(2_000)
+    assert (world.returning, world.forgot) == (2, 0)
+
+    world.launch()  # an unpinned worker; the pinned one is busy with a long turn of "a"'s own
+    world.step(60_000)
+    world.arrive(SimMessage("a", world.now_ms, 30_000))
+    world.step(1_000)
+    world.arrive(SimMessage("b", world.now_ms, 1_000))
+    world.step(2_000)  # b's first turn, on the unpinned worker: nothing to forget
+    assert (world.returning, world.forgot) == (3, 0)
+    world.arrive(SimMessage("b", world.now_ms, 1_000))
+    world.step(2_000)  # b's second: the worker that ran the first has it
+    assert (world.returning, world.forgot) == (4, 0)
+    unpinned = next(w for w in world.workers.values() if w.pinned is None and not w.exited)
+    busy = next(w for w in world.workers.values() if w.pinned == "a" and not w.exited)
+    world.destroy(busy.machine_id)  # "a"'s pinned machine is lost mid-turn: no snapshot of it
+    world.apply([])  # its turn goes back to the queue, and the unpinned worker takes it up from
+    world.step(2_000)  # the history window alone
+    assert unpinned.last_conversation == "a"
+    assert (world.returning, world.forgot) == (5, 1)
