@@ -45,8 +45,8 @@ costs least. What it found, and what changed since:
   conversation has only the stored 64-entry history window, not its workspace or memory files).
   Shipped: the best affinity row tried, which keeps memory on sparse traffic (one spare held
   while ≥ 3 messages arrived in the last 5 minutes, ≤ 100 droplets): 36 of 54 lines, up from 33
-  (the herd 2.22× → 1.62× the floor:
-  past 100 waiting conversations workers are unpinned and serve them in turn); over seeds 11–15,
+  (the herd 2.22× → 1.62× the floor: past 100 waiting conversations workers are unpinned and
+  serve them in turn); over seeds 11–15,
   60 of 90 (55 before). The sweep's best affinity row (a budget of 60, spares held from 6 arrivals)
   meets 62, but only by slow turns at 1.99–2.00× the floor on two seeds, while its p95 margin there
   falls to +1.5 s of the +2 s line and steady's from −30 s to −5 s: not kept. A fleet whose
@@ -76,6 +76,15 @@ What is left (``make bench``, ``python -m bench autoscaler --seed 12`` and ``--s
   (sparse: 4 % and 0 %); upstream's sticky workers, idle for 30 minutes, keep it all. Routing
   a returning conversation to the worker that holds its memory (the claim skipping it for other
   workers while a pinned one is on its way, and the planner launching that one) is not built.
+  Tried in the simulator on seed 11 (not shipped): every worker sticking to the first
+  conversation it takes, and a returning one taken only by the worker holding its memory, else
+  by a pinned launch that restores its snapshot: 4 % forgotten on Fly and 0 % on DigitalOcean,
+  for 33 % and 46 % more machine-seconds; Fly meets 15 of 18 lines (the herd's floor is lost:
+  sticky workers cannot serve waiting conversations in turn), DigitalOcean 8 (returning
+  conversations wait for a droplet's boot: p95 +5 to +18 s over upstream's on lunch rush, steady
+  and slow turns). On seed 12 that sketch left 50 of Fly bursty's messages unserved: routing
+  needs its own liveness rules before it ships. An unpinned worker merely kept off a
+  conversation whose pinned worker lives (suspended included) changes little: 60 % on Fly.
   Built: a pinned worker suspended past ``suspend_keep_s`` is resumed and drained, so it
   snapshots as it exits; before, its frozen machine was destroyed with every turn since its boot;
 
