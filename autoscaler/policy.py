@@ -76,15 +76,18 @@ What is left (``make bench``, ``python -m bench autoscaler --seed 12`` and ``--s
   (sparse: 4 % and 0 %); upstream's sticky workers, idle for 30 minutes, keep it all. Routing
   a returning conversation to the worker that holds its memory (the claim skipping it for other
   workers while a pinned one is on its way, and the planner launching that one) is not built.
-  Tried in the simulator on seed 11 (not shipped): every worker sticking to the first
-  conversation it takes, and a returning one taken only by the worker holding its memory, else
-  by a pinned launch that restores its snapshot: 4 % forgotten on Fly and 0 % on DigitalOcean,
-  for 33 % and 46 % more machine-seconds; Fly meets 15 of 18 lines (the herd's floor is lost:
-  sticky workers cannot serve waiting conversations in turn), DigitalOcean 8 (returning
+  Sketched in the simulator over seeds 11–15 (not shipped): every worker sticks to the first
+  conversation it takes (except while more conversations wait than the budget has machines,
+  as in the herd), a returning conversation is taken only by the live worker holding its memory
+  (resumed if asleep), else by a pinned launch that restores its snapshot, and idle unpinned
+  capacity counts only against conversations with nothing to remember. Fly: 4 % forgotten, 77 of
+  90 lines against the shipped 80 (bursty p95 +2.2 s on two seeds, steady at 2.00× the floor on
+  one), 21–23 % more machine-seconds. DigitalOcean: 0 % forgotten, 44 of 90 against 60 (returning
   conversations wait for a droplet's boot: p95 +5 to +18 s over upstream's on lunch rush, steady
-  and slow turns). On seed 12 that sketch left 50 of Fly bursty's messages unserved: routing
-  needs its own liveness rules before it ships. An unpinned worker merely kept off a
-  conversation whose pinned worker lives (suspended included) changes little: 60 % on Fly.
+  and slow turns), 24–25 % more. The first sketch starved a conversation for good when two workers
+  were pinned to it (a holder and a new launch) and the one picked was not the holder: the store's
+  claim must let the holder take it. An unpinned worker merely kept off a conversation whose
+  pinned worker lives (suspended included) changes little: 60 % on Fly.
   Built: a pinned worker suspended past ``suspend_keep_s`` is resumed and drained, so it
   snapshots as it exits; before, its frozen machine was destroyed with every turn since its boot;
 
