@@ -22,12 +22,14 @@ class Launch(_Action):
     """Create one worker machine. The reconciler names it (launch id) and records it first.
 
     ``parked``: create it stopped, as a warm-pool member (Fly's ``skip_launch``), not booted.
+    ``sticky``: an unpinned worker pins itself to the first conversation it takes.
     """
 
     action: Literal["launch"] = "launch"
     # Affinity: the conversation the new worker serves (it claims only that one).
     conversation_id: str | None = None
     parked: bool = False
+    sticky: bool = False
 
 
 class Start(_Action):

@@ -215,7 +215,9 @@ def plan(
         if short:
             why += f"; {short} conversation(s) beyond the budget share unpinned workers"
         slots: list[str | None] = [*pins[:launches], *[None] * max(0, launches - len(pins))]
-        actions += [Launch(reason=why, conversation_id=pin) for pin in slots]
+        # Workers serving the conversations beyond the budget in turn must not stick to one.
+        sticky = _sticky(policy) and not short
+        actions += [Launch(reason=why, conversation_id=pin, sticky=sticky) for pin in slots]
         room -= launches
         launched = launches
     # A pool bigger than recent demand bills for machines nothing will start: the surplus goes.
@@ -243,7 +245,10 @@ def plan(
         draining = sum(1 for w in demand.workers if w.status != "active" and _on_live_machine(w, machines, settled))
         returning = len(live) + len(suspended) + draining + pending + launched
         missing = pool.size - (len(pool.members) + pool.parked_now + returning)
-        actions += [Launch(parked=True, reason=f"warm pool {pool.size}") for _ in range(max(0, min(missing, room)))]
+        actions += [
+            Launch(parked=True, sticky=_sticky(policy), reason=f"warm pool {pool.size}")
+            for _ in range(max(0, min(missing, room)))
+        ]
     return Plan(
         actions=tuple(actions),
         desired=desired,
@@ -306,6 +311,12 @@ def _arrivals_since(demand: DemandSnapshot, since: float) -> tuple[int, int]:
                 break
             arrivals += 1
     return arrivals, conversations
+
+
+def _sticky(policy: ScalingPolicy) -> bool:
+    """Whether unpinned launches pin themselves at their first job (affinity only: a pooled worker
+    shares its machine by design)."""
+    return policy.sticky_workers and policy.mode == "affinity"
 
 
 def _resume(worker: WorkerView, machines: _Fleet, why: str) -> Resume:

@@ -21,6 +21,17 @@ costs least. What it found, and what changed since:
   the floor (p95 +13.3 s → +10.2 s), every other Fly trace within 0.04× of before, the herd served
   in 290–292 s (a pool of 0 would take 292–293 s). On DigitalOcean a powered-off droplet bills in
   full: no pool;
+* **sticky workers on Fly** (``sticky_workers``): a worker launched unpinned (a pool start, a
+  spare) pins itself to the conversation of its first job, unless that conversation's memory is in
+  a snapshot already; never the launches that serve a herd beyond the budget in turn. Before, a
+  pool start or a resumed unpinned sleeper took any conversation, returning ones included, from
+  the stored history window alone, and snapshot nothing. Over seeds 11–15: returning turns without
+  their memory 62–63 % → 7–8 %, machine-seconds +21 % (710,580 → 857,954), 78 target lines of
+  90 against 80 (slow turns +4.5 s on seed 11, bursty +2.2 s on seed 14; sparse 2.7× → 2.35× the
+  floor). Memory is what the agent is for, and upstream keeps all of it: shipped. On DigitalOcean
+  it changes nothing (69 % against 67 % on seed 11, 12 lines either way): with a 0 s window a
+  droplet drains after each turn, so its conversation's memory is in a snapshot by the time the
+  spare takes its next turn; off there;
 * keep-warm (running idle workers held for conversations expected back) never paid for itself:
   it buys p95 on slow turns at 2–4× the floor on steady traffic; it ships off and stays available;
 * **suspend on Fly** (``suspend_idle``): an idle worker past the window is suspended instead of
@@ -71,9 +82,9 @@ What is left (``make bench``, ``python -m bench autoscaler --seed 12`` and ``--s
   not restore a snapshot holding it serves the turn from the stored history window alone (the
   agent's workspace and memory files are not there), and an unpinned worker takes no snapshot,
   so what the agent learnt in that turn is lost too. Every unpinned worker takes any ready
-  conversation: Fly's pool starts and resumed unpinned sleepers, DigitalOcean's spare. On seed
-  11 that is 45–75 % of returning turns on Fly's dense traces and 60–77 % on DigitalOcean's
-  (sparse: 4 % and 0 %); upstream's sticky workers, idle for 30 minutes, keep it all. Routing
+  conversation. Before sticky workers that was 45–75 % of returning turns on Fly's dense traces
+  (seed 11), now 7–8 % overall; on DigitalOcean, whose spare is what takes them, still 60–77 %
+  (sparse 0 %); upstream's sticky workers, idle for 30 minutes, keep it all. Routing
   a returning conversation to the worker that holds its memory (the claim skipping it for other
   workers while a pinned one is on its way, and the planner launching that one) is not built.
   Sketched in the simulator over seeds 11–15 (not shipped): every worker sticks to the first
@@ -212,6 +223,10 @@ class ScalingPolicy(BaseModel):
     # any conversation) has work; after ``suspend_keep_s`` suspended its machine is destroyed.
     suspend_idle: bool = False
     suspend_keep_s: float = Field(1800.0, ge=0)
+    # Affinity: workers launched unpinned (spares, the warm pool) pin themselves to the first
+    # conversation they take, so its memory stays with them, is resumed with them and is snapshot
+    # when they stop. Never for the launches that serve conversations beyond the budget in turn.
+    sticky_workers: bool = False
 
     # Headroom, so a conversation that arrives with no worker of its own is taken at once instead
     # of waiting for a machine to boot: in affinity mode this many idle unpinned workers are kept
@@ -276,6 +291,9 @@ PROVIDER_DEFAULTS: dict[str, dict[str, object]] = {
         "pool_min": 2,
         "pool_prefill": True,
         "suspend_idle": True,
+        # A pool start or a resumed sleeper otherwise takes any conversation, returning ones
+        # included, from the history window alone (the docstring's "memory on returning turns").
+        "sticky_workers": True,
         # With the watch told of idle workers: a worker idle for 3 s is suspended (window 0 suspends
         # it between a conversation's turns, and its resumes cost slow turns' p95; the docstring).
         "scale_down_window_s": 3.0,

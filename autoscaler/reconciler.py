@@ -40,7 +40,8 @@ from contracts.roles import FleetStore
 
 log = structlog.get_logger("autoscaler")
 # (launch_id, worker_id, pinned conversation or None) -> what the machine runs
-SpecFactory = Callable[[str, str, str | None], LaunchSpec]
+# (launch id, worker id, the conversation it is pinned to, whether it pins itself at its first job)
+SpecFactory = Callable[[str, str, str | None, bool], LaunchSpec]
 
 
 def new_launch_id() -> str:
@@ -249,7 +250,9 @@ class _TickActions:
             LaunchRecord(launch_id=launch_id, provider=r.provider.name, requested_at=now, conversation_id=pin)
         )
         try:
-            machine = await r.provider.create(r.spec_for(launch_id, worker_id, pin), parked=action.parked)
+            machine = await r.provider.create(
+                r.spec_for(launch_id, worker_id, pin, action.sticky), parked=action.parked
+            )
         except ProviderError as exc:
             if not exc.ambiguous:
                 await r.store.ledger_update(launch_id, "failed", detail=str(exc)[:500])

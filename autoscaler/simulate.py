@@ -25,6 +25,8 @@ What it models, per provider (``ProviderProfile``; ``FLY`` and ``DIGITALOCEAN`` 
   (``ready_s``) is paid again;
 * **switching**: a worker taking a conversation it did not serve last (or its first one) spends
   ``switch_s`` on a fresh session and the history load before the turn starts;
+* **sticky workers**: a worker of a ``sticky`` launch pins itself to the conversation of its first
+  job (not to one whose memory is in a snapshot already), as ``worker.loop`` does;
 * **memory** (counted, not charged): a conversation's agent state is where its latest turn ran,
   and in a snapshot once a worker pinned to it exits gracefully after that turn (a drain, an idle
   exit; a destroyed machine takes no snapshot). A turn of a conversation served before has its
@@ -285,6 +287,7 @@ class World:
     _busy: dict[str, str] = field(default_factory=dict)  # conversation → worker in flight
     _ready: set[str] = field(default_factory=set)  # conversations with a message and none in flight
     _free: set[str] = field(default_factory=set)  # registered workers, not exited, not busy
+    _sticky: set[str] = field(default_factory=set)  # launches whose workers pin themselves at their first job
     _turns: dict[str, int] = field(default_factory=dict)  # conversation → turns started
     _memory_at: dict[str, str] = field(default_factory=dict)  # conversation → worker of its latest turn
     _saved: dict[str, int] = field(default_factory=dict)  # conversation → turns its newest snapshot holds
@@ -387,7 +390,9 @@ class World:
         self._settle()
 
     def on_launch(self, action: actions.Launch) -> None:
-        self.launch(pinned=action.conversation_id, parked=action.parked and self.profile.can_prefill)
+        self.launch(
+            pinned=action.conversation_id, parked=action.parked and self.profile.can_prefill, sticky=action.sticky
+        )
 
     def on_start(self, action: actions.Start) -> None:
         self._set_launch(action.launch_id, "running")
@@ -450,8 +455,9 @@ class World:
 
     # ------------------------------------------------------------------ acting directly (other policies, tests)
 
-    def launch(self, pinned: str | None = None, *, parked: bool = False) -> str | None:
-        """Ask for a machine; its launch id, or None when the platform refused at once (unpaced 429)."""
+    def launch(self, pinned: str | None = None, *, parked: bool = False, sticky: bool = False) -> str | None:
+        """Ask for a machine; its launch id, or None when the platform refused at once (unpaced 429).
+        ``sticky``: its workers pin themselves to the first conversation they take."""
         n = next(self._ids)
         launch_id = f"L{n}"
         if self.paced:
@@ -467,6 +473,8 @@ class World:
             launch_id=launch_id, provider="sim", requested_at=self.now_ms, conversation_id=pinned
         )
         self.pins[launch_id] = pinned
+        if sticky:
+            self._sticky.add(launch_id)
         if at <= self.now_ms:
             self._on_create(launch_id, parked)  # the API call returns with the machine
         else:
@@ -782,13 +790,18 @@ class World:
         w.busy_conversation, w.busy_message = conversation, message
         w.busy_until_ms = start + message.duration_ms
         w.last_conversation = conversation
-        if self.pinned and w.pinned is None:
+        if w.pinned is None and (self.pinned or self._sticks(w, conversation)):
             w.pinned = conversation
         self._remember(w, conversation)
         self._busy[conversation] = w.worker_id
         self._ready.discard(conversation)
         self._free.discard(w.worker_id)
         self._schedule(w.busy_until_ms, "done", w.worker_id, w.busy_until_ms)
+
+    def _sticks(self, w: SimWorker, conversation: str) -> bool:
+        """A sticky launch's worker pins itself to its job's conversation, unless that conversation's
+        memory is in a snapshot already (worker.loop's rule)."""
+        return w.launch_id in self._sticky and conversation not in self._saved
 
     def memory_saved(self, conversation: str) -> bool:
         """Whether the conversation's newest snapshot holds its latest turn."""

@@ -25,6 +25,7 @@ ENV: dict[str, str] = {
     "convex_auth_token": "CONVEX_AUTH_TOKEN",
     "secrets_key": "FACTORY_SECRETS_KEY",
     "conversation_id": "FACTORY_CONVERSATION",
+    "sticky": "FACTORY_STICKY",
     "idle_exit_s": "FACTORY_IDLE_EXIT_S",
     "grace_s": "FACTORY_GRACE_S",
     "max_outage_s": "FACTORY_MAX_OUTAGE_S",
@@ -60,6 +61,8 @@ class WorkerEnvironment(BaseModel):
     secrets_key: SecretStr | None = None
     # How it behaves.
     conversation_id: str | None = None
+    # Unpinned: pin itself to the conversation of its first job.
+    sticky: bool | None = None
     idle_exit_s: float | None = Field(None, gt=0)
     grace_s: float | None = Field(None, ge=0)
     # How long it waits out its gateway or store being unavailable before it exits (unset: forever).

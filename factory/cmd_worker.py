@@ -226,6 +226,13 @@ def run(
     conversation: Annotated[
         str | None, typer.Option("--conversation", help="Only take messages of this conversation (sticky).")
     ] = None,
+    sticky: Annotated[
+        bool,
+        typer.Option(
+            "--sticky",
+            help="Unpinned: pin to the conversation of the first job, keeping its memory here (FACTORY_STICKY).",
+        ),
+    ] = False,
     grace: Annotated[
         float | None, typer.Option("--grace", help="Seconds a job may run on after SIGTERM. Default 30.")
     ] = None,
@@ -249,6 +256,7 @@ def run(
     settings = load(
         WorkerSettings,
         conversation_id=conversation,
+        sticky=True if sticky else None,
         grace_s=grace,
         idle_exit_s=idle_exit,
         worker_id=worker_id,

@@ -195,17 +195,24 @@ def launch_specs(
         "telegram_api_base": telegram_api_base,
     }
 
-    def spec(launch_id: str, worker_id: str, conversation_id: str | None) -> LaunchSpec:
-        # A pinned launch claims only its conversation (affinity); unpinned ones take any.
+    def spec(launch_id: str, worker_id: str, conversation_id: str | None, sticky: bool) -> LaunchSpec:
+        # A pinned launch claims only its conversation (affinity); unpinned ones take any, and a
+        # sticky one pins itself at its first job.
         environment = WorkerEnvironment.model_validate(
-            {**shared, "launch_id": launch_id, "worker_id": worker_id, "conversation_id": conversation_id}
+            {
+                **shared,
+                "launch_id": launch_id,
+                "worker_id": worker_id,
+                "conversation_id": conversation_id,
+                "sticky": True if sticky and conversation_id is None else None,
+            }
         )
         return LaunchSpec(environment=environment)
 
     return spec
 
 
-def _launches_nothing(launch_id: str, worker_id: str, conversation_id: str | None) -> LaunchSpec:
+def _launches_nothing(launch_id: str, worker_id: str, conversation_id: str | None, sticky: bool) -> LaunchSpec:
     raise AssertionError("a dry run launches nothing")
 
 

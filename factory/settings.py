@@ -203,6 +203,7 @@ class WorkerSettings(_Settings):
     conversation_id: str | None = Field(
         None, validation_alias=AliasChoices(ENV["conversation_id"], "OPENCLAW_CONVERSATION_ID", "conversation_id")
     )
+    sticky: bool = Field(False, validation_alias=AliasChoices(ENV["sticky"], "sticky"))
     workspace_id: str = Field("default", validation_alias=AliasChoices("FACTORY_WORKSPACE_ID", "workspace_id"))
 
     gateway_url: str = Field(DEFAULT_GATEWAY_URL, validation_alias=AliasChoices(ENV["gateway_url"], "gateway_url"))
@@ -395,6 +396,7 @@ class ScaleSettings(_Settings):
     pool_min: int | None = Field(None, ge=0, validation_alias=AliasChoices("FACTORY_SCALE_POOL_MIN", "pool_min"))
     pool_prefill: bool | None = Field(None, validation_alias=AliasChoices("FACTORY_SCALE_POOL_PREFILL", "pool_prefill"))
     suspend_idle: bool | None = Field(None, validation_alias=AliasChoices("FACTORY_SCALE_SUSPEND_IDLE", "suspend_idle"))
+    sticky_workers: bool | None = Field(None, validation_alias=AliasChoices("FACTORY_SCALE_STICKY", "sticky_workers"))
     suspend_keep_s: float | None = Field(
         None, ge=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_SUSPEND_KEEP_S", "suspend_keep_s")
     )

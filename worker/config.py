@@ -17,6 +17,9 @@ class WorkerConfig(BaseModel):
     capabilities: tuple[str, ...] = ("telegram",)
     # Pin this worker to one conversation (sticky workers, upstream's OPENCLAW_CONVERSATION_ID).
     conversation_id: str | None = None
+    # Unpinned: pin itself to the conversation of its first job (one whose memory is not already
+    # in a snapshot), so that memory stays here and is snapshot when the worker stops.
+    sticky: bool = False
     workspace_id: str = "default"
     # Safety-net poll while idle; the store's wait-for-work signal usually wakes us far sooner.
     poll_s: float = Field(1.0, gt=0)

@@ -192,14 +192,7 @@ class Worker:
         """Check the store and register at once (a gateway starting beside us may still be coming
         up), wait for that gateway, then check it can take a turn. False if asked to stop meanwhile."""
         cfg = self.config
-        registration = WorkerRegistration(
-            worker_id=cfg.worker_id,
-            provider=cfg.provider,
-            machine_ref=cfg.machine_ref,
-            launch_id=cfg.launch_id,
-            capabilities=list(cfg.capabilities),
-            conversation_id=cfg.conversation_id,
-        )
+        registration = self._registration(cfg.conversation_id)
 
         async def register() -> None:
             await self.store.worker_register(registration)
@@ -209,6 +202,17 @@ class Worker:
         self.readiness.mark_registered()
         log.info("worker registered", worker_id=cfg.worker_id, provider=cfg.provider, pinned=cfg.conversation_id)
         return await self._await_gateway() and await self._check("gateway", self.runner.probe)
+
+    def _registration(self, conversation_id: str | None) -> WorkerRegistration:
+        cfg = self.config
+        return WorkerRegistration(
+            worker_id=cfg.worker_id,
+            provider=cfg.provider,
+            machine_ref=cfg.machine_ref,
+            launch_id=cfg.launch_id,
+            capabilities=list(cfg.capabilities),
+            conversation_id=conversation_id,
+        )
 
     async def _check(self, component: Component, probe: Callable[[], Awaitable[object]]) -> bool:
         try:
@@ -284,10 +288,33 @@ class Worker:
                 self._open(Outage("store", str(exc)))
                 continue
             self.metrics.claimed()
+            await self._stick(job.conversation_id)
             if await self._process(job, answer.claim.bundle, answer.asked_at):
                 self._processed += 1
                 idle_since = anyio.current_time()
         return WorkerExit("signal", self._processed)
+
+    async def _stick(self, conversation_id: str) -> None:
+        """A sticky worker pins itself to the conversation of its job: from then on it claims that
+        one only, the autoscaler counts it as its worker (resumes it for it, snapshots it on the
+        way out), and its memory stays here. Not when the conversation's memory is in a snapshot
+        already: this gateway did not restore it, and its own snapshot would supersede it with
+        less. Best effort: a store that cannot answer now leaves it unpinned until the next job."""
+        cfg = self.config
+        if not cfg.sticky or cfg.conversation_id is not None:
+            return
+        try:
+            if self.memory is not None:
+                boot = await self.memory.store.snapshot_boot(cfg.workspace_id, conversation_id)
+                if boot is not None and boot.snapshot is not None:
+                    log.info("not sticking: the conversation's memory is in a snapshot", worker_id=cfg.worker_id)
+                    return
+            await self.store.worker_register(self._registration(conversation_id))
+        except FactoryError as exc:
+            log.warning("could not pin to the conversation; trying again at the next job", error=str(exc))
+            return
+        self.config = cfg.model_copy(update={"conversation_id": conversation_id})
+        log.info("pinned to its first conversation", worker_id=cfg.worker_id, conversation_id=conversation_id)
 
     def _finished(self) -> WorkerExit | None:
         """Why to leave before claiming again: ``--once`` done, or an answer said to stop."""

@@ -414,6 +414,32 @@ def test_more_conversations_than_the_budget_share_unpinned_workers_and_all_get_s
     assert world.done == 12
 
 
+def test_sticky_launches_keep_a_conversations_memory_but_never_the_ones_that_serve_a_herd_in_turn() -> None:
+    """With ``sticky_workers`` an unpinned launch (a spare, a pool member) pins itself to the first
+    conversation it takes, so that conversation's turns stay where its memory is; the launches that
+    serve conversations beyond the budget in turn must not, or each would serve one and idle."""
+    sticky = ScalingPolicy(sticky_workers=True, spare_workers=1, spare_min_arrivals=1, scale_down_window_s=30)
+    world = World(profile=ideal(5))
+    world.arrive(SimMessage("a", 0, 1_000))
+    launches = replan(world, sticky).of(Launch)
+    assert [(a.conversation_id, a.sticky) for a in launches] == [("a", True), (None, True)]  # type: ignore[attr-defined]
+    for _ in range(4):
+        tick(world, sticky, 5_000)
+    spare = next(w for w in world.workers.values() if w.pinned is None)
+    world.arrive(SimMessage("b", world.now_ms, 1_000))
+    world.step(2_000)
+    assert spare.pinned == "b"  # it took b first: b's from now on, as the planner sees it
+    assert next(v for v in world.demand().workers if v.worker_id == spare.worker_id).pinned
+
+    herd = World(profile=ideal(5))
+    for c in range(6):
+        herd.arrive(SimMessage(f"c{c}", 0, 10_000))
+    short = replan(herd, sticky.model_copy(update={"budget_machines": 2, "spare_workers": 0}))
+    assert [(a.conversation_id, a.sticky) for a in short.of(Launch)] == [(None, False)] * 2  # type: ignore[attr-defined]
+    pooled = replan(herd, sticky.model_copy(update={"mode": "pool"}))
+    assert {a.sticky for a in pooled.of(Launch)} == {False}  # type: ignore[attr-defined]
+
+
 def test_an_idle_pinned_worker_gives_its_machine_back_when_the_budget_is_full() -> None:
     now = 10 * HOUR_MS
     workers = [

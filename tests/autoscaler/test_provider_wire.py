@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +22,8 @@ from autoscaler.providers._fly_wire import (
 )
 from contracts.launch import ENV, WorkerEnvironment
 from contracts.retry import parse_retry_after
+from factory.fleet import launch_specs
+from factory.settings import ScaleSettings, StoreSettings, WorkerSettings
 
 
 @pytest.mark.parametrize(
@@ -159,3 +162,13 @@ def test_timestamps() -> None:
     assert iso_to_ms("1970-01-01T00:00:01Z") == 1000
     assert iso_to_ms("not a time") is None
     assert iso_to_ms("2024-01-01T00:00:00") is None  # no zone: refuse to guess
+
+
+def test_a_sticky_launch_is_told_so_and_its_worker_reads_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    specs = launch_specs(ScaleSettings(provider="local"), StoreSettings(store=str(tmp_path / "s.db")), "local")
+    told = specs("L1", "W1", None, True).environment.render()
+    assert told["FACTORY_STICKY"] == "True"
+    assert "FACTORY_STICKY" not in specs("L2", "W2", "conv-a", True).environment.render()  # pinned already
+    assert "FACTORY_STICKY" not in specs("L3", "W3", None, False).environment.render()
+    monkeypatch.setenv("FACTORY_STICKY", told["FACTORY_STICKY"])
+    assert WorkerSettings().sticky

@@ -33,7 +33,7 @@ POLICY = ScalingPolicy(max_workers=10, max_step=10, scale_down_window_s=0, orpha
 FAST_RETRY = RetryPolicy(attempts=3, initial_s=0.01, max_s=0.05, jitter_s=0.0, max_retry_after_s=0.05)
 
 
-def spec_for(launch_id: str, worker_id: str, conversation_id: str | None) -> LaunchSpec:
+def spec_for(launch_id: str, worker_id: str, conversation_id: str | None, sticky: bool = False) -> LaunchSpec:
     environment = WorkerEnvironment(
         launch_id=launch_id,
         worker_id=worker_id,

@@ -239,3 +239,39 @@ async def test_no_snapshot_without_a_pin_after_once_or_without_work(store: Sqlit
     done = await Worker(unpinned, store, await _runner(store, gateway, metrics), metrics, Readiness(), mem).run()
     assert done.processed == 1 and done.snapshot is None
     assert await store.snapshot_list() == []
+
+
+async def test_a_sticky_worker_pins_itself_to_its_first_conversation_and_snapshots_it(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    """A worker launched unpinned and sticky (a warm-pool start, a spare) keeps the memory of the
+    conversation it took first: it takes no other, the fleet sees it pinned, and it snapshots that
+    conversation when it stops. A conversation whose memory is in a snapshot already does not pin
+    it: this gateway never restored that snapshot, and its own would supersede it with less."""
+    await store.enqueue(message("c1", "first"))
+    await store.enqueue(message("c2", "other"))
+    metrics = WorkerMetrics()
+    gateway = RecordingGateway()
+
+    async def run(worker_id: str) -> tuple[str | None, list[str]]:
+        """Run a sticky worker until it idles out: its pin in the store, what it answered."""
+        before = len(gateway.requests)
+        mem = memory(store, state_dir(tmp_path / worker_id), worker_id=worker_id)
+        config = WorkerConfig(worker_id=worker_id, sticky=True, poll_s=0.05, idle_exit_s=0.3)
+        exit_ = await Worker(config, store, await _runner(store, gateway, metrics), metrics, Readiness(), mem).run()
+        assert exit_.reason == "idle"
+        [record] = [w for w in await store.list_workers() if w.worker_id == worker_id]
+        answered = [split_history(r.text)[1] for r in gateway.requests[before:]]
+        return record.pinned_conversation_id, answered
+
+    assert await run("w1") == ("c1", ["first"])  # c2 waits for a worker of its own
+    [row] = await store.snapshot_list("c1")
+    assert (row.reason, row.status) == ("idle", "ready")
+    assert await run("w2") == ("c2", ["other"])
+
+    await store.enqueue(message("c1", "back again"))
+    await store.enqueue(message("c3", "new one"))
+    # c1's memory is in its snapshot: w3 answers it unpinned (from the history window, as before)
+    # and stays free for c3, which then pins it.
+    assert await run("w3") == ("c3", ["back again", "new one"])
+    assert [r.worker_id for r in await store.snapshot_list("c1")] == ["w1"]
