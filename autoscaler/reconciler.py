@@ -39,8 +39,8 @@ from contracts.models import DemandSnapshot, LaunchRecord, ReconcileRecord, Reco
 from contracts.roles import FleetStore
 
 log = structlog.get_logger("autoscaler")
-# (launch_id, worker_id, pinned conversation or None) -> what the machine runs
-# (launch id, worker id, the conversation it is pinned to, whether it pins itself at its first job)
+# (launch id, worker id, the conversation it is pinned to or None, whether it pins itself at its
+# first job) -> what the machine runs
 SpecFactory = Callable[[str, str, str | None, bool], LaunchSpec]
 
 
