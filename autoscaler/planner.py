@@ -322,6 +322,10 @@ def _sticky(policy: ScalingPolicy) -> bool:
 def _resume(worker: WorkerView, machines: _Fleet, why: str) -> Resume:
     machine = machines.for_worker(worker)
     assert machine is not None  # a suspended worker was found by its machine
+    return _resume_on(worker, machine, why)
+
+
+def _resume_on(worker: WorkerView, machine: Machine, why: str) -> Resume:
     launch_id = machine.launch_id or worker.launch_id
     return Resume(machine_id=machine.machine_id, worker_id=worker.worker_id, launch_id=launch_id, reason=why)
 
@@ -517,13 +521,10 @@ def _keep_suspended(
     if not worker.pinned and pool.hold_sleeper():
         return True
     why = f"suspended, idle {idle_s} s"
-    launch_id = machine.launch_id or worker.launch_id
-    if worker.pinned and launch_id is not None:
-        reason = f"worker {worker.worker_id}: {why}; resumed to drain, so it snapshots its conversation"
-        actions.append(
-            Resume(machine_id=machine.machine_id, worker_id=worker.worker_id, launch_id=launch_id, reason=reason)
-        )
-        actions.append(Drain(worker_id=worker.worker_id, reason=reason))
+    resume = _resume_on(worker, machine, f"worker {worker.worker_id}: {why}; resumed to drain, so it snapshots")
+    # Without a launch id the resume could not be told from a silent worker: it would be written off.
+    if worker.pinned and resume.launch_id is not None:
+        actions += [resume, Drain(worker_id=worker.worker_id, reason=resume.reason)]
         return False
     _end(worker, machine, why, known, actions, pool)
     return False

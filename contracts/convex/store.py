@@ -415,17 +415,19 @@ class ConvexStore(FrontDoorFunctions, ConsoleFunctions, AccountFunctions):
         return await self._wait(timeout_s, "fleetSignal", {})
 
     async def _wait(self, timeout_s: float, signal: str, args: Mapping[str, Any]) -> bool:
+        watches_idle = signal == "fleetSignal"  # only its values carry lastIdleAt
         if self._sync is not None and anyio.current_time() >= self._sync_retry_at:
             try:
-                return await self._wait_subscribed(self._sync, timeout_s, signal, args)
+                return await self._wait_subscribed(self._sync, timeout_s, signal, args, watches_idle=watches_idle)
             except SyncUnavailable as exc:
                 _log.warning("convex subscription unavailable; polling meanwhile", store=self.name, error=str(exc))
                 self._sync_retry_at = anyio.current_time() + SYNC_RETRY_S
-        return await self._wait_polling(timeout_s, watches_idle=signal == "fleetSignal")
+        return await self._wait_polling(timeout_s, watches_idle=watches_idle)
 
-    async def _wait_subscribed(self, sync: ConvexSync, timeout_s: float, signal: str, args: Mapping[str, Any]) -> bool:
+    async def _wait_subscribed(
+        self, sync: ConvexSync, timeout_s: float, signal: str, args: Mapping[str, Any], *, watches_idle: bool
+    ) -> bool:
         deadline = anyio.current_time() + max(0.0, timeout_s)
-        watches_idle = signal == "fleetSignal"  # only its values carry lastIdleAt
         if self._clock.now_ms() is None:
             await self.now_ms()
         async with sync.watch(f"{self.namespace}:{signal}", args) as watch:
