@@ -82,11 +82,21 @@ What is left (``make bench``, ``python -m bench autoscaler --seed 12`` and ``--s
   not restore a snapshot holding it serves the turn from the stored history window alone (the
   agent's workspace and memory files are not there), and an unpinned worker takes no snapshot,
   so what the agent learnt in that turn is lost too. Every unpinned worker takes any ready
-  conversation. Before sticky workers that was 45–75 % of returning turns on Fly's dense traces
-  (seed 11), now 7–8 % overall; on DigitalOcean, whose spare is what takes them, still 60–77 %
-  (sparse 0 %); upstream's sticky workers, idle for 30 minutes, keep it all. Routing
-  a returning conversation to the worker that holds its memory (the claim skipping it for other
-  workers while a pinned one is on its way, and the planner launching that one) is not built.
+  conversation that no pinned worker holds. Before sticky workers that was 45–75 % of returning
+  turns on Fly's dense traces (seed 11), now 7–8 % overall; on DigitalOcean, whose spare is what
+  takes them, still 60–77 % (sparse 0 %); upstream's sticky workers, idle for 30 minutes, keep
+  it all. Built since: the stores' hold (``contracts.rules.HOLD_MS``): no unpinned worker claims
+  a conversation whose pinned worker is active and was heard from within 30 s, where before an idle spare raced the
+  conversation's own idle worker for each message, and a sticky worker that answers a held-off
+  conversation (its holder silent longer) does not pin itself beside the holder. The simulator
+  always served a free holder first, so its figures do not move: seeds 11–15, Fly 857,922
+  machine-seconds (857,954 before), 78 lines, 7–8 % of returning turns without their memory;
+  DigitalOcean 60 lines, 66–67 %. Replayed as the stores were before it (``World(hold=False)``:
+  a free spare wins the race for half the messages of a conversation whose own worker is free
+  too), 7–8 % and 67–69 %, and 1–3 sticky workers per seed pinned beside another: the race is
+  rare on these traces, the second pin rarer, and each of those would snapshot over the other.
+  Routing a returning conversation to the worker that holds its memory while it sleeps or boots
+  (the claim waiting for it past the hold, and the planner launching that one) is not built.
   Sketched in the simulator over seeds 11–15 (not shipped): every worker sticks to the first
   conversation it takes (except while more conversations wait than the budget has machines,
   as in the herd), a returning conversation is taken only by the live worker holding its memory

@@ -26,7 +26,12 @@ What it models, per provider (``ProviderProfile``; ``FLY`` and ``DIGITALOCEAN`` 
 * **switching**: a worker taking a conversation it did not serve last (or its first one) spends
   ``switch_s`` on a fresh session and the history load before the turn starts;
 * **sticky workers**: a worker of a ``sticky`` launch pins itself to the conversation of its first
-  job (not to one whose memory is in a snapshot already), as ``worker.loop`` does;
+  job (not to one whose memory is in a snapshot already, or with another worker pinned to it), as
+  ``worker.loop`` does;
+* **the hold**: a conversation whose pinned worker is active and was heard from within
+  ``contracts.rules.HOLD_MS`` (its machine runs, or was suspended or died less than that ago) waits
+  for that worker; no unpinned worker takes it, as the stores' claim rules (``hold=False``: the
+  race the stores had before it);
 * **memory** (counted, not charged): a conversation's agent state is where its latest turn ran,
   and in a snapshot once a worker pinned to it exits gracefully after that turn (a drain, an idle
   exit; a destroyed machine takes no snapshot). A turn of a conversation served before has its
@@ -60,6 +65,7 @@ from contracts.models import (
     RecentConversation,
     WorkerView,
 )
+from contracts.rules import holds
 
 Range = tuple[float, float]
 
@@ -259,6 +265,11 @@ class World:
     auto_destroy: bool = True
     # Creates wait for their slot in the platform's bucket (ours); False: refused when it is empty.
     paced: bool = True
+    # The stores' hold (contracts.rules.holds). False: the stores as they were before it, where a
+    # free unpinned worker races the conversation's own free worker for its message (each wins
+    # half the time: both poll every second) and takes it outright while its own worker sleeps,
+    # and a sticky worker pins itself beside another pinned worker.
+    hold: bool = True
     now_ms: int = 0
     queues: dict[str, deque[SimMessage]] = field(default_factory=dict)
     workers: dict[str, SimWorker] = field(default_factory=dict)
@@ -274,6 +285,9 @@ class World:
     # conversation's latest memory (see the module docstring).
     returning: int = 0
     forgot: int = 0
+    # Workers that pinned themselves to a conversation another active worker was pinned to: each
+    # snapshots its own memory of it, and the last one to exit overwrites the other's.
+    pinned_beside: int = 0
     busy_destroyed: int = 0
     creates: int = 0  # create calls that made a machine
     refused: int = 0  # create calls refused (429 when not paced, or a platform failure)
@@ -291,6 +305,7 @@ class World:
     _turns: dict[str, int] = field(default_factory=dict)  # conversation → turns started
     _memory_at: dict[str, str] = field(default_factory=dict)  # conversation → worker of its latest turn
     _saved: dict[str, int] = field(default_factory=dict)  # conversation → turns its newest snapshot holds
+    _pinned_ids: set[str] = field(default_factory=set)  # workers pinned to a conversation, not exited
     _rng: random.Random = field(init=False)
     _bucket: _Bucket = field(init=False)
 
@@ -332,10 +347,14 @@ class World:
             recent=recent,
         )
 
+    def _silent_ms(self, w: SimWorker) -> int:
+        """How long since the store heard from the worker (it does while its machine runs)."""
+        silent_since = w.crashed_ms if w.crashed_ms is not None else w.suspended_ms
+        return 0 if silent_since is None else self.now_ms - silent_since
+
     def _view(self, w: SimWorker) -> WorkerView:
         busy = w.busy_conversation is not None
-        silent_since = w.crashed_ms if w.crashed_ms is not None else w.suspended_ms
-        age = 0 if silent_since is None else self.now_ms - silent_since
+        age = self._silent_ms(w)
         return WorkerView(
             worker_id=w.worker_id,
             provider="sim",
@@ -687,6 +706,8 @@ class World:
             pinned=(pin := self.pins.get(machine.launch_id)),
             restored=None if pin is None else self._saved.get(pin),
         )
+        if pin is not None:
+            self._pinned_ids.add(worker_id)
         self._idle(self.workers[worker_id])
 
     def _on_done(self, worker_id: str, until: int) -> None:
@@ -737,6 +758,7 @@ class World:
     def _exit(self, w: SimWorker) -> None:
         w.exited = True
         self._free.discard(w.worker_id)
+        self._pinned_ids.discard(w.worker_id)
         if w.pinned is not None and self._memory_at.get(w.pinned) == w.worker_id:
             self._saved[w.pinned] = self._turns[w.pinned]  # a pinned worker's snapshot at exit
         machine = self.machines.get(w.machine_id)
@@ -752,13 +774,7 @@ class World:
 
     def _settle(self) -> None:
         """Idle workers take ready work (their last conversation first); drained idle workers exit."""
-        if not self._free:
-            return
-        free = [self.workers[worker_id] for worker_id in sorted(self._free)]
-        for w in free:
-            if w.status != "active" or w.machine_id not in self.machines:
-                self._exit(w)
-        free = [w for w in free if not w.exited]
+        free = self._still_free()
         if not free or not self._ready:
             return
         ready = sorted(self._ready, key=lambda c: (self.queues[c][0].arrived_ms, c))
@@ -766,10 +782,18 @@ class World:
         by_pin = {w.pinned: w for w in free if w.pinned is not None}
         unpinned = deque(w for w in free if w.pinned is None)
         taken: set[str] = set()
+        held: set[str] | None = None
         for conversation in ready:
             worker = by_last.get(conversation) or by_pin.get(conversation)
             if worker is not None and (worker.worker_id in taken or worker.pinned not in (None, conversation)):
                 worker = None
+            if not self.hold:
+                if worker is not None and unpinned and self._rng.random() < 0.5:
+                    worker = None  # the race: an unpinned worker asked first
+            elif worker is None and unpinned:
+                held = self._held() if held is None else held
+                if conversation in held:
+                    continue  # its pinned worker, not free now, takes it (the store's hold)
             while worker is None and unpinned:
                 candidate = unpinned.popleft()
                 if candidate.worker_id not in taken:
@@ -781,6 +805,14 @@ class World:
             if len(taken) == len(free):
                 return
 
+    def _still_free(self) -> list[SimWorker]:
+        """The free workers, once the drained ones among them have exited."""
+        free = [self.workers[worker_id] for worker_id in sorted(self._free)]
+        for w in free:
+            if w.status != "active" or w.machine_id not in self.machines:
+                self._exit(w)
+        return [w for w in free if not w.exited]
+
     def _take(self, w: SimWorker, conversation: str) -> None:
         message = self.queues[conversation].popleft()
         switch = 0 if w.last_conversation == conversation else self.profile.draw(self._rng, self.profile.switch_s)
@@ -791,7 +823,9 @@ class World:
         w.busy_until_ms = start + message.duration_ms
         w.last_conversation = conversation
         if w.pinned is None and (self.pinned or self._sticks(w, conversation)):
+            self.pinned_beside += self._pinned_to(conversation, w)
             w.pinned = conversation
+            self._pinned_ids.add(w.worker_id)
         self._remember(w, conversation)
         self._busy[conversation] = w.worker_id
         self._ready.discard(conversation)
@@ -800,8 +834,24 @@ class World:
 
     def _sticks(self, w: SimWorker, conversation: str) -> bool:
         """A sticky launch's worker pins itself to its job's conversation, unless that conversation's
-        memory is in a snapshot already (worker.loop's rule)."""
-        return w.launch_id in self._sticky and conversation not in self._saved
+        memory is in a snapshot already or with a worker pinned to it (worker.loop's rule)."""
+        if w.launch_id not in self._sticky or conversation in self._saved:
+            return False
+        return not self.hold or not self._pinned_to(conversation, w)
+
+    def _pinned_to(self, conversation: str, other_than: SimWorker) -> bool:
+        """Whether an active worker other than ``other_than`` is pinned to the conversation."""
+        others = (self.workers[i] for i in self._pinned_ids if i != other_than.worker_id)
+        return any(o.pinned == conversation and o.status == "active" for o in others)
+
+    def _held(self) -> set[str]:
+        """Conversations whose pinned worker keeps unpinned workers off them (contracts.rules.holds)."""
+        held: set[str] = set()
+        for worker_id in self._pinned_ids:
+            w = self.workers[worker_id]
+            if w.pinned is not None and holds(w.status, self.now_ms - self._silent_ms(w), self.now_ms):
+                held.add(w.pinned)
+        return held
 
     def memory_saved(self, conversation: str) -> bool:
         """Whether the conversation's newest snapshot holds its latest turn."""

@@ -211,11 +211,17 @@ class Ours(Policy):
     tick_early = True
 
     def __init__(
-        self, policy: ScalingPolicy | None = None, label: str = "ours (shipped defaults)", *, pinned: bool = False
+        self,
+        policy: ScalingPolicy | None = None,
+        label: str = "ours (shipped defaults)",
+        *,
+        pinned: bool = False,
+        hold: bool = True,
     ):
         self.policy = policy
         self.label = label
         self.pinned = pinned
+        self.hold = hold
 
     def policy_for(self, profile: ProviderProfile) -> ScalingPolicy:
         return self.policy if self.policy is not None else shipped(profile.name)
@@ -226,7 +232,12 @@ class Ours(Policy):
         # Fly machines destroy themselves when their worker exits unless a pool keeps them.
         auto_destroy = profile.name == "fly" and policy.pool_size == 0
         return World(
-            profile=profile, seed=seed, idle_exit_s=policy.idle_timeout_s, auto_destroy=auto_destroy, pinned=self.pinned
+            profile=profile,
+            seed=seed,
+            idle_exit_s=policy.idle_timeout_s,
+            auto_destroy=auto_destroy,
+            pinned=self.pinned,
+            hold=self.hold,
         )
 
     def tick(self, world: World) -> int | None:
@@ -260,6 +271,7 @@ class Result:
     # memory (the worker had only the stored history window; autoscaler.simulate's docstring).
     returning: int = 0
     forgot: int = 0
+    pinned_beside: int = 0  # workers that pinned themselves beside another (autoscaler.simulate)
 
     def wait_s(self, pct: float) -> float:
         return _pct(sorted(self.waits_ms), pct) / 1000
@@ -328,6 +340,7 @@ def replay(
         served / 1000,
         world.returning,
         world.forgot,
+        world.pinned_beside,
     )
 
 
@@ -474,6 +487,11 @@ def run_trace(
     return [*(replay(trace, p, profile, seed) for p in chosen()), floor(trace)]
 
 
+def _forgot(label: str, rows: Sequence[Result]) -> str:
+    returning, forgot = sum(r.returning for r in rows), sum(r.forgot for r in rows)
+    return f"{label} {forgot:,} of {returning:,} ({forgot / returning:.0%})" if returning else f"{label} –"
+
+
 def _by_key(results: Sequence[Result], key: str) -> Result:
     return next(r for r in results if r.key == key)
 
@@ -576,11 +594,15 @@ def run(seed: int = SEED) -> dict[tuple[str, str], list[Result]]:
         shares = []
         for key in ("a", "c"):
             rows = [_by_key(all_results[(name, profile.name)], key) for name in TRACES]
-            returning, forgot = sum(r.returning for r in rows), sum(r.forgot for r in rows)
-            shares.append(
-                f"({key}) {forgot:,} of {returning:,} ({forgot / returning:.0%})" if returning else f"({key}) –"
-            )
-        print(f"  {profile.name:<13}{'  '.join(shares)}")
+            shares.append(_forgot(f"({key})", rows))
+        # The stores before the hold: the same policy, with unpinned workers racing a
+        # conversation's own worker for its messages (the herd has no returning turns).
+        racing = [replay(Trace.load(name), Ours(hold=False), profile, seed) for name in TRACES if name != "herd"]
+        beside = sum(r.pinned_beside for r in racing)
+        print(
+            f"  {profile.name:<13}{'  '.join(shares)}  {_forgot('(c) without the hold', racing)}, "
+            f"{beside} worker(s) pinned beside another"
+        )
     print(f"[{time.perf_counter() - started:.1f} s wall]")
     return all_results
 

@@ -571,6 +571,9 @@ class BootBundle(WireModel):
     agent_key: str
     profile: AgentProfile
     snapshot: SnapshotRestore | None = None
+    # The active workers pinned to the conversation (its memory is on their machines), however
+    # long since they were heard from: a worker that would pin itself to it leaves it to them.
+    pinned_workers: list[str] = Field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- the hot path in one call

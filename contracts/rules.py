@@ -68,6 +68,20 @@ def heartbeat_due(heartbeat_at: int, now: int) -> bool:
     return now - heartbeat_at >= HEARTBEAT_REFRESH_MS
 
 
+# A conversation's memory is its agent's state on the machine of the worker pinned to it. While
+# that worker is active and was heard from within this long, it alone claims the conversation: an
+# unpinned worker would answer without the memory. An idle worker polls every second; a starting
+# one registers (after its restore) before its gateway is ready, 6-17 s here. A holder silent for
+# longer (frozen in a suspend, in an outage, dead) gives the conversation to anyone, so a
+# conversation never waits on a worker that cannot take it.
+HOLD_MS = 30_000
+
+
+def holds(status: str, heartbeat_at: int, now: int) -> bool:
+    """Whether a worker pinned to a conversation keeps it from unpinned claims."""
+    return status == "active" and now - heartbeat_at < HOLD_MS
+
+
 def stop_reason(status: str, reason: str | None) -> str | None:
     """Why a worker must stop (None: it may carry on): any status but active, with its reason."""
     if status == "active":

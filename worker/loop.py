@@ -297,17 +297,20 @@ class Worker:
     async def _stick(self, conversation_id: str) -> None:
         """A sticky worker pins itself to the conversation of its job: from then on it claims that
         one only, the autoscaler counts it as its worker (resumes it for it, snapshots it on the
-        way out), and its memory stays here. Not when the conversation's memory is in a snapshot
-        already: this gateway did not restore it, and its own snapshot would supersede it with
-        less. Best effort: a store that cannot answer now leaves it unpinned until the next job."""
+        way out), and its memory stays here. Not when the conversation's memory is elsewhere
+        already, in a snapshot or with a worker pinned to it (suspended, starting, or silent past
+        the hold): this gateway has not got it, and its own snapshot would supersede it with less.
+        Best effort: a store that cannot answer now leaves it unpinned until the next job."""
         cfg = self.config
         if not cfg.sticky or cfg.conversation_id is not None:
             return
         try:
             if self.memory is not None:
                 boot = await self.memory.store.snapshot_boot(cfg.workspace_id, conversation_id)
-                if boot is not None and boot.snapshot is not None:
-                    log.info("not sticking: the conversation's memory is in a snapshot", worker_id=cfg.worker_id)
+                held = boot is not None and any(w != cfg.worker_id for w in boot.pinned_workers)
+                if boot is not None and (boot.snapshot is not None or held):
+                    where = "with a worker pinned to it" if held else "in a snapshot"
+                    log.info(f"not sticking: the conversation's memory is {where}", worker_id=cfg.worker_id)
                     return
             await self.store.worker_register(self._registration(conversation_id))
         except FactoryError as exc:

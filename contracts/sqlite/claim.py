@@ -5,7 +5,9 @@ Each function runs inside a transaction its caller opened, like those of :mod:`c
 A claim takes, among conversations without a live lock, the due head with the highest priority,
 then the one claimable longest (``available_at``: a queued head's ``scheduled_for``, which for a
 retry is when its backoff ends; a processing head's lease expiry), then enqueue order. A message
-that comes back, by a retry or an expired lease, is ordered by the moment it came back.
+that comes back, by a retry or an expired lease, is ordered by the moment it came back. A worker
+pinned to a conversation claims that one only, and while it holds it (active, heard from within
+:data:`contracts.rules.HOLD_MS`) no unpinned worker takes it: the agent's memory is on its machine.
 
 A worker's row is written only when its state changes (idle → busy at a claim, busy → idle at a
 complete that claims nothing next) or when its recorded heartbeat is due for a refresh
@@ -28,7 +30,7 @@ from contracts.models import (
     MessagePayload,
     NextClaim,
 )
-from contracts.rules import heartbeat_due, lease_expiry, out_of_attempts
+from contracts.rules import HOLD_MS, heartbeat_due, lease_expiry, out_of_attempts
 from contracts.secrets import SecretBox
 from contracts.sqlite import agents, runtime
 from contracts.sqlite.queue import (
@@ -45,10 +47,17 @@ from contracts.sqlite.queue import (
     worker_row,
 )
 
+# A conversation held by the worker pinned to it (contracts.rules.holds) is passed over: it is
+# that worker's to take, with the agent's memory.
 _CANDIDATE_SQL = f"""
     SELECT conversation_id, head_seq, head_status, head_attempts, ({LEASE_TTL_SQL})
-    FROM conversations INDEXED BY conversations_claim
-    WHERE head_seq IS NOT NULL AND available_at <= ?
+    FROM conversations AS c INDEXED BY conversations_claim
+    WHERE head_seq IS NOT NULL AND available_at <= ?1
+      AND NOT EXISTS (
+        SELECT 1 FROM workers AS w INDEXED BY workers_pinned
+        WHERE w.pinned_conversation_id = c.conversation_id AND w.worker_id != ?2
+          AND w.status = 'active' AND w.heartbeat_at > ?1 - {HOLD_MS}
+      )
     ORDER BY head_priority DESC, available_at, head_seq
     LIMIT 1
 """
@@ -97,7 +106,7 @@ def _take(
         return None
     while True:
         if conversation_id is None:
-            row = conn.execute(_CANDIDATE_SQL, (now,)).fetchone()
+            row = conn.execute(_CANDIDATE_SQL, (now, worker.worker_id)).fetchone()
         else:
             row = conn.execute(_PINNED_SQL, (conversation_id, now)).fetchone()
         if row is None:

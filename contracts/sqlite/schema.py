@@ -421,6 +421,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE messages ADD COLUMN superseded_lease_id TEXT;
     """,
+    # 11: the workers pinned to a conversation, for the claim's hold (contracts.rules.HOLD_MS) and
+    # the boot bundle. Partial, and without the heartbeat: written only when a worker is pinned.
+    """
+    CREATE INDEX workers_pinned ON workers (pinned_conversation_id) WHERE pinned_conversation_id IS NOT NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

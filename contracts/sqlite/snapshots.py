@@ -121,6 +121,14 @@ def boot(conn: sqlite3.Connection, workspace_id: str, conversation_id: str) -> B
         agent_key=row[0],
         profile=profile,
         snapshot=latest(conn, workspace_id, row[0], conversation_id),
+        pinned_workers=[
+            worker_id
+            for (worker_id,) in conn.execute(
+                "SELECT worker_id FROM workers INDEXED BY workers_pinned"
+                " WHERE pinned_conversation_id = ? AND status = 'active' ORDER BY worker_id",
+                (conversation_id,),
+            )
+        ],
     )
 
 

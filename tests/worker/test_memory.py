@@ -15,7 +15,8 @@ import anyio
 import pytest
 
 from contracts.clock import ManualClock
-from contracts.models import BootBundle, SetWorkerStatusRequest
+from contracts.models import BootBundle, SetWorkerStatusRequest, WorkerRegistration
+from contracts.rules import HOLD_MS
 from contracts.sqlite import SqliteStore
 from gateway.history import OPEN, split_history
 from gateway.snapshots import AGENT_DB, Limits
@@ -260,6 +261,7 @@ async def test_a_sticky_worker_pins_itself_to_its_first_conversation_and_snapsho
         config = WorkerConfig(worker_id=worker_id, sticky=True, poll_s=0.05, idle_exit_s=0.3)
         exit_ = await Worker(config, store, await _runner(store, gateway, metrics), metrics, Readiness(), mem).run()
         assert exit_.reason == "idle"
+        await _record_exit(store, worker_id)
         [record] = [w for w in await store.list_workers() if w.worker_id == worker_id]
         answered = [split_history(r.text)[1] for r in gateway.requests[before:]]
         return record.pinned_conversation_id, answered
@@ -275,3 +277,37 @@ async def test_a_sticky_worker_pins_itself_to_its_first_conversation_and_snapsho
     # and stays free for c3, which then pins it.
     assert await run("w3") == ("c3", ["back again", "new one"])
     assert [r.worker_id for r in await store.snapshot_list("c1")] == ["w1"]
+
+
+async def _record_exit(store: SqliteStore, worker_id: str) -> None:
+    """What ``factory worker run`` tells the store once its worker has exited."""
+    await store.fleet_set_worker_status(SetWorkerStatusRequest(worker_id=worker_id, status="stopped", reason="exited"))
+
+
+async def test_a_sticky_worker_leaves_a_conversation_to_the_worker_pinned_to_it(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    """The conversation's own worker holds it while it is heard from: a sticky spare never races it
+    for the next message. Silent past the hold (frozen in a suspend, say), its conversation goes to
+    anyone rather than wait, but the spare that answers it does not pin itself there too: the memory
+    is with the sleeper, and two pinned workers would each snapshot their own."""
+    assert isinstance(store.clock, ManualClock)
+    await store.worker_register(WorkerRegistration(worker_id="sleeper", provider="local", conversation_id="c1"))
+    await store.enqueue(message("c1", "while it is awake"))
+    await store.enqueue(message("c2", "a new one"))
+    gateway = RecordingGateway()
+    metrics = WorkerMetrics()
+
+    async def run(worker_id: str) -> tuple[str | None, list[str]]:
+        before = len(gateway.requests)
+        mem = memory(store, state_dir(tmp_path / worker_id), worker_id=worker_id)
+        config = WorkerConfig(worker_id=worker_id, sticky=True, poll_s=0.05, idle_exit_s=0.3)
+        await Worker(config, store, await _runner(store, gateway, metrics), metrics, Readiness(), mem).run()
+        await _record_exit(store, worker_id)
+        [record] = [w for w in await store.list_workers() if w.worker_id == worker_id]
+        return record.pinned_conversation_id, [split_history(r.text)[1] for r in gateway.requests[before:]]
+
+    assert await run("spare") == ("c2", ["a new one"])  # c1 is older, but its worker holds it
+    store.clock.advance(HOLD_MS)
+    assert await run("spare2") == (None, ["while it is awake"])
+    assert [w.worker_id for w in await store.list_workers() if w.pinned_conversation_id == "c1"] == ["sleeper"]

@@ -1,4 +1,6 @@
 import { afterEach, describe, expect, test, vi } from "vitest";
+import { MAX_HELD_SKIPS } from "./factory/claim";
+import { HOLD_MS } from "./factory/policy";
 import { api, claim, leaseOf, send, setup, T0, type Claimed } from "./test.setup";
 
 afterEach(() => {
@@ -49,6 +51,26 @@ describe("claim order", () => {
     expect(await claim(h)).not.toBeNull();
     h.advance(60_000); // every lease has expired; the high one last
     expect((await claim(h))!.payload.messageText).toBe("high");
+  });
+});
+
+describe("the hold of a pinned worker", () => {
+  test("an unpinned claim passes over held heads, at most MAX_HELD_SKIPS of them; holders take theirs", async () => {
+    const h = setup();
+    await worker(h, "spare");
+    for (let i = 0; i < MAX_HELD_SKIPS + 1; i++) {
+      await h.t.mutation(api.workerRegister, { workerId: `holder-${i}`, provider: "test", conversationId: `held-${i}` });
+      await send(h, `held-${i}`, `held ${i}`);
+    }
+    await send(h, "free", "free");
+    // Behind 33 held heads: past the bound, this claim finds nothing rather than read on.
+    expect(await claim(h, "spare")).toBeNull();
+    const taken = (await claim(h, "holder-0", "held-0"))!;
+    expect(taken.payload.messageText).toBe("held 0");
+    // 32 held heads left: within the bound, the free one is found behind them.
+    expect((await claim(h, "spare"))!.payload.messageText).toBe("free");
+    h.advance(HOLD_MS); // every holder silent for 30 s: theirs go to anyone, oldest first
+    expect((await claim(h, "spare2"))!.payload.messageText).toBe("held 1");
   });
 });
 

@@ -10,6 +10,9 @@
 //   queued one: at most 2 × 101 single-document reads, however many conversations wait. A claim
 //   pinned to a conversation reads that conversation only. One claim dead-letters at most
 //   MAX_TAKEOVERS expired-on-last-attempt heads.
+// * A conversation whose pinned worker holds it (policy.holds: active, heard from within HOLD_MS)
+//   is that worker's: an unpinned claim passes over it, reading the head and its pinned workers
+//   (by_pinned), at most MAX_HELD_SKIPS times per claim; past that it finds nothing this time.
 // * A worker's document is written only when its state changes (idle → busy at a claim, busy →
 //   idle at a complete that claims nothing next) or when its heartbeat is due for a refresh
 //   (policy.heartbeatDue): a complete that chains into the next claim leaves it alone.
@@ -19,13 +22,14 @@ import { onComplete } from "./runtime";
 import type { Doc, Id } from "../_generated/dataModel";
 import type { DatabaseReader, DatabaseWriter } from "../_generated/server";
 import { appendHistory, bundleFor, type HistoryInput } from "./agents";
-import { heartbeatDue, newToken, outOfAttempts, stopReason, type Policy } from "./policy";
+import { heartbeatDue, holds, newToken, outOfAttempts, stopReason, type Policy } from "./policy";
 import {
   deadLetterFields,
   fenced,
   findConversation,
   findWorker,
   getMessageDoc,
+  pinnedWorkers,
   refusal,
   sameLease,
   settle,
@@ -41,6 +45,7 @@ type Message = Doc<"factoryMessages">;
 type Worker = Doc<"factoryWorkers">;
 
 export const MAX_TAKEOVERS = 25; // expired heads one claim may dead-letter before giving up
+export const MAX_HELD_SKIPS = 32; // heads held by their pinned workers one claim may pass over
 
 export type ClaimedJob = {
   messageId: Id<"factoryMessages">;
@@ -79,29 +84,49 @@ const before = (a: Conversation, b: Conversation): boolean =>
       ? a.availableAt! < b.availableAt!
       : a.headSeq! < b.headSeq!;
 
-/** The best due head of one status among ranks up to `maxRank`: one index read per rank in use. */
+/** Whether a worker pinned to the conversation keeps it from this (unpinned) claimant. */
+async function held(db: DatabaseReader, conv: Conversation, workerId: string, now: number): Promise<boolean> {
+  const pinned = await pinnedWorkers(db, conv.conversationId);
+  return pinned.some((w) => w.workerId !== workerId && holds(w.status, w.heartbeatAt, now));
+}
+
+/** The best due head of one status among ranks up to `maxRank` that no pinned worker holds: one
+ * index read per rank in use, and one more (with its holder's) per held head passed over, at most
+ * MAX_HELD_SKIPS; past them the claim finds nothing this time (their holders take them). */
 async function bestHead(
   db: DatabaseReader,
   status: "queued" | "processing",
   now: number,
   maxRank: number,
+  workerId: string,
+  skips: { left: number },
 ): Promise<Conversation | null> {
   let rank = -1;
   for (;;) {
-    const first: Conversation | null = await db
+    let nextRank: number | null = null;
+    const heads = db
       .query("factoryConversations")
-      .withIndex("by_claim", (q) => q.eq("headStatus", status).gt("claimRank", rank))
-      .first();
-    if (first === null || first.claimRank! > maxRank) return null;
-    if (first.availableAt! <= now) return first;
-    rank = first.claimRank!;
+      .withIndex("by_claim", (q) => q.eq("headStatus", status).gt("claimRank", rank));
+    for await (const conv of heads) {
+      if (conv.claimRank! > maxRank) return null;
+      if (conv.availableAt! > now) {
+        nextRank = conv.claimRank!; // none of this rank is due: on to the next rank in use
+        break;
+      }
+      if (!(await held(db, conv, workerId, now))) return conv;
+      if (--skips.left < 0) return null;
+    }
+    if (nextRank === null) return null;
+    rank = nextRank;
   }
 }
 
 /** The best due head: a queued one, or one whose lease expired (a dead lease frees it at once). */
-async function bestDueHead(db: DatabaseReader, now: number): Promise<Conversation | null> {
-  const queued = await bestHead(db, "queued", now, Number.POSITIVE_INFINITY);
-  const expired = await bestHead(db, "processing", now, queued?.claimRank ?? Number.POSITIVE_INFINITY);
+async function bestDueHead(db: DatabaseReader, now: number, workerId: string): Promise<Conversation | null> {
+  const skips = { left: MAX_HELD_SKIPS };
+  const queued = await bestHead(db, "queued", now, Number.POSITIVE_INFINITY, workerId, skips);
+  const maxRank = queued?.claimRank ?? Number.POSITIVE_INFINITY;
+  const expired = await bestHead(db, "processing", now, maxRank, workerId, skips);
   if (queued === null || expired === null) return queued ?? expired;
   return before(expired, queued) ? expired : queued;
 }
@@ -203,7 +228,9 @@ async function take(
   if (worker.status !== "active") return null;
   for (let takeover = 0; takeover < MAX_TAKEOVERS; takeover++) {
     const conv =
-      conversationId === undefined ? await bestDueHead(db, now) : await pinnedHead(db, conversationId, now);
+      conversationId === undefined
+        ? await bestDueHead(db, now, worker.workerId)
+        : await pinnedHead(db, conversationId, now);
     if (conv === null) return null;
     const message = (await db.get(conv.headMessageId!))!;
     if (message.status === "processing" && outOfAttempts(message.attempts, message.maxAttempts)) {

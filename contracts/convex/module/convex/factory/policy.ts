@@ -47,6 +47,15 @@ export function heartbeatDue(heartbeatAt: number, now: number): boolean {
   return now - heartbeatAt >= HEARTBEAT_REFRESH_MS;
 }
 
+/** A worker pinned to a conversation holds it (no unpinned claim takes it: the agent's memory is
+ * on its machine) while it is active and was heard from within this long. Silent for longer
+ * (suspended, in an outage, dead) it gives the conversation to anyone. contracts/rules.py HOLD_MS. */
+export const HOLD_MS = 30_000;
+
+export function holds(status: string, heartbeatAt: number, now: number): boolean {
+  return status === "active" && now - heartbeatAt < HOLD_MS;
+}
+
 /** Why a worker must stop (undefined: it may carry on): any status but active, with its reason. */
 export function stopReason(status: string, reason: string | undefined): string | undefined {
   if (status === "active") return undefined;

@@ -209,6 +209,16 @@ export async function findWorker(db: DatabaseReader, workerId: string): Promise<
     .unique();
 }
 
+const MAX_PINNED = 8;
+
+/** The active workers pinned to a conversation (a handful at most: its worker, and one starting). */
+export async function pinnedWorkers(db: DatabaseReader, conversationId: string): Promise<Doc<"factoryWorkers">[]> {
+  return await db
+    .query("factoryWorkers")
+    .withIndex("by_pinned", (q) => q.eq("pinnedConversationId", conversationId).eq("status", "active"))
+    .take(MAX_PINNED);
+}
+
 async function patchWorker(
   db: DatabaseWriter,
   workerId: string,

@@ -6,7 +6,7 @@ import type { Doc, Id } from "../_generated/dataModel";
 import type { DatabaseReader, DatabaseWriter, MutationCtx, QueryCtx } from "../_generated/server";
 import { loadProfile } from "./agents";
 import { invalidInput } from "./errors";
-import { findConversation, findWorker, nextCounter } from "./queue";
+import { findConversation, findWorker, nextCounter, pinnedWorkers } from "./queue";
 import { integer, nonEmpty } from "./validate";
 
 export const SNAPSHOT_FORMAT = 1;
@@ -133,11 +133,13 @@ export async function boot(ctx: QueryCtx, a: { workspaceId: string; conversation
   const profile = await loadProfile(ctx.db, conv.agentKey);
   if (profile === null) return null;
   const snapshot = await latest(ctx, { ...a, agentKey: conv.agentKey });
+  const pinned = await pinnedWorkers(ctx.db, a.conversationId);
   return {
     conversationId: a.conversationId,
     agentKey: conv.agentKey,
     profile,
     ...(snapshot !== null ? { snapshot } : {}),
+    pinnedWorkers: pinned.map((w) => w.workerId).sort(),
   };
 }
 

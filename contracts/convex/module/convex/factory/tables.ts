@@ -125,7 +125,9 @@ export const factoryTables = {
     .index("by_workerId", ["workerId"])
     .index("by_registered", ["registeredAt", "workerId"])
     .index("by_status", ["status", "registeredAt", "workerId"])
-    .index("by_idleSince", ["idleSince"]),
+    .index("by_idleSince", ["idleSince"])
+    // The workers pinned to a conversation: the claim's hold and the boot bundle.
+    .index("by_pinned", ["pinnedConversationId", "status"]),
 
   factoryAgents: defineTable({
     agentKey: v.string(),
