@@ -251,21 +251,7 @@ async def test_a_sticky_worker_pins_itself_to_its_first_conversation_and_snapsho
     it: this gateway never restored that snapshot, and its own would supersede it with less."""
     await store.enqueue(message("c1", "first"))
     await store.enqueue(message("c2", "other"))
-    metrics = WorkerMetrics()
-    gateway = RecordingGateway()
-
-    async def run(worker_id: str) -> tuple[str | None, list[str]]:
-        """Run a sticky worker until it idles out: its pin in the store, what it answered."""
-        before = len(gateway.requests)
-        mem = memory(store, state_dir(tmp_path / worker_id), worker_id=worker_id)
-        config = WorkerConfig(worker_id=worker_id, sticky=True, poll_s=0.05, idle_exit_s=0.3)
-        exit_ = await Worker(config, store, await _runner(store, gateway, metrics), metrics, Readiness(), mem).run()
-        assert exit_.reason == "idle"
-        await _record_exit(store, worker_id)
-        [record] = [w for w in await store.list_workers() if w.worker_id == worker_id]
-        answered = [split_history(r.text)[1] for r in gateway.requests[before:]]
-        return record.pinned_conversation_id, answered
-
+    run = _StickyRun(store, tmp_path)
     assert await run("w1") == ("c1", ["first"])  # c2 waits for a worker of its own
     [row] = await store.snapshot_list("c1")
     assert (row.reason, row.status) == ("idle", "ready")
@@ -279,9 +265,26 @@ async def test_a_sticky_worker_pins_itself_to_its_first_conversation_and_snapsho
     assert [r.worker_id for r in await store.snapshot_list("c1")] == ["w1"]
 
 
-async def _record_exit(store: SqliteStore, worker_id: str) -> None:
-    """What ``factory worker run`` tells the store once its worker has exited."""
-    await store.fleet_set_worker_status(SetWorkerStatusRequest(worker_id=worker_id, status="stopped", reason="exited"))
+class _StickyRun:
+    """Runs sticky workers one after another against one store and one recording gateway."""
+
+    def __init__(self, store: SqliteStore, root: Path) -> None:
+        self.store, self.root = store, root
+        self.gateway, self.metrics = RecordingGateway(), WorkerMetrics()
+
+    async def __call__(self, worker_id: str) -> tuple[str | None, list[str]]:
+        """Run one until it idles out, and record its exit as ``factory worker run`` does: its pin
+        in the store, and the messages it answered."""
+        store, gateway, metrics = self.store, self.gateway, self.metrics
+        before = len(gateway.requests)
+        mem = memory(store, state_dir(self.root / worker_id), worker_id=worker_id)
+        config = WorkerConfig(worker_id=worker_id, sticky=True, poll_s=0.05, idle_exit_s=0.3)
+        exit_ = await Worker(config, store, await _runner(store, gateway, metrics), metrics, Readiness(), mem).run()
+        assert exit_.reason == "idle"
+        exited = SetWorkerStatusRequest(worker_id=worker_id, status="stopped", reason="exited")
+        await store.fleet_set_worker_status(exited)
+        [record] = [w for w in await store.list_workers() if w.worker_id == worker_id]
+        return record.pinned_conversation_id, [split_history(r.text)[1] for r in gateway.requests[before:]]
 
 
 async def test_a_sticky_worker_leaves_a_conversation_to_the_worker_pinned_to_it(
@@ -295,18 +298,7 @@ async def test_a_sticky_worker_leaves_a_conversation_to_the_worker_pinned_to_it(
     await store.worker_register(WorkerRegistration(worker_id="sleeper", provider="local", conversation_id="c1"))
     await store.enqueue(message("c1", "while it is awake"))
     await store.enqueue(message("c2", "a new one"))
-    gateway = RecordingGateway()
-    metrics = WorkerMetrics()
-
-    async def run(worker_id: str) -> tuple[str | None, list[str]]:
-        before = len(gateway.requests)
-        mem = memory(store, state_dir(tmp_path / worker_id), worker_id=worker_id)
-        config = WorkerConfig(worker_id=worker_id, sticky=True, poll_s=0.05, idle_exit_s=0.3)
-        await Worker(config, store, await _runner(store, gateway, metrics), metrics, Readiness(), mem).run()
-        await _record_exit(store, worker_id)
-        [record] = [w for w in await store.list_workers() if w.worker_id == worker_id]
-        return record.pinned_conversation_id, [split_history(r.text)[1] for r in gateway.requests[before:]]
-
+    run = _StickyRun(store, tmp_path)
     assert await run("spare") == ("c2", ["a new one"])  # c1 is older, but its worker holds it
     store.clock.advance(HOLD_MS)
     assert await run("spare2") == (None, ["while it is awake"])
