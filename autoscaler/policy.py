@@ -95,6 +95,12 @@ What is left (``make bench``, ``python -m bench autoscaler --seed 12`` and ``--s
   a free spare wins the race for half the messages of a conversation whose own worker is free
   too), 7–8 % and 67–69 %, and 1–3 sticky workers per seed pinned beside another: the race is
   rare on these traces, the second pin rarer, and each of those would snapshot over the other.
+  Holding a conversation for its pinned worker for as long as that worker is suspended (the store
+  told of suspends) moves seed 11 from 285 to 280 turns without memory: not built. A bigger
+  ``pool_min`` wins back the p95 lines sticky workers cost, for memory (seeds 11–15): 3 → 79
+  lines, 9.0 % without memory; 4 → 80 lines, 11.2 %, sparse 3.3× the floor (2 ships: 78 lines,
+  7–8 %, sparse 2.35×), since more pool starts take returning conversations whose memory is in a
+  snapshot they never restored.
   Routing a returning conversation to the worker that holds its memory while it sleeps or boots
   (the claim waiting for it past the hold, and the planner launching that one) is not built.
   Sketched in the simulator over seeds 11–15 (not shipped): every worker sticks to the first
