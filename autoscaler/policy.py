@@ -80,43 +80,53 @@ What is left (``make bench``, ``python -m bench autoscaler --seed 12`` and ``--s
 
 * **memory on returning turns**: a worker that did not run a conversation's previous turn and did
   not restore a snapshot holding it serves the turn from the stored history window alone (the
-  agent's workspace and memory files are not there), and an unpinned worker takes no snapshot,
-  so what the agent learnt in that turn is lost too. Every unpinned worker takes any ready
+  agent's workspace and memory files are not there), and an unpinned worker takes no snapshot, so
+  what the agent learnt in that turn is lost too. Every unpinned worker takes any ready
   conversation that no pinned worker holds. Before sticky workers that was 45–75 % of returning
-  turns on Fly's dense traces (seed 11), now 7–8 % overall; on DigitalOcean, whose spare is what
-  takes them, still 60–77 % (sparse 0 %); upstream's sticky workers, idle for 30 minutes, keep
-  it all. Built since: the stores' hold (``contracts.rules.HOLD_MS``): no unpinned worker claims
-  a conversation whose pinned worker is active and was heard from within 30 s, where before an idle spare raced the
-  conversation's own idle worker for each message, and a sticky worker that answers a held-off
-  conversation (its holder silent longer) does not pin itself beside the holder. The simulator
-  always served a free holder first, so its figures do not move: seeds 11–15, Fly 857,922
-  machine-seconds (857,954 before), 78 lines, 7–8 % of returning turns without their memory;
-  DigitalOcean 60 lines, 66–67 %. Replayed as the stores were before it (``World(hold=False)``:
-  a free spare wins the race for half the messages of a conversation whose own worker is free
-  too), 7–8 % and 67–69 %, and 1–3 sticky workers per seed pinned beside another: the race is
-  rare on these traces, the second pin rarer, and each of those would snapshot over the other.
-  Holding a conversation for its pinned worker for as long as that worker is suspended (the store
-  told of suspends) moves seed 11 from 285 to 280 turns without memory: not built. A bigger
-  ``pool_min`` wins back the p95 lines sticky workers cost, for memory (seeds 11–15): 3 → 79
-  lines, 9.0 % without memory; 4 → 80 lines, 11.2 %, sparse 3.3× the floor (2 ships: 78 lines,
-  7–8 %, sparse 2.35×), since more pool starts take returning conversations whose memory is in a
-  snapshot they never restored.
-  Routing a returning conversation to the worker that holds its memory while it sleeps or boots
-  (the claim waiting for it past the hold, and the planner launching that one) is not built.
-  Sketched in the simulator over seeds 11–15 (not shipped): every worker sticks to the first
-  conversation it takes (except while more conversations wait than the budget has machines,
-  as in the herd), a returning conversation is taken only by the live worker holding its memory
-  (resumed if asleep), else by a pinned launch that restores its snapshot, and idle unpinned
-  capacity counts only against conversations with nothing to remember. Fly: 4 % forgotten, 77 of
-  90 lines against the shipped 80 (bursty p95 +2.2 s on two seeds, steady at 2.00× the floor on
-  one), 21–23 % more machine-seconds. DigitalOcean: 0 % forgotten, 44 of 90 against 60 (returning
-  conversations wait for a droplet's boot: p95 +5 to +18 s over upstream's on lunch rush, steady
-  and slow turns), 24–25 % more. The first sketch starved a conversation for good when two workers
-  were pinned to it (a holder and a new launch) and the one picked was not the holder: the store's
-  claim must let the holder take it. An unpinned worker merely kept off a conversation whose
-  pinned worker lives (suspended included) changes little: 60 % on Fly.
-  Built: a pinned worker suspended past ``suspend_keep_s`` is resumed and drained, so it
-  snapshots as it exits; before, its frozen machine was destroyed with every turn since its boot;
+  turns on Fly's dense traces (seed 11), 7–8 % overall with them, 3–5 % since pinned workers also
+  snapshot each time they run out of work (below); on DigitalOcean, whose spare is what takes
+  them, still 60–77 % (sparse 0 %); upstream's sticky workers, idle for 30 minutes, keep it all.
+  Built since: the stores' hold (``contracts.rules.HOLD_MS``): no unpinned worker claims a
+  conversation whose pinned worker is active and was heard from within 30 s, where before an idle
+  spare raced the conversation's own idle worker for each message, and a sticky worker that
+  answers a held-off conversation (its holder silent longer) does not pin itself beside the
+  holder. The simulator always served a free holder first, so its figures do not move (measured
+  before the idle snapshots below): seeds 11–15, Fly 857,922 machine-seconds (857,954 before), 78
+  lines, 7–8 % of returning turns without their memory; DigitalOcean 60 lines, 66–67 %. Replayed
+  as the stores were before it (``World(hold=False)``: a free spare wins the race for half the
+  messages of a conversation whose own worker is free too), 7–8 % and 67–69 %, and 1–3 sticky
+  workers per seed pinned beside another: the race is rare on these traces, the second pin rarer,
+  and each of those would snapshot over the other. Holding a conversation for its pinned worker
+  for as long as that worker is suspended (the store told of suspends) moves seed 11 from 285 to
+  280 turns without memory: not built. A bigger ``pool_min`` wins back the p95 lines sticky
+  workers cost, for memory (seeds 11–15, before idle snapshots): 3 → 79 lines, 9.0 % without
+  memory; 4 → 80 lines, 11.2 %, sparse 3.3× the floor (2 ships: 78 lines, 7–8 %, sparse 2.35×),
+  since more pool starts take returning conversations whose memory is in a snapshot they never
+  restored. Built: a pinned worker snapshots each time it runs out of work with unsaved turns
+  (``snapshot_when_idle``), not only as it exits. Of Fly's forgotten returning turns on seed 11,
+  151 of 285 followed a resume that booted afresh (5 % of resumes: the frozen machine's state is
+  gone, and it snapshot nothing since its boot); 79 went to a pool start whose conversation's
+  memory was in a snapshot it never restored, 24 to a pinned launch restoring a stale one. Seeds
+  11–15: 7–8 % → 3–5 % without memory, machine-seconds and lines as before (857,776; 78);
+  DigitalOcean unchanged (its droplets drain after every turn). The simulator does not charge the
+  snapshot's time (about half a second for a 200-turn session, ``python -m bench memory``), which
+  only the conversation's own next message could wait for. Routing a returning conversation to the
+  worker that holds its memory while it sleeps or boots (the claim waiting for it past the hold,
+  and the planner launching that one) is not built. Sketched in the simulator over seeds 11–15
+  (not shipped): every worker sticks to the first conversation it takes (except while more
+  conversations wait than the budget has machines, as in the herd), a returning conversation is
+  taken only by the live worker holding its memory (resumed if asleep), else by a pinned launch
+  that restores its snapshot, and idle unpinned capacity counts only against conversations with
+  nothing to remember. Fly: 4 % forgotten, 77 of 90 lines against the shipped 80 (bursty p95
+  +2.2 s on two seeds, steady at 2.00× the floor on one), 21–23 % more machine-seconds.
+  DigitalOcean: 0 % forgotten, 44 of 90 against 60 (returning conversations wait for a droplet's boot: p95 +5 to
+  +18 s over upstream's on lunch rush, steady and slow turns), 24–25 % more. The first sketch
+  starved a conversation for good when two workers were pinned to it (a holder and a new launch)
+  and the one picked was not the holder: the store's claim must let the holder take it. An
+  unpinned worker merely kept off a conversation whose pinned worker lives (suspended included)
+  changes little: 60 % on Fly. Built: a pinned worker suspended past ``suspend_keep_s`` is resumed
+  and drained, so it snapshots as it exits; before, its frozen machine was destroyed with every
+  turn since its boot;
 
 * Fly sparse, p95 +4 to +10 s over upstream's 0 s: of its 49 messages p95 excuses 2, the first
   meets an empty fleet, and 5 % of resumes boot afresh (a 6–17 s gateway start): a policy that

@@ -33,11 +33,12 @@ What it models, per provider (``ProviderProfile``; ``FLY`` and ``DIGITALOCEAN`` 
   for that worker; no unpinned worker takes it, as the stores' claim rules (``hold=False``: the
   race the stores had before it);
 * **memory** (counted, not charged): a conversation's agent state is where its latest turn ran,
-  and in a snapshot once a worker pinned to it exits gracefully after that turn (a drain, an idle
-  exit; a destroyed machine takes no snapshot). A turn of a conversation served before has its
-  memory when the worker ran that latest turn, or is pinned to the conversation and restored a
-  snapshot holding it at boot; any other worker has only the stored history window
-  (``returning``, ``forgot``).
+  and in a snapshot once a worker pinned to it runs out of work after that turn
+  (``snapshot_when_idle``) or exits gracefully (a drain, an idle exit; a destroyed machine, or one
+  whose resume boots afresh, takes none). The snapshot's own time is not charged. A turn of a
+  conversation served before has its memory when the worker ran that latest turn, or is pinned to
+  the conversation and restored a snapshot holding it at boot; any other worker has only the
+  stored history window (``returning``, ``forgot``).
 
 Everything random is drawn from one ``random.Random(seed)``, so a run is reproducible. Time moves
 from event to event (``advance``); nothing happens between events. The wait of a message is from
@@ -270,6 +271,9 @@ class World:
     # half the time: both poll every second) and takes it outright while its own worker sleeps,
     # and a sticky worker pins itself beside another pinned worker.
     hold: bool = True
+    # A pinned worker snapshots its conversation each time it runs out of work (worker.loop's
+    # snapshot_when_idle); False: only as it exits.
+    snapshot_when_idle: bool = True
     now_ms: int = 0
     queues: dict[str, deque[SimMessage]] = field(default_factory=dict)
     workers: dict[str, SimWorker] = field(default_factory=dict)
@@ -718,6 +722,8 @@ class World:
         self._busy.pop(conversation, None)
         if self.queues[conversation]:
             self._ready.add(conversation)
+        elif self.snapshot_when_idle and w.pinned == conversation:
+            self._saved[conversation] = self._turns[conversation]  # out of work: its snapshot
         w.busy_conversation = w.busy_until_ms = w.busy_message = None
         self.done += 1
         self._idle(w)

@@ -254,6 +254,9 @@ class WorkerSettings(_Settings):
     snapshot_timeout_s: float = Field(
         300.0, gt=0, validation_alias=AliasChoices("FACTORY_SNAPSHOT_TIMEOUT_S", "snapshot_timeout_s")
     )
+    snapshot_when_idle: bool = Field(
+        True, validation_alias=AliasChoices("FACTORY_SNAPSHOT_WHEN_IDLE", "snapshot_when_idle")
+    )
     # Seed a session the gateway does not have from the stored history, on its first turn.
     seed_history: bool = Field(True, validation_alias=AliasChoices("FACTORY_SEED_HISTORY", "seed_history"))
 

@@ -21,6 +21,10 @@ class WorkerConfig(BaseModel):
     # in a snapshot), so that memory stays here and is snapshot when the worker stops.
     sticky: bool = False
     workspace_id: str = "default"
+    # Pinned: snapshot the conversation each time the worker runs out of work with turns its newest
+    # snapshot lacks, not only when it stops: a machine lost while suspended (a resume that boots
+    # afresh) or crashed then costs the conversation no memory. False: only when it stops.
+    snapshot_when_idle: bool = True
     # Safety-net poll while idle; the store's wait-for-work signal usually wakes us far sooner.
     poll_s: float = Field(1.0, gt=0)
     # Exit after this long without work (None: never).

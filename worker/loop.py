@@ -26,8 +26,9 @@ gateway that refuses our token or is no URL at all, a store that refuses our cre
 clear by itself (nothing listening yet) is waited out, not ready meanwhile.
 
 A worker pinned to a conversation with a memory (``worker.memory``) snapshots its agent's state
-when it stops for good (drained, told to stop, SIGTERM, idle exit) after it has processed a
-message; a second signal interrupts the snapshot like anything else.
+each time it runs out of work with turns its newest snapshot lacks (``snapshot_when_idle``), and
+when it stops for good (drained, told to stop, SIGTERM, idle exit) if turns are still unsaved; a
+second signal interrupts the snapshot like anything else.
 """
 
 from __future__ import annotations
@@ -163,6 +164,10 @@ class Worker:
         self._ahead: _Answer | None = None
         # A heartbeat or complete answer said to stop: drain once the job in flight is settled.
         self._told: ControlState | None = None
+        # Turns processed since the pinned conversation's last ready snapshot, and how many had
+        # been processed when a snapshot was last tried while idle (one try per quiet spell).
+        self._unsaved = 0
+        self._tried_at = 0
         self.last_failure: str | None = None
 
     def request_stop(self) -> None:
@@ -251,13 +256,31 @@ class Worker:
     # ------------------------------------------------------------------ the loop
 
     async def _snapshot(self, done: WorkerExit) -> WorkerExit:
-        """The pinned conversation's agent state, once the worker stops for good."""
+        """The pinned conversation's agent state, once the worker stops for good (unless a snapshot
+        taken while idle holds every turn already)."""
         reason = _SNAPSHOT_REASONS.get(done.reason)
-        pin, agent = self.config.conversation_id, self.runner.last_agent
-        if self.memory is None or reason is None or pin is None or agent is None or done.processed == 0:
+        if reason is None or not self._unsaved:
             return done
+        outcome = await self._take_snapshot(reason)
+        return done if outcome is None else WorkerExit(done.reason, done.processed, done.detail, outcome)
+
+    async def _snapshot_when_idle(self) -> None:
+        """Out of work with turns the conversation's newest snapshot lacks: snapshot them now, once
+        per quiet spell. A suspended machine whose resume boots afresh, or one that crashes, then
+        restores them; a worker that only snapshots as it stops would lose every turn since."""
+        if self.config.snapshot_when_idle and self._unsaved and self._tried_at != self._processed:
+            self._tried_at = self._processed
+            await self._take_snapshot("idle")
+
+    async def _take_snapshot(self, reason: SnapshotReason) -> MemoryOutcome | None:
+        pin, agent = self.config.conversation_id, self.runner.last_agent
+        if self.memory is None or pin is None or agent is None:
+            return None
+        turns = self._unsaved
         outcome = await self.memory.snapshot(agent[0], agent[1], pin, reason)
-        return WorkerExit(done.reason, done.processed, done.detail, outcome)
+        if outcome.status == "ready":
+            self._unsaved -= turns  # what it holds; turns since (none while idle) are still to save
+        return outcome
 
     async def _loop(self) -> WorkerExit:
         cfg = self.config
@@ -280,6 +303,7 @@ class Worker:
                         return WorkerExit("once", self._processed, "nothing to do")
                     if cfg.idle_exit_s is not None and anyio.current_time() - idle_since >= cfg.idle_exit_s:
                         return WorkerExit("idle", self._processed, f"idle for {cfg.idle_exit_s:g} s")
+                    await self._snapshot_when_idle()
                     await self._unless_stopped(lambda: self.store.wait_for_work(cfg.poll_s))
                     continue
             except FactoryError as exc:
@@ -291,6 +315,7 @@ class Worker:
             await self._stick(job.conversation_id)
             if await self._process(job, answer.claim.bundle, answer.asked_at):
                 self._processed += 1
+                self._unsaved += 1
                 idle_since = anyio.current_time()
         return WorkerExit("signal", self._processed)
 

@@ -129,6 +129,8 @@ def test_a_runtime_killed_mid_delivery_loses_and_repeats_nothing_and_sigterm_tak
     assert record is not None and (record.status, record.attempts) == ("done", 2)
     # The gateway knew the redelivery by its idempotency key: one model call in all.
     assert len(openclaw_gateway.calls_for("rt-survive-a-kill")) == 1
-    # Draining, the agent's worker snapshotted its state (what a deprovision keeps for the next machine).
+    # The agent's worker snapshotted its state once (what a deprovision keeps for the next machine):
+    # when it ran out of work, or at the SIGTERM if that came first.
     snapshots = _in_store(db, lambda s: s.snapshot_list("agent:jarvis:kilo"))
-    assert [(x.agent_key, x.reason, x.status) for x in snapshots] == [(record.agent_key, "signal", "ready")]
+    assert [(x.agent_key, x.status) for x in snapshots] == [(record.agent_key, "ready")]
+    assert snapshots[0].reason in ("idle", "signal")

@@ -18,14 +18,16 @@ from contracts.clock import ManualClock
 from contracts.models import BootBundle, SetWorkerStatusRequest, WorkerRegistration
 from contracts.rules import HOLD_MS
 from contracts.sqlite import SqliteStore
+from factory.cmd_worker import worker_config
+from factory.settings import WorkerSettings
 from gateway.history import OPEN, split_history
 from gateway.snapshots import AGENT_DB, Limits
-from tests.worker.harness import message
+from tests.worker.harness import eventually, message
 from worker.config import WorkerConfig
 from worker.delivery import DeliveryReply, DeliveryRequest
 from worker.health import Readiness
 from worker.job import JobRunner
-from worker.loop import Worker
+from worker.loop import Worker, WorkerExit
 from worker.memory import AgentMemory
 from worker.metrics import WorkerMetrics
 from worker.openclaw.sessions import session_key
@@ -200,7 +202,10 @@ async def test_a_pinned_worker_snapshots_when_it_stops_for_good(
     metrics = WorkerMetrics()
     gateway = RecordingGateway()
     mem = memory(store, state_dir(tmp_path / "a"), worker_id="w1")
-    config = WorkerConfig(worker_id="w1", conversation_id="c1", poll_s=0.05, idle_exit_s=0.2 if how == "idle" else None)
+    idle_exit_s = 0.2 if how == "idle" else None
+    config = WorkerConfig(
+        worker_id="w1", conversation_id="c1", poll_s=0.05, idle_exit_s=idle_exit_s, snapshot_when_idle=False
+    )
     worker = Worker(config, store, await _runner(store, gateway, metrics), metrics, Readiness(), mem)
     async with anyio.create_task_group() as tg:
 
@@ -221,6 +226,55 @@ async def test_a_pinned_worker_snapshots_when_it_stops_for_good(
     assert (row.reason, row.status) == (reason, "ready")
     if how == "drain":  # the final snapshot moved the drained worker on to stopping
         assert (await store.list_workers())[0].status == "stopping"
+
+
+class NoteTakingGateway(RecordingGateway):
+    """Answers like RecordingGateway, and notes each message in the agent's MEMORY.md, as an agent
+    that remembers would."""
+
+    def __init__(self, state: Path) -> None:
+        super().__init__()
+        self.notes = state / "workspaces" / "main" / "MEMORY.md"
+
+    async def deliver(self, request: DeliveryRequest) -> DeliveryReply:
+        self.notes.write_text(self.notes.read_text() + f"\n- {split_history(request.text)[1]}")
+        return await super().deliver(request)
+
+
+async def test_a_pinned_worker_snapshots_each_time_it_runs_out_of_work(store: SqliteStore, tmp_path: Path) -> None:
+    """Not only as it stops: a machine lost while it sleeps (a resume that boots afresh, a crash)
+    would otherwise take every turn since its boot with it. Once per quiet spell, and a stop with
+    nothing new to save takes none."""
+    state = state_dir(tmp_path / "a")
+    gateway, metrics = NoteTakingGateway(state), WorkerMetrics()
+    config = WorkerConfig(worker_id="w1", conversation_id="c1", poll_s=0.05)
+    worker = Worker(config, store, await _runner(store, gateway, metrics), metrics, Readiness(), memory(store, state))
+
+    async def snapshots(count: int) -> None:
+        async def taken() -> bool:
+            return len([r for r in await store.snapshot_list("c1") if r.status == "ready"]) >= count
+
+        await eventually(taken, timeout_s=10, what=f"{count} ready snapshot(s)")
+
+    async with anyio.create_task_group() as tg:
+        exits: list[WorkerExit] = []
+
+        async def run() -> None:
+            exits.append(await worker.run())
+
+        tg.start_soon(run)
+        await store.enqueue(message("c1", "one"))
+        await snapshots(1)
+        await store.enqueue(message("c1", "two"))
+        await snapshots(2)
+        await anyio.sleep(0.3)  # six idle polls
+        worker.request_stop()
+    assert [(r.reason, r.status) for r in await store.snapshot_list("c1")] == [("idle", "ready")] * 2
+    assert exits[0].processed == 2 and exits[0].snapshot is None  # nothing new to save at the stop
+
+    fresh = tmp_path / "b"  # the machine that boots afresh
+    assert (await memory(store, fresh).restore(await boot_of(store))).status == "restored"
+    assert (fresh / "workspaces" / "main" / "MEMORY.md").read_text() == "- the blue door\n- one\n- two"
 
 
 async def test_no_snapshot_without_a_pin_after_once_or_without_work(store: SqliteStore, tmp_path: Path) -> None:
@@ -303,3 +357,9 @@ async def test_a_sticky_worker_leaves_a_conversation_to_the_worker_pinned_to_it(
     store.clock.advance(HOLD_MS)
     assert await run("spare2") == (None, ["while it is awake"])
     assert [w.worker_id for w in await store.list_workers() if w.pinned_conversation_id == "c1"] == ["sleeper"]
+
+
+def test_snapshots_when_idle_are_on_unless_the_setting_turns_them_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert worker_config(WorkerSettings()).snapshot_when_idle
+    monkeypatch.setenv("FACTORY_SNAPSHOT_WHEN_IDLE", "false")
+    assert not worker_config(WorkerSettings()).snapshot_when_idle
