@@ -207,7 +207,7 @@ async def _watch_signals(
                 return
 
 
-async def _record_exit(store: object, worker_id: str, result: WorkerExit) -> None:
+async def record_exit(store: object, worker_id: str, result: WorkerExit) -> None:
     """Tell the store this worker is gone, so views stop counting it as active. Best effort: a
     worker that cannot say so (store down, compat mode) ages into "stale" instead."""
     if not isinstance(store, FleetStore):
@@ -272,7 +272,7 @@ def run(
         try:
             result, worker = await serve_worker(config, settings, opened)
             if result is not None:
-                await _record_exit(opened, config.worker_id, result)
+                await record_exit(opened, config.worker_id, result)
             return result, worker
         finally:
             with anyio.CancelScope(shield=True):

@@ -276,10 +276,9 @@ class Worker:
         pin, agent = self.config.conversation_id, self.runner.last_agent
         if self.memory is None or pin is None or agent is None:
             return None
-        turns = self._unsaved
         outcome = await self.memory.snapshot(agent[0], agent[1], pin, reason)
         if outcome.status == "ready":
-            self._unsaved -= turns  # what it holds; turns since (none while idle) are still to save
+            self._unsaved = 0  # taken while idle or stopping: no turn ran meanwhile
         return outcome
 
     async def _loop(self) -> WorkerExit:

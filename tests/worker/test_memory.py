@@ -18,7 +18,7 @@ from contracts.clock import ManualClock
 from contracts.models import BootBundle, SetWorkerStatusRequest, WorkerRegistration
 from contracts.rules import HOLD_MS
 from contracts.sqlite import SqliteStore
-from factory.cmd_worker import worker_config
+from factory.cmd_worker import record_exit, worker_config
 from factory.settings import WorkerSettings
 from gateway.history import OPEN, split_history
 from gateway.snapshots import AGENT_DB, Limits
@@ -335,8 +335,7 @@ class _StickyRun:
         config = WorkerConfig(worker_id=worker_id, sticky=True, poll_s=0.05, idle_exit_s=0.3)
         exit_ = await Worker(config, store, await _runner(store, gateway, metrics), metrics, Readiness(), mem).run()
         assert exit_.reason == "idle"
-        exited = SetWorkerStatusRequest(worker_id=worker_id, status="stopped", reason="exited")
-        await store.fleet_set_worker_status(exited)
+        await record_exit(store, worker_id, exit_)
         [record] = [w for w in await store.list_workers() if w.worker_id == worker_id]
         return record.pinned_conversation_id, [split_history(r.text)[1] for r in gateway.requests[before:]]
 
