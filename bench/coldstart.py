@@ -47,6 +47,7 @@ Machine create/boot on a platform is not measurable here: the simulator's profil
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -308,8 +309,12 @@ def seed_memory(script: Path, stub: StubLLMProcess, cache: Path | None, into: Pa
             tail = (work / "boot.log").read_text(errors="replace").strip().splitlines()[-1:]
             print(f"  seeding {MEMORY_CONVERSATION}: no snapshot ({tail[0][:160] if tail else 'no output'})")
             return None
-        # A consistent copy (the WAL folded in) beside the archives it names.
-        with sqlite3.connect(db) as source, sqlite3.connect(into / STORE) as copy:
+        # A consistent copy (the WAL folded in) beside the archives it names; private, as the store is.
+        os.close(os.open(into / STORE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        with (
+            contextlib.closing(sqlite3.connect(db)) as source,
+            contextlib.closing(sqlite3.connect(into / STORE)) as copy,
+        ):
             source.backup(copy)
         shutil.copytree(work / f"{STORE}.blobs", into / f"{STORE}.blobs")
         return snapshot
