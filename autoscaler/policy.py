@@ -108,9 +108,8 @@ What is left (``make bench``, ``python -m bench autoscaler --seed 12`` and ``--s
   gone, and it snapshot nothing since its boot); 79 went to a pool start whose conversation's
   memory was in a snapshot it never restored, 24 to a pinned launch restoring a stale one. Seeds
   11–15: 7–8 % → 3–5 % without memory, machine-seconds and lines as before (857,776; 78);
-  DigitalOcean unchanged (its droplets drain after every turn). The simulator does not charge the
-  snapshot's time (about half a second for a 200-turn session, ``python -m bench memory``), which
-  only the conversation's own next message could wait for. Routing a returning conversation to the
+  DigitalOcean unchanged (its droplets drain after every turn). The snapshot's time is charged
+  since (next bullet). Routing a returning conversation to the
   worker that holds its memory while it sleeps or boots (the claim waiting for it past the hold,
   and the planner launching that one) is not built. Sketched in the simulator over seeds 11–15
   (not shipped): every worker sticks to the first conversation it takes (except while more
@@ -127,6 +126,18 @@ What is left (``make bench``, ``python -m bench autoscaler --seed 12`` and ``--s
   changes little: 60 % on Fly. Built: a pinned worker suspended past ``suspend_keep_s`` is resumed
   and drained, so it snapshots as it exits; before, its frozen machine was destroyed with every
   turn since its boot;
+
+* **the memory steps, charged** (``autoscaler.simulate``: ``prepare_s``, ``restore_s``,
+  ``snapshot_s``, from ``python -m bench coldstart`` and ``python -m bench memory``): a pinned boot
+  spends 0.4–0.6 s preparing its agent before its gateway starts, and one that restores a snapshot
+  starts its gateway 1.3–2.5 s slower; a snapshot holds its worker 0.2–0.6 s before its next job
+  or its exit. Against the same random draws uncharged, over seeds 11–15: Fly 857,840 → 866,334
+  machine-seconds (+1.0 %), 78 → 76 lines (steady at 2.03–2.05× the floor on seeds 12 and 14,
+  1.93–2.00× uncharged), returning turns without their memory 658 → 673 of 18,680; DigitalOcean
+  1,514,201 → 1,515,348 (+0.1 %), 60 lines either way, sparse's p95 2 s worse. The draws
+  themselves moved (the charges draw too): uncharged, slow turns now miss on seeds 13 and 14
+  (+8.4 s, +9.3 s) and pass on seed 11, where the earlier draws missed on seed 11 only (+4.5 s), so
+  that line is as much the draws' as the policy's;
 
 * Fly sparse, p95 +4 to +10 s over upstream's 0 s: of its 49 messages p95 excuses 2, the first
   meets an empty fleet, and 5 % of resumes boot afresh (a 6–17 s gateway start): a policy that

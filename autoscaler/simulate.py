@@ -6,7 +6,9 @@ ever destroyed?) and ``make bench`` replays traffic traces through it to compare
 What it models, per provider (``ProviderProfile``; ``FLY`` and ``DIGITALOCEAN`` below):
 
 * **boot**: a created machine runs after a time drawn from ``create_s``, a parked (stopped) one
-  after ``start_s``; then its worker registers after ``ready_s`` more (the gateway start);
+  after ``start_s``; then its worker registers after ``ready_s`` more (the gateway start). A
+  pinned machine first prepares its agent (``prepare_s``), and one that restores a snapshot starts
+  its gateway slower (``restore_s``: it opens the agent's sessions);
 * **rate limits and 429s**: creates go through the platform's token bucket (Fly: 1/s, burst 3 per
   app; DigitalOcean: 250/min for every call). A client that paces itself (ours) waits for its
   slot, and still meets a 429 now and then (``rate_429_p``: one ``retry_after_s`` more); a client
@@ -32,10 +34,11 @@ What it models, per provider (``ProviderProfile``; ``FLY`` and ``DIGITALOCEAN`` 
   ``contracts.rules.HOLD_MS`` (its machine runs, or was suspended or died less than that ago) waits
   for that worker; no unpinned worker takes it, as the stores' claim rules (``hold=False``: the
   race the stores had before it);
-* **memory** (counted, not charged): a conversation's agent state is where its latest turn ran,
-  and in a snapshot once a worker pinned to it runs out of work after that turn
-  (``snapshot_when_idle``) or exits gracefully (a drain, an idle exit; a destroyed machine, or one
-  whose resume boots afresh, takes none). The snapshot's own time is not charged. A turn of a
+* **memory**: a conversation's agent state is where its latest turn ran, and in a snapshot once a
+  worker pinned to it runs out of work after that turn (``snapshot_when_idle``) or exits gracefully
+  with turns unsaved (a drain, an idle exit; a destroyed machine, or one whose resume boots afresh,
+  takes none). A snapshot takes ``snapshot_s``: an idle worker takes no job until it is up (the
+  store sees it idle from its complete on), an exiting one stops that much later. A turn of a
   conversation served before has its memory when the worker ran that latest turn, or is pinned to
   the conversation and restored a snapshot holding it at boot; any other worker has only the
   stored history window (``returning``, ``forgot``).
@@ -96,6 +99,12 @@ class ProviderProfile:
     can_prefill: bool
     can_suspend: bool = False
     resume_fail_p: float = 0.0
+    # A pinned machine's boot runs `factory worker prepare` before its gateway starts; one that
+    # restores a snapshot then starts the gateway on a state dir holding the agent's sessions, which
+    # is slower. A worker's snapshot (archive and upload) comes before its next job or its exit.
+    prepare_s: Range = (0.0, 0.0)
+    restore_s: Range = (0.0, 0.0)
+    snapshot_s: Range = (0.0, 0.0)
 
     def draw(self, rng: random.Random, span: Range) -> int:
         return int(1000 * rng.uniform(*span))
@@ -106,6 +115,12 @@ class ProviderProfile:
 # ($0.15/GB-month against ~$11.8/month for shared-cpu-1x with 2 GB: ~1 % for a 0.8 GB image).
 # ready_s is the gateway's start before the first claim as measured on this 2-core machine before
 # the cold-start work (6–17 s); bench/coldstart.py measures it again, before and after.
+# The memory steps, the same on every platform (measured on this machine): prepare 0.5 s, the gateway
+# 1.3–2.5 s slower on a restored 12-turn state dir (``python -m bench coldstart``); a snapshot of a
+# 200-turn session 0.5 s (``python -m bench memory``), less for a shorter one.
+PREPARE_S: Range = (0.4, 0.6)
+RESTORE_S: Range = (1.3, 2.5)
+SNAPSHOT_S: Range = (0.2, 0.6)
 FLY = ProviderProfile(
     name="fly",
     create_s=(2.0, 5.0),
@@ -129,6 +144,9 @@ FLY = ProviderProfile(
     # Fly says only that a resume is not guaranteed).
     can_suspend=True,
     resume_fail_p=0.05,
+    prepare_s=PREPARE_S,
+    restore_s=RESTORE_S,
+    snapshot_s=SNAPSHOT_S,
 )
 # DigitalOcean (§3): a droplet boots and pulls the worker image in 45–60 s; a powered-off one boots
 # again in 15–25 s (its image is on disk; estimate, unverified); 250 calls per minute per token for
@@ -151,6 +169,9 @@ DIGITALOCEAN = ProviderProfile(
     min_billed_s=60.0,
     switch_s=(0.5, 1.5),
     can_prefill=False,
+    prepare_s=PREPARE_S,
+    restore_s=RESTORE_S,
+    snapshot_s=SNAPSHOT_S,
 )
 PROFILES = {p.name: p for p in (FLY, DIGITALOCEAN)}
 
@@ -305,6 +326,7 @@ class World:
     _busy: dict[str, str] = field(default_factory=dict)  # conversation → worker in flight
     _ready: set[str] = field(default_factory=set)  # conversations with a message and none in flight
     _free: set[str] = field(default_factory=set)  # registered workers, not exited, not busy
+    _snapshotting: set[str] = field(default_factory=set)  # idle workers still taking their snapshot
     _sticky: set[str] = field(default_factory=set)  # launches whose workers pin themselves at their first job
     _turns: dict[str, int] = field(default_factory=dict)  # conversation → turns started
     _memory_at: dict[str, str] = field(default_factory=dict)  # conversation → worker of its latest turn
@@ -585,7 +607,7 @@ class World:
             done = self.done
             getattr(self, f"_on_{kind}")(*args)
             self._settle()
-            if self.done > done and args[0] in self._free:
+            if self.done > done and (args[0] in self._free or args[0] in self._snapshotting):
                 self.went_idle += 1
         self._bill(max(to_ms, self.now_ms) - self.now_ms)
         self.now_ms = max(to_ms, self.now_ms)
@@ -658,7 +680,8 @@ class World:
         machine.state, machine.generation = "starting", machine.generation + 1
         delay = self.profile.draw(self._rng, self.profile.start_s)
         if self._rng.random() < self.profile.resume_fail_p:
-            delay += self.profile.draw(self._rng, self.profile.ready_s)  # booted afresh: the gateway starts again
+            # Booted afresh: the entrypoint prepares (restores) again, and the gateway starts again.
+            delay += self._preparing(machine.launch_id) + self.profile.draw(self._rng, self.profile.ready_s)
             self._forget(machine_id)
         self._schedule(self.now_ms + delay, "resumed", machine_id, machine.generation)
 
@@ -686,8 +709,19 @@ class World:
         running = self.now_ms + self.profile.draw(self._rng, span)
         self._schedule(running, "running", machine.machine_id, machine.generation)
         if self._rng.random() >= self.profile.boot_fail_p:
-            ready = running + self.profile.draw(self._rng, self.profile.ready_s)
+            ready = running + self._preparing(machine.launch_id) + self.profile.draw(self._rng, self.profile.ready_s)
             self._schedule(ready, "registered", machine.machine_id, machine.generation)
+
+    def _preparing(self, launch_id: str) -> int:
+        """What a boot spends before its gateway is ready besides the gateway's own start: nothing
+        unpinned; pinned, the prepare step, and a slower gateway start when it restores a snapshot."""
+        pin = self.pins.get(launch_id)
+        if pin is None:
+            return 0
+        spent = self.profile.draw(self._rng, self.profile.prepare_s)
+        if self._saved.get(pin) is not None:
+            spent += self.profile.draw(self._rng, self.profile.restore_s)
+        return spent
 
     def _on_running(self, machine_id: str, generation: int) -> None:
         machine = self.machines.get(machine_id)
@@ -720,13 +754,28 @@ class World:
             return
         conversation = w.busy_conversation
         self._busy.pop(conversation, None)
+        snapshot = 0
         if self.queues[conversation]:
             self._ready.add(conversation)
         elif self.snapshot_when_idle and w.pinned == conversation:
             self._saved[conversation] = self._turns[conversation]  # out of work: its snapshot
+            snapshot = self.profile.draw(self._rng, self.profile.snapshot_s)
         w.busy_conversation = w.busy_until_ms = w.busy_message = None
         self.done += 1
-        self._idle(w)
+        if snapshot:
+            # Idle in the store from the complete on, but taking nothing until the snapshot is up.
+            w.idle_since_ms = self.now_ms
+            self._snapshotting.add(w.worker_id)
+            self._schedule(self.now_ms + snapshot, "snapshotted", w.worker_id, self.now_ms)
+        else:
+            self._idle(w)
+
+    def _on_snapshotted(self, worker_id: str, since: int) -> None:
+        self._snapshotting.discard(worker_id)
+        w = self.workers.get(worker_id)
+        if w is None or w.exited or w.suspended_ms is not None or w.idle_since_ms != since:
+            return
+        self._idle(w, since=since)
 
     def _on_idle_exit(self, worker_id: str, since: int) -> None:
         w = self.workers.get(worker_id)
@@ -754,25 +803,31 @@ class World:
         self._ready.add(conversation)
         w.busy_conversation = w.busy_until_ms = w.busy_message = None
 
-    def _idle(self, w: SimWorker) -> None:
-        w.idle_since_ms = self.now_ms
+    def _idle(self, w: SimWorker, since: int | None = None) -> None:
+        """The worker is free to take work; idle since ``since`` (its complete, when a snapshot came
+        between), which is also when an idle-exiting worker's timer started."""
+        w.idle_since_ms = self.now_ms if since is None else since
         if not w.exited:
             self._free.add(w.worker_id)
         if self.idle_exit_s is not None:
-            self._schedule(self.now_ms + math.ceil(self.idle_exit_s * 1000), "idle_exit", w.worker_id, self.now_ms)
+            exit_at = w.idle_since_ms + math.ceil(self.idle_exit_s * 1000)
+            self._schedule(exit_at, "idle_exit", w.worker_id, w.idle_since_ms)
 
     def _exit(self, w: SimWorker) -> None:
         w.exited = True
         self._free.discard(w.worker_id)
         self._pinned_ids.discard(w.worker_id)
+        snapshot = 0
         if w.pinned is not None and self._memory_at.get(w.pinned) == w.worker_id:
+            if self._saved.get(w.pinned) != self._turns[w.pinned]:  # only what is still unsaved
+                snapshot = self.profile.draw(self._rng, self.profile.snapshot_s)
             self._saved[w.pinned] = self._turns[w.pinned]  # a pinned worker's snapshot at exit
         machine = self.machines.get(w.machine_id)
         if machine is not None and machine.state in ("running", "starting"):
             machine.state = "stopping"
             machine.generation += 1
             self._schedule(
-                self.now_ms + self.profile.draw(self._rng, self.profile.stop_s),
+                self.now_ms + snapshot + self.profile.draw(self._rng, self.profile.stop_s),
                 "stopped",
                 machine.machine_id,
                 machine.generation,

@@ -218,3 +218,54 @@ def test_a_returning_turn_has_its_memory_only_where_it_ran_last_or_from_a_snapsh
     world.step(2_000)  # the history window alone
     assert unpinned.last_conversation == "a"
     assert (world.returning, world.forgot) == (5, 1)
+
+
+def test_the_memory_steps_are_charged_prepare_restore_and_snapshot() -> None:
+    """A pinned boot prepares its agent (``prepare_s``) and, restoring a snapshot, starts its gateway
+    slower (``restore_s``); a worker that ran out of work takes its next job once its snapshot is up
+    (``snapshot_s``), though the store sees it idle from its complete on."""
+    profile = ideal(5, prepare_s=(1.0, 1.0), restore_s=(2.0, 2.0), snapshot_s=(3.0, 3.0))
+    world = World(profile=profile)
+    world.launch(pinned="a")
+    world.step(5_900)
+    assert not world.workers  # a 5 s boot and a 1 s prepare: nothing to restore yet
+    world.step(200)
+    (first,) = world.workers.values()
+
+    world.arrive(SimMessage("a", world.now_ms, 1_000))
+    world.step(1_000)  # done: nothing queued, so it snapshots for 3 s
+    assert world.memory_saved("a") and world.went_idle == 1
+    world.step(500)
+    world.arrive(SimMessage("a", world.now_ms, 1_000))  # waits for the snapshot
+    world.step(3_000)
+    assert world.waits_ms == [0, 2_500]
+
+    world.step(2_000)  # done again, and snapshot again
+    world.apply([Drain(worker_id=first.worker_id, reason="idle")])
+    world.step(10_000)  # its exit finds every turn saved: no snapshot, no extra stop time
+    assert first.exited
+    launched_at = world.now_ms
+    world.launch(pinned="a")  # a successor restores the snapshot: boot, prepare, the slower gateway
+    world.step(7_900)
+    assert [w for w in world.workers.values() if not w.exited] == []
+    world.step(200)
+    (second,) = [w for w in world.workers.values() if not w.exited]
+    assert second.registered_ms - launched_at == 8_000
+    world.arrive(SimMessage("a", world.now_ms, 1_000))
+    world.step(2_000)
+    assert (world.returning, world.forgot) == (2, 0)
+
+
+def test_an_idle_exit_counts_from_the_complete_when_a_snapshot_came_between() -> None:
+    """Upstream's workers exit after ``idle_exit_s`` idle: the snapshot after a turn does not restart
+    (or lose) that timer."""
+    world = World(profile=ideal(5, snapshot_s=(3.0, 3.0)), idle_exit_s=60.0)
+    world.launch(pinned="a")
+    world.step(10_000)
+    (worker,) = world.workers.values()
+    world.arrive(SimMessage("a", world.now_ms, 1_000))
+    done_at = world.now_ms + 1_000
+    world.step(done_at + 59_900 - world.now_ms)
+    assert not worker.exited
+    world.step(200)
+    assert worker.exited
