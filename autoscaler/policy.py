@@ -139,6 +139,19 @@ What is left (``make bench``, ``python -m bench autoscaler --seed 12`` and ``--s
   (+8.4 s, +9.3 s) and pass on seed 11, where the earlier draws missed on seed 11 only (+4.5 s), so
   that line is as much the draws' as the policy's;
 
+* **restoring where a returning turn lands** (sketched in the simulator, not built): an unpinned
+  worker that takes a conversation it does not hold, whose memory is in a snapshot, restarts its
+  gateway on that snapshot first (prepare, the slower restored start, the gateway's start: 8–20 s
+  before the turn) and is pinned to it from then on. On Fly, seeds 11–15: returning turns without
+  their memory 673 → 2 of 18,680, machine-seconds +0.7 % (866,334 → 872,150), 74 lines against 76
+  (bursty +3.1 s and +5.5 s on seeds 11 and 15, slow turns moving with the draws). On DigitalOcean
+  the spare's own turns leave no snapshot (it is unpinned, and exits after the turn), so the sketch
+  alone forgets 60 % against 67 % (seed 11); with sticky spares as well it forgets none, for 24 %
+  more machine-seconds and 8 lines of 12 (p95 +3 to +16 s on bursty, lunch rush, steady and slow
+  turns). Building it needs the worker to own its gateway's restart (today the image's entrypoint,
+  ``factory run`` and the local provider start it), the restore into a stopped gateway's state dir
+  (``worker.boot``), and a wait for ``/readyz`` under the lease: the next step for memory on Fly;
+
 * Fly sparse, p95 +4 to +10 s over upstream's 0 s: of its 49 messages p95 excuses 2, the first
   meets an empty fleet, and 5 % of resumes boot afresh (a 6–17 s gateway start): a policy that
   cannot foresee arrivals holds that p95 in at most 30 % of runs even with instant resumes
