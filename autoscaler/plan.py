@@ -143,8 +143,8 @@ class Plan(BaseModel):
     parked: int = 0
     summary: str
     # When this plan would next change with nothing else happening: the first idle worker's
-    # scale-down window ends then (None: no worker is inside one). A watching reconciler looks
-    # again at that moment instead of a whole interval later.
+    # scale-down window ends then, or a launch on its way passes its hedge (None: neither is
+    # pending). A watching reconciler looks again at that moment instead of a whole interval later.
     recheck_in_s: float | None = None
 
     @property

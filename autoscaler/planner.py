@@ -64,6 +64,8 @@ from autoscaler.provider import Machine
 from contracts.models import OPEN_LAUNCH_STATES, DemandSnapshot, LaunchRecord, WorkerView
 
 _ENDED = ("stopped", "failed")
+# How far past a deadline a recheck is asked for, so the tick then finds it passed.
+_PAST_S = 0.1
 # A parked machine is stopped, or (Fly, created with skip_launch) was never started.
 _PARKABLE = ("stopped", "starting")
 
@@ -256,8 +258,12 @@ def plan(
         launching=pending,
         parked=len(pool.members) - started - len(surplus) + pool.parked_now,
         summary=why,
-        recheck_in_s=_window_ends_in_s(live, machines, policy, now),
+        recheck_in_s=_soonest(_window_ends_in_s(live, machines, policy, now), _hedge_in_s(open_launches, policy, now)),
     )
+
+
+def _soonest(*delays: float | None) -> float | None:
+    return min((d for d in delays if d is not None), default=None)
 
 
 def _window_ends_in_s(live: Sequence[WorkerView], machines: _Fleet, policy: ScalingPolicy, now: int) -> float | None:
@@ -268,6 +274,15 @@ def _window_ends_in_s(live: Sequence[WorkerView], machines: _Fleet, policy: Scal
         for w in live
         if not w.busy and w.idle_since is not None and machines.for_worker(w) is not None
     ]
+    return min((s for s in left if s > 0), default=None)
+
+
+def _hedge_in_s(pending: Sequence[LaunchRecord], policy: ScalingPolicy, now: int) -> float | None:
+    """Seconds until the first launch on its way passes ``launch_hedge_s`` without a worker, when
+    another is launched beside it: a boot that failed silently is replaced then, not up to a whole
+    interval later (a waiting conversation pays every second of it). Just past the hedge, since a
+    launch exactly at it still counts as capacity."""
+    left = [((r.updated_at or r.requested_at) - now) / 1000 + policy.launch_hedge_s + _PAST_S for r in pending]
     return min((s for s in left if s > 0), default=None)
 
 

@@ -139,6 +139,26 @@ What is left (``make bench``, ``python -m bench autoscaler --seed 12`` and ``--s
   (+8.4 s, +9.3 s) and pass on seed 11, where the earlier draws missed on seed 11 only (+4.5 s), so
   that line is as much the draws' as the policy's;
 
+* **failures met at once** (built): a launch whose worker has not registered is replaced as its
+  hedge passes (the plan's ``recheck_in_s``), where before the watch saw it at its next 15 s tick,
+  and a tick whose actions failed (a create refused) is followed by another 2 s later (doubling
+  while ticks keep failing). In the simulator a refused create (1 %) cost its conversation the rest
+  of the interval, and a boot that never registers (0.5 %) the hedge plus up to an interval. Over
+  seeds 11–15, the waits of all five seeds pooled: Fly slow turns p95 38.8 s → 32.1 s, steady's
+  worst 66.2 s → 53.6 s; DigitalOcean lunch rush p95 39.0 s → 36.5 s, bursty's worst 203.4 s →
+  192.5 s; machine-seconds within 0.2 % (Fly 866,334 → 865,978, DigitalOcean 1,515,348 →
+  1,513,245), lines as before (76 and 60): slow turns on seeds 13 and 14 still miss, each by one
+  boot that failed on a conversation's first message (the hedge's 30 s and a second boot: 48–52 s
+  against upstream's 16–18 s there), which moves the p95 rank by one message and the p95 by 8 s;
+* **a shorter keep for suspended workers** (tried, not shipped): ``suspend_keep_s`` 900 s instead
+  of 1800 s meets 78 lines of 90 against 76 (steady under 2× the floor on every seed) for 7.2 %
+  fewer machine-seconds (803,523), but a pinned sleeper past its keep is drained, and the
+  conversation's next turn goes to an unpinned worker (a pool start, a resumed sleeper), which does
+  not restore the snapshot: returning
+  turns without their memory 670 → 4,139 of 18,680 (22 %); 600 s: 78 lines, 782,755, 6,091
+  (33 %); 1200 s: 77 lines, 824,686, 2,767 (15 %). A pool start told its conversation (Fly can
+  update a stopped machine's config before starting it) would restore it and keep that saving;
+  not built;
 * **restoring where a returning turn lands** (sketched in the simulator, not built): an unpinned
   worker that takes a conversation it does not hold, whose memory is in a snapshot, restarts its
   gateway on that snapshot first (prepare, the slower restored start, the gateway's start: 8–20 s

@@ -44,6 +44,21 @@ log = structlog.get_logger("autoscaler")
 SpecFactory = Callable[[str, str, str | None, bool], LaunchSpec]
 
 
+# A tick with failed actions is followed by another this soon, doubling while ticks keep failing
+# (never past the watch interval): a refused create leaves a conversation waiting for its machine,
+# and an outage is not hammered.
+RETRY_AFTER_S = 2.0
+
+
+def next_tick_in_s(interval_s: float, recheck_in_s: float | None, failed_ticks: int) -> float:
+    """How long a watch waits before its next tick: the interval, or sooner when the plan asked to
+    look again (``Plan.recheck_in_s``) or the last ``failed_ticks`` ticks in a row had failed actions."""
+    wait = interval_s if recheck_in_s is None else min(interval_s, recheck_in_s)
+    if failed_ticks > 0:
+        wait = min(wait, RETRY_AFTER_S * 2 ** min(failed_ticks - 1, 16))
+    return wait
+
+
 def new_launch_id() -> str:
     # Sortable by time, unique without coordination, and valid as a Fly name and a DigitalOcean tag.
     return f"{time.time_ns() // 1_000_000:x}{secrets.token_hex(4)}"

@@ -57,6 +57,7 @@ from dataclasses import dataclass
 
 from autoscaler.planner import plan
 from autoscaler.policy import ScalingPolicy, shipped
+from autoscaler.reconciler import RETRY_AFTER_S
 from autoscaler.simulate import DIGITALOCEAN, FLY, ProviderProfile, SimMessage, World
 from bench import tracegen
 
@@ -294,14 +295,15 @@ def replay(
     """Run ``policy`` over ``trace`` until every message is done and the fleet is at rest.
     ``tick_on_idle``: a policy that ticks early on arrivals also does so when a worker goes idle
     (the stores' idle signal), and again when it asked to look again (ours: an idle worker's
-    scale-down window ends, the plan's ``recheck_in_s``), as ``factory reconcile --watch`` does;
+    scale-down window ends or a launch's hedge passes, the plan's ``recheck_in_s``), and 2 s after a
+    refused create, as ``factory reconcile --watch`` does;
     False replays the watch as it was before the signal."""
     world = policy.new_world(profile, seed)
     messages, n, i = trace.messages, len(trace.messages), 0
     next_tick = 0
     deadline = trace.end_ms + int(LIMIT_H * HOUR_MS)
     last_tick = -(10**9)
-    went_idle = 0
+    went_idle = refused = 0
     while world.now_ms < deadline:
         candidates = [next_tick] + ([messages[i].arrived_ms] if i < n else [])
         change = world.next_change_ms()
@@ -317,6 +319,10 @@ def replay(
         idled, went_idle = world.went_idle > went_idle, world.went_idle
         if (arrived or (tick_on_idle and idled)) and policy.tick_early:
             next_tick = min(next_tick, max(at, last_tick + int(MIN_TICK_GAP_S * 1000)))
+        failed, refused = world.refused > refused, world.refused
+        if failed and policy.tick_early:
+            # A refused create: the watch ticks again soon after a tick with failed actions.
+            next_tick = min(next_tick, max(at, last_tick + int(RETRY_AFTER_S * 1000)))
         if at >= next_tick:
             again = policy.tick(world)
             last_tick = at

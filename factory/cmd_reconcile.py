@@ -12,7 +12,7 @@ from rich.text import Text
 
 from autoscaler.errors import AutoscalerError
 from autoscaler.plan import target
-from autoscaler.reconciler import Reconciler, TickResult
+from autoscaler.reconciler import Reconciler, TickResult, next_tick_in_s
 from contracts.errors import FactoryError
 from contracts.roles import FleetStore
 from factory.cmd_account import print_runtime_tick, reconcile_runtimes_command
@@ -118,6 +118,7 @@ def _reconcile_workers(
     async def main() -> list[TickResult]:
         opened = open_full_store(store_cfg, role="fleet", create=not dry_run)  # a dry run changes nothing
         results: list[TickResult] = []
+        failed_ticks = 0
         try:
             if scale.provider == "local" and not dry_run:
                 await check_local_workers_can_start(scale)
@@ -139,9 +140,10 @@ def _reconcile_workers(
                     _print_plan(result, scale.provider, dry_run)
                 if watch is None:
                     return results
-                # An idle worker's window ends before the interval: look again then, not later.
-                recheck = result.plan.recheck_in_s
-                await _until_next_tick(opened, watch if recheck is None else min(watch, recheck))
+                # An idle worker's window ends, or a launch reaches its hedge, before the interval:
+                # look again then; after failed actions, soon.
+                failed_ticks = failed_ticks + 1 if result.errors else 0
+                await _until_next_tick(opened, next_tick_in_s(watch, result.plan.recheck_in_s, failed_ticks))
         finally:
             with anyio.CancelScope(shield=True):
                 await machines.aclose()

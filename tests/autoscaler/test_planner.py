@@ -129,6 +129,22 @@ def test_idle_workers_are_drained_only_after_the_window_and_busy_ones_never() ->
     assert replan(world, ScalingPolicy(scale_down_window_s=0)).recheck_in_s is None  # nothing to wait for
 
 
+def test_a_launch_without_a_worker_is_looked_at_again_as_its_hedge_passes() -> None:
+    # A boot that fails silently: the machine runs, its worker never registers.
+    world = World(profile=ideal(5, boot_fail_p=1.0))
+    world.arrive(SimMessage("a", 0, HOUR_MS))
+    policy = ScalingPolicy(launch_hedge_s=30, scale_down_window_s=0)
+    assert len(tick(world, policy, 10_000).of(Launch)) == 1
+    waiting = replan(world, policy)
+    assert waiting.empty
+    # The watch looks again just past the hedge, not a whole interval later…
+    recheck_s = waiting.recheck_in_s
+    assert recheck_s is not None and recheck_s == pytest.approx(20.1)
+    world.step(round(recheck_s * 1000))
+    # …when another machine is launched beside the silent one.
+    assert len(replan(world, policy).of(Launch)) == 1
+
+
 def test_a_drained_worker_is_destroyed_once_it_has_exited() -> None:
     world = World(profile=ideal(5))
     world.arrive(SimMessage("a", 0, 1_000))

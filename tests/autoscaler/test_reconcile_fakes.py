@@ -20,7 +20,7 @@ from autoscaler.policy import ScalingPolicy
 from autoscaler.provider import LaunchSpec, Machine, Provider
 from autoscaler.providers.digitalocean import DigitalOceanConfig, DigitalOceanProvider
 from autoscaler.providers.fly import FlyConfig, FlyProvider
-from autoscaler.reconciler import Reconciler, TickResult
+from autoscaler.reconciler import Reconciler, TickResult, next_tick_in_s
 from contracts.launch import WorkerEnvironment
 from contracts.models import EnqueueRequest, LeaseRef, MachineRef, MessagePayload, WorkerRegistration
 from contracts.retry import RetryPolicy
@@ -420,3 +420,10 @@ async def test_a_pinned_sleeper_past_its_keep_is_resumed_and_drained_so_it_snaps
         assert [a.action for a in gone.plan.actions] == ["destroy"] and not gone.errors
     finally:
         await provider.aclose()
+
+
+def test_a_watch_looks_again_soon_after_failed_ticks_backing_off_to_its_interval() -> None:
+    assert next_tick_in_s(120, None, 0) == 120
+    assert next_tick_in_s(120, 5.0, 0) == 5.0  # the plan asked to look again sooner
+    assert [next_tick_in_s(120, None, n) for n in (1, 2, 3, 6, 7, 1000)] == [2, 4, 8, 64, 120, 120]
+    assert next_tick_in_s(120, 1.0, 3) == 1.0

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+
 import pytest
 
 from contracts.convex.standin import StandIn
 from tests.cli.conftest import Cli
+from tests.fakes import FakeFlyApi
 from tests.gateway_fixture import OpenClawGateway
 
 
@@ -77,6 +82,46 @@ def test_reconcile_on_digitalocean_without_a_token_names_the_setting(cli: Cli) -
     result = cli("reconcile", "--provider", "digitalocean")
     assert result.code != 0
     assert "DIGITALOCEAN_TOKEN" in _one_line(result.stderr)
+
+
+def test_a_watch_retries_a_refused_create_in_seconds_not_an_interval_later(cli: Cli) -> None:
+    """``reconcile --watch 120`` against Fly refusing the first create: the conversation waits for
+    its machine, so the next tick comes a couple of seconds later, not two minutes."""
+    assert cli("enqueue", "hello", "--conversation", "c1").code == 0
+    with FakeFlyApi(token="fly-test-token") as fly:
+        fly.fail_next("create", 422, body={"error": "no capacity in this region"})
+        env = {
+            **cli.env,
+            "FLY_API_TOKEN": "fly-test-token",
+            "FLY_APP": fly.app,
+            "FLY_IMAGE": "registry.fly.io/factory-worker:1",
+            "FLY_API_BASE_URL": fly.url,
+            "FACTORY_WORKER_STORE": "https://happy-animal-123.convex.cloud",
+            "FACTORY_SCALE_POOL_SIZE": "0",  # the creates to count, not a warm pool's prefill
+        }
+        log = cli.cwd / "watch.log"
+        with open(log, "ab") as out:
+            watch = subprocess.Popen(
+                [sys.executable, "-m", "factory", "reconcile", "--provider", "fly", "--watch", "120"],
+                env=env,
+                cwd=cli.cwd,
+                stdout=out,
+                stderr=out,
+            )
+        try:
+            deadline = time.monotonic() + 60
+            while fly.count("create") < 1:
+                assert time.monotonic() < deadline and watch.poll() is None, log.read_text()
+                time.sleep(0.1)
+            refused_at = time.monotonic()
+            while not fly.live():
+                assert time.monotonic() - refused_at < 30 and watch.poll() is None, log.read_text()
+                time.sleep(0.1)
+            assert fly.count("create") == 2
+        finally:
+            watch.terminate()
+            watch.wait(timeout=60)
+    assert "no capacity in this region" in log.read_text()
 
 
 def test_a_bad_setting_is_one_line(cli: Cli) -> None:
