@@ -38,6 +38,8 @@ class Start(_Action):
     action: Literal["start"] = "start"
     machine_id: str
     launch_id: str
+    # Told this conversation before it boots (``pin_pool_starts``): it restores its memory.
+    conversation_id: str | None = None
 
 
 class _WorkerMachine(_Action):

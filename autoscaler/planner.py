@@ -203,9 +203,18 @@ def plan(
         resumed = sleepers[:need]
         actions += [_resume(w, machines, f"resumed; {why}") for w in resumed]
         need -= len(resumed)
+        # Told the conversations still uncovered, in claim order, when the platform can do that
+        # (those beyond the sleepers': a resumed sleeper takes any).
+        told = targets[len(resumed) :] if policy.pin_pool_starts and policy.mode == "affinity" and not short else []
         for record, machine in pool.members[:need]:
+            pin = told[started] if started < len(told) else None
             actions.append(
-                Start(machine_id=machine.machine_id, launch_id=record.launch_id, reason=f"from the pool; {why}")
+                Start(
+                    machine_id=machine.machine_id,
+                    launch_id=record.launch_id,
+                    conversation_id=pin,
+                    reason=f"from the pool{f', for {pin}' if pin else ''}; {why}",
+                )
             )
             started += 1
         launches = max(0, min(need - started, room))
@@ -218,7 +227,7 @@ def plan(
             why += f"; {short} conversation(s) beyond the budget share unpinned workers"
         slots: list[str | None] = [*pins[:launches], *[None] * max(0, launches - len(pins))]
         # Workers serving the conversations beyond the budget in turn must not stick to one.
-        sticky = _sticky(policy) and not short
+        sticky = policy.sticky_launches and not short
         actions += [Launch(reason=why, conversation_id=pin, sticky=sticky) for pin in slots]
         room -= launches
         launched = launches
@@ -248,7 +257,7 @@ def plan(
         returning = len(live) + len(suspended) + draining + pending + launched
         missing = pool.size - (len(pool.members) + pool.parked_now + returning)
         actions += [
-            Launch(parked=True, sticky=_sticky(policy), reason=f"warm pool {pool.size}")
+            Launch(parked=True, sticky=policy.sticky_launches, reason=f"warm pool {pool.size}")
             for _ in range(max(0, min(missing, room)))
         ]
     return Plan(
@@ -326,12 +335,6 @@ def _arrivals_since(demand: DemandSnapshot, since: float) -> tuple[int, int]:
                 break
             arrivals += 1
     return arrivals, conversations
-
-
-def _sticky(policy: ScalingPolicy) -> bool:
-    """Whether unpinned launches pin themselves at their first job (affinity only: a pooled worker
-    shares its machine by design)."""
-    return policy.sticky_workers and policy.mode == "affinity"
 
 
 def _resume(worker: WorkerView, machines: _Fleet, why: str) -> Resume:

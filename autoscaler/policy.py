@@ -78,8 +78,10 @@ costs least. What it found, and what changed since:
 
 What is left (``make bench``, ``python -m bench autoscaler --seed 12`` and ``--seed 13`` alike):
 
-* **memory on returning turns**: a worker that did not run a conversation's previous turn and did
-  not restore a snapshot holding it serves the turn from the stored history window alone (the
+* **memory on returning turns** (on Fly none are forgotten since pool starts are told their
+  conversation, below; this bullet is how it got there, and DigitalOcean's state): a worker that
+  did not run a conversation's previous turn and did not restore a snapshot holding it serves the
+  turn from the stored history window alone (the
   agent's workspace and memory files are not there), and an unpinned worker takes no snapshot, so
   what the agent learnt in that turn is lost too. Every unpinned worker takes any ready
   conversation that no pinned worker holds. Before sticky workers that was 45–75 % of returning
@@ -150,15 +152,27 @@ What is left (``make bench``, ``python -m bench autoscaler --seed 12`` and ``--s
   1,513,245), lines as before (76 and 60): slow turns on seeds 13 and 14 still miss, each by one
   boot that failed on a conversation's first message (the hedge's 30 s and a second boot: 48–52 s
   against upstream's 16–18 s there), which moves the p95 rank by one message and the p95 by 8 s;
-* **a shorter keep for suspended workers** (tried, not shipped): ``suspend_keep_s`` 900 s instead
-  of 1800 s meets 78 lines of 90 against 76 (steady under 2× the floor on every seed) for 7.2 %
-  fewer machine-seconds (803,523), but a pinned sleeper past its keep is drained, and the
-  conversation's next turn goes to an unpinned worker (a pool start, a resumed sleeper), which does
-  not restore the snapshot: returning
-  turns without their memory 670 → 4,139 of 18,680 (22 %); 600 s: 78 lines, 782,755, 6,091
-  (33 %); 1200 s: 77 lines, 824,686, 2,767 (15 %). A pool start told its conversation (Fly can
-  update a stopped machine's config before starting it) would restore it and keep that saving;
-  not built;
+* **pool starts told their conversation** (built, ``pin_pool_starts``, Fly): a warm-pool machine
+  started for a conversation no worker covers has its stopped config updated first (Fly's update
+  with ``skip_launch``; the simulator charges it one more call answered as slowly as a start), so
+  it boots pinned and restores the conversation's snapshot as a pinned launch does; a machine
+  parked again gets the pool's environment back. Before, it started unpinned and took the
+  conversation from the stored history window (its sticky worker does not pin itself to a
+  conversation whose memory is in a snapshot). Over seeds 11–15: returning turns without their
+  memory 670 → 0 of 18,680, machine-seconds 865,978 → 866,779 (+0.1 %), target lines 76 → 79 of
+  90: steady 1.97–1.99× the floor (2.03–2.05× on two seeds before), slow turns p95 +0.9 to +2.0 s
+  over upstream's (+8.4 s on two seeds before), bursty +3.0 s on seed 11 (a new miss), sparse as
+  before (+3.1 to +18.3 s, 2.32–2.45× the floor). The sketch below (restoring where a returning
+  turn lands) has nothing left to win on Fly; DigitalOcean has no pool, and its spare still
+  serves returning turns from the history window;
+* **a shorter keep for suspended workers** (tried, not shipped): before pool starts were told
+  their conversation, ``suspend_keep_s`` 900 s instead of 1800 s met 78 lines of 90 against 76 for
+  7.2 % fewer machine-seconds (803,523), but forgot 4,139 of 18,680 returning turns (22 %; 600 s:
+  78 lines, 6,091; 1200 s: 77 lines, 2,767): a pinned sleeper past its keep is drained, and its
+  conversation's next turn went to an unpinned worker that never restored the snapshot. With pool
+  starts told their conversation it forgets none, but meets 75 lines for 834,344 machine-seconds
+  (sparse p95 +22 to +29 s, bursty +2.2 to +3.6 s on three seeds): a drained sleeper's
+  conversation now waits for a start, an update and a restoring boot where a resume took a second;
 * **restoring where a returning turn lands** (sketched in the simulator, not built): an unpinned
   worker that takes a conversation it does not hold, whose memory is in a snapshot, restarts its
   gateway on that snapshot first (prepare, the slower restored start, the gateway's start: 8–20 s
@@ -300,6 +314,11 @@ class ScalingPolicy(BaseModel):
     # conversation they take, so its memory stays with them, is resumed with them and is snapshot
     # when they stop. Never for the launches that serve conversations beyond the budget in turn.
     sticky_workers: bool = False
+    # Affinity (Fly): a pool machine started for a conversation that no worker covers is told that
+    # conversation first (its stopped config updated), so it restores the conversation's memory
+    # as a pinned launch does, where before it started unpinned and served it from the stored
+    # history window; a parked machine gets the pool's environment back.
+    pin_pool_starts: bool = False
 
     # Headroom, so a conversation that arrives with no worker of its own is taken at once instead
     # of waiting for a machine to boot: in affinity mode this many idle unpinned workers are kept
@@ -335,6 +354,12 @@ class ScalingPolicy(BaseModel):
             )
         return self
 
+    @property
+    def sticky_launches(self) -> bool:
+        """Whether unpinned launches pin themselves at their first job (affinity only: a pooled
+        worker shares its machine by design)."""
+        return self.sticky_workers and self.mode == "affinity"
+
     def desired(self, active_conversations: int) -> int:
         """Workers wanted for this many active conversations, before the budget."""
         if self.mode == "affinity":
@@ -367,6 +392,9 @@ PROVIDER_DEFAULTS: dict[str, dict[str, object]] = {
         # A pool start or a resumed sleeper otherwise takes any conversation, returning ones
         # included, from the history window alone (the docstring's "memory on returning turns").
         "sticky_workers": True,
+        # A pool start for a returning conversation restores its memory (the docstring's "pool
+        # starts told their conversation").
+        "pin_pool_starts": True,
         # With the watch told of idle workers: a worker idle for 3 s is suspended (window 0 suspends
         # it between a conversation's turns, and its resumes cost slow turns' p95; the docstring).
         "scale_down_window_s": 3.0,
@@ -393,6 +421,8 @@ PROVIDER_DEFAULTS: dict[str, dict[str, object]] = {
 
 # Platforms that can suspend a machine with its memory (Fly: fleet-apis §1.2–1.3).
 SUSPENDING_PROVIDERS = frozenset({"fly"})
+# Platforms that can change a stopped machine's environment before starting it (Fly's update).
+RECONFIGURING_PROVIDERS = frozenset({"fly"})
 
 
 def shipped(provider: str, **settings: object) -> ScalingPolicy:

@@ -98,6 +98,17 @@ class Suspends(Protocol):
         ...
 
 
+@runtime_checkable
+class Reconfigures(Protocol):
+    """A provider that can give a stopped machine a new environment before it boots (Fly's update):
+    a warm pool's machine is then started told its conversation, like a pinned launch, and restores
+    that conversation's memory as it boots."""
+
+    async def reconfigure(self, machine: Machine, spec: LaunchSpec) -> None:
+        """Replace a stopped machine's environment with ``spec``'s; it stays stopped."""
+        ...
+
+
 async def find_launch(
     provider: Provider, launch_id: str, *, attempts: int, interval_s: float, sleep: Sleep = anyio.sleep
 ) -> Machine | None:

@@ -33,7 +33,7 @@ from autoscaler.errors import ProviderError, ReconcileBusy, ReconcileLockLost
 from autoscaler.plan import Plan
 from autoscaler.planner import plan
 from autoscaler.policy import ScalingPolicy
-from autoscaler.provider import LaunchSpec, Machine, Provider, Suspends, find_launch
+from autoscaler.provider import LaunchSpec, Machine, Provider, Reconfigures, Suspends, find_launch
 from contracts.errors import FactoryError
 from contracts.models import DemandSnapshot, LaunchRecord, ReconcileRecord, ReconcileStep, SetWorkerStatusRequest
 from contracts.roles import FleetStore
@@ -248,6 +248,21 @@ class Reconciler:
         return [o for o in outcomes if o is not None]
 
 
+def _worker_id(r: Reconciler, launch_id: str) -> str:
+    """The worker id a launch's machine is told (a pool machine keeps it across starts)."""
+    return f"{r.provider.name}-{launch_id}"
+
+
+def _reconfigures(provider: Provider) -> Reconfigures:
+    if not isinstance(provider, Reconfigures):
+        raise ProviderError(
+            provider.name,
+            "reconfigure",
+            "this provider cannot give a stopped machine a conversation; set pin_pool_starts off",
+        )
+    return provider
+
+
 @dataclass(frozen=True)
 class _TickActions:
     """The reconciler's ``PlanHandler``: one tick's actions carried out on the store and the provider."""
@@ -258,7 +273,7 @@ class _TickActions:
     async def on_launch(self, action: actions.Launch) -> Outcome:
         r = self.reconciler
         launch_id = r.new_id()
-        worker_id = f"{r.provider.name}-{launch_id}"
+        worker_id = _worker_id(r, launch_id)
         now = await r.store.now_ms()
         pin = action.conversation_id
         await r.store.ledger_record(
@@ -299,6 +314,10 @@ class _TickActions:
         # is lost is covered by it (the worker registers, or the timeout cleans the machine up).
         await r.store.ledger_update(action.launch_id, "running", detail="started from the warm pool")
         try:
+            if action.conversation_id is not None:
+                # Told its conversation before it boots: it restores that conversation's memory.
+                spec = r.spec_for(action.launch_id, _worker_id(r, action.launch_id), action.conversation_id, False)
+                await _reconfigures(r.provider).reconfigure(machine, spec)
             await r.provider.start(machine)
         except ProviderError as exc:
             if not exc.ambiguous:
@@ -333,6 +352,13 @@ class _TickActions:
         return Outcome(action, False, f"machine {action.machine_id} is no longer listed")
 
     async def on_park(self, action: actions.Park) -> Outcome:
+        r = self.reconciler
+        machine = self.machines.get(action.machine_id)
+        if r.policy.pin_pool_starts and machine is not None:
+            # It may have been started told a conversation: back to the pool's environment, so the
+            # next start that names none boots it free to take any.
+            spec = r.spec_for(action.launch_id, _worker_id(r, action.launch_id), None, r.policy.sticky_launches)
+            await _reconfigures(r.provider).reconfigure(machine, spec)
         if action.worker_id is not None:
             await self._set_status(action.worker_id, "stopped", action.reason)
         await self.reconciler.store.ledger_update(action.launch_id, "parked", detail=action.reason[:500])

@@ -442,6 +442,11 @@ class World:
     def on_start(self, action: actions.Start) -> None:
         self._set_launch(action.launch_id, "running")
         at = self._call()
+        if action.conversation_id is not None:
+            # Told its conversation first: one more call, the update, taken to answer as slowly as
+            # a start; the boot then prepares and restores as a pinned launch's does.
+            self.pins[action.launch_id] = action.conversation_id
+            at = max(at, self._call()) + self.profile.draw(self._rng, self.profile.start_s)
         if at <= self.now_ms:
             self._on_start(action.machine_id)  # the API call returns with the machine starting
         else:
@@ -469,6 +474,7 @@ class World:
             self._schedule(at, "resume", action.machine_id)
 
     def on_park(self, action: actions.Park) -> None:
+        self.pins[action.launch_id] = None  # back to the pool's environment (pin_pool_starts)
         if action.worker_id is not None and action.worker_id in self.workers:
             self.workers[action.worker_id].status = "stopped"
         self._set_launch(action.launch_id, "parked")

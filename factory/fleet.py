@@ -10,7 +10,7 @@ import structlog
 from pydantic import SecretStr, ValidationError
 
 from autoscaler.errors import ProviderConfigError
-from autoscaler.policy import SUSPENDING_PROVIDERS, ScalingPolicy, shipped
+from autoscaler.policy import RECONFIGURING_PROVIDERS, SUSPENDING_PROVIDERS, ScalingPolicy, shipped
 from autoscaler.provider import LaunchSpec, Provider
 from autoscaler.reconciler import Reconciler, SpecFactory
 from contracts.errors import InvalidInput
@@ -45,6 +45,11 @@ def scaling_policy(settings: ScaleSettings) -> ScalingPolicy:
     if policy.suspend_idle and settings.provider not in SUSPENDING_PROVIDERS:
         raise InvalidInput(
             "FACTORY_SCALE_SUSPEND_IDLE", f"{settings.provider} cannot suspend machines (only fly can); unset it"
+        )
+    if policy.pin_pool_starts and settings.provider not in RECONFIGURING_PROVIDERS:
+        raise InvalidInput(
+            "FACTORY_SCALE_PIN_POOL_STARTS",
+            f"{settings.provider} cannot give a stopped machine a conversation (only fly can); unset it",
         )
     return policy
 

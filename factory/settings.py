@@ -400,6 +400,9 @@ class ScaleSettings(_Settings):
     pool_prefill: bool | None = Field(None, validation_alias=AliasChoices("FACTORY_SCALE_POOL_PREFILL", "pool_prefill"))
     suspend_idle: bool | None = Field(None, validation_alias=AliasChoices("FACTORY_SCALE_SUSPEND_IDLE", "suspend_idle"))
     sticky_workers: bool | None = Field(None, validation_alias=AliasChoices("FACTORY_SCALE_STICKY", "sticky_workers"))
+    pin_pool_starts: bool | None = Field(
+        None, validation_alias=AliasChoices("FACTORY_SCALE_PIN_POOL_STARTS", "pin_pool_starts")
+    )
     suspend_keep_s: float | None = Field(
         None, ge=0, le=MAX_SECONDS, validation_alias=AliasChoices("FACTORY_SCALE_SUSPEND_KEEP_S", "suspend_keep_s")
     )

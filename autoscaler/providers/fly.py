@@ -201,6 +201,29 @@ class FlyProvider:
         )
         _log.info("fly machine started", machine_id=machine.machine_id, launch_id=machine.launch_id)
 
+    async def reconfigure(self, machine: Machine, spec: LaunchSpec) -> None:
+        """Fly's update takes the whole config (no partial updates); ``skip_launch`` keeps a stopped
+        machine stopped, so the start that follows is the one that boots it. Safe to repeat: the
+        same config again changes nothing a boot would see."""
+        body = self._create_body(spec)
+        del body["name"]  # immutable, like the region: the update names neither
+        body.pop("region", None)
+        body["skip_launch"] = True
+        secrets = secret_values(spec)
+        version = await self._app_secrets(spec)
+        if version is not None:
+            body["min_secrets_version"] = version
+        url = f"{self._base}/{machine.machine_id}"
+
+        async def attempt() -> httpx.Response:
+            return await self._send(
+                "update", "POST", url, action="update", scope=machine.machine_id, json=body, secrets=secrets
+            )
+
+        await call_with_retry(attempt, policy=self._retry, sleep=self._sleep)
+        pin = spec.environment.conversation_id
+        _log.info("fly machine reconfigured", machine_id=machine.machine_id, launch_id=spec.launch_id, pinned=bool(pin))
+
     async def suspend(self, machine: Machine) -> None:
         # Machine-scoped like start; billed as stopped while suspended (fleet-apis §1.3).
         await self._send(

@@ -471,6 +471,36 @@ async def test_a_pool_machine_is_created_stopped_kept_when_its_worker_exits_and_
         await fly.aclose()
 
 
+async def test_a_stopped_machine_is_told_its_conversation_before_it_boots(
+    fly_api: FakeFlyApi, sleeps: RecordingSleep
+) -> None:
+    fly = provider_for(fly_api, sleeps, keep_stopped=True)
+    try:
+        parked = await fly.create(SPEC, parked=True)
+        pinned = SPEC.model_copy(update={"environment": SPEC.environment.model_copy(update={"conversation_id": "c7"})})
+        fly_api.fail_next("update", 503)  # the same whole config again is safe to send twice
+        await fly.reconfigure(parked, pinned)
+        assert fly_api.count("update") == 2
+        # The whole config, as Fly's update wants it, without the immutable name and region; the
+        # machine stays stopped until the start that boots it.
+        (body,) = fly_api.update_bodies  # the 503 never reached the handler
+        assert body["skip_launch"] is True and "name" not in body and "region" not in body
+        assert body["config"]["image"] == "registry.fly.io/factory-worker:1"
+        assert [m.state for m in await fly.list()] == ["starting"]  # still "created", not booted
+        env = fly_api.machine_env(parked.machine_id)
+        assert env["FACTORY_CONVERSATION"] == "c7" and env["CONVEX_AUTH_TOKEN"] == SECRET_VALUE
+        assert "CONVEX_AUTH_TOKEN" not in body["config"]["env"]  # secrets stay app secrets
+        await fly.start(parked)
+        assert [(m.state, m.launch_id) for m in await fly.list()] == [("running", SPEC.launch_id)]
+        # Back to the pool's environment once it is stopped again.
+        fly_api.exit_worker(parked.machine_id)
+        await fly.reconfigure(parked, SPEC)
+        assert "FACTORY_CONVERSATION" not in fly_api.machine_env(parked.machine_id)
+        assert [m.state for m in await fly.list()] == ["stopped"]
+    finally:
+        await fly.aclose()
+
+
 async def test_without_a_pool_a_machine_destroys_itself_when_its_worker_exits(
     fly: FlyProvider, fly_api: FakeFlyApi
 ) -> None:

@@ -323,6 +323,34 @@ def test_a_machine_pinned_to_a_conversation_is_not_parked_for_others() -> None:
     assert world.done == 2 and world.parked() == 0 and not world.machines
 
 
+def _returning_to_the_pool(pin_pool_starts: bool) -> World:
+    """Affinity on a pool of one (Fly's shape): a conversation is served, its worker drained and
+    its machine parked; then the conversation comes back and the pool's machine is started for it."""
+    world = World(profile=ideal(20, start_s=(1.0, 1.0)), auto_destroy=False)
+    policy = ScalingPolicy(
+        pool_size=1, sticky_workers=True, pin_pool_starts=pin_pool_starts, scale_down_window_s=0, keep_warm_workers=0
+    )
+    settle(world, policy)  # the pool's machine, created stopped
+    for turn in range(2):
+        world.arrive(SimMessage("a", world.now_ms, 1_000))
+        started = replan(world, policy)
+        (start,) = started.of(Start)
+        assert start.conversation_id == ("a" if pin_pool_starts else None)  # type: ignore[attr-defined]
+        assert started.of(Launch) == []
+        settle(world, policy)
+        assert world.done == turn + 1 and world.parked() == 1
+    return world
+
+
+def test_a_pool_start_told_its_conversation_restores_its_memory() -> None:
+    # Unpinned, the returning turn's worker has only the stored history (its sticky worker does not
+    # pin itself to a conversation whose memory is in a snapshot); told the conversation, its boot
+    # restores the snapshot the first worker took as it exited.
+    assert (_returning_to_the_pool(pin_pool_starts=False).forgot, _returning_to_the_pool(True).forgot) == (1, 0)
+    world = _returning_to_the_pool(pin_pool_starts=True)
+    assert world.returning == 1 and [w.pinned for w in world.workers.values()] == ["a", "a"]
+
+
 def test_the_pool_is_filled_with_machines_created_stopped() -> None:
     world, policy = _pool_world(pool_size=3)
     p = replan(world, policy)
@@ -692,3 +720,10 @@ def test_the_shipped_policies_suspend_on_fly_only_and_suspend_is_refused_where_i
     assert not scaling_policy(ScaleSettings(provider="digitalocean")).suspend_idle
     with pytest.raises(InvalidInput, match="FACTORY_SCALE_SUSPEND_IDLE"):
         scaling_policy(ScaleSettings.model_validate({"provider": "digitalocean", "suspend_idle": True}))
+
+
+def test_pool_starts_are_told_their_conversation_on_fly_only_and_refused_where_they_cannot_be() -> None:
+    assert scaling_policy(ScaleSettings(provider="fly")).pin_pool_starts
+    assert not scaling_policy(ScaleSettings(provider="local")).pin_pool_starts
+    with pytest.raises(InvalidInput, match="FACTORY_SCALE_PIN_POOL_STARTS"):
+        scaling_policy(ScaleSettings.model_validate({"provider": "digitalocean", "pin_pool_starts": True}))

@@ -15,7 +15,7 @@ import pytest
 from pydantic import SecretStr
 
 from autoscaler.errors import ProviderError, ReconcileBusy, ReconcileLockLost
-from autoscaler.plan import Destroy, Drain, Launch
+from autoscaler.plan import Destroy, Drain, Launch, Start
 from autoscaler.policy import ScalingPolicy
 from autoscaler.provider import LaunchSpec, Machine, Provider
 from autoscaler.providers.digitalocean import DigitalOceanConfig, DigitalOceanProvider
@@ -40,6 +40,7 @@ def spec_for(launch_id: str, worker_id: str, conversation_id: str | None, sticky
         store="https://example.convex.cloud",
         convex_auth_token=SecretStr(SECRET_VALUE),
         conversation_id=conversation_id,
+        sticky=True if sticky and conversation_id is None else None,
     )
     return LaunchSpec(environment=environment)
 
@@ -355,6 +356,46 @@ async def test_a_drained_machine_is_parked_and_started_again_instead_of_a_create
             assert (await reconciler.tick()).plan.empty
         assert fly_api.count("create") == 1 and fly_api.count("start") == 1
         assert [m["state"] for m in fly_api.live()] == ["stopped"]
+    finally:
+        await provider.aclose()
+
+
+async def test_a_pool_machine_is_started_told_its_conversation_and_parked_free_again(
+    store: SqliteStore, fly_api: FakeFlyApi
+) -> None:
+    """``pin_pool_starts``: the pool's machine boots pinned to the conversation it was started for
+    (so it restores that conversation's memory), and is given the pool's environment back when it
+    is parked, so the next start that names none boots it free to take any."""
+    config = FlyConfig(
+        api_token=SecretStr(FLY_TOKEN), app=fly_api.app, image="worker:1", api_base_url=fly_api.url, keep_stopped=True
+    )
+    provider = FlyProvider(config, limiter=unlimited(), retry=FAST_RETRY)
+    policy = POLICY.model_copy(update={"pool_size": 1, "sticky_workers": True, "pin_pool_starts": True})
+    try:
+        reconciler = Reconciler(store, provider, policy, spec_for, find_interval_s=0.05)
+        filled = await reconciler.tick()  # nothing queued: the pool is filled, created stopped
+        assert [(a.action, getattr(a, "parked", None)) for a in filled.plan.actions] == [("launch", True)]
+        (member,) = await provider.list()
+        free = fly_api.machine_env(member.machine_id)
+        assert "FACTORY_CONVERSATION" not in free and free["FACTORY_STICKY"] == "True"
+
+        await enqueue(store, "a")
+        started = await reconciler.tick()
+        (start,) = started.plan.actions
+        assert isinstance(start, Start) and start.conversation_id == "a" and not started.errors
+        assert fly_api.machine_env(member.machine_id)["FACTORY_CONVERSATION"] == "a"
+        assert (fly_api.count("create"), fly_api.count("update"), fly_api.count("start")) == (1, 1, 1)
+        workers = Workers(store, provider)
+        assert len(await workers.boot(pin="a")) == 1 and len(workers.leases) == 1
+        await workers.finish_all()
+
+        assert [a.action for a in (await reconciler.tick()).plan.actions] == ["drain"]
+        fly_api.exit_worker(member.machine_id)  # the drained worker exits; the machine stops
+        parked = await reconciler.tick()
+        assert [a.action for a in parked.plan.actions] == ["park"] and not parked.errors
+        assert fly_api.machine_env(member.machine_id) == free
+        assert [r.state for r in await store.ledger_list()] == ["parked"]
+        assert (await reconciler.tick()).plan.empty
     finally:
         await provider.aclose()
 

@@ -17,9 +17,15 @@ app's secrets version, which the answer carries); Fly injects them into every ma
 at boot (``machine_env`` shows what a machine would see); a create whose ``min_secrets_version`` is
 above the app's version is refused with 412.
 
+Update (``POST /v1/apps/{app}/machines/{id}``) replaces a machine's whole config (no partial
+updates; ``name`` and ``region`` are immutable, so a body that names others is refused with 422)
+and gives it a new instance id; with ``skip_launch`` a stopped machine stays stopped, else it
+boots, and a started one reboots. ``min_secrets_version`` is honoured as on create.
+
 Faults (see ``tests.fakes._server``) are keyed by endpoint: ``create``, ``list``, ``get``,
-``start``, ``stop``, ``suspend``, ``delete``, ``wait``, ``set_secret``. ``list_lag(n)`` hides machines created
-afterwards from the next ``n`` list calls, as Fly's eventually consistent list does.
+``update``, ``start``, ``stop``, ``suspend``, ``delete``, ``wait``, ``set_secret``. ``list_lag(n)``
+hides machines created afterwards from the next ``n`` list calls, as Fly's eventually consistent
+list does.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ class FakeFlyApi(FaultyServer):
         self.machines: dict[str, dict[str, Any]] = {}
         self.auth_headers: list[str] = []
         self.create_bodies: list[Any] = []
+        self.update_bodies: list[Any] = []
         self.stop_bodies: list[Any] = []
         self.delete_queries: list[dict[str, list[str]]] = []
         self.app_secrets: dict[str, str] = {}
@@ -115,7 +122,7 @@ class FakeFlyApi(FaultyServer):
                 ("POST", "suspend"): "suspend",
                 ("GET", "wait"): "wait",
             }.get((method, verb))
-        return {"GET": "get", "DELETE": "delete"}.get(method)
+        return {"GET": "get", "POST": "update", "DELETE": "delete"}.get(method)
 
     def authorized(self, request: Request) -> Response | None:
         header = request.headers.get("authorization", "")
@@ -149,6 +156,7 @@ class FakeFlyApi(FaultyServer):
             return Response(404, {"error": "machine not found"})
         handlers = {
             "get": self._get,
+            "update": self._update,
             "start": self._start,
             "stop": self._stop,
             "suspend": self._suspend,
@@ -178,12 +186,9 @@ class FakeFlyApi(FaultyServer):
     def _create(self, request: Request) -> Response:
         body = request.body if isinstance(request.body, dict) else {}
         self.create_bodies.append(body)
-        wanted = body.get("min_secrets_version")
-        if isinstance(wanted, int) and wanted > self.secrets_version:
-            return Response(412, {"error": f"min_secrets_version {wanted} is not yet available on this app"})
-        config = body.get("config")
-        if not isinstance(config, dict) or not config.get("image"):
-            return Response(422, {"error": "invalid config: image is required"})
+        config, refused = self._config_of(body)
+        if refused is not None:
+            return refused
         guest = config.get("guest") or {}
         if guest.get("memory_mb", 256) % 256:
             return Response(422, {"error": "invalid config.guest.memory_mb: must be a multiple of 256"})
@@ -215,6 +220,24 @@ class FakeFlyApi(FaultyServer):
         return Response(200, found)
 
     def _get(self, machine: dict[str, Any], request: Request) -> Response:
+        return Response(200, self._public(machine))
+
+    def _update(self, machine: dict[str, Any], request: Request) -> Response:
+        body = request.body if isinstance(request.body, dict) else {}
+        self.update_bodies.append(body)
+        config, refused = self._config_of(body)
+        if refused is not None:
+            return refused
+        for field in ("name", "region"):
+            if field in body and body[field] != machine[field]:
+                return Response(422, {"error": f"{field} cannot be changed by an update"})
+        machine["config"] = config
+        machine["_metadata"] = dict(config.get("metadata") or {})
+        machine["_secrets"] = dict(self.app_secrets)
+        machine["instance_id"] = secrets.token_hex(6).upper()
+        machine["updated_at"] = _now_iso()
+        if not body.get("skip_launch") or machine["state"] == "started":
+            machine["state"], machine["_born"] = "starting", time.monotonic()
         return Response(200, self._public(machine))
 
     def _start(self, machine: dict[str, Any], request: Request) -> Response:
@@ -258,6 +281,16 @@ class FakeFlyApi(FaultyServer):
         return Response(408, {"error": f"timeout waiting for machine to be {wanted}"})
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def _config_of(self, body: dict[str, Any]) -> tuple[dict[str, Any], Response | None]:
+        """A create's or an update's config, or why Fly refuses the body (412, 422)."""
+        wanted = body.get("min_secrets_version")
+        if isinstance(wanted, int) and wanted > self.secrets_version:
+            return {}, Response(412, {"error": f"min_secrets_version {wanted} is not yet available on this app"})
+        config = body.get("config")
+        if not isinstance(config, dict) or not config.get("image"):
+            return {}, Response(422, {"error": "invalid config: image is required"})
+        return config, None
 
     def _new_machine(self, name: str, config: dict[str, Any], *, region: str | None = None) -> dict[str, Any]:
         machine_id = f"{next(self._ids):04x}{secrets.token_hex(5)}"
