@@ -8,7 +8,10 @@ What it models, per provider (``ProviderProfile``; ``FLY`` and ``DIGITALOCEAN`` 
 * **boot**: a created machine runs after a time drawn from ``create_s``, a parked (stopped) one
   after ``start_s``; then its worker registers after ``ready_s`` more (the gateway start). A
   pinned machine first prepares its agent (``prepare_s``), and one that restores a snapshot starts
-  its gateway slower (``restore_s``: it opens the agent's sessions);
+  its gateway slower (``restore_s``: it opens the agent's sessions). A parked machine started for
+  a conversation (``Start.conversation_id``, Fly's update of the stopped machine first) boots
+  pinned like a pinned launch, after one more call answered as slowly as a start (Fly documents
+  no figure for an update); parked again, it is unpinned;
 * **rate limits and 429s**: creates go through the platform's token bucket (Fly: 1/s, burst 3 per
   app; DigitalOcean: 250/min for every call). A client that paces itself (ours) waits for its
   slot, and still meets a 429 now and then (``rate_429_p``: one ``retry_after_s`` more); a client
