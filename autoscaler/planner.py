@@ -397,7 +397,8 @@ def _uncovered(
     """Ready conversations (claim order) that no pinned worker or launch covers, beyond what the
     idle unpinned workers and unpinned launches can take; and how many of those are left over."""
     going = {a.worker_id for a in planned if isinstance(a, Destroy | RetireWorker) and a.worker_id}
-    covered = {r.conversation_id for r in open_launches if r.conversation_id is not None}
+    told = [_told(r, machines) for r in open_launches]
+    covered = {c for c in told if c is not None}
     for w in demand.workers:
         if not w.pinned or w.conversation_id is None or w.worker_id in going or w.status == "stopped":
             continue
@@ -405,9 +406,18 @@ def _uncovered(
         if machine is None or machine.state not in _ENDED:
             covered.add(w.conversation_id)
     free = sum(1 for w in live if not w.pinned and not w.busy)
-    free += sum(1 for r in open_launches if r.conversation_id is None)
+    free += sum(1 for c in told if c is None)
     uncovered = [c for c in demand.ready_conversation_ids if c not in covered]
     return uncovered[free:], max(0, free - len(uncovered))
+
+
+def _told(record: LaunchRecord, machines: _Fleet) -> str | None:
+    """The conversation a launch on its way is for: its own, or the one its pool machine was told
+    as it was started (``pin_pool_starts``; the ledger keeps the pool's launch unpinned)."""
+    if record.conversation_id is not None:
+        return record.conversation_id
+    machine = machines.for_launch(record.launch_id)
+    return None if machine is None else machine.conversation_id
 
 
 def _settle_workers(

@@ -154,17 +154,23 @@ What is left (``make bench``, ``python -m bench autoscaler --seed 12`` and ``--s
   against upstream's 16–18 s there), which moves the p95 rank by one message and the p95 by 8 s;
 * **pool starts told their conversation** (built, ``pin_pool_starts``, Fly): a warm-pool machine
   started for a conversation no worker covers has its stopped config updated first (Fly's update
-  with ``skip_launch``; the simulator charges it one more call answered as slowly as a start), so
-  it boots pinned and restores the conversation's snapshot as a pinned launch does; a machine
-  parked again gets the pool's environment back. Before, it started unpinned and took the
-  conversation from the stored history window (its sticky worker does not pin itself to a
-  conversation whose memory is in a snapshot). Over seeds 11–15: returning turns without their
-  memory 670 → 0 of 18,680, machine-seconds 865,978 → 866,779 (+0.1 %), target lines 76 → 79 of
-  90: steady 1.97–1.99× the floor (2.03–2.05× on two seeds before), slow turns p95 +0.9 to +2.0 s
-  over upstream's (+8.4 s on two seeds before), bursty +3.0 s on seed 11 (a new miss), sparse as
-  before (+3.1 to +18.3 s, 2.32–2.45× the floor). The sketch below (restoring where a returning
-  turn lands) has nothing left to win on Fly; DigitalOcean has no pool, and its spare still
-  serves returning turns from the history window;
+  with ``skip_launch``; the simulator charges it one more call answered as slowly as a start), so it
+  boots pinned and restores the conversation's snapshot as a pinned launch does; a machine parked
+  again gets the pool's environment back. Its list entry names the conversation (Fly metadata), so
+  while it boots the planner counts it as that conversation's, not as free capacity for another
+  whose message it would never take (the ledger keeps the pool's launch unpinned). Before, it
+  started unpinned and took the conversation from the stored history window (its sticky worker does
+  not pin itself to a conversation whose memory is in a snapshot). Over seeds 11–15: returning turns
+  without their memory 670 → 0 of 18,680, machine-seconds 865,978 → 866,779 (+0.1 %), target lines
+  76 → 79 of 90: steady 1.97–1.99× the floor (2.03–2.05× on two seeds before), slow turns p95 +0.9
+  to +2.0 s over upstream's (+8.4 s on two seeds before), bursty +3.0 s on seed 11 (a new miss),
+  sparse as before (+3.1 to +18.3 s, 2.32–2.45× the floor). The sketch below (restoring where a
+  returning turn lands) has nothing left to win on Fly; DigitalOcean has no pool, and its spare
+  still serves returning turns from the history window. Tried: telling only conversations that
+  came before (a new one has nothing to restore, and its sticky worker pins itself anyway) meets
+  75 lines (steady over 2× the floor on three seeds, slow turns +8.7 and +19.1 s on two), not
+  traced further; bursty's miss on seed 11 is one more boot that never registered, and a shorter Fly hedge (25 s:
+  79 lines, bursty +2.9 s; 22 s: 77 lines) does not win it back, so the hedge stays at 30 s;
 * **a shorter keep for suspended workers** (tried, not shipped): before pool starts were told
   their conversation, ``suspend_keep_s`` 900 s instead of 1800 s met 78 lines of 90 against 76 for
   7.2 % fewer machine-seconds (803,523), but forgot 4,139 of 18,680 returning turns (22 %; 600 s:

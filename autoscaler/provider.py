@@ -36,6 +36,9 @@ class Machine(BaseModel):
     created_at_ms: int | None = None
     # The worker id the machine runs as, when the provider knows it (set in the worker env).
     worker_id: str | None = None
+    # The conversation the machine was told (a pinned launch, or a pool machine started for one),
+    # when the provider shows it: the planner counts such a machine as that conversation's.
+    conversation_id: str | None = None
 
 
 class LaunchSpec(BaseModel):

@@ -409,6 +409,7 @@ class World:
                 state=_STATES[m.state],
                 launch_id=m.launch_id,
                 created_at_ms=m.created_ms,
+                conversation_id=self.pins.get(m.launch_id),
             )
             for m in self.machines.values()
             if self.now_ms - m.created_ms >= lag_ms

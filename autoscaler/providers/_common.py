@@ -15,6 +15,7 @@ ROLE_KEY = "factory_role"
 ROLE_WORKER = "worker"
 LAUNCH_KEY = "factory_launch_id"
 WORKER_KEY = "factory_worker_id"
+CONVERSATION_KEY = "factory_conversation_id"
 
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
 # Longest machine/droplet name we generate: DNS-label sized, which both platforms accept.

@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from autoscaler.errors import ProviderError
 from autoscaler.provider import LaunchSpec, Machine
 from autoscaler.providers._common import (
+    CONVERSATION_KEY,
     LAUNCH_KEY,
     ROLE_KEY,
     ROLE_WORKER,
@@ -272,6 +273,8 @@ class FlyProvider:
     def _create_body(self, spec: LaunchSpec) -> dict[str, Any]:
         config = self._config
         metadata = {**config.metadata, ROLE_KEY: ROLE_WORKER, LAUNCH_KEY: spec.launch_id, WORKER_KEY: spec.worker_id}
+        if spec.environment.conversation_id is not None:
+            metadata[CONVERSATION_KEY] = spec.environment.conversation_id
         body: dict[str, Any] = {
             "name": machine_name(config.name_prefix, spec.launch_id),
             "config": {
@@ -459,4 +462,5 @@ class FlyProvider:
             region=machine.region,
             created_at_ms=iso_to_ms(machine.created_at),
             worker_id=metadata.get(WORKER_KEY),
+            conversation_id=metadata.get(CONVERSATION_KEY),
         )

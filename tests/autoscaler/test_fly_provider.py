@@ -489,6 +489,7 @@ async def test_a_stopped_machine_is_told_its_conversation_before_it_boots(
         assert [m.state for m in await fly.list()] == ["starting"]  # still "created", not booted
         env = fly_api.machine_env(parked.machine_id)
         assert env["FACTORY_CONVERSATION"] == "c7" and env["CONVEX_AUTH_TOKEN"] == SECRET_VALUE
+        assert [m.conversation_id for m in await fly.list()] == ["c7"]  # its metadata names it too
         assert "CONVEX_AUTH_TOKEN" not in body["config"]["env"]  # secrets stay app secrets
         await fly.start(parked)
         assert [(m.state, m.launch_id) for m in await fly.list()] == [("running", SPEC.launch_id)]
@@ -496,6 +497,7 @@ async def test_a_stopped_machine_is_told_its_conversation_before_it_boots(
         fly_api.exit_worker(parked.machine_id)
         await fly.reconfigure(parked, SPEC)
         assert "FACTORY_CONVERSATION" not in fly_api.machine_env(parked.machine_id)
+        assert [m.conversation_id for m in await fly.list()] == [None]
         assert [m.state for m in await fly.list()] == ["stopped"]
     finally:
         await fly.aclose()

@@ -351,6 +351,21 @@ def test_a_pool_start_told_its_conversation_restores_its_memory() -> None:
     assert world.returning == 1 and [w.pinned for w in world.workers.values()] == ["a", "a"]
 
 
+def test_a_pool_start_told_its_conversation_is_not_capacity_for_another() -> None:
+    # A pool machine started told "a" is booting, and "a"'s message went to another worker
+    # meanwhile. The ledger keeps the pool's launch unpinned, but the machine's list entry names
+    # "a": it is not free capacity for "b", which gets a machine of its own at once.
+    now = 10 * HOUR_MS
+    ledger = [LaunchRecord(launch_id="L1", provider="fly", requested_at=0, updated_at=now - 5_000, state="running")]
+    booting = Machine(machine_id="m1", provider="fly", state="starting", launch_id="L1", conversation_id="a")
+    demand = _demand(ready=1, now=now).model_copy(update={"ready_conversation_ids": ["b"]})
+    p = plan(demand, [booting], ledger, ScalingPolicy(), now)
+    assert [a.conversation_id for a in p.of(Launch)] == ["b"]  # type: ignore[attr-defined]
+    # Told nothing, the same machine would take "b" as it comes up: nothing is launched.
+    unpinned = booting.model_copy(update={"conversation_id": None})
+    assert plan(demand, [unpinned], ledger, ScalingPolicy(), now).of(Launch) == []
+
+
 def test_the_pool_is_filled_with_machines_created_stopped() -> None:
     world, policy = _pool_world(pool_size=3)
     p = replan(world, policy)
