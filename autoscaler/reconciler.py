@@ -354,9 +354,9 @@ class _TickActions:
     async def on_park(self, action: actions.Park) -> Outcome:
         r = self.reconciler
         machine = self.machines.get(action.machine_id)
-        if r.policy.pin_pool_starts and machine is not None:
-            # It may have been started told a conversation: back to the pool's environment, so the
-            # next start that names none boots it free to take any.
+        if machine is not None and machine.conversation_id is not None:
+            # Started told a conversation (its list entry names it): back to the pool's environment,
+            # so the next start that names none boots it free to take any.
             spec = r.spec_for(action.launch_id, _worker_id(r, action.launch_id), None, r.policy.sticky_launches)
             await _reconfigures(r.provider).reconfigure(machine, spec)
         if action.worker_id is not None:

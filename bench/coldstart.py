@@ -200,8 +200,7 @@ def machine_boot(
                 _stop(proc)
         if "reply done" not in run.marks:
             # Reported, not raised: a loaded machine can keep the gateway from starting at all.
-            tail = boot_log.read_text(errors="replace").strip().splitlines()[-1:]
-            print(f"  {script.name}: no reply within {TIMEOUT_S:g} s ({tail[0][:160] if tail else 'no output'})")
+            print(f"  {script.name}: no reply within {TIMEOUT_S:g} s ({_last_line(boot_log)})")
         elif text == CONTEXT_PROBE:
             probe = _last_probe(stub.log_path)
             if probe is not None:
@@ -255,6 +254,12 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def _last_line(boot_log: Path) -> str:
+    """What a boot that fell short said last, for the report line."""
+    tail = boot_log.read_text(errors="replace").strip().splitlines()[-1:]
+    return tail[0][:160] if tail else "no output"
+
+
 def _prepared(boot_log: Path) -> str | None:
     """Prepare's restore status once its report line is in the boot log: restored, none, …"""
     for line in boot_log.read_text(errors="replace").splitlines():
@@ -306,8 +311,7 @@ def seed_memory(script: Path, stub: StubLLMProcess, cache: Path | None, into: Pa
                 _stop(proc)
         snapshot = anyio.run(_seeded, db, ids)
         if snapshot is None:
-            tail = (work / "boot.log").read_text(errors="replace").strip().splitlines()[-1:]
-            print(f"  seeding {MEMORY_CONVERSATION}: no snapshot ({tail[0][:160] if tail else 'no output'})")
+            print(f"  seeding {MEMORY_CONVERSATION}: no snapshot ({_last_line(work / 'boot.log')})")
             return None
         # A consistent copy (the WAL folded in) beside the archives it names; private, as the store is.
         os.close(os.open(into / STORE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
