@@ -400,6 +400,42 @@ async def test_a_pool_machine_is_started_told_its_conversation_and_parked_free_a
         await provider.aclose()
 
 
+async def test_a_pool_machine_left_told_a_conversation_by_a_failed_start_boots_free_when_started_for_none(
+    store: SqliteStore, fly_api: FakeFlyApi
+) -> None:
+    """A start that failed after its update leaves the stopped machine's config naming that
+    conversation. A later start that names none (here: the operator turned ``pin_pool_starts`` off)
+    gives it the pool's environment first, so it does not boot pinned to a conversation nobody
+    asked it for."""
+    config = FlyConfig(
+        api_token=SecretStr(FLY_TOKEN), app=fly_api.app, image="worker:1", api_base_url=fly_api.url, keep_stopped=True
+    )
+    provider = FlyProvider(config, limiter=unlimited(), retry=FAST_RETRY)
+    pinning = POLICY.model_copy(update={"pool_size": 1, "sticky_workers": True, "pin_pool_starts": True})
+    try:
+        await Reconciler(store, provider, pinning, spec_for, find_interval_s=0.05).tick()
+        (member,) = await provider.list()
+        free = fly_api.machine_env(member.machine_id)
+
+        await enqueue(store, "a")
+        fly_api.fail_next("start", status=500)
+        failed = await Reconciler(store, provider, pinning, spec_for, find_interval_s=0.05).tick()
+        assert [a.action for a in failed.plan.actions] == ["start"] and failed.errors
+        assert fly_api.machine_env(member.machine_id)["FACTORY_CONVERSATION"] == "a"
+        assert [m.conversation_id for m in await provider.list()] == ["a"]
+        assert [(r.state, r.conversation_id) for r in await store.ledger_list()] == [("parked", None)]
+
+        unpinned = POLICY.model_copy(update={"pool_size": 1, "sticky_workers": True})
+        started = await Reconciler(store, provider, unpinned, spec_for, find_interval_s=0.05).tick()
+        (start,) = started.plan.actions
+        assert isinstance(start, Start) and start.conversation_id is None and not started.errors
+        assert fly_api.machine_env(member.machine_id) == free
+        assert [m.conversation_id for m in await provider.list()] == [None]
+        assert fly_api.count("update") == 2  # told "a", then given the pool's environment back
+    finally:
+        await provider.aclose()
+
+
 async def test_an_idle_worker_is_suspended_and_resumed_when_its_conversation_has_work(
     store: SqliteStore, fly_api: FakeFlyApi
 ) -> None:
