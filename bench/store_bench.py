@@ -25,7 +25,13 @@ the CPU time is the steadier figure of the work done.
 Then the pages each path writes per message (WAL frames appended, one process, NORMAL): the two
 calls, the one call, and the one call carrying two history turns and the next job's bundle (what a
 worker sends and gets back). The WAL is truncated first and the runs stay under the store's
-auto-checkpoint, so the WAL's growth is exactly what the transactions wrote.
+auto-checkpoint, so the WAL's growth is exactly what the transactions wrote. Each frame names its
+page, so the one call's pages are also shown by the table or index they belong to (SQLite's
+``dbstat``).
+
+Last, what a commit costs by the pages it writes (plain ``sqlite3``, NORMAL, one process: the CPU
+time of ``COMMIT`` after changing 1 and 8 rows a page each), and so how much of the CPU a message
+may spend at 40 % of the baseline the one call's commit takes by itself.
 """
 
 from __future__ import annotations
@@ -279,11 +285,34 @@ def measure(sync: Sync, processes: int, messages: int, rounds: int = 3) -> Row:
 # ------------------------------------------------------------------ pages per message
 
 
-def _wal_frames(db: Path, page_size: int) -> int:
-    return (Path(f"{db}-wal").stat().st_size - 32) // (page_size + 24)
+# A WAL file: a 32-byte header, then frames of a 24-byte header (its page number first) and a page.
+_WAL_HEADER, _FRAME_HEADER = 32, 24
 
 
-async def _pages(db: Path, kind: str, count: int) -> float:
+def _wal_pages(db: Path, page_size: int) -> list[int]:
+    """The page number of every frame in ``db``'s WAL, in order."""
+    data = Path(f"{db}-wal").read_bytes()
+    step = _FRAME_HEADER + page_size
+    return [int.from_bytes(data[at : at + 4], "big") for at in range(_WAL_HEADER, len(data) - step + 1, step)]
+
+
+def _owners(conn: sqlite3.Connection) -> dict[int, str]:
+    """Which table or index each page belongs to; empty where SQLite was built without dbstat."""
+    try:
+        return {int(page): str(name) for name, page in conn.execute("SELECT name, pageno FROM dbstat")}
+    except sqlite3.OperationalError:
+        return {}
+
+
+@dataclass(frozen=True)
+class Pages:
+    """WAL frames per message on one path, and (for the one call) by the table or index written."""
+
+    per_message: float
+    by_owner: dict[str, float]
+
+
+async def _pages(db: Path, kind: str, count: int) -> Pages:
     store = SqliteStore(db, synchronous="NORMAL")
     await store.worker_register(WorkerRegistration(worker_id="w", provider="bench"))
     first = await store.worker_claim("w", with_bundle=True)
@@ -301,13 +330,18 @@ async def _pages(db: Path, kind: str, count: int) -> float:
             history, bundle = (TURNS, True) if kind == "with history and bundle" else (None, False)
             done = await store.worker_complete(lease, history=history, claim_next=NextClaim(with_bundle=bundle))
             job = None if done.next is None else done.next.job
-    frames = _wal_frames(db, page_size)
+    pages = _wal_pages(db, page_size)
+    owners = _owners(side)
     side.close()
     await store.aclose()
-    return frames / count
+    by_owner: dict[str, float] = {}
+    for page in pages:
+        name = owners.get(page, "other")
+        by_owner[name] = by_owner.get(name, 0.0) + 1 / count
+    return Pages(len(pages) / count, dict(sorted(by_owner.items(), key=lambda item: -item[1])))
 
 
-def pages_per_message(count: int = 100) -> dict[str, float]:
+def pages_per_message(count: int = 100) -> dict[str, Pages]:
     """WAL frames per message for each path; ``count`` keeps the WAL under its auto-checkpoint."""
     out = {}
     for kind in ("claim+complete", "complete+claimNext", "with history and bundle"):
@@ -316,6 +350,53 @@ def pages_per_message(count: int = 100) -> dict[str, float]:
             _fill(db, 2 * CONVERSATIONS + count)
             out[kind] = anyio.run(_pages, db, kind, count)
     return out
+
+
+# ------------------------------------------------------------------ what a commit costs
+
+
+@dataclass(frozen=True)
+class CommitCost:
+    """CPU microseconds of one NORMAL ``COMMIT``: a fixed part and one per page it writes."""
+
+    fixed_us: float
+    per_page_us: float
+
+    def of(self, pages: float) -> float:
+        return self.fixed_us + self.per_page_us * pages
+
+
+def commit_cost(count: int = 2_000, few: int = 1, many: int = 8) -> CommitCost:
+    """Fit a commit's CPU time to the pages it writes: ``count`` commits changing ``few`` rows,
+    then ``many``, each row alone on its page (plain ``sqlite3``, WAL, NORMAL, one process); the
+    medians of the two, through a line."""
+    with tempfile.TemporaryDirectory(prefix="factory-bench-") as tmp:
+        conn = sqlite3.connect(Path(tmp) / "commit.db", isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER NOT NULL, pad TEXT NOT NULL)")
+        rows = 4 * many
+        conn.execute("BEGIN")
+        # 3,000 bytes a row: one row to a 4 KiB page, so k rows changed are k pages written.
+        conn.executemany("INSERT INTO t VALUES (?, 0, ?)", [(i, "x" * 3000) for i in range(rows)])
+        conn.execute("COMMIT")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {2 * count * many}")
+
+        def commits(pages: int) -> float:
+            spent = []
+            for i in range(count):
+                conn.execute("BEGIN IMMEDIATE")
+                for j in range(pages):
+                    conn.execute("UPDATE t SET n = n + 1 WHERE id = ?", ((i + j * 4) % rows,))
+                before = time.thread_time_ns()
+                conn.execute("COMMIT")
+                spent.append(time.thread_time_ns() - before)
+            return median(spent) / 1000
+
+        low, high = commits(few), commits(many)
+        conn.close()
+    per_page = (high - low) / (many - few)
+    return CommitCost(fixed_us=low - per_page * few, per_page_us=per_page)
 
 
 def run(messages: int = 12_000, rounds: int = 3) -> list[Row]:
@@ -352,6 +433,21 @@ def run(messages: int = 12_000, rounds: int = 3) -> list[Row]:
     pages = pages_per_message()
     print(
         "pages written per message (WAL frames, 1 process, NORMAL): "
-        + ", ".join(f"{k} {v:.1f}" for k, v in pages.items())
+        + ", ".join(f"{k} {v.per_message:.1f}" for k, v in pages.items())
     )
+    one = pages["complete+claimNext"]
+    if one.by_owner:
+        print("  the one call's, by what they hold: " + ", ".join(f"{k} {v:.2f}" for k, v in one.by_owner.items()))
+    normal = next((r for r in rows if r.sync == "NORMAL" and r.processes == 1), None)
+    if normal is not None:
+        cost = commit_cost()
+        budget = normal.baseline_cpu_us / 0.4
+        commit = cost.of(one.per_message)
+        print(
+            f"a NORMAL commit (plain sqlite3, 1 process): {cost.fixed_us:.1f} µs + {cost.per_page_us:.1f} µs a page."
+            f" At 40 % of the baseline a message may spend {budget:.0f} µs of CPU (1 process); the one call's"
+            f" commit of {one.per_message:.1f} pages takes {commit:.0f} µs of it ({commit / budget:.0%}),"
+            f" leaving {budget - commit:.0f} µs for its statements and everything around them"
+            f" (it spends {normal.one_call_cpu_us - commit:.0f} µs)"
+        )
     return rows
