@@ -768,7 +768,7 @@ def sweep_digitalocean(seed: int | None = None) -> None:
     base, rows = sweep_settings(DIGITALOCEAN, DIGITALOCEAN_SWEEP, seeds)
     print_sweep(DIGITALOCEAN, base, rows)
     # The brakes go on the best row, and on the best one in affinity mode: only a pinned worker
-    # carries its conversation's memory from machine to machine (autoscaler/policy.py), so the
+    # carries its conversation's memory from machine to machine (bench/DEFAULTS.md), so the
     # shipped defaults are chosen from the second.
     keeps_memory = next(r.settings for r in rows if r.settings["mode"] == "affinity")
     for label, chosen in (("the best row", rows[0].settings), ("the best affinity row", keeps_memory)):
