@@ -314,15 +314,11 @@ class _TickActions:
         # is lost is covered by it (the worker registers, or the timeout cleans the machine up).
         await r.store.ledger_update(action.launch_id, "running", detail="started from the warm pool")
         try:
-            pin = action.conversation_id
-            if pin is not None:
-                # Told its conversation before it boots: it restores that conversation's memory.
-                spec = r.spec_for(action.launch_id, _worker_id(r, action.launch_id), pin, False)
-                await _reconfigures(r.provider).reconfigure(machine, spec)
-            elif machine.conversation_id is not None:
-                # Still told an earlier one (that start failed after its update): the pool's
-                # environment first, or it would boot pinned to a conversation nobody asked for.
-                await self._unpin(machine, action.launch_id)
+            if action.conversation_id is not None or machine.conversation_id is not None:
+                # Told its conversation before it boots, so it restores that conversation's memory;
+                # or, still told an earlier one by a start that failed after its update, given the
+                # pool's environment back, so it does not boot pinned to a conversation nobody asked for.
+                await self._tell(machine, action.launch_id, action.conversation_id)
             await r.provider.start(machine)
         except ProviderError as exc:
             if not exc.ambiguous:
@@ -361,16 +357,18 @@ class _TickActions:
         if machine is not None and machine.conversation_id is not None:
             # Started told a conversation (its list entry names it): back to the pool's environment,
             # so the next start that names none boots it free to take any.
-            await self._unpin(machine, action.launch_id)
+            await self._tell(machine, action.launch_id, None)
         if action.worker_id is not None:
             await self._set_status(action.worker_id, "stopped", action.reason)
         await self.reconciler.store.ledger_update(action.launch_id, "parked", detail=action.reason[:500])
         return Outcome(action, True, f"machine {action.machine_id} parked", machine_id=action.machine_id)
 
-    async def _unpin(self, machine: Machine, launch_id: str) -> None:
-        """Give a stopped pool machine the pool's environment back (unpinned, sticky as launches are)."""
+    async def _tell(self, machine: Machine, launch_id: str, conversation_id: str | None) -> None:
+        """Give a stopped pool machine the environment it boots with: pinned to ``conversation_id``,
+        or (None) the pool's, unpinned and sticky as launches are."""
         r = self.reconciler
-        spec = r.spec_for(launch_id, _worker_id(r, launch_id), None, r.policy.sticky_launches)
+        sticky = conversation_id is None and r.policy.sticky_launches
+        spec = r.spec_for(launch_id, _worker_id(r, launch_id), conversation_id, sticky)
         await _reconfigures(r.provider).reconfigure(machine, spec)
 
     async def on_drain(self, action: actions.Drain) -> Outcome:
