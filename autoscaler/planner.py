@@ -8,14 +8,17 @@ Rules, in the order applied:
 
 1. Workers that are gone (stale heartbeat, or their machine stopped) lose their machine and are
    retired; draining workers are done with once they have exited, or once they overstay the drain
-   deadline while idle. A busy worker (one holding a live lease) is never destroyed. A worker
-   with no machine is retired together with its launch. A stopped machine whose worker is done
-   is parked in the warm pool while the pool has room (``policy.pool_size``; with ``pool_hold_s``
-   no more than the conversations that had a message within it, at least ``pool_min``), else
-   destroyed. A suspended unpinned worker past ``suspend_keep_s`` takes a pool place before a
-   parked machine does (same bill, its gateway running); parked machines beyond the pool go. A
-   suspended pinned worker past it is resumed and drained, so it snapshots its conversation as
-   it exits (a frozen machine destroyed would take every turn since its boot with it).
+   deadline while idle. A worker that said it exited (the snapshot keeps it, stopped, for a while)
+   has its machine destroyed at once, powered off or not, unless the pool will keep it: then it is
+   parked once it is listed stopped. A busy worker (one holding a live lease) is never destroyed.
+   A worker with no machine is retired together with its launch. A stopped machine whose worker
+   is done is parked in the warm pool while the pool has room (``policy.pool_size``; with
+   ``pool_hold_s`` no more than the conversations that had a message within it, at least
+   ``pool_min``), else destroyed. A suspended unpinned worker past ``suspend_keep_s`` takes a
+   pool place before a parked machine does (same bill, its gateway running); parked machines
+   beyond the pool go. A suspended pinned worker past it is resumed and drained, so it snapshots
+   its conversation as it exits (a frozen machine destroyed would take every turn since its boot
+   with it).
 2. Launches in the ledger count as capacity until their worker registers (a worker is matched to
    its machine by launch id, worker id or machine id); one that never shows up is looked up by
    its tag, then given up; one whose machine died is cleaned up. Parked launches are the pool.
@@ -109,8 +112,11 @@ class _Pool:
     # the gateway running, a parked machine must start it, and both bill as stopped.
     sleepers: int = 0
 
+    def has_room(self) -> bool:
+        return len(self.members) + self.parked_now + self.sleepers < self.size
+
     def take(self) -> bool:
-        if len(self.members) + self.parked_now + self.sleepers >= self.size:
+        if not self.has_room():
             return False
         self.parked_now += 1
         return True
@@ -141,9 +147,10 @@ def plan(
     accounted |= {m.machine_id for _, m in pool.members}
 
     known = {r.launch_id: r for r in open_ledger}
-    live, suspended = _settle_workers(demand.workers, machines, known, policy, now, actions, accounted, pool)
+    workers = _still_theirs(demand.workers, machines, known, pool)
+    live, suspended = _settle_workers(workers, machines, known, policy, now, actions, accounted, pool)
     open_launches = _settle_launches(
-        open_ledger, _registered(demand.workers, machines), machines, pool, policy, now, actions, accounted
+        open_ledger, _registered(workers, machines), machines, pool, policy, now, actions, accounted
     )
     pending = len(open_launches)
     _collect_orphans(fleet, accounted, set(known), policy, now, actions)
@@ -186,9 +193,7 @@ def plan(
         # Headroom: idle unpinned workers held for conversations that arrive with no worker.
         headroom = max(0, spares - free)
         need = max(len(targets) + overflow + headroom, policy.min_workers - capacity)
-        short = _short(
-            len(targets) + overflow, len(sleepers) + len(pool.members) + room, demand.workers, machines, actions
-        )
+        short = _short(len(targets) + overflow, len(sleepers) + len(pool.members) + room, workers, machines, actions)
     else:
         need = desired - capacity
     # Never past max_workers: a pinned launch beyond it waits for an idle pinned worker to drain.
@@ -253,7 +258,7 @@ def plan(
         # Live workers count: their machines are parked when they are done, so a pool in use is
         # not refilled only to destroy what comes back to it.
         settled = {a.machine_id for a in actions if isinstance(a, Destroy | CollectOrphan | Park)}
-        draining = sum(1 for w in demand.workers if w.status != "active" and _on_live_machine(w, machines, settled))
+        draining = sum(1 for w in workers if w.status != "active" and _on_live_machine(w, machines, settled))
         returning = len(live) + len(suspended) + draining + pending + launched
         missing = pool.size - (len(pool.members) + pool.parked_now + returning)
         actions += [
@@ -438,6 +443,9 @@ def _settle_workers(
     current = _current_workers(workers, machines, policy)
     for w in workers:
         machine = _own_machine(w, machines, parked, accounted)
+        if w.status == "stopped":
+            _settle_exited(w, machine, known, actions, pool)
+            continue
         if machine is not None and _settled_apart(w, machine, current, known, policy, now, actions, pool, suspended):
             continue
         stale = _stale(w, machine, known, policy, now)
@@ -492,6 +500,42 @@ def _own_machine(worker: WorkerView, machines: _Fleet, parked: set[str], account
     return machine
 
 
+def _still_theirs(
+    workers: Sequence[WorkerView], machines: _Fleet, known: dict[str, LaunchRecord], pool: _Pool
+) -> list[WorkerView]:
+    """The snapshot's workers, with those that said they exited only while their machine is still
+    theirs: listed, not in the pool, and not started again since (a pool machine's launch is
+    touched when it starts, and its next worker is another). Any other exit is history: its
+    machine and launch are settled as they would be without it."""
+    parked = {m.machine_id for _, m in pool.members}
+    others = {m.machine_id for w in workers if w.status != "stopped" and (m := machines.for_worker(w)) is not None}
+
+    def theirs(w: WorkerView) -> bool:
+        machine = machines.for_worker(w)
+        if machine is None or machine.machine_id in parked | others or w.status_since is None:
+            return False
+        record = known.get(machine.launch_id or "") or known.get(w.launch_id or "")
+        return record is None or record.updated_at is None or record.updated_at <= w.status_since
+
+    return [w for w in workers if w.status != "stopped" or theirs(w)]
+
+
+def _settle_exited(
+    worker: WorkerView, machine: Machine | None, known: dict[str, LaunchRecord], actions: list[Action], pool: _Pool
+) -> None:
+    """A worker that said it exited has finished its drain (its snapshot uploaded): its machine
+    is parked once it has stopped, if the pool will keep it, else destroyed now. A droplet bills
+    until it is destroyed, powered off or not, and waiting for the list to show it stopped cost
+    the 5-15 s of its power-off and the rest of the interval, every time."""
+    if machine is None or worker.busy or worker.snapshot_pending:
+        return  # a lease or an upload still names it: left to expire or finish
+    record = known.get(machine.launch_id or worker.launch_id or "")
+    kept = record is not None and record.conversation_id is None and pool.has_room()
+    if kept and machine.state in ("running", "stopping"):
+        return  # stopping on its own (a second or two on Fly): parked at a tick after it has
+    _end(worker, machine, "exited", known, actions, pool)
+
+
 def _current_workers(workers: Sequence[WorkerView], machines: _Fleet, policy: ScalingPolicy) -> dict[str, str]:
     """The worker each machine runs now (the freshest heartbeat that is not stale): a machine that
     booted afresh (a failed resume, a restart) registers a new worker while the old one is still
@@ -499,7 +543,7 @@ def _current_workers(workers: Sequence[WorkerView], machines: _Fleet, policy: Sc
     current: dict[str, str] = {}
     for w in sorted(workers, key=lambda w: -w.heartbeat_age_ms):
         machine = machines.for_worker(w)
-        if machine is not None and w.heartbeat_age_ms <= policy.stale_worker_s * 1000:
+        if machine is not None and w.status != "stopped" and w.heartbeat_age_ms <= policy.stale_worker_s * 1000:
             current[machine.machine_id] = w.worker_id
     return current
 

@@ -19,7 +19,9 @@ What it models, per provider (``ProviderProfile``; ``FLY`` and ``DIGITALOCEAN`` 
 * **failures**: a create refused outright (``create_fail_p``), a machine whose worker never
   registers (``boot_fail_p``: it runs, billed, until the launch timeout);
 * **list lag**: a new machine is missing from lists for ``list_lag_s``;
-* **drain latency**: a worker that exits leaves its machine ``stopping`` for ``stop_s``;
+* **drain latency**: a worker that exits leaves its machine ``stopping`` for ``stop_s``; it says
+  so (status stopped, as ``factory worker run`` records) once its snapshot is uploaded, and the
+  demand snapshot shows it stopped for ``contracts.rules.EXITED_VISIBLE_MS``, as the stores do;
 * **billing**: per second from create to destroy, with the platform's minimum per machine
   (``min_billed_s``); a parked or stopped machine costs ``parked_cost`` of a running one (Fly:
   its root filesystem only; DigitalOcean: all of it, a powered-off droplet bills in full); with
@@ -72,7 +74,7 @@ from contracts.models import (
     RecentConversation,
     WorkerView,
 )
-from contracts.rules import holds
+from contracts.rules import exit_visible, holds
 
 Range = tuple[float, float]
 
@@ -309,6 +311,9 @@ class World:
     # Completes after which the worker found nothing to take (a complete whose claimNext came back
     # empty): the moment a store could tell the reconciler that a worker went idle.
     went_idle: int = 0
+    # Workers that said they exited (status stopped, after their snapshot): the stores tell the
+    # reconciler's watch of that too, so it parks or destroys the machine at once.
+    exits: int = 0
     # Turns of conversations served before, and of those the ones whose worker lacked the
     # conversation's latest memory (see the module docstring).
     returning: int = 0
@@ -371,7 +376,9 @@ class World:
             retrying_conversations=0,
             scheduled_conversations=0,
             oldest_ready_age_ms=None if oldest is None else self.now_ms - oldest,
-            workers=[self._view(w) for w in self.workers.values() if w.status != "stopped"],
+            workers=[
+                self._view(w) for w in self.workers.values() if exit_visible(w.status, w.status_since_ms, self.now_ms)
+            ],
             ready_conversation_ids=ready,
             recent=recent,
         )
@@ -480,7 +487,7 @@ class World:
     def on_park(self, action: actions.Park) -> None:
         self.pins[action.launch_id] = None  # back to the pool's environment (pin_pool_starts)
         if action.worker_id is not None and action.worker_id in self.workers:
-            self.workers[action.worker_id].status = "stopped"
+            self._stop(self.workers[action.worker_id])
         self._set_launch(action.launch_id, "parked")
 
     def on_drain(self, action: actions.Drain) -> None:
@@ -490,7 +497,7 @@ class World:
     def on_destroy(self, action: actions.Destroy) -> None:
         self.destroy(action.machine_id)
         if action.worker_id is not None and action.worker_id in self.workers:
-            self.workers[action.worker_id].status = "stopped"
+            self._stop(self.workers[action.worker_id])
         if action.launch_id is not None:
             self._set_launch(action.launch_id, "gone")
 
@@ -498,7 +505,7 @@ class World:
         self.destroy(action.machine_id)
 
     def on_retire_worker(self, action: actions.RetireWorker) -> None:
-        self.workers[action.worker_id].status = "stopped"
+        self._stop(self.workers[action.worker_id])
         if action.launch_id is not None:
             self._set_launch(action.launch_id, "gone")
 
@@ -549,7 +556,7 @@ class World:
                 self._requeue(w)
             w.exited = True
             self._free.discard(w.worker_id)
-            w.status = "stopped"
+            self._stop(w)
         self._bill_minimum(machine)
         record = self.ledger.get(machine.launch_id)
         if record is not None and record.state in ("requested", "running", "parked"):
@@ -794,6 +801,17 @@ class World:
         if w.idle_since_ms == since:
             self._exit(w)
 
+    def _stop(self, w: SimWorker) -> None:
+        """The worker's status becomes stopped, since now (the stores' set_status: forward only)."""
+        if w.status != "stopped":
+            w.status, w.status_since_ms = "stopped", self.now_ms
+
+    def _on_exit_recorded(self, worker_id: str) -> None:
+        w = self.workers[worker_id]
+        if w.status != "stopped":  # not destroyed or retired meanwhile
+            self._stop(w)
+            self.exits += 1
+
     def _on_stopped(self, machine_id: str, generation: int) -> None:
         machine = self.machines.get(machine_id)
         if machine is None or machine.generation != generation or machine.state != "stopping":
@@ -832,6 +850,8 @@ class World:
             if self._saved.get(w.pinned) != self._turns[w.pinned]:  # only what is still unsaved
                 snapshot = self.profile.draw(self._rng, self.profile.snapshot_s)
             self._saved[w.pinned] = self._turns[w.pinned]  # a pinned worker's snapshot at exit
+        # It says so once its snapshot is uploaded (factory worker run's record_exit).
+        self._schedule(self.now_ms + snapshot, "exit_recorded", w.worker_id)
         machine = self.machines.get(w.machine_id)
         if machine is not None and machine.state in ("running", "starting"):
             machine.state = "stopping"

@@ -303,7 +303,7 @@ def replay(
     next_tick = 0
     deadline = trace.end_ms + int(LIMIT_H * HOUR_MS)
     last_tick = -(10**9)
-    went_idle = refused = 0
+    changed = refused = 0
     while world.now_ms < deadline:
         candidates = [next_tick] + ([messages[i].arrived_ms] if i < n else [])
         change = world.next_change_ms()
@@ -316,7 +316,8 @@ def replay(
             arrived = True
             if policy.reconcile_on_enqueue:
                 policy.tick(world)
-        idled, went_idle = world.went_idle > went_idle, world.went_idle
+        # A worker left with no job, or one that exited: the stores ring the watch for both.
+        idled, changed = world.went_idle + world.exits > changed, world.went_idle + world.exits
         if (arrived or (tick_on_idle and idled)) and policy.tick_early:
             next_tick = min(next_tick, max(at, last_tick + int(MIN_TICK_GAP_S * 1000)))
         failed, refused = world.refused > refused, world.refused

@@ -82,6 +82,18 @@ def holds(status: str, heartbeat_at: int, now: int) -> bool:
     return status == "active" and now - heartbeat_at < HOLD_MS
 
 
+# A worker that said it exited stays in the demand snapshot, as stopped, for this long: the
+# reconciler parks or destroys its machine at once, where before it waited for the machine to be
+# listed stopped (a powered-off droplet still bills) and could not tell a drained machine, which
+# the warm pool may keep, from one whose worker never came up. Longer than any tick interval.
+EXITED_VISIBLE_MS = 600_000
+
+
+def exit_visible(status: str, status_since: int | None, now: int) -> bool:
+    """Whether a worker belongs in the demand snapshot: not stopped, or stopped recently."""
+    return status != "stopped" or (status_since is not None and now - status_since < EXITED_VISIBLE_MS)
+
+
 def stop_reason(status: str, reason: str | None) -> str | None:
     """Why a worker must stop (None: it may carry on): any status but active, with its reason."""
     if status == "active":

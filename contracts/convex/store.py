@@ -14,8 +14,8 @@ The lease length is the deployment's (``FACTORY_LEASE_TTL_MS`` in its environmen
 Waiting for work is a subscription over the deployment's ``/api/sync`` WebSocket to the module's
 ``queueSignal`` query (:mod:`contracts.convex.sync`): the wait ends when a head appears or moves,
 or when the head it names falls due, with no call while nothing changes. The reconciler's watch
-subscribes to ``fleetSignal`` instead, which also ends the wait when a worker goes idle. When the
-WebSocket cannot be used (a proxy that refuses upgrades, say), the wait polls a cheap readiness
+subscribes to ``fleetSignal`` instead, which also ends the wait when a worker goes idle or exits.
+When the WebSocket cannot be used (a proxy that refuses upgrades, say), the wait polls a cheap readiness
 query (and, for the watch, ``fleetSignal``) every ``wait_poll_s`` (default 1 s) instead, and tries
 the WebSocket again after ``SYNC_RETRY_S``.
 """
@@ -410,8 +410,9 @@ class ConvexStore(FrontDoorFunctions, ConsoleFunctions, AccountFunctions):
         return await self._wait(timeout_s, "queueSignal", args)
 
     async def wait_for_fleet_change(self, timeout_s: float) -> bool:
-        """Wait as :meth:`wait_for_work` does, or until a worker is left with no job (``fleetSignal``'s
-        ``lastIdleAt`` moves on), subscribed or, when the WebSocket cannot be used, polled."""
+        """Wait as :meth:`wait_for_work` does, or until a worker is left with no job or exits
+        (``fleetSignal``'s ``lastIdleAt`` moves on), subscribed or, when the WebSocket cannot be
+        used, polled."""
         return await self._wait(timeout_s, "fleetSignal", {})
 
     async def _wait(self, timeout_s: float, signal: str, args: Mapping[str, Any]) -> bool:

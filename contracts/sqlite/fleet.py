@@ -26,7 +26,7 @@ from contracts.models import (
     WorkerView,
     require_page,
 )
-from contracts.rules import stale_after_ms
+from contracts.rules import exit_visible, stale_after_ms
 from contracts.sqlite import snapshots
 from contracts.sqlite.queue import control_of, lease_ttl_ms, refresh_heartbeat, worker_row
 
@@ -199,7 +199,7 @@ def demand(conn: sqlite3.Connection, now: int) -> DemandSnapshot:
             snapshot_pending=w.worker_id in uploading,
         )
         for w in list_workers(conn)
-        if w.status != "stopped"
+        if exit_visible(w.status, w.status_since, now)
     ]
     ready = [
         row[0]

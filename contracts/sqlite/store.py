@@ -569,8 +569,9 @@ class SqliteStore:
         return rung
 
     async def wait_for_fleet_change(self, timeout_s: float) -> bool:
-        """Wait as :meth:`wait_for_work` does, or until a worker is left with no job; True when
-        either happened before the timeout."""
+        """Wait as :meth:`wait_for_work` does (a worker's status change rings that bell too: an
+        exit, say), or until a worker is left with no job; True when either happened before the
+        timeout."""
         idle_bell = self._idle_bell
         if idle_bell is None:
             return await self.wait_for_work(timeout_s)

@@ -631,6 +631,47 @@ def test_a_silent_worker_whose_machine_runs_a_newer_one_is_retired_alone() -> No
     assert p.of(Destroy) == [] and p.current == 1
 
 
+def test_an_exited_workers_machine_is_destroyed_at_once_unless_the_pool_will_keep_it() -> None:
+    """A droplet bills until it is destroyed: the plan does not wait for it to be listed powered off."""
+    now = 10 * HOUR_MS
+    exited = _view("w1", launch_id="L1", status="stopped", status_since=now - 3_000, heartbeat_age_ms=5_000)
+    ledger = [LaunchRecord(launch_id="L1", provider="fly", requested_at=0, state="running", machine_id="m1")]
+    running = [_machine("m1", "L1")]
+    p = plan(_demand(exited, now=now), running, ledger, ScalingPolicy(), now)
+    assert [(a.machine_id, a.launch_id) for a in p.of(Destroy)] == [("m1", "L1")]  # type: ignore[attr-defined]
+    assert "exited" in p.actions[0].reason and p.current == 0 and p.launching == 0
+    # With room in the pool it is left to stop, and parked once stopped.
+    pooled = ScalingPolicy(pool_size=2, pool_prefill=False)
+    assert plan(_demand(exited, now=now), running, ledger, pooled, now).empty
+    stopped = plan(_demand(exited, now=now), [_machine("m1", "L1", state="stopped")], ledger, pooled, now)
+    assert [a.machine_id for a in stopped.of(Park)] == ["m1"]  # type: ignore[attr-defined]
+
+
+def test_an_exit_is_history_once_its_machine_is_started_again_or_runs_another_worker() -> None:
+    now = 10 * HOUR_MS
+    exited = _view("w1", launch_id="L1", status="stopped", status_since=now - 60_000, heartbeat_age_ms=70_000)
+    # The pool started the machine again 10 s ago; its next worker has not registered yet.
+    restarted = LaunchRecord(
+        launch_id="L1", provider="fly", requested_at=0, state="running", machine_id="m1", updated_at=now - 10_000
+    )
+    p = plan(_demand(exited, ready=1, now=now), [_machine("m1", "L1")], [restarted], ScalingPolicy(), now)
+    assert p.of(Destroy) == [] and p.launching == 1  # still a start on its way
+    # Or a worker registered on it without a start of ours (a restart): that worker's machine.
+    ledger = [LaunchRecord(launch_id="L1", provider="fly", requested_at=0, state="running", machine_id="m1")]
+    again = _view("w2", launch_id="L1", busy=True)
+    p = plan(_demand(exited, again, inflight=1, now=now), [_machine("m1", "L1")], ledger, ScalingPolicy(), now)
+    assert p.of(Destroy) == [] and p.current == 1
+
+
+def test_an_exited_worker_whose_machine_is_gone_leaves_its_launch_to_the_ledger_rules() -> None:
+    now = 10 * HOUR_MS
+    exited = _view("w1", launch_id="L1", status="stopped", status_since=now - 1_000, heartbeat_age_ms=2_000)
+    ledger = [LaunchRecord(launch_id="L1", provider="fly", requested_at=0, state="running", machine_id="m1")]
+    p = plan(_demand(exited, now=now), [], ledger, ScalingPolicy(), now)
+    assert [a.launch_id for a in p.of(CloseLaunch)] == ["L1"]  # type: ignore[attr-defined]
+    assert p.of(RetireWorker) == [] and p.of(Destroy) == []
+
+
 # --------------------------------------------------------------------------- properties
 
 policies = st.builds(

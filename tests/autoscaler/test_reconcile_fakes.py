@@ -22,7 +22,14 @@ from autoscaler.providers.digitalocean import DigitalOceanConfig, DigitalOceanPr
 from autoscaler.providers.fly import FlyConfig, FlyProvider
 from autoscaler.reconciler import Reconciler, TickResult, next_tick_in_s
 from contracts.launch import WorkerEnvironment
-from contracts.models import EnqueueRequest, LeaseRef, MachineRef, MessagePayload, WorkerRegistration
+from contracts.models import (
+    EnqueueRequest,
+    LeaseRef,
+    MachineRef,
+    MessagePayload,
+    SetWorkerStatusRequest,
+    WorkerRegistration,
+)
 from contracts.retry import RetryPolicy
 from contracts.sqlite import SqliteStore
 from tests.autoscaler.conftest import DO_TOKEN, FLY_TOKEN, SECRET_VALUE, unlimited
@@ -183,6 +190,37 @@ async def test_digitalocean_fleet_lifecycle(store: SqliteStore, do_api: FakeDigi
     provider = do_provider(do_api)
     try:
         await run_fleet_lifecycle(store, provider, _do_stopper(do_api), do_api.live, lambda: do_api.count("create"))
+    finally:
+        await provider.aclose()
+
+
+async def _exit(store: SqliteStore, worker_id: str) -> None:
+    """What ``factory worker run`` records as its worker exits, snapshot uploaded."""
+    await store.fleet_set_worker_status(SetWorkerStatusRequest(worker_id=worker_id, status="stopped", reason="exited"))
+
+
+async def test_droplets_are_destroyed_as_their_workers_exit_not_once_listed_off(
+    store: SqliteStore, do_api: FakeDigitalOceanApi
+) -> None:
+    """A droplet bills until it is destroyed, powered off or not: its 5-15 s power-off and the
+    wait for the next tick are not billed any more."""
+    provider = do_provider(do_api)
+    try:
+        reconciler = Reconciler(store, provider, POLICY, spec_for, find_interval_s=0.05)
+        workers = Workers(store, provider)
+        await enqueue(store, "a", "b")
+        assert len(ids(await reconciler.tick(), Launch)) == 2
+        assert len(await workers.boot()) == 2
+        await workers.finish_all()
+        drains = ids(await reconciler.tick(), Drain)
+        assert len(drains) == 2
+        for d in drains:
+            await _exit(store, d.worker_id)  # type: ignore[attr-defined]
+        assert [d["status"] for d in do_api.live()] == ["active", "active"]  # still powering off
+        cleaned = await reconciler.tick()
+        assert len(ids(cleaned, Destroy)) == 2 and not cleaned.errors
+        assert do_api.live() == [] and await store.ledger_list() == []
+        assert (await reconciler.tick()).plan.empty
     finally:
         await provider.aclose()
 
@@ -349,7 +387,9 @@ async def test_a_drained_machine_is_parked_and_started_again_instead_of_a_create
                 )
             ).ok
             assert [a.action for a in (await reconciler.tick()).plan.actions] == ["drain"]
-            fly_api.exit_worker(machine.machine_id)  # the drained worker exits; the machine stops
+            await _exit(store, worker_id)  # the drained worker says it exited; its machine is stopping
+            assert (await reconciler.tick()).plan.empty  # kept for the pool: left to stop
+            fly_api.exit_worker(machine.machine_id)  # stopped
             parked = await reconciler.tick()
             assert [a.action for a in parked.plan.actions] == ["park"] and not parked.errors
             assert [r.state for r in await store.ledger_list()] == ["parked"]

@@ -17,6 +17,7 @@ from contracts.models import (
     SetWorkerStatusRequest,
     WorkerRegistration,
 )
+from contracts.rules import EXITED_VISIBLE_MS
 from tests.contract.conftest import LEASE_TTL_MS, Harness
 from tests.contract.helpers import Store, fail_of, lease_of, register, request
 from tests.waiting import wait_while
@@ -143,11 +144,21 @@ async def test_an_expired_lease_counts_as_ready_not_in_flight(harness: Harness) 
     assert not demand.workers[0].busy
 
 
-async def test_stopped_workers_leave_the_snapshot(harness: Harness) -> None:
+async def test_a_worker_that_exited_stays_in_the_snapshot_as_stopped_for_a_while(harness: Harness) -> None:
+    """The reconciler parks or destroys an exited worker's machine at once: it has to see the exit."""
     store = harness.store
-    await register(store)
-    await store.fleet_set_worker_status(SetWorkerStatusRequest(worker_id="w1", status="stopped", reason="x"))
-    assert (await store.fleet_demand()).workers == []
+    await store.worker_register(WorkerRegistration(worker_id="w1", provider="fly", launch_id="L1"))
+    await register(store, "w2")
+    await store.fleet_set_worker_status(SetWorkerStatusRequest(worker_id="w1", status="stopped", reason="exited"))
+    demand = await store.fleet_demand()
+    assert [(w.worker_id, w.status, w.launch_id) for w in demand.workers] == [
+        ("w1", "stopped", "L1"),
+        ("w2", "active", None),
+    ]
+    await harness.advance(EXITED_VISIBLE_MS - 1_000)
+    assert [w.worker_id for w in (await store.fleet_demand()).workers] == ["w1", "w2"]
+    await harness.advance(1_000)
+    assert [w.worker_id for w in (await store.fleet_demand()).workers] == ["w2"]
 
 
 async def test_recent_conversations_carry_their_arrival_gaps(harness: Harness) -> None:
@@ -250,6 +261,20 @@ async def test_the_fleet_wait_wakes_when_a_worker_is_left_with_no_job(harness: H
         last = chained.next.job
         assert not await harness.store.wait_for_fleet_change(0.4)  # still busy: nothing to tell
         woke, waited_s = await _wait_while(harness.store, lambda: worker.worker_complete(lease_of(last)), 20)
+        assert woke and waited_s < 10
+    finally:
+        await worker.aclose()
+
+
+async def test_the_fleet_wait_wakes_when_a_worker_exits(harness: Harness) -> None:
+    """The watch parks or destroys an exited worker's machine at once, so it ticks on the exit."""
+    worker = harness.twin()
+    try:
+        await register(worker)
+        await harness.advance(1_000)  # it exits a second after it went idle (registered)
+        assert not await harness.store.wait_for_fleet_change(0.2)  # the watch's first look
+        exit_ = SetWorkerStatusRequest(worker_id="w1", status="stopped", reason="exited")
+        woke, waited_s = await _wait_while(harness.store, lambda: worker.fleet_set_worker_status(exit_), 20)
         assert woke and waited_s < 10
     finally:
         await worker.aclose()

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, test, vi } from "vitest";
+import { EXITED_VISIBLE_MS } from "./factory/policy";
 import { api, claim, leaseOf, send, setup, T0 } from "./test.setup";
 
 afterEach(() => {
@@ -100,6 +101,25 @@ describe("demand and stats", () => {
     expect(later).toMatchObject({ readyConversations: 4, inflightConversations: 0 });
   });
 
+  test("a worker that exited stays in the snapshot, as stopped, for a while", async () => {
+    const h = setup();
+    const ids = async () =>
+      ((await h.t.query(api.fleetDemand, {})) as { workers: { workerId: string; status: string }[] }).workers.map(
+        (w) => `${w.workerId}:${w.status}`,
+      );
+    await h.t.mutation(api.workerRegister, { workerId: "old", provider: "local" });
+    await h.t.mutation(api.workerRegister, { workerId: "recent", provider: "local" });
+    await h.t.mutation(api.workerRegister, { workerId: "live", provider: "local" });
+    await h.t.mutation(api.fleetSetWorkerStatus, { workerId: "old", status: "stopped", reason: "exited" });
+    h.advance(1_000);
+    await h.t.mutation(api.fleetSetWorkerStatus, { workerId: "recent", status: "stopped", reason: "exited" });
+    expect(await ids()).toEqual(["live:active", "old:stopped", "recent:stopped"]); // one registeredAt: by id
+    h.advance(EXITED_VISIBLE_MS - 1_000); // "old" stopped exactly EXITED_VISIBLE_MS ago: gone
+    expect(await ids()).toEqual(["live:active", "recent:stopped"]);
+    h.advance(1_000);
+    expect(await ids()).toEqual(["live:active"]);
+  });
+
   test("the snapshot carries recent conversations with their arrival gaps, newest first", async () => {
     const h = setup();
     await send(h, "chatty", "1");
@@ -145,6 +165,17 @@ describe("demand and stats", () => {
     h.advance(120_001);
     await h.t.mutation(api.workerRegister, { workerId: "alive", provider: "local" });
     expect(await h.t.query(api.queueStats, {})).toMatchObject({ workers: { active: 1, stale: 1 } });
+  });
+
+  test("the reconciler's signal moves when a worker exits", async () => {
+    const h = setup();
+    await h.t.mutation(api.workerRegister, { workerId: "w1", provider: "local" }); // idle at T0
+    await send(h, "c", "x");
+    await claim(h, "w2"); // busy: no idleSince of its own
+    expect(await h.t.query(api.fleetSignal, {})).toEqual({ lastIdleAt: T0 });
+    h.advance(5_000);
+    await h.t.mutation(api.fleetSetWorkerStatus, { workerId: "w2", status: "stopped", reason: "exited" });
+    expect(await h.t.query(api.fleetSignal, {})).toEqual({ lastIdleAt: T0 + 5_000 });
   });
 
   test("queue readiness tells an idle worker whether to claim and when to look again", async () => {

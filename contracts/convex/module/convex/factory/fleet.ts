@@ -6,13 +6,14 @@
 // * message totals are summed from per-conversation counters, QUEUE_TOTALS_PAGE conversations
 //   per call: the client follows `totalsCursor` with queueTotals until it is null;
 // * workers and launches are listed a page at a time (`listWorkers`, `ledgerList`);
-// * live workers (not stopped) are read up to LIVE_WORKERS per status for the demand snapshot;
+// * live workers (not stopped), and those that stopped within EXITED_VISIBLE_MS, are read up to
+//   LIVE_WORKERS per status for the demand snapshot;
 // * an idle worker's readiness poll counts ready conversations up to READY_CAP only.
 import type { PaginationOptions, PaginationResult } from "convex/server";
 import type { Doc } from "../_generated/dataModel";
 import type { DatabaseReader, DatabaseWriter } from "../_generated/server";
 import { controlOf } from "./claim";
-import { heartbeatDue, staleAfterMs } from "./policy";
+import { EXITED_VISIBLE_MS, heartbeatDue, staleAfterMs } from "./policy";
 import { findConversation, findWorker } from "./queue";
 import { pendingWorkers } from "./snapshots";
 import { id, integer, nonEmpty } from "./validate";
@@ -122,7 +123,10 @@ export async function listWorkers(db: DatabaseReader, page: PaginationOptions) {
   return { page: result.page.map(workerRecord), isDone: result.isDone, continueCursor: result.continueCursor };
 }
 
-async function liveWorkers(db: DatabaseReader): Promise<Worker[]> {
+/** The demand snapshot's workers: live ones, and those that exited within EXITED_VISIBLE_MS (the
+ * reconciler parks or destroys an exited worker's machine at once), as contracts/rules.py
+ * exit_visible. */
+async function liveWorkers(db: DatabaseReader, now: number): Promise<Worker[]> {
   const out: Worker[] = [];
   for (const status of ["active", "draining", "stopping"] as const) {
     out.push(
@@ -132,6 +136,12 @@ async function liveWorkers(db: DatabaseReader): Promise<Worker[]> {
         .take(LIVE_WORKERS)),
     );
   }
+  out.push(
+    ...(await db
+      .query("factoryWorkers")
+      .withIndex("by_status_since", (q) => q.eq("status", "stopped").gt("statusSince", now - EXITED_VISIBLE_MS))
+      .take(LIVE_WORKERS)),
+  );
   return out.sort((a, b) =>
     a.registeredAt !== b.registeredAt ? a.registeredAt - b.registeredAt : a.workerId < b.workerId ? -1 : 1,
   );
@@ -204,7 +214,7 @@ function claimOrder(a: Conversation, b: Conversation): number {
 export async function demand(db: DatabaseReader, now: number) {
   const { busy, ready, ...counts } = await readiness(db, now);
   const uploading = await pendingWorkers(db, now);
-  const workers = (await liveWorkers(db)).map((w) => {
+  const workers = (await liveWorkers(db, now)).map((w) => {
     const conversationId = busy.get(w.workerId);
     return {
       workerId: w.workerId,
@@ -283,14 +293,23 @@ export async function queueSignal(db: DatabaseReader, conversationId: string | u
 }
 
 /** What the reconciler's watch subscribes to: `queueSignal`'s queued head, and when a worker was
- * last left with no job (the newest `idleSince`), so the watch ticks when a worker goes idle as
- * well as when work arrives. One more index read: the last entry of `by_idleSince`; it re-runs
- * when that worker's document changes (its heartbeats too), and its value changes only when a
- * worker goes idle or the newest idle one goes busy. */
+ * last left with no job or exited (the newest `idleSince` or stopped worker's `statusSince`), so
+ * the watch ticks when a worker goes idle or exits as well as when work arrives: the reconciler
+ * parks or destroys an exited worker's machine at once. Two more index reads: the last entries of
+ * `by_idleSince` and of `by_status_since` for stopped workers; they re-run when those workers'
+ * documents change (the idle one's heartbeats too), and the value changes only when a worker goes
+ * idle, the newest idle one goes busy, or a worker exits. The field keeps its name, `lastIdleAt`:
+ * the Python binding reads it. */
 export async function fleetSignal(db: DatabaseReader) {
   const signal = await queueSignal(db, undefined);
-  const newest = await db.query("factoryWorkers").withIndex("by_idleSince").order("desc").first();
-  return newest?.idleSince === undefined ? signal : { ...signal, lastIdleAt: newest.idleSince };
+  const idle = await db.query("factoryWorkers").withIndex("by_idleSince").order("desc").first();
+  const exited = await db
+    .query("factoryWorkers")
+    .withIndex("by_status_since", (q) => q.eq("status", "stopped"))
+    .order("desc")
+    .first();
+  const at = Math.max(idle?.idleSince ?? -Infinity, exited?.statusSince ?? -Infinity);
+  return at === -Infinity ? signal : { ...signal, lastIdleAt: at };
 }
 
 async function queueTotalsPage(db: DatabaseReader, cursor: string | null) {

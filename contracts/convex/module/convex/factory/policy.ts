@@ -56,6 +56,11 @@ export function holds(status: string, heartbeatAt: number, now: number): boolean
   return status === "active" && now - heartbeatAt < HOLD_MS;
 }
 
+/** A worker that said it exited stays in the demand snapshot, as stopped, for this long: the
+ * reconciler parks or destroys its machine at once instead of waiting for the provider to list it
+ * stopped. contracts/rules.py EXITED_VISIBLE_MS. */
+export const EXITED_VISIBLE_MS = 600_000;
+
 /** Why a worker must stop (undefined: it may carry on): any status but active, with its reason. */
 export function stopReason(status: string, reason: string | undefined): string | undefined {
   if (status === "active") return undefined;

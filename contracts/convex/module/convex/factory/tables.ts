@@ -126,6 +126,8 @@ export const factoryTables = {
     .index("by_registered", ["registeredAt", "workerId"])
     .index("by_status", ["status", "registeredAt", "workerId"])
     .index("by_idleSince", ["idleSince"])
+    // Recent exits: the demand snapshot keeps a stopped worker for a while (policy.ts EXITED_VISIBLE_MS).
+    .index("by_status_since", ["status", "statusSince"])
     // The workers pinned to a conversation: the claim's hold and the boot bundle.
     .index("by_pinned", ["pinnedConversationId", "status"]),
 
