@@ -444,7 +444,7 @@ def _settle_workers(
     for w in workers:
         machine = _own_machine(w, machines, parked, accounted)
         if w.status == "stopped":
-            _settle_exited(w, machine, known, actions, pool)
+            _settle_exited(w, machine, known, policy, now, actions, pool)
             continue
         if machine is not None and _settled_apart(w, machine, current, known, policy, now, actions, pool, suspended):
             continue
@@ -509,29 +509,49 @@ def _still_theirs(
     machine and launch are settled as they would be without it."""
     parked = {m.machine_id for _, m in pool.members}
     others = {m.machine_id for w in workers if w.status != "stopped" and (m := machines.for_worker(w)) is not None}
+    # A machine that booted twice (a failed resume, a restart) can have two exits on the books:
+    # the newest speaks for it, so it gets one action.
+    newest: dict[str, WorkerView] = {}
+    for w in workers:
+        machine = machines.for_worker(w)
+        if w.status != "stopped" or machine is None or w.status_since is None:
+            continue
+        seen = newest.get(machine.machine_id)
+        if seen is None or (seen.status_since or 0, seen.worker_id) < (w.status_since, w.worker_id):
+            newest[machine.machine_id] = w
 
     def theirs(w: WorkerView) -> bool:
         machine = machines.for_worker(w)
-        if machine is None or machine.machine_id in parked | others or w.status_since is None:
+        if machine is None or machine.machine_id in parked | others or newest.get(machine.machine_id) is not w:
             return False
         record = known.get(machine.launch_id or "") or known.get(w.launch_id or "")
-        return record is None or record.updated_at is None or record.updated_at <= w.status_since
+        # Touched in the same millisecond counts as started again: never destroy a machine just started.
+        return record is None or record.updated_at is None or record.updated_at < (w.status_since or 0)
 
     return [w for w in workers if w.status != "stopped" or theirs(w)]
 
 
 def _settle_exited(
-    worker: WorkerView, machine: Machine | None, known: dict[str, LaunchRecord], actions: list[Action], pool: _Pool
+    worker: WorkerView,
+    machine: Machine | None,
+    known: dict[str, LaunchRecord],
+    policy: ScalingPolicy,
+    now: int,
+    actions: list[Action],
+    pool: _Pool,
 ) -> None:
     """A worker that said it exited has finished its drain (its snapshot uploaded): its machine
     is parked once it has stopped, if the pool will keep it, else destroyed now. A droplet bills
     until it is destroyed, powered off or not, and waiting for the list to show it stopped cost
-    the 5-15 s of its power-off and the rest of the interval, every time."""
+    the 5-15 s of its power-off and the rest of the interval, every time. A machine the pool would
+    keep that has not stopped within the start grace is stuck: destroyed too."""
     if machine is None or worker.busy or worker.snapshot_pending:
         return  # a lease or an upload still names it: left to expire or finish
     record = known.get(machine.launch_id or worker.launch_id or "")
     kept = record is not None and record.conversation_id is None and pool.has_room()
-    if kept and machine.state in ("running", "stopping"):
+    exited_ms = now - (worker.status_since or 0)
+    stopping = machine.state in ("running", "stopping") and exited_ms <= policy.start_grace_s * 1000
+    if kept and stopping:
         return  # stopping on its own (a second or two on Fly): parked at a tick after it has
     _end(worker, machine, "exited", known, actions, pool)
 

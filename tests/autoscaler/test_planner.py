@@ -650,17 +650,47 @@ def test_an_exited_workers_machine_is_destroyed_at_once_unless_the_pool_will_kee
 def test_an_exit_is_history_once_its_machine_is_started_again_or_runs_another_worker() -> None:
     now = 10 * HOUR_MS
     exited = _view("w1", launch_id="L1", status="stopped", status_since=now - 60_000, heartbeat_age_ms=70_000)
-    # The pool started the machine again 10 s ago; its next worker has not registered yet.
-    restarted = LaunchRecord(
-        launch_id="L1", provider="fly", requested_at=0, state="running", machine_id="m1", updated_at=now - 10_000
-    )
-    p = plan(_demand(exited, ready=1, now=now), [_machine("m1", "L1")], [restarted], ScalingPolicy(), now)
-    assert p.of(Destroy) == [] and p.launching == 1  # still a start on its way
+    # The pool started the machine again since (even within the same millisecond); its next
+    # worker has not registered yet.
+    for started_at in (now - 10_000, now - 60_000):
+        restarted = LaunchRecord(
+            launch_id="L1", provider="fly", requested_at=0, state="running", machine_id="m1", updated_at=started_at
+        )
+        p = plan(_demand(exited, ready=1, now=now), [_machine("m1", "L1")], [restarted], ScalingPolicy(), now)
+        assert p.of(Destroy) == [] and p.launching == 1  # still a start on its way
     # Or a worker registered on it without a start of ours (a restart): that worker's machine.
     ledger = [LaunchRecord(launch_id="L1", provider="fly", requested_at=0, state="running", machine_id="m1")]
     again = _view("w2", launch_id="L1", busy=True)
     p = plan(_demand(exited, again, inflight=1, now=now), [_machine("m1", "L1")], ledger, ScalingPolicy(), now)
     assert p.of(Destroy) == [] and p.current == 1
+
+
+def test_an_exited_worker_still_named_by_a_lease_or_an_upload_keeps_its_machine() -> None:
+    now = 10 * HOUR_MS
+    ledger = [LaunchRecord(launch_id="L1", provider="fly", requested_at=0, state="running", machine_id="m1")]
+    for held in ({"busy": True}, {"snapshot_pending": True}):
+        exited = _view("w1", launch_id="L1", status="stopped", status_since=now - 1_000, **held)
+        p = plan(_demand(exited, now=now), [_machine("m1", "L1")], ledger, ScalingPolicy(), now)
+        assert p.of(Destroy) == [], held
+
+
+def test_a_machine_with_two_exits_gets_one_action_and_one_kept_for_the_pool_goes_if_it_never_stops() -> None:
+    now = 10 * HOUR_MS
+    ledger = [LaunchRecord(launch_id="L1", provider="fly", requested_at=0, state="running", machine_id="m1")]
+    # It booted twice (a failed resume): the first boot's worker was retired, the second's exited.
+    first = _view("w1", launch_id="L1", status="stopped", status_since=now - 20_000, heartbeat_age_ms=9 * MIN)
+    second = _view("w2", launch_id="L1", status="stopped", status_since=now - 2_000, heartbeat_age_ms=3_000)
+    pooled = ScalingPolicy(pool_size=2, pool_prefill=False)
+    stopped = [_machine("m1", "L1", state="stopped")]
+    p = plan(_demand(first, second, now=now), stopped, ledger, pooled, now)
+    assert [(a.action, getattr(a, "worker_id", None)) for a in p.actions] == [("park", "w2")]
+    assert p.parked == 1
+    p = plan(_demand(first, second, now=now), [_machine("m1", "L1")], ledger, ScalingPolicy(), now)
+    assert [(a.action, getattr(a, "worker_id", None)) for a in p.actions] == [("destroy", "w2")]
+    # Kept for the pool, but still running well past the start grace: stuck, so it goes.
+    late = now + int(pooled.start_grace_s * 1000)
+    p = plan(_demand(second, now=late), [_machine("m1", "L1")], ledger, pooled, late)
+    assert [a.machine_id for a in p.of(Destroy)] == ["m1"]  # type: ignore[attr-defined]
 
 
 def test_an_exited_worker_whose_machine_is_gone_leaves_its_launch_to_the_ledger_rules() -> None:

@@ -140,6 +140,7 @@ async function liveWorkers(db: DatabaseReader, now: number): Promise<Worker[]> {
     ...(await db
       .query("factoryWorkers")
       .withIndex("by_status_since", (q) => q.eq("status", "stopped").gt("statusSince", now - EXITED_VISIBLE_MS))
+      .order("desc") // past the cap, the newest exits are the ones with machines left to settle
       .take(LIVE_WORKERS)),
   );
   return out.sort((a, b) =>
