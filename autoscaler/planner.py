@@ -511,24 +511,19 @@ def _still_theirs(
     others = {m.machine_id for w in workers if w.status != "stopped" and (m := machines.for_worker(w)) is not None}
     # A machine that booted twice (a failed resume, a restart) can have two exits on the books:
     # the newest speaks for it, so it gets one action.
-    newest: dict[str, WorkerView] = {}
+    newest: dict[str, tuple[int, str]] = {}
     for w in workers:
         machine = machines.for_worker(w)
-        if w.status != "stopped" or machine is None or w.status_since is None:
+        if w.status != "stopped" or w.status_since is None or machine is None:
             continue
-        seen = newest.get(machine.machine_id)
-        if seen is None or (seen.status_since or 0, seen.worker_id) < (w.status_since, w.worker_id):
-            newest[machine.machine_id] = w
-
-    def theirs(w: WorkerView) -> bool:
-        machine = machines.for_worker(w)
-        if machine is None or machine.machine_id in parked | others or newest.get(machine.machine_id) is not w:
-            return False
+        if machine.machine_id in parked | others:
+            continue
         record = known.get(machine.launch_id or "") or known.get(w.launch_id or "")
-        # Touched in the same millisecond counts as started again: never destroy a machine just started.
-        return record is None or record.updated_at is None or record.updated_at < (w.status_since or 0)
-
-    return [w for w in workers if w.status != "stopped" or theirs(w)]
+        if record is not None and record.updated_at is not None and record.updated_at >= w.status_since:
+            continue  # started again since (the same millisecond too: never destroy a machine just started)
+        newest[machine.machine_id] = max(newest.get(machine.machine_id, (0, "")), (w.status_since, w.worker_id))
+    theirs = {worker_id for _, worker_id in newest.values()}
+    return [w for w in workers if w.status != "stopped" or w.worker_id in theirs]
 
 
 def _settle_exited(
